@@ -1,0 +1,21 @@
+"""What a pipeline call returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class GenerationOutput:
+    """Images of one request, in order, with the seed that made each.
+
+    ``images`` are ``uint8`` arrays of shape (height, width, 3): cheap to send between
+    processes and encoded to PNG/JPEG/WebP only at the edge. ``timings`` are seconds of
+    the shared pipeline call (``encode``, ``denoise``, ``decode``, ``total``).
+    """
+
+    images: list[np.ndarray]
+    seeds: tuple[int, ...]
+    timings: dict[str, float] = field(default_factory=dict)

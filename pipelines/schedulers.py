@@ -1,0 +1,31 @@
+"""The fixed list of schedulers a request may name, by Kiln's short name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# name -> (diffusers class name, config overrides). Kept to classes that work with a list
+# of per-image generators, so every image of a batch is reproducible from its own seed.
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "ddim": ("DDIMScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {}),
+    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+}
+
+
+def make_scheduler(name: str, base_config: Any) -> Any:
+    """A fresh scheduler of the named kind from a pipeline's scheduler config."""
+    import diffusers
+
+    try:
+        class_name, overrides = SCHEDULERS[name]
+    except KeyError:
+        raise KeyError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}") from None
+    cls = getattr(diffusers, class_name)
+    return cls.from_config(base_config, **overrides)

@@ -1,0 +1,238 @@
+"""The model catalog: which models a Kiln serves, at which sizes and prices.
+
+A default catalog ships with the package (``default_models.toml``) and lists the tiny
+models that ``weights.tiny`` builds. ``KILN_HOME/models.toml`` adds entries or overrides
+shipped ones field by field (an entry with the same id replaces the fields it names).
+
+Entry fields (TOML table ``[models.<id>]``):
+
+- ``kind``: ``base`` (more kinds arrive with later features)
+- ``family``: ``sd15`` or ``sdxl`` (see ``FAMILIES``)
+- ``source``: a diffusers folder or a single-file ``.safetensors``; relative paths are
+  resolved against ``KILN_HOME``
+- ``config``: for a single file, the diffusers config folder to build it with; default
+  the family's full-size config shipped in ``weights/configs/<family>``
+- ``tiny``: the tiny builder that creates ``source`` when it is missing (``sd15``/``sdxl``)
+- ``features``: what a prompt bar may offer with this model (``text_to_image``, ...)
+- ``resolutions``: a table of tier name -> long side in pixels (``"1K" = 1024``)
+- ``aspect_ratios``: list of ``"W:H"``
+- ``credits``: a table of tier name -> credits per image
+- ``default_resolution``, ``default_steps``, ``default_guidance``, ``default_scheduler``
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+
+
+@dataclass(frozen=True)
+class Family:
+    """What differs between model families: pipeline class and the size grid."""
+
+    name: str
+    pipeline_class: str
+    size_multiple: int
+
+
+FAMILIES: dict[str, Family] = {
+    "sd15": Family("sd15", "StableDiffusionPipeline", 8),
+    "sdxl": Family("sdxl", "StableDiffusionXLPipeline", 64),
+}
+
+KINDS = ("base",)
+
+
+class CatalogError(ValueError):
+    """A catalog file or entry that cannot be used; the message says which and why."""
+
+
+class UnknownModelError(KeyError):
+    """A model id that is not in the catalog; the message names the known ones."""
+
+    def __init__(self, model_id: str, known: list[str]):
+        self.model_id = model_id
+        self.known = known
+        super().__init__(f"unknown model {model_id!r}; known models: {', '.join(known)}")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def parse_aspect_ratio(text: str) -> tuple[int, int]:
+    """``"3:2"`` -> ``(3, 2)``; raises ValueError on anything else."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"aspect ratio must look like 'W:H' with positive integers, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def size_for(long_side: int, aspect_ratio: str, multiple: int) -> tuple[int, int]:
+    """Width and height for a long side and an aspect ratio, each rounded to ``multiple``."""
+    a, b = parse_aspect_ratio(aspect_ratio)
+    if a >= b:
+        width, height = long_side, long_side * b / a
+    else:
+        width, height = long_side * a / b, long_side
+
+    def snap(x: float) -> int:
+        return max(multiple, int(round(x / multiple)) * multiple)
+
+    return snap(width), snap(height)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One catalog entry, validated. Sizes derive from resolutions x aspect ratios."""
+
+    id: str
+    kind: str
+    family: str
+    source: Path
+    resolutions: dict[str, int]
+    aspect_ratios: tuple[str, ...]
+    credits: dict[str, float]
+    default_resolution: str
+    default_steps: int
+    default_guidance: float
+    default_scheduler: str
+    features: tuple[str, ...] = ("text_to_image",)
+    config: Path | None = None
+    tiny: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family_spec(self) -> Family:
+        return FAMILIES[self.family]
+
+    def size(self, resolution: str, aspect_ratio: str) -> tuple[int, int]:
+        """The (width, height) of one resolution tier and aspect ratio of this model."""
+        long_side = self.resolutions[resolution]
+        return size_for(long_side, aspect_ratio, self.family_spec.size_multiple)
+
+    @property
+    def sizes(self) -> dict[str, tuple[str, str]]:
+        """``"WxH"`` -> (resolution, aspect ratio), in catalog order, first pair wins."""
+        out: dict[str, tuple[str, str]] = {}
+        for resolution in self.resolutions:
+            for aspect in self.aspect_ratios:
+                w, h = self.size(resolution, aspect)
+                out.setdefault(f"{w}x{h}", (resolution, aspect))
+        return out
+
+    def price(self, resolution: str, n: int) -> float:
+        """Credits for ``n`` images at ``resolution``."""
+        return self.credits[resolution] * n
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All models, by id. Lookups of unknown ids fail loudly with the known ids."""
+
+    models: dict[str, ModelSpec]
+
+    def get(self, model_id: str) -> ModelSpec:
+        try:
+            return self.models[model_id]
+        except KeyError:
+            raise UnknownModelError(model_id, sorted(self.models)) from None
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self.models
+
+    def __iter__(self):
+        return iter(self.models.values())
+
+    def ids(self) -> list[str]:
+        return list(self.models)
+
+
+def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelSpec:
+    where = f"catalog entry {model_id!r}"
+    required = ("kind", "family", "source", "resolutions", "aspect_ratios", "credits")
+    missing = [k for k in required if k not in entry]
+    if missing:
+        raise CatalogError(f"{where}: missing field(s) {', '.join(missing)}")
+    family = entry["family"]
+    if family not in FAMILIES:
+        raise CatalogError(f"{where}: unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    kind = entry["kind"]
+    if kind not in KINDS:
+        raise CatalogError(f"{where}: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    resolutions = {str(k): int(v) for k, v in entry["resolutions"].items()}
+    if not resolutions or any(v <= 0 for v in resolutions.values()):
+        raise CatalogError(f"{where}: resolutions must map tier names to positive pixel sizes")
+    aspect_ratios = tuple(entry["aspect_ratios"])
+    try:
+        for aspect in aspect_ratios:
+            parse_aspect_ratio(aspect)
+    except ValueError as exc:
+        raise CatalogError(f"{where}: {exc}") from None
+    if not aspect_ratios:
+        raise CatalogError(f"{where}: aspect_ratios must not be empty")
+    credits = {str(k): float(v) for k, v in entry["credits"].items()}
+    if set(credits) != set(resolutions):
+        raise CatalogError(f"{where}: credits must name exactly the resolutions {list(resolutions)}")
+    default_resolution = str(entry.get("default_resolution", next(iter(resolutions))))
+    if default_resolution not in resolutions:
+        raise CatalogError(f"{where}: default_resolution {default_resolution!r} is not listed")
+    source = _resolve(entry["source"], home)
+    if source.suffix.lower() in PICKLE_SUFFIXES:
+        raise CatalogError(
+            f"{where}: {source.name} is a pickle checkpoint, which can run code when loaded; "
+            "convert it to .safetensors"
+        )
+    config = _resolve(entry["config"], home) if "config" in entry else None
+    known = {
+        "kind", "family", "source", "config", "tiny", "features", "resolutions",
+        "aspect_ratios", "credits", "default_resolution", "default_steps",
+        "default_guidance", "default_scheduler",
+    }  # fmt: skip
+    return ModelSpec(
+        id=model_id,
+        kind=kind,
+        family=family,
+        source=source,
+        config=config,
+        tiny=entry.get("tiny"),
+        features=tuple(entry.get("features", ("text_to_image",))),
+        resolutions=resolutions,
+        aspect_ratios=aspect_ratios,
+        credits=credits,
+        default_resolution=default_resolution,
+        default_steps=int(entry.get("default_steps", 30)),
+        default_guidance=float(entry.get("default_guidance", 7.0)),
+        default_scheduler=str(entry.get("default_scheduler", "euler")),
+        extra={k: v for k, v in entry.items() if k not in known},
+    )
+
+
+def _resolve(path: str, home: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else home / p
+
+
+def default_catalog_text() -> str:
+    return resources.files("weights").joinpath("default_models.toml").read_text()
+
+
+def load_catalog(home: Path, extra_file: Path | None = None) -> Catalog:
+    """The shipped catalog, overridden by ``extra_file`` (default ``home/models.toml``)."""
+    entries: dict[str, dict[str, Any]] = {}
+    sources = [("default_models.toml", default_catalog_text())]
+    extra_file = extra_file if extra_file is not None else home / "models.toml"
+    if extra_file.exists():
+        sources.append((str(extra_file), extra_file.read_text()))
+    for name, text in sources:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise CatalogError(f"{name}: not valid TOML: {exc}") from None
+        for model_id, entry in data.get("models", {}).items():
+            entries.setdefault(model_id, {}).update(entry)
+    return Catalog({mid: _spec_from_entry(mid, e, home) for mid, e in entries.items()})
