@@ -1,0 +1,71 @@
+"""Load a catalog model as a diffusers pipeline, from local files only.
+
+Two sources are supported: a diffusers folder (``from_pretrained``) and a single-file
+``.safetensors`` checkpoint (see ``weights.single_file``). Pickle formats are refused:
+loading them runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from weights.catalog import PICKLE_SUFFIXES, ModelSpec
+
+logger = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """A model's files are missing or in a format Kiln refuses."""
+
+
+def refuse_pickle(path: Path) -> None:
+    """Raise for pickle checkpoints (.ckpt, .bin, .pt, .pth): they execute code on load."""
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelLoadError(
+            f"{path.name}: pickle checkpoints ({', '.join(PICKLE_SUFFIXES)}) are refused "
+            "because loading them can run arbitrary code; convert to .safetensors"
+        )
+
+
+def pipeline_class(spec: ModelSpec) -> Any:
+    import diffusers
+
+    return getattr(diffusers, spec.family_spec.pipeline_class)
+
+
+def load_pipeline(spec: ModelSpec, device: str, dtype: Any) -> Any:
+    """The model's text-to-image pipeline on ``device`` in ``dtype``; never asks a hub."""
+    source = spec.source
+    refuse_pickle(source)
+    if not source.exists():
+        raise ModelLoadError(f"model {spec.id!r}: {source} does not exist")
+    cls = pipeline_class(spec)
+    if source.is_dir():
+        refuse_pickle_folder(source)
+        logger.info("loading %s from diffusers folder %s", spec.id, source)
+        pipe = cls.from_pretrained(
+            source, torch_dtype=dtype, local_files_only=True, use_safetensors=True
+        )
+    elif source.suffix.lower() == ".safetensors":
+        from weights.single_file import load_single_file
+
+        pipe = load_single_file(spec, cls, dtype)
+    else:
+        raise ModelLoadError(
+            f"model {spec.id!r}: {source.name} is neither a diffusers folder nor a .safetensors file"
+        )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def refuse_pickle_folder(folder: Path) -> None:
+    """A diffusers folder whose weights exist only as pickles is refused, not loaded."""
+    pickles = [p for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+    safes = list(folder.rglob("*.safetensors"))
+    if pickles and not safes:
+        raise ModelLoadError(
+            f"{folder}: weights are pickle files ({pickles[0].name}); only .safetensors "
+            "is loaded because pickles can run code"
+        )
