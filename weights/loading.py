@@ -42,6 +42,7 @@ def load_pipeline(spec: ModelSpec, device: str, dtype: Any) -> Any:
     if not source.exists():
         raise ModelLoadError(f"model {spec.id!r}: {source} does not exist")
     cls = pipeline_class(spec)
+    _quiet_progress_bars()
     if source.is_dir():
         refuse_pickle_folder(source)
         logger.info("loading %s from diffusers folder %s", spec.id, source)
@@ -69,3 +70,12 @@ def refuse_pickle_folder(folder: Path) -> None:
             f"{folder}: weights are pickle files ({pickles[0].name}); only .safetensors "
             "is loaded because pickles can run code"
         )
+
+
+def _quiet_progress_bars() -> None:
+    """Loading progress bars are noise in a server log."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
