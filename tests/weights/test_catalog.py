@@ -1,0 +1,84 @@
+"""Catalog: shipped entries, overrides from KILN_HOME/models.toml, derived sizes, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from weights.catalog import CatalogError, UnknownModelError, load_catalog, size_for
+
+
+def test_shipped_catalog_lists_the_tiny_models(tmp_path):
+    cat = load_catalog(tmp_path)
+    assert cat.ids() == ["tiny-sd15", "tiny-sdxl"]
+    for spec in cat:
+        assert spec.kind == "base"
+        assert spec.source == tmp_path / "models" / spec.id
+        assert all(int(side) <= 256 for size in spec.sizes for side in size.split("x"))
+
+
+def test_sizes_are_resolutions_times_aspect_ratios_snapped_to_the_family_multiple(tmp_path):
+    cat = load_catalog(tmp_path)
+    assert list(cat.get("tiny-sd15").sizes) == [
+        "128x128", "128x88", "88x128", "256x256", "256x168", "168x256",
+    ]  # fmt: skip
+    assert list(cat.get("tiny-sdxl").sizes) == [
+        "128x128", "128x64", "64x128", "256x256", "256x192", "192x256",
+    ]  # fmt: skip
+    assert size_for(1024, "16:9", 64) == (1024, 576)
+    assert size_for(1024, "2:3", 64) == (704, 1024)
+    assert size_for(512, "4:3", 8) == (512, 384)
+
+
+def test_unknown_model_names_the_known_ones(tmp_path):
+    with pytest.raises(UnknownModelError) as info:
+        load_catalog(tmp_path).get("sdxl-turbo")
+    assert "tiny-sd15" in str(info.value) and "tiny-sdxl" in str(info.value)
+
+
+def test_home_models_toml_adds_and_overrides(tmp_path):
+    (tmp_path / "models.toml").write_text(
+        """
+[models.tiny-sd15]
+default_steps = 9
+
+[models.my-sdxl]
+kind = "base"
+family = "sdxl"
+source = "/data/checkpoints/mySDXL.safetensors"
+aspect_ratios = ["1:1", "16:9"]
+resolutions = { "1K" = 1024 }
+credits = { "1K" = 3 }
+"""
+    )
+    cat = load_catalog(tmp_path)
+    assert cat.get("tiny-sd15").default_steps == 9
+    assert cat.get("tiny-sd15").family == "sd15"  # fields not named are kept
+    mine = cat.get("my-sdxl")
+    assert str(mine.source) == "/data/checkpoints/mySDXL.safetensors"
+    assert list(mine.sizes) == ["1024x1024", "1024x576"]
+    assert mine.price("1K", 4) == 12
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('family = "sd3"', "unknown family"),
+        ('source = "x.ckpt"', "pickle"),
+        ('aspect_ratios = ["wide"]', "W:H"),
+        ('credits = { "nope" = 1 }', "credits must name"),
+        ('default_resolution = "8K"', "not listed"),
+    ],
+)
+def test_bad_entries_are_refused_with_a_reason(tmp_path, entry, message):
+    (tmp_path / "models.toml").write_text(f"[models.tiny-sd15]\n{entry}\n")
+    with pytest.raises(CatalogError, match=message):
+        load_catalog(tmp_path)
+
+
+def test_missing_fields_and_bad_toml(tmp_path):
+    (tmp_path / "models.toml").write_text('[models.new]\nkind = "base"\n')
+    with pytest.raises(CatalogError, match="missing field"):
+        load_catalog(tmp_path)
+    (tmp_path / "models.toml").write_text("[models\n")
+    with pytest.raises(CatalogError, match="TOML"):
+        load_catalog(tmp_path)
