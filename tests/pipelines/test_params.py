@@ -1,0 +1,87 @@
+"""GenerationParams: sizes, seeds and the request -> server -> model precedence."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.params import (
+    MAX_SEED,
+    GenerationDefaults,
+    GenerationParams,
+    ParamError,
+    expand_seeds,
+    resolve_size,
+)
+
+
+@pytest.fixture(scope="module")
+def sdxl(tmp_path_factory):
+    from weights.catalog import load_catalog
+
+    return load_catalog(tmp_path_factory.mktemp("home")).get("tiny-sdxl")
+
+
+def test_seeds_are_consecutive_and_wrap():
+    assert expand_seeds(7, 3) == (7, 8, 9)
+    assert expand_seeds(MAX_SEED, 2) == (MAX_SEED, 0)
+    random_seeds = expand_seeds(None, 4)
+    assert len(set(random_seeds)) == 4
+
+
+def test_size_from_tier_and_aspect_or_openai_size(sdxl):
+    assert resolve_size(sdxl) == ("128px", 128, 128)
+    assert resolve_size(sdxl, "256px", "3:2") == ("256px", 256, 192)
+    assert resolve_size(sdxl, size="192x256") == ("256px", 192, 256)
+    assert resolve_size(sdxl, size="auto") == ("128px", 128, 128)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"size": "1024x1024"}, "size"),
+        ({"size": "128x128", "resolution": "128px"}, "size"),
+        ({"resolution": "1K"}, "resolution"),
+        ({"aspect_ratio": "16:9"}, "aspect_ratio"),
+    ],
+)
+def test_size_errors_name_the_field(sdxl, kwargs, param):
+    with pytest.raises(ParamError) as info:
+        resolve_size(sdxl, **kwargs)
+    assert info.value.param == param
+
+
+def test_precedence_request_then_server_then_model(sdxl):
+    plain = GenerationParams.build(sdxl, prompt="a cat")
+    assert (plain.steps, plain.guidance, plain.scheduler) == (4, 5.0, "euler")
+    server = GenerationDefaults(steps=6, scheduler="ddim")
+    mixed = GenerationParams.build(sdxl, prompt="a cat", guidance=2.5, defaults=server)
+    assert (mixed.steps, mixed.guidance, mixed.scheduler) == (6, 2.5, "ddim")
+    explicit = GenerationParams.build(sdxl, prompt="a cat", steps=3, defaults=server)
+    assert explicit.steps == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"prompt": "   "}, "prompt"),
+        ({"prompt": "a", "n": 0}, "n"),
+        ({"prompt": "a", "n": 13}, "n"),
+        ({"prompt": "a", "seed": -1}, "seed"),
+        ({"prompt": "a", "seed": MAX_SEED + 1}, "seed"),
+        ({"prompt": "a", "steps": 0}, "steps"),
+        ({"prompt": "a", "guidance": -1.0}, "guidance"),
+        ({"prompt": "a", "scheduler": "karras-magic"}, "scheduler"),
+    ],
+)
+def test_bad_values_name_their_field(sdxl, kwargs, param):
+    with pytest.raises(ParamError) as info:
+        GenerationParams.build(sdxl, **kwargs)
+    assert info.value.param == param
+
+
+def test_batch_key_ignores_prompt_and_seed_only(sdxl):
+    a = GenerationParams.build(sdxl, prompt="a cat", seed=1, n=2)
+    b = GenerationParams.build(sdxl, prompt="a dog", negative_prompt="x", seed=9)
+    c = GenerationParams.build(sdxl, prompt="a cat", seed=1, steps=5)
+    assert a.batch_key == b.batch_key
+    assert a.batch_key != c.batch_key
