@@ -1,0 +1,69 @@
+"""The FastAPI app: routers of every endpoint family, error mapping, middleware.
+
+``create_app`` knows nothing of Ray: the Serve ingress passes a ``RayModelClient``, tools
+and tests a ``LocalModelClient``. Building the app reads no environment variable and
+loads no model.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Response
+
+from serving.errors import HANDLED_EXCEPTIONS, handle_exception
+from serving.files.api_router import router as files_router
+from serving.files.serving import FileStore
+from serving.generations.api_router import router as generations_router
+from serving.metrics import CONTENT_TYPE, Metrics
+from serving.middleware import RequestContextMiddleware
+from serving.model_client import ModelClient
+from serving.models.api_router import router as models_router
+from serving.openai_images.api_router import router as openai_images_router
+from serving.settings import Settings
+from serving.state import AppState, StateDep
+from weights.catalog import Catalog
+
+API_VERSION = "0.1.0"
+
+
+def create_app(
+    settings: Settings,
+    catalog: Catalog,
+    models: ModelClient,
+    *,
+    echo_request_id: bool = True,
+) -> FastAPI:
+    """The HTTP API over ``models``. ``echo_request_id=False`` behind Ray Serve's proxy,
+    which sets ``x-request-id`` on responses itself.
+    """
+    app = FastAPI(
+        title="Kiln",
+        version=API_VERSION,
+        description="Self-hosted image generation: native and OpenAI-compatible routes.",
+    )
+    metrics = Metrics()
+    app.state.kiln = AppState(
+        settings=settings,
+        catalog=catalog,
+        models=models,
+        files=FileStore(settings.files_dir, settings.effective_secret(), settings.url_ttl_s),
+        metrics=metrics,
+    )
+    for exc_type in HANDLED_EXCEPTIONS:
+        app.add_exception_handler(exc_type, handle_exception)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, echo_request_id=echo_request_id)
+    app.include_router(models_router)
+    app.include_router(generations_router)
+    app.include_router(openai_images_router)
+    app.include_router(files_router)
+
+    @app.get("/healthz", tags=["system"])
+    async def healthz(state: StateDep) -> dict:
+        """Liveness: the ingress answers and knows its models."""
+        return {"status": "ok", "models": state.catalog.ids()}
+
+    @app.get("/metrics", tags=["system"], response_class=Response)
+    async def prometheus_metrics(state: StateDep) -> Response:
+        """Prometheus text exposition."""
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    return app

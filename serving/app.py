@@ -1,0 +1,112 @@
+"""The Ray Serve application: a CPU ingress (FastAPI) and one deployment per base model.
+
+Used by ``kiln serve`` and by ``serve deploy deploy/serve.yaml``
+(``import_path: serving.app:build_app``). Replica counts and resources set here are
+defaults; the YAML's ``deployments`` entries override them by deployment name (the
+ingress is ``KilnIngress``, each model's deployment is named by its model id).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from serving.settings import Settings
+from weights.catalog import Catalog, load_catalog
+
+logger = logging.getLogger(__name__)
+
+INGRESS_NAME = "KilnIngress"
+# Enough concurrent HTTP requests on the ingress to absorb bursts of a few hundred; the
+# per-model queues (KILN_MAX_QUEUED) decide when to answer 503.
+INGRESS_MAX_ONGOING = 1024
+
+
+@serve.deployment(name=INGRESS_NAME)
+@serve.ingress()
+class KilnIngress:
+    """HTTP in, model handles out. Imports no torch: images arrive as numpy arrays."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, handles: dict[str, Any]):
+        from serving.model_client import RayModelClient
+
+        self.settings = settings
+        self.catalog = catalog
+        self.models = RayModelClient(handles)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        """Serve calls this after ``__init__``: the FastAPI app for this replica."""
+        from serving.api import create_app
+
+        # Serve's proxy echoes or generates x-request-id on every response itself.
+        return create_app(self.settings, self.catalog, self.models, echo_request_id=False)
+
+
+def model_deployment_options(settings: Settings, cluster_gpus: float) -> dict[str, Any]:
+    """Serve options of a model deployment, from settings."""
+    return {
+        "ray_actor_options": {
+            "num_cpus": settings.replica_cpus,
+            "num_gpus": settings.effective_gpus_per_replica(cluster_gpus),
+        },
+        # Twice the batch: the next batch fills while the current one runs.
+        "max_ongoing_requests": 2 * settings.max_batch_size,
+        "max_queued_requests": settings.max_queued,
+        # Loading a real checkpoint can take minutes on a cold disk.
+        "health_check_timeout_s": 120,
+        "graceful_shutdown_timeout_s": 30,
+    }
+
+
+def build_application(
+    settings: Settings, catalog: Catalog | None = None, cluster_gpus: float | None = None
+) -> Application:
+    """The bound application for ``settings`` (catalog loaded from KILN_HOME if not given)."""
+    from serving.model_deployment import ModelDeployment
+
+    catalog = catalog or load_catalog(settings.home, settings.catalog_path)
+    if cluster_gpus is None:
+        cluster_gpus = _cluster_gpus()
+    # Resolved once here so every ingress replica signs file URLs with the same key.
+    settings = replace(settings, secret=settings.effective_secret())
+    options = model_deployment_options(settings, cluster_gpus)
+    handles = {
+        spec.id: ModelDeployment.options(name=spec.id, **options).bind(settings, spec)
+        for spec in catalog
+        if spec.kind == "base"
+    }
+    ingress = KilnIngress.options(
+        ray_actor_options={"num_cpus": settings.ingress_cpus},
+        max_ongoing_requests=INGRESS_MAX_ONGOING,
+    )
+    logger.info(
+        "app: %d model deployment(s) %s, %s GPU(s) each",
+        len(handles),
+        ", ".join(handles),
+        options["ray_actor_options"]["num_gpus"],
+    )
+    return ingress.bind(settings, catalog, handles)
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """Serve's application builder: settings from the environment, ``args`` override them.
+
+    ``args`` keys are settings field names (``max_batch_size: 4``), as in the ``args`` of
+    an application in ``deploy/serve.yaml``.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    settings = Settings.from_env(**dict(args or {}))
+    return build_application(settings)
+
+
+def _cluster_gpus() -> float:
+    import ray
+
+    if not ray.is_initialized():
+        return 0.0
+    return float(ray.cluster_resources().get("GPU", 0.0))

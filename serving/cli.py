@@ -1,0 +1,147 @@
+"""The ``kiln`` command line: ``serve``, ``models list``, ``weights build-tiny``.
+
+The only module that prints: everything else logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from serving.settings import Settings, SettingsError
+
+logger = logging.getLogger("kiln")
+
+APP_NAME = "kiln"
+
+
+def _load_catalog(settings: Settings) -> Any:
+    from weights.catalog import load_catalog
+
+    return load_catalog(settings.home, settings.catalog_path)
+
+
+def _build_tiny(catalog: Any) -> list[Any]:
+    from weights.tiny import ensure_tiny_models
+
+    return ensure_tiny_models(catalog)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Start a local Ray (or join ``KILN_RAY_ADDRESS``), deploy, serve until interrupted."""
+    import ray
+    from ray import serve
+
+    from serving.app import build_application
+
+    settings = settings.with_overrides(host=args.host, port=args.port)
+    catalog = _load_catalog(settings)
+    built = _build_tiny(catalog)
+    for path in built:
+        print(f"built tiny model {path}")
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, include_dashboard=False)
+    else:
+        ray.init(num_cpus=settings.effective_ray_num_cpus(), include_dashboard=False)
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.run(build_application(settings, catalog), name=APP_NAME, route_prefix="/")
+        url = f"http://{settings.host}:{settings.port}"
+        logger.info("Kiln serving %s at %s", ", ".join(catalog.ids()), url)
+        print(f"Kiln is serving at {url} (API docs at {url}/docs); Ctrl-C stops it", flush=True)
+        # A short timeout keeps the main thread responsive to signals.
+        while not stop.wait(0.5):
+            pass
+        print("shutting down", flush=True)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the catalog."""
+    catalog = _load_catalog(settings)
+    for spec in catalog:
+        prices = ", ".join(f"{tier}={credits:g}" for tier, credits in spec.credits.items())
+        print(f"{spec.id}  kind={spec.kind}  family={spec.family}")
+        print(f"  sizes: {' '.join(spec.sizes)}")
+        print(f"  credits per image: {prices}")
+        print(f"  source: {spec.source}")
+    return 0
+
+
+def cmd_build_tiny(args: argparse.Namespace, settings: Settings) -> int:
+    """Build missing tiny models; print each one's folder and sha256 manifest."""
+    from weights.tiny import MANIFEST
+
+    catalog = _load_catalog(settings)
+    started = time.perf_counter()
+    built = {str(p) for p in _build_tiny(catalog)}
+    tiny = [spec for spec in catalog if spec.tiny is not None]
+    if not tiny:
+        print("the catalog lists no tiny models")
+    for spec in tiny:
+        state = "built" if str(spec.source) in built else "present"
+        print(f"{spec.id}: {state} at {spec.source}")
+        print(f"  sha256 manifest: {spec.source / MANIFEST}")
+    print(f"done in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``kiln``."""
+    parser = argparse.ArgumentParser(prog="kiln", description="Kiln image-generation server")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start the HTTP server (local Ray)")
+    serve.add_argument("--host", help="listen address (default KILN_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default KILN_PORT or 8000)")
+    serve.set_defaults(func=cmd_serve)
+
+    models = commands.add_parser("models", help="the model catalog")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    models_commands.add_parser("list", help="list models, sizes, prices").set_defaults(
+        func=cmd_models_list
+    )
+
+    weights = commands.add_parser("weights", help="model weights")
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True)
+    weights_commands.add_parser("build-tiny", help="build the tiny models").set_defaults(
+        func=cmd_build_tiny
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kiln`` console script."""
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Before anything imports huggingface_hub: nothing is downloaded at run time.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        settings = Settings.from_env()
+        return args.func(args, settings)
+    except SettingsError as exc:
+        print(f"kiln: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Wire shapes of the native ``POST /v1/generations``.
+
+The request converts itself once into ``GenerationParams`` (``to_params``) with the
+precedence request, then server settings, then the model's catalog defaults; no later
+layer reads the raw request again.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.params import MAX_IMAGES, MAX_SEED, GenerationDefaults, GenerationParams, ParamError
+from weights.catalog import ModelSpec
+
+# A ceiling on steps so one request cannot hold a replica for an hour.
+MAX_STEPS = 200
+
+
+def check_prompt(prompt: str | None, param: str, max_chars: int) -> None:
+    """Reject prompts longer than the server allows (before tokenising anything)."""
+    if prompt is not None and len(prompt) > max_chars:
+        raise ParamError(param, f"{param} is {len(prompt)} characters; the limit is {max_chars}")
+
+
+class GenerationRequest(BaseModel):
+    """Text-to-image with Kiln's field names. Unknown fields are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(description="model id from GET /v1/models")
+    prompt: str
+    negative_prompt: str | None = None
+    n: int = Field(1, ge=1, le=MAX_IMAGES, description="images to generate")
+    resolution: str | None = Field(None, description="one of the model's resolution tiers")
+    aspect_ratio: str | None = Field(None, description="one of the model's aspect ratios")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="image i uses seed + i")
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
+    guidance: float | None = Field(None, ge=0)
+    scheduler: str | None = None
+
+    def to_params(
+        self, spec: ModelSpec, defaults: GenerationDefaults, *, max_prompt_chars: int
+    ) -> GenerationParams:
+        """The resolved pipeline parameters; raises ``ParamError`` naming the bad field."""
+        check_prompt(self.prompt, "prompt", max_prompt_chars)
+        check_prompt(self.negative_prompt, "negative_prompt", max_prompt_chars)
+        return GenerationParams.build(
+            spec,
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            n=self.n,
+            resolution=self.resolution,
+            aspect_ratio=self.aspect_ratio,
+            seed=self.seed,
+            steps=self.steps,
+            guidance=self.guidance,
+            scheduler=self.scheduler,
+            defaults=defaults,
+        )
+
+
+class GeneratedImage(BaseModel):
+    """One image: PNG as base64, the seed that reproduces it alone, its size."""
+
+    id: str
+    b64_json: str
+    seed: int
+    width: int
+    height: int
+
+
+class GenerationResponse(BaseModel):
+    """The images of one request, in order, and where the time went (seconds).
+
+    ``timings`` holds the pipeline's own phases plus ``batch_images`` (images in the
+    shared pipeline call this request rode in), ``encode`` and ``server_total``.
+    """
+
+    id: str
+    object: str = "generation"
+    created: int
+    model: str
+    data: list[GeneratedImage]
+    timings: dict[str, float]

@@ -1,0 +1,50 @@
+"""Prometheus metrics of one ingress replica, in its own registry.
+
+A registry per app (not the process-global one) so that tests can build several apps in
+one process and so Ray's own collectors never mix with ours.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+# Request latencies run from a few ms (models list) to minutes (big batches on CPU).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    """Request counts by route and status, request latency, images generated."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "kiln_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ("route", "method", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "kiln_http_request_duration_seconds",
+            "Time to answer a request, by route template",
+            ("route", "method"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.images = Counter(
+            "kiln_images_generated",
+            "Images delivered to clients, by model",
+            ("model",),
+            registry=self.registry,
+        )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)

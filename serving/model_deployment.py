@@ -1,0 +1,99 @@
+"""One Ray Serve deployment per base model: loads the engine once, batches requests.
+
+Dynamic batching (DESIGN.md §3): ``@serve.batch`` collects pending requests up to
+``KILN_MAX_BATCH_SIZE`` *images* (not requests) or ``KILN_BATCH_WAIT_S``; the batch is
+split by ``GenerationParams.batch_key`` and each group is one ``engine.generate`` call,
+run in a thread so the replica's event loop keeps accepting the next batch. Batches run
+one at a time (``max_concurrent_batches=1``): one pipeline call per replica.
+
+Torch is imported only in the replica's constructor, never at module import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+
+from ray import serve
+
+from pipelines.output import GenerationOutput
+from pipelines.params import GenerationParams
+from serving.settings import Settings
+from weights.catalog import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One request in the batch queue. ``weight`` is its image count, capped at the batch
+    size so a request bigger than a whole batch runs alone instead of being refused.
+    """
+
+    params: GenerationParams
+    weight: int
+
+
+def _images_in(jobs: list[_Job]) -> int:
+    return sum(job.weight for job in jobs)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.5, "num_gpus": 0})
+class ModelDeployment:
+    """A replica holding one loaded ``Engine``."""
+
+    def __init__(self, settings: Settings, spec: ModelSpec):
+        # Before torch/diffusers import: nothing may reach for the Hub at run time.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        import torch
+
+        from pipelines.engine import Engine
+
+        torch.set_num_threads(settings.effective_torch_threads())
+        self.spec = spec
+        self.max_batch_size = settings.max_batch_size
+        self.engine = Engine.load(spec, device=settings.engine_device)
+        self._batched.set_max_batch_size(settings.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(settings.batch_wait_s)
+        logger.info(
+            "model %s ready (torch threads %d, batch %d images / %.3fs)",
+            spec.id,
+            torch.get_num_threads(),
+            settings.max_batch_size,
+            settings.batch_wait_s,
+        )
+
+    async def generate(self, params: GenerationParams) -> GenerationOutput:
+        """Images for one request, possibly computed in a call shared with others."""
+        if params.model != self.spec.id:
+            raise ValueError(f"request for {params.model!r} reached {self.spec.id!r}")
+        result = await self._batched(_Job(params, min(params.n, self.max_batch_size)))
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    # The decorator's sizes are placeholders: the constructor sets the configured ones.
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02, batch_size_fn=_images_in)
+    async def _batched(self, jobs: list[_Job]) -> list[GenerationOutput | BaseException]:
+        groups: dict[object, list[int]] = {}
+        for index, job in enumerate(jobs):
+            groups.setdefault(job.params.batch_key, []).append(index)
+        results: list[GenerationOutput | BaseException] = [None] * len(jobs)  # type: ignore[list-item]
+        for indices in groups.values():
+            group = [jobs[i].params for i in indices]
+            try:
+                outputs = await asyncio.to_thread(self.engine.generate, group)
+            except Exception as exc:
+                # One failing group must not fail the unrelated requests batched with it.
+                logger.exception("generation failed for %d request(s)", len(group))
+                outputs = [exc] * len(group)
+            for index, output in zip(indices, outputs, strict=True):
+                results[index] = output
+        return results
+
+    def check_health(self) -> None:
+        """Serve's periodic health check: the engine is loaded."""
+        if self.engine is None:
+            raise RuntimeError(f"engine of {self.spec.id} is not loaded")

@@ -1,0 +1,28 @@
+"""HTTP routes of the model listing."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from serving.auth import TenantDep
+from serving.models.protocol import ModelCard, ModelList
+from serving.models.serving import ServingModels
+from serving.state import StateDep
+
+router = APIRouter(tags=["models"])
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(state: StateDep, tenant: TenantDep) -> ModelList:
+    """The catalog as a prompt bar shows it: sizes, features, prices, defaults."""
+    return ServingModels(state).list(tenant)
+
+
+@router.get("/v1/models/{model_id}", response_model=ModelCard)
+async def get_model(
+    model_id: str,
+    state: StateDep,
+    tenant: TenantDep,
+) -> ModelCard:
+    """One model of the catalog."""
+    return ServingModels(state).get(model_id, tenant)

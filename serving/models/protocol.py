@@ -1,0 +1,69 @@
+"""Wire shapes of ``GET /v1/models``: OpenAI's model object plus what a prompt bar shows."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from pipelines.params import GenerationDefaults
+from weights.catalog import ModelSpec
+
+
+class ModelDefaults(BaseModel):
+    """What a request gets when it leaves a field out (server settings, then the model)."""
+
+    resolution: str
+    aspect_ratio: str
+    size: str
+    steps: int
+    guidance: float
+    scheduler: str
+
+
+class ModelCard(BaseModel):
+    """One model. ``id``/``object``/``created``/``owned_by`` keep OpenAI clients happy."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "kiln"
+    kind: str
+    family: str
+    features: list[str]
+    resolutions: dict[str, int]
+    aspect_ratios: list[str]
+    sizes: list[str]
+    prices: dict[str, float]
+    defaults: ModelDefaults
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, server: GenerationDefaults) -> ModelCard:
+        """The card of a catalog entry, with the defaults a request would really get."""
+        aspect = spec.aspect_ratios[0]
+        width, height = spec.size(spec.default_resolution, aspect)
+        return cls(
+            id=spec.id,
+            kind=spec.kind,
+            family=spec.family,
+            features=list(spec.features),
+            resolutions=dict(spec.resolutions),
+            aspect_ratios=list(spec.aspect_ratios),
+            sizes=list(spec.sizes),
+            prices=dict(spec.credits),
+            defaults=ModelDefaults(
+                resolution=spec.default_resolution,
+                aspect_ratio=aspect,
+                size=f"{width}x{height}",
+                steps=server.steps if server.steps is not None else spec.default_steps,
+                guidance=server.guidance if server.guidance is not None else spec.default_guidance,
+                scheduler=server.scheduler or spec.default_scheduler,
+            ),
+        )
+
+
+class ModelList(BaseModel):
+    """OpenAI's list envelope."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

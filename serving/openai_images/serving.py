@@ -1,0 +1,57 @@
+"""OpenAI-compatible image generation on the same model handles as the native route."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from serving.auth import Tenant
+from serving.generations.serving import generate
+from serving.imaging import b64, encode_images
+from serving.openai_images.protocol import ImageGenerationRequest, ImageObject, ImagesResponse
+from serving.state import AppState
+
+
+class ServingOpenAIImages:
+    """``POST /v1/images/generations``."""
+
+    def __init__(self, state: AppState):
+        self.state = state
+
+    def default_model(self) -> str:
+        """The model used when a request names none: the catalog's first entry."""
+        return self.state.catalog.ids()[0]
+
+    async def create(
+        self, request: ImageGenerationRequest, tenant: Tenant | None, base_url: str
+    ) -> ImagesResponse:
+        """Generate and answer as base64 or as signed URLs under ``base_url``."""
+        settings = self.state.settings
+        spec = self.state.catalog.get(request.model or self.default_model())
+        params = request.to_params(
+            spec, settings.generation_defaults, max_prompt_chars=settings.max_prompt_chars
+        )
+        done = await generate(self.state, params)
+        fmt = request.output_format or "png"
+        encoded = await asyncio.to_thread(
+            encode_images, done.output.images, fmt, request.output_compression
+        )
+        if request.response_format == "url":
+            file_ids = await asyncio.to_thread(
+                lambda: [self.state.files.save(data, fmt) for data in encoded]
+            )
+            public = settings.public_url or base_url
+            data = [
+                ImageObject(
+                    url=self.state.files.signed_url(public, fid), revised_prompt=params.prompt
+                )
+                for fid in file_ids
+            ]
+        else:
+            data = [ImageObject(b64_json=b64(d), revised_prompt=params.prompt) for d in encoded]
+        return ImagesResponse(
+            created=int(time.time()),
+            data=data,
+            output_format=fmt,
+            size=f"{params.width}x{params.height}",
+        )

@@ -1,0 +1,240 @@
+"""Every environment variable Kiln reads, declared in one place and read lazily.
+
+As vLLM's ``envs.py``: the table ``ENV_VARS`` names each variable, its parser and its
+default; ``Settings.from_env()`` reads them when called (never at import) into one frozen,
+picklable object that the CLI, the app builder and every Ray replica share.
+
+Unset means "the default": an empty string counts as unset, so ``KILN_PORT=`` in a
+Compose file does not break parsing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from pipelines.params import GenerationDefaults
+
+DEVICES = ("auto", "cpu", "cuda")
+SECRET_FILE = "secret.key"
+
+
+class SettingsError(ValueError):
+    """An environment variable (or builder argument) with a value Kiln cannot use."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be a TCP port (0-65535), got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    if text not in DEVICES and not text.startswith("cuda:"):
+        raise ValueError(f"must be one of {', '.join(DEVICES)} (or cuda:N), got {text!r}")
+    return text
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One environment variable: the settings field it fills, how to parse it, what it does."""
+
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+# The single declaration of Kiln's environment. A field whose variable is unset keeps the
+# dataclass default below (None where the default depends on other settings or the machine).
+ENV_VARS: tuple[EnvVar, ...] = (
+    EnvVar("KILN_HOME", "home", _path, "models, files, secret key (default ~/.kiln)"),
+    EnvVar("KILN_HOST", "host", str, "address to listen on (default 127.0.0.1)"),
+    EnvVar("KILN_PORT", "port", _port, "HTTP port (default 8000)"),
+    EnvVar("KILN_CATALOG", "catalog_file", _path, "extra models.toml (default KILN_HOME/…)"),
+    EnvVar("KILN_DEVICE", "device", _device, "auto | cpu | cuda (default auto)"),
+    EnvVar(
+        "KILN_GPUS_PER_REPLICA", "gpus_per_replica", _non_negative_float,
+        "GPUs per model replica, may be fractional (default 1 with CUDA, else 0)",
+    ),
+    EnvVar("KILN_REPLICA_CPUS", "replica_cpus", _non_negative_float, "CPUs per model replica"),
+    EnvVar("KILN_INGRESS_CPUS", "ingress_cpus", _non_negative_float, "CPUs of the HTTP ingress"),
+    EnvVar("KILN_TORCH_THREADS", "torch_threads", _positive_int, "torch threads per replica"),
+    EnvVar("KILN_RAY_NUM_CPUS", "ray_num_cpus", _positive_int, "CPUs of a local Ray"),
+    EnvVar("KILN_RAY_ADDRESS", "ray_address", str, "join this Ray cluster instead"),
+    EnvVar("KILN_MAX_BATCH_SIZE", "max_batch_size", _positive_int, "images per shared call"),
+    EnvVar("KILN_BATCH_WAIT_S", "batch_wait_s", _non_negative_float, "batch fill wait"),
+    EnvVar("KILN_MAX_QUEUED", "max_queued", _positive_int, "queued requests per model"),
+    EnvVar("KILN_URL_TTL_S", "url_ttl_s", _positive_int, "lifetime of signed file URLs"),
+    EnvVar("KILN_SECRET", "secret", str, "HMAC key for file URLs (default KILN_HOME/…)"),
+    EnvVar("KILN_PUBLIC_URL", "public_url", str, "base URL for signed links"),
+    EnvVar("KILN_MAX_PROMPT_CHARS", "max_prompt_chars", _positive_int, "longest prompt"),
+    EnvVar("KILN_DEFAULT_STEPS", "default_steps", _positive_int, "steps unless asked"),
+    EnvVar("KILN_DEFAULT_GUIDANCE", "default_guidance", _non_negative_float, "guidance"),
+    EnvVar("KILN_DEFAULT_SCHEDULER", "default_scheduler", str, "scheduler unless asked"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Kiln's configuration, resolved once. Frozen and picklable: it travels to replicas."""
+
+    home: Path = field(default_factory=lambda: Path("~/.kiln").expanduser())
+    host: str = "127.0.0.1"
+    port: int = 8000
+    catalog_file: Path | None = None
+    device: str = "auto"
+    gpus_per_replica: float | None = None
+    replica_cpus: float = 0.5
+    ingress_cpus: float = 0.1
+    torch_threads: int | None = None
+    ray_num_cpus: int | None = None
+    ray_address: str | None = None
+    max_batch_size: int = 8
+    batch_wait_s: float = 0.02
+    max_queued: int = 512
+    url_ttl_s: int = 3600
+    # repr=False: settings get logged; the key must not be.
+    secret: str | None = field(default=None, repr=False)
+    public_url: str | None = None
+    max_prompt_chars: int = 4000
+    default_steps: int | None = None
+    default_guidance: float | None = None
+    default_scheduler: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``ENV_VARS`` from ``environ`` (default ``os.environ``), then apply overrides.
+
+        Overrides are field names (``port=9000``); values may be strings, parsed as the
+        variable would be (so a Serve YAML's ``args`` can carry them), or typed values.
+        """
+        environ = os.environ if environ is None else environ
+        by_field = {var.field: var for var in ENV_VARS}
+        values: dict[str, Any] = {}
+        for var in ENV_VARS:
+            raw = environ.get(var.name, "")
+            if raw.strip():
+                values[var.field] = _parse(var, raw.strip(), var.name)
+        for name, value in overrides.items():
+            if name not in by_field:
+                known = ", ".join(sorted(by_field))
+                raise SettingsError(f"unknown setting {name!r}; known: {known}")
+            if isinstance(value, str):
+                value = _parse(by_field[name], value, name)
+            values[name] = value
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with some fields replaced (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def catalog_path(self) -> Path:
+        """The extra catalog file: ``KILN_CATALOG`` or ``KILN_HOME/models.toml``."""
+        return self.catalog_file if self.catalog_file is not None else self.home / "models.toml"
+
+    @property
+    def files_dir(self) -> Path:
+        """Where images behind signed URLs are kept."""
+        return self.home / "files"
+
+    @property
+    def engine_device(self) -> str | None:
+        """The device argument for ``Engine.load``: ``None`` lets the engine pick."""
+        return None if self.device == "auto" else self.device
+
+    @property
+    def generation_defaults(self) -> GenerationDefaults:
+        """Server-wide defaults between the request and the model's catalog defaults."""
+        return GenerationDefaults(
+            steps=self.default_steps,
+            guidance=self.default_guidance,
+            scheduler=self.default_scheduler,
+        )
+
+    def effective_ray_num_cpus(self) -> int:
+        """CPUs a local Ray gets: ``KILN_RAY_NUM_CPUS`` or this machine's core count."""
+        return self.ray_num_cpus or os.cpu_count() or 1
+
+    def effective_torch_threads(self) -> int:
+        """Torch threads in a replica: ``KILN_TORCH_THREADS`` or the node's core count.
+
+        Ray sets ``OMP_NUM_THREADS=1`` in fractional-CPU actors, which would make torch
+        single-threaded; a replica sets this explicitly instead.
+        """
+        return self.torch_threads or os.cpu_count() or 1
+
+    def effective_gpus_per_replica(self, cluster_gpus: float) -> float:
+        """GPUs per model replica: explicit, else 1 where CUDA is asked for or present."""
+        if self.gpus_per_replica is not None:
+            return self.gpus_per_replica
+        if self.device == "cpu":
+            return 0.0
+        if self.device.startswith("cuda"):
+            return 1.0
+        return 1.0 if cluster_gpus > 0 else 0.0
+
+    def effective_secret(self) -> str:
+        """``KILN_SECRET``, else the key in ``KILN_HOME/secret.key`` (created once, 0600)."""
+        if self.secret:
+            return self.secret
+        return load_or_create_secret(self.home / SECRET_FILE)
+
+
+def _parse(var: EnvVar, raw: str, label: str) -> Any:
+    try:
+        return var.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{label}={raw!r}: {exc}") from None
+
+
+def load_or_create_secret(path: Path) -> str:
+    """Read the key at ``path``; create it (mode 0600) if missing, race-free.
+
+    The key is written to a private temp file and hard-linked into place, so two
+    processes starting at once agree on one key and nobody reads a half-written file.
+    """
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        # Losing the race is fine: the winner's key is read back below.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def setting_names() -> list[str]:
+    """Field names that builder ``args`` and overrides may use."""
+    return [f.name for f in fields(Settings)]

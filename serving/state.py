@@ -1,0 +1,34 @@
+"""What every router reaches through the request: settings, catalog, models, files, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from serving.files.serving import FileStore
+from serving.metrics import Metrics
+from serving.model_client import ModelClient
+from serving.settings import Settings
+from weights.catalog import Catalog
+
+
+@dataclass
+class AppState:
+    """The ingress's long-lived objects, built once per app in ``serving.api.create_app``."""
+
+    settings: Settings
+    catalog: Catalog
+    models: ModelClient
+    files: FileStore
+    metrics: Metrics
+
+
+def get_state(request: Request) -> AppState:
+    """FastAPI dependency: the app's ``AppState``."""
+    return request.app.state.kiln
+
+
+# Route parameter type: ``state: StateDep``.
+StateDep = Annotated[AppState, Depends(get_state)]
