@@ -1,12 +1,172 @@
 """One engine per loaded base model: text-to-image now, sibling tasks via ``from_pipe``.
 
-CONTRACT (implementation in progress):
+    engine = Engine.load(spec, device="auto")   # once per replica
+    outputs = engine.generate([params, ...])    # one GenerationOutput per params, in order
 
-    engine = Engine.load(spec, device="cpu"|"cuda"|None)   # loads once per replica
-    outputs = engine.generate([params, ...])  # list[GenerationOutput], one per params, in order
-    out = engine.text_to_image(params)         # == engine.generate([params])[0]
+``generate`` takes requests that share one ``GenerationParams.batch_key`` (DESIGN.md §3)
+and runs them in as few pipeline calls as possible. It is blocking torch work: callers on
+an event loop run it in a thread, one call at a time per engine.
 
-``generate`` accepts requests that share one ``GenerationParams.batch_key`` and runs them in
-as few pipeline calls as possible; it raises ValueError if keys differ. It is blocking
-torch work: callers on an event loop run it in a thread.
+Per-call state on the shared modules (the scheduler, later adapter selection) is set at
+the start of every call, so nothing leaks from one call into the next.
 """
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from weights.catalog import ModelSpec
+from weights.devices import select_device, select_dtype
+from weights.loading import load_pipeline
+
+from pipelines.output import GenerationOutput
+from pipelines.params import GenerationParams
+from pipelines.schedulers import make_scheduler
+
+logger = logging.getLogger(__name__)
+
+
+class Engine:
+    """A loaded base model and the pipelines derived from it."""
+
+    def __init__(self, spec: ModelSpec, pipe: Any) -> None:
+        from pipelines.prompt_weighting import PromptEncoder
+
+        self.spec = spec
+        self.pipe = pipe
+        self.device = pipe.device
+        self.prompt_encoder = PromptEncoder(pipe)
+        self._scheduler_config = pipe.scheduler.config
+        self._schedulers: dict[str, Any] = {}
+        self._siblings: dict[str, Any] = {"text_to_image": pipe}
+
+    @classmethod
+    def load(cls, spec: ModelSpec, device: str | None = None) -> Engine:
+        """Load ``spec`` once on ``device`` (``auto``: CUDA when present) in its serving dtype."""
+        device = select_device(device or "auto")
+        dtype = select_dtype(device)
+        started = time.perf_counter()
+        pipe = load_pipeline(spec, device, dtype)
+        if device.startswith("cuda"):
+            prepare_for_cuda(pipe)
+        logger.info(
+            "loaded %s on %s (%s) in %.2fs", spec.id, device, dtype, time.perf_counter() - started
+        )
+        return cls(spec, pipe)
+
+    def pipeline(self, task: str) -> Any:
+        """The pipeline for ``task``, derived from the loaded one so weights are shared."""
+        try:
+            return self._siblings[task]
+        except KeyError:
+            raise KeyError(
+                f"task {task!r} is not available on {self.spec.id!r}; "
+                f"available: {', '.join(self._siblings)}"
+            ) from None
+
+    def scheduler(self, name: str) -> Any:
+        if name not in self._schedulers:
+            self._schedulers[name] = make_scheduler(name, self._scheduler_config)
+        return self._schedulers[name]
+
+    def text_to_image(self, params: GenerationParams) -> GenerationOutput:
+        """One request alone."""
+        return self.generate([params])[0]
+
+    def generate(self, requests: Sequence[GenerationParams]) -> list[GenerationOutput]:
+        """Run requests that share one batch key; results in request order.
+
+        Requests are sub-grouped by how many 77-token windows their prompts need, so a
+        short prompt is never padded because a long one shares its call: every image is
+        the same as if its request had run alone.
+        """
+        if not requests:
+            return []
+        key = requests[0].batch_key
+        if any(r.batch_key != key for r in requests):
+            raise ValueError("Engine.generate needs requests that share one batch key")
+        if key.model != self.spec.id:
+            raise ValueError(f"requests for {key.model!r} sent to the engine of {self.spec.id!r}")
+        groups: dict[int, list[int]] = {}
+        for index, request in enumerate(requests):
+            windows = max(
+                self.prompt_encoder.chunk_count(request.prompt),
+                self.prompt_encoder.chunk_count(request.negative_prompt),
+            )
+            groups.setdefault(windows, []).append(index)
+        outputs: list[GenerationOutput | None] = [None] * len(requests)
+        for indices in groups.values():
+            group = [requests[i] for i in indices]
+            for index, output in zip(indices, self._run(group), strict=True):
+                outputs[index] = output
+        return outputs  # type: ignore[return-value]
+
+    def _run(self, requests: list[GenerationParams]) -> list[GenerationOutput]:
+        import torch
+
+        first = requests[0]
+        prompts = [r.prompt for r in requests for _ in range(r.n)]
+        negatives = [r.negative_prompt for r in requests for _ in range(r.n)]
+        seeds = [seed for r in requests for seed in r.seeds]
+        # CPU generators: the same seed gives the same initial noise on every device.
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        pipe = self.pipeline(first.task)
+        pipe.scheduler = self.scheduler(first.scheduler)
+
+        started = time.perf_counter()
+        with torch.inference_mode():
+            embeds = self.prompt_encoder.encode(prompts, negatives)
+            encoded = self._sync_time()
+            marks: dict[str, float] = {}
+
+            def on_step_end(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
+                if step == first.steps - 1:
+                    marks["denoised"] = self._sync_time()
+                return kwargs
+
+            result = pipe(
+                **embeds,
+                height=first.height,
+                width=first.width,
+                num_inference_steps=first.steps,
+                guidance_scale=first.guidance,
+                generator=generators,
+                output_type="np",
+                callback_on_step_end=on_step_end,
+            )
+        finished = self._sync_time()
+        denoised = marks.get("denoised", finished)
+        timings = {
+            "encode": encoded - started,
+            "denoise": denoised - encoded,
+            "decode": finished - denoised,
+            "total": finished - started,
+            "batch_images": float(len(seeds)),
+        }
+        images = (np.asarray(result.images) * 255).round().astype(np.uint8)
+        outputs, offset = [], 0
+        for request in requests:
+            batch = images[offset : offset + request.n]
+            outputs.append(GenerationOutput(list(batch), request.seeds, dict(timings)))
+            offset += request.n
+        return outputs
+
+    def _sync_time(self) -> float:
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+
+def prepare_for_cuda(pipe: Any) -> None:
+    """Channels-last memory format for the convolution-heavy modules (faster with cuDNN)."""
+    import torch
+
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
