@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Response
 
-from serving.errors import HANDLED_EXCEPTIONS, handle_exception
+from serving.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavailable
 from serving.files.api_router import router as files_router
 from serving.files.serving import FileStore
 from serving.generations.api_router import router as generations_router
@@ -58,7 +58,11 @@ def create_app(
 
     @app.get("/healthz", tags=["system"])
     async def healthz(state: StateDep) -> dict:
-        """Liveness: the ingress answers and knows its models."""
+        """Ready: every model is loaded (503 with ``retry-after`` while any is loading)."""
+        loading = state.models.unready()
+        if loading:
+            message = f"models still loading: {', '.join(loading)}"
+            raise service_unavailable(message, retry_after_s=5, code="model_loading")
         return {"status": "ok", "models": state.catalog.ids()}
 
     @app.get("/metrics", tags=["system"], response_class=Response)

@@ -76,10 +76,12 @@ def not_found(message: str, code: str = "not_found") -> ApiError:
     return ApiError(404, message, code=code)
 
 
-def service_unavailable(message: str, retry_after_s: float = 1.0) -> ApiError:
-    """A 503 with ``retry-after``: queues are full or a model is not ready."""
+def service_unavailable(
+    message: str, retry_after_s: float = 1.0, code: str = "overloaded"
+) -> ApiError:
+    """A 503 with ``retry-after``: queues are full (``overloaded``) or a model is loading."""
     retry = str(max(1, round(retry_after_s)))
-    return ApiError(503, message, code="overloaded", headers={"retry-after": retry})
+    return ApiError(503, message, code=code, headers={"retry-after": retry})
 
 
 def _ray_unavailable_types() -> tuple[type[BaseException], ...]:

@@ -8,6 +8,7 @@ no Ray); it loads an engine only when a request first reaches it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -20,11 +21,21 @@ from serving.errors import api_error_for, service_unavailable
 logger = logging.getLogger(__name__)
 
 
+# How long a request waits for a readiness answer before a loading model answers 503.
+READY_WAIT_S = 0.5
+# Pause between readiness probes of a model whose replica failed to answer.
+PROBE_RETRY_S = 1.0
+
+
 class ModelClient(Protocol):
     """Runs resolved generation parameters on the model they name."""
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         """Images for one request; raises domain errors (see ``serving.errors``)."""
+        ...
+
+    def unready(self) -> list[str]:
+        """Models that cannot take requests yet (still loading)."""
         ...
 
 
@@ -33,6 +44,43 @@ class RayModelClient:
 
     def __init__(self, handles: Mapping[str, Any]):
         self.handles = dict(handles)
+        self._ready: set[str] = set()
+        self._probes: dict[str, asyncio.Task] = {}
+
+    def unready(self) -> list[str]:
+        """Models whose deployment has not yet answered a readiness probe.
+
+        One probe per model runs in the background until its replica answers; after
+        that the model counts as ready for good (Serve itself replaces failed replicas,
+        and requests queue for the replacement).
+        """
+        for model_id in self.handles:
+            if model_id not in self._ready and model_id not in self._probes:
+                self._probes[model_id] = asyncio.ensure_future(self._probe(model_id))
+        return [model_id for model_id in self.handles if model_id not in self._ready]
+
+    async def _probe(self, model_id: str) -> None:
+        while True:
+            try:
+                await self.handles[model_id].ready.remote()
+            except Exception as exc:
+                logger.info("model %s not ready yet: %s", model_id, exc)
+                await asyncio.sleep(PROBE_RETRY_S)
+            else:
+                self._ready.add(model_id)
+                logger.info("model %s is ready", model_id)
+                return
+
+    async def _wait_ready(self, model_id: str) -> None:
+        if model_id in self._ready:
+            return
+        self.unready()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._probes[model_id]), READY_WAIT_S)
+        if model_id not in self._ready:
+            raise service_unavailable(
+                f"model {model_id!r} is still loading", retry_after_s=5, code="model_loading"
+            )
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
@@ -40,7 +88,10 @@ class RayModelClient:
         handle = self.handles.get(params.model)
         if handle is None:
             # In the catalog but not deployed (e.g. a kind without a deployment yet).
-            raise service_unavailable(f"model {params.model!r} is not deployed on this server")
+            raise service_unavailable(
+                f"model {params.model!r} is not deployed on this server", code="not_deployed"
+            )
+        await self._wait_ready(params.model)
         try:
             return await handle.generate.remote(params)
         except (BackPressureError, DeploymentUnavailableError) as exc:
@@ -57,6 +108,10 @@ class LocalModelClient:
         self._engines: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+
+    def unready(self) -> list[str]:
+        """Always empty: engines load on first use, inside the request."""
+        return []
 
     def engine(self, model_id: str) -> Any:
         """The loaded engine of ``model_id`` (loading it on first use)."""

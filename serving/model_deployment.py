@@ -93,6 +93,10 @@ class ModelDeployment:
                 results[index] = output
         return results
 
+    async def ready(self) -> str:
+        """Answers once the constructor has loaded the engine (the ingress probes it)."""
+        return self.spec.id
+
     def check_health(self) -> None:
         """Serve's periodic health check: the engine is loaded."""
         if self.engine is None:

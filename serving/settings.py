@@ -130,8 +130,8 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``ENV_VARS`` from ``environ`` (default ``os.environ``), then apply overrides.
 
-        Overrides are field names (``port=9000``); values may be strings, parsed as the
-        variable would be (so a Serve YAML's ``args`` can carry them), or typed values.
+        Overrides are field names (``port=9000``), parsed and checked as the variable
+        would be, so a Serve YAML's ``args`` can carry them as strings or numbers.
         """
         environ = os.environ if environ is None else environ
         by_field = {var.field: var for var in ENV_VARS}
@@ -144,8 +144,9 @@ class Settings:
             if name not in by_field:
                 known = ", ".join(sorted(by_field))
                 raise SettingsError(f"unknown setting {name!r}; known: {known}")
-            if isinstance(value, str):
-                value = _parse(by_field[name], value, name)
+            if value is not None:
+                # Typed values (a YAML int) go through the same parser and checks.
+                value = _parse(by_field[name], str(value).strip(), name)
             values[name] = value
         return cls(**values)
 

@@ -1,0 +1,173 @@
+"""The FastAPI app without Ray: listing, validation, error shapes, request ids, metrics.
+
+Requests here are rejected before generation (or never generate), so no model loads; the
+same app runs behind Ray in tests/e2e, where generation is exercised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.api import create_app
+from serving.model_client import LocalModelClient
+from serving.settings import Settings
+from weights.catalog import load_catalog
+
+GEN = "/v1/generations"
+OPENAI = "/v1/images/generations"
+
+
+def assert_error(response, status: int, param: str | None = "__any__") -> dict:
+    """The response is an OpenAI-shaped error with a request id."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if param != "__any__":
+        assert error["param"] == param
+    assert response.headers["x-request-id"]
+    return error
+
+
+def test_models_list_sizes_features_prices_defaults(client: TestClient):
+    r = client.get("/v1/models")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["object"] == "list"
+    cards = {m["id"]: m for m in body["data"]}
+    assert set(cards) == {"tiny-sd15", "tiny-sdxl"}
+    sdxl = cards["tiny-sdxl"]
+    assert sdxl["object"] == "model" and sdxl["kind"] == "base" and sdxl["family"] == "sdxl"
+    assert sdxl["features"] == ["text_to_image"]
+    assert sdxl["sizes"] == ["128x128", "128x64", "64x128", "256x256", "256x192", "192x256"]
+    assert sdxl["prices"] == {"128px": 1.0, "256px": 2.0}
+    assert sdxl["defaults"] == {
+        "resolution": "128px", "aspect_ratio": "1:1", "size": "128x128",
+        "steps": 4, "guidance": 5.0, "scheduler": "euler",
+    }  # fmt: skip
+    assert client.get("/v1/models/tiny-sd15").json()["id"] == "tiny-sd15"
+
+
+def test_server_defaults_show_in_the_listing(home: Path):
+    settings = Settings(home=home, secret="s", default_steps=9, default_scheduler="ddim")
+    catalog = load_catalog(home)
+    client = TestClient(create_app(settings, catalog, LocalModelClient(catalog)))
+    defaults = client.get("/v1/models/tiny-sdxl").json()["defaults"]
+    assert (defaults["steps"], defaults["scheduler"], defaults["guidance"]) == (9, "ddim", 5.0)
+
+
+def test_unknown_model_is_404_naming_the_known_ones(client: TestClient):
+    for response in (
+        client.get("/v1/models/nope"),
+        client.post(GEN, json={"model": "nope", "prompt": "a cat"}),
+        client.post(OPENAI, json={"model": "nope", "prompt": "a cat"}),
+    ):
+        error = assert_error(response, 404, "model")
+        assert "tiny-sd15" in error["message"] and error["code"] == "model_not_found"
+
+
+BAD_NATIVE = [
+    ({"n": 0}, "n"),
+    ({"n": 13}, "n"),
+    ({"n": "two"}, "n"),
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": "   "}, "prompt"),
+    ({"prompt": "x" * 100_000}, "prompt"),
+    ({"prompt": 42}, "prompt"),
+    ({"negative_prompt": "y" * 5000}, "negative_prompt"),
+    ({"resolution": "8K"}, "resolution"),
+    ({"aspect_ratio": "16:9"}, "aspect_ratio"),
+    ({"seed": -1}, "seed"),
+    ({"steps": 0}, "steps"),
+    ({"guidance": -1.0}, "guidance"),
+    ({"scheduler": "warp"}, "scheduler"),
+    ({"colour": "red"}, "colour"),
+    ({"size": "128x128"}, "size"),  # an OpenAI field: not part of the native route
+]
+
+
+@pytest.mark.parametrize("change, param", BAD_NATIVE)
+def test_native_bad_inputs_are_400_naming_the_field(client: TestClient, change, param):
+    body = {"model": "tiny-sdxl", "prompt": "a cat", **change}
+    assert_error(client.post(GEN, json=body), 400, param)
+
+
+BAD_OPENAI = [
+    ({"n": 0}, "n"),
+    ({"n": 13}, "n"),
+    ({"size": "1024x1024"}, "size"),
+    ({"size": "big"}, "size"),
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": "x" * 100_000}, "prompt"),
+    ({"response_format": "jpeg"}, "response_format"),
+    ({"output_format": "gif"}, "output_format"),
+    ({"output_compression": 101}, "output_compression"),
+    ({"stream": True}, "stream"),
+    ({"background": "transparent"}, "background"),
+    ({"unknown_field": 1}, "unknown_field"),
+]
+
+
+@pytest.mark.parametrize("change, param", BAD_OPENAI)
+def test_openai_bad_inputs_are_400_naming_the_field(client: TestClient, change, param):
+    body = {"model": "tiny-sdxl", "prompt": "a cat", **change}
+    assert_error(client.post(OPENAI, json=body), 400, param)
+
+
+def test_malformed_and_missing_bodies(client: TestClient):
+    headers = {"content-type": "application/json"}
+    error = assert_error(client.post(GEN, content=b'{"model": ', headers=headers), 400, None)
+    assert error["code"] == "invalid_json"
+    assert_error(client.post(GEN), 400, None)
+    assert_error(client.post(OPENAI, json=["not", "an", "object"]), 400)
+    assert_error(client.post(GEN, json={"prompt": "a cat"}), 400, "model")
+
+
+def test_unknown_route_and_method(client: TestClient):
+    assert_error(client.get("/v2/nothing"), 404, None)
+    assert_error(client.delete("/v1/models"), 405, None)
+
+
+def test_request_id_is_echoed_or_generated(client: TestClient):
+    r = client.get("/v1/models", headers={"x-request-id": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    r = client.post(GEN, json={"model": "tiny-sdxl", "prompt": ""}, headers={"x-request-id": "e1"})
+    assert r.headers.get_list("x-request-id") == ["e1"]
+    a, b = client.get("/healthz"), client.get("/healthz")
+    assert a.headers["x-request-id"] != b.headers["x-request-id"]
+
+
+def test_internal_errors_are_500_with_request_id_and_no_traceback(home: Path):
+    # A real catalog entry whose weights are missing: loading fails inside the request.
+    (home / "models.toml").write_text(
+        '[models.ghost]\nkind = "base"\nfamily = "sd15"\nsource = "models/ghost"\n'
+        'aspect_ratios = ["1:1"]\nresolutions = {"64px" = 64}\ncredits = {"64px" = 1}\n'
+    )
+    settings = Settings(home=home, secret="s")
+    catalog = load_catalog(home)
+    client = TestClient(
+        create_app(settings, catalog, LocalModelClient(catalog, device="cpu")),
+        raise_server_exceptions=False,
+    )
+    r = client.post(GEN, json={"model": "ghost", "prompt": "boo"}, headers={"x-request-id": "z9"})
+    error = assert_error(r, 500, None)
+    assert r.headers["x-request-id"] == "z9"
+    assert error["type"] == "server_error" and "ghost" not in error["message"]
+    assert "Traceback" not in r.text
+
+
+def test_healthz_metrics_and_docs(client: TestClient):
+    assert client.get("/healthz").json() == {"status": "ok", "models": ["tiny-sd15", "tiny-sdxl"]}
+    client.post(GEN, json={"model": "tiny-sdxl", "prompt": ""})
+    client.get("/v1/files/nothing")
+    text = client.get("/metrics").text
+    assert 'kiln_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
+    assert 'route="/v1/generations",status="400"' in text
+    assert 'route="/v1/files/{file_id}",status="404"' in text  # templates, not raw paths
+    assert "kiln_http_request_duration_seconds_bucket" in text
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/models", GEN, OPENAI, "/v1/files/{file_id}"} <= set(paths)

@@ -1,0 +1,51 @@
+"""The Ray app as configured (without starting Ray), the deploy YAML, import hygiene."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from serving.app import INGRESS_NAME, build_application, model_deployment_options
+from serving.settings import Settings
+from weights.catalog import load_catalog
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_model_deployment_options_follow_settings():
+    cpu = model_deployment_options(Settings(device="auto", max_queued=7), cluster_gpus=0)
+    assert cpu["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.0}
+    assert cpu["max_queued_requests"] == 7
+    assert cpu["max_ongoing_requests"] >= Settings().max_batch_size
+    gpu = model_deployment_options(Settings(replica_cpus=2, gpus_per_replica=0.5), 4)
+    assert gpu["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 0.5}
+
+
+def test_build_application_binds_without_a_cluster(tmp_path: Path):
+    settings = Settings(home=tmp_path, secret="s")
+    app = build_application(settings, load_catalog(tmp_path), cluster_gpus=0)
+    assert type(app).__name__ == "Application"
+
+
+def test_serve_yaml_is_a_valid_deploy_config_for_this_app():
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load((ROOT / "deploy" / "serve.yaml").read_text())
+    ServeDeploySchema.model_validate(config)
+    (app,) = config["applications"]
+    assert app["import_path"] == "serving.app:build_app"
+    assert app["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    Settings.from_env({}, **app["args"])  # every arg is a known, valid setting
+    names = {d["name"] for d in app["deployments"]}
+    assert names <= {INGRESS_NAME, *load_catalog(ROOT).ids()}
+
+
+def test_ingress_modules_do_not_import_torch():
+    code = (
+        "import sys, serving.app, serving.api, serving.cli, serving.model_deployment;"
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -1,0 +1,42 @@
+"""The ``kiln`` command line: parsing and the commands that need no server."""
+
+from __future__ import annotations
+
+import pytest
+
+from serving.cli import main, make_parser
+
+
+def test_parser_knows_the_commands():
+    parser = make_parser()
+    args = parser.parse_args(["serve", "--host", "0.0.0.0", "--port", "9000"])
+    assert (args.host, args.port, args.func.__name__) == ("0.0.0.0", 9000, "cmd_serve")
+    assert parser.parse_args(["serve"]).port is None  # falls back to KILN_PORT
+    assert parser.parse_args(["models", "list"]).func.__name__ == "cmd_models_list"
+    assert parser.parse_args(["weights", "build-tiny"]).func.__name__ == "cmd_build_tiny"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["models"])
+
+
+def test_models_list_prints_sizes_and_prices(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KILN_HOME", str(tmp_path))
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-sdxl  kind=base  family=sdxl" in out
+    assert "128x128 128x64 64x128 256x256 256x192 192x256" in out
+    assert "128px=1, 256px=2" in out
+
+
+def test_bad_configuration_is_a_clean_error(monkeypatch, capsys):
+    monkeypatch.setenv("KILN_PORT", "not-a-port")
+    assert main(["models", "list"]) == 2
+    assert "KILN_PORT" in capsys.readouterr().err
+
+
+def test_build_tiny_reports_models_and_manifests(catalog, kiln_home, capsys):
+    # ``catalog`` (tests/conftest.py) has built the tiny models once for the session.
+    assert main(["weights", "build-tiny"]) == 0
+    out = capsys.readouterr().out
+    for spec in catalog:
+        assert f"{spec.id}: present at {spec.source}" in out
+        assert f"sha256 manifest: {spec.source / 'kiln-manifest.json'}" in out

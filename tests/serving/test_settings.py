@@ -1,0 +1,115 @@
+"""Settings: every variable parsed from the environment, defaults, errors, the secret."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+from pathlib import Path
+
+import pytest
+
+from pipelines.params import GenerationDefaults
+from serving.settings import ENV_VARS, Settings, SettingsError, load_or_create_secret
+
+
+def test_defaults_without_environment(tmp_path: Path):
+    s = Settings.from_env({})
+    assert s.home == Path("~/.kiln").expanduser()
+    assert (s.host, s.port, s.device) == ("127.0.0.1", 8000, "auto")
+    assert (s.max_batch_size, s.batch_wait_s, s.max_queued) == (8, 0.02, 512)
+    assert (s.replica_cpus, s.ingress_cpus, s.url_ttl_s, s.max_prompt_chars) == (
+        0.5, 0.1, 3600, 4000,
+    )  # fmt: skip
+    assert s.catalog_path == s.home / "models.toml"
+    assert s.generation_defaults == GenerationDefaults()
+    assert s.effective_ray_num_cpus() == os.cpu_count()
+    assert s.engine_device is None
+
+
+def test_every_variable_is_read(tmp_path: Path):
+    env = {
+        "KILN_HOME": str(tmp_path),
+        "KILN_HOST": "0.0.0.0",
+        "KILN_PORT": "9001",
+        "KILN_CATALOG": str(tmp_path / "extra.toml"),
+        "KILN_DEVICE": "cpu",
+        "KILN_GPUS_PER_REPLICA": "0.25",
+        "KILN_REPLICA_CPUS": "1.5",
+        "KILN_INGRESS_CPUS": "0.2",
+        "KILN_TORCH_THREADS": "3",
+        "KILN_RAY_NUM_CPUS": "4",
+        "KILN_RAY_ADDRESS": "ray://head:10001",
+        "KILN_MAX_BATCH_SIZE": "4",
+        "KILN_BATCH_WAIT_S": "0.05",
+        "KILN_MAX_QUEUED": "100",
+        "KILN_URL_TTL_S": "60",
+        "KILN_SECRET": "k",
+        "KILN_PUBLIC_URL": "https://kiln.example",
+        "KILN_MAX_PROMPT_CHARS": "500",
+        "KILN_DEFAULT_STEPS": "12",
+        "KILN_DEFAULT_GUIDANCE": "3.5",
+        "KILN_DEFAULT_SCHEDULER": "ddim",
+    }
+    assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
+    s = Settings.from_env(env)
+    assert s.home == tmp_path and s.catalog_path == tmp_path / "extra.toml"
+    assert (s.host, s.port, s.device, s.engine_device) == ("0.0.0.0", 9001, "cpu", "cpu")
+    assert (s.gpus_per_replica, s.replica_cpus, s.ingress_cpus) == (0.25, 1.5, 0.2)
+    assert (s.effective_torch_threads(), s.effective_ray_num_cpus()) == (3, 4)
+    assert s.ray_address == "ray://head:10001"
+    assert (s.max_batch_size, s.batch_wait_s, s.max_queued, s.url_ttl_s) == (4, 0.05, 100, 60)
+    assert (s.secret, s.public_url, s.max_prompt_chars) == ("k", "https://kiln.example", 500)
+    assert s.generation_defaults == GenerationDefaults(steps=12, guidance=3.5, scheduler="ddim")
+
+
+def test_empty_values_mean_unset():
+    assert Settings.from_env({"KILN_PORT": "", "KILN_DEVICE": "  "}).port == 8000
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("KILN_PORT", "eighty"),
+        ("KILN_PORT", "70000"),
+        ("KILN_DEVICE", "tpu"),
+        ("KILN_MAX_BATCH_SIZE", "0"),
+        ("KILN_REPLICA_CPUS", "-1"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_overrides_by_field_name_parse_strings_like_the_environment():
+    s = Settings.from_env({"KILN_PORT": "9001"}, port="9002", max_batch_size=2)
+    assert (s.port, s.max_batch_size) == (9002, 2)
+    with pytest.raises(SettingsError, match="unknown setting 'batch'"):
+        Settings.from_env({}, batch=3)
+    assert s.with_overrides(host=None, port=1).port == 1
+
+
+def test_gpus_per_replica_defaults_follow_the_device():
+    assert Settings(device="cpu").effective_gpus_per_replica(cluster_gpus=8) == 0
+    assert Settings(device="cuda").effective_gpus_per_replica(cluster_gpus=0) == 1
+    assert Settings().effective_gpus_per_replica(cluster_gpus=0) == 0
+    assert Settings().effective_gpus_per_replica(cluster_gpus=2) == 1
+    assert Settings(gpus_per_replica=0.5).effective_gpus_per_replica(cluster_gpus=0) == 0.5
+
+
+def test_settings_pickle_and_hide_the_secret():
+    s = Settings(secret="hunter2", port=9000)
+    assert pickle.loads(pickle.dumps(s)) == s
+    assert "hunter2" not in repr(s)
+
+
+def test_secret_is_created_once_private_and_reused(tmp_path: Path):
+    s = Settings(home=tmp_path / "home")
+    key = s.effective_secret()
+    path = tmp_path / "home" / "secret.key"
+    assert len(key) >= 32 and path.read_text().strip() == key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert s.effective_secret() == key == load_or_create_secret(path)
+    assert Settings(home=tmp_path / "home", secret="explicit").effective_secret() == "explicit"
+    assert [p.name for p in path.parent.iterdir()] == ["secret.key"], "no temp files left"
