@@ -29,15 +29,15 @@ comma to the next chunk, so a phrase is not cut in two (A1111's default)."""
 
 
 @dataclass(frozen=True)
-class _Chunk:
+class PromptChunk:
     """One 77-id window for one tokenizer, with a weight per id (1.0 on the frame)."""
 
     ids: list[int]
     weights: list[float]
 
 
-class _Tokenization:
-    """How one tokenizer frames prompts into chunks."""
+class PromptChunker:
+    """Splits weighted prompts into framed 77-id chunks for one CLIP tokenizer."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
@@ -50,14 +50,14 @@ class _Tokenization:
         self.pad = int(tokenizer.pad_token_id)
         self.comma = tokenizer.get_vocab().get(",</w>")
 
-    def chunks(self, prompt: str) -> list[_Chunk]:
+    def chunks(self, prompt: str) -> list[PromptChunk]:
         """``prompt`` as framed 77-id chunks (at least one)."""
         fragments = parse_weighted_prompt(prompt)
         texts = [text for text, _ in fragments]
         # verbose=False: a prompt past 77 tokens is the point here, not a mistake to warn of.
         token_lists = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
 
-        chunks: list[_Chunk] = []
+        chunks: list[PromptChunk] = []
         tokens: list[int] = []
         weights: list[float] = []
         last_comma = -1
@@ -93,9 +93,9 @@ class _Tokenization:
             close()
         return chunks
 
-    def _frame(self, tokens: list[int], weights: list[float]) -> _Chunk:
+    def _frame(self, tokens: list[int], weights: list[float]) -> PromptChunk:
         padding = self.chunk_length - len(tokens)
-        return _Chunk(
+        return PromptChunk(
             ids=[self.bos, *tokens, self.eos] + [self.pad] * padding,
             weights=[1.0, *weights, 1.0] + [1.0] * padding,
         )
@@ -118,7 +118,7 @@ class PromptEncoder:
         ]
         # An SDXL refiner has only the second pair; diffusers then uses that one alone.
         self._encoders = [
-            (_Tokenization(tok), enc) for tok, enc in pairs if tok is not None and enc is not None
+            (PromptChunker(tok), enc) for tok, enc in pairs if tok is not None and enc is not None
         ]
         if not self._encoders:
             raise ValueError("pipeline has no tokenizer/text_encoder pair to encode prompts with")
@@ -202,7 +202,7 @@ class PromptEncoder:
             out["negative_pooled_prompt_embeds"] = stack([p for _, p in negative])
         return out
 
-    def _checked_count(self, text: str, per_tokenizer: list[list[_Chunk]]) -> int:
+    def _checked_count(self, text: str, per_tokenizer: list[list[PromptChunk]]) -> int:
         counts = {len(chunks) for chunks in per_tokenizer}
         if len(counts) != 1:
             # SDXL's two tokenizers share one vocabulary; if a custom pair ever differs,
@@ -211,7 +211,7 @@ class PromptEncoder:
         return counts.pop()
 
     def _encode_chunks(
-        self, per_tokenizer: list[list[_Chunk]], device: torch.device
+        self, per_tokenizer: list[list[PromptChunk]], device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, 77·k, D) embeddings of one prompt's chunks, and its pooled embedding or None.
 
@@ -245,6 +245,8 @@ def _emphasize(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     half-precision means do not round away small weights.
     """
     z = hidden.float()
+    # Per chunk rather than A1111's mean over its whole batch, so that a prompt encodes
+    # the same whatever it is batched with (identical when A1111 encodes one prompt).
     original_mean = z.mean(dim=(1, 2), keepdim=True)
     z = z * weights.float().unsqueeze(-1)
     new_mean = z.mean(dim=(1, 2), keepdim=True)
