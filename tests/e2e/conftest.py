@@ -1,0 +1,112 @@
+"""One live ``kiln serve`` per test session, on a free port, over the session KILN_HOME.
+
+The server is the real thing: a subprocess running the console script, a local Ray with
+the ingress and one deployment per tiny model. Tests talk to it only over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+STARTUP_TIMEOUT_S = 180
+SHUTDOWN_TIMEOUT_S = 60
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kiln_command() -> list[str]:
+    """The installed ``kiln`` console script next to this interpreter (else ``-m``)."""
+    script = Path(sys.executable).with_name("kiln")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "serving.cli"]
+
+
+def wait_until_ready(server: LiveServer, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"kiln serve exited with {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    server.process.kill()
+    pytest.fail(f"kiln serve not ready after {timeout_s}s:\n{server.log_tail()}")
+
+
+def start_server(home: Path, log: Path, extra_env: dict[str, str] | None = None) -> LiveServer:
+    """Start ``kiln serve`` on a free port over ``home``; returns once it is ready."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KILN_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "KILN_RAY_NUM_CPUS": str(max(2, os.cpu_count() or 1)),
+        **(extra_env or {}),
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*kiln_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log)
+    wait_until_ready(server, STARTUP_TIMEOUT_S)
+    return server
+
+
+def stop_server(server: LiveServer) -> int:
+    """Ctrl-C the server and wait for a clean exit; returns its exit code."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+            pytest.fail(f"kiln serve ignored SIGINT:\n{server.log_tail()}")
+    return server.process.returncode
+
+
+@pytest.fixture(scope="session")
+def server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[LiveServer]:
+    """The session's live server (``catalog`` builds the tiny models first, once)."""
+    log = tmp_path_factory.mktemp("server") / "kiln-serve.log"
+    live = start_server(kiln_home, log)
+    yield live
+    code = stop_server(live)
+    assert code == 0, f"kiln serve exited with {code} after SIGINT:\n{live.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+def http(server: LiveServer) -> Iterator[httpx.Client]:
+    """An httpx client on the live server (no API key)."""
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        yield client
