@@ -237,6 +237,6 @@ def write_single_file(pipe: Any, path: Path) -> Path:
     """Write ``pipe``'s UNet, VAE and text encoder(s) as one original-layout safetensors."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().contiguous() for k, v in original_state_dict(pipe).items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in original_state_dict(pipe).items()}
     save_file(tensors, str(path))
     return path

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from _original_layout import original_state_dict, write_single_file
+from _original_layout import (
+    apply_rules,
+    original_state_dict,
+    unet_rules,
+    vae_rules,
+    write_single_file,
+)
 from safetensors.torch import save_file
 
 from weights.catalog import PICKLE_SUFFIXES, CatalogError, load_catalog
@@ -164,3 +170,101 @@ def test_pickle_checkpoints_are_refused(catalog, tmp_path, suffix) -> None:
         load_single_file(spec, object, FP32)
     with pytest.raises(CatalogError, match="pickle"):
         _spec(catalog, tmp_path, "sd15", source, None)
+
+
+# Keys and shapes of the released checkpoints (v1-5-pruned-emaonly, sd_xl_base_1.0), under
+# "model.diffusion_model." and "first_stage_model.": they anchor the layout map to real files.
+REAL_KEYS = {
+    "sd15": {
+        "input_blocks.1.1.proj_in.weight": (320, 320, 1, 1),
+        "input_blocks.3.0.op.weight": (320, 320, 3, 3),
+        "middle_block.1.transformer_blocks.0.attn2.to_k.weight": (1280, 768),
+        "output_blocks.2.1.conv.weight": (1280, 1280, 3, 3),
+        "output_blocks.5.2.conv.weight": (1280, 1280, 3, 3),
+        "out.2.weight": (4, 320, 3, 3),
+    },
+    "sdxl": {
+        "label_emb.0.0.weight": (1280, 2816),
+        "input_blocks.4.1.proj_in.weight": (640, 640),
+        "input_blocks.7.1.transformer_blocks.9.attn2.to_k.weight": (1280, 2048),
+        "output_blocks.2.2.conv.weight": (1280, 1280, 3, 3),
+        "output_blocks.8.0.skip_connection.weight": (320, 640, 1, 1),
+    },
+    "vae": {
+        "encoder.down.0.block.0.conv1.weight": (128, 128, 3, 3),
+        "encoder.down.1.block.0.nin_shortcut.weight": (256, 128, 1, 1),
+        "encoder.mid.attn_1.q.weight": (512, 512, 1, 1),
+        "decoder.up.0.block.0.nin_shortcut.weight": (128, 256, 1, 1),
+        "decoder.up.3.upsample.conv.weight": (512, 512, 3, 3),
+        "decoder.norm_out.weight": (128,),
+    },
+}
+
+
+def _meta_round_trip(cls, family: str, subfolder: str, rules, convert, prefix: str, real: dict):
+    config = cls.load_config(shipped_config_dir(family), subfolder=subfolder)
+    with torch.device("meta"):
+        model = cls.from_config(config)
+    want = model.state_dict()
+    original = apply_rules(want, rules(config))
+    for key, shape in real.items():
+        assert tuple(original[key].shape) == shape, key
+    back = convert({prefix + k: v for k, v in original.items()}, config=config)
+    assert back.keys() == want.keys()
+    assert all(back[k].shape == want[k].shape for k in want)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_unet_layout_fits_full_size_checkpoints(family) -> None:
+    """At full size, on meta: real key names, and diffusers' converter maps them back."""
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    _meta_round_trip(
+        UNet2DConditionModel, family, "unet", unet_rules, convert_ldm_unet_checkpoint,
+        "model.diffusion_model.", REAL_KEYS[family],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_vae_layout_fits_full_size_checkpoints(family) -> None:
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    _meta_round_trip(
+        AutoencoderKL, family, "vae", vae_rules, convert_ldm_vae_checkpoint,
+        "first_stage_model.", REAL_KEYS["vae"],
+    )  # fmt: skip
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_full_size_sd15_single_file_loads_on_gpu_with_shipped_config(catalog, tmp_path) -> None:
+    """A full-size SD 1.5 checkpoint in the original layout, built from the shipped config."""
+    import types
+
+    import diffusers
+    import transformers
+
+    folder = shipped_config_dir("sd15")
+    bf16 = torch.bfloat16
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(bf16)
+    try:
+        with torch.device("cuda"):
+            unet_cls, vae_cls = diffusers.UNet2DConditionModel, diffusers.AutoencoderKL
+            reference = types.SimpleNamespace(
+                unet=unet_cls.from_config(unet_cls.load_config(folder, subfolder="unet")),
+                vae=vae_cls.from_config(vae_cls.load_config(folder, subfolder="vae")),
+                text_encoder=transformers.CLIPTextModel(
+                    transformers.CLIPTextConfig.from_pretrained(folder, subfolder="text_encoder")
+                ),
+            )
+    finally:
+        torch.set_default_dtype(previous)
+    source = write_single_file(reference, tmp_path / "sd15-full.safetensors")
+    spec = _spec(catalog, tmp_path, "sd15", source, None)
+    pipe = load_pipeline(spec, "cuda", bf16)
+    _assert_same_weights(pipe, reference, ("unet", "vae", "text_encoder"))
+    images = pipe("a red fox", num_inference_steps=2, output_type="np").images
+    assert images.shape == (1, 512, 512, 3)

@@ -1,0 +1,473 @@
+"""GPU generation benchmark: plain diffusers bf16 against Kiln's Engine, in one run.
+
+Builds the full-size SD 1.5 and SDXL architectures from the configs shipped in
+``weights/configs`` with random weights (compute does not depend on weight values, and
+nothing is downloaded), then times, on the same modules:
+
+- plain diffusers: the stock pipeline, ``EulerDiscreteScheduler``, bf16;
+- Kiln: ``pipelines.engine.Engine`` built from that pipeline, as a replica runs it.
+
+Per case it prints the median latency (after a warm-up), images/s, peak GPU memory, each
+Kiln figure's ratio to plain diffusers, and the share of the compute floor: the FLOPs of
+the UNet calls and the VAE decode (``FlopCounterMode`` on the real shapes) divided by the
+bf16 matmul rate measured in the same run. Figures print as soon as they are known.
+
+    PYTHONPATH=. python3 benchmarks/gpu_generate.py            # full: < 8 min on an H100
+    PYTHONPATH=. python3 benchmarks/gpu_generate.py --quick    # SDXL n=1 only: < 3 min
+    PYTHONPATH=. python3 benchmarks/gpu_generate.py --device cpu --tiny   # smoke test
+
+Imports only weights/ and pipelines/ (never serving/), so it runs from a source tree on a
+machine with torch, transformers and the diffusers/open_clip wheels (benchmarks/run_on_gpu.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import math
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROMPT = "a red fox in fresh snow at dawn, telephoto photograph, sharp focus, soft light"
+NEGATIVE = "blurry, low quality"
+GUIDANCE = 5.0
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One timed generation shape."""
+
+    family: str
+    width: int
+    height: int
+    steps: int
+    n: int
+    repeats: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.family} {self.width}x{self.height} {self.steps} steps n={self.n}"
+
+
+FULL_CASES = (
+    Case("sdxl", 1024, 1024, 30, 1, repeats=3),
+    Case("sdxl", 1024, 1024, 30, 8, repeats=2),
+    Case("sd15", 512, 512, 30, 1, repeats=3),
+)
+QUICK_CASES = (Case("sdxl", 1024, 1024, 30, 1, repeats=3),)
+TINY_CASES = (
+    Case("sdxl", 64, 64, 2, 1, repeats=2),
+    Case("sdxl", 64, 64, 2, 2, repeats=2),
+    Case("sd15", 64, 64, 2, 1, repeats=2),
+)
+# Warm-up calls are short: every step runs the same kernels at the same shapes, so two
+# steps select them all (cuBLAS/cuDNN heuristics, allocator pools) at a fraction of the cost.
+WARMUP_STEPS = 2
+WARMUP_CALLS = 2
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Latencies (seconds) of the timed calls and the peak GPU memory (bytes) around them."""
+
+    latencies: tuple[float, ...]
+    peak_bytes: int | None
+    n: int
+    last: Any = None  # what the last timed call returned
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.latencies)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.n / self.median
+
+
+def say(text: str) -> None:
+    """Print a figure now: a long GPU run shows its results as it goes."""
+    print(text, flush=True)
+
+
+# ---------------------------------------------------------------------------- building
+
+
+def ensure_open_clip_vocabulary() -> None:
+    """Make open_clip's vocabulary file readable where torchvision is not installed.
+
+    ``weights.tokenizer`` finds the file with ``importlib.resources``, which imports the
+    ``open_clip`` package, whose ``__init__`` imports torchvision; the GPU image has none.
+    Registering the package without running its ``__init__`` is enough to read the file.
+    """
+    if "open_clip" in sys.modules or importlib.util.find_spec("torchvision") is not None:
+        return
+    spec = importlib.util.find_spec("open_clip")
+    if spec is not None:
+        sys.modules["open_clip"] = importlib.util.module_from_spec(spec)
+
+
+@contextlib.contextmanager
+def default_device_and_dtype(device: Any, dtype: Any) -> Iterator[None]:
+    """Create parameters directly on ``device`` in ``dtype``: no CPU init, no cast copy."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_modules(family: str, device: Any, dtype: Any, config: Path | None = None) -> dict:
+    """UNet, VAE and text encoder(s) of a family's full-size config, randomly initialised."""
+    import diffusers
+    import transformers
+
+    from weights.single_file import shipped_config_dir
+
+    folder = config or shipped_config_dir(family)
+    modules: dict[str, Any] = {}
+    with default_device_and_dtype(device, dtype):
+        for name, cls in (
+            ("unet", diffusers.UNet2DConditionModel),
+            ("vae", diffusers.AutoencoderKL),
+        ):
+            modules[name] = cls.from_config(cls.load_config(folder, subfolder=name))
+        encoders = {
+            "text_encoder": "CLIPTextModel",
+            "text_encoder_2": "CLIPTextModelWithProjection",
+        }
+        for name, class_name in encoders.items():
+            if (folder / name).is_dir():
+                text_config = transformers.CLIPTextConfig.from_pretrained(folder, subfolder=name)
+                modules[name] = getattr(transformers, class_name)(text_config)
+    for module in modules.values():
+        module.eval().requires_grad_(False)
+    return modules
+
+
+def assemble_pipeline(family: str, modules: dict) -> Any:
+    """The stock diffusers pipeline of ``family`` around ``modules``, with Euler."""
+    import diffusers
+
+    from weights.catalog import FAMILIES
+    from weights.single_file import TOKENIZER_PADS, shipped_config_dir
+    from weights.tokenizer import clip_tokenizer
+
+    ensure_open_clip_vocabulary()
+    cls = getattr(diffusers, FAMILIES[family].pipeline_class)
+    scheduler_config = diffusers.EulerDiscreteScheduler.load_config(
+        shipped_config_dir(family), subfolder="scheduler"
+    )
+    tokenizers = {name: clip_tokenizer(pad) for name, pad in TOKENIZER_PADS[family].items()}
+    if family == "sd15":
+        extra = {
+            "safety_checker": None,
+            "feature_extractor": None,
+            "requires_safety_checker": False,
+        }
+    else:
+        extra = {"force_zeros_for_empty_prompt": True, "add_watermarker": False}
+    pipe = cls(
+        **modules,
+        **tokenizers,
+        scheduler=diffusers.EulerDiscreteScheduler.from_config(scheduler_config),
+        **extra,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_pipeline(family: str, device: str, dtype: Any, tiny: bool) -> Any:
+    """Full size from the shipped configs, or Kiln's tiny model (random, on CPU) for smoke."""
+    if not tiny:
+        return assemble_pipeline(family, build_modules(family, device, dtype))
+    import torch
+
+    from weights.tiny import TINY_BUILDERS
+
+    ensure_open_clip_vocabulary()
+    built = TINY_BUILDERS[family]()
+    modules = {name: getattr(built, name) for name in ("unet", "vae", "text_encoder")}
+    if family == "sdxl":
+        modules["text_encoder_2"] = built.text_encoder_2
+    for module in modules.values():
+        if module.dtype != dtype or module.device != torch.device(device):
+            module.to(device=device, dtype=dtype)
+        module.eval().requires_grad_(False)
+    return assemble_pipeline(family, modules)
+
+
+def kiln_engine(family: str, pipe: Any, case: Case) -> tuple[Any, Any]:
+    """Kiln's Engine over ``pipe`` (as ``Engine.load`` prepares it) and the case's params."""
+    from pipelines.engine import Engine, prepare_for_cuda
+    from pipelines.params import GenerationParams
+    from weights.catalog import ModelSpec
+
+    divisor = math.gcd(case.width, case.height)
+    spec = ModelSpec(
+        id=f"bench-{family}",
+        kind="base",
+        family=family,
+        source=Path("random-weights"),
+        resolutions={"bench": max(case.width, case.height)},
+        aspect_ratios=(f"{case.width // divisor}:{case.height // divisor}",),
+        credits={"bench": 0.0},
+        default_resolution="bench",
+        default_steps=case.steps,
+        default_guidance=GUIDANCE,
+        default_scheduler="euler",
+    )
+    if pipe.device.type == "cuda":
+        prepare_for_cuda(pipe)
+    engine = Engine(spec, pipe)
+    params = GenerationParams.build(
+        spec, prompt=PROMPT, negative_prompt=NEGATIVE, n=case.n, seed=SEED, steps=case.steps
+    )
+    if (params.width, params.height) != (case.width, case.height):
+        raise ValueError(f"{case.name}: Kiln resolved {params.width}x{params.height}")
+    return engine, params
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def sync(device: Any) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(device: str, dtype: Any, size: int, iterations: int) -> float:
+    """FLOP/s of a square matmul: the matrix rate this GPU reaches in this run."""
+    import torch
+
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    started = time.perf_counter()
+    for _ in range(iterations):
+        a @ b
+    sync(device)
+    return 2 * size**3 * iterations / (time.perf_counter() - started)
+
+
+def count_flops(pipe: Any, case: Case) -> tuple[int, int]:
+    """FLOPs of one UNet call (classifier-free guidance: batch 2n) and of the VAE decode."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    unet, device, dtype = pipe.unet, pipe.unet.device, pipe.unet.dtype
+    batch = 2 * case.n
+    factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    latent = (unet.config.in_channels, case.height // factor, case.width // factor)
+    kwargs: dict[str, Any] = {
+        "encoder_hidden_states": torch.randn(
+            batch, 77, unet.config.cross_attention_dim, device=device, dtype=dtype
+        )
+    }
+    if unet.config.addition_embed_type == "text_time":
+        pooled = (
+            unet.config.projection_class_embeddings_input_dim
+            - 6 * unet.config.addition_time_embed_dim
+        )
+        kwargs["added_cond_kwargs"] = {
+            "text_embeds": torch.randn(batch, pooled, device=device, dtype=dtype),
+            "time_ids": torch.zeros(batch, 6, device=device, dtype=dtype),
+        }
+    # CPU attention kernels have no FLOP formula; the math backend decomposes into matmuls.
+    backend = contextlib.nullcontext() if device.type == "cuda" else sdpa_kernel(SDPBackend.MATH)
+    with torch.inference_mode(), backend:
+        with FlopCounterMode(display=False) as unet_counter:
+            unet(torch.randn(batch, *latent, device=device, dtype=dtype), 500, **kwargs)
+        with FlopCounterMode(display=False) as vae_counter:
+            pipe.vae.decode(torch.randn(case.n, *latent, device=device, dtype=dtype))
+    return unet_counter.get_total_flops(), vae_counter.get_total_flops()
+
+
+def measure(run: Callable[[int], Any], case: Case, device: str) -> Measurement:
+    """Warm up with a short call, then time ``case.repeats`` full calls."""
+    import torch
+
+    cuda = torch.device(device).type == "cuda"
+    for _ in range(WARMUP_CALLS):
+        run(min(WARMUP_STEPS, case.steps))
+    sync(device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    latencies, last = [], None
+    for _ in range(case.repeats):
+        started = time.perf_counter()
+        last = run(case.steps)
+        sync(device)
+        latencies.append(time.perf_counter() - started)
+    peak = torch.cuda.max_memory_allocated(device) if cuda else None
+    return Measurement(tuple(latencies), peak, case.n, last)
+
+
+def plain_runner(pipe: Any, case: Case, device: str) -> Callable[[int], Any]:
+    """Stock diffusers usage: one prompt, ``num_images_per_prompt``, a seeded generator."""
+    import torch
+
+    def run(steps: int) -> Any:
+        generator = torch.Generator(device).manual_seed(SEED)
+        with torch.inference_mode():
+            return pipe(
+                prompt=PROMPT,
+                negative_prompt=NEGATIVE,
+                num_images_per_prompt=case.n,
+                height=case.height,
+                width=case.width,
+                num_inference_steps=steps,
+                guidance_scale=GUIDANCE,
+                generator=generator,
+                output_type="np",
+            ).images
+
+    return run
+
+
+def kiln_runner(engine: Any, params: Any) -> Callable[[int], Any]:
+    import dataclasses
+
+    def run(steps: int) -> Any:
+        return engine.generate([dataclasses.replace(params, steps=steps)])
+
+    return run
+
+
+# ---------------------------------------------------------------------------- printing
+
+
+def gib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 2**30:.2f} GiB"
+
+
+def report(label: str, m: Measurement, floor_s: float, base: Measurement | None) -> str:
+    line = (
+        f"  {label:<6} median {m.median:8.3f} s  {m.images_per_s:7.3f} img/s  "
+        f"peak {gib(m.peak_bytes):>10}  floor share {floor_s / m.median:6.1%}  "
+        f"runs {', '.join(f'{x:.3f}' for x in m.latencies)}"
+    )
+    if base is not None:
+        memory = (
+            f"{m.peak_bytes / base.peak_bytes:.3f}x" if m.peak_bytes and base.peak_bytes else "n/a"
+        )
+        line += (
+            f"\n  {'':<6} vs plain: latency {m.median / base.median:.3f}x, "
+            f"img/s {m.images_per_s / base.images_per_s:.3f}x, peak memory {memory}"
+        )
+    return line
+
+
+def versions() -> str:
+    import diffusers
+    import torch
+    import transformers
+
+    return (
+        f"python {sys.version.split()[0]}, torch {torch.__version__}, "
+        f"diffusers {diffusers.__version__}, transformers {transformers.__version__}"
+    )
+
+
+# -------------------------------------------------------------------------------- main
+
+
+def run_cases(cases: Sequence[Case], device: str, dtype: Any, tiny: bool) -> dict[str, tuple]:
+    """Time every case, plain then Kiln, printing as it goes; returns the figures by name."""
+    import torch
+
+    cuda = torch.device(device).type == "cuda"
+    size, iterations = (8192, 50) if cuda else (512, 5)
+    rate = matmul_rate(device, dtype, size, iterations)
+    say(f"matmul {size}^3 {str(dtype).removeprefix('torch.')}: {rate / 1e12:.4g} TFLOP/s")
+
+    results: dict[str, tuple] = {}
+    for family in dict.fromkeys(c.family for c in cases):
+        started = time.perf_counter()
+        pipe = build_pipeline(family, device, dtype, tiny)
+        params = sum(p.numel() for p in pipe.unet.parameters())
+        say(f"{family}: built in {time.perf_counter() - started:.1f} s (UNet {params / 1e6:.1f}M)")
+        family_cases = [c for c in cases if c.family == family]
+        # Plain first for every case: Kiln's engine switches the shared modules to
+        # channels-last, which would then also speed up (or slow) the plain runs.
+        floors: dict[Case, float] = {}
+        plain: dict[Case, Measurement] = {}
+        for case in family_cases:
+            unet_flops, vae_flops = count_flops(pipe, case)
+            total = case.steps * unet_flops + vae_flops
+            floors[case] = total / rate
+            say(
+                f"{case.name}: UNet call {unet_flops / 1e12:.4g} TFLOP, VAE decode "
+                f"{vae_flops / 1e12:.4g} TFLOP, total {total / 1e12:.4g} TFLOP, "
+                f"compute floor {floors[case]:.3f} s"
+            )
+            plain[case] = measure(plain_runner(pipe, case, device), case, device)
+            say(report("plain", plain[case], floors[case], None))
+        for case in family_cases:
+            engine, case_params = kiln_engine(family, pipe, case)
+            kiln = measure(kiln_runner(engine, case_params), case, device)
+            say(f"{case.name}:")
+            say(report("kiln", kiln, floors[case], plain[case]))
+            phases = kiln.last[0].timings
+            say(
+                f"  {'':<6} kiln phases (last run): "
+                + ", ".join(f"{k} {phases[k]:.3f} s" for k in ("encode", "denoise", "decode"))
+            )
+            results[case.name] = (plain[case], kiln, floors[case])
+        del pipe
+        if cuda:
+            torch.cuda.empty_cache()
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="SDXL n=1 only (< 3 min)")
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu with --tiny")
+    parser.add_argument("--tiny", action="store_true", help="tiny models: a smoke test on CPU")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        say("gpu_generate: CUDA is not available; for a CPU smoke run use --device cpu --tiny")
+        return 2
+    if not args.device.startswith("cuda") and not args.tiny:
+        say("gpu_generate: full-size models need CUDA; on CPU run with --tiny")
+        return 2
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    cases = TINY_CASES if args.tiny else QUICK_CASES if args.quick else FULL_CASES
+    name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
+    say(f"gpu_generate on {name}: {versions()}")
+    # Random weights can overflow to NaN images; their cost is the same, the cast warns.
+    warnings.filterwarnings("ignore", message="invalid value encountered in cast")
+    started = time.perf_counter()
+    results = run_cases(cases, args.device, dtype, args.tiny)
+    say(f"summary ({time.perf_counter() - started:.0f} s):")
+    for case_name, (plain, kiln, floor) in results.items():
+        say(
+            f"  {case_name}: plain {plain.median:.3f} s, kiln {kiln.median:.3f} s "
+            f"({kiln.median / plain.median:.3f}x), floor {floor:.3f} s "
+            f"(kiln at {floor / kiln.median:.1%} of it)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
