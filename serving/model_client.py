@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from pipelines.output import GenerationOutput
@@ -108,6 +109,9 @@ class LocalModelClient:
         self._engines: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # One thread for all torch work: a new caller thread would start its own OpenMP
+        # team and oversubscribe the cores.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="local-engine")
 
     def unready(self) -> list[str]:
         """Always empty: engines load on first use, inside the request."""
@@ -134,4 +138,5 @@ class LocalModelClient:
             return engine.generate([params])[0]
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
-        return await asyncio.to_thread(self.generate_sync, params)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.generate_sync, params)

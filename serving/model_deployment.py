@@ -3,7 +3,7 @@
 Dynamic batching (DESIGN.md §3): ``@serve.batch`` collects pending requests up to
 ``KILN_MAX_BATCH_SIZE`` *images* (not requests) or ``KILN_BATCH_WAIT_S``; the batch is
 split by ``GenerationParams.batch_key`` and each group is one ``engine.generate`` call,
-run in a thread so the replica's event loop keeps accepting the next batch. Batches run
+run on the replica's engine thread so its event loop keeps accepting the next batch. Batches run
 one at a time (``max_concurrent_batches=1``): one pipeline call per replica.
 
 Torch is imported only in the replica's constructor, never at module import.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ray import serve
@@ -54,7 +55,13 @@ class ModelDeployment:
         torch.set_num_threads(settings.effective_torch_threads())
         self.spec = spec
         self.max_batch_size = settings.max_batch_size
+        self.batch_wait_s = settings.batch_wait_s
+        self._in_flight = 0
         self.engine = Engine.load(spec, device=settings.engine_device)
+        # One long-lived thread runs every pipeline call: torch keeps one OpenMP team
+        # (a fresh caller thread would build another and oversubscribe the cores), and
+        # calls are serialised by construction.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{spec.id}")
         self._batched.set_max_batch_size(settings.max_batch_size)
         self._batched.set_batch_wait_timeout_s(settings.batch_wait_s)
         logger.info(
@@ -69,7 +76,16 @@ class ModelDeployment:
         """Images for one request, possibly computed in a call shared with others."""
         if params.model != self.spec.id:
             raise ValueError(f"request for {params.model!r} reached {self.spec.id!r}")
-        result = await self._batched(_Job(params, min(params.n, self.max_batch_size)))
+        self._in_flight += 1
+        try:
+            # A request that finds the replica idle has no one to share a call with:
+            # start it at once instead of waiting out the batch window. Requests that
+            # arrive while others are in flight wait the window and batch together.
+            idle = self._in_flight == 1
+            self._batched.set_batch_wait_timeout_s(0.0 if idle else self.batch_wait_s)
+            result = await self._batched(_Job(params, min(params.n, self.max_batch_size)))
+        finally:
+            self._in_flight -= 1
         if isinstance(result, BaseException):
             raise result
         return result
@@ -84,7 +100,8 @@ class ModelDeployment:
         for indices in groups.values():
             group = [jobs[i].params for i in indices]
             try:
-                outputs = await asyncio.to_thread(self.engine.generate, group)
+                loop = asyncio.get_running_loop()
+                outputs = await loop.run_in_executor(self._executor, self.engine.generate, group)
             except Exception as exc:
                 # One failing group must not fail the unrelated requests batched with it.
                 logger.exception("generation failed for %d request(s)", len(group))

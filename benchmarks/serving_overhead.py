@@ -1,0 +1,185 @@
+"""Serving overhead and batching gain, measured in one run on the same machine.
+
+1. Latency: the same tiny model, n, size and steps, called directly (``Engine`` in this
+   process) and through ``kiln serve`` over HTTP, alternating so background load hits
+   both alike. Prints the medians and their ratio (goal: HTTP / direct <= 1.10).
+2. Throughput: 8 clients at once vs the same 8 requests one after another, both over
+   HTTP. Prints the ratio (goal: >= 1.8x from dynamic batching).
+
+    python benchmarks/serving_overhead.py [--model tiny-sdxl] [--n 1] [--size 128x128]
+
+Self-contained: builds the tiny models into a temp KILN_HOME (or ``--home``), starts and
+stops its own server. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+STARTUP_TIMEOUT_S = 300
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path, port: int, logfile: Path) -> subprocess.Popen:
+    import httpx
+
+    script = Path(sys.executable).with_name("kiln")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "serving.cli"]
+    env = {**os.environ, "KILN_HOME": str(home)}
+    with logfile.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"kiln serve exited early; see {logfile}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise SystemExit(f"kiln serve not ready after {STARTUP_TIMEOUT_S}s; see {logfile}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="tiny-sdxl")
+    parser.add_argument("--n", type=int, default=1, help="images per request")
+    parser.add_argument("--size", default="128x128")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=20, help="timed calls per side")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--home", type=Path, help="KILN_HOME (default: a temp dir)")
+    args = parser.parse_args()
+
+    import httpx
+    import torch
+
+    from pipelines.engine import Engine
+    from pipelines.params import GenerationParams
+    from serving.settings import Settings
+    from weights.catalog import load_catalog
+    from weights.tiny import ensure_tiny_models
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="kiln-bench-"))
+    settings = Settings.from_env(home=str(home))
+    catalog = load_catalog(settings.home, settings.catalog_path)
+    started = time.perf_counter()
+    ensure_tiny_models(catalog)
+    log(f"tiny models ready under {home} ({time.perf_counter() - started:.1f}s)")
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    logfile = home / "bench-server.log"
+    started = time.perf_counter()
+    server = start_server(home, port, logfile)
+    log(f"server ready at {url} ({time.perf_counter() - started:.1f}s; log {logfile})")
+
+    # Same threads as a replica gets, so the two sides do the same torch work.
+    torch.set_num_threads(settings.effective_torch_threads())
+    spec = catalog.get(args.model)
+    engine = Engine.load(spec, device=settings.engine_device)
+    body = {"model": args.model, "prompt": "a lighthouse at dusk", "n": args.n, "steps": args.steps}
+    width, height = args.size.split("x")
+    resolution, aspect = spec.sizes[args.size]
+    body.update(resolution=resolution, aspect_ratio=aspect, seed=1)
+    params = GenerationParams.build(
+        spec, prompt=body["prompt"], n=args.n, size=args.size, seed=1, steps=args.steps
+    )
+    log(
+        f"config: model={args.model} n={args.n} size={args.size} steps={args.steps} "
+        f"torch_threads={torch.get_num_threads()} cpus={os.cpu_count()}"
+    )
+
+    try:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            replica_s: list[float] = []
+
+            def over_http(payload: dict) -> float:
+                t0 = time.perf_counter()
+                r = http.post("/v1/generations", json=payload)
+                r.raise_for_status()
+                elapsed = time.perf_counter() - t0
+                replica_s.append(r.json()["timings"]["total"])
+                return elapsed
+
+            def direct() -> float:
+                t0 = time.perf_counter()
+                engine.generate([params])
+                return time.perf_counter() - t0
+
+            for _ in range(2):  # warm-up: first calls allocate and pick kernels
+                direct()
+                over_http(body)
+
+            direct_s, http_s, outside_s = [], [], []
+            for i in range(args.runs):
+                direct_s.append(direct())
+                http_s.append(over_http(body))
+                outside_s.append(http_s[-1] - replica_s[-1])
+                log(f"  run {i + 1:2d}: direct {direct_s[-1] * 1000:7.1f} ms   "
+                    f"http {http_s[-1] * 1000:7.1f} ms "
+                    f"(pipeline in replica {replica_s[-1] * 1000:7.1f} ms)")  # fmt: skip
+            d, h = statistics.median(direct_s), statistics.median(http_s)
+            outside = statistics.median(outside_s)
+            log(f"overhead ratio http/direct = {h / d:.3f}  (goal <= 1.10)")
+            log(f"time outside the pipeline call (HTTP, Ray hops, batching, PNG): "
+                f"median {outside * 1000:.1f} ms")  # fmt: skip
+
+            one = {**body, "n": 1}
+            requests = [{**one, "seed": 100 + i} for i in range(args.clients)]
+            t0 = time.perf_counter()
+            for payload in requests:
+                over_http(payload)
+            sequential = time.perf_counter() - t0
+            log(f"{args.clients} sequential requests (n=1): {sequential:.2f} s")
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                list(pool.map(over_http, requests))
+            concurrent = time.perf_counter() - t0
+            log(f"{args.clients} concurrent clients (n=1): {concurrent:.2f} s")
+            log(f"throughput ratio concurrent/sequential = {sequential / concurrent:.2f}x  "
+                "(goal >= 1.8x)")  # fmt: skip
+    finally:
+        stop_server(server)
+        log("server stopped")
+
+
+if __name__ == "__main__":
+    main()
