@@ -51,7 +51,7 @@ def tiny(catalog) -> dict:
     }
 
 
-def _spec(catalog, tmp_path: Path, family: str, source: Path, config: Path | None):
+def _spec(tmp_path: Path, family: str, source: Path, config: Path | None):
     """A catalog spec for a single file, read from a models.toml as a user would write it."""
     lines = [
         f"[models.single-{family}]",
@@ -95,7 +95,7 @@ def test_single_file_round_trips_offline(
     catalog, tiny, tmp_path, no_network, family, components
 ) -> None:
     source = write_single_file(tiny[family], tmp_path / f"tiny-{family}.safetensors")
-    spec = _spec(catalog, tmp_path, family, source, _tiny_config(catalog, family))
+    spec = _spec(tmp_path, family, source, _tiny_config(catalog, family))
     pipe = load_pipeline(spec, "cpu", FP32)
     assert type(pipe) is type(tiny[family])
     _assert_same_weights(pipe, tiny[family], components)
@@ -113,7 +113,7 @@ def test_weights_come_from_the_file_not_the_config_folder(
     shifted = {k: v + 1 if v.is_floating_point() else v for k, v in original.items()}
     source = tmp_path / "shifted.safetensors"
     save_file({k: v.contiguous() for k, v in shifted.items()}, str(source))
-    spec = _spec(catalog, tmp_path, "sd15", source, _tiny_config(catalog, "sd15"))
+    spec = _spec(tmp_path, "sd15", source, _tiny_config(catalog, "sd15"))
     pipe = load_single_file(spec, type(tiny["sd15"]), FP32)
     for name in ("unet", "vae", "text_encoder"):
         want = getattr(tiny["sd15"], name).state_dict()
@@ -122,9 +122,9 @@ def test_weights_come_from_the_file_not_the_config_folder(
         assert torch.equal(got[key], want[key] + 1), name
 
 
-def test_without_a_config_the_shipped_full_size_config_is_used(catalog, tiny, tmp_path) -> None:
+def test_without_a_config_the_shipped_full_size_config_is_used(tiny, tmp_path) -> None:
     source = write_single_file(tiny["sd15"], tmp_path / "tiny.safetensors")
-    spec = _spec(catalog, tmp_path, "sd15", source, None)
+    spec = _spec(tmp_path, "sd15", source, None)
     assert config_dir(spec) == shipped_config_dir("sd15")
     # A toy-width file cannot fill the full-size architecture: a clear error, not a crash.
     with pytest.raises(ModelLoadError, match="does not fit the sd15 config"):
@@ -133,7 +133,7 @@ def test_without_a_config_the_shipped_full_size_config_is_used(catalog, tiny, tm
 
 def test_a_checkpoint_of_another_family_is_refused(catalog, tiny, tmp_path) -> None:
     source = write_single_file(tiny["sdxl"], tmp_path / "xl.safetensors")
-    spec = _spec(catalog, tmp_path, "sd15", source, _tiny_config(catalog, "sd15"))
+    spec = _spec(tmp_path, "sd15", source, _tiny_config(catalog, "sd15"))
     with pytest.raises(ModelLoadError, match="no weights for text_encoder.*sd15 checkpoint"):
         load_pipeline(spec, "cpu", FP32)
 
@@ -144,7 +144,7 @@ def test_a_checkpoint_without_a_vae_is_refused(catalog, tiny, tmp_path) -> None:
     tensors = {k: v.contiguous() for k, v in tensors.items() if not k.startswith("first_stage")}
     source = tmp_path / "novae.safetensors"
     save_file(tensors, str(source))
-    spec = _spec(catalog, tmp_path, "sd15", source, _tiny_config(catalog, "sd15"))
+    spec = _spec(tmp_path, "sd15", source, _tiny_config(catalog, "sd15"))
     with pytest.raises(ModelLoadError, match="no weights for vae"):
         load_pipeline(spec, "cpu", FP32)
 
@@ -154,7 +154,7 @@ def test_a_missing_tensor_is_refused_not_left_on_meta(catalog, tiny, tmp_path) -
     del tensors["conditioner.embedders.1.model.text_projection"]
     source = tmp_path / "noproj.safetensors"
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(source))
-    spec = _spec(catalog, tmp_path, "sdxl", source, _tiny_config(catalog, "sdxl"))
+    spec = _spec(tmp_path, "sdxl", source, _tiny_config(catalog, "sdxl"))
     with pytest.raises(ModelLoadError, match="lacks 1 text_encoder_2 weight.*text_projection"):
         load_pipeline(spec, "cpu", FP32)
 
@@ -169,7 +169,7 @@ def test_pickle_checkpoints_are_refused(catalog, tmp_path, suffix) -> None:
     with pytest.raises(ModelLoadError, match="pickle"):
         load_single_file(spec, object, FP32)
     with pytest.raises(CatalogError, match="pickle"):
-        _spec(catalog, tmp_path, "sd15", source, None)
+        _spec(tmp_path, "sd15", source, None)
 
 
 # Keys and shapes of the released checkpoints (v1-5-pruned-emaonly, sd_xl_base_1.0), under
@@ -239,9 +239,17 @@ def test_vae_layout_fits_full_size_checkpoints(family) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.slow
-def test_full_size_sd15_single_file_loads_on_gpu_with_shipped_config(catalog, tmp_path) -> None:
+def test_full_size_sd15_single_file_loads_on_gpu_with_shipped_config(tmp_path, monkeypatch) -> None:
     """A full-size SD 1.5 checkpoint in the original layout, built from the shipped config."""
+    import importlib.util
+    import sys
     import types
+
+    if importlib.util.find_spec("torchvision") is None and "open_clip" not in sys.modules:
+        # The GPU image has no torchvision, which open_clip's __init__ imports; the tokenizer
+        # reads only open_clip's vocabulary file, so register the package without running it.
+        package = importlib.util.module_from_spec(importlib.util.find_spec("open_clip"))
+        monkeypatch.setitem(sys.modules, "open_clip", package)
 
     import diffusers
     import transformers
@@ -263,7 +271,7 @@ def test_full_size_sd15_single_file_loads_on_gpu_with_shipped_config(catalog, tm
     finally:
         torch.set_default_dtype(previous)
     source = write_single_file(reference, tmp_path / "sd15-full.safetensors")
-    spec = _spec(catalog, tmp_path, "sd15", source, None)
+    spec = _spec(tmp_path, "sd15", source, None)
     pipe = load_pipeline(spec, "cuda", bf16)
     _assert_same_weights(pipe, reference, ("unet", "vae", "text_encoder"))
     images = pipe("a red fox", num_inference_steps=2, output_type="np").images
