@@ -33,8 +33,10 @@ class KilnIngress:
     """HTTP in, model handles out. Imports no torch: images arrive as numpy arrays."""
 
     def __init__(self, settings: Settings, catalog: Catalog, handles: dict[str, Any]):
+        from serving.logs import configure_replica_logging
         from serving.model_client import RayModelClient
 
+        configure_replica_logging()
         self.settings = settings
         self.catalog = catalog
         self.models = RayModelClient(handles)

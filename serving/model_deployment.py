@@ -21,6 +21,7 @@ from ray import serve
 
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
+from serving.logs import configure_replica_logging
 from serving.settings import Settings
 from weights.catalog import ModelSpec
 
@@ -48,6 +49,7 @@ class ModelDeployment:
     def __init__(self, settings: Settings, spec: ModelSpec):
         # Before torch/diffusers import: nothing may reach for the Hub at run time.
         os.environ["HF_HUB_OFFLINE"] = "1"
+        configure_replica_logging()
         import torch
 
         from pipelines.engine import Engine

@@ -21,6 +21,7 @@ import pytest
 
 STARTUP_TIMEOUT_S = 180
 SHUTDOWN_TIMEOUT_S = 60
+MAX_QUEUED = 4
 
 
 @dataclass
@@ -99,7 +100,8 @@ def stop_server(server: LiveServer) -> int:
 def server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[LiveServer]:
     """The session's live server (``catalog`` builds the tiny models first, once)."""
     log = tmp_path_factory.mktemp("server") / "kiln-serve.log"
-    live = start_server(kiln_home, log)
+    # A short model queue, so a burst in test_server.py reaches the 503 path.
+    live = start_server(kiln_home, log, {"KILN_MAX_QUEUED": str(MAX_QUEUED)})
     yield live
     code = stop_server(live)
     assert code == 0, f"kiln serve exited with {code} after SIGINT:\n{live.log_tail()}"

@@ -172,6 +172,27 @@ def test_malformed_json_unknown_route_and_still_serving(http):
     assert ok.headers["x-request-id"]
 
 
+def test_a_burst_past_the_queue_gets_503_with_retry_after(server, http):
+    # The session server runs with KILN_MAX_QUEUED=4: 16 requests run or wait in the
+    # replica (twice the batch), 4 wait in the queue, the rest are turned away at once.
+    body = {"model": MODEL, "prompt": "burst", "steps": 1}
+
+    def one(i: int) -> httpx.Response:
+        return httpx.post(f"{server.url}/v1/generations", json={**body, "seed": i}, timeout=120)
+
+    with ThreadPoolExecutor(48) as pool:
+        responses = list(pool.map(one, range(48)))
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(200) >= 8, statuses
+    busy = [r for r in responses if r.status_code == 503]
+    assert busy, "no request was turned away"
+    assert_error(busy[0], 503, None)
+    assert busy[0].json()["error"]["code"] == "overloaded"
+    assert int(busy[0].headers["retry-after"]) >= 1
+    assert http.post("/v1/generations", json=body).status_code == 200
+
+
 def test_docs_and_metrics(http):
     assert http.get("/docs").status_code == 200
     text = http.get("/metrics").text
