@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import math
 import statistics
 import sys
@@ -100,20 +99,6 @@ def say(text: str) -> None:
 # ---------------------------------------------------------------------------- building
 
 
-def ensure_open_clip_vocabulary() -> None:
-    """Make open_clip's vocabulary file readable where torchvision is not installed.
-
-    ``weights.tokenizer`` finds the file with ``importlib.resources``, which imports the
-    ``open_clip`` package, whose ``__init__`` imports torchvision; the GPU image has none.
-    Registering the package without running its ``__init__`` is enough to read the file.
-    """
-    if "open_clip" in sys.modules or importlib.util.find_spec("torchvision") is not None:
-        return
-    spec = importlib.util.find_spec("open_clip")
-    if spec is not None:
-        sys.modules["open_clip"] = importlib.util.module_from_spec(spec)
-
-
 @contextlib.contextmanager
 def default_device_and_dtype(device: Any, dtype: Any) -> Iterator[None]:
     """Create parameters directly on ``device`` in ``dtype``: no CPU init, no cast copy."""
@@ -164,7 +149,6 @@ def assemble_pipeline(family: str, modules: dict) -> Any:
     from weights.single_file import TOKENIZER_PADS, shipped_config_dir
     from weights.tokenizer import clip_tokenizer
 
-    ensure_open_clip_vocabulary()
     cls = getattr(diffusers, FAMILIES[family].pipeline_class)
     scheduler_config = diffusers.EulerDiscreteScheduler.load_config(
         shipped_config_dir(family), subfolder="scheduler"
@@ -196,7 +180,6 @@ def build_pipeline(family: str, device: str, dtype: Any, tiny: bool) -> Any:
 
     from weights.tiny import TINY_BUILDERS
 
-    ensure_open_clip_vocabulary()
     built = TINY_BUILDERS[family]()
     modules = {name: getattr(built, name) for name in ("unet", "vae", "text_encoder")}
     if family == "sdxl":

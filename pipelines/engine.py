@@ -20,13 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from weights.catalog import ModelSpec
-from weights.devices import select_device, select_dtype
-from weights.loading import load_pipeline
-
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
 from pipelines.schedulers import make_scheduler
+from weights.catalog import ModelSpec
+from weights.devices import select_device, select_dtype
+from weights.loading import load_pipeline
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from weights.catalog import ModelSpec
-
 from pipelines.schedulers import SCHEDULERS
+from weights.catalog import ModelSpec
 
 MAX_IMAGES = 12
 MAX_SEED = 2**32 - 1
@@ -54,8 +53,7 @@ def resolve_size(
         if size not in offered:
             raise ParamError(
                 "size",
-                f"size {size!r} is not offered by model {spec.id!r}; "
-                f"offered: {', '.join(offered)}",
+                f"size {size!r} is not offered by model {spec.id!r}; offered: {', '.join(offered)}",
             )
         resolution, aspect_ratio = offered[size]
     resolution = resolution if resolution is not None else spec.default_resolution

@@ -177,7 +177,8 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
         raise CatalogError(f"{where}: aspect_ratios must not be empty")
     credits = {str(k): float(v) for k, v in entry["credits"].items()}
     if set(credits) != set(resolutions):
-        raise CatalogError(f"{where}: credits must name exactly the resolutions {list(resolutions)}")
+        names = ", ".join(resolutions)
+        raise CatalogError(f"{where}: credits must name exactly the resolutions {names}")
     default_resolution = str(entry.get("default_resolution", next(iter(resolutions))))
     if default_resolution not in resolutions:
         raise CatalogError(f"{where}: default_resolution {default_resolution!r} is not listed")

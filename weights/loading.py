@@ -46,16 +46,15 @@ def load_pipeline(spec: ModelSpec, device: str, dtype: Any) -> Any:
     if source.is_dir():
         refuse_pickle_folder(source)
         logger.info("loading %s from diffusers folder %s", spec.id, source)
-        pipe = cls.from_pretrained(
-            source, torch_dtype=dtype, local_files_only=True, use_safetensors=True
-        )
+        pipe = cls.from_pretrained(source, dtype=dtype, local_files_only=True, use_safetensors=True)
     elif source.suffix.lower() == ".safetensors":
         from weights.single_file import load_single_file
 
         pipe = load_single_file(spec, cls, dtype)
     else:
         raise ModelLoadError(
-            f"model {spec.id!r}: {source.name} is neither a diffusers folder nor a .safetensors file"
+            f"model {spec.id!r}: {source.name} is neither a diffusers folder "
+            "nor a .safetensors file"
         )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

@@ -175,7 +175,8 @@ def build_tiny(family: str, out_dir: Path) -> Path:
     try:
         builder = TINY_BUILDERS[family]
     except KeyError:
-        raise KeyError(f"no tiny builder for family {family!r}; known: {list(TINY_BUILDERS)}")
+        known = list(TINY_BUILDERS)
+        raise KeyError(f"no tiny builder for family {family!r}; known: {known}") from None
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import gzip
-from importlib import resources
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 VOCAB_SIZE = 49408
@@ -38,7 +39,12 @@ def _bytes_to_unicode() -> dict[int, str]:
 @functools.lru_cache(maxsize=1)
 def clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """CLIP's vocabulary (token -> id) and BPE merges, as open_clip's tokenizer builds them."""
-    vocab_file = resources.files("open_clip").joinpath("bpe_simple_vocab_16e6.txt.gz")
+    # Locate the file without importing open_clip: that import pulls in torchvision and
+    # timm, costs seconds at start-up and is absent on some GPU images.
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("open_clip is not installed; it ships the CLIP BPE vocabulary")
+    vocab_file = Path(spec.origin).parent / "bpe_simple_vocab_16e6.txt.gz"
     lines = gzip.decompress(vocab_file.read_bytes()).decode("utf-8").split("\n")
     # Same slice as open_clip.tokenizer.SimpleTokenizer: skip the header line, keep the
     # merges that fit a 49,408-token vocabulary (256 bytes x 2 + merges + 2 specials).
