@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class _Job:
+class BatchItem:
     """One request in the batch queue. ``weight`` is its image count, capped at the batch
     size so a request bigger than a whole batch runs alone instead of being refused.
     """
@@ -38,7 +38,7 @@ class _Job:
     weight: int
 
 
-def _images_in(jobs: list[_Job]) -> int:
+def _images_in(jobs: list[BatchItem]) -> int:
     return sum(job.weight for job in jobs)
 
 
@@ -85,7 +85,7 @@ class ModelDeployment:
             # arrive while others are in flight wait the window and batch together.
             idle = self._in_flight == 1
             self._batched.set_batch_wait_timeout_s(0.0 if idle else self.batch_wait_s)
-            result = await self._batched(_Job(params, min(params.n, self.max_batch_size)))
+            result = await self._batched(BatchItem(params, min(params.n, self.max_batch_size)))
         finally:
             self._in_flight -= 1
         if isinstance(result, BaseException):
@@ -94,18 +94,23 @@ class ModelDeployment:
 
     # The decorator's sizes are placeholders: the constructor sets the configured ones.
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02, batch_size_fn=_images_in)
-    async def _batched(self, jobs: list[_Job]) -> list[GenerationOutput | BaseException]:
+    async def _batched(self, items: list[BatchItem]) -> list[GenerationOutput | BaseException]:
+        return await self.run_batch(items)
+
+    async def run_batch(self, items: list[BatchItem]) -> list[GenerationOutput | BaseException]:
+        """One batch: a pipeline call per batch key, in arrival order; an exception
+        in place of the outputs of a group that failed, so the others still answer.
+        """
         groups: dict[object, list[int]] = {}
-        for index, job in enumerate(jobs):
-            groups.setdefault(job.params.batch_key, []).append(index)
-        results: list[GenerationOutput | BaseException] = [None] * len(jobs)  # type: ignore[list-item]
+        for index, item in enumerate(items):
+            groups.setdefault(item.params.batch_key, []).append(index)
+        results: list[GenerationOutput | BaseException] = [None] * len(items)  # type: ignore[list-item]
+        loop = asyncio.get_running_loop()
         for indices in groups.values():
-            group = [jobs[i].params for i in indices]
+            group = [items[i].params for i in indices]
             try:
-                loop = asyncio.get_running_loop()
                 outputs = await loop.run_in_executor(self._executor, self.engine.generate, group)
             except Exception as exc:
-                # One failing group must not fail the unrelated requests batched with it.
                 logger.exception("generation failed for %d request(s)", len(group))
                 outputs = [exc] * len(group)
             for index, output in zip(indices, outputs, strict=True):
