@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -101,42 +100,32 @@ class RayModelClient:
 
 
 class LocalModelClient:
-    """Engines in this process, one per model, each running one pipeline call at a time."""
+    """Engines in this process, one per model, loaded on first use.
+
+    Every engine call runs on one dedicated thread: calls are serialised (one pipeline
+    call at a time, as in a replica) and torch keeps a single OpenMP team, where a new
+    caller thread would start another and oversubscribe the cores.
+    """
 
     def __init__(self, catalog: Any, device: str | None = None):
         self.catalog = catalog
         self.device = device
         self._engines: dict[str, Any] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-        # One thread for all torch work: a new caller thread would start its own OpenMP
-        # team and oversubscribe the cores.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="local-engine")
 
     def unready(self) -> list[str]:
         """Always empty: engines load on first use, inside the request."""
         return []
 
-    def engine(self, model_id: str) -> Any:
-        """The loaded engine of ``model_id`` (loading it on first use)."""
+    def _generate_sync(self, params: GenerationParams) -> GenerationOutput:
         from pipelines.engine import Engine
 
-        with self._guard:
-            lock = self._locks.setdefault(model_id, threading.Lock())
-        with lock:
-            if model_id not in self._engines:
-                logger.info("loading %s in-process", model_id)
-                self._engines[model_id] = Engine.load(
-                    self.catalog.get(model_id), device=self.device
-                )
-            return self._engines[model_id]
-
-    def generate_sync(self, params: GenerationParams) -> GenerationOutput:
-        """Blocking generation; one call at a time per model."""
-        engine = self.engine(params.model)
-        with self._locks[params.model]:
-            return engine.generate([params])[0]
+        if params.model not in self._engines:
+            logger.info("loading %s in-process", params.model)
+            spec = self.catalog.get(params.model)
+            self._engines[params.model] = Engine.load(spec, device=self.device)
+        return self._engines[params.model].generate([params])[0]
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.generate_sync, params)
+        return await loop.run_in_executor(self._executor, self._generate_sync, params)

@@ -3,8 +3,8 @@
 Dynamic batching (DESIGN.md §3): ``@serve.batch`` collects pending requests up to
 ``KILN_MAX_BATCH_SIZE`` *images* (not requests) or ``KILN_BATCH_WAIT_S``; the batch is
 split by ``GenerationParams.batch_key`` and each group is one ``engine.generate`` call,
-run on the replica's engine thread so its event loop keeps accepting the next batch. Batches run
-one at a time (``max_concurrent_batches=1``): one pipeline call per replica.
+run on the replica's engine thread so its event loop keeps accepting requests. Batches
+run one at a time (``max_concurrent_batches=1``): one pipeline call per replica.
 
 Torch is imported only in the replica's constructor, never at module import.
 """
@@ -38,8 +38,8 @@ class BatchItem:
     weight: int
 
 
-def _images_in(jobs: list[BatchItem]) -> int:
-    return sum(job.weight for job in jobs)
+def _images_in(items: list[BatchItem]) -> int:
+    return sum(item.weight for item in items)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5, "num_gpus": 0})
@@ -104,7 +104,7 @@ class ModelDeployment:
         groups: dict[object, list[int]] = {}
         for index, item in enumerate(items):
             groups.setdefault(item.params.batch_key, []).append(index)
-        results: list[GenerationOutput | BaseException] = [None] * len(items)  # type: ignore[list-item]
+        results: dict[int, GenerationOutput | BaseException] = {}
         loop = asyncio.get_running_loop()
         for indices in groups.values():
             group = [items[i].params for i in indices]
@@ -115,13 +115,8 @@ class ModelDeployment:
                 outputs = [exc] * len(group)
             for index, output in zip(indices, outputs, strict=True):
                 results[index] = output
-        return results
+        return [results[index] for index in range(len(items))]
 
     async def ready(self) -> str:
         """Answers once the constructor has loaded the engine (the ingress probes it)."""
         return self.spec.id
-
-    def check_health(self) -> None:
-        """Serve's periodic health check: the engine is loaded."""
-        if self.engine is None:
-            raise RuntimeError(f"engine of {self.spec.id} is not loaded")
