@@ -193,7 +193,7 @@ def build_pipeline(family: str, device: str, dtype: Any, tiny: bool) -> Any:
 
 def kiln_engine(family: str, pipe: Any, case: Case) -> tuple[Any, Any]:
     """Kiln's Engine over ``pipe`` (as ``Engine.load`` prepares it) and the case's params."""
-    from pipelines.engine import Engine, prepare_for_cuda
+    from pipelines.engine import Engine
     from pipelines.params import GenerationParams
     from weights.catalog import ModelSpec
 
@@ -211,8 +211,6 @@ def kiln_engine(family: str, pipe: Any, case: Case) -> tuple[Any, Any]:
         default_guidance=GUIDANCE,
         default_scheduler="euler",
     )
-    if pipe.device.type == "cuda":
-        prepare_for_cuda(pipe)
     engine = Engine(spec, pipe)
     params = GenerationParams.build(
         spec, prompt=PROMPT, negative_prompt=NEGATIVE, n=case.n, seed=SEED, steps=case.steps
@@ -387,8 +385,8 @@ def run_cases(cases: Sequence[Case], device: str, dtype: Any, tiny: bool) -> dic
         params = sum(p.numel() for p in pipe.unet.parameters())
         say(f"{family}: built in {time.perf_counter() - started:.1f} s (UNet {params / 1e6:.1f}M)")
         family_cases = [c for c in cases if c.family == family]
-        # Plain first for every case: Kiln's engine switches the shared modules to
-        # channels-last, which would then also speed up (or slow) the plain runs.
+        # Plain first for every case: whatever the engine changes on the shared modules
+        # (the fast path will compile them) must not leak into the plain runs.
         floors: dict[Case, float] = {}
         plain: dict[Case, Measurement] = {}
         for case in family_cases:
