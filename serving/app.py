@@ -49,12 +49,14 @@ class KilnIngress:
         return create_app(self.settings, self.catalog, self.models, echo_request_id=False)
 
 
-def model_deployment_options(settings: Settings, cluster_gpus: float) -> dict[str, Any]:
+def model_deployment_options(
+    settings: Settings, cluster_gpus: float, deployments: int = 1
+) -> dict[str, Any]:
     """Serve options of a model deployment, from settings."""
     return {
         "ray_actor_options": {
             "num_cpus": settings.replica_cpus,
-            "num_gpus": settings.effective_gpus_per_replica(cluster_gpus),
+            "num_gpus": settings.effective_gpus_per_replica(cluster_gpus, deployments),
         },
         # Twice the batch: the next batch fills while the current one runs.
         "max_ongoing_requests": 2 * settings.max_batch_size,
@@ -76,11 +78,11 @@ def build_application(
         cluster_gpus = _cluster_gpus()
     # Resolved once here so every ingress replica signs file URLs with the same key.
     settings = replace(settings, secret=settings.effective_secret())
-    options = model_deployment_options(settings, cluster_gpus)
+    specs = [spec for spec in catalog if spec.kind == "base"]
+    options = model_deployment_options(settings, cluster_gpus, len(specs))
     handles = {
         spec.id: ModelDeployment.options(name=spec.id, **options).bind(settings, spec)
-        for spec in catalog
-        if spec.kind == "base"
+        for spec in specs
     }
     ingress = KilnIngress.options(
         ray_actor_options={"num_cpus": settings.ingress_cpus},

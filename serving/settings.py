@@ -79,7 +79,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("KILN_DEVICE", "device", _device, "auto | cpu | cuda (default auto)"),
     EnvVar(
         "KILN_GPUS_PER_REPLICA", "gpus_per_replica", _non_negative_float,
-        "GPUs per model replica, may be fractional (default 1 with CUDA, else 0)",
+        "GPUs per model replica, may be fractional (default: 1 with CUDA, an equal share "
+        "when models outnumber GPUs; 0 on CPU)",
     ),
     EnvVar("KILN_REPLICA_CPUS", "replica_cpus", _non_negative_float, "CPUs per model replica"),
     EnvVar("KILN_INGRESS_CPUS", "ingress_cpus", _non_negative_float, "CPUs of the HTTP ingress"),
@@ -190,15 +191,21 @@ class Settings:
         """
         return self.torch_threads or os.cpu_count() or 1
 
-    def effective_gpus_per_replica(self, cluster_gpus: float) -> float:
-        """GPUs per model replica: explicit, else 1 where CUDA is asked for or present."""
+    def effective_gpus_per_replica(self, cluster_gpus: float, deployments: int = 1) -> float:
+        """GPUs per model replica: ``KILN_GPUS_PER_REPLICA``, else 0 on CPU, else 1.
+
+        With fewer GPUs than model deployments (one workstation card, two models) the
+        default becomes an equal share of the cluster's GPUs: with a whole GPU each,
+        Ray could never place the rest and ``kiln serve`` would wait forever.
+        """
         if self.gpus_per_replica is not None:
             return self.gpus_per_replica
         if self.device == "cpu":
             return 0.0
-        if self.device.startswith("cuda"):
-            return 1.0
-        return 1.0 if cluster_gpus > 0 else 0.0
+        if cluster_gpus > 0:
+            return min(1.0, cluster_gpus / max(1, deployments))
+        # No GPU seen (a builder on a CPU-only head node): trust an explicit cuda.
+        return 1.0 if self.device.startswith("cuda") else 0.0
 
     def effective_secret(self) -> str:
         """``KILN_SECRET``, else the key in ``KILN_HOME/secret.key`` (created once, 0600)."""

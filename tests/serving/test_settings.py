@@ -98,6 +98,14 @@ def test_gpus_per_replica_defaults_follow_the_device():
     assert Settings(gpus_per_replica=0.5).effective_gpus_per_replica(cluster_gpus=0) == 0.5
 
 
+def test_models_share_the_gpus_when_there_are_fewer_gpus_than_models():
+    assert Settings().effective_gpus_per_replica(cluster_gpus=1, deployments=2) == 0.5
+    assert Settings(device="cuda").effective_gpus_per_replica(1, deployments=4) == 0.25
+    assert Settings().effective_gpus_per_replica(cluster_gpus=8, deployments=2) == 1
+    explicit = Settings(gpus_per_replica=1)
+    assert explicit.effective_gpus_per_replica(cluster_gpus=1, deployments=2) == 1
+
+
 def test_settings_pickle_and_hide_the_secret():
     s = Settings(secret="hunter2", port=9000)
     assert pickle.loads(pickle.dumps(s)) == s
