@@ -157,6 +157,7 @@ def main() -> None:
                     f"(pipeline in replica {replica_s[-1] * 1000:7.1f} ms)")  # fmt: skip
             d, h = statistics.median(direct_s), statistics.median(http_s)
             outside = statistics.median(outside_s)
+            log(f"latency median: direct {d * 1000:.1f} ms, http {h * 1000:.1f} ms")
             log(f"overhead ratio http/direct = {h / d:.3f}  (goal <= 1.10)")
             log(f"time outside the pipeline call (HTTP, Ray hops, batching, PNG): "
                 f"median {outside * 1000:.1f} ms")  # fmt: skip

@@ -19,6 +19,10 @@ MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp":
 
 # Quality when a lossy format is asked for without output_compression.
 DEFAULT_QUALITY = 90
+# zlib level of PNG without output_compression: level 1 encodes about twice as fast as
+# PIL's default 6 (20 vs 36 ms for a 1024 px image here) for files ~40% larger; on a LAN
+# the encode time is the cost that counts.
+DEFAULT_PNG_LEVEL = 1
 
 
 def encode_image(
@@ -32,7 +36,7 @@ def encode_image(
     buf = io.BytesIO()
     pil = Image.fromarray(image)  # uint8 HxWx3 is RGB
     if fmt == "png":
-        level = 6 if compression is None else round(compression * 9 / 100)
+        level = DEFAULT_PNG_LEVEL if compression is None else round(compression * 9 / 100)
         pil.save(buf, format="PNG", compress_level=level)
     elif fmt == "jpeg":
         pil.save(
