@@ -184,12 +184,14 @@ class Settings:
         return self.ray_num_cpus or os.cpu_count() or 1
 
     def effective_torch_threads(self) -> int:
-        """Torch threads in a replica: ``KILN_TORCH_THREADS`` or the node's core count.
+        """Torch threads in a replica: ``KILN_TORCH_THREADS``, else the node's cores - 1.
 
-        Ray sets ``OMP_NUM_THREADS=1`` in fractional-CPU actors, which would make torch
-        single-threaded; a replica sets this explicitly instead.
+        One core is left to the ingress and Ray's own processes: a torch op waits for
+        its slowest thread, so one preempted thread stalls them all (on 2 cores the
+        tiny model ran faster in a replica with 1 thread than with 2). Set explicitly
+        because Ray sets ``OMP_NUM_THREADS=1`` in fractional-CPU actors.
         """
-        return self.torch_threads or os.cpu_count() or 1
+        return self.torch_threads or max(1, (os.cpu_count() or 1) - 1)
 
     def effective_gpus_per_replica(self, cluster_gpus: float, deployments: int = 1) -> float:
         """GPUs per model replica: ``KILN_GPUS_PER_REPLICA``, else 0 on CPU, else 1.

@@ -24,6 +24,7 @@ def test_defaults_without_environment(tmp_path: Path):
     assert s.catalog_path == s.home / "models.toml"
     assert s.generation_defaults == GenerationDefaults()
     assert s.effective_ray_num_cpus() == os.cpu_count()
+    assert s.effective_torch_threads() == max(1, os.cpu_count() - 1)
     assert s.engine_device is None
 
 
