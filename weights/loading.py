@@ -42,7 +42,7 @@ def load_pipeline(spec: ModelSpec, device: str, dtype: Any) -> Any:
     if not source.exists():
         raise ModelLoadError(f"model {spec.id!r}: {source} does not exist")
     cls = pipeline_class(spec)
-    _quiet_progress_bars()
+    quiet_progress_bars()
     if source.is_dir():
         refuse_pickle_folder(source)
         logger.info("loading %s from diffusers folder %s", spec.id, source)
@@ -71,7 +71,7 @@ def refuse_pickle_folder(folder: Path) -> None:
         )
 
 
-def _quiet_progress_bars() -> None:
+def quiet_progress_bars() -> None:
     """Loading progress bars are noise in a server log."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from weights.catalog import ModelSpec
+from weights.loading import quiet_progress_bars
 from weights.tokenizer import EOS, MAX_LENGTH, VOCAB_SIZE, clip_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ def build_tiny(family: str, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    quiet_progress_bars()
     try:
         pipe = builder()
         pipe.save_pretrained(staging, safe_serialization=True)
