@@ -22,40 +22,65 @@ def check_prompt(prompt: str | None, param: str, max_chars: int) -> None:
         raise ParamError(param, f"{param} is {len(prompt)} characters; the limit is {max_chars}")
 
 
-class GenerationRequest(BaseModel):
+class SamplingFields(BaseModel):
+    """Kiln's sampling knobs, shared by the native and the OpenAI-compatible requests."""
+
+    negative_prompt: str | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="image i uses seed + i")
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
+    guidance: float | None = Field(None, ge=0)
+    scheduler: str | None = None
+
+    def build_params(
+        self,
+        spec: ModelSpec,
+        defaults: GenerationDefaults,
+        max_prompt_chars: int,
+        *,
+        prompt: str,
+        n: int,
+        **size: str | None,
+    ) -> GenerationParams:
+        """Check prompt lengths, then resolve everything once into ``GenerationParams``."""
+        check_prompt(prompt, "prompt", max_prompt_chars)
+        check_prompt(self.negative_prompt, "negative_prompt", max_prompt_chars)
+        return GenerationParams.build(
+            spec,
+            prompt=prompt,
+            negative_prompt=self.negative_prompt,
+            n=n,
+            seed=self.seed,
+            steps=self.steps,
+            guidance=self.guidance,
+            scheduler=self.scheduler,
+            defaults=defaults,
+            **size,
+        )
+
+
+class GenerationRequest(SamplingFields):
     """Text-to-image with Kiln's field names. Unknown fields are an error, not ignored."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(description="model id from GET /v1/models")
     prompt: str
-    negative_prompt: str | None = None
     n: int = Field(1, ge=1, le=MAX_IMAGES, description="images to generate")
     resolution: str | None = Field(None, description="one of the model's resolution tiers")
     aspect_ratio: str | None = Field(None, description="one of the model's aspect ratios")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="image i uses seed + i")
-    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
-    guidance: float | None = Field(None, ge=0)
-    scheduler: str | None = None
 
     def to_params(
         self, spec: ModelSpec, defaults: GenerationDefaults, *, max_prompt_chars: int
     ) -> GenerationParams:
         """The resolved pipeline parameters; raises ``ParamError`` naming the bad field."""
-        check_prompt(self.prompt, "prompt", max_prompt_chars)
-        check_prompt(self.negative_prompt, "negative_prompt", max_prompt_chars)
-        return GenerationParams.build(
+        return self.build_params(
             spec,
+            defaults,
+            max_prompt_chars,
             prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
             n=self.n,
             resolution=self.resolution,
             aspect_ratio=self.aspect_ratio,
-            seed=self.seed,
-            steps=self.steps,
-            guidance=self.guidance,
-            scheduler=self.scheduler,
-            defaults=defaults,
         )
 
 

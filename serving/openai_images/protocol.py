@@ -13,12 +13,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.params import MAX_IMAGES, MAX_SEED, GenerationDefaults, GenerationParams
-from serving.generations.protocol import MAX_STEPS, check_prompt
+from pipelines.params import MAX_IMAGES, GenerationDefaults, GenerationParams
+from serving.generations.protocol import SamplingFields
 from weights.catalog import ModelSpec
 
 
-class ImageGenerationRequest(BaseModel):
+class ImageGenerationRequest(SamplingFields):
     """OpenAI's image generation request. ``size`` is one of the model's ``"WxH"``."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -36,29 +36,18 @@ class ImageGenerationRequest(BaseModel):
     user: str | None = None
     style: str | None = None
     moderation: str | None = None
-    negative_prompt: str | None = None
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
-    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
-    guidance: float | None = Field(None, ge=0)
-    scheduler: str | None = None
 
     def to_params(
         self, spec: ModelSpec, defaults: GenerationDefaults, *, max_prompt_chars: int
     ) -> GenerationParams:
         """The resolved pipeline parameters; raises ``ParamError`` naming the bad field."""
-        check_prompt(self.prompt, "prompt", max_prompt_chars)
-        check_prompt(self.negative_prompt, "negative_prompt", max_prompt_chars)
-        return GenerationParams.build(
+        return self.build_params(
             spec,
+            defaults,
+            max_prompt_chars,
             prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
             n=self.n if self.n is not None else 1,
             size=self.size,
-            seed=self.seed,
-            steps=self.steps,
-            guidance=self.guidance,
-            scheduler=self.scheduler,
-            defaults=defaults,
         )
 
 
