@@ -97,6 +97,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("KILN_DEFAULT_STEPS", "default_steps", _positive_int, "steps unless asked"),
     EnvVar("KILN_DEFAULT_GUIDANCE", "default_guidance", _non_negative_float, "guidance"),
     EnvVar("KILN_DEFAULT_SCHEDULER", "default_scheduler", str, "scheduler unless asked"),
+    EnvVar("KILN_DATABASE_URL", "database", str, "ledger DB URL (default KILN_HOME/kiln.db)"),
 )  # fmt: skip
 
 
@@ -126,6 +127,8 @@ class Settings:
     default_steps: int | None = None
     default_guidance: float | None = None
     default_scheduler: str | None = None
+    # repr=False: a PostgreSQL URL may carry a password.
+    database: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -164,6 +167,11 @@ class Settings:
     def files_dir(self) -> Path:
         """Where images behind signed URLs are kept."""
         return self.home / "files"
+
+    @property
+    def database_url(self) -> str:
+        """The ledger's SQLAlchemy URL: ``KILN_DATABASE_URL`` or SQLite in ``KILN_HOME``."""
+        return self.database or f"sqlite:///{self.home / 'kiln.db'}"
 
     @property
     def engine_device(self) -> str | None:

@@ -22,6 +22,7 @@ def test_defaults_without_environment(tmp_path: Path):
         0.5, 0.1, 3600, 4000,
     )  # fmt: skip
     assert s.catalog_path == s.home / "models.toml"
+    assert s.database_url == f"sqlite:///{s.home / 'kiln.db'}"
     assert s.generation_defaults == GenerationDefaults()
     assert s.effective_ray_num_cpus() == os.cpu_count()
     assert s.effective_torch_threads() == max(1, os.cpu_count() - 1)
@@ -51,6 +52,7 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_DEFAULT_STEPS": "12",
         "KILN_DEFAULT_GUIDANCE": "3.5",
         "KILN_DEFAULT_SCHEDULER": "ddim",
+        "KILN_DATABASE_URL": "postgresql+psycopg://kiln@db/kiln",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -62,6 +64,7 @@ def test_every_variable_is_read(tmp_path: Path):
     assert (s.max_batch_size, s.batch_wait_s, s.max_queued, s.url_ttl_s) == (4, 0.05, 100, 60)
     assert (s.secret, s.public_url, s.max_prompt_chars) == ("k", "https://kiln.example", 500)
     assert s.generation_defaults == GenerationDefaults(steps=12, guidance=3.5, scheduler="ddim")
+    assert s.database_url == "postgresql+psycopg://kiln@db/kiln"
 
 
 def test_empty_values_mean_unset():

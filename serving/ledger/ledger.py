@@ -1,0 +1,288 @@
+"""The credits ledger: grants, reservations captured per image, license purchases.
+
+Every change is one transaction that appends entries and moves the tenant's ``balances``
+row with a *conditional* UPDATE (``... WHERE available >= :x``; zero rows means not enough
+credits). The database, not a Python lock, decides between concurrent requests, so the
+balance never goes negative with many threads, processes or machines spending at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from serving.ledger.db import create_ledger_engine, migrate
+from serving.ledger.idempotency import IdempotencyKeys
+from serving.ledger.schema import balances, entries, reservations, tenants
+from serving.ledger.types import (
+    Balance,
+    Entry,
+    InsufficientCredits,
+    LedgerError,
+    Reservation,
+    Tenant,
+    UnknownReservation,
+    UnknownTenant,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands timestamps back naive; they were written in UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _positive(amount: int) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise LedgerError(f"amount must be a positive whole number of credits, got {amount!r}")
+    return amount
+
+
+class Ledger:
+    """Credits of every tenant, in the database at ``url`` (migrated on open)."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, run_migrations: bool = True) -> None:
+        self.url = url
+        self.engine: Engine = create_ledger_engine(url, pool_size=pool_size)
+        if run_migrations:
+            migrate(self.engine)
+        self.idempotency = IdempotencyKeys(self.engine)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Tenants
+
+    def create_tenant(self, name: str) -> Tenant:
+        """A new tenant with an empty balance."""
+        tenant = Tenant(id=f"ten_{secrets.token_hex(12)}", name=name, created=now())
+        with self.engine.begin() as conn:
+            conn.execute(insert(tenants).values(id=tenant.id, name=name, created=tenant.created))
+            conn.execute(insert(balances).values(tenant_id=tenant.id, available=0, held=0))
+        return tenant
+
+    def tenant(self, tenant_id: str) -> Tenant:
+        """The tenant ``tenant_id``; raises ``UnknownTenant``."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).one_or_none()
+        if row is None:
+            raise UnknownTenant(tenant_id)
+        return Tenant(id=row.id, name=row.name, created=as_utc(row.created))
+
+    # Credits
+
+    def grant(self, tenant_id: str, amount: int, reference: str | None = None) -> Entry:
+        """Add ``amount`` credits to the tenant's available balance."""
+        _positive(amount)
+        with self.engine.begin() as conn:
+            moved = conn.execute(
+                update(balances)
+                .where(balances.c.tenant_id == tenant_id)
+                .values(available=balances.c.available + amount)
+            )
+            if moved.rowcount != 1:
+                raise UnknownTenant(tenant_id)
+            return self._append(conn, tenant_id, "grant", amount, 0, None, reference)
+
+    def reserve(self, tenant_id: str, amount: int, reference: str | None = None) -> Reservation:
+        """Hold ``amount`` credits before any work; raises ``InsufficientCredits``."""
+        _positive(amount)
+        reservation = Reservation(
+            id=f"res_{secrets.token_hex(12)}", tenant_id=tenant_id, amount=amount
+        )
+        with self.engine.begin() as conn:
+            self._debit(conn, tenant_id, amount, hold=True)
+            conn.execute(
+                insert(reservations).values(
+                    id=reservation.id,
+                    tenant_id=tenant_id,
+                    amount=amount,
+                    captured=0,
+                    state="open",
+                    reference=reference,
+                    created=now(),
+                )
+            )
+            self._append(conn, tenant_id, "reserve", -amount, amount, reservation.id, reference)
+        return reservation
+
+    def capture(self, reservation: Reservation | str, amount: int) -> Entry:
+        """Spend ``amount`` of an open reservation (call once per delivered image).
+
+        Captures add up to at most the reserved amount; past it, or after ``release``,
+        this raises ``LedgerError`` and spends nothing.
+        """
+        _positive(amount)
+        reservation_id = _reservation_id(reservation)
+        with self.engine.begin() as conn:
+            # Locks the reservation row first, as release does: no lock-order cycle.
+            moved = conn.execute(
+                update(reservations)
+                .where(
+                    reservations.c.id == reservation_id,
+                    reservations.c.state == "open",
+                    reservations.c.captured + amount <= reservations.c.amount,
+                )
+                .values(captured=reservations.c.captured + amount)
+            )
+            row = self._reservation_row(conn, reservation_id)
+            if moved.rowcount != 1:
+                if row.state != "open":
+                    raise LedgerError(f"reservation {reservation_id} is already released")
+                left = row.amount - row.captured
+                raise LedgerError(
+                    f"capture of {amount} exceeds the {left} left on reservation {reservation_id}"
+                )
+            held = conn.execute(
+                update(balances)
+                .where(balances.c.tenant_id == row.tenant_id, balances.c.held >= amount)
+                .values(held=balances.c.held - amount)
+            )
+            if held.rowcount != 1:  # only if balances was edited behind the ledger's back
+                raise LedgerError(f"tenant {row.tenant_id} holds less than {amount}")
+            return self._append(
+                conn, row.tenant_id, "capture", 0, -amount, reservation_id, row.reference
+            )
+
+    def release(self, reservation: Reservation | str) -> int:
+        """Return the uncaptured rest of a reservation; the amount returned.
+
+        Idempotent: a second release (or one racing another) returns 0 and changes nothing.
+        """
+        reservation_id = _reservation_id(reservation)
+        with self.engine.begin() as conn:
+            closed = conn.execute(
+                update(reservations)
+                .where(reservations.c.id == reservation_id, reservations.c.state == "open")
+                .values(state="released")
+            )
+            row = self._reservation_row(conn, reservation_id)
+            if closed.rowcount != 1:
+                return 0
+            rest = row.amount - row.captured
+            if rest == 0:
+                return 0
+            conn.execute(
+                update(balances)
+                .where(balances.c.tenant_id == row.tenant_id)
+                .values(available=balances.c.available + rest, held=balances.c.held - rest)
+            )
+            self._append(conn, row.tenant_id, "release", rest, -rest, reservation_id, row.reference)
+            return rest
+
+    def purchase(self, tenant_id: str, amount: int, reference: str | None = None) -> Entry:
+        """Spend ``amount`` at once on a license; raises ``InsufficientCredits``."""
+        _positive(amount)
+        with self.engine.begin() as conn:
+            self._debit(conn, tenant_id, amount, hold=False)
+            return self._append(conn, tenant_id, "license_purchase", -amount, 0, None, reference)
+
+    def balance(self, tenant_id: str) -> Balance:
+        """The tenant's available and held credits; raises ``UnknownTenant``."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(balances.c.available, balances.c.held).where(
+                    balances.c.tenant_id == tenant_id
+                )
+            ).one_or_none()
+        if row is None:
+            raise UnknownTenant(tenant_id)
+        return Balance(available=row.available, held=row.held)
+
+    def entries(self, tenant_id: str, limit: int = 50, before: int | None = None) -> list[Entry]:
+        """The tenant's entries, newest first; ``before`` (an entry id) pages back."""
+        query = select(entries).where(entries.c.tenant_id == tenant_id)
+        if before is not None:
+            query = query.where(entries.c.id < before)
+        query = query.order_by(entries.c.id.desc()).limit(limit)
+        with self.engine.begin() as conn:
+            rows = conn.execute(query).all()
+        return [_entry(row) for row in rows]
+
+    # Internals
+
+    def _debit(self, conn: Connection, tenant_id: str, amount: int, *, hold: bool) -> None:
+        # The conditional UPDATE is the whole guard: the database re-checks
+        # ``available >= amount`` against the row as committed by any concurrent writer.
+        values = {"available": balances.c.available - amount}
+        if hold:
+            values["held"] = balances.c.held + amount
+        moved = conn.execute(
+            update(balances)
+            .where(balances.c.tenant_id == tenant_id, balances.c.available >= amount)
+            .values(values)
+        )
+        if moved.rowcount == 1:
+            return
+        available = conn.execute(
+            select(balances.c.available).where(balances.c.tenant_id == tenant_id)
+        ).scalar_one_or_none()
+        if available is None:
+            raise UnknownTenant(tenant_id)
+        raise InsufficientCredits(tenant_id, needed=amount, available=available)
+
+    def _append(
+        self,
+        conn: Connection,
+        tenant_id: str,
+        kind: str,
+        amount: int,
+        held: int,
+        reservation_id: str | None,
+        reference: str | None,
+    ) -> Entry:
+        created = now()
+        result = conn.execute(
+            insert(entries).values(
+                tenant_id=tenant_id,
+                kind=kind,
+                amount=amount,
+                held=held,
+                reservation_id=reservation_id,
+                reference=reference,
+                created=created,
+            )
+        )
+        (entry_id,) = result.inserted_primary_key
+        return Entry(entry_id, tenant_id, kind, amount, held, reservation_id, reference, created)
+
+    def _reservation_row(self, conn: Connection, reservation_id: str):  # noqa: ANN202
+        row = conn.execute(
+            select(reservations).where(reservations.c.id == reservation_id)
+        ).one_or_none()
+        if row is None:
+            raise UnknownReservation(reservation_id)
+        return row
+
+
+def _reservation_id(reservation: Reservation | str) -> str:
+    return reservation.id if isinstance(reservation, Reservation) else reservation
+
+
+def _entry(row: Sequence) -> Entry:  # a Row of ``entries``
+    return Entry(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        kind=row.kind,
+        amount=row.amount,
+        held=row.held,
+        reservation_id=row.reservation_id,
+        reference=row.reference,
+        created=as_utc(row.created),
+    )

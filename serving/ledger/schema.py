@@ -1,0 +1,139 @@
+"""The ledger's tables, as typed SQLAlchemy 2 ORM classes (the migrations create them).
+
+Credits are whole integers everywhere: prices are integral in the catalog, and integers
+add up exactly on SQLite and PostgreSQL alike (no Decimal or float rounding to reconcile).
+
+Each ledger entry carries two signed amounts: ``amount`` is its effect on the tenant's
+*available* credits and ``held`` its effect on the credits *held* by open reservations.
+So, per tenant, ``sum(entries.amount) == balances.available`` and
+``sum(entries.held) == balances.held``, always:
+
+=================  ========  ======  ====================================
+kind               amount    held    meaning
+=================  ========  ======  ====================================
+grant              +x        0       an admin adds credits
+reserve            -x        +x      credits set aside before any work
+capture            0         -x      x of a reservation spent (an image delivered)
+release            +rest     -rest   the unspent rest of a reservation returns
+license_purchase   -x        0       a license bought outright
+=================  ========  ======  ====================================
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ENTRY_KINDS = ("grant", "reserve", "capture", "release", "license_purchase")
+RESERVATION_STATES = ("open", "released")
+IDEMPOTENCY_STATES = ("in_flight", "done")
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; BIGINT elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    # Named constraints, so later migrations can address them on both databases.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class TenantRow(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BalanceRow(Base):
+    """The running totals the conditional UPDATEs guard; the CHECKs are a second fence."""
+
+    __tablename__ = "balances"
+    __table_args__ = (
+        CheckConstraint("available >= 0", name="available_not_negative"),
+        CheckConstraint("held >= 0", name="held_not_negative"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    available: Mapped[int] = mapped_column(BigInteger, default=0)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReservationRow(Base):
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("captured >= 0 AND captured <= amount", name="captured_in_range"),
+        CheckConstraint(_in("state", RESERVATION_STATES), name="state_known"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    captured: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    reference: Mapped[str | None] = mapped_column(String(200))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EntryRow(Base):
+    """Append-only: rows are inserted, never updated or deleted (triggers refuse both)."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint(_in("kind", ENTRY_KINDS), name="kind_known"),
+        Index("ix_ledger_entries_tenant_id_id", "tenant_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    held: Mapped[int] = mapped_column(BigInteger)
+    reservation_id: Mapped[str | None] = mapped_column(ForeignKey("reservations.id"))
+    reference: Mapped[str | None] = mapped_column(String(200))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKeyRow(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (CheckConstraint(_in("state", IDEMPOTENCY_STATES), name="state_known"),)
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+tenants = TenantRow.__table__
+balances = BalanceRow.__table__
+reservations = ReservationRow.__table__
+entries = EntryRow.__table__
+idempotency_keys = IdempotencyKeyRow.__table__
