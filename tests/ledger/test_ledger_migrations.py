@@ -1,0 +1,80 @@
+"""Migrations: an empty database gets the schema, a migrated one is left alone; the
+schema matches the ORM tables; ledger entries are append-only in code and in the database.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from serving.ledger import Ledger, create_ledger_engine, migrate
+from serving.ledger.db import current_revision, downgrade
+from serving.ledger.schema import Base
+
+REPO = Path(__file__).resolve().parents[2]
+TABLES = {"tenants", "balances", "reservations", "ledger_entries", "idempotency_keys"}
+HEAD = "0001_ledger"
+
+
+def test_migrations_on_empty_then_migrated_database(db_url: str):
+    engine = create_ledger_engine(db_url)
+    try:
+        assert current_revision(engine) is None
+        assert not TABLES & set(inspect(engine).get_table_names())
+        migrate(engine)
+        assert current_revision(engine) == HEAD
+        assert set(inspect(engine).get_table_names()) >= TABLES
+        with Ledger(db_url) as ledger:  # opening migrates again: a no-op that keeps data
+            tenant = ledger.create_tenant("studio")
+            ledger.grant(tenant.id, 5)
+        migrate(engine)
+        assert current_revision(engine) == HEAD
+        with Ledger(db_url) as ledger:
+            assert ledger.balance(tenant.id).available == 5
+    finally:
+        engine.dispose()
+
+
+def test_schema_matches_the_orm_and_downgrades(db_url: str):
+    engine = create_ledger_engine(db_url)
+    try:
+        migrate(engine)
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        downgrade(engine)
+        assert not TABLES & set(inspect(engine).get_table_names())
+        migrate(engine)
+        assert current_revision(engine) == HEAD
+    finally:
+        engine.dispose()
+
+
+def test_the_database_refuses_to_change_entries(ledger: Ledger):
+    tenant = ledger.create_tenant("studio")
+    ledger.grant(tenant.id, 5)
+    for statement in ("UPDATE ledger_entries SET amount = 500", "DELETE FROM ledger_entries"):
+        with pytest.raises(DBAPIError, match="append-only"), ledger.engine.begin() as conn:
+            conn.execute(text(statement))
+    assert [entry.amount for entry in ledger.entries(tenant.id)] == [5]
+
+
+def test_no_code_updates_or_deletes_entries():
+    forbidden = re.compile(
+        r"(update|delete)\(\s*(entries|EntryRow|schema\.entries)\b"
+        r"|UPDATE\s+ledger_entries|DELETE\s+FROM\s+ledger_entries",
+        re.IGNORECASE,
+    )
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}"
+        for folder in ("serving", "pipelines", "weights", "styles", "agentic")
+        for path in (REPO / folder).rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if forbidden.search(line)
+    ]
+    assert offenders == []
