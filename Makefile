@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+INVISIBLE_WATERMARK := 0.2.0
 
 .PHONY: serve test lint format build-tiny bench bench-gpu clean
 
@@ -11,9 +12,12 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # torch and torchvision first and pinned: pip takes them from the local wheel store.
+# invisible-watermark without its dependencies: they ask for the GUI opencv-python, and
+# pyproject declares what it really needs (opencv-python-headless, PyWavelets).
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps invisible-watermark==$(INVISIBLE_WATERMARK)
 	touch $(STAMP)
 
 serve: $(STAMP)

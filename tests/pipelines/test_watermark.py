@@ -1,0 +1,266 @@
+"""Visible and invisible watermarks and PNG provenance metadata, with the real libraries."""
+
+from __future__ import annotations
+
+import io
+import json
+from importlib import resources
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.provenance import encode_png, read_png_metadata
+from pipelines.watermark import (
+    DEFAULT_VISIBLE_TEXT,
+    INVISIBLE_MIN_SIDE,
+    MAX_PAYLOAD_BYTES,
+    PAYLOAD_BYTES,
+    apply_visible_watermark,
+    carries_invisible_watermark,
+    decode_invisible_watermark,
+    embed_invisible_watermark,
+    provenance_payload,
+)
+
+
+def textured(height: int, width: int, seed: int = 0, noise: float = 3.0) -> np.ndarray:
+    """A gradient with mild pixel noise: dwtDct needs some texture, as a real image has."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack(
+        [x / width * 200 + 20, y / height * 200 + 20, (x + y) / (width + height) * 180 + 40],
+        axis=-1,
+    )
+    return np.clip(base + rng.normal(0, noise, base.shape), 0, 255).astype(np.uint8)
+
+
+def changed_cells(a: np.ndarray, b: np.ndarray, cell: int, threshold: int = 16) -> np.ndarray:
+    """Per ``cell`` x ``cell`` block: does some pixel differ by more than ``threshold``?"""
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=2) > threshold
+    rows, cols = a.shape[0] // cell, a.shape[1] // cell
+    blocks = diff[: rows * cell, : cols * cell].reshape(rows, cell, cols, cell)
+    return blocks.any(axis=(1, 3))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / mse))
+
+
+# --- visible -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape", [(64, 64), (128, 96), (512, 768), (1024, 256), (1024, 1024)], ids=str
+)
+def test_visible_mark_covers_every_tile(shape):
+    original = textured(*shape)
+    preview = apply_visible_watermark(original)
+    assert preview.shape == original.shape and preview.dtype == np.uint8
+    # Cells a quarter of the shorter side: the mark shows in every one of them.
+    cells = changed_cells(original, preview, cell=max(16, min(shape) // 4))
+    assert cells.all(), f"unmarked cells:\n{cells.astype(int)}"
+
+
+@pytest.mark.parametrize("value", [0, 255], ids=["black", "white"])
+def test_visible_mark_shows_on_flat_dark_and_light_images(value):
+    flat = np.full((256, 256, 3), value, dtype=np.uint8)
+    assert changed_cells(flat, apply_visible_watermark(flat), cell=64).all()
+
+
+def test_visible_mark_scales_with_the_image():
+    # The share of marked pixels stays about the same from 128 px to 1024 px: the letters
+    # grow with the image instead of shrinking into a fine, unreadable texture.
+    shares = []
+    for side in (128, 1024):
+        original = textured(side, side)
+        changed = np.any(original != apply_visible_watermark(original), axis=2)
+        shares.append(changed.mean())
+    assert all(0.1 < s < 0.7 for s in shares), shares
+    assert abs(shares[0] - shares[1]) < 0.15, shares
+
+
+def test_visible_mark_is_deterministic_and_leaves_the_input_alone():
+    original = textured(300, 200)
+    before = original.copy()
+    first = apply_visible_watermark(original)
+    assert np.array_equal(first, apply_visible_watermark(original))
+    assert np.array_equal(original, before)
+    assert not np.array_equal(first, original)
+
+
+def test_visible_mark_text_and_pil_input():
+    original = textured(256, 256)
+    custom = apply_visible_watermark(original, text="ACME STUDIO")
+    assert not np.array_equal(custom, apply_visible_watermark(original))
+    from_pil = apply_visible_watermark(Image.fromarray(original), text=DEFAULT_VISIBLE_TEXT)
+    assert np.array_equal(from_pil, apply_visible_watermark(original))
+
+
+# --- invisible -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (512, 512), (768, 1024)], ids=str)
+def test_invisible_mark_decodes_the_exact_payload(shape):
+    original = textured(*shape)
+    payload = provenance_payload("asset-0001")
+    marked = embed_invisible_watermark(original, payload)
+    assert marked.shape == original.shape and marked.dtype == np.uint8
+    assert not np.array_equal(marked, original)
+    assert psnr(original, marked) > 30  # invisible: a small change everywhere
+    assert decode_invisible_watermark(marked) == payload
+
+
+def test_invisible_mark_survives_png_round_trip():
+    payload = provenance_payload(b"request-hash")
+    marked = embed_invisible_watermark(textured(512, 512, seed=3), payload)
+    data = encode_png(marked, {"kiln:asset": "asset-0002"})
+    with Image.open(io.BytesIO(data)) as reopened:
+        pixels = np.asarray(reopened.convert("RGB"))
+    assert np.array_equal(pixels, marked)
+    assert decode_invisible_watermark(pixels) == payload
+
+
+def test_invisible_mark_is_deterministic():
+    original = textured(512, 384, seed=5)
+    payload = provenance_payload("asset-0003")
+    first = embed_invisible_watermark(original, payload)
+    assert np.array_equal(first, embed_invisible_watermark(original.copy(), payload))
+    other = embed_invisible_watermark(original, provenance_payload("asset-0004"))
+    assert not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize("payload", [b"\x00", b"\xff" * MAX_PAYLOAD_BYTES, b"kiln"], ids=len)
+def test_invisible_mark_payload_lengths(payload):
+    marked = embed_invisible_watermark(textured(512, 512, seed=7), payload)
+    assert decode_invisible_watermark(marked, num_bytes=len(payload)) == payload
+
+
+@pytest.mark.parametrize("shape", [(255, 512), (512, 255), (64, 64)], ids=str)
+def test_invisible_mark_is_skipped_below_256_px(shape):
+    # Documented: below INVISIBLE_MIN_SIDE on the shorter side no mark is embedded, as
+    # SDXL's own watermarker skips small images; the pixels come back unchanged.
+    assert INVISIBLE_MIN_SIDE == 256
+    original = textured(*shape)
+    assert not carries_invisible_watermark(original)
+    out = embed_invisible_watermark(original, provenance_payload("small"))
+    assert np.array_equal(out, original)
+    assert out is not original
+    assert decode_invisible_watermark(out) is None
+
+
+def test_provenance_payload():
+    assert len(provenance_payload("asset")) == PAYLOAD_BYTES
+    assert provenance_payload("asset") == provenance_payload(b"asset")
+    assert provenance_payload("asset") != provenance_payload("asset2")
+
+
+# --- PNG metadata --------------------------------------------------------------------
+
+
+def test_png_metadata_round_trips():
+    pixels = textured(64, 96)
+    metadata = {
+        "kiln:model": "tiny-sdxl",
+        "kiln:seed": "1234567",
+        "kiln:asset": "asset-0005",
+        "kiln:prompt": "a café at dusk, 夕暮れの喫茶店",  # not Latin-1: stored as iTXt
+        "kiln:params": json.dumps({"steps": 2, "guidance": 5.0}),
+    }
+    data = encode_png(pixels, metadata)
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert read_png_metadata(data) == metadata
+    assert list(read_png_metadata(data)) == list(metadata)
+    with Image.open(io.BytesIO(data)) as reopened:
+        assert np.array_equal(np.asarray(reopened), pixels)
+    assert encode_png(pixels, metadata) == data  # deterministic bytes
+
+
+def test_png_without_metadata_reads_empty():
+    assert read_png_metadata(encode_png(textured(8, 8), {})) == {}
+
+
+# --- bad input -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "image, match",
+    [
+        (np.zeros((300, 300, 3), dtype=np.float32), "uint8 HxWx3"),
+        (np.zeros((300, 300), dtype=np.uint8), "uint8 HxWx3"),
+        (np.zeros((300, 300, 4), dtype=np.uint8), "uint8 HxWx3"),
+        (np.zeros((0, 300, 3), dtype=np.uint8), "non-empty"),
+        (Image.new("RGBA", (300, 300)), "RGB image"),
+        ([[0, 0, 0]], "uint8 HxWx3 array or RGB image"),
+    ],
+    ids=["float", "gray", "rgba", "empty", "pil-rgba", "list"],
+)
+def test_bad_images_are_refused(image, match):
+    with pytest.raises(ValueError, match=match):
+        apply_visible_watermark(image)
+    with pytest.raises(ValueError, match=match):
+        embed_invisible_watermark(image, b"kiln")
+    with pytest.raises(ValueError, match=match):
+        decode_invisible_watermark(image)
+    with pytest.raises(ValueError, match=match):
+        encode_png(image, {})
+
+
+@pytest.mark.parametrize(
+    "payload, match",
+    [
+        (b"", "1-8 bytes"),
+        (b"x" * (MAX_PAYLOAD_BYTES + 1), "1-8 bytes .64 bits., got 9"),
+        ("asset-id", "must be bytes"),
+    ],
+    ids=["empty", "too-long", "str"],
+)
+def test_bad_payloads_are_refused(payload, match):
+    with pytest.raises(ValueError, match=match):
+        embed_invisible_watermark(textured(256, 256), payload)
+
+
+def test_bad_watermark_arguments_are_refused():
+    image = textured(256, 256)
+    with pytest.raises(ValueError, match="text must not be empty"):
+        apply_visible_watermark(image, text="  ")
+    with pytest.raises(ValueError, match="opacity"):
+        apply_visible_watermark(image, opacity=0)
+    with pytest.raises(ValueError, match="num_bytes"):
+        decode_invisible_watermark(image, num_bytes=MAX_PAYLOAD_BYTES + 1)
+
+
+@pytest.mark.parametrize(
+    "metadata, match",
+    [
+        ({"": "x"}, "1-79 characters"),
+        ({"k" * 80: "x"}, "1-79 characters"),
+        ({" seed": "x"}, "spaces"),
+        ({"seed\n": "x"}, "printable Latin-1"),
+        ({"模型": "x"}, "printable Latin-1"),
+        ({"seed": 7}, "must be a str"),
+        ({"seed": "7\x008"}, "NUL"),
+    ],
+    ids=["empty-key", "long-key", "space", "newline", "non-latin1-key", "int", "nul"],
+)
+def test_bad_png_metadata_is_refused(metadata, match):
+    with pytest.raises(ValueError, match=match):
+        encode_png(textured(8, 8), metadata)
+
+
+def test_read_png_metadata_refuses_other_data():
+    buf = io.BytesIO()
+    Image.fromarray(textured(8, 8)).save(buf, format="JPEG")
+    with pytest.raises(ValueError, match="expected PNG data, got JPEG"):
+        read_png_metadata(buf.getvalue())
+    with pytest.raises(ValueError, match="expected PNG data"):
+        read_png_metadata(b"not an image")
+
+
+# --- diffusers' own SDXL watermarker stays off ---------------------------------------
+
+
+def test_shipped_sdxl_config_turns_diffusers_watermarker_off():
+    config = resources.files("weights").joinpath("configs", "sdxl", "model_index.json")
+    assert json.loads(config.read_text())["add_watermarker"] is False
