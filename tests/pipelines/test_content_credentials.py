@@ -1,0 +1,210 @@
+"""C2PA manifests with c2pa-python, signed by a CA + leaf chain this test generates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from PIL import Image
+
+from pipelines.content_credentials import (
+    AI_SOURCE_TYPE,
+    GENERATION_ASSERTION,
+    C2paSigner,
+    embed_c2pa_manifest,
+    read_c2pa_manifest,
+)
+from pipelines.provenance import encode_png, read_png_metadata
+
+
+@dataclass(frozen=True)
+class Credentials:
+    ca_pem: bytes
+    chain_pem: bytes
+    leaf_pem: bytes
+    key_pem: bytes
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Kiln test"),
+        ]
+    )
+
+
+def _key_usage(*, sign: bool, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def credentials() -> Credentials:
+    """A test CA and a signing leaf it issued (C2PA refuses a self-signed leaf)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Kiln test CA"))
+        .issuer_name(_name("Kiln test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(sign=False, ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Kiln test signer"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(sign=True, ca=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return Credentials(
+        ca_pem=ca.public_bytes(pem),
+        chain_pem=leaf.public_bytes(pem) + ca.public_bytes(pem),
+        leaf_pem=leaf.public_bytes(pem),
+        key_pem=key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def signer(credentials: Credentials) -> C2paSigner:
+    return C2paSigner(credentials.chain_pem, credentials.key_pem)
+
+
+def _pixels() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+
+
+METADATA = {"kiln:model": "tiny-sdxl", "kiln:seed": "42", "kiln:asset": "asset-0001"}
+
+
+def test_manifest_is_embedded_signed_and_trusted_by_its_ca(credentials, signer):
+    pixels = _pixels()
+    png = encode_png(pixels, METADATA)
+    signed = embed_c2pa_manifest(png, signer, title="asset-0001", metadata=METADATA)
+
+    manifest = read_c2pa_manifest(signed, trust_anchors_pem=credentials.ca_pem)
+    assert manifest is not None
+    assert manifest.validation_state == "Trusted", manifest.validation_status
+    assert manifest.title == "asset-0001"
+    assert manifest.signer_common_name == "Kiln test signer"
+    assert manifest.assertions[GENERATION_ASSERTION] == METADATA
+    (action,) = manifest.assertions["c2pa.actions.v2"]["actions"]
+    assert action["action"] == "c2pa.created"
+    assert action["digitalSourceType"] == AI_SOURCE_TYPE
+
+    # Without trust anchors the signature still checks out, the signer is just unknown.
+    untrusted = read_c2pa_manifest(signed)
+    assert untrusted.validation_state == "Valid"
+    assert [s["code"] for s in untrusted.validation_status] == ["signingCredential.untrusted"]
+
+    # Pixels and the PNG text metadata are untouched by the manifest.
+    with Image.open(io.BytesIO(signed)) as reopened:
+        assert np.array_equal(np.asarray(reopened), pixels)
+    assert read_png_metadata(signed) == METADATA
+
+
+def test_tampered_pixels_invalidate_the_manifest(signer):
+    signed = embed_c2pa_manifest(encode_png(_pixels(), {}), signer, title="asset-0002")
+    # Swap the image data for other pixels, keeping every chunk (and the manifest) as is.
+    with Image.open(io.BytesIO(signed)) as reopened:
+        reopened.load()
+        other = np.asarray(reopened).copy()
+    other[0, 0] ^= 0xFF
+    tampered = _replace_idat(signed, encode_png(other, {}))
+    manifest = read_c2pa_manifest(tampered)
+    assert manifest is not None
+    assert manifest.validation_state == "Invalid"
+
+
+def _replace_idat(signed: bytes, donor: bytes) -> bytes:
+    """``signed`` with its IDAT chunks replaced by ``donor``'s (same size and format)."""
+
+    def chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+        out, pos = [], 8
+        while pos < len(data):
+            length = int.from_bytes(data[pos : pos + 4], "big")
+            kind = data[pos + 4 : pos + 8]
+            out.append((kind, data[pos : pos + 12 + length]))
+            pos += 12 + length
+        return out
+
+    donor_idat = b"".join(raw for kind, raw in chunks(donor) if kind == b"IDAT")
+    parts, placed = [], False
+    for kind, raw in chunks(signed):
+        if kind == b"IDAT":
+            if not placed:
+                parts.append(donor_idat)
+                placed = True
+            continue
+        parts.append(raw)
+    return signed[:8] + b"".join(parts)
+
+
+def test_file_without_manifest_reads_none():
+    assert read_c2pa_manifest(encode_png(_pixels(), {})) is None
+
+
+def test_self_signed_leaf_and_bad_credentials_are_refused(credentials):
+    with pytest.raises(ValueError, match="PEM chain"):
+        C2paSigner(credentials.leaf_pem, credentials.key_pem)
+    with pytest.raises(ValueError, match="PEM private key"):
+        C2paSigner(credentials.chain_pem, b"not a key")
+    with pytest.raises(ValueError, match="unknown signing algorithm"):
+        C2paSigner(credentials.chain_pem, credentials.key_pem, alg="md5")
+
+
+def test_signer_from_files(tmp_path, credentials):
+    (tmp_path / "chain.pem").write_bytes(credentials.chain_pem)
+    (tmp_path / "key.pem").write_bytes(credentials.key_pem)
+    signer = C2paSigner.from_files(tmp_path / "chain.pem", tmp_path / "key.pem")
+    assert signer == C2paSigner(credentials.chain_pem, credentials.key_pem)
+    assert "BEGIN" not in repr(signer)  # the key never lands in a log line
+
+
+def test_wrong_key_for_the_certificate_fails_cleanly(credentials):
+    other_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    signer = C2paSigner(credentials.chain_pem, other_key)
+    with pytest.raises(ValueError, match="C2PA signing failed: Signature"):
+        embed_c2pa_manifest(encode_png(_pixels(), {}), signer, title="mismatch")
