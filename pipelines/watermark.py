@@ -15,10 +15,10 @@ code uses. It survives lossless storage (PNG), not resizing, cropping or heavy J
 skipped below ``INVISIBLE_MIN_SIDE`` px on the shorter side, as SDXL's own watermarker
 skips small images: there are too few DCT blocks to repeat the payload reliably (and the
 library refuses under 256x256). Each bit is voted on by the 4x4 DCT blocks that carry it,
-so reliability grows with size: measured on gradients with pixel noise, 512 px decoded
-10/10 at each of sigma 2, 4 and 8, while 256 px decoded 9/10 at sigma 2 and 2/10 at sigma 8 (and
-256x384, where every bit falls in one column of blocks, worse). Treat a decode at 256-511
-px as a hint, at SDXL and SD 1.5 sizes as evidence. diffusers' own SDXL watermarker must stay off
+so reliability grows with size. Measured on gradients with pixel noise: 512 px decoded
+10/10 at each of sigma 2, 4 and 8; 256 px decoded 9/10 at sigma 2 but 2/10 at sigma 8, and
+256x384 (every bit falls in one column of blocks) worse. Treat a decode at 256-511 px as a
+hint, at SDXL and SD 1.5 sizes as evidence. diffusers' own SDXL watermarker must stay off
 (``add_watermarker=False``) so this is the only invisible mark.
 """
 
