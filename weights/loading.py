@@ -56,6 +56,11 @@ def load_pipeline(spec: ModelSpec, device: str, dtype: Any) -> Any:
             f"model {spec.id!r}: {source.name} is neither a diffusers folder "
             "nor a .safetensors file"
         )
+    # diffusers turns SDXL's own invisible watermark on whenever invisible-watermark is
+    # installed and the folder does not say otherwise (a tiny model's never does); Kiln
+    # applies its own (pipelines/watermark.py) so it must be the only one.
+    if getattr(pipe, "watermark", None) is not None:
+        pipe.watermark = None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
