@@ -5,6 +5,8 @@ schema matches the ORM tables; ledger entries are append-only in code and in the
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from serving.ledger.schema import Base
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"tenants", "balances", "reservations", "ledger_entries", "idempotency_keys"}
-HEAD = "0001_ledger"
+HEAD = "0002_api_keys"
 
 
 def test_migrations_on_empty_then_migrated_database(db_url: str):
@@ -37,6 +39,38 @@ def test_migrations_on_empty_then_migrated_database(db_url: str):
         assert current_revision(engine) == HEAD
         with Ledger(db_url) as ledger:
             assert ledger.balance(tenant.id).available == 5
+    finally:
+        engine.dispose()
+
+
+def test_processes_starting_together_migrate_once(db_url: str):
+    # Several server processes (ingress replicas) open a brand-new database at once.
+    script = (
+        "import sys; from serving.ledger import Ledger; print('ready', flush=True); "
+        "sys.stdin.readline(); "
+        "ledger = Ledger(sys.argv[1]); ledger.create_tenant('p'); ledger.close()"
+    )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, db_url],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for worker in workers:
+        assert worker.stdout.readline().strip() == "ready"
+    for worker in workers:
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    assert [worker.wait(timeout=60) for worker in workers] == [0, 0, 0]
+    engine = create_ledger_engine(db_url)
+    try:
+        assert current_revision(engine) == HEAD
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM tenants")).scalar_one() == 3
     finally:
         engine.dispose()
 
