@@ -2,17 +2,22 @@
 
 ``create_app`` knows nothing of Ray: the Serve ingress passes a ``RayModelClient``, tools
 and tests a ``LocalModelClient``. Building the app reads no environment variable and
-loads no model.
+loads no model; it opens (and migrates) the ledger's database unless given a ``Ledger``.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Response
 
+from serving.accounts import Accounts
+from serving.admin.api_router import router as admin_router
+from serving.credits.api_router import router as credits_router
 from serving.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavailable
 from serving.files.api_router import router as files_router
 from serving.files.serving import FileStore
 from serving.generations.api_router import router as generations_router
+from serving.ledger import Ledger
+from serving.limits import ConcurrencyLimiter
 from serving.metrics import CONTENT_TYPE, Metrics
 from serving.middleware import RequestContextMiddleware
 from serving.model_client import ModelClient
@@ -31,9 +36,11 @@ def create_app(
     models: ModelClient,
     *,
     echo_request_id: bool = True,
+    ledger: Ledger | None = None,
 ) -> FastAPI:
     """The HTTP API over ``models``. ``echo_request_id=False`` behind Ray Serve's proxy,
-    which sets ``x-request-id`` on responses itself.
+    which sets ``x-request-id`` on responses itself. ``ledger`` defaults to one on
+    ``settings.database_url``.
     """
     app = FastAPI(
         title="Kiln",
@@ -41,12 +48,16 @@ def create_app(
         description="Self-hosted image generation: native and OpenAI-compatible routes.",
     )
     metrics = Metrics()
+    ledger = ledger or Ledger(settings.database_url)
     app.state.kiln = AppState(
         settings=settings,
         catalog=catalog,
         models=models,
         files=FileStore(settings.files_dir, settings.effective_secret(), settings.url_ttl_s),
         metrics=metrics,
+        ledger=ledger,
+        accounts=Accounts(ledger),
+        limiter=ConcurrencyLimiter(settings.tenant_max_concurrent),
     )
     for exc_type in HANDLED_EXCEPTIONS:
         app.add_exception_handler(exc_type, handle_exception)
@@ -55,6 +66,8 @@ def create_app(
     app.include_router(generations_router)
     app.include_router(openai_images_router)
     app.include_router(files_router)
+    app.include_router(credits_router)
+    app.include_router(admin_router)
 
     @app.get("/healthz", tags=["system"])
     async def healthz(state: StateDep) -> dict:

@@ -103,8 +103,12 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     ``args`` keys are settings field names (``max_batch_size: 4``), as in the ``args`` of
     an application in ``deploy/serve.yaml``.
     """
+    from serving.accounts import prepare_admin
+
     os.environ["HF_HUB_OFFLINE"] = "1"
     settings = Settings.from_env(**dict(args or {}))
+    if prepare_admin(settings.database_url, settings.home, settings.admin_key) is not None:
+        logger.warning("generated the first admin key into %s", settings.home / "admin.key")
     return build_application(settings)
 
 

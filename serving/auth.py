@@ -1,29 +1,65 @@
-"""Who is calling. Accounts and API keys arrive in a later issue; the seam is here now.
+"""Who is calling: the tenant behind the request's ``Authorization: Bearer`` API key.
 
-Every ``/v1`` route but signed file URLs depends on ``current_tenant`` and passes the
-result to its service, so key checks (401), tenant scoping and credit accounting drop in
-by changing this one dependency.
+Every ``/v1`` route but signed file URLs depends on ``current_tenant`` (401 without a
+live key); admin routes depend on ``admin_tenant`` (403 for a tenant's key). Keys are
+looked up by hash on every request, so a revoked key stops working at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from serving.errors import ApiError
+from serving.state import StateDep
+
 
 @dataclass(frozen=True)
 class Tenant:
-    """A studio account: its id scopes styles, assets and credits."""
+    """The caller: its tenant id scopes styles, assets and credits; ``role`` its powers."""
 
     id: str
+    key_id: str = ""
+    role: str = "tenant"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
-async def current_tenant(request: Request) -> Tenant | None:
-    """The caller's tenant; ``None`` while the server has no accounts (everyone is anonymous)."""
-    return None
+def unauthorized(message: str, code: str) -> ApiError:
+    """A 401 in the error shape, with the challenge HTTP asks for."""
+    return ApiError(401, message, code=code, headers={"www-authenticate": "Bearer"})
+
+
+async def current_tenant(request: Request, state: StateDep) -> Tenant:
+    """The caller's tenant from its API key; 401 when the key is missing, unknown or revoked."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise unauthorized("missing API key: send 'Authorization: Bearer <key>'", "missing_api_key")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise unauthorized("malformed Authorization header: use 'Bearer <key>'", "invalid_api_key")
+    principal = await asyncio.to_thread(state.accounts.authenticate, key)
+    if principal is None:
+        raise unauthorized("invalid or revoked API key", "invalid_api_key")
+    return Tenant(id=principal.tenant_id, key_id=principal.key_id, role=principal.role)
 
 
 # Route parameter type: ``tenant: TenantDep``.
-TenantDep = Annotated[Tenant | None, Depends(current_tenant)]
+TenantDep = Annotated[Tenant, Depends(current_tenant)]
+
+
+async def admin_tenant(tenant: TenantDep) -> Tenant:
+    """The caller, who must hold an admin key (403 otherwise)."""
+    if not tenant.is_admin:
+        raise ApiError(403, "this route needs the admin key", code="admin_required")
+    return tenant
+
+
+# Route parameter type of admin routes: ``admin: AdminDep``.
+AdminDep = Annotated[Tenant, Depends(admin_tenant)]

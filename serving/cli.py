@@ -42,6 +42,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from serving.app import build_application
 
     settings = settings.with_overrides(host=args.host, port=args.port)
+    _prepare_admin(settings)
     catalog = _load_catalog(settings)
     built = _build_tiny(catalog)
     for path in built:
@@ -69,6 +70,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         serve.shutdown()
         ray.shutdown()
     return 0
+
+
+def _prepare_admin(settings: Settings) -> str | None:
+    """Migrate the database, ensure the admin key; print a newly generated one, once."""
+    from serving.accounts import prepare_admin
+    from serving.accounts.service import ADMIN_KEY_FILE
+
+    admin_key = prepare_admin(settings.database_url, settings.home, settings.admin_key)
+    if admin_key is not None:
+        print(f"admin API key (shown once; also in {settings.home / ADMIN_KEY_FILE}):")
+        print(f"  {admin_key}", flush=True)
+    return admin_key
 
 
 def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.params import ParamError
+from serving.accounts.service import UnknownKey
+from serving.ledger.types import IdempotencyConflict, InsufficientCredits, UnknownTenant
 from weights.catalog import CatalogError, UnknownModelError
 
 logger = logging.getLogger(__name__)
@@ -116,6 +118,21 @@ def api_error_for(exc: BaseException) -> ApiError:
         return ApiError(400, str(exc), param=exc.param, code="invalid_value")
     if isinstance(exc, UnknownModelError):
         return ApiError(404, str(exc), param="model", code="model_not_found")
+    if isinstance(exc, InsufficientCredits):
+        # The OpenAI SDK retries unknown statuses unless told not to.
+        return ApiError(
+            402,
+            f"not enough credits: this request needs {exc.needed}, {exc.available} available",
+            code="insufficient_credits",
+            headers={"x-should-retry": "false"},
+        )
+    if isinstance(exc, IdempotencyConflict):
+        code = {"body_mismatch": "idempotency_key_reused", "in_flight": "idempotency_key_in_flight"}
+        return ApiError(409, str(exc), param="Idempotency-Key", code=code[exc.reason])
+    if isinstance(exc, UnknownTenant):
+        return not_found(f"no tenant {exc.tenant_id!r}", code="tenant_not_found")
+    if isinstance(exc, UnknownKey):
+        return not_found(f"no API key {exc.key_id!r}", code="key_not_found")
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
             return not_found("no such route; see /docs for the API")
@@ -186,4 +203,8 @@ HANDLED_EXCEPTIONS: tuple[type[Exception], ...] = (
     ParamError,
     UnknownModelError,
     StarletteHTTPException,
+    InsufficientCredits,
+    IdempotencyConflict,
+    UnknownTenant,
+    UnknownKey,
 )

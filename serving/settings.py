@@ -98,6 +98,11 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("KILN_DEFAULT_GUIDANCE", "default_guidance", _non_negative_float, "guidance"),
     EnvVar("KILN_DEFAULT_SCHEDULER", "default_scheduler", str, "scheduler unless asked"),
     EnvVar("KILN_DATABASE_URL", "database", str, "ledger DB URL (default KILN_HOME/kiln.db)"),
+    EnvVar("KILN_ADMIN_KEY", "admin_key", str, "the admin API key (default: generated once)"),
+    EnvVar(
+        "KILN_TENANT_MAX_CONCURRENT", "tenant_max_concurrent", _positive_int,
+        "generation requests a tenant may have running at once, per ingress (default: no cap)",
+    ),
 )  # fmt: skip
 
 
@@ -129,6 +134,8 @@ class Settings:
     default_scheduler: str | None = None
     # repr=False: a PostgreSQL URL may carry a password.
     database: str | None = field(default=None, repr=False)
+    admin_key: str | None = field(default=None, repr=False)
+    tenant_max_concurrent: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

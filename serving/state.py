@@ -1,4 +1,5 @@
-"""What every router reaches through the request: settings, catalog, models, files, metrics."""
+"""What every router reaches through the request: settings, catalog, models, files, metrics,
+the credits ledger, accounts and the per-tenant concurrency cap."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from serving.accounts import Accounts
 from serving.files.serving import FileStore
+from serving.ledger import Ledger
+from serving.limits import ConcurrencyLimiter
 from serving.metrics import Metrics
 from serving.model_client import ModelClient
 from serving.settings import Settings
@@ -23,6 +27,9 @@ class AppState:
     models: ModelClient
     files: FileStore
     metrics: Metrics
+    ledger: Ledger
+    accounts: Accounts
+    limiter: ConcurrencyLimiter
 
 
 def get_state(request: Request) -> AppState:

@@ -176,6 +176,10 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
     if not aspect_ratios:
         raise CatalogError(f"{where}: aspect_ratios must not be empty")
     credits = {str(k): float(v) for k, v in entry["credits"].items()}
+    # The ledger counts whole credits: a fractional price could not be charged exactly.
+    fractional = [tier for tier, price in credits.items() if not price.is_integer() or price < 0]
+    if fractional:
+        raise CatalogError(f"{where}: credits must be whole, non-negative numbers: {fractional}")
     if set(credits) != set(resolutions):
         names = ", ".join(resolutions)
         raise CatalogError(f"{where}: credits must name exactly the resolutions {names}")

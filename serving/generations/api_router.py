@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
 from serving.auth import TenantDep
+from serving.errors import request_id_of
 from serving.generations.protocol import GenerationRequest, GenerationResponse
 from serving.generations.serving import ServingGenerations
+from serving.idempotency import run_idempotent
 from serving.state import StateDep
 
 router = APIRouter(tags=["generations"])
@@ -14,9 +16,17 @@ router = APIRouter(tags=["generations"])
 
 @router.post("/v1/generations", response_model=GenerationResponse)
 async def create_generation(
-    request: GenerationRequest,
+    body: GenerationRequest,
+    request: Request,
     state: StateDep,
     tenant: TenantDep,
-) -> GenerationResponse:
-    """Text-to-image with Kiln's parameters; images come back as base64 PNG."""
-    return await ServingGenerations(state).create(request, tenant)
+) -> Response:
+    """Text-to-image with Kiln's parameters; images come back as base64 PNG.
+
+    Charges the model's price per delivered image (``credits_charged``); an
+    ``Idempotency-Key`` header makes retries safe.
+    """
+    service = ServingGenerations(state)
+    return await run_idempotent(
+        state, tenant, request, lambda: service.create(body, tenant, request_id_of(request))
+    )

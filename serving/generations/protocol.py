@@ -95,7 +95,8 @@ class GeneratedImage(BaseModel):
 
 
 class GenerationResponse(BaseModel):
-    """The images of one request, in order, and where the time went (seconds).
+    """The images of one request, in order, what they cost, and where the time went
+    (seconds).
 
     ``timings`` holds the pipeline's own phases plus ``batch_images`` (images in the
     shared pipeline call this request rode in), ``encode`` and ``server_total``.
@@ -106,4 +107,5 @@ class GenerationResponse(BaseModel):
     created: int
     model: str
     data: list[GeneratedImage]
+    credits_charged: int = Field(description="credits spent: price per image × images")
     timings: dict[str, float]

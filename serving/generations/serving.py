@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
 from serving.auth import Tenant
+from serving.credits.charging import reserve, unit_price
 from serving.generations.protocol import GeneratedImage, GenerationRequest, GenerationResponse
 from serving.imaging import b64, encode_images
 from serving.state import AppState
@@ -42,17 +43,24 @@ class ServingGenerations:
     def __init__(self, state: AppState):
         self.state = state
 
-    async def create(self, request: GenerationRequest, tenant: Tenant | None) -> GenerationResponse:
-        """Generate ``request.n`` images and answer them as base64 PNG."""
-        settings = self.state.settings
-        spec = self.state.catalog.get(request.model)
+    async def create(
+        self, request: GenerationRequest, tenant: Tenant, request_id: str | None = None
+    ) -> GenerationResponse:
+        """Generate ``request.n`` images, charge them, answer them as base64 PNG."""
+        state = self.state
+        settings = state.settings
+        spec = state.catalog.get(request.model)
         params = request.to_params(
             spec, settings.generation_defaults, max_prompt_chars=settings.max_prompt_chars
         )
-        done = await generate(self.state, params)
-        t0 = time.perf_counter()
-        pngs = await asyncio.to_thread(encode_images, done.output.images, "png")
-        done.timings["encode"] = time.perf_counter() - t0
+        unit = unit_price(spec, params.resolution)
+        with state.limiter.slot(tenant.id):
+            async with reserve(state.ledger, tenant.id, unit, params.n, request_id) as charge:
+                done = await generate(state, params)
+                t0 = time.perf_counter()
+                pngs = await asyncio.to_thread(encode_images, done.output.images, "png")
+                done.timings["encode"] = time.perf_counter() - t0
+                await charge.capture(len(pngs))
         done.timings["server_total"] = time.perf_counter() - done.started
         data = [
             GeneratedImage(
@@ -69,5 +77,6 @@ class ServingGenerations:
             created=int(time.time()),
             model=params.model,
             data=data,
+            credits_charged=charge.charged,
             timings=done.timings,
         )

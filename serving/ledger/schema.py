@@ -39,6 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 ENTRY_KINDS = ("grant", "reserve", "capture", "release", "license_purchase")
 RESERVATION_STATES = ("open", "released")
 IDEMPOTENCY_STATES = ("in_flight", "done")
+KEY_ROLES = ("admin", "tenant")
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; BIGINT elsewhere.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -132,8 +133,27 @@ class IdempotencyKeyRow(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ApiKeyRow(Base):
+    """An API key, stored as its SHA-256 (never the key); ``prefix`` is what listings show.
+
+    Added by migration ``0002_api_keys``; ``serving.accounts`` owns the logic.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(_in("role", KEY_ROLES), name="role_known"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 tenants = TenantRow.__table__
 balances = BalanceRow.__table__
 reservations = ReservationRow.__table__
 entries = EntryRow.__table__
 idempotency_keys = IdempotencyKeyRow.__table__
+api_keys = ApiKeyRow.__table__

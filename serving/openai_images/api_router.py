@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from serving.auth import TenantDep
+from serving.errors import request_id_of
+from serving.idempotency import run_idempotent
 from serving.openai_images.protocol import ImageGenerationRequest, ImagesResponse
 from serving.openai_images.serving import ServingOpenAIImages
 from serving.state import StateDep
@@ -20,6 +22,14 @@ async def create_image(
     request: Request,
     state: StateDep,
     tenant: TenantDep,
-) -> ImagesResponse:
-    """OpenAI's image generation, on Kiln's models and sizes."""
-    return await ServingOpenAIImages(state).create(body, tenant, str(request.base_url))
+) -> Response:
+    """OpenAI's image generation, on Kiln's models and sizes (charged per image; an
+    ``Idempotency-Key`` header makes retries safe)."""
+    service = ServingOpenAIImages(state)
+    return await run_idempotent(
+        state,
+        tenant,
+        request,
+        lambda: service.create(body, tenant, str(request.base_url), request_id_of(request)),
+        exclude_none=True,
+    )

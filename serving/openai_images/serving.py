@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from serving.auth import Tenant
+from serving.credits.charging import reserve, unit_price
 from serving.generations.serving import generate
 from serving.imaging import b64, encode_images
 from serving.openai_images.protocol import ImageGenerationRequest, ImageObject, ImagesResponse
@@ -23,23 +24,34 @@ class ServingOpenAIImages:
         return self.state.catalog.ids()[0]
 
     async def create(
-        self, request: ImageGenerationRequest, tenant: Tenant | None, base_url: str
+        self,
+        request: ImageGenerationRequest,
+        tenant: Tenant,
+        base_url: str,
+        request_id: str | None = None,
     ) -> ImagesResponse:
-        """Generate and answer as base64 or as signed URLs under ``base_url``."""
-        settings = self.state.settings
-        spec = self.state.catalog.get(request.model or self.default_model())
+        """Generate, charge, answer as base64 or as signed URLs under ``base_url``."""
+        state = self.state
+        settings = state.settings
+        spec = state.catalog.get(request.model or self.default_model())
         params = request.to_params(
             spec, settings.generation_defaults, max_prompt_chars=settings.max_prompt_chars
         )
-        done = await generate(self.state, params)
         fmt = request.output_format or "png"
-        encoded = await asyncio.to_thread(
-            encode_images, done.output.images, fmt, request.output_compression
-        )
+        unit = unit_price(spec, params.resolution)
+        file_ids: list[str] = []
+        with state.limiter.slot(tenant.id):
+            async with reserve(state.ledger, tenant.id, unit, params.n, request_id) as charge:
+                done = await generate(state, params)
+                encoded = await asyncio.to_thread(
+                    encode_images, done.output.images, fmt, request.output_compression
+                )
+                if request.response_format == "url":
+                    file_ids = await asyncio.to_thread(
+                        lambda: [state.files.save(data, fmt) for data in encoded]
+                    )
+                await charge.capture(len(encoded))
         if request.response_format == "url":
-            file_ids = await asyncio.to_thread(
-                lambda: [self.state.files.save(data, fmt) for data in encoded]
-            )
             public = settings.public_url or base_url
             data = [
                 ImageObject(

@@ -51,10 +51,10 @@ def test_models_list_sizes_features_prices_defaults(client: TestClient):
     assert client.get("/v1/models/tiny-sd15").json()["id"] == "tiny-sd15"
 
 
-def test_server_defaults_show_in_the_listing(home: Path):
+def test_server_defaults_show_in_the_listing(home: Path, make_client):
     settings = Settings(home=home, secret="s", default_steps=9, default_scheduler="ddim")
     catalog = load_catalog(home)
-    client = TestClient(create_app(settings, catalog, LocalModelClient(catalog)))
+    client = make_client(create_app(settings, catalog, LocalModelClient(catalog)))
     defaults = client.get("/v1/models/tiny-sdxl").json()["defaults"]
     assert (defaults["steps"], defaults["scheduler"], defaults["guidance"]) == (9, "ddim", 5.0)
 
@@ -140,23 +140,30 @@ def test_request_id_is_echoed_or_generated(client: TestClient):
     assert a.headers["x-request-id"] != b.headers["x-request-id"]
 
 
-def test_internal_errors_are_500_with_request_id_and_no_traceback(home: Path):
-    # A real catalog entry whose weights are missing: loading fails inside the request.
+def test_internal_errors_are_500_with_request_id_and_no_traceback(home: Path, make_client):
+    # A real catalog entry whose weights are missing: loading fails inside the request,
+    # after the credits were reserved; the reservation is released, nothing is charged.
     (home / "models.toml").write_text(
         '[models.ghost]\nkind = "base"\nfamily = "sd15"\nsource = "models/ghost"\n'
         'aspect_ratios = ["1:1"]\nresolutions = {"64px" = 64}\ncredits = {"64px" = 1}\n'
     )
     settings = Settings(home=home, secret="s")
     catalog = load_catalog(home)
-    client = TestClient(
-        create_app(settings, catalog, LocalModelClient(catalog, device="cpu")),
-        raise_server_exceptions=False,
+    client = make_client(
+        create_app(settings, catalog, LocalModelClient(catalog, device="cpu")), credits=10
     )
-    r = client.post(GEN, json={"model": "ghost", "prompt": "boo"}, headers={"x-request-id": "z9"})
+    r = client.post(
+        GEN, json={"model": "ghost", "prompt": "boo", "n": 3}, headers={"x-request-id": "z9"}
+    )
     error = assert_error(r, 500, None)
     assert r.headers["x-request-id"] == "z9"
     assert error["type"] == "server_error" and "ghost" not in error["message"]
     assert "Traceback" not in r.text
+    credits = client.get("/v1/credits").json()
+    assert (credits["balance"], credits["held"]) == (10, 0)
+    assert [e["kind"] for e in credits["entries"]] == ["release", "reserve", "grant"]
+    assert [e["amount"] for e in credits["entries"]] == [3, -3, 10]
+    assert credits["entries"][1]["reference"] == "z9"
 
 
 def test_healthz_metrics_and_docs(client: TestClient):

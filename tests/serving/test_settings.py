@@ -53,6 +53,8 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_DEFAULT_GUIDANCE": "3.5",
         "KILN_DEFAULT_SCHEDULER": "ddim",
         "KILN_DATABASE_URL": "postgresql+psycopg://kiln@db/kiln",
+        "KILN_ADMIN_KEY": "kiln_admin",
+        "KILN_TENANT_MAX_CONCURRENT": "2",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -65,6 +67,8 @@ def test_every_variable_is_read(tmp_path: Path):
     assert (s.secret, s.public_url, s.max_prompt_chars) == ("k", "https://kiln.example", 500)
     assert s.generation_defaults == GenerationDefaults(steps=12, guidance=3.5, scheduler="ddim")
     assert s.database_url == "postgresql+psycopg://kiln@db/kiln"
+    assert (s.admin_key, s.tenant_max_concurrent) == ("kiln_admin", 2)
+    assert "kiln_admin" not in repr(s)
 
 
 def test_empty_values_mean_unset():

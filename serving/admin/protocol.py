@@ -1,0 +1,65 @@
+"""Wire shapes of the admin routes: tenants, their keys, credit grants."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CreateTenantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TenantResponse(BaseModel):
+    object: str = "tenant"
+    id: str
+    name: str
+    created: datetime
+
+
+class CreateKeyRequest(BaseModel):
+    """Optional body of a key request: ``role`` defaults to a tenant key."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    role: Literal["tenant", "admin"] = "tenant"
+
+
+class KeyInfo(BaseModel):
+    """A key as listed: its prefix, never the key."""
+
+    object: str = "api_key"
+    id: str
+    tenant_id: str
+    prefix: str
+    role: str
+    created: datetime
+    revoked_at: datetime | None = None
+
+
+class CreatedKey(KeyInfo):
+    """A new key: ``key`` is shown this once and stored only as a hash."""
+
+    key: str
+
+
+class KeyList(BaseModel):
+    object: str = "list"
+    data: list[KeyInfo]
+
+
+class GrantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    amount: int = Field(gt=0, description="whole credits to add")
+
+
+class BalanceResponse(BaseModel):
+    object: str = "balance"
+    tenant_id: str
+    balance: int
+    held: int

@@ -1,0 +1,41 @@
+"""The caller's balance and ledger entries."""
+
+from __future__ import annotations
+
+import asyncio
+
+from serving.auth import Tenant
+from serving.credits.protocol import CreditsResponse, LedgerEntry
+from serving.state import AppState
+
+
+class ServingCredits:
+    """``GET /v1/credits``."""
+
+    def __init__(self, state: AppState):
+        self.state = state
+
+    async def get(self, tenant: Tenant, limit: int, before: int | None) -> CreditsResponse:
+        """Balance and the newest ``limit`` entries (``before``: an entry id, to page back)."""
+        ledger = self.state.ledger
+
+        def read() -> CreditsResponse:
+            balance = ledger.balance(tenant.id)
+            entries = ledger.entries(tenant.id, limit=limit, before=before)
+            return CreditsResponse(
+                balance=balance.available,
+                held=balance.held,
+                entries=[
+                    LedgerEntry(
+                        id=e.id,
+                        kind=e.kind,
+                        amount=e.amount,
+                        held=e.held,
+                        reference=e.reference,
+                        created=e.created,
+                    )
+                    for e in entries
+                ],
+            )
+
+        return await asyncio.to_thread(read)

@@ -1,0 +1,68 @@
+"""``Idempotency-Key`` on the generation routes, with Stripe's semantics.
+
+The first request with a key runs and its response is stored; a retry with the same key
+and the same body (and route) gets the stored bytes back without running or charging
+again; the same key with another body, or while the first is still running, is 409. A
+request that fails (any error, 402 included) gives its key up, so a retry runs afresh.
+Keys are scoped to the tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from pydantic import BaseModel
+
+from serving.auth import Tenant
+from serving.errors import ApiError
+from serving.ledger import body_hash
+from serving.state import AppState
+
+HEADER = "idempotency-key"
+REPLAYED_HEADER = "idempotent-replayed"
+MAX_KEY_CHARS = 255
+
+
+def json_response(model: BaseModel, exclude_none: bool) -> tuple[bytes, Response]:
+    body = model.model_dump_json(exclude_none=exclude_none).encode()
+    return body, Response(body, media_type="application/json")
+
+
+async def run_idempotent(
+    state: AppState,
+    tenant: Tenant,
+    request: Request,
+    produce: Callable[[], Awaitable[BaseModel]],
+    *,
+    exclude_none: bool = False,
+) -> Response:
+    """Answer ``produce()`` as JSON, once per ``Idempotency-Key`` (when the header is set)."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return json_response(await produce(), exclude_none)[1]
+    if not key.strip() or len(key) > MAX_KEY_CHARS:
+        raise ApiError(
+            400,
+            f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters",
+            param="Idempotency-Key",
+            code="invalid_value",
+        )
+    digest = body_hash(request.url.path.encode() + b"\n" + await request.body())
+    keys = state.ledger.idempotency
+    stored = await asyncio.to_thread(keys.begin, tenant.id, key, digest)
+    if stored is not None:
+        return Response(
+            stored.body,
+            status_code=stored.status,
+            media_type="application/json",
+            headers={REPLAYED_HEADER: "true"},
+        )
+    try:
+        body, response = json_response(await produce(), exclude_none)
+    except BaseException:
+        await asyncio.shield(asyncio.to_thread(keys.abandon, tenant.id, key))
+        raise
+    await asyncio.to_thread(keys.finish, tenant.id, key, response.status_code, body)
+    return response
