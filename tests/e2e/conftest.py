@@ -1,7 +1,9 @@
 """One live ``kiln serve`` per test session, on a free port, over the session KILN_HOME.
 
 The server is the real thing: a subprocess running the console script, a local Ray with
-the ingress and one deployment per tiny model. Tests talk to it only over HTTP.
+the ingress and one deployment per tiny model. Tests talk to it only over HTTP. It starts
+with a known ``KILN_ADMIN_KEY``; the session's tenant (``tenant``) is created through the
+admin routes and holds a key and plenty of credits.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_accounts import ADMIN_KEY, TenantKey, bearer, create_tenant
 
 STARTUP_TIMEOUT_S = 180
 SHUTDOWN_TIMEOUT_S = 60
@@ -25,6 +28,7 @@ SHUTDOWN_TIMEOUT_S = 60
 # arrivals briefly count even when the replica has room: keep this above the other
 # tests' concurrency (8).
 MAX_QUEUED = 16
+SESSION_CREDITS = 1_000_000
 
 
 @dataclass
@@ -104,14 +108,29 @@ def server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[LiveServer]:
     """The session's live server (``catalog`` builds the tiny models first, once)."""
     log = tmp_path_factory.mktemp("server") / "kiln-serve.log"
     # A short model queue, so a burst in test_server.py reaches the 503 path.
-    live = start_server(kiln_home, log, {"KILN_MAX_QUEUED": str(MAX_QUEUED)})
+    live = start_server(
+        kiln_home, log, {"KILN_MAX_QUEUED": str(MAX_QUEUED), "KILN_ADMIN_KEY": ADMIN_KEY}
+    )
     yield live
     code = stop_server(live)
     assert code == 0, f"kiln serve exited with {code} after SIGINT:\n{live.log_tail()}"
 
 
 @pytest.fixture(scope="session")
-def http(server: LiveServer) -> Iterator[httpx.Client]:
-    """An httpx client on the live server (no API key)."""
-    with httpx.Client(base_url=server.url, timeout=120) as client:
+def tenant(server: LiveServer) -> TenantKey:
+    """The session's tenant: a key and ``SESSION_CREDITS`` credits."""
+    return create_tenant(server.url, "e2e studio", SESSION_CREDITS)
+
+
+@pytest.fixture(scope="session")
+def http(server: LiveServer, tenant: TenantKey) -> Iterator[httpx.Client]:
+    """An httpx client on the live server with the session tenant's key."""
+    with httpx.Client(base_url=server.url, timeout=120, headers=tenant.headers) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def admin_http(server: LiveServer) -> Iterator[httpx.Client]:
+    """An httpx client with the admin key."""
+    with httpx.Client(base_url=server.url, timeout=120, headers=bearer(ADMIN_KEY)) as client:
         yield client

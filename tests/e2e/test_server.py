@@ -30,8 +30,8 @@ def assert_error(response: httpx.Response, status: int, param: str | None) -> No
 
 
 @pytest.fixture(scope="module")
-def openai_client(server) -> OpenAI:
-    return OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120)
+def openai_client(server, tenant) -> OpenAI:
+    return OpenAI(base_url=f"{server.url}/v1", api_key=tenant.key, max_retries=0, timeout=120)
 
 
 def test_healthz_and_models(http):
@@ -117,12 +117,14 @@ def test_same_seed_gives_identical_bytes(http):
     assert other["data"][0]["b64_json"] != first
 
 
-def test_concurrent_requests_share_a_pipeline_call(server):
+def test_concurrent_requests_share_a_pipeline_call(server, tenant):
     seeds = list(range(500, 508))
 
     def one(seed: int) -> dict:
         body = {"model": MODEL, "prompt": f"request {seed}", "seed": seed, "steps": 2}
-        r = httpx.post(f"{server.url}/v1/generations", json=body, timeout=120)
+        r = httpx.post(
+            f"{server.url}/v1/generations", json=body, headers=tenant.headers, timeout=120
+        )
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -172,14 +174,19 @@ def test_malformed_json_unknown_route_and_still_serving(http):
     assert ok.headers["x-request-id"]
 
 
-def test_a_burst_past_the_queue_gets_503_with_retry_after(server, http):
+def test_a_burst_past_the_queue_gets_503_with_retry_after(server, tenant, http):
     # The session server runs with KILN_MAX_QUEUED=16: 16 requests run or wait in the
     # replica (twice the batch), 16 wait in the queue, the rest are turned away at once.
     body = {"model": MODEL, "prompt": "burst", "steps": 1}
     burst = 96
 
     def one(i: int) -> httpx.Response:
-        return httpx.post(f"{server.url}/v1/generations", json={**body, "seed": i}, timeout=120)
+        return httpx.post(
+            f"{server.url}/v1/generations",
+            json={**body, "seed": i},
+            headers=tenant.headers,
+            timeout=120,
+        )
 
     with ThreadPoolExecutor(burst) as pool:
         responses = list(pool.map(one, range(burst)))
