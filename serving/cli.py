@@ -1,4 +1,6 @@
-"""The ``kiln`` command line: ``serve``, ``models list``, ``weights build-tiny``.
+"""The ``kiln`` command line: ``serve``, ``models list``, ``weights build-tiny``, and the
+admin's ``tenants create``, ``keys create|list|revoke``, ``credits grant`` (directly on
+the database at ``KILN_DATABASE_URL``, no server needed).
 
 The only module that prints: everything else logs.
 """
@@ -114,6 +116,97 @@ def cmd_build_tiny(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _open_accounts(settings: Settings) -> Any:
+    from serving.accounts import Accounts
+    from serving.ledger import Ledger
+
+    return Accounts(Ledger(settings.database_url))
+
+
+def cmd_tenants_create(args: argparse.Namespace, settings: Settings) -> int:
+    """Create a tenant; print its id."""
+    accounts = _open_accounts(settings)
+    try:
+        tenant = accounts.create_tenant(args.name)
+    finally:
+        accounts.ledger.close()
+    print(f"tenant {tenant.id}  name={tenant.name}")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    """Create an API key; print it (the only time it is shown)."""
+    from serving.ledger import UnknownTenant
+
+    accounts = _open_accounts(settings)
+    try:
+        issued = accounts.create_key(args.tenant_id, role=args.role)
+    except UnknownTenant as exc:
+        print(f"kiln: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        accounts.ledger.close()
+    print(f"key {issued.record.id}  tenant={issued.record.tenant_id}  role={issued.record.role}")
+    print("API key (shown once; only its hash is stored):")
+    print(f"  {issued.key}")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    """List a tenant's keys by prefix."""
+    from serving.ledger import UnknownTenant
+
+    accounts = _open_accounts(settings)
+    try:
+        keys = accounts.keys(args.tenant_id)
+    except UnknownTenant as exc:
+        print(f"kiln: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        accounts.ledger.close()
+    for key in keys:
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "live"
+        print(f"{key.id}  {key.prefix}…  role={key.role}  {state}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    """Revoke a key."""
+    from serving.accounts import UnknownKey
+
+    accounts = _open_accounts(settings)
+    try:
+        key = accounts.revoke(args.key_id)
+    except UnknownKey as exc:
+        print(f"kiln: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        accounts.ledger.close()
+    print(f"revoked {key.id} ({key.prefix}…)")
+    return 0
+
+
+def cmd_credits_grant(args: argparse.Namespace, settings: Settings) -> int:
+    """Grant credits to a tenant; print the new balance."""
+    from serving.ledger import UnknownTenant
+
+    if args.amount <= 0:
+        print("kiln: the amount must be a positive whole number of credits", file=sys.stderr)
+        return 2
+    accounts = _open_accounts(settings)
+    ledger = accounts.ledger
+    try:
+        ledger.grant(args.tenant_id, args.amount, reference="cli grant")
+        balance = ledger.balance(args.tenant_id)
+    except UnknownTenant as exc:
+        print(f"kiln: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ledger.close()
+    print(f"tenant {args.tenant_id}: balance {balance.available} (held {balance.held})")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of ``kiln``."""
     parser = argparse.ArgumentParser(prog="kiln", description="Kiln image-generation server")
@@ -136,6 +229,32 @@ def make_parser() -> argparse.ArgumentParser:
     weights_commands.add_parser("build-tiny", help="build the tiny models").set_defaults(
         func=cmd_build_tiny
     )
+
+    tenants = commands.add_parser("tenants", help="tenants (on the database)")
+    tenants_commands = tenants.add_subparsers(dest="tenants_command", required=True)
+    create_tenant = tenants_commands.add_parser("create", help="create a tenant")
+    create_tenant.add_argument("name")
+    create_tenant.set_defaults(func=cmd_tenants_create)
+
+    keys = commands.add_parser("keys", help="API keys (on the database)")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create_key = keys_commands.add_parser("create", help="create a key, printed once")
+    create_key.add_argument("tenant_id")
+    create_key.add_argument("--role", choices=("tenant", "admin"), default="tenant")
+    create_key.set_defaults(func=cmd_keys_create)
+    list_keys = keys_commands.add_parser("list", help="a tenant's keys, by prefix")
+    list_keys.add_argument("tenant_id")
+    list_keys.set_defaults(func=cmd_keys_list)
+    revoke_key = keys_commands.add_parser("revoke", help="revoke a key")
+    revoke_key.add_argument("key_id")
+    revoke_key.set_defaults(func=cmd_keys_revoke)
+
+    credits = commands.add_parser("credits", help="credits (on the database)")
+    credits_commands = credits.add_subparsers(dest="credits_command", required=True)
+    grant = credits_commands.add_parser("grant", help="grant credits to a tenant")
+    grant.add_argument("tenant_id")
+    grant.add_argument("amount", type=int)
+    grant.set_defaults(func=cmd_credits_grant)
     return parser
 
 

@@ -40,3 +40,30 @@ def test_build_tiny_reports_models_and_manifests(catalog, kiln_home, capsys):
     for spec in catalog:
         assert f"{spec.id}: present at {spec.source}" in out
         assert f"sha256 manifest: {spec.source / 'kiln-manifest.json'}" in out
+
+
+def test_tenants_keys_and_credits_on_the_database(tmp_path, monkeypatch, capsys):
+    from serving.accounts import Accounts
+    from serving.ledger import Ledger
+
+    monkeypatch.setenv("KILN_HOME", str(tmp_path))
+    monkeypatch.delenv("KILN_DATABASE_URL", raising=False)
+    assert main(["tenants", "create", "studio"]) == 0
+    tenant_id = capsys.readouterr().out.split()[1]
+    assert main(["keys", "create", tenant_id]) == 0
+    out = capsys.readouterr().out
+    key_id, key = out.split()[1], out.split()[-1]
+    assert main(["credits", "grant", tenant_id, "25"]) == 0
+    assert "balance 25" in capsys.readouterr().out
+    assert main(["keys", "list", tenant_id]) == 0
+    listed = capsys.readouterr().out
+    assert key_id in listed and key[:12] in listed and key not in listed
+    with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
+        principal = Accounts(ledger).authenticate(key)
+        assert principal is not None and principal.tenant_id == tenant_id
+        assert ledger.balance(tenant_id).available == 25
+    assert main(["keys", "revoke", key_id]) == 0
+    assert main(["keys", "create", "ten_nope"]) == 1
+    assert main(["credits", "grant", tenant_id, "0"]) == 2
+    with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
+        assert Accounts(ledger).authenticate(key) is None
