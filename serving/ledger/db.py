@@ -10,11 +10,13 @@ against the committed row, which is all the no-double-spend guarantee needs.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 
 logger = logging.getLogger(__name__)
@@ -48,18 +50,29 @@ def create_ledger_engine(url: str, *, pool_size: int = 5) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-def _sqlite_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 (DB-API objects)
+def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     # Autocommit at the driver: pysqlite's own implicit BEGIN is deferred, which lets two
     # writers both read and then deadlock on upgrade; ``_sqlite_begin`` issues ours.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA foreign_keys = ON")
+    # WAL is a property of the file, set once. Switching needs an exclusive lock, and
+    # SQLite answers "locked" at once (no busy wait) when processes race to switch a new
+    # file, so the first opening retries. synchronous stays FULL: commits survive power loss.
+    for attempt in range(100):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
     cursor.close()
 
 
-def _sqlite_begin(connection) -> None:  # noqa: ANN001
+def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -76,6 +89,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+    logger.info("ledger database (%s) at migration %s", engine.dialect.name, revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:

@@ -8,12 +8,11 @@ balance never goes negative with many threads, processes or machines spending at
 
 from __future__ import annotations
 
-import logging
 import secrets
-from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from serving.ledger.db import create_ledger_engine, migrate
 from serving.ledger.idempotency import IdempotencyKeys
@@ -28,8 +27,6 @@ from serving.ledger.types import (
     UnknownReservation,
     UnknownTenant,
 )
-
-logger = logging.getLogger(__name__)
 
 
 def now() -> datetime:
@@ -262,7 +259,7 @@ class Ledger:
         (entry_id,) = result.inserted_primary_key
         return Entry(entry_id, tenant_id, kind, amount, held, reservation_id, reference, created)
 
-    def _reservation_row(self, conn: Connection, reservation_id: str):  # noqa: ANN202
+    def _reservation_row(self, conn: Connection, reservation_id: str) -> Row[Any]:
         row = conn.execute(
             select(reservations).where(reservations.c.id == reservation_id)
         ).one_or_none()
@@ -275,7 +272,7 @@ def _reservation_id(reservation: Reservation | str) -> str:
     return reservation.id if isinstance(reservation, Reservation) else reservation
 
 
-def _entry(row: Sequence) -> Entry:  # a Row of ``entries``
+def _entry(row: Row[Any]) -> Entry:
     return Entry(
         id=row.id,
         tenant_id=row.tenant_id,
