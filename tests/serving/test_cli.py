@@ -67,3 +67,17 @@ def test_tenants_keys_and_credits_on_the_database(tmp_path, monkeypatch, capsys)
     assert main(["credits", "grant", tenant_id, "0"]) == 2
     with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
         assert Accounts(ledger).authenticate(key) is None
+
+
+def test_serve_prints_a_generated_admin_key_once(tmp_path, capsys):
+    from serving.cli import _prepare_admin
+    from serving.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    key = _prepare_admin(settings)
+    out = capsys.readouterr().out
+    assert key is not None and key in out and str(tmp_path / "admin.key") in out
+    assert _prepare_admin(settings) is None  # the next start prints nothing
+    assert capsys.readouterr().out == ""
+    assert _prepare_admin(Settings(home=tmp_path, admin_key="kiln_configured")) is None
+    assert "kiln_configured" not in capsys.readouterr().out
