@@ -13,6 +13,11 @@ from serving.files.protocol import SignedFileRef
 from serving.files.serving import FileStore
 
 
+def flip(digit: str) -> str:
+    """Another hex digit than ``digit``."""
+    return "1" if digit == "0" else "0"
+
+
 def test_signed_url_round_trip_and_refusals(tmp_path):
     store = FileStore(tmp_path, "secret", ttl_s=60)
     file_id = store.save(b"png-bytes", "png")
@@ -26,7 +31,8 @@ def test_signed_url_round_trip_and_refusals(tmp_path):
     assert path.read_bytes() == b"png-bytes" and media == "image/png"
 
     bad = [
-        SignedFileRef(file_id, query["expires"], query["sig"][:-1] + "0"),  # tampered sig
+        # Tampered: the last hex digit always changes (a fixed "0" would not when it is "0").
+        SignedFileRef(file_id, query["expires"], query["sig"][:-1] + flip(query["sig"][-1])),
         SignedFileRef(file_id, "1061", query["sig"]),  # extended expiry
         SignedFileRef(file_id, None, query["sig"]),
         SignedFileRef(file_id, query["expires"], None),
