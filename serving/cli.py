@@ -8,13 +8,14 @@ The only module that prints: everything else logs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from serving.settings import Settings, SettingsError
@@ -116,36 +117,37 @@ def cmd_build_tiny(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _open_accounts(settings: Settings) -> Any:
-    from serving.accounts import Accounts
-    from serving.ledger import Ledger
+class _CommandFailed(Exception):
+    """A known, user-facing failure of an accounts command (exit status 1)."""
 
-    return Accounts(Ledger(settings.database_url))
+
+@contextlib.contextmanager
+def _accounts(settings: Settings) -> Iterator[Any]:
+    """Accounts on the configured database, closed afterwards; unknown ids become errors."""
+    from serving.accounts import Accounts, UnknownKey
+    from serving.ledger import Ledger, UnknownTenant
+
+    accounts = Accounts(Ledger(settings.database_url))
+    try:
+        yield accounts
+    except (UnknownTenant, UnknownKey) as exc:
+        raise _CommandFailed(str(exc)) from None
+    finally:
+        accounts.ledger.close()
 
 
 def cmd_tenants_create(args: argparse.Namespace, settings: Settings) -> int:
     """Create a tenant; print its id."""
-    accounts = _open_accounts(settings)
-    try:
+    with _accounts(settings) as accounts:
         tenant = accounts.create_tenant(args.name)
-    finally:
-        accounts.ledger.close()
     print(f"tenant {tenant.id}  name={tenant.name}")
     return 0
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     """Create an API key; print it (the only time it is shown)."""
-    from serving.ledger import UnknownTenant
-
-    accounts = _open_accounts(settings)
-    try:
+    with _accounts(settings) as accounts:
         issued = accounts.create_key(args.tenant_id, role=args.role)
-    except UnknownTenant as exc:
-        print(f"kiln: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        accounts.ledger.close()
     print(f"key {issued.record.id}  tenant={issued.record.tenant_id}  role={issued.record.role}")
     print("API key (shown once; only its hash is stored):")
     print(f"  {issued.key}")
@@ -154,16 +156,8 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     """List a tenant's keys by prefix."""
-    from serving.ledger import UnknownTenant
-
-    accounts = _open_accounts(settings)
-    try:
+    with _accounts(settings) as accounts:
         keys = accounts.keys(args.tenant_id)
-    except UnknownTenant as exc:
-        print(f"kiln: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        accounts.ledger.close()
     for key in keys:
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "live"
         print(f"{key.id}  {key.prefix}…  role={key.role}  {state}")
@@ -172,37 +166,20 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     """Revoke a key."""
-    from serving.accounts import UnknownKey
-
-    accounts = _open_accounts(settings)
-    try:
+    with _accounts(settings) as accounts:
         key = accounts.revoke(args.key_id)
-    except UnknownKey as exc:
-        print(f"kiln: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        accounts.ledger.close()
     print(f"revoked {key.id} ({key.prefix}…)")
     return 0
 
 
 def cmd_credits_grant(args: argparse.Namespace, settings: Settings) -> int:
     """Grant credits to a tenant; print the new balance."""
-    from serving.ledger import UnknownTenant
-
     if args.amount <= 0:
         print("kiln: the amount must be a positive whole number of credits", file=sys.stderr)
         return 2
-    accounts = _open_accounts(settings)
-    ledger = accounts.ledger
-    try:
-        ledger.grant(args.tenant_id, args.amount, reference="cli grant")
-        balance = ledger.balance(args.tenant_id)
-    except UnknownTenant as exc:
-        print(f"kiln: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        ledger.close()
+    with _accounts(settings) as accounts:
+        accounts.ledger.grant(args.tenant_id, args.amount, reference="cli grant")
+        balance = accounts.ledger.balance(args.tenant_id)
     print(f"tenant {args.tenant_id}: balance {balance.available} (held {balance.held})")
     return 0
 
@@ -273,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"kiln: configuration error: {exc}", file=sys.stderr)
         return 2
+    except _CommandFailed as exc:
+        print(f"kiln: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -64,6 +64,10 @@ def test_tenants_keys_and_credits_on_the_database(tmp_path, monkeypatch, capsys)
         assert ledger.balance(tenant_id).available == 25
     assert main(["keys", "revoke", key_id]) == 0
     assert main(["keys", "create", "ten_nope"]) == 1
+    assert main(["keys", "list", "ten_nope"]) == 1
+    assert main(["keys", "revoke", "key_nope"]) == 1
+    assert main(["credits", "grant", "ten_nope", "5"]) == 1
+    assert "ten_nope" in capsys.readouterr().err
     assert main(["credits", "grant", tenant_id, "0"]) == 2
     with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
         assert Accounts(ledger).authenticate(key) is None
