@@ -16,14 +16,7 @@ from serving.state import AppState
 
 
 def key_info(key: ApiKey) -> KeyInfo:
-    return KeyInfo(
-        id=key.id,
-        tenant_id=key.tenant_id,
-        prefix=key.prefix,
-        role=key.role,
-        created=key.created,
-        revoked_at=key.revoked_at,
-    )
+    return KeyInfo.model_validate(key, from_attributes=True)
 
 
 class ServingAdmin:

@@ -25,17 +25,7 @@ class ServingCredits:
             return CreditsResponse(
                 balance=balance.available,
                 held=balance.held,
-                entries=[
-                    LedgerEntry(
-                        id=e.id,
-                        kind=e.kind,
-                        amount=e.amount,
-                        held=e.held,
-                        reference=e.reference,
-                        created=e.created,
-                    )
-                    for e in entries
-                ],
+                entries=[LedgerEntry.model_validate(e, from_attributes=True) for e in entries],
             )
 
         return await asyncio.to_thread(read)
