@@ -33,6 +33,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -40,6 +41,8 @@ ENTRY_KINDS = ("grant", "reserve", "capture", "release", "license_purchase")
 RESERVATION_STATES = ("open", "released")
 IDEMPOTENCY_STATES = ("in_flight", "done")
 KEY_ROLES = ("admin", "tenant")
+# What made an asset; DESIGN.md §1. Style kinds are watermarked and need a license.
+ASSET_KINDS = ("base", "artist_style", "private_style", "agentic")
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; BIGINT elsewhere.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -151,9 +154,63 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class AssetRow(Base):
+    """A stored image: its files (by SHA-256 under ``KILN_HOME/assets``) and how it was
+    made. Added by migration ``0003_assets_licenses``; ``serving.assets`` owns the logic.
+
+    ``preview_sha256`` equals ``sha256`` where the preview is the original (free kinds).
+    """
+
+    __tablename__ = "assets"
+    __table_args__ = (
+        CheckConstraint(_in("kind", ASSET_KINDS), name="kind_known"),
+        Index("ix_assets_tenant_id_created", "tenant_id", "created"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    style: Mapped[str | None] = mapped_column(String(200))
+    prompt: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[str | None] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    params: Mapped[str] = mapped_column(Text)  # JSON: steps, guidance, scheduler, ...
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    media_type: Mapped[str] = mapped_column(String(40))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    preview_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    invisible_watermark: Mapped[str | None] = mapped_column(String(32))
+    generation_id: Mapped[str | None] = mapped_column(String(40))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LicenseRow(Base):
+    """A per-image license. One per asset (the unique ``asset_id`` makes a second purchase
+    impossible, also when two race); no foreign key to ``assets``: a license outlives the
+    deletion of its asset, and its certificate keeps the asset's SHA-256.
+    """
+
+    __tablename__ = "licenses"
+    __table_args__ = (Index("ix_licenses_tenant_id_created", "tenant_id", "created"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    asset_id: Mapped[str] = mapped_column(String(40), unique=True)
+    asset_sha256: Mapped[str] = mapped_column(String(64))
+    price: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    rights: Mapped[str] = mapped_column(Text)  # JSON list of granted rights
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 tenants = TenantRow.__table__
 balances = BalanceRow.__table__
 reservations = ReservationRow.__table__
 entries = EntryRow.__table__
 idempotency_keys = IdempotencyKeyRow.__table__
 api_keys = ApiKeyRow.__table__
+assets = AssetRow.__table__
+licenses = LicenseRow.__table__
