@@ -57,7 +57,7 @@ def create_app(
         metrics=metrics,
         ledger=ledger,
         accounts=Accounts(ledger),
-        limiter=ConcurrencyLimiter(settings.tenant_max_concurrent),
+        limiter=ConcurrencyLimiter(settings.tenant_max_concurrent, ledger.engine),
     )
     for exc_type in HANDLED_EXCEPTIONS:
         app.add_exception_handler(exc_type, handle_exception)

@@ -101,7 +101,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("KILN_ADMIN_KEY", "admin_key", str, "the admin API key (default: generated once)"),
     EnvVar(
         "KILN_TENANT_MAX_CONCURRENT", "tenant_max_concurrent", _positive_int,
-        "generation requests a tenant may have running at once, per ingress (default: no cap)",
+        "generation requests a tenant may have running at once, across all ingress replicas "
+        "(counted in the database; default: no cap)",
     ),
 )  # fmt: skip
 

@@ -206,6 +206,25 @@ class LicenseRow(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class TenantSlotRow(Base):
+    """One running generation request of a tenant, under ``KILN_TENANT_MAX_CONCURRENT``.
+
+    Slot numbers run from 0 to the cap - 1, so the primary key ``(tenant_id, slot)`` lets
+    at most cap rows exist and decides races between processes. ``holder`` names the one
+    acquisition (release deletes only its own row) and ``expires`` bounds how long a
+    crashed process keeps a slot. Added by migration ``0004_tenant_slots``;
+    ``serving.limits`` owns the logic.
+    """
+
+    __tablename__ = "tenant_slots"
+    __table_args__ = (CheckConstraint("slot >= 0", name="slot_not_negative"),)
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 tenants = TenantRow.__table__
 balances = BalanceRow.__table__
 reservations = ReservationRow.__table__
@@ -214,3 +233,4 @@ idempotency_keys = IdempotencyKeyRow.__table__
 api_keys = ApiKeyRow.__table__
 assets = AssetRow.__table__
 licenses = LicenseRow.__table__
+tenant_slots = TenantSlotRow.__table__
