@@ -11,12 +11,18 @@ from fastapi import FastAPI, Response
 
 from serving.accounts import Accounts
 from serving.admin.api_router import router as admin_router
+from serving.assets.api_router import router as assets_router
+from serving.assets.retention import RetentionSweeper
+from serving.assets.service import Assets
+from serving.assets.store import BlobStore
 from serving.credits.api_router import router as credits_router
 from serving.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavailable
 from serving.files.api_router import router as files_router
 from serving.files.serving import FileStore
 from serving.generations.api_router import router as generations_router
 from serving.ledger import Ledger
+from serving.licenses.api_router import router as licenses_router
+from serving.licenses.service import Licenses
 from serving.limits import ConcurrencyLimiter
 from serving.metrics import CONTENT_TYPE, Metrics
 from serving.middleware import RequestContextMiddleware
@@ -49,6 +55,7 @@ def create_app(
     )
     metrics = Metrics()
     ledger = ledger or Ledger(settings.database_url)
+    assets = Assets(ledger.engine, BlobStore(settings.assets_dir), settings.c2pa_signer())
     app.state.kiln = AppState(
         settings=settings,
         catalog=catalog,
@@ -58,6 +65,9 @@ def create_app(
         ledger=ledger,
         accounts=Accounts(ledger),
         limiter=ConcurrencyLimiter(settings.tenant_max_concurrent, ledger.engine),
+        assets=assets,
+        licenses=Licenses(ledger, assets),
+        retention=RetentionSweeper(assets, settings.asset_retention_days),
     )
     for exc_type in HANDLED_EXCEPTIONS:
         app.add_exception_handler(exc_type, handle_exception)
@@ -67,6 +77,8 @@ def create_app(
     app.include_router(openai_images_router)
     app.include_router(files_router)
     app.include_router(credits_router)
+    app.include_router(assets_router)
+    app.include_router(licenses_router)
     app.include_router(admin_router)
 
     @app.get("/healthz", tags=["system"])

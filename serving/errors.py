@@ -20,7 +20,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.params import ParamError
 from serving.accounts.service import UnknownKey
+from serving.assets.service import LicenseRequired, UnknownAsset
 from serving.ledger.types import IdempotencyConflict, InsufficientCredits, UnknownTenant
+from serving.licenses.service import LicenseNotRequired, UnknownLicense
+from serving.pagination import UnknownCursor
 from weights.catalog import CatalogError, UnknownModelError
 
 logger = logging.getLogger(__name__)
@@ -133,6 +136,16 @@ def api_error_for(exc: BaseException) -> ApiError:
         return not_found(f"no tenant {exc.tenant_id!r}", code="tenant_not_found")
     if isinstance(exc, UnknownKey):
         return not_found(f"no API key {exc.key_id!r}", code="key_not_found")
+    if isinstance(exc, UnknownAsset):
+        return not_found(str(exc), code="asset_not_found")
+    if isinstance(exc, UnknownLicense):
+        return not_found(str(exc), code="license_not_found")
+    if isinstance(exc, LicenseRequired):
+        return ApiError(403, str(exc), code="license_required")
+    if isinstance(exc, LicenseNotRequired):
+        return ApiError(400, str(exc), code="license_not_required")
+    if isinstance(exc, UnknownCursor):
+        return ApiError(400, f"{exc}: not one of your ids", param="after", code="invalid_value")
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
             return not_found("no such route; see /docs for the API")
@@ -207,4 +220,9 @@ HANDLED_EXCEPTIONS: tuple[type[Exception], ...] = (
     IdempotencyConflict,
     UnknownTenant,
     UnknownKey,
+    UnknownAsset,
+    UnknownLicense,
+    LicenseRequired,
+    LicenseNotRequired,
+    UnknownCursor,
 )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pipelines.content_credentials import C2paSigner
 from pipelines.params import GenerationDefaults
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -104,6 +105,16 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "generation requests a tenant may have running at once, across all ingress replicas "
         "(counted in the database; default: no cap)",
     ),
+    EnvVar(
+        "KILN_ASSET_RETENTION_DAYS", "asset_retention_days", _positive_int,
+        "delete unlicensed assets older than this many days (default: keep them)",
+    ),
+    EnvVar(
+        "KILN_C2PA_CERT", "c2pa_cert", _path,
+        "PEM certificate chain (leaf first) to sign C2PA manifests with (default: none)",
+    ),
+    EnvVar("KILN_C2PA_KEY", "c2pa_key", _path, "PEM private key of KILN_C2PA_CERT"),
+    EnvVar("KILN_C2PA_ALG", "c2pa_alg", str, "C2PA signing algorithm (default es256)"),
 )  # fmt: skip
 
 
@@ -137,6 +148,10 @@ class Settings:
     database: str | None = field(default=None, repr=False)
     admin_key: str | None = field(default=None, repr=False)
     tenant_max_concurrent: int | None = None
+    asset_retention_days: int | None = None
+    c2pa_cert: Path | None = None
+    c2pa_key: Path | None = None
+    c2pa_alg: str = "es256"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -175,6 +190,26 @@ class Settings:
     def files_dir(self) -> Path:
         """Where images behind signed URLs are kept."""
         return self.home / "files"
+
+    @property
+    def assets_dir(self) -> Path:
+        """Where asset files are kept, by SHA-256 (a shared mount on a cluster)."""
+        return self.home / "assets"
+
+    def c2pa_signer(self) -> C2paSigner | None:
+        """The C2PA signing credentials, or None when no certificate is configured.
+
+        Raises ``SettingsError`` when only one of certificate and key is set, or either
+        cannot be read or used, so a misconfigured server fails at start, not per image.
+        """
+        if self.c2pa_cert is None and self.c2pa_key is None:
+            return None
+        if self.c2pa_cert is None or self.c2pa_key is None:
+            raise SettingsError("KILN_C2PA_CERT and KILN_C2PA_KEY must be set together")
+        try:
+            return C2paSigner.from_files(self.c2pa_cert, self.c2pa_key, self.c2pa_alg)
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"C2PA signing credentials: {exc}") from None
 
     @property
     def database_url(self) -> str:

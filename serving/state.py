@@ -1,5 +1,5 @@
 """What every router reaches through the request: settings, catalog, models, files, metrics,
-the credits ledger, accounts and the per-tenant concurrency cap."""
+the credits ledger, accounts, assets, licenses and the per-tenant concurrency cap."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from serving.accounts import Accounts
+from serving.assets.retention import RetentionSweeper
+from serving.assets.service import Assets
 from serving.files.serving import FileStore
 from serving.ledger import Ledger
+from serving.licenses.service import Licenses
 from serving.limits import ConcurrencyLimiter
 from serving.metrics import Metrics
 from serving.model_client import ModelClient
@@ -30,6 +33,9 @@ class AppState:
     ledger: Ledger
     accounts: Accounts
     limiter: ConcurrencyLimiter
+    assets: Assets
+    licenses: Licenses
+    retention: RetentionSweeper
 
 
 def get_state(request: Request) -> AppState:

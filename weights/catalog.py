@@ -18,6 +18,9 @@ Entry fields (TOML table ``[models.<id>]``):
 - ``aspect_ratios``: list of ``"W:H"``
 - ``credits``: a table of tier name -> credits per image
 - ``default_resolution``, ``default_steps``, ``default_guidance``, ``default_scheduler``
+
+Prices of everything that is not a text-to-image generation (TOML table ``[prices]``,
+whole credits; ``models.toml`` overrides them one by one): ``OPERATIONS`` names them.
 """
 
 from __future__ import annotations
@@ -46,6 +49,14 @@ FAMILIES: dict[str, Family] = {
 }
 
 KINDS = ("base",)
+
+# Priced operations besides text-to-image (DESIGN.md §1 "Credits"). ``agentic`` is per
+# generation, ``style_training`` per training run, ``license`` per image, the rest per
+# image produced.
+OPERATIONS = (
+    "agentic", "edit", "upscale", "remove_background", "vectorize", "style_training",
+    "license",
+)  # fmt: skip
 
 
 class CatalogError(ValueError):
@@ -135,6 +146,16 @@ class Catalog:
     """All models, by id. Lookups of unknown ids fail loudly with the known ids."""
 
     models: dict[str, ModelSpec]
+    # Operation -> whole credits; every name of ``OPERATIONS`` is present.
+    prices: dict[str, int] = field(default_factory=dict)
+
+    def price_of(self, operation: str) -> int:
+        """Credits of one ``operation`` (``license``, ``upscale``, ...); loud on a miss."""
+        try:
+            return self.prices[operation]
+        except KeyError:
+            known = ", ".join(sorted(self.prices))
+            raise CatalogError(f"no price for operation {operation!r}; priced: {known}") from None
 
     def get(self, model_id: str) -> ModelSpec:
         try:
@@ -229,6 +250,7 @@ def default_catalog_text() -> str:
 def load_catalog(home: Path, extra_file: Path | None = None) -> Catalog:
     """The shipped catalog, overridden by ``extra_file`` (default ``home/models.toml``)."""
     entries: dict[str, dict[str, Any]] = {}
+    prices: dict[str, Any] = {}
     sources = [("default_models.toml", default_catalog_text())]
     extra_file = extra_file if extra_file is not None else home / "models.toml"
     if extra_file.exists():
@@ -240,4 +262,22 @@ def load_catalog(home: Path, extra_file: Path | None = None) -> Catalog:
             raise CatalogError(f"{name}: not valid TOML: {exc}") from None
         for model_id, entry in data.get("models", {}).items():
             entries.setdefault(model_id, {}).update(entry)
-    return Catalog({mid: _spec_from_entry(mid, e, home) for mid, e in entries.items()})
+        prices.update(data.get("prices", {}))
+    models = {mid: _spec_from_entry(mid, e, home) for mid, e in entries.items()}
+    return Catalog(models, _operation_prices(prices))
+
+
+def _operation_prices(prices: dict[str, Any]) -> dict[str, int]:
+    unknown = sorted(set(prices) - set(OPERATIONS))
+    if unknown:
+        raise CatalogError(
+            f"[prices]: unknown operation(s) {', '.join(unknown)}; known: {', '.join(OPERATIONS)}"
+        )
+    missing = [op for op in OPERATIONS if op not in prices]
+    if missing:
+        raise CatalogError(f"[prices]: no price for {', '.join(missing)}")
+    for op, price in prices.items():
+        # Whole credits, as model prices: the ledger counts integers.
+        if isinstance(price, bool) or not isinstance(price, int) or price < 0:
+            raise CatalogError(f"[prices]: {op} must be a whole number of credits, got {price!r}")
+    return {op: int(prices[op]) for op in OPERATIONS}

@@ -85,13 +85,17 @@ class GenerationRequest(SamplingFields):
 
 
 class GeneratedImage(BaseModel):
-    """One image: PNG as base64, the seed that reproduces it alone, its size."""
+    """One image: its asset id (``GET /v1/assets/{asset_id}``), PNG as base64, the seed
+    that reproduces it alone, its size. For style images the PNG is the watermarked
+    preview (``watermarked``) and the original waits for a license (``license``)."""
 
-    id: str
+    asset_id: str
     b64_json: str
     seed: int
     width: int
     height: int
+    watermarked: bool = Field(description="the PNG is the preview under a visible mark")
+    license: str = Field(description="free | required | licensed")
 
 
 class GenerationResponse(BaseModel):
@@ -99,10 +103,11 @@ class GenerationResponse(BaseModel):
     (seconds).
 
     ``timings`` holds the pipeline's own phases plus ``batch_images`` (images in the
-    shared pipeline call this request rode in), ``encode`` and ``server_total``.
+    shared pipeline call this request rode in), ``deliver`` (watermarking, encoding and
+    storing the assets) and ``server_total``.
     """
 
-    id: str
+    id: str = Field(description="the generation's id; its assets carry it as generation_id")
     object: str = "generation"
     created: int
     model: str

@@ -1,4 +1,4 @@
-"""Native generation: resolve, run on the model's deployment, encode, answer."""
+"""Native generation: resolve, run on the model's deployment, store assets, charge, answer."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
+from serving.assets.delivery import Delivered, deliver_images
 from serving.auth import Tenant
-from serving.credits.charging import reserve, unit_price
+from serving.credits.charging import Charge, reserve, unit_price
 from serving.generations.protocol import GeneratedImage, GenerationRequest, GenerationResponse
-from serving.imaging import b64, encode_images
+from serving.imaging import b64
 from serving.state import AppState
+from weights.catalog import ModelSpec
 
 
 @dataclass
@@ -23,6 +25,7 @@ class Generated:
     output: GenerationOutput
     started: float
     timings: dict[str, float]
+    generation_id: str = ""
 
 
 async def generate(state: AppState, params: GenerationParams) -> Generated:
@@ -37,6 +40,45 @@ async def generate(state: AppState, params: GenerationParams) -> Generated:
     return Generated(output, started, timings)
 
 
+def asset_kind(spec: ModelSpec) -> str:
+    """The asset kind of a generation on ``spec`` (styles will set theirs, issue 4)."""
+    return spec.kind
+
+
+async def generate_and_deliver(
+    state: AppState,
+    tenant: Tenant,
+    spec: ModelSpec,
+    params: GenerationParams,
+    reference: str | None,
+) -> tuple[Generated, list[Delivered], Charge]:
+    """The whole paid path of a generation: cap slot, reservation, pipeline, one asset per
+    image, capture of the delivered images (the rest released)."""
+    generation_id = f"gen_{uuid.uuid4().hex}"
+    unit = unit_price(spec, params.resolution)
+    async with (
+        state.limiter.slot(tenant.id),
+        reserve(state.ledger, tenant.id, unit, params.n, reference) as charge,
+    ):
+        done = await generate(state, params)
+        t0 = time.perf_counter()
+        delivered = await asyncio.to_thread(
+            deliver_images,
+            state.assets,
+            tenant.id,
+            params,
+            done.output,
+            kind=asset_kind(spec),
+            generation_id=generation_id,
+        )
+        done.timings["deliver"] = time.perf_counter() - t0
+        await charge.capture(len(delivered))
+    state.retention.maybe_start()
+    done.timings["server_total"] = time.perf_counter() - done.started
+    done.generation_id = generation_id
+    return done, delivered, charge
+
+
 class ServingGenerations:
     """``POST /v1/generations`` against the model handles."""
 
@@ -46,34 +88,31 @@ class ServingGenerations:
     async def create(
         self, request: GenerationRequest, tenant: Tenant, request_id: str | None = None
     ) -> GenerationResponse:
-        """Generate ``request.n`` images, charge them, answer them as base64 PNG."""
+        """Generate ``request.n`` images, store them as assets, charge them, answer them as
+        base64 PNG (the preview for style images)."""
         state = self.state
         settings = state.settings
         spec = state.catalog.get(request.model)
         params = request.to_params(
             spec, settings.generation_defaults, max_prompt_chars=settings.max_prompt_chars
         )
-        unit = unit_price(spec, params.resolution)
-        with state.limiter.slot(tenant.id):
-            async with reserve(state.ledger, tenant.id, unit, params.n, request_id) as charge:
-                done = await generate(state, params)
-                t0 = time.perf_counter()
-                pngs = await asyncio.to_thread(encode_images, done.output.images, "png")
-                done.timings["encode"] = time.perf_counter() - t0
-                await charge.capture(len(pngs))
-        done.timings["server_total"] = time.perf_counter() - done.started
+        done, delivered, charge = await generate_and_deliver(
+            state, tenant, spec, params, request_id
+        )
         data = [
             GeneratedImage(
-                id=f"img_{uuid.uuid4().hex}",
-                b64_json=b64(png),
-                seed=seed,
-                width=params.width,
-                height=params.height,
+                asset_id=d.asset.id,
+                b64_json=b64(d.png),
+                seed=d.asset.seed,
+                width=d.asset.width,
+                height=d.asset.height,
+                watermarked=d.asset.license_required,
+                license=d.asset.license_state,
             )
-            for png, seed in zip(pngs, done.output.seeds, strict=True)
+            for d in delivered
         ]
         return GenerationResponse(
-            id=f"gen_{uuid.uuid4().hex}",
+            id=done.generation_id,
             created=int(time.time()),
             model=params.model,
             data=data,

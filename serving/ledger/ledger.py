@@ -185,10 +185,17 @@ class Ledger:
 
     def purchase(self, tenant_id: str, amount: int, reference: str | None = None) -> Entry:
         """Spend ``amount`` at once on a license; raises ``InsufficientCredits``."""
-        _positive(amount)
         with self.engine.begin() as conn:
-            self._debit(conn, tenant_id, amount, hold=False)
-            return self._append(conn, tenant_id, "license_purchase", -amount, 0, None, reference)
+            return self.purchase_in(conn, tenant_id, amount, reference)
+
+    def purchase_in(
+        self, conn: Connection, tenant_id: str, amount: int, reference: str | None = None
+    ) -> Entry:
+        """``purchase`` inside the caller's transaction on ``self.engine``, so the spend
+        and what it buys (a license row) commit or roll back together."""
+        _positive(amount)
+        self._debit(conn, tenant_id, amount, hold=False)
+        return self._append(conn, tenant_id, "license_purchase", -amount, 0, None, reference)
 
     def balance(self, tenant_id: str) -> Balance:
         """The tenant's available and held credits; raises ``UnknownTenant``."""

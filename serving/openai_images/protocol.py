@@ -52,11 +52,13 @@ class ImageGenerationRequest(SamplingFields):
 
 
 class ImageObject(BaseModel):
-    """One image: ``b64_json`` or ``url``, by the request's ``response_format``."""
+    """One image: ``b64_json`` or ``url``, by the request's ``response_format``, and
+    Kiln's ``asset_id`` (an extra field the OpenAI SDKs keep)."""
 
     b64_json: str | None = None
     url: str | None = None
     revised_prompt: str | None = None
+    asset_id: str | None = None
 
 
 class ImagesResponse(BaseModel):

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 
+import numpy as np
+
+from serving.assets.delivery import Delivered
 from serving.auth import Tenant
-from serving.credits.charging import reserve, unit_price
-from serving.generations.serving import generate
-from serving.imaging import b64, encode_images
+from serving.generations.serving import generate_and_deliver
+from serving.imaging import b64, encode_image
 from serving.openai_images.protocol import ImageGenerationRequest, ImageObject, ImagesResponse
 from serving.state import AppState
+
+
+def delivered_bytes(delivered: list[Delivered], fmt: str, compression: int | None) -> list[bytes]:
+    """The images in the asked format: the delivered PNG as stored (metadata and marks
+    kept) for ``png``, re-encoded from its pixels for JPEG and WebP."""
+    if fmt == "png":
+        return [d.png for d in delivered]
+    from PIL import Image
+
+    out = []
+    for d in delivered:
+        with Image.open(io.BytesIO(d.png)) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        out.append(encode_image(pixels, fmt, compression))
+    return out
 
 
 class ServingOpenAIImages:
@@ -30,7 +48,10 @@ class ServingOpenAIImages:
         base_url: str,
         request_id: str | None = None,
     ) -> ImagesResponse:
-        """Generate, charge, answer as base64 or as signed URLs under ``base_url``."""
+        """Generate, store, charge, answer as base64 or as signed URLs under ``base_url``.
+
+        ``output_compression`` applies to JPEG and WebP; PNG is the stored asset file.
+        """
         state = self.state
         settings = state.settings
         spec = state.catalog.get(request.model or self.default_model())
@@ -38,29 +59,28 @@ class ServingOpenAIImages:
             spec, settings.generation_defaults, max_prompt_chars=settings.max_prompt_chars
         )
         fmt = request.output_format or "png"
-        unit = unit_price(spec, params.resolution)
-        file_ids: list[str] = []
-        with state.limiter.slot(tenant.id):
-            async with reserve(state.ledger, tenant.id, unit, params.n, request_id) as charge:
-                done = await generate(state, params)
-                encoded = await asyncio.to_thread(
-                    encode_images, done.output.images, fmt, request.output_compression
-                )
-                if request.response_format == "url":
-                    file_ids = await asyncio.to_thread(
-                        lambda: [state.files.save(data, fmt) for data in encoded]
-                    )
-                await charge.capture(len(encoded))
+        _, delivered, _ = await generate_and_deliver(state, tenant, spec, params, request_id)
+        encoded = await asyncio.to_thread(
+            delivered_bytes, delivered, fmt, request.output_compression
+        )
         if request.response_format == "url":
+            file_ids = await asyncio.to_thread(
+                lambda: [state.files.save(data, fmt) for data in encoded]
+            )
             public = settings.public_url or base_url
             data = [
                 ImageObject(
-                    url=self.state.files.signed_url(public, fid), revised_prompt=params.prompt
+                    url=state.files.signed_url(public, fid),
+                    revised_prompt=params.prompt,
+                    asset_id=d.asset.id,
                 )
-                for fid in file_ids
+                for fid, d in zip(file_ids, delivered, strict=True)
             ]
         else:
-            data = [ImageObject(b64_json=b64(d), revised_prompt=params.prompt) for d in encoded]
+            data = [
+                ImageObject(b64_json=b64(e), revised_prompt=params.prompt, asset_id=d.asset.id)
+                for e, d in zip(encoded, delivered, strict=True)
+            ]
         return ImagesResponse(
             created=int(time.time()),
             data=data,

@@ -1,0 +1,55 @@
+"""Delivering a generation's images: each becomes an asset (finished, stored, recorded)
+and the bytes the response carries (preview for style kinds, original otherwise)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipelines.output import GenerationOutput
+from pipelines.params import GenerationParams
+from serving.assets.service import Asset, Assets, ImageRecord
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One delivered image: its asset and the PNG bytes handed out now."""
+
+    asset: Asset
+    png: bytes
+
+
+def deliver_images(
+    assets: Assets,
+    tenant_id: str,
+    params: GenerationParams,
+    output: GenerationOutput,
+    *,
+    kind: str,
+    generation_id: str,
+    style: str | None = None,
+) -> list[Delivered]:
+    """Store every image of ``output`` as an asset of ``tenant_id``. Blocking."""
+    settings = {
+        "steps": params.steps,
+        "guidance": params.guidance,
+        "scheduler": params.scheduler,
+        "resolution": params.resolution,
+        "task": params.task,
+    }
+    delivered = []
+    for pixels, seed in zip(output.images, output.seeds, strict=True):
+        record = ImageRecord(
+            kind=kind,
+            model=params.model,
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt or None,
+            seed=seed,
+            width=params.width,
+            height=params.height,
+            params=settings,
+            style=style,
+            generation_id=generation_id,
+        )
+        asset, png = assets.create(tenant_id, record, pixels)
+        delivered.append(Delivered(asset, png))
+    return delivered
