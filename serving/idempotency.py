@@ -4,13 +4,17 @@ The first request with a key runs and its response is stored; a retry with the s
 and the same body (and route) gets the stored bytes back without running or charging
 again; the same key with another body, or while the first is still running, is 409. A
 request that fails (any error, 402 included) gives its key up, so a retry runs afresh.
-Keys are scoped to the tenant.
+Keys are scoped to the tenant. Keys expire after 24 hours, and a claim left in flight by
+a crashed process is taken over after 10 minutes (``serving.ledger.idempotency``); each
+request finishes or abandons only its own claim.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from fastapi import Request, Response
 from pydantic import BaseModel
@@ -18,7 +22,10 @@ from pydantic import BaseModel
 from serving.auth import Tenant
 from serving.errors import ApiError
 from serving.ledger import body_hash
+from serving.ledger.idempotency import ClaimLost
 from serving.state import AppState
+
+logger = logging.getLogger(__name__)
 
 HEADER = "idempotency-key"
 REPLAYED_HEADER = "idempotent-replayed"
@@ -51,7 +58,8 @@ async def run_idempotent(
         )
     digest = body_hash(request.url.path.encode() + b"\n" + await request.body())
     keys = state.ledger.idempotency
-    stored = await asyncio.to_thread(keys.begin, tenant.id, key, digest)
+    claimed = datetime.now(UTC)  # the claim's token: finish/abandon touch only this claim
+    stored = await asyncio.to_thread(keys.begin, tenant.id, key, digest, claimed)
     if stored is not None:
         return Response(
             stored.body,
@@ -62,7 +70,12 @@ async def run_idempotent(
     try:
         body, response = json_response(await produce(), exclude_none)
     except BaseException:
-        await asyncio.shield(asyncio.to_thread(keys.abandon, tenant.id, key))
+        await asyncio.shield(asyncio.to_thread(keys.abandon, tenant.id, key, claimed))
         raise
-    await asyncio.to_thread(keys.finish, tenant.id, key, response.status_code, body)
+    try:
+        await asyncio.to_thread(keys.finish, tenant.id, key, response.status_code, body, claimed)
+    except ClaimLost:
+        # This request outlived its claim's lease and a retry took the key over: the
+        # retry's answer is the one stored; this one still goes to its client.
+        logger.warning("idempotency key %r was taken over before its request ended", key)
     return response
