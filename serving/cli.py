@@ -184,6 +184,24 @@ def cmd_credits_grant(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_assets_purge(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete unlicensed assets older than N days (a cron job's retention sweep)."""
+    from serving.assets import Assets, BlobStore
+    from serving.ledger import Ledger
+
+    days = args.days or settings.asset_retention_days
+    if days is None or days < 1:
+        print("kiln: give --days N (at least 1) or set KILN_ASSET_RETENTION_DAYS", file=sys.stderr)
+        return 2
+    ledger = Ledger(settings.database_url)
+    try:
+        purged = Assets(ledger.engine, BlobStore(settings.assets_dir)).purge_expired(days)
+    finally:
+        ledger.close()
+    print(f"deleted {purged} unlicensed asset(s) older than {days} day(s)")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of ``kiln``."""
     parser = argparse.ArgumentParser(prog="kiln", description="Kiln image-generation server")
@@ -232,6 +250,14 @@ def make_parser() -> argparse.ArgumentParser:
     grant.add_argument("tenant_id")
     grant.add_argument("amount", type=int)
     grant.set_defaults(func=cmd_credits_grant)
+
+    assets = commands.add_parser("assets", help="stored images (on the database)")
+    assets_commands = assets.add_subparsers(dest="assets_command", required=True)
+    purge = assets_commands.add_parser(
+        "purge", help="delete unlicensed assets older than N days (licensed ones stay)"
+    )
+    purge.add_argument("--days", type=int, help="default KILN_ASSET_RETENTION_DAYS")
+    purge.set_defaults(func=cmd_assets_purge)
     return parser
 
 

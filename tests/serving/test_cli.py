@@ -73,6 +73,39 @@ def test_tenants_keys_and_credits_on_the_database(tmp_path, monkeypatch, capsys)
         assert Accounts(ledger).authenticate(key) is None
 
 
+def test_assets_purge_deletes_old_unlicensed_assets(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from sqlalchemy import update
+
+    from serving.assets import Assets, BlobStore, ImageRecord
+    from serving.ledger import Ledger
+    from serving.ledger.schema import assets as assets_table
+
+    monkeypatch.setenv("KILN_HOME", str(tmp_path))
+    monkeypatch.delenv("KILN_DATABASE_URL", raising=False)
+    monkeypatch.delenv("KILN_ASSET_RETENTION_DAYS", raising=False)
+    with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
+        tenant = ledger.create_tenant("studio")
+        assets = Assets(ledger.engine, BlobStore(tmp_path / "assets"))
+        record = ImageRecord(kind="base", model="m", prompt="p", seed=1, width=8, height=8)
+        pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+        old, _ = assets.create(tenant.id, record, pixels)
+        new, _ = assets.create(tenant.id, record, pixels)
+        with ledger.engine.begin() as conn:
+            conn.execute(
+                update(assets_table)
+                .where(assets_table.c.id == old.id)
+                .values(created=old.created.replace(year=old.created.year - 1))
+            )
+    assert main(["assets", "purge"]) == 2  # no --days and no setting
+    assert "KILN_ASSET_RETENTION_DAYS" in capsys.readouterr().err
+    assert main(["assets", "purge", "--days", "30"]) == 0
+    assert "deleted 1 " in capsys.readouterr().out
+    with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
+        listed, _ = Assets(ledger.engine, BlobStore(tmp_path / "assets")).list(tenant.id)
+    assert [a.id for a in listed] == [new.id]
+
+
 def test_serve_prints_a_generated_admin_key_once(tmp_path, capsys):
     from serving.cli import _prepare_admin
     from serving.settings import Settings

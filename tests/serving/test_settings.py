@@ -55,6 +55,10 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_DATABASE_URL": "postgresql+psycopg://kiln@db/kiln",
         "KILN_ADMIN_KEY": "kiln_admin",
         "KILN_TENANT_MAX_CONCURRENT": "2",
+        "KILN_ASSET_RETENTION_DAYS": "30",
+        "KILN_C2PA_CERT": str(tmp_path / "chain.pem"),
+        "KILN_C2PA_KEY": str(tmp_path / "key.pem"),
+        "KILN_C2PA_ALG": "es384",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -68,6 +72,9 @@ def test_every_variable_is_read(tmp_path: Path):
     assert s.generation_defaults == GenerationDefaults(steps=12, guidance=3.5, scheduler="ddim")
     assert s.database_url == "postgresql+psycopg://kiln@db/kiln"
     assert (s.admin_key, s.tenant_max_concurrent) == ("kiln_admin", 2)
+    assert s.asset_retention_days == 30 and s.assets_dir == tmp_path / "assets"
+    assert (s.c2pa_cert, s.c2pa_key) == (tmp_path / "chain.pem", tmp_path / "key.pem")
+    assert s.c2pa_alg == "es384"
     assert "kiln_admin" not in repr(s)
 
 
