@@ -39,6 +39,7 @@ build-tiny: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/serving_overhead.py
+	$(BIN)/python benchmarks/delivery_cost.py
 
 # On a CUDA machine; runs from the source tree (no install needed beyond torch/diffusers).
 bench-gpu:

@@ -150,6 +150,28 @@ def test_invisible_mark_is_skipped_below_256_px(shape):
     assert decode_invisible_watermark(out) is None
 
 
+@pytest.mark.parametrize("shape", [(256, 256, 3), (300, 457, 3), (512, 384, 3)])
+def test_vectorised_dwt_dct_matches_invisible_watermark(shape):
+    """Kiln's array-at-once dwtDct gives the library's pixels and reads its bits."""
+    from imwatermark import WatermarkDecoder, WatermarkEncoder
+
+    from pipelines.watermark import _dwt_dct_decode, _dwt_dct_encode
+
+    rng = np.random.default_rng(shape[1])
+    bgr = rng.integers(0, 256, shape).astype(np.float32)
+    payload = bytes(rng.integers(0, 256, 6, dtype=np.uint8))
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bytes", payload)
+    bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
+    theirs = encoder.encode(bgr.copy(), "dwtDct")
+    ours = _dwt_dct_encode(bgr.copy(), bits)
+    assert np.array_equal(ours, theirs)
+    marked = np.clip(np.rint(ours), 0, 255).astype(np.float32)
+    for image in (marked, bgr):  # a marked image and an unmarked one
+        expected = WatermarkDecoder("bytes", 48).decode(image.copy(), "dwtDct")
+        assert np.packbits(_dwt_dct_decode(image, 48)).tobytes() == expected
+
+
 def test_provenance_payload():
     assert len(provenance_payload("asset")) == PAYLOAD_BYTES
     assert provenance_payload("asset") == provenance_payload(b"asset")

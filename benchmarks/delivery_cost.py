@@ -1,0 +1,141 @@
+"""What delivering an image costs on the ingress CPU: marking, encoding, signing, storing.
+
+Each generated image becomes an asset before the response goes out (pipelines/finishing.py,
+serving/assets): the invisible provenance mark (dwtDct, with its read-back check), PNG
+encoding with metadata, for style kinds a visibly marked preview, optionally a C2PA
+manifest, and the content-addressed write. This prints, per image size, the median time of
+each variant and its ratio to the plain PNG encode the ingress did before assets existed.
+
+    .venv/bin/python benchmarks/delivery_cost.py [--sizes 512 1024] [--repeats 5]
+
+Images are smooth gradients with pixel noise (what a generated image's statistics look
+like to the watermark); the figures are CPU time on whatever machine runs this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.content_credentials import C2paSigner  # noqa: E402
+from pipelines.finishing import FinishOptions, finish_image  # noqa: E402
+from pipelines.watermark import provenance_payload  # noqa: E402
+from serving.assets.store import BlobStore  # noqa: E402
+from serving.imaging import encode_image  # noqa: E402
+
+logger = logging.getLogger("delivery_cost")
+
+METADATA = {"kiln:model": "bench", "kiln:seed": "1", "kiln:asset_id": "ast_bench"}
+
+
+def textured(size: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(30, 220, size)
+    base = np.stack([np.add.outer(ramp, ramp[::-1]) / 2] * 3, axis=-1)
+    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+
+
+def median_s(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: imports, OpenCV's first call
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def test_signer() -> C2paSigner:
+    """A throwaway CA and leaf, as tests/conftest.py builds them."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def usage(sign: bool, ca: bool) -> x509.KeyUsage:
+        return x509.KeyUsage(sign, False, False, False, False, ca, ca, False, False)
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    window = (now - dt.timedelta(days=1), now + dt.timedelta(days=1))
+    ca = (
+        x509.CertificateBuilder().subject_name(name("bench CA")).issuer_name(name("bench CA"))
+        .public_key(ca_key.public_key()).serial_number(1)
+        .not_valid_before(window[0]).not_valid_after(window[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage(False, True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    leaf = (
+        x509.CertificateBuilder().subject_name(name("bench signer")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(2)
+        .not_valid_before(window[0]).not_valid_after(window[1])
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage(True, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return C2paSigner(leaf.public_bytes(pem) + ca.public_bytes(pem), key_pem)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    signer = test_signer()
+    payload = provenance_payload("bench request")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = BlobStore(Path(tmp))
+        logger.info("| size | variant | median | vs plain PNG |")
+        logger.info("|---|---|---|---|")
+        for size in args.sizes:
+            pixels = textured(size)
+            variants: dict[str, Callable[[], object]] = {
+                "plain PNG (before assets)": lambda p=pixels: encode_image(p, "png"),
+                "base asset: mark + PNG + store": lambda p=pixels: store.put(
+                    finish_image(p, FinishOptions(payload, METADATA)).original, "image/png"
+                ),
+                "style asset: + visible preview": lambda p=pixels: finish_image(
+                    p, FinishOptions(payload, METADATA, visible=True)
+                ),
+                "base asset + C2PA manifest": lambda p=pixels: finish_image(
+                    p, FinishOptions(payload, METADATA, signer=signer)
+                ),
+            }
+            baseline = None
+            for label, fn in variants.items():
+                seconds = median_s(fn, args.repeats)
+                baseline = baseline or seconds
+                logger.info(
+                    "| %d² | %s | %.1f ms | %.2fx |", size, label, seconds * 1000, seconds / baseline
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
