@@ -131,9 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             for label, fn in variants.items():
                 seconds = median_s(fn, args.repeats)
                 baseline = baseline or seconds
-                logger.info(
-                    "| %d² | %s | %.1f ms | %.2fx |", size, label, seconds * 1000, seconds / baseline
-                )
+                ratio = seconds / baseline
+                logger.info("| %d² | %s | %.1f ms | %.2fx |", size, label, seconds * 1000, ratio)
     return 0
 
 
