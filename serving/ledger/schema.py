@@ -27,6 +27,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -225,6 +226,34 @@ class TenantSlotRow(Base):
     expires: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class StyleRow(Base):
+    """A LoRA style (``styles.record.StyleRecord``). Added by migration ``0005_styles``.
+
+    ``owner_tenant_id`` is set for private styles only; the LoRA file is
+    ``KILN_HOME/styles/<sha256>.safetensors``.
+    """
+
+    __tablename__ = "styles"
+    __table_args__ = (
+        CheckConstraint("kind IN ('artist', 'private')", name="kind_known"),
+        CheckConstraint(
+            "(kind = 'private') = (owner_tenant_id IS NOT NULL)", name="private_has_owner"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    owner_tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    family: Mapped[str] = mapped_column(String(16))
+    base_model: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    rank: Mapped[int] = mapped_column(Integer)
+    trigger_words: Mapped[str] = mapped_column(Text)  # JSON list of strings
+    default_strength: Mapped[float] = mapped_column(Float)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 tenants = TenantRow.__table__
 balances = BalanceRow.__table__
 reservations = ReservationRow.__table__
@@ -234,3 +263,4 @@ api_keys = ApiKeyRow.__table__
 assets = AssetRow.__table__
 licenses = LicenseRow.__table__
 tenant_slots = TenantSlotRow.__table__
+styles = StyleRow.__table__
