@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +134,17 @@ def admin_http(server: LiveServer) -> Iterator[httpx.Client]:
     """An httpx client with the admin key."""
     with httpx.Client(base_url=server.url, timeout=120, headers=bearer(ADMIN_KEY)) as client:
         yield client
+
+
+@dataclass(frozen=True)
+class ServerControl:
+    """``start_server``/``stop_server`` for a module that runs a live server of its own
+    (test modules cannot import this conftest: several test packages have one)."""
+
+    start: Callable[..., LiveServer] = start_server
+    stop: Callable[[LiveServer], int] = stop_server
+
+
+@pytest.fixture(scope="session")
+def server_control() -> ServerControl:
+    return ServerControl()
