@@ -7,8 +7,8 @@
 and runs them in as few pipeline calls as possible. It is blocking torch work: callers on
 an event loop run it in a thread, one call at a time per engine.
 
-Per-call state on the shared modules (the scheduler, later adapter selection) is set at
-the start of every call, so nothing leaks from one call into the next.
+Per-call state on the shared modules (the scheduler, the active LoRA style and its
+strength) is set at the start of every call, so nothing leaks from one call into the next.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
 from pipelines.schedulers import make_scheduler
+from pipelines.style_adapters import DEFAULT_CAPACITY, StyleAdapters
 from weights.catalog import ModelSpec
 from weights.devices import select_device, select_dtype
 from weights.loading import load_pipeline
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 class Engine:
     """A loaded base model and the pipelines derived from it."""
 
-    def __init__(self, spec: ModelSpec, pipe: Any) -> None:
+    def __init__(self, spec: ModelSpec, pipe: Any, style_capacity: int = DEFAULT_CAPACITY) -> None:
         from pipelines.prompt_weighting import PromptEncoder
 
         self.spec = spec
@@ -43,10 +44,15 @@ class Engine:
         self._scheduler_config = pipe.scheduler.config
         self._schedulers: dict[str, Any] = {}
         self._siblings: dict[str, Any] = {"text_to_image": pipe}
+        # Adapters live on the shared UNet and text encoders: siblings see them too.
+        self.styles = StyleAdapters(pipe, style_capacity)
 
     @classmethod
-    def load(cls, spec: ModelSpec, device: str | None = None) -> Engine:
-        """Load ``spec`` once on ``device`` (``auto``: CUDA when present) in its serving dtype."""
+    def load(
+        cls, spec: ModelSpec, device: str | None = None, style_capacity: int = DEFAULT_CAPACITY
+    ) -> Engine:
+        """Load ``spec`` once on ``device`` (``auto``: CUDA when present) in its serving dtype;
+        keep up to ``style_capacity`` LoRA styles loaded on it."""
         device = select_device(device or "auto")
         dtype = select_dtype(device)
         started = time.perf_counter()
@@ -56,7 +62,7 @@ class Engine:
         logger.info(
             "loaded %s on %s (%s) in %.2fs", spec.id, device, dtype, time.perf_counter() - started
         )
-        return cls(spec, pipe)
+        return cls(spec, pipe, style_capacity)
 
     def pipeline(self, task: str) -> Any:
         """The pipeline for ``task``, derived from the loaded one so weights are shared."""
@@ -116,6 +122,7 @@ class Engine:
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         pipe = self.pipeline(first.task)
         pipe.scheduler = self.scheduler(first.scheduler)
+        self.styles.activate(first.style)  # before prompts: styles may patch text encoders
 
         started = time.perf_counter()
         with torch.inference_mode():

@@ -75,8 +75,24 @@ def resolve_size(
 
 
 @dataclass(frozen=True)
+class StyleRef:
+    """A LoRA style as a pipeline call needs it: its id (the adapter name), its file and
+    the strength to apply it at. Resolved by serving/ from the style registry."""
+
+    id: str
+    path: str
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 2.0:
+            raise ParamError("style_strength", f"style_strength must be 0-2, got {self.strength}")
+
+
+@dataclass(frozen=True)
 class BatchKey:
-    """Every call argument but prompt and seed: requests with equal keys share a call."""
+    """Every call argument but prompt and seed: requests with equal keys share a call.
+
+    A style and its strength are part of the key: batches never mix styles."""
 
     model: str
     task: str
@@ -85,6 +101,8 @@ class BatchKey:
     steps: int
     guidance: float
     scheduler: str
+    style: str | None = None
+    style_strength: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,7 @@ class GenerationParams:
     guidance: float
     scheduler: str
     task: str = "text_to_image"
+    style: StyleRef | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= MAX_IMAGES:
@@ -121,9 +140,10 @@ class GenerationParams:
 
     @property
     def batch_key(self) -> BatchKey:
+        style = self.style
         return BatchKey(
             self.model, self.task, self.width, self.height, self.steps, self.guidance,
-            self.scheduler,
+            self.scheduler, style.id if style else None, style.strength if style else 0.0,
         )  # fmt: skip
 
     @classmethod
@@ -142,6 +162,7 @@ class GenerationParams:
         guidance: float | None = None,
         scheduler: str | None = None,
         defaults: GenerationDefaults | None = None,
+        style: StyleRef | None = None,
     ) -> GenerationParams:
         """Resolve a request against server defaults, then the model's catalog defaults."""
         defaults = defaults or GenerationDefaults()
@@ -168,6 +189,7 @@ class GenerationParams:
             steps=int(pick(steps, defaults.steps, spec.default_steps)),
             guidance=float(pick(guidance, defaults.guidance, spec.default_guidance)),
             scheduler=str(pick(scheduler, defaults.scheduler, spec.default_scheduler)),
+            style=style,
         )
 
 

@@ -93,6 +93,9 @@ class RayModelClient:
             )
         await self._wait_ready(params.model)
         try:
+            if params.style is not None:
+                # Routed to a replica that already holds the style (Serve multiplexing).
+                handle = handle.options(multiplexed_model_id=params.style.id)
             return await handle.generate.remote(params)
         except (BackPressureError, DeploymentUnavailableError) as exc:
             # Converted here: Ray installs its own plain-text handler for these on the app.
@@ -107,9 +110,10 @@ class LocalModelClient:
     caller thread would start another and oversubscribe the cores.
     """
 
-    def __init__(self, catalog: Any, device: str | None = None):
+    def __init__(self, catalog: Any, device: str | None = None, styles_per_replica: int = 8):
         self.catalog = catalog
         self.device = device
+        self.styles_per_replica = styles_per_replica
         self._engines: dict[str, Any] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="local-engine")
 
@@ -123,7 +127,9 @@ class LocalModelClient:
         if params.model not in self._engines:
             logger.info("loading %s in-process", params.model)
             spec = self.catalog.get(params.model)
-            self._engines[params.model] = Engine.load(spec, device=self.device)
+            self._engines[params.model] = Engine.load(
+                spec, device=self.device, style_capacity=self.styles_per_replica
+            )
         return self._engines[params.model].generate([params])[0]
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:

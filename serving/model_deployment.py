@@ -6,6 +6,12 @@ split by ``GenerationParams.batch_key`` and each group is one ``engine.generate`
 run on the replica's engine thread so its event loop keeps accepting requests. Batches
 run one at a time (``max_concurrent_batches=1``): one pipeline call per replica.
 
+LoRA styles (DESIGN.md §3): the style id is the Serve *multiplexed model id*, so Serve
+routes a styled request to a replica that already holds that style, and splits batches by
+it. Each replica keeps up to ``KILN_STYLES_PER_REPLICA`` styles loaded on its one base
+model (``pipelines.style_adapters``: an LRU of named adapters, switched by selection, never
+a reload); Serve's multiplexed LRU has the same size and unloads the adapter it evicts.
+
 Torch is imported only in the replica's constructor, never at module import.
 """
 
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 from ray import serve
 
 from pipelines.output import GenerationOutput
-from pipelines.params import GenerationParams
+from pipelines.params import GenerationParams, StyleRef
 from serving.logs import configure_replica_logging
 from serving.settings import Settings
 from weights.catalog import ModelSpec
@@ -42,6 +48,21 @@ def _images_in(items: list[BatchItem]) -> int:
     return sum(item.weight for item in items)
 
 
+class LoadedStyle:
+    """What Serve's multiplexed cache holds per style; unloads the adapter on eviction."""
+
+    def __init__(self, deployment: ModelDeployment, style_id: str) -> None:
+        self.deployment = deployment
+        self.style_id = style_id
+
+    def __del__(self) -> None:
+        # Serve calls this (in a thread) when its LRU evicts the style.
+        try:
+            self.deployment.unload_style(self.style_id)
+        except Exception:  # never raise from __del__
+            logger.exception("could not unload style %s", self.style_id)
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.5, "num_gpus": 0})
 class ModelDeployment:
     """A replica holding one loaded ``Engine``."""
@@ -59,11 +80,18 @@ class ModelDeployment:
         self.max_batch_size = settings.max_batch_size
         self.batch_wait_s = settings.batch_wait_s
         self._in_flight = 0
-        self.engine = Engine.load(spec, device=settings.engine_device)
+        self.engine = Engine.load(
+            spec, device=settings.engine_device, style_capacity=settings.styles_per_replica
+        )
         # One long-lived thread runs every pipeline call: torch keeps one OpenMP team
         # (a fresh caller thread would build another and oversubscribe the cores), and
         # calls are serialised by construction.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{spec.id}")
+        self._style_files: dict[str, StyleRef] = {}
+        # Built here, not as a decorated method, so its LRU takes the configured size;
+        # Serve finds it on the instance and routes by it.
+        multiplexed = serve.multiplexed(max_num_models_per_replica=settings.styles_per_replica)
+        self._load_style = multiplexed(self._style_loader())
         self._batched.set_max_batch_size(settings.max_batch_size)
         self._batched.set_batch_wait_timeout_s(settings.batch_wait_s)
         logger.info(
@@ -74,10 +102,25 @@ class ModelDeployment:
             settings.batch_wait_s,
         )
 
+    def _style_loader(self):  # noqa: ANN202 (an async function Serve wraps)
+        async def load_style(style_id: str) -> LoadedStyle:
+            style = self._style_files[style_id]
+            loop = asyncio.get_running_loop()
+            # On the engine thread: adapters change the shared modules.
+            await loop.run_in_executor(self._executor, self.engine.styles.load, style)
+            return LoadedStyle(self, style_id)
+
+        return load_style
+
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         """Images for one request, possibly computed in a call shared with others."""
         if params.model != self.spec.id:
             raise ValueError(f"request for {params.model!r} reached {self.spec.id!r}")
+        if params.style is not None:
+            # Loads the adapter on first use and marks it recently used; the engine
+            # reloads it by itself should it have been evicted before the batch runs.
+            self._style_files[params.style.id] = params.style
+            await self._load_style(params.style.id)
         self._in_flight += 1
         try:
             # A request that finds the replica idle has no one to share a call with:
@@ -116,6 +159,11 @@ class ModelDeployment:
             for index, output in zip(indices, outputs, strict=True):
                 results[index] = output
         return [results[index] for index in range(len(items))]
+
+    def unload_style(self, style_id: str) -> None:
+        """Drop a style's adapter (Serve's multiplexed LRU evicted it)."""
+        self._executor.submit(self.engine.styles.unload, style_id).result()
+        self._style_files.pop(style_id, None)
 
     async def ready(self) -> str:
         """Answers once the constructor has loaded the engine (the ingress probes it)."""

@@ -115,6 +115,10 @@ ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar("KILN_C2PA_KEY", "c2pa_key", _path, "PEM private key of KILN_C2PA_CERT"),
     EnvVar("KILN_C2PA_ALG", "c2pa_alg", str, "C2PA signing algorithm (default es256)"),
+    EnvVar(
+        "KILN_STYLES_PER_REPLICA", "styles_per_replica", _positive_int,
+        "LoRA styles a model replica keeps loaded, least recently used out (default 8)",
+    ),
 )  # fmt: skip
 
 
@@ -152,6 +156,7 @@ class Settings:
     c2pa_cert: Path | None = None
     c2pa_key: Path | None = None
     c2pa_alg: str = "es256"
+    styles_per_replica: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -190,6 +195,11 @@ class Settings:
     def files_dir(self) -> Path:
         """Where images behind signed URLs are kept."""
         return self.home / "files"
+
+    @property
+    def styles_dir(self) -> Path:
+        """Where LoRA style files are kept, by SHA-256 (a shared mount on a cluster)."""
+        return self.home / "styles"
 
     @property
     def assets_dir(self) -> Path:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
-from pipelines.params import GenerationParams
+from pipelines.params import GenerationParams, StyleRef
 from serving.model_deployment import BatchItem, ModelDeployment
 from serving.settings import Settings
 
@@ -56,3 +57,40 @@ def test_requests_for_another_model_are_refused(replica, catalog):
     other = GenerationParams.build(catalog.get("tiny-sd15"), prompt="x", steps=1)
     with pytest.raises(ValueError, match="reached"):
         asyncio.run(replica.generate(other))
+
+
+@pytest.fixture(scope="module")
+def sd15_replica(catalog):
+    settings = Settings(max_batch_size=8, device="cpu", torch_threads=2, styles_per_replica=2)
+    return ModelDeployment.func_or_class(settings, catalog.get("tiny-sd15"))
+
+
+def styled(catalog, style: StyleRef | None, seed: int) -> GenerationParams:
+    return GenerationParams.build(
+        catalog.get("tiny-sd15"), prompt="a harbour", seed=seed, steps=2, style=style
+    )
+
+
+def test_a_mixed_style_batch_gives_each_request_its_style_alone(
+    sd15_replica, catalog, tiny_sd15_loras
+):
+    a = StyleRef("sty_a", str(tiny_sd15_loras[0]))
+    b = StyleRef("sty_b", str(tiny_sd15_loras[1]), strength=0.8)
+    requests = [styled(catalog, a, 1), styled(catalog, b, 1), styled(catalog, None, 1)]
+    # (generate() needs a Serve replica for its multiplexed style cache: run_batch is the
+    # part under test here; tests/e2e drives styles through a live server.)
+    alone = [asyncio.run(sd15_replica.run_batch([BatchItem(p, 1)]))[0].images[0] for p in requests]
+    assert not np.array_equal(alone[0], alone[1]) and not np.array_equal(alone[0], alone[2])
+    mixed = [*requests, styled(catalog, a, 2)]
+    outputs = asyncio.run(sd15_replica.run_batch([BatchItem(p, 1) for p in mixed]))
+    for got, want in zip(outputs[:3], alone, strict=True):
+        assert np.abs(got.images[0].astype(int) - want.astype(int)).max() <= 2
+    # Requests of one style share a call; other styles never join it.
+    assert outputs[0].timings["batch_images"] == 2 and outputs[1].timings["batch_images"] == 1
+
+
+def test_the_replica_keeps_its_configured_number_of_styles(sd15_replica, catalog, tiny_sd15_loras):
+    for i in range(3):
+        style = StyleRef(f"sty_{i}", str(tiny_sd15_loras[i % 2]))
+        asyncio.run(sd15_replica.run_batch([BatchItem(styled(catalog, style, 3), 1)]))
+    assert sd15_replica.engine.styles.loaded == ["sty_1", "sty_2"]

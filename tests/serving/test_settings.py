@@ -59,6 +59,7 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_C2PA_CERT": str(tmp_path / "chain.pem"),
         "KILN_C2PA_KEY": str(tmp_path / "key.pem"),
         "KILN_C2PA_ALG": "es384",
+        "KILN_STYLES_PER_REPLICA": "3",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -75,6 +76,7 @@ def test_every_variable_is_read(tmp_path: Path):
     assert s.asset_retention_days == 30 and s.assets_dir == tmp_path / "assets"
     assert (s.c2pa_cert, s.c2pa_key) == (tmp_path / "chain.pem", tmp_path / "key.pem")
     assert s.c2pa_alg == "es384"
+    assert s.styles_per_replica == 3 and s.styles_dir == tmp_path / "styles"
     assert "kiln_admin" not in repr(s)
 
 
