@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.params import MAX_IMAGES, MAX_SEED, GenerationDefaults, GenerationParams, ParamError
+from pipelines.params import (
+    MAX_IMAGES,
+    MAX_SEED,
+    GenerationDefaults,
+    GenerationParams,
+    ParamError,
+    StyleRef,
+)
 from weights.catalog import ModelSpec
 
 # A ceiling on steps so one request cannot hold a replica for an hour.
@@ -30,6 +37,9 @@ class SamplingFields(BaseModel):
     steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     guidance: float | None = Field(None, ge=0)
     scheduler: str | None = None
+    style_strength: float | None = Field(
+        None, ge=0, le=2, description="how strongly the style applies (default: the style's)"
+    )
 
     def build_params(
         self,
@@ -39,6 +49,7 @@ class SamplingFields(BaseModel):
         *,
         prompt: str,
         n: int,
+        style: StyleRef | None = None,
         **size: str | None,
     ) -> GenerationParams:
         """Check prompt lengths, then resolve everything once into ``GenerationParams``."""
@@ -54,6 +65,7 @@ class SamplingFields(BaseModel):
             guidance=self.guidance,
             scheduler=self.scheduler,
             defaults=defaults,
+            style=style,
             **size,
         )
 
@@ -68,17 +80,28 @@ class GenerationRequest(SamplingFields):
     n: int = Field(1, ge=1, le=MAX_IMAGES, description="images to generate")
     resolution: str | None = Field(None, description="one of the model's resolution tiers")
     aspect_ratio: str | None = Field(None, description="one of the model's aspect ratios")
+    style: str | None = Field(None, description="a style id from GET /v1/styles")
 
     def to_params(
-        self, spec: ModelSpec, defaults: GenerationDefaults, *, max_prompt_chars: int
+        self,
+        spec: ModelSpec,
+        defaults: GenerationDefaults,
+        *,
+        max_prompt_chars: int,
+        style: StyleRef | None = None,
+        prompt: str | None = None,
     ) -> GenerationParams:
-        """The resolved pipeline parameters; raises ``ParamError`` naming the bad field."""
+        """The resolved pipeline parameters; raises ``ParamError`` naming the bad field.
+
+        ``style`` is the resolved ``self.style``; ``prompt`` the prompt with the style's
+        trigger words, where the caller added them."""
         return self.build_params(
             spec,
             defaults,
             max_prompt_chars,
-            prompt=self.prompt,
+            prompt=self.prompt if prompt is None else prompt,
             n=self.n,
+            style=style,
             resolution=self.resolution,
             aspect_ratio=self.aspect_ratio,
         )

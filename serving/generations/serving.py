@@ -8,11 +8,12 @@ import uuid
 from dataclasses import dataclass
 
 from pipelines.output import GenerationOutput
-from pipelines.params import GenerationParams
+from pipelines.params import GenerationParams, ParamError
 from serving.assets.delivery import Delivered, deliver_images
 from serving.auth import Tenant
 from serving.credits.charging import Charge, reserve, unit_price
 from serving.generations.protocol import GeneratedImage, GenerationRequest, GenerationResponse
+from serving.generations.styling import ChosenStyle, choose_style, find_style
 from serving.imaging import b64
 from serving.state import AppState
 from weights.catalog import ModelSpec
@@ -40,9 +41,9 @@ async def generate(state: AppState, params: GenerationParams) -> Generated:
     return Generated(output, started, timings)
 
 
-def asset_kind(spec: ModelSpec) -> str:
-    """The asset kind of a generation on ``spec`` (styles will set theirs, issue 4)."""
-    return spec.kind
+def asset_kind(spec: ModelSpec, style: ChosenStyle | None) -> str:
+    """The asset kind of a generation: the style's (watermarked, licensed) or the model's."""
+    return style.record.asset_kind if style is not None else spec.kind
 
 
 async def generate_and_deliver(
@@ -51,6 +52,7 @@ async def generate_and_deliver(
     spec: ModelSpec,
     params: GenerationParams,
     reference: str | None,
+    style: ChosenStyle | None = None,
 ) -> tuple[Generated, list[Delivered], Charge]:
     """The whole paid path of a generation: cap slot, reservation, pipeline, one asset per
     image, capture of the delivered images (the rest released)."""
@@ -68,8 +70,9 @@ async def generate_and_deliver(
             tenant.id,
             params,
             done.output,
-            kind=asset_kind(spec),
+            kind=asset_kind(spec, style),
             generation_id=generation_id,
+            style=style.record.id if style is not None else None,
         )
         done.timings["deliver"] = time.perf_counter() - t0
         await charge.capture(len(delivered))
@@ -93,11 +96,21 @@ class ServingGenerations:
         state = self.state
         settings = state.settings
         spec = state.catalog.get(request.model)
+        style = None
+        if request.style is not None:
+            record = await find_style(state, tenant, request.style)
+            style = choose_style(state, record, request.style_strength, spec)
+        elif request.style_strength is not None:
+            raise ParamError("style_strength", "style_strength needs a style")
         params = request.to_params(
-            spec, settings.generation_defaults, max_prompt_chars=settings.max_prompt_chars
+            spec,
+            settings.generation_defaults,
+            max_prompt_chars=settings.max_prompt_chars,
+            style=style.ref if style else None,
+            prompt=style.prompt(request.prompt) if style else None,
         )
         done, delivered, charge = await generate_and_deliver(
-            state, tenant, spec, params, request_id
+            state, tenant, spec, params, request_id, style
         )
         data = [
             GeneratedImage(

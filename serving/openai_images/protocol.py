@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.params import MAX_IMAGES, GenerationDefaults, GenerationParams
+from pipelines.params import MAX_IMAGES, GenerationDefaults, GenerationParams, StyleRef
 from serving.generations.protocol import SamplingFields
 from weights.catalog import ModelSpec
 
@@ -24,7 +24,9 @@ class ImageGenerationRequest(SamplingFields):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: str
-    model: str | None = Field(None, description="model id; default: the catalog's first")
+    model: str | None = Field(
+        None, description="model id, or a style id (its base model); default: the catalog's first"
+    )
     n: int | None = Field(1, ge=1, le=MAX_IMAGES)
     size: str | None = Field("auto", description="one of the model's sizes, or 'auto'")
     response_format: Literal["b64_json", "url"] | None = "b64_json"
@@ -38,15 +40,24 @@ class ImageGenerationRequest(SamplingFields):
     moderation: str | None = None
 
     def to_params(
-        self, spec: ModelSpec, defaults: GenerationDefaults, *, max_prompt_chars: int
+        self,
+        spec: ModelSpec,
+        defaults: GenerationDefaults,
+        *,
+        max_prompt_chars: int,
+        style: StyleRef | None = None,
+        prompt: str | None = None,
     ) -> GenerationParams:
-        """The resolved pipeline parameters; raises ``ParamError`` naming the bad field."""
+        """The resolved pipeline parameters; raises ``ParamError`` naming the bad field.
+
+        ``style``: the style ``model`` named, if it named one (its base model is ``spec``)."""
         return self.build_params(
             spec,
             defaults,
             max_prompt_chars,
-            prompt=self.prompt,
+            prompt=self.prompt if prompt is None else prompt,
             n=self.n if self.n is not None else 1,
+            style=style,
             size=self.size,
         )
 

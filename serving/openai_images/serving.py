@@ -8,9 +8,11 @@ import time
 
 import numpy as np
 
+from pipelines.params import ParamError
 from serving.assets.delivery import Delivered
 from serving.auth import Tenant
 from serving.generations.serving import generate_and_deliver
+from serving.generations.styling import choose_style, find_style
 from serving.imaging import b64, encode_image
 from serving.openai_images.protocol import ImageGenerationRequest, ImageObject, ImagesResponse
 from serving.state import AppState
@@ -29,6 +31,10 @@ def delivered_bytes(delivered: list[Delivered], fmt: str, compression: int | Non
             pixels = np.asarray(image.convert("RGB"))
         out.append(encode_image(pixels, fmt, compression))
     return out
+
+
+# Style ids start so (serving/styles); a model id never does.
+STYLE_ID_PREFIX = "sty_"
 
 
 class ServingOpenAIImages:
@@ -54,12 +60,26 @@ class ServingOpenAIImages:
         """
         state = self.state
         settings = state.settings
-        spec = state.catalog.get(request.model or self.default_model())
+        model = request.model or self.default_model()
+        style = None
+        if model not in state.catalog and model.startswith(STYLE_ID_PREFIX):
+            # ``model`` names a style: it runs on the style's base model.
+            record = await find_style(state, tenant, model)
+            spec = state.catalog.get(record.base_model)
+            style = choose_style(state, record, request.style_strength, spec)
+        else:
+            spec = state.catalog.get(model)
+            if request.style_strength is not None:
+                raise ParamError("style_strength", "style_strength needs model to name a style")
         params = request.to_params(
-            spec, settings.generation_defaults, max_prompt_chars=settings.max_prompt_chars
+            spec,
+            settings.generation_defaults,
+            max_prompt_chars=settings.max_prompt_chars,
+            style=style.ref if style else None,
+            prompt=style.prompt(request.prompt) if style else None,
         )
         fmt = request.output_format or "png"
-        _, delivered, _ = await generate_and_deliver(state, tenant, spec, params, request_id)
+        _, delivered, _ = await generate_and_deliver(state, tenant, spec, params, request_id, style)
         encoded = await asyncio.to_thread(
             delivered_bytes, delivered, fmt, request.output_compression
         )
