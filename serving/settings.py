@@ -119,6 +119,15 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "KILN_STYLES_PER_REPLICA", "styles_per_replica", _positive_int,
         "LoRA styles a model replica keeps loaded, least recently used out (default 8)",
     ),
+    EnvVar(
+        "KILN_STYLE_MAX_BYTES", "style_max_bytes", _positive_int,
+        "largest LoRA file a style import accepts, in bytes (default 256 MiB)",
+    ),
+    EnvVar(
+        "KILN_STYLE_MAX_RANK", "style_max_rank", _positive_int,
+        "highest LoRA rank a style may have; also the GPU fast path's LoRA hotswap target "
+        "rank, so every style swaps into a compiled model (default 64)",
+    ),
 )  # fmt: skip
 
 
@@ -157,6 +166,8 @@ class Settings:
     c2pa_key: Path | None = None
     c2pa_alg: str = "es256"
     styles_per_replica: int = 8
+    style_max_bytes: int = 256 * 1024 * 1024
+    style_max_rank: int = 64
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -205,6 +216,11 @@ class Settings:
     def assets_dir(self) -> Path:
         """Where asset files are kept, by SHA-256 (a shared mount on a cluster)."""
         return self.home / "assets"
+
+    @property
+    def styles_dir(self) -> Path:
+        """Where LoRA style files are kept, by SHA-256 (a shared mount on a cluster)."""
+        return self.home / "styles"
 
     def c2pa_signer(self) -> C2paSigner | None:
         """The C2PA signing credentials, or None when no certificate is configured.

@@ -60,6 +60,8 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_C2PA_KEY": str(tmp_path / "key.pem"),
         "KILN_C2PA_ALG": "es384",
         "KILN_STYLES_PER_REPLICA": "3",
+        "KILN_STYLE_MAX_BYTES": "1048576",
+        "KILN_STYLE_MAX_RANK": "32",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -77,6 +79,7 @@ def test_every_variable_is_read(tmp_path: Path):
     assert (s.c2pa_cert, s.c2pa_key) == (tmp_path / "chain.pem", tmp_path / "key.pem")
     assert s.c2pa_alg == "es384"
     assert s.styles_per_replica == 3 and s.styles_dir == tmp_path / "styles"
+    assert (s.style_max_bytes, s.style_max_rank) == (1048576, 32)
     assert "kiln_admin" not in repr(s)
 
 
