@@ -43,6 +43,7 @@ class StyleAdapters:
         self.capacity = capacity
         self._loaded: OrderedDict[str, str] = OrderedDict()  # style id -> file path
         self._active: tuple[str, float] | None = None
+        self._disabled = False  # disable_lora() was the last word: enable before selecting
         self.load_seconds: dict[str, float] = {}
 
     @property
@@ -84,13 +85,16 @@ class StyleAdapters:
         if style is None:
             if self._loaded and self._active != ("", 0.0):
                 self.pipe.disable_lora()
+                self._disabled = True
             self._active = ("", 0.0)
             return
         self.load(style)
         wanted = (style.id, style.strength)
         if self._active == wanted:
             return
-        self.pipe.enable_lora()
+        if self._disabled:
+            self.pipe.enable_lora()
+            self._disabled = False
         self.pipe.set_adapters([style.id], adapter_weights=[style.strength])
         self._active = wanted
 

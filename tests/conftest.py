@@ -202,39 +202,14 @@ def c2pa_credentials() -> Credentials:
 # LoRA styles for tests: real files in the diffusers/peft layout, made on the tiny UNet.
 
 
-def make_tiny_lora(unet_dir: Path, out_file: Path, seed: int, rank: int = 4) -> Path:
-    """A LoRA of ``rank`` on the attention projections of the UNet at ``unet_dir``, with
-    random (non-zero) weights from ``seed`` so it visibly changes images; saved as
-    ``out_file`` in the layout ``load_lora_weights`` reads."""
-    import torch
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel.from_pretrained(unet_dir)
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=rank,
-        init_lora_weights=False,  # random A and B: the adapter changes the output
-        target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-    )
-    unet.add_adapter(config)
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    StableDiffusionPipeline.save_lora_weights(
-        out_file.parent, unet_lora_layers=layers, weight_name=out_file.name
-    )
-    return out_file
-
-
 @pytest.fixture(scope="session")
 def tiny_sd15_loras(catalog, tmp_path_factory) -> tuple[Path, Path]:
     """Two different LoRA files (styles A and B) for tiny-sd15."""
+    from styles.random_lora import random_unet_lora
+
     unet_dir = catalog.get("tiny-sd15").source / "unet"
     out = tmp_path_factory.mktemp("loras")
     return (
-        make_tiny_lora(unet_dir, out / "style_a.safetensors", seed=1),
-        make_tiny_lora(unet_dir, out / "style_b.safetensors", seed=2),
+        random_unet_lora(unet_dir, out / "style_a.safetensors", seed=1),
+        random_unet_lora(unet_dir, out / "style_b.safetensors", seed=2),
     )
