@@ -204,7 +204,11 @@ def error_response(error: ApiError, request_id: str | None = None) -> JSONRespon
 async def handle_exception(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI exception handler for every mapped exception type."""
     error = api_error_for(exc)
-    if error.status >= 500:
+    if error.status == 503 and isinstance(exc, ApiError):
+        # Expected and answered with retry-after (a model loading, a full queue): one
+        # line, not a traceback per health probe.
+        logger.warning("request %s: %s", request_id_of(request), error.message)
+    elif error.status >= 500:
         logger.error("request %s failed: %r", request_id_of(request), exc, exc_info=exc)
     return error_response(error)
 
