@@ -217,11 +217,6 @@ class Settings:
         """Where asset files are kept, by SHA-256 (a shared mount on a cluster)."""
         return self.home / "assets"
 
-    @property
-    def styles_dir(self) -> Path:
-        """Where LoRA style files are kept, by SHA-256 (a shared mount on a cluster)."""
-        return self.home / "styles"
-
     def c2pa_signer(self) -> C2paSigner | None:
         """The C2PA signing credentials, or None when no certificate is configured.
 
