@@ -31,6 +31,8 @@ from serving.models.api_router import router as models_router
 from serving.openai_images.api_router import router as openai_images_router
 from serving.settings import Settings
 from serving.state import AppState, StateDep
+from serving.styles.api_router import router as styles_router
+from serving.styles.service import Styles
 from weights.catalog import Catalog
 
 API_VERSION = "0.1.0"
@@ -68,6 +70,7 @@ def create_app(
         assets=assets,
         licenses=Licenses(ledger, assets),
         retention=RetentionSweeper(assets, settings.asset_retention_days),
+        styles=Styles.from_settings(ledger.engine, catalog, settings),
     )
     for exc_type in HANDLED_EXCEPTIONS:
         app.add_exception_handler(exc_type, handle_exception)
@@ -80,6 +83,7 @@ def create_app(
     app.include_router(assets_router)
     app.include_router(licenses_router)
     app.include_router(admin_router)
+    app.include_router(styles_router)
 
     @app.get("/healthz", tags=["system"])
     async def healthz(state: StateDep) -> dict:

@@ -1,5 +1,5 @@
 """What every router reaches through the request: settings, catalog, models, files, metrics,
-the credits ledger, accounts, assets, licenses and the per-tenant concurrency cap."""
+the credits ledger, accounts, assets, licenses, styles and the per-tenant concurrency cap."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from serving.limits import ConcurrencyLimiter
 from serving.metrics import Metrics
 from serving.model_client import ModelClient
 from serving.settings import Settings
+from serving.styles.service import Styles
 from weights.catalog import Catalog
 
 
@@ -36,6 +37,7 @@ class AppState:
     assets: Assets
     licenses: Licenses
     retention: RetentionSweeper
+    styles: Styles
 
 
 def get_state(request: Request) -> AppState:
