@@ -1,6 +1,7 @@
 """The ``kiln`` command line: ``serve``, ``models list``, ``weights build-tiny``, and the
-admin's ``tenants create``, ``keys create|list|revoke``, ``credits grant`` (directly on
-the database at ``KILN_DATABASE_URL``, no server needed).
+admin's ``tenants create``, ``keys create|list|revoke``, ``credits grant``,
+``styles import|list`` (directly on the database at ``KILN_DATABASE_URL``, no server
+needed).
 
 The only module that prints: everything else logs.
 """
@@ -202,6 +203,69 @@ def cmd_assets_purge(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_styles_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Import a LoRA file as an artist style (``--artist``) or a tenant's private style
+    (``--tenant``), with the same checks as ``POST /v1/styles``."""
+    from pathlib import Path
+
+    from pipelines.params import ParamError
+    from serving.ledger import Ledger, UnknownTenant
+    from serving.styles import StyleImport, Styles
+    from styles.lora_file import StyleFileError
+    from weights.catalog import UnknownModelError
+
+    if args.artist == (args.tenant is not None):
+        print(
+            "kiln: give --artist or --tenant TENANT_ID (a private style), not both", file=sys.stderr
+        )
+        return 2
+    path = Path(args.file)
+    if not path.is_file():
+        raise _CommandFailed(f"no file {path}")
+    catalog = _load_catalog(settings)
+    if args.model in catalog:
+        _build_tiny([catalog.get(args.model)])  # the model's config is read for the check
+    request = StyleImport(
+        name=args.name,
+        base_model=args.model,
+        kind="artist" if args.artist else "private",
+        trigger_words=tuple(args.trigger),
+        default_strength=args.strength,
+    )
+    ledger = Ledger(settings.database_url)
+    try:
+        styles = Styles.from_settings(ledger.engine, catalog, settings)
+        record = styles.import_file(path, request, args.tenant)
+    except (ParamError, StyleFileError, UnknownModelError, UnknownTenant) as exc:
+        raise _CommandFailed(str(exc)) from None
+    finally:
+        ledger.close()
+    owner = f"tenant={record.owner}" if record.owner else "visible to every tenant"
+    print(f"style {record.id}  name={record.name}  kind={record.kind}  {owner}")
+    print(f"  model={record.base_model}  family={record.family}  rank={record.rank}")
+    print(f"  file: {styles.file_path(record)}")
+    return 0
+
+
+def cmd_styles_list(args: argparse.Namespace, settings: Settings) -> int:
+    """List every style, or those one tenant may use (``--tenant``)."""
+    from serving.ledger import Ledger
+    from serving.styles import Styles
+
+    ledger = Ledger(settings.database_url)
+    try:
+        styles = Styles.from_settings(ledger.engine, _load_catalog(settings), settings)
+        records = styles.list(args.tenant) if args.tenant else styles.all()
+    finally:
+        ledger.close()
+    for record in records:
+        owner = record.owner or "everyone"
+        print(
+            f"{record.id}  {record.kind}  owner={owner}  model={record.base_model}  {record.name}"
+        )
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of ``kiln``."""
     parser = argparse.ArgumentParser(prog="kiln", description="Kiln image-generation server")
@@ -258,6 +322,28 @@ def make_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--days", type=int, help="default KILN_ASSET_RETENTION_DAYS")
     purge.set_defaults(func=cmd_assets_purge)
+
+    styles = commands.add_parser("styles", help="LoRA styles (on the database)")
+    styles_commands = styles.add_subparsers(dest="styles_command", required=True)
+    import_style = styles_commands.add_parser(
+        "import", help="import a LoRA .safetensors file as a style"
+    )
+    import_style.add_argument("file", help="the LoRA (.safetensors; kohya or diffusers layout)")
+    import_style.add_argument("--name", required=True)
+    import_style.add_argument("--model", required=True, help="the catalog model it is for")
+    import_style.add_argument("--artist", action="store_true", help="visible to every tenant")
+    import_style.add_argument("--tenant", help="the owner of a private style")
+    import_style.add_argument(
+        "--trigger", nargs="+", action="extend", default=[], metavar="WORD",
+        help="trigger word(s) put in front of prompts",
+    )  # fmt: skip
+    import_style.add_argument(
+        "--strength", type=float, default=1.0, help="default style strength (0-2, default 1)"
+    )
+    import_style.set_defaults(func=cmd_styles_import)
+    list_styles = styles_commands.add_parser("list", help="list styles")
+    list_styles.add_argument("--tenant", help="only those this tenant may use")
+    list_styles.set_defaults(func=cmd_styles_list)
     return parser
 
 

@@ -303,3 +303,55 @@ def test_bad_fields_are_400_and_store_nothing(app, alice, loras):
     r = alice.post("/v1/styles", data={"name": "x", "model": "tiny-sd15"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "file"
     assert nothing_stored(app)
+
+
+# The command line, on the database
+
+
+def test_cli_imports_and_lists_styles(catalog, loras, bad_files, tmp_path, monkeypatch, capsys):
+    from serving.cli import main
+
+    # A fresh KILN_HOME whose catalog points at the session's built tiny models.
+    extra = tmp_path / "models.toml"
+    extra.write_text("".join(f'[models.{spec.id}]\nsource = "{spec.source}"\n' for spec in catalog))
+    monkeypatch.setenv("KILN_HOME", str(tmp_path))
+    monkeypatch.setenv("KILN_CATALOG", str(extra))
+    with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
+        alice, bob = ledger.create_tenant("alice").id, ledger.create_tenant("bob").id
+    common = ["--name", "Ink", "--model", "tiny-sd15"]
+
+    assert main(["styles", "import", str(loras["kohya"]), *common, "--tenant", alice,
+                 "--trigger", "ink", "wash", "--strength", "0.5"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"kind=private  tenant={alice}" in out and "rank=4" in out
+    private_id = out.split()[1]
+    assert main(["styles", "import", str(loras["peft"]), *common, "--artist"]) == 0
+    artist_id = capsys.readouterr().out.split()[1]
+
+    with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
+        registry = Styles.from_settings(ledger.engine, catalog, Settings(home=tmp_path))
+        record = registry.resolve(alice, private_id)
+        assert (record.trigger_words, record.default_strength) == (("ink", "wash"), 0.5)
+        assert registry.file_path(record).read_bytes() == loras["kohya"].read_bytes()
+
+    assert main(["styles", "list", "--tenant", bob]) == 0
+    out = capsys.readouterr().out
+    assert artist_id in out and private_id not in out
+    assert main(["styles", "list"]) == 0
+    out = capsys.readouterr().out
+    assert artist_id in out and private_id in out
+
+    # Refusals: exit 1 with the reason, nothing stored; a bad command line exits 2.
+    files = sorted((tmp_path / "styles").iterdir())
+    for path, why in bad_files.values():
+        assert main(["styles", "import", str(path), *common, "--tenant", alice]) == 1
+        assert why in capsys.readouterr().err
+    assert main(["styles", "import", str(loras["kohya"]), *common, "--tenant", "ten_x"]) == 1
+    assert "ten_x" in capsys.readouterr().err
+    assert main(["styles", "import", str(loras["kohya"]), *common]) == 2
+    assert (
+        main(["styles", "import", str(loras["kohya"]), *common, "--artist", "--tenant", bob]) == 2
+    )
+    assert sorted((tmp_path / "styles").iterdir()) == files
+    with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger, ledger.engine.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(styles_table)).scalar_one() == 2
