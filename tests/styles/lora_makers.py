@@ -24,25 +24,22 @@ TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 
 
-@functools.lru_cache(maxsize=4)
-def tiny_pipeline(source: str, family: str) -> Any:
-    """The tiny model at ``source`` loaded once per test session (never given adapters)."""
+def fresh_pipeline(source: str, family: str) -> Any:
+    """A newly loaded tiny pipeline, the caller's own (for tests that add adapters)."""
     import diffusers
 
-    cls = (
-        diffusers.StableDiffusionXLPipeline
-        if family == "sdxl"
-        else diffusers.StableDiffusionPipeline
-    )
+    cls = diffusers.StableDiffusionPipeline
+    if family == "sdxl":
+        cls = diffusers.StableDiffusionXLPipeline
     pipe = cls.from_pretrained(source, local_files_only=True, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def fresh_pipeline(source: str, family: str) -> Any:
-    """A newly loaded tiny pipeline (for tests that add adapters to it)."""
-    tiny_pipeline.cache_clear()
-    return tiny_pipeline(source, family)
+@functools.lru_cache(maxsize=4)
+def tiny_pipeline(source: str, family: str) -> Any:
+    """The tiny model at ``source``, loaded once and shared: never give it adapters."""
+    return fresh_pipeline(source, family)
 
 
 def peft_lora(source: str, family: str, out: Path, rank: int = 4, seed: int = 0) -> Path:
@@ -128,6 +125,8 @@ def kohya_tensors(source: str, family: str, rank: int = 4, seed: int = 0) -> dic
                 # Files written by kohya carry CLIP's ``text_model.`` level, which
                 # transformers 5 removed from CLIPTextModel (not from its sibling).
                 add(f"{prefix}text_model.{name.removeprefix('text_model.')}", module)
+    if not tensors:
+        raise RuntimeError(f"no plain Linear attention modules in {source}: adapters on it?")
     return tensors
 
 
