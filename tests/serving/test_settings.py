@@ -27,6 +27,7 @@ def test_defaults_without_environment(tmp_path: Path):
     assert s.effective_ray_num_cpus() == os.cpu_count()
     assert s.effective_torch_threads() == max(1, os.cpu_count() - 1)
     assert s.engine_device is None
+    assert (s.style_max_bytes, s.style_max_rank) == (256 * 1024 * 1024, 64)
 
 
 def test_every_variable_is_read(tmp_path: Path):
@@ -62,6 +63,14 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_STYLES_PER_REPLICA": "3",
         "KILN_STYLE_MAX_BYTES": "1048576",
         "KILN_STYLE_MAX_RANK": "32",
+        "KILN_TRAINING_STEPS": "50",
+        "KILN_TRAINING_MAX_STEPS": "60",
+        "KILN_TRAINING_RANK": "4",
+        "KILN_TRAINING_LEARNING_RATE": "0.01",
+        "KILN_TRAINING_CPUS": "0.25",
+        "KILN_TRAINING_GPUS": "0.5",
+        "KILN_TRAINING_IMAGE_MAX_BYTES": "1000",
+        "KILN_TRAINING_IMAGE_MAX_PIXELS": "2000",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -80,6 +89,10 @@ def test_every_variable_is_read(tmp_path: Path):
     assert s.c2pa_alg == "es384"
     assert s.styles_per_replica == 3 and s.styles_dir == tmp_path / "styles"
     assert (s.style_max_bytes, s.style_max_rank) == (1048576, 32)
+    assert (s.training_steps, s.training_max_steps, s.training_rank) == (50, 60, 4)
+    assert (s.training_learning_rate, s.training_cpus) == (0.01, 0.25)
+    assert s.effective_training_gpus(cluster_gpus=0) == 0.5 and s.jobs_dir == tmp_path / "jobs"
+    assert (s.training_image_max_bytes, s.training_image_max_pixels) == (1000, 2000)
     assert "kiln_admin" not in repr(s)
 
 
@@ -116,6 +129,12 @@ def test_gpus_per_replica_defaults_follow_the_device():
     assert Settings().effective_gpus_per_replica(cluster_gpus=0) == 0
     assert Settings().effective_gpus_per_replica(cluster_gpus=2) == 1
     assert Settings(gpus_per_replica=0.5).effective_gpus_per_replica(cluster_gpus=0) == 0.5
+
+
+def test_training_gpus_default_to_one_where_the_cluster_has_one():
+    assert Settings().effective_training_gpus(cluster_gpus=0) == 0
+    assert Settings().effective_training_gpus(cluster_gpus=4) == 1
+    assert Settings(device="cpu").effective_training_gpus(cluster_gpus=4) == 0
 
 
 def test_models_share_the_gpus_when_there_are_fewer_gpus_than_models():
