@@ -20,6 +20,8 @@ from serving.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavail
 from serving.files.api_router import router as files_router
 from serving.files.serving import FileStore
 from serving.generations.api_router import router as generations_router
+from serving.jobs import JobRunner, Jobs
+from serving.jobs.api_router import router as jobs_router
 from serving.ledger import Ledger
 from serving.licenses.api_router import router as licenses_router
 from serving.licenses.service import Licenses
@@ -33,6 +35,7 @@ from serving.settings import Settings
 from serving.state import AppState, StateDep
 from serving.styles.api_router import router as styles_router
 from serving.styles.service import Styles
+from serving.styles.training_router import router as style_training_router
 from weights.catalog import Catalog
 
 API_VERSION = "0.1.0"
@@ -71,6 +74,8 @@ def create_app(
         licenses=Licenses(ledger, assets),
         retention=RetentionSweeper(assets, settings.asset_retention_days),
         styles=Styles.from_settings(ledger.engine, catalog, settings),
+        jobs=Jobs(ledger.engine),
+        job_runner=JobRunner(settings, ledger, catalog),
     )
     for exc_type in HANDLED_EXCEPTIONS:
         app.add_exception_handler(exc_type, handle_exception)
@@ -83,7 +88,9 @@ def create_app(
     app.include_router(assets_router)
     app.include_router(licenses_router)
     app.include_router(admin_router)
+    app.include_router(style_training_router)
     app.include_router(styles_router)
+    app.include_router(jobs_router)
 
     @app.get("/healthz", tags=["system"])
     async def healthz(state: StateDep) -> dict:

@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pipelines.params import ParamError
 from serving.accounts.service import UnknownKey
 from serving.assets.service import LicenseRequired, UnknownAsset
+from serving.jobs.service import UnknownJob
+from serving.jobs.style_training import UploadTooLarge
 from serving.ledger.types import IdempotencyConflict, InsufficientCredits, UnknownTenant
 from serving.licenses.service import LicenseNotRequired, UnknownLicense
 from serving.pagination import UnknownCursor
@@ -157,6 +159,10 @@ def api_error_for(exc: BaseException) -> ApiError:
         # (DESIGN.md §5 would say 413). Either way it is refused before a byte is parsed.
         code = "file_too_large" if isinstance(exc, StyleFileTooLarge) else "invalid_style_file"
         return ApiError(400, str(exc), param=exc.param, code=code)
+    if isinstance(exc, UnknownJob):
+        return not_found(str(exc), code="job_not_found")
+    if isinstance(exc, UploadTooLarge):
+        return ApiError(413, str(exc), param=exc.param, code="upload_too_large")
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
             return not_found("no such route; see /docs for the API")
@@ -243,4 +249,6 @@ HANDLED_EXCEPTIONS: tuple[type[Exception], ...] = (
     UnknownStyle,
     StyleAdminOnly,
     StyleFileError,
+    UnknownJob,
+    UploadTooLarge,
 )

@@ -43,6 +43,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be positive, got {value}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -128,6 +135,36 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "highest LoRA rank a style may have; also the GPU fast path's LoRA hotswap target "
         "rank, so every style swaps into a compiled model (default 64)",
     ),
+    EnvVar(
+        "KILN_TRAINING_STEPS", "training_steps", _positive_int,
+        "optimizer steps of a style training that does not ask (default 500)",
+    ),
+    EnvVar(
+        "KILN_TRAINING_MAX_STEPS", "training_max_steps", _positive_int,
+        "most steps a style training may ask for (default 5000)",
+    ),
+    EnvVar("KILN_TRAINING_RANK", "training_rank", _positive_int, "LoRA rank trained (default 8)"),
+    EnvVar(
+        "KILN_TRAINING_LEARNING_RATE", "training_learning_rate", _positive_float,
+        "AdamW learning rate of style training (default 1e-4, diffusers' recipe)",
+    ),
+    EnvVar(
+        "KILN_TRAINING_CPUS", "training_cpus", _non_negative_float,
+        "CPUs of a training job's Ray task, may be fractional (default 0.5)",
+    ),
+    EnvVar(
+        "KILN_TRAINING_GPUS", "training_gpus", _non_negative_float,
+        "GPUs of a training job's Ray task (default: 1 where the cluster has one, else 0)",
+    ),
+    EnvVar(
+        "KILN_TRAINING_IMAGE_MAX_BYTES", "training_image_max_bytes", _positive_int,
+        "largest training image upload, in bytes, checked before decoding (default 20 MiB)",
+    ),
+    EnvVar(
+        "KILN_TRAINING_IMAGE_MAX_PIXELS", "training_image_max_pixels", _positive_int,
+        "most pixels (width x height) of a training image, checked before decompressing "
+        "(default 40 megapixels)",
+    ),
 )  # fmt: skip
 
 
@@ -168,6 +205,14 @@ class Settings:
     styles_per_replica: int = 8
     style_max_bytes: int = 256 * 1024 * 1024
     style_max_rank: int = 64
+    training_steps: int = 500
+    training_max_steps: int = 5000
+    training_rank: int = 8
+    training_learning_rate: float = 1e-4
+    training_cpus: float = 0.5
+    training_gpus: float | None = None
+    training_image_max_bytes: int = 20 * 1024 * 1024
+    training_image_max_pixels: int = 40_000_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -211,6 +256,21 @@ class Settings:
     def styles_dir(self) -> Path:
         """Where LoRA style files are kept, by SHA-256 (a shared mount on a cluster)."""
         return self.home / "styles"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Where running jobs keep their inputs and partial work, one folder per job (a
+        shared mount on a cluster: the worker may run on another node)."""
+        return self.home / "jobs"
+
+    def effective_training_gpus(self, cluster_gpus: float) -> float:
+        """GPUs of a training task: ``KILN_TRAINING_GPUS``, else 1 where the cluster has
+        one (and the device is not forced to the CPU), else 0."""
+        if self.training_gpus is not None:
+            return self.training_gpus
+        if self.device == "cpu":
+            return 0.0
+        return 1.0 if cluster_gpus >= 1 else 0.0
 
     @property
     def assets_dir(self) -> Path:

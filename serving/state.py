@@ -1,5 +1,6 @@
 """What every router reaches through the request: settings, catalog, models, files, metrics,
-the credits ledger, accounts, assets, licenses, styles and the per-tenant concurrency cap."""
+the credits ledger, accounts, assets, licenses, styles, jobs and the per-tenant
+concurrency cap."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from serving.accounts import Accounts
 from serving.assets.retention import RetentionSweeper
 from serving.assets.service import Assets
 from serving.files.serving import FileStore
+from serving.jobs import JobRunner, Jobs
 from serving.ledger import Ledger
 from serving.licenses.service import Licenses
 from serving.limits import ConcurrencyLimiter
@@ -38,6 +40,8 @@ class AppState:
     licenses: Licenses
     retention: RetentionSweeper
     styles: Styles
+    jobs: Jobs
+    job_runner: JobRunner
 
 
 def get_state(request: Request) -> AppState:

@@ -25,6 +25,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -254,6 +255,57 @@ class StyleRow(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+class JobRow(Base):
+    """A long-running job (style training first; upscaling and batch rendering later).
+
+    The database is the job's source of truth across processes: the ingress that took the
+    request, the worker (a Ray task elsewhere) and every ingress that answers a poll read
+    and write this row. ``params``, ``progress`` and ``result`` are JSON; ``event_seq`` is
+    the number of the job's last ``job_events`` row. Added by migration ``0006_jobs``;
+    ``serving.jobs`` owns the logic.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("state", JOB_STATES), name="state_known"),
+        CheckConstraint("price >= 0", name="price_not_negative"),
+        Index("ix_jobs_tenant_id_created", "tenant_id", "created"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16))
+    params: Mapped[str] = mapped_column(Text)
+    progress: Mapped[str] = mapped_column(Text)
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    price: Mapped[int] = mapped_column(BigInteger, default=0)
+    reservation_id: Mapped[str | None] = mapped_column(ForeignKey("reservations.id"))
+    event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobEventRow(Base):
+    """One progress or state event of a job, numbered 1, 2, ... per job (``seq``): what
+    ``GET /v1/jobs/{id}/events`` streams. Added by migration ``0006_jobs``."""
+
+    __tablename__ = "job_events"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    type: Mapped[str] = mapped_column(String(16))
+    data: Mapped[str] = mapped_column(Text)  # JSON
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 tenants = TenantRow.__table__
 balances = BalanceRow.__table__
 reservations = ReservationRow.__table__
@@ -264,3 +316,5 @@ assets = AssetRow.__table__
 licenses = LicenseRow.__table__
 tenant_slots = TenantSlotRow.__table__
 styles = StyleRow.__table__
+jobs = JobRow.__table__
+job_events = JobEventRow.__table__

@@ -1,0 +1,305 @@
+"""Running jobs: a registry of job kinds, one worker function, two execution backends.
+
+    runner = JobRunner(settings, ledger, catalog)
+    runner.submit(job)            # a Ray task under Ray Serve, else a thread of this process
+
+A *kind* names the function that does the work (``JOB_KINDS``: ``"style_training"`` ->
+``serving.jobs.style_training:run_style_training``). Targets are import paths, resolved
+where the job runs, so a Ray worker on another node imports the kind's module itself;
+tests may register a plain callable (``register_kind``), which only the in-process
+backend can run. An unknown kind is refused loudly when submitted, and fails the job if
+it ever reaches a worker.
+
+``execute_job`` is the whole life of a job on its worker: move it to ``running`` (a job
+cancelled while queued stops there), call the kind's function with a ``JobContext``,
+record its result, its failure or its cancellation, and always *settle*: release what is
+left of the job's credit reservation (its function captured what it earned) and delete
+the job's workspace (``KILN_HOME/jobs/<id>``). Settling comes before the final state is
+written, so whoever sees a finished job also sees its credits settled and its partial
+work gone.
+
+Backends: under Ray (``ray.is_initialized()``, as in every Serve replica) a job is a
+Ray task with the kind's resources from settings (training: ``KILN_TRAINING_GPUS``, else
+a GPU where the cluster has one, and ``KILN_TRAINING_CPUS``, fractional so it fits beside
+the replicas of a 2-core box); elsewhere (``create_app`` with a ``LocalModelClient``,
+the tests) a single worker thread of this process runs jobs one after another.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import sys
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from serving.jobs.service import Job, JobCancelled, Jobs, UnknownJob
+from serving.ledger import Ledger
+from serving.settings import Settings
+from weights.catalog import Catalog, load_catalog
+
+logger = logging.getLogger(__name__)
+
+# A job kind's work: JobContext -> the job's result (JSON-able), or raise.
+JobFunction = Callable[["JobContext"], dict[str, Any]]
+
+
+class UnknownJobKind(KeyError):
+    """A job kind nobody registered; the message names the known ones."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"unknown job kind {kind!r}; known: {', '.join(sorted(JOB_KINDS))}")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _training_resources(settings: Settings, cluster_gpus: float) -> dict[str, float]:
+    return {
+        "num_cpus": settings.training_cpus,
+        "num_gpus": settings.effective_training_gpus(cluster_gpus),
+    }
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """What runs a kind of job (``module:function`` or a callable) and with what resources."""
+
+    target: str | JobFunction
+    resources: Callable[[Settings, float], dict[str, float]] = field(
+        default=lambda settings, cluster_gpus: {"num_cpus": settings.training_cpus}
+    )
+
+    def function(self) -> JobFunction:
+        if callable(self.target):
+            return self.target
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+JOB_KINDS: dict[str, JobKind] = {
+    "style_training": JobKind(
+        "serving.jobs.style_training:run_style_training", _training_resources
+    ),
+}
+
+
+def register_kind(name: str, kind: JobKind) -> None:
+    """Add (or replace) a job kind; upscaling and batch rendering register theirs here."""
+    JOB_KINDS[name] = kind
+
+
+def job_kind(name: str) -> JobKind:
+    """The registered kind ``name``; ``UnknownJobKind`` otherwise."""
+    try:
+        return JOB_KINDS[name]
+    except KeyError:
+        raise UnknownJobKind(name) from None
+
+
+def workspace_of(settings: Settings, job_id: str) -> Path:
+    """The job's private folder for inputs and partial work, removed when it ends."""
+    return settings.jobs_dir / job_id
+
+
+@dataclass
+class JobContext:
+    """What a job's function gets: its job, the shared services, progress and cancel."""
+
+    job: Job
+    settings: Settings
+    ledger: Ledger
+    jobs: Jobs
+    catalog: Catalog
+    workspace: Path
+    # In-process listeners of every report (the CLI's progress bar).
+    listener: Callable[[dict[str, Any]], None] | None = None
+
+    def report(self, **progress: Any) -> None:
+        """Record progress (``step``, ``total``, ``loss``, …) as the job's state and an
+        event; raises ``JobCancelled`` when someone asked the job to stop."""
+        cancel = self.jobs.report(self.job.id, progress)
+        if self.listener is not None:
+            self.listener(progress)
+        if cancel:
+            raise JobCancelled(self.job.id)
+
+    def check_cancelled(self) -> None:
+        """Raise ``JobCancelled`` if cancellation was requested (before keeping results)."""
+        if self.jobs.cancel_requested(self.job.id):
+            raise JobCancelled(self.job.id)
+
+    def capture(self, amount: int) -> None:
+        """Spend ``amount`` of the job's reservation (what it earned; the rest returns)."""
+        if amount and self.job.reservation_id is not None:
+            self.ledger.capture(self.job.reservation_id, amount)
+
+
+def settle(job: Job, ledger: Ledger, settings: Settings) -> None:
+    """Release the rest of the job's reservation and delete its workspace (idempotent)."""
+    if job.reservation_id is not None:
+        returned = ledger.release(job.reservation_id)
+        if returned:
+            logger.info("job %s: released %d credit(s)", job.id, returned)
+    shutil.rmtree(workspace_of(settings, job.id), ignore_errors=True)
+
+
+def execute_job(
+    settings: Settings,
+    job_id: str,
+    *,
+    ledger: Ledger | None = None,
+    catalog: Catalog | None = None,
+    listener: Callable[[dict[str, Any]], None] | None = None,
+) -> Job:
+    """Run job ``job_id`` to its end on this thread; the job as it finished.
+
+    ``ledger`` and ``catalog`` default to fresh ones from ``settings`` (a Ray worker has
+    nothing else). Never raises for the job's own failure: that is the job's state. A
+    ``KeyboardInterrupt`` (the CLI's Ctrl-C) cancels the job and propagates.
+    """
+    own_ledger = ledger is None
+    ledger = ledger or Ledger(settings.database_url, run_migrations=False)
+    jobs = Jobs(ledger.engine)
+    try:
+        job = jobs.load(job_id)
+        if not jobs.start(job_id):
+            # Cancelled while queued (whoever cancelled settled it), or run already.
+            logger.info("job %s not started: it is %s", job_id, jobs.load(job_id).state)
+            return jobs.load(job_id)
+        job = jobs.load(job_id)
+        outcome: dict[str, Any] = {}
+        try:
+            function = job_kind(job.kind).function()
+            workspace = workspace_of(settings, job_id)
+            workspace.mkdir(parents=True, exist_ok=True)
+            context = JobContext(
+                job=job,
+                settings=settings,
+                ledger=ledger,
+                jobs=jobs,
+                catalog=catalog or load_catalog(settings.home, settings.catalog_path),
+                workspace=workspace,
+                listener=listener,
+            )
+            outcome = {"state": "succeeded", "result": function(context)}
+        except JobCancelled:
+            outcome = {"state": "cancelled"}
+        except KeyboardInterrupt:
+            outcome = {"state": "cancelled"}
+            raise
+        except Exception as exc:
+            logger.exception("job %s (%s) failed", job_id, job.kind)
+            outcome = {"state": "failed", "error": _message(exc)}
+        finally:
+            settle(job, ledger, settings)
+            state = outcome.pop("state", "failed")
+            jobs.finish(job_id, state, **outcome)
+            logger.info("job %s (%s) %s", job_id, job.kind, state)
+        return jobs.load(job_id)
+    finally:
+        if own_ledger:
+            ledger.close()
+
+
+def _message(exc: BaseException) -> str:
+    # Domain errors explain themselves; anything else is named by its type.
+    text = str(exc).strip()
+    return text if text else type(exc).__name__
+
+
+def _ray_ready() -> bool:
+    if "ray" not in sys.modules:
+        return False
+    import ray
+
+    return ray.is_initialized()
+
+
+def _execute_in_ray(settings: Settings, job_id: str) -> str:
+    """A Ray task's body: torch threads as a replica's, then ``execute_job``."""
+    import torch
+
+    # Ray sets OMP_NUM_THREADS=1 in fractional-CPU workers; a trainer wants the node's.
+    torch.set_num_threads(settings.effective_torch_threads())
+    return execute_job(settings, job_id).state
+
+
+class JobRunner:
+    """Starts submitted jobs: as Ray tasks where Ray runs, else on a worker thread."""
+
+    def __init__(self, settings: Settings, ledger: Ledger, catalog: Catalog) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.catalog = catalog
+        self.jobs = Jobs(ledger.engine)
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: set[Any] = set()
+
+    def submit(self, job: Job) -> None:
+        """Start ``job`` (queued). ``UnknownJobKind`` for a kind nobody registered."""
+        kind = job_kind(job.kind)
+        if _ray_ready():
+            self._submit_ray(job, kind)
+        else:
+            self._submit_thread(job)
+
+    def _submit_thread(self, job: Job) -> None:
+        if self._executor is None:
+            # One at a time: jobs are heavy and torch uses every core already.
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="kiln-job")
+        future: Future = self._executor.submit(
+            execute_job, self.settings, job.id, ledger=self.ledger, catalog=self.catalog
+        )
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    def _submit_ray(self, job: Job, kind: JobKind) -> None:
+        import ray
+
+        if callable(kind.target):
+            raise UnknownJobKind(f"{job.kind} (a callable target cannot run as a Ray task)")
+        cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        resources = kind.resources(self.settings, cluster_gpus)
+        task = ray.remote(_execute_in_ray).options(name=f"kiln-job-{job.kind}", **resources)
+        # The task runs whether or not its reference is kept; keeping it lets a failure
+        # of the task itself (not of the job: that is a state) reach this log.
+        ref = task.remote(self.settings, job.id)
+        self._pending.add(ref)
+        logger.info("job %s (%s) submitted as a Ray task %s", job.id, job.kind, resources)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for this process's in-flight thread jobs (tests and shutdown)."""
+        for future in list(self._pending):
+            if isinstance(future, Future):
+                future.result(timeout)
+
+    def cancel(self, tenant_id: str, job_id: str) -> Job:
+        """Ask the tenant's job to stop; a job still queued ends here, settled here."""
+        job, ended = self.jobs.request_cancel(tenant_id, job_id)
+        if ended:
+            settle(job, self.ledger, self.settings)
+        return job
+
+    def close(self) -> None:
+        """Stop taking jobs; running thread jobs finish."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+
+__all__ = [
+    "JOB_KINDS",
+    "JobContext",
+    "JobKind",
+    "JobRunner",
+    "UnknownJob",
+    "UnknownJobKind",
+    "execute_job",
+    "job_kind",
+    "register_kind",
+    "settle",
+]
