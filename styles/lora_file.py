@@ -53,9 +53,10 @@ DEFAULT_MAX_RANK = 64
 # safetensors refuses headers above 100 MB; a LoRA's header is a few hundred kB.
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
-_DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
 # The LoRA layers the base model's loaders take: the UNet and the text encoder(s).
 _COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+# The text-encoder modules diffusers' loader reads a LoRA's rank from.
+_TEXT_RANKED = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 _KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 # Families whose pipeline passes its UNet config to ``lora_state_dict`` (SDXL's
 # ``load_lora_weights`` does, to map kohya's SGM block numbers; SD 1.5's does not), so
@@ -137,7 +138,7 @@ def _not_safetensors(head: bytes) -> str:
 
 def read_header(path: Path, size: int) -> dict[str, Any]:
     """The safetensors header of ``path`` (``size`` bytes long), checked against the file:
-    tensor data must lie inside the file and fill it exactly."""
+    every tensor's data must lie inside it (safetensors itself then checks the rest)."""
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) < 8:
@@ -162,9 +163,14 @@ def read_header(path: Path, size: int) -> dict[str, Any]:
     header.pop("__metadata__", None)
     end = 0
     for name, entry in header.items():
-        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
-            raise StyleFileError(f"the safetensors header is malformed at tensor {name!r}")
-        end = max(end, int(entry["data_offsets"][1]))
+        try:
+            if not {"dtype", "shape", "data_offsets"} <= set(entry):
+                raise KeyError(name)
+            end = max(end, int(entry["data_offsets"][1]))
+        except (TypeError, ValueError, KeyError, IndexError):
+            raise StyleFileError(
+                f"the safetensors header is malformed at tensor {name!r}"
+            ) from None
     available = size - 8 - header_len
     if end > available:
         raise StyleFileError(
@@ -252,6 +258,13 @@ def to_peft_layers(
         except ValueError as exc:
             raise StyleFileError(f"diffusers cannot read the {component} layers: {exc}") from None
         layers[component] = _pair_up(component, sd)
+        # diffusers sizes a text encoder's adapter from these layers alone; with none of
+        # them it cannot load the encoder's LoRA at all.
+        if component != "unet" and not any(n.endswith(_TEXT_RANKED) for n in layers[component]):
+            raise StyleFileError(
+                f"its {component} layers include none of {', '.join(_TEXT_RANKED)}, "
+                "which diffusers needs to load text-encoder LoRA layers"
+            )
     if not layers:
         raise StyleFileError("the file holds no LoRA layers for the UNet or a text encoder")
     return layers
