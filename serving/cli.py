@@ -1,7 +1,7 @@
 """The ``kiln`` command line: ``serve``, ``models list``, ``weights build-tiny``, and the
 admin's ``tenants create``, ``keys create|list|revoke``, ``credits grant``,
-``styles import|list`` (directly on the database at ``KILN_DATABASE_URL``, no server
-needed).
+``styles import|list|train`` (directly on the database at ``KILN_DATABASE_URL``, no
+server needed).
 
 The only module that prints: everything else logs.
 """
@@ -266,6 +266,108 @@ def cmd_styles_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+TRAINING_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+class _ProgressBar:
+    """One stderr line, rewritten in place: ``[####......] 120/500 loss 0.1234``."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+
+    def update(self, progress: dict[str, Any]) -> None:
+        step, total = progress.get("step", 0), progress.get("total", self.total) or 1
+        filled = round(self.WIDTH * step / total)
+        loss = f"  loss {progress['loss']:.4f}" if "loss" in progress else ""
+        stage = "" if loss else f"  {progress.get('stage', '')}"
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        print(f"\r[{bar}] {step}/{total}{loss}{stage}", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        print(file=sys.stderr, flush=True)
+
+
+def cmd_styles_train(args: argparse.Namespace, settings: Settings) -> int:
+    """Train a private style for ``--tenant`` from the images in DIR (captions from
+    ``<image>.txt`` beside them), here and now, with the price and checks of
+    ``POST /v1/styles/train``; Ctrl-C cancels and keeps nothing."""
+    from pathlib import Path
+
+    from pipelines.params import ParamError
+    from serving.jobs.runner import execute_job
+    from serving.jobs.style_training import (
+        StyleTrainingRequest,
+        UploadTooLarge,
+        check_image_bytes,
+        check_request,
+        decode_training_image,
+        submit_style_training,
+    )
+    from serving.ledger import InsufficientCredits, Ledger, UnknownTenant
+    from weights.catalog import UnknownModelError
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise _CommandFailed(f"no folder {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in TRAINING_IMAGE_SUFFIXES)
+    captions = [p.with_suffix(".txt") for p in files]
+    texts = [c.read_text().strip() if c.is_file() else "" for c in captions]
+    catalog = _load_catalog(settings)
+    request = StyleTrainingRequest(
+        name=args.name,
+        model=args.model,
+        trigger_word=args.trigger,
+        captions=tuple(texts) if any(texts) else (),
+        steps=args.steps,
+        seed=args.seed,
+    )
+    ledger = Ledger(settings.database_url)
+    try:
+        request = check_request(request, len(files), settings, catalog)
+        _build_tiny([catalog.get(args.model)])
+        images = []
+        for index, path in enumerate(files):
+            check_image_bytes(path.stat().st_size, index, settings)
+            images.append(decode_training_image(path.read_bytes(), index, settings))
+        job = submit_style_training(
+            args.tenant, request, images, settings=settings, catalog=catalog, ledger=ledger
+        )
+        print(
+            f"job {job.id}: {request.steps} steps on {len(files)} images of {folder} "
+            f"({job.price} credits if it succeeds)",
+            flush=True,
+        )
+        bar = _ProgressBar(request.steps or 0)
+        try:
+            done = execute_job(
+                settings, job.id, ledger=ledger, catalog=catalog, listener=bar.update
+            )
+        except KeyboardInterrupt:
+            bar.close()
+            print("kiln: training cancelled; nothing was kept or charged", file=sys.stderr)
+            return 130
+        bar.close()
+    except (ParamError, UploadTooLarge, UnknownModelError, UnknownTenant) as exc:
+        raise _CommandFailed(f"{getattr(exc, 'param', None) or 'error'}: {exc}") from None
+    except InsufficientCredits as exc:
+        message = f"not enough credits: {exc.needed} needed, {exc.available} available"
+        raise _CommandFailed(message) from None
+    finally:
+        ledger.close()
+    if done.state != "succeeded":
+        print(f"kiln: training {done.state}: {done.error or ''}", file=sys.stderr)
+        return 1
+    result = done.result or {}
+    print(f"style {result['style_id']}  name={request.name}  private to tenant={args.tenant}")
+    print(
+        f"  model={request.model}  steps={result['steps']}  final loss={result['final_loss']:.4f}"
+        f"  credits charged={result['credits_charged']}"
+    )
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of ``kiln``."""
     parser = argparse.ArgumentParser(prog="kiln", description="Kiln image-generation server")
@@ -344,6 +446,17 @@ def make_parser() -> argparse.ArgumentParser:
     list_styles = styles_commands.add_parser("list", help="list styles")
     list_styles.add_argument("--tenant", help="only those this tenant may use")
     list_styles.set_defaults(func=cmd_styles_list)
+    train_style = styles_commands.add_parser(
+        "train", help="train a private style from a folder of 5-50 images"
+    )
+    train_style.add_argument("dir", help="the images (captions in <image>.txt beside them)")
+    train_style.add_argument("--name", required=True)
+    train_style.add_argument("--model", required=True, help="the catalog model to train for")
+    train_style.add_argument("--tenant", required=True, help="the tenant who owns the style")
+    train_style.add_argument("--steps", type=int, help="training steps (KILN_TRAINING_STEPS)")
+    train_style.add_argument("--trigger", help="trigger word put first in every caption")
+    train_style.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    train_style.set_defaults(func=cmd_styles_train)
     return parser
 
 
