@@ -146,7 +146,7 @@ def train_lora(
 
     # Frozen parts, once: the latent distribution of each image, each caption's embedding.
     with torch.no_grad():
-        pixels = torch.stack([_pixels(ex.image, resolution) for ex in examples])
+        pixels = torch.stack([training_pixels(ex.image, resolution) for ex in examples])
         moments = _latent_moments(vae, pixels.to(device, weight_dtype))
         conditioning = _encode_captions(pipe, [ex.caption for ex in examples], resolution)
 
@@ -229,8 +229,9 @@ def _frozen_modules(pipe: Any) -> list[Any]:
     return [getattr(pipe, name) for name in names if getattr(pipe, name, None) is not None]
 
 
-def _pixels(image: Image.Image, resolution: int) -> Any:
-    """Resize the short side to ``resolution``, centre-crop a square, scale to [-1, 1]."""
+def training_pixels(image: Image.Image, resolution: int) -> Any:
+    """An image as training sees it, 3 x R x R in [-1, 1]: the short side resized to
+    ``resolution``, a square cropped from the centre."""
     import numpy as np
     import torch
 
