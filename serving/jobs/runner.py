@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.jobs.service import Job, JobCancelled, Jobs, UnknownJob
+from serving.jobs.service import ACTIVE_STATES, Job, JobCancelled, Jobs, UnknownJob
 from serving.ledger import Ledger
 from serving.settings import Settings
 from weights.catalog import Catalog, load_catalog
@@ -268,15 +268,29 @@ class JobRunner:
         task = ray.remote(_execute_in_ray).options(name=f"kiln-job-{job.kind}", **resources)
         # The task runs whether or not its reference is kept; keeping it lets a failure
         # of the task itself (not of the job: that is a state) reach this log.
-        ref = task.remote(self.settings, job.id)
-        self._pending.add(ref)
+        future = task.remote(self.settings, job.id).future()
+        self._pending.add(future)
+        future.add_done_callback(lambda done: self._ray_task_done(job.id, done))
         logger.info("job %s (%s) submitted as a Ray task %s", job.id, job.kind, resources)
 
+    def _ray_task_done(self, job_id: str, future: Future) -> None:
+        self._pending.discard(future)
+        error = future.exception()
+        if error is None:
+            return
+        # The task itself died (its worker or node, an import), so it could not record
+        # its end: the job is failed and settled here.
+        logger.error("the Ray task of job %s died: %r", job_id, error)
+        job = self.jobs.load(job_id)
+        if not job.done:
+            settle(job, self.ledger, self.settings)
+            message = f"the job's worker died: {type(error).__name__}"
+            self.jobs.finish(job_id, "failed", error=message, from_states=ACTIVE_STATES)
+
     def wait(self, timeout: float | None = None) -> None:
-        """Wait for this process's in-flight thread jobs (tests and shutdown)."""
+        """Wait for the jobs this runner started (tests and shutdown)."""
         for future in list(self._pending):
-            if isinstance(future, Future):
-                future.result(timeout)
+            future.exception(timeout)
 
     def cancel(self, tenant_id: str, job_id: str) -> Job:
         """Ask the tenant's job to stop; a job still queued ends here, settled here."""

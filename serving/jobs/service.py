@@ -254,8 +254,12 @@ class Jobs:
         *,
         result: dict[str, Any] | None = None,
         error: str | None = None,
+        from_states: tuple[str, ...] = ("running",),
     ) -> bool:
-        """running -> ``state`` (succeeded, failed or cancelled); False if not running."""
+        """running -> ``state`` (succeeded, failed or cancelled); False if not running.
+
+        ``from_states=ACTIVE_STATES`` also ends a queued job: for a job whose worker died
+        before it could start it."""
         if state not in TERMINAL_STATES:
             raise ValueError(
                 f"a job finishes as one of {', '.join(TERMINAL_STATES)}, not {state!r}"
@@ -265,7 +269,7 @@ class Jobs:
         with self.engine.begin() as conn:
             moved = conn.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.state == "running")
+                .where(jobs.c.id == job_id, jobs.c.state.in_(from_states))
                 .values(
                     state=state,
                     result=None if result is None else json.dumps(result),
