@@ -6,18 +6,21 @@ tests/serving/ and tests/e2e/ conftest files).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from fastapi.testclient import TestClient
 
 # Nothing is ever downloaded: set before any test imports diffusers/transformers.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -95,27 +98,41 @@ def postgres_url() -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database: a SQLite file in tmp, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kiln.db'}"
-        return
+@contextlib.contextmanager
+def fresh_postgres_schema(base_url: str, prefix: str = "test") -> Iterator[str]:
+    """The URL of a new, empty schema on the server at ``base_url`` (``search_path`` set
+    in the URL), dropped with everything in it afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    base = request.getfixturevalue("postgres_url")
-    schema = f"test_{secrets.token_hex(6)}"
-    admin = create_engine(base)
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    admin = create_engine(base_url)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_schema():
+    """``fresh_postgres_schema``, for fixtures in other folders (conftest is not importable
+    by name from every test folder)."""
+    return fresh_postgres_schema
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file in tmp, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'kiln.db'}"
+        return
+    with fresh_postgres_schema(request.getfixturevalue("postgres_url")) as url:
+        yield url
 
 
 # C2PA signing credentials for tests: C2PA wants a chain, not a self-signed leaf.
@@ -213,3 +230,27 @@ def tiny_sd15_loras(catalog, tmp_path_factory) -> tuple[Path, Path]:
         random_unet_lora(unet_dir, out / "style_a.safetensors", seed=1),
         random_unet_lora(unet_dir, out / "style_b.safetensors", seed=2),
     )
+
+
+# Clients of the real app holding a tenant's key (serving and jobs tests).
+
+
+@pytest.fixture
+def make_client():
+    """``tenant_client``, for tests that build their own app."""
+    return tenant_client
+
+
+def tenant_client(app: Any, credits: int = 1000, name: str = "studio") -> TestClient:
+    """A client holding a new tenant's key, the tenant granted ``credits``."""
+    state = app.state.kiln
+    tenant = state.accounts.create_tenant(name)
+    if credits:
+        state.ledger.grant(tenant.id, credits)
+    key = state.accounts.create_key(tenant.id).key
+    # raise_server_exceptions=False: a 500 must come back as a response, as over HTTP.
+    client = TestClient(
+        app, raise_server_exceptions=False, headers={"authorization": f"Bearer {key}"}
+    )
+    client.tenant_id = tenant.id  # type: ignore[attr-defined]
+    return client

@@ -14,7 +14,6 @@ The restart test replaces the module's server, so it runs last (pytest keeps fil
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -79,22 +78,10 @@ class PostgresStack:
 
 
 @pytest.fixture(scope="module")
-def postgres_schema_url(postgres_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL schema for this module (``db_url``'s search_path trick)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    schema = f"e2e_{secrets.token_hex(6)}"
-    admin = create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+def postgres_schema_url(postgres_url: str, postgres_schema) -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema for this module."""
+    with postgres_schema(postgres_url, "e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

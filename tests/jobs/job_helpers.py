@@ -6,23 +6,8 @@ import io
 import time
 
 import numpy as np
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
-
-
-def tenant_client(app: FastAPI, credits: int = 1000, name: str = "studio") -> TestClient:
-    """A client with a new tenant's key; ``client.tenant_id`` names the tenant."""
-    state = app.state.kiln
-    tenant = state.accounts.create_tenant(name)
-    if credits:
-        state.ledger.grant(tenant.id, credits)
-    key = state.accounts.create_key(tenant.id).key
-    client = TestClient(
-        app, raise_server_exceptions=False, headers={"authorization": f"Bearer {key}"}
-    )
-    client.tenant_id = tenant.id  # type: ignore[attr-defined]
-    return client
 
 
 def png(color: tuple[int, int, int], size: int = 64, seed: int = 0) -> bytes:

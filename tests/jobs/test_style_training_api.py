@@ -11,7 +11,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from job_helpers import image_files, png, tenant_client, wait_done
+from job_helpers import image_files, png, wait_done
 
 from serving.jobs import Jobs
 
@@ -46,8 +46,8 @@ def balance(client: TestClient) -> tuple[int, int]:
     return credits["balance"], credits["held"]
 
 
-def test_training_runs_as_a_job_and_registers_a_private_style(app):
-    owner, other = tenant_client(app), tenant_client(app, name="other")
+def test_training_runs_as_a_job_and_registers_a_private_style(app, make_client):
+    owner, other = make_client(app), make_client(app, name="other")
     response = train(owner, 6, trigger_word="kilnorange", captions="a pot", seed="7")
     assert response.status_code == 202, response.text
     job = response.json()
@@ -93,8 +93,8 @@ def test_training_runs_as_a_job_and_registers_a_private_style(app):
     assert len(owner.get("/v1/styles").json()["data"]) == 2
 
 
-def test_cancel_discards_the_work_and_returns_the_credits(app, settings):
-    client = tenant_client(app)
+def test_cancel_discards_the_work_and_returns_the_credits(app, make_client, settings):
+    client = make_client(app)
     state = app.state.kiln
     # A training that succeeded before: this one is priced (and reserved).
     earlier = state.jobs.create(client.tenant_id, "style_training", {})
@@ -122,8 +122,8 @@ def test_cancel_discards_the_work_and_returns_the_credits(app, settings):
     assert client.delete(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
 
 
-def test_cancelling_a_queued_job_ends_it_at_once(app):
-    client = tenant_client(app)
+def test_cancelling_a_queued_job_ends_it_at_once(app, make_client):
+    client = make_client(app)
     state = app.state.kiln
     job = state.jobs.create(client.tenant_id, "style_training", {})  # never submitted
     response = client.delete(f"/v1/jobs/{job.id}")
@@ -164,8 +164,10 @@ def _nothing_stored_or_charged(app, client: TestClient) -> None:
         ("unknown model", 404, "model"),
     ],
 )
-def test_bad_uploads_are_refused_with_nothing_stored_or_charged(app, settings, case, status, param):
-    client = tenant_client(app)
+def test_bad_uploads_are_refused_with_nothing_stored_or_charged(
+    app, make_client, settings, case, status, param
+):
+    client = make_client(app)
     data = {"name": "Orange", "model": MODEL}
     files = image_files(6)
     if case == "four images":
@@ -198,8 +200,8 @@ def test_bad_uploads_are_refused_with_nothing_stored_or_charged(app, settings, c
     _nothing_stored_or_charged(app, client)
 
 
-def test_a_request_over_the_total_size_is_refused_before_it_is_read(app, settings):
-    client = tenant_client(app)
+def test_a_request_over_the_total_size_is_refused_before_it_is_read(app, make_client, settings):
+    client = make_client(app)
     app.state.kiln.settings = settings.with_overrides(training_image_max_bytes=1000)
     response = client.post(
         "/v1/styles/train", data={"name": "Orange", "model": MODEL}, files=image_files(6)
@@ -209,8 +211,8 @@ def test_a_request_over_the_total_size_is_refused_before_it_is_read(app, setting
     _nothing_stored_or_charged(app, client)
 
 
-def test_not_enough_credits_is_402_with_nothing_stored(app):
-    client = tenant_client(app, credits=10)
+def test_not_enough_credits_is_402_with_nothing_stored(app, make_client):
+    client = make_client(app, credits=10)
     state = app.state.kiln
     earlier = state.jobs.create(client.tenant_id, "style_training", {})
     state.jobs.start(earlier.id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from serving.api import create_app
@@ -36,27 +35,6 @@ def unit_catalog(settings: Settings) -> Catalog:
 
 
 @pytest.fixture
-def client(settings: Settings, unit_catalog: Catalog) -> TestClient:
+def client(settings: Settings, unit_catalog: Catalog, make_client) -> TestClient:
     app = create_app(settings, unit_catalog, LocalModelClient(unit_catalog, device="cpu"))
-    return tenant_client(app)
-
-
-@pytest.fixture
-def make_client():
-    """``tenant_client``, for tests that build their own app."""
-    return tenant_client
-
-
-def tenant_client(app: FastAPI, credits: int = 1000, name: str = "studio") -> TestClient:
-    """A client holding a new tenant's key, the tenant granted ``credits``."""
-    state = app.state.kiln
-    tenant = state.accounts.create_tenant(name)
-    if credits:
-        state.ledger.grant(tenant.id, credits)
-    key = state.accounts.create_key(tenant.id).key
-    # raise_server_exceptions=False: a 500 must come back as a response, as over HTTP.
-    client = TestClient(
-        app, raise_server_exceptions=False, headers={"authorization": f"Bearer {key}"}
-    )
-    client.tenant_id = tenant.id  # type: ignore[attr-defined]
-    return client
+    return make_client(app)
