@@ -31,9 +31,11 @@ import importlib
 import logging
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +231,13 @@ def _execute_in_ray(settings: Settings, job_id: str) -> str:
     return execute_job(settings, job_id).state
 
 
+# A running job reports every step (seconds apart); a queued one waits for resources.
+# Past these without a word, its worker is taken to be gone (reap_stale).
+STALE_RUNNING = timedelta(minutes=30)
+STALE_QUEUED = timedelta(hours=24)
+REAP_EVERY_S = 3600.0
+
+
 class JobRunner:
     """Starts submitted jobs: as Ray tasks where Ray runs, else on a worker thread."""
 
@@ -239,10 +248,14 @@ class JobRunner:
         self.jobs = Jobs(ledger.engine)
         self._executor: ThreadPoolExecutor | None = None
         self._pending: set[Any] = set()
+        self._last_reap = float("-inf")  # the first submit looks for abandoned jobs
 
     def submit(self, job: Job) -> None:
         """Start ``job`` (queued). ``UnknownJobKind`` for a kind nobody registered."""
         kind = job_kind(job.kind)
+        if time.monotonic() - self._last_reap > REAP_EVERY_S:
+            self._last_reap = time.monotonic()
+            self.reap_stale()
         if _ray_ready():
             self._submit_ray(job, kind)
         else:
@@ -286,6 +299,24 @@ class JobRunner:
             settle(job, self.ledger, self.settings)
             message = f"the job's worker died: {type(error).__name__}"
             self.jobs.finish(job_id, "failed", error=message, from_states=ACTIVE_STATES)
+
+    def reap_stale(self, now: datetime | None = None) -> list[str]:
+        """Fail and settle jobs whose worker is gone (a process that died with a thread
+        job, a Ray task whose submitter died): running ones silent for ``STALE_RUNNING``,
+        queued ones never started within ``STALE_QUEUED``. Returns their ids.
+
+        Safe from several replicas at once: ``finish`` moves a job only from an active
+        state, and only the replica that moved it settles it."""
+        now = now or datetime.now(UTC)
+        reaped = []
+        for job in self.jobs.stale(now - STALE_RUNNING, now - STALE_QUEUED):
+            silent = "stopped reporting" if job.state == "running" else "never started"
+            message = f"the job's worker {silent}; it was given up"
+            if self.jobs.finish(job.id, "failed", error=message, from_states=ACTIVE_STATES):
+                settle(job, self.ledger, self.settings)
+                logger.warning("job %s: %s", job.id, message)
+                reaped.append(job.id)
+        return reaped
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the jobs this runner started (tests and shutdown)."""

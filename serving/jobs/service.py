@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from serving.ledger.ledger import as_utc
 from serving.ledger.schema import JOB_STATES, job_events, jobs
@@ -286,6 +286,20 @@ class Jobs:
                     data["error"] = error
                 _append_event(conn, job_id, "state", data)
         return bool(moved)
+
+    def stale(self, running_before: datetime, queued_before: datetime) -> list[Job]:
+        """Jobs nobody is working on any more: running ones whose worker stopped reporting
+        before ``running_before``, queued ones never started by ``queued_before``."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(jobs).where(
+                    or_(
+                        and_(jobs.c.state == "running", jobs.c.updated < running_before),
+                        and_(jobs.c.state == "queued", jobs.c.updated < queued_before),
+                    )
+                )
+            ).all()
+        return [_job(row._mapping) for row in rows]
 
     def _find(self, job_id: str) -> Job | None:
         with self.engine.begin() as conn:

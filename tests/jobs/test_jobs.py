@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,32 @@ def test_a_worker_in_another_process_stops_when_cancelled(ledger: Ledger, settin
 
 def test_job_cancelled_is_an_exception_a_kind_may_raise():
     assert issubclass(JobCancelled, Exception)
+
+
+def test_jobs_whose_worker_is_gone_are_failed_and_settled(ledger: Ledger, settings: Settings):
+    jobs = Jobs(ledger.engine)
+    tenant = ledger.create_tenant("studio")
+    ledger.grant(tenant.id, 100)
+    made = []
+    for _ in range(3):
+        reservation = ledger.reserve(tenant.id, 20)
+        made.append(jobs.create(tenant.id, "counts", {}, price=20, reservation_id=reservation.id))
+    silent, waiting, reporting = made
+    jobs.start(silent.id)
+    jobs.start(reporting.id)
+    jobs.report(reporting.id, {"step": 1})
+    runner = JobRunner(settings, ledger, load_catalog(settings.home))
+    now = datetime.now(UTC)
+    assert runner.reap_stale(now + timedelta(minutes=20)) == []  # silent, but not for long
+    # An hour on: running jobs that said nothing for 30 minutes are given up; a queued
+    # one may wait a day for resources.
+    assert sorted(runner.reap_stale(now + timedelta(hours=1))) == sorted([silent.id, reporting.id])
+    assert jobs.load(silent.id).state == "failed"
+    assert "stopped reporting" in jobs.load(silent.id).error
+    assert jobs.load(waiting.id).state == "queued"
+    assert runner.reap_stale(now + timedelta(days=2)) == [waiting.id]
+    assert jobs.load(waiting.id).state == "failed"
+    # Their credits came back; nothing is held.
+    balance = ledger.balance(tenant.id)
+    assert (balance.available, balance.held) == (100, 0)
+    assert runner.reap_stale(now + timedelta(days=3)) == []  # nothing left to reap
