@@ -43,11 +43,19 @@ class FinishOptions:
 
 @dataclass(frozen=True)
 class FinishedImage:
-    """The files of one delivered image, and the mark it carries (None below 256 px)."""
+    """The files of one delivered image, the mark it carries (None below 256 px), and the
+    pixels handed out now (the preview's where there is one), for re-encoding without
+    decoding a PNG again."""
 
     original: bytes
     preview: bytes | None
     invisible_payload: bytes | None
+    delivered_pixels: Any = field(repr=False, default=None)
+
+    @property
+    def delivered(self) -> bytes:
+        """The file handed out now: the preview where there is one, else the original."""
+        return self.preview if self.preview is not None else self.original
 
 
 def finish_image(image: Any, options: FinishOptions) -> FinishedImage:
@@ -55,8 +63,9 @@ def finish_image(image: Any, options: FinishOptions) -> FinishedImage:
     marked = embed_invisible_watermark(image, options.payload)
     carried = options.payload if carries_invisible_watermark(marked) else None
     original = _encode(marked, options)
-    preview = _encode(apply_visible_watermark(marked), options) if options.visible else None
-    return FinishedImage(original=original, preview=preview, invisible_payload=carried)
+    shown = apply_visible_watermark(marked) if options.visible else marked
+    preview = _encode(shown, options) if options.visible else None
+    return FinishedImage(original, preview, carried, delivered_pixels=shown)
 
 
 def _encode(pixels: Any, options: FinishOptions) -> bytes:

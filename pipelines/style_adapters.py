@@ -44,7 +44,6 @@ class StyleAdapters:
         self._loaded: OrderedDict[str, str] = OrderedDict()  # style id -> file path
         self._active: tuple[str, float] | None = None
         self._disabled = False  # disable_lora() was the last word: enable before selecting
-        self.load_seconds: dict[str, float] = {}
 
     @property
     def loaded(self) -> list[str]:
@@ -66,9 +65,8 @@ class StyleAdapters:
             self._forget(style.id)
             raise StyleLoadError(f"style {style.id!r}: cannot load {style.path}: {exc}") from exc
         self._loaded[style.id] = style.path
-        self.load_seconds[style.id] = time.perf_counter() - started
         self._active = None  # loading may have made the new adapter active
-        logger.info("style %s loaded in %.3fs", style.id, self.load_seconds[style.id])
+        logger.info("style %s loaded in %.3fs", style.id, time.perf_counter() - started)
         return True
 
     def unload(self, style_id: str) -> None:

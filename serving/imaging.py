@@ -51,13 +51,6 @@ def encode_image(
     return buf.getvalue()
 
 
-def encode_images(
-    images: list[np.ndarray], fmt: ImageFormat = "png", compression: int | None = None
-) -> list[bytes]:
-    """Encode every image of a response (one thread hop for the lot)."""
-    return [encode_image(image, fmt, compression) for image in images]
-
-
 def b64(data: bytes) -> str:
     """Base64 text for ``b64_json``."""
     return base64.b64encode(data).decode("ascii")

@@ -13,11 +13,9 @@ from pathlib import Path
 TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
-def random_unet_lora(
-    unet_dir: Path, out_file: Path, seed: int, rank: int = 4, scale: float = 1.0
-) -> Path:
+def random_unet_lora(unet_dir: Path, out_file: Path, seed: int, rank: int = 4) -> Path:
     """A rank-``rank`` LoRA on the attention projections of the UNet at ``unet_dir``,
-    weights drawn from ``seed`` (B scaled by ``scale``); written to ``out_file``."""
+    weights drawn from ``seed``; written to ``out_file``."""
     import torch
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from diffusers.utils import convert_state_dict_to_diffusers
@@ -31,8 +29,6 @@ def random_unet_lora(
         LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=TARGET_MODULES)
     )
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    if scale != 1.0:
-        layers = {k: v * scale if "lora.up" in k or "lora_B" in k else v for k, v in layers.items()}
     out_file.parent.mkdir(parents=True, exist_ok=True)
     # The SD 1.5 class writes the UNet-only layout both families' loaders read.
     StableDiffusionPipeline.save_lora_weights(

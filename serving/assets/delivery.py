@@ -4,6 +4,7 @@ and the bytes the response carries (preview for style kinds, original otherwise)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
@@ -12,10 +13,11 @@ from serving.assets.service import Asset, Assets, ImageRecord
 
 @dataclass(frozen=True)
 class Delivered:
-    """One delivered image: its asset and the PNG bytes handed out now."""
+    """One delivered image: its asset, the PNG bytes handed out now and their pixels."""
 
     asset: Asset
     png: bytes
+    pixels: Any  # uint8 HxWx3 of ``png``, to re-encode in another format without a decode
 
 
 def deliver_images(
@@ -50,6 +52,6 @@ def deliver_images(
             style=style,
             generation_id=generation_id,
         )
-        asset, png = assets.create(tenant_id, record, pixels)
-        delivered.append(Delivered(asset, png))
+        asset, finished = assets.create(tenant_id, record, pixels)
+        delivered.append(Delivered(asset, finished.delivered, finished.delivered_pixels))
     return delivered

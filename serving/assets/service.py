@@ -1,6 +1,6 @@
 """Assets: every delivered image, stored with how it was made, scoped to its tenant.
 
-    asset, delivered = assets.create(tenant_id, ImageRecord(...), pixels)
+    asset, finished = assets.create(tenant_id, ImageRecord(...), pixels)
     assets.get(tenant_id, asset.id)           # UnknownAsset for anyone else's: 404, not 403
     assets.original(tenant_id, asset.id)      # LicenseRequired for unlicensed style kinds
     assets.delete(tenant_id, asset.id)        # files go when no other asset shares them
@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, or_, select
 
 from pipelines.content_credentials import C2paSigner
-from pipelines.finishing import FinishOptions, finish_image
+from pipelines.finishing import FinishedImage, FinishOptions, finish_image
 from pipelines.watermark import provenance_payload
 from serving.assets.store import BlobStore
 from serving.ledger.ledger import as_utc
@@ -155,11 +155,12 @@ class Assets:
 
     def create(
         self, tenant_id: str, record: ImageRecord, pixels: Any, asset_id: str | None = None
-    ) -> tuple[Asset, bytes]:
+    ) -> tuple[Asset, FinishedImage]:
         """Finish ``pixels`` (uint8 HxWx3), store the files and the row.
 
-        Returns the asset and the bytes to hand out now: the preview for watermarked
-        kinds, the original otherwise. Blocking: call off the event loop.
+        Returns the asset and its finished files (``finished.delivered`` is what to hand
+        out now: the preview for watermarked kinds, the original otherwise). Blocking:
+        call off the event loop.
         """
         asset_id = asset_id or new_asset_id()
         visible = license_required(record.kind)
@@ -212,7 +213,7 @@ class Assets:
         with self.engine.begin() as conn:
             conn.execute(insert(assets).values(**row))
         asset = _asset({**row, "license_id": None})
-        return asset, finished.preview if finished.preview is not None else finished.original
+        return asset, finished
 
     def delete(self, tenant_id: str, asset_id: str) -> None:
         """Remove the asset and every file no other asset shares. The ledger keeps its

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import time
-
-import numpy as np
 
 from pipelines.params import ParamError
 from serving.assets.delivery import Delivered
@@ -20,17 +17,10 @@ from serving.state import AppState
 
 def delivered_bytes(delivered: list[Delivered], fmt: str, compression: int | None) -> list[bytes]:
     """The images in the asked format: the delivered PNG as stored (metadata and marks
-    kept) for ``png``, re-encoded from its pixels for JPEG and WebP."""
+    kept) for ``png``, encoded from the same pixels for JPEG and WebP."""
     if fmt == "png":
         return [d.png for d in delivered]
-    from PIL import Image
-
-    out = []
-    for d in delivered:
-        with Image.open(io.BytesIO(d.png)) as image:
-            pixels = np.asarray(image.convert("RGB"))
-        out.append(encode_image(pixels, fmt, compression))
-    return out
+    return [encode_image(d.pixels, fmt, compression) for d in delivered]
 
 
 # Style ids start so (serving/styles); a model id never does.
