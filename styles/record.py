@@ -11,9 +11,12 @@ named by content, so importing the same file twice stores it once.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from weights.catalog import STYLE_ID_PREFIX
 
 STYLE_KINDS = ("artist", "private")
 # Where a style's strength may go: 0 turns it off, above 1 exaggerates it.
@@ -57,6 +60,16 @@ class StyleRecord:
     def visible_to(self, tenant_id: str) -> bool:
         """Artist styles are everyone's; a private style only its owner's."""
         return self.kind == "artist" or self.owner == tenant_id
+
+
+def new_style_id() -> str:
+    """A fresh style id."""
+    return f"{STYLE_ID_PREFIX}{secrets.token_hex(12)}"
+
+
+def is_style_id(name: str) -> bool:
+    """Whether ``name`` is shaped like a style id (not whether the style exists)."""
+    return name.startswith(STYLE_ID_PREFIX)
 
 
 def style_file_path(styles_dir: Path, sha256: str) -> Path:

@@ -49,6 +49,9 @@ FAMILIES: dict[str, Family] = {
 }
 
 KINDS = ("base",)
+# Style ids (styles/record.py) start so, and model ids may not: the OpenAI route tells a
+# style named as ``model`` from a model by it.
+STYLE_ID_PREFIX = "sty_"
 
 # Priced operations besides text-to-image (DESIGN.md §1 "Credits"). ``agentic`` is per
 # generation, ``style_training`` per training run, ``license`` per image, the rest per
@@ -175,6 +178,8 @@ class Catalog:
 
 def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelSpec:
     where = f"catalog entry {model_id!r}"
+    if model_id.startswith(STYLE_ID_PREFIX):
+        raise CatalogError(f"{where}: model ids may not start with {STYLE_ID_PREFIX!r}")
     required = ("kind", "family", "source", "resolutions", "aspect_ratios", "credits")
     missing = [k for k in required if k not in entry]
     if missing:

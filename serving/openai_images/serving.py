@@ -13,6 +13,7 @@ from serving.generations.styling import choose_style, find_style
 from serving.imaging import b64, encode_image
 from serving.openai_images.protocol import ImageGenerationRequest, ImageObject, ImagesResponse
 from serving.state import AppState
+from styles.record import is_style_id
 
 
 def delivered_bytes(delivered: list[Delivered], fmt: str, compression: int | None) -> list[bytes]:
@@ -21,10 +22,6 @@ def delivered_bytes(delivered: list[Delivered], fmt: str, compression: int | Non
     if fmt == "png":
         return [d.png for d in delivered]
     return [encode_image(d.pixels, fmt, compression) for d in delivered]
-
-
-# Style ids start so (serving/styles); a model id never does.
-STYLE_ID_PREFIX = "sty_"
 
 
 class ServingOpenAIImages:
@@ -52,7 +49,7 @@ class ServingOpenAIImages:
         settings = state.settings
         model = request.model or self.default_model()
         style = None
-        if model not in state.catalog and model.startswith(STYLE_ID_PREFIX):
+        if model not in state.catalog and is_style_id(model):
             # ``model`` names a style: it runs on the style's base model.
             record = await find_style(state, tenant, model)
             spec = state.catalog.get(record.base_model)

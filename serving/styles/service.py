@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +45,7 @@ from styles.record import (
     MIN_STRENGTH,
     STYLE_KINDS,
     StyleRecord,
+    new_style_id,
     style_file_path,
 )
 from weights.catalog import Catalog
@@ -159,7 +159,7 @@ class Styles:
             self._check_tenant(owner)
         info = inspect_lora(path, spec, max_bytes=self.max_bytes, max_rank=self.max_rank)
         record = StyleRecord(
-            id=f"sty_{secrets.token_hex(12)}",
+            id=new_style_id(),
             name=request.name,
             kind=request.kind,
             owner=owner,

@@ -82,3 +82,10 @@ def test_missing_fields_and_bad_toml(tmp_path):
     (tmp_path / "models.toml").write_text("[models\n")
     with pytest.raises(CatalogError, match="TOML"):
         load_catalog(tmp_path)
+
+
+def test_model_ids_cannot_look_like_style_ids(tmp_path):
+    # The OpenAI route reads a model named sty_… as a style.
+    (tmp_path / "models.toml").write_text('[models.sty_lookalike]\nkind = "base"\n')
+    with pytest.raises(CatalogError, match="may not start with 'sty_'"):
+        load_catalog(tmp_path)
