@@ -15,7 +15,6 @@ like to the watermark); the figures are CPU time on whatever machine runs this.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import statistics
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.content_credentials import C2paSigner  # noqa: E402
 from pipelines.finishing import FinishOptions, finish_image  # noqa: E402
+from pipelines.throwaway_chain import make_throwaway_chain  # noqa: E402
 from pipelines.watermark import provenance_payload  # noqa: E402
 from serving.assets.store import BlobStore  # noqa: E402
 from serving.imaging import encode_image  # noqa: E402
@@ -56,49 +56,9 @@ def median_s(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def test_signer() -> C2paSigner:
-    """A throwaway CA and leaf, as tests/conftest.py builds them."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def usage(sign: bool, ca: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(sign, False, False, False, False, ca, ca, False, False)
-
-    now = dt.datetime.now(dt.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    window = (now - dt.timedelta(days=1), now + dt.timedelta(days=1))
-    ca = (
-        x509.CertificateBuilder().subject_name(name("bench CA")).issuer_name(name("bench CA"))
-        .public_key(ca_key.public_key()).serial_number(1)
-        .not_valid_before(window[0]).not_valid_after(window[1])
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(usage(False, True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
-    leaf = (
-        x509.CertificateBuilder().subject_name(name("bench signer")).issuer_name(ca.subject)
-        .public_key(key.public_key()).serial_number(2)
-        .not_valid_before(window[0]).not_valid_after(window[1])
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage(True, False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
-    pem = serialization.Encoding.PEM
-    key_pem = key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return C2paSigner(leaf.public_bytes(pem) + ca.public_bytes(pem), key_pem)
+def throwaway_signer() -> C2paSigner:
+    chain = make_throwaway_chain()
+    return C2paSigner(chain.chain_pem, chain.key_pem)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    signer = test_signer()
+    signer = throwaway_signer()
     payload = provenance_payload("bench request")
     with tempfile.TemporaryDirectory() as tmp:
         store = BlobStore(Path(tmp))

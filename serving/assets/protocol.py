@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -49,27 +50,16 @@ class AssetObject(BaseModel):
 
     @classmethod
     def of(cls, asset: Asset) -> AssetObject:
-        return cls(
-            id=asset.id,
-            kind=asset.kind,
-            model=asset.model,
-            style=asset.style,
-            prompt=asset.prompt,
-            negative_prompt=asset.negative_prompt,
-            seed=asset.seed,
-            params=asset.params,
-            width=asset.width,
-            height=asset.height,
-            media_type=asset.media_type,
-            bytes=asset.bytes,
-            sha256=asset.sha256,
-            invisible_watermark=asset.invisible_watermark,
-            visible_watermark=asset.license_required,
-            license=AssetLicense(state=asset.license_state, license_id=asset.license_id),
-            generation_id=asset.generation_id,
-            created=asset.created,
-            preview_url=f"/v1/assets/{asset.id}/preview",
-            original_url=f"/v1/assets/{asset.id}/original",
+        # The record's own fields carry over by name (pydantic drops the internal ones:
+        # tenant_id, preview_sha256, license_id); the rest is derived here.
+        return cls.model_validate(
+            {
+                **asdict(asset),
+                "visible_watermark": asset.license_required,
+                "license": AssetLicense(state=asset.license_state, license_id=asset.license_id),
+                "preview_url": f"/v1/assets/{asset.id}/preview",
+                "original_url": f"/v1/assets/{asset.id}/original",
+            }
         )
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import httpx
 import openai
 import pytest
-from live_accounts import ADMIN_KEY, bearer, create_tenant
+from live_accounts import (
+    ADMIN_KEY,
+    assert_error,
+    assert_forty_requests_spend_exactly_ten,
+    bearer,
+    create_tenant,
+    credits_of,
+)
 from openai import OpenAI
 
 MODEL = "tiny-sdxl"  # 1 credit an image at 128px
@@ -22,22 +27,8 @@ PROTECTED = [
 ]
 
 
-def assert_error(response: httpx.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["code"] == code, error
-    assert response.headers["x-request-id"]
-    return error
-
-
 def call(url: str, method: str, path: str, body: dict | None, headers: dict) -> httpx.Response:
     return httpx.request(method, f"{url}{path}", json=body, headers=headers, timeout=120)
-
-
-def credits_of(url: str, key: str) -> dict:
-    r = httpx.get(f"{url}/v1/credits", params={"limit": 1000}, headers=bearer(key))
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 @pytest.mark.parametrize("method, path, body", PROTECTED)
@@ -114,29 +105,7 @@ def test_credits_route_and_what_a_generation_charged(server, admin_http):
 
 
 def test_forty_concurrent_requests_from_ten_credits(server):
-    user = create_tenant(server.url, "ten credits", 10)
-
-    def one(i: int) -> httpx.Response:
-        if i % 2:
-            body = {"model": MODEL, "prompt": f"r{i}", "size": "128x128", "steps": 1}
-            return call(server.url, "POST", "/v1/images/generations", body, user.headers)
-        return call(server.url, "POST", "/v1/generations", {**CHEAP, "seed": i}, user.headers)
-
-    with ThreadPoolExecutor(40) as pool:
-        responses = list(pool.map(one, range(40)))
-    statuses = [r.status_code for r in responses]
-    assert statuses.count(200) == 10 and statuses.count(402) == 30, statuses
-    for r in responses:
-        if r.status_code == 402:
-            assert_error(r, 402, "insufficient_credits")
-            assert r.headers["x-should-retry"] == "false"
-        elif "credits_charged" in r.json():
-            assert r.json()["credits_charged"] == 1
-    credits = credits_of(server.url, user.key)
-    assert (credits["balance"], credits["held"]) == (0, 0)
-    assert sum(e["amount"] for e in credits["entries"]) == credits["balance"] == 0
-    assert sum(e["held"] for e in credits["entries"]) == credits["held"] == 0
-    assert [e["kind"] for e in credits["entries"]].count("capture") == 10
+    assert_forty_requests_spend_exactly_ten(server.url, "ten credits")
 
 
 def test_openai_sdk_sees_402_and_does_not_retry(server):

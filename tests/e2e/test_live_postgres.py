@@ -24,7 +24,14 @@ from typing import Any
 
 import httpx
 import pytest
-from live_accounts import ADMIN_KEY, bearer, create_tenant
+from live_accounts import (
+    ADMIN_KEY,
+    assert_error,
+    assert_forty_requests_spend_exactly_ten,
+    bearer,
+    create_tenant,
+    credits_of,
+)
 
 MODEL = "tiny-sdxl"  # 1 credit an image at 128px
 GOOD = "tiny-sd15"  # 1 credit an image at 128px
@@ -116,20 +123,6 @@ def get(url: str, path: str, key: str, **params) -> httpx.Response:
     return httpx.get(f"{url}{path}", params=params, headers=bearer(key), timeout=60)
 
 
-def assert_error(response: httpx.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["code"] == code, error
-    assert response.headers["x-request-id"]
-    return error
-
-
-def credits_of(url: str, key: str) -> dict:
-    r = get(url, "/v1/credits", key, limit=1000)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
 def assets_of(url: str, key: str) -> list[dict]:
     r = get(url, "/v1/assets", key, limit=100)
     assert r.status_code == 200, r.text
@@ -138,29 +131,7 @@ def assets_of(url: str, key: str) -> list[dict]:
 
 def test_forty_concurrent_requests_from_ten_credits_on_postgres(stack):
     url = stack.server.url
-    user = create_tenant(url, "ten credits on postgres", 10)
-
-    def one(i: int) -> httpx.Response:
-        if i % 2:
-            body = {"model": MODEL, "prompt": f"r{i}", "size": "128x128", "steps": 1}
-            return post(url, "/v1/images/generations", body, user.headers)
-        return post(url, "/v1/generations", {**CHEAP, "seed": i}, user.headers)
-
-    with ThreadPoolExecutor(40) as pool:
-        responses = list(pool.map(one, range(40)))
-    statuses = [r.status_code for r in responses]
-    assert statuses.count(200) == 10 and statuses.count(402) == 30, statuses
-    for r in responses:
-        if r.status_code == 402:
-            assert_error(r, 402, "insufficient_credits")
-            assert r.headers["x-should-retry"] == "false"
-        elif "credits_charged" in r.json():
-            assert r.json()["credits_charged"] == 1
-    credits = credits_of(url, user.key)
-    assert (credits["balance"], credits["held"]) == (0, 0)
-    assert sum(e["amount"] for e in credits["entries"]) == credits["balance"] == 0
-    assert sum(e["held"] for e in credits["entries"]) == credits["held"] == 0
-    assert [e["kind"] for e in credits["entries"]].count("capture") == 10
+    user = assert_forty_requests_spend_exactly_ten(url, "ten credits on postgres")
     assert len(assets_of(url, user.key)) == 10
 
 
