@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from pipelines.content_credentials import GENERATION_ASSERTION, read_c2pa_manifest
 from pipelines.provenance import read_png_metadata
@@ -380,10 +380,18 @@ def test_retention_deletes_old_unlicensed_assets_only(app, alice: TestClient):
 def test_retention_sweeper_runs_once_per_interval(app, alice: TestClient):
     assets: Assets = app.state.kiln.assets
     assert RetentionSweeper(assets, None).maybe_start() is None  # no setting: never
+    old = style_asset(app, alice, size=64)
+    with assets.engine.begin() as conn:
+        conn.execute(
+            update(assets_table)
+            .where(assets_table.c.id == old)
+            .values(created=datetime.now(UTC) - timedelta(days=2))
+        )
     sweeper = RetentionSweeper(assets, 1, every_s=3600)
     thread = sweeper.maybe_start()
     assert thread is not None
     thread.join(10)
+    assert alice.get(f"/v1/assets/{old}").status_code == 404  # the sweep deleted it
     assert sweeper.maybe_start() is None  # not due again for an hour
     assert Settings.from_env({"KILN_ASSET_RETENTION_DAYS": "7"}).asset_retention_days == 7
     with pytest.raises(SettingsError):
