@@ -33,9 +33,15 @@ def _load_catalog(settings: Settings) -> Any:
 
 
 def _build_tiny(catalog: Any) -> list[Any]:
-    from weights.tiny import ensure_tiny_models
+    """Build missing tiny models of ``catalog`` (a Catalog or a list of specs) and, for a
+    whole Catalog, its missing tiny components."""
+    from weights.tiny import ensure_tiny_components, ensure_tiny_models
 
-    return ensure_tiny_models(catalog)
+    built = ensure_tiny_models(catalog)
+    components = getattr(catalog, "components", None)
+    if components:
+        built += ensure_tiny_components(components.values())
+    return built
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

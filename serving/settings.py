@@ -165,6 +165,15 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "most pixels (width x height) of a training image, checked before decompressing "
         "(default 40 megapixels)",
     ),
+    EnvVar(
+        "KILN_IMAGE_MAX_BYTES", "image_max_bytes", _positive_int,
+        "largest input image (edits, references, pins, image-to-prompt, agentic), in bytes, "
+        "checked before decoding (default 20 MiB)",
+    ),
+    EnvVar(
+        "KILN_IMAGE_MAX_PIXELS", "image_max_pixels", _positive_int,
+        "most pixels of an input image, checked before decompressing (default 40 megapixels)",
+    ),
 )  # fmt: skip
 
 
@@ -213,6 +222,8 @@ class Settings:
     training_gpus: float | None = None
     training_image_max_bytes: int = 20 * 1024 * 1024
     training_image_max_pixels: int = 40_000_000
+    image_max_bytes: int = 20 * 1024 * 1024
+    image_max_pixels: int = 40_000_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -50,10 +50,11 @@ def kiln_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def catalog(kiln_home: Path):
     """The shipped catalog with its tiny models built (once) under ``kiln_home``."""
     from weights.catalog import load_catalog
-    from weights.tiny import ensure_tiny_models
+    from weights.tiny import ensure_tiny_components, ensure_tiny_models
 
     cat = load_catalog(kiln_home)
     ensure_tiny_models(cat)
+    ensure_tiny_components(cat.components.values())
     return cat
 
 

@@ -6,7 +6,8 @@ shipped ones field by field (an entry with the same id replaces the fields it na
 
 Entry fields (TOML table ``[models.<id>]``):
 
-- ``kind``: ``base`` (more kinds arrive with later features)
+- ``kind``: ``base``, or ``instruct`` (an instruction-edit checkpoint, the InstructPix2Pix
+  family: served by ``POST /v1/edits`` with ``tool: "instruct"``, never text-to-image)
 - ``family``: ``sd15`` or ``sdxl`` (see ``FAMILIES``)
 - ``source``: a diffusers folder or a single-file ``.safetensors``; relative paths are
   resolved against ``KILN_HOME``
@@ -18,6 +19,12 @@ Entry fields (TOML table ``[models.<id>]``):
 - ``aspect_ratios``: list of ``"W:H"``
 - ``credits``: a table of tier name -> credits per image
 - ``default_resolution``, ``default_steps``, ``default_guidance``, ``default_scheduler``
+
+Components (TOML table ``[components.<id>]``) are the non-diffusion weights features need:
+``kind`` (one of ``COMPONENT_KINDS``), ``source`` (a file or folder, relative to
+``KILN_HOME``), ``tiny`` (the tiny builder that creates ``source`` when missing, see
+``weights.tiny.COMPONENT_BUILDERS``), ``families`` (model families it fits; empty: any)
+and kind-specific fields kept in ``options``.
 
 Prices of everything that is not a text-to-image generation (TOML table ``[prices]``,
 whole credits; ``models.toml`` overrides them one by one): ``OPERATIONS`` names them.
@@ -48,7 +55,16 @@ FAMILIES: dict[str, Family] = {
     "sdxl": Family("sdxl", "StableDiffusionXLPipeline", 64),
 }
 
-KINDS = ("base",)
+KINDS = ("base", "instruct")
+
+# What each component kind is for; a miss names the known kinds.
+COMPONENT_KINDS: dict[str, str] = {
+    "clip": "an open_clip model for image-to-prompt",
+    "ip_adapter": "an IP-Adapter with its CLIP vision encoder (pins, reference mode ip_adapter)",
+    "controlnet": "a ControlNet for structure guidance (agentic composition)",
+    "upscaler": "a super-resolution model spandrel loads (upscale, 8K download)",
+    "background_removal": "an ONNX segmentation model (background removal)",
+}
 # Style ids (styles/record.py) start so, and model ids may not: the OpenAI route tells a
 # style named as ``model`` from a model by it.
 STYLE_ID_PREFIX = "sty_"
@@ -145,12 +161,62 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ComponentSpec:
+    """One ``[components.<id>]`` entry: weights a feature loads beside the base models."""
+
+    id: str
+    kind: str
+    source: Path
+    tiny: str | None = None
+    # Model families it fits (an IP-Adapter or ControlNet is built for one); empty: any.
+    families: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def fits(self, family: str) -> bool:
+        return not self.families or family in self.families
+
+
+class UnknownComponentError(KeyError):
+    """A component id or kind that the catalog does not list."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+@dataclass(frozen=True)
 class Catalog:
     """All models, by id. Lookups of unknown ids fail loudly with the known ids."""
 
     models: dict[str, ModelSpec]
     # Operation -> whole credits; every name of ``OPERATIONS`` is present.
     prices: dict[str, int] = field(default_factory=dict)
+    components: dict[str, ComponentSpec] = field(default_factory=dict)
+
+    def component(self, component_id: str) -> ComponentSpec:
+        """The component ``component_id``; loud on a miss."""
+        try:
+            return self.components[component_id]
+        except KeyError:
+            known = ", ".join(self.components) or "none"
+            raise UnknownComponentError(
+                f"unknown component {component_id!r}; known: {known}"
+            ) from None
+
+    def components_of(self, kind: str, family: str | None = None) -> list[ComponentSpec]:
+        """Components of ``kind`` (that fit ``family`` when given), in catalog order."""
+        if kind not in COMPONENT_KINDS:
+            known = ", ".join(COMPONENT_KINDS)
+            raise UnknownComponentError(f"unknown component kind {kind!r}; known: {known}")
+        return [
+            c
+            for c in self.components.values()
+            if c.kind == kind and (family is None or c.fits(family))
+        ]
+
+    def first_component(self, kind: str, family: str | None = None) -> ComponentSpec | None:
+        """The first installed component of ``kind`` for ``family``, or None."""
+        found = self.components_of(kind, family)
+        return found[0] if found else None
 
     def price_of(self, operation: str) -> int:
         """Credits of one ``operation`` (``license``, ``upscale``, ...); loud on a miss."""
@@ -243,6 +309,36 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
     )
 
 
+def _component_from_entry(component_id: str, entry: dict[str, Any], home: Path) -> ComponentSpec:
+    where = f"component entry {component_id!r}"
+    missing = [k for k in ("kind", "source") if k not in entry]
+    if missing:
+        raise CatalogError(f"{where}: missing field(s) {', '.join(missing)}")
+    kind = entry["kind"]
+    if kind not in COMPONENT_KINDS:
+        known = ", ".join(COMPONENT_KINDS)
+        raise CatalogError(f"{where}: unknown component kind {kind!r}; known: {known}")
+    families = tuple(entry.get("families", ()))
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise CatalogError(f"{where}: unknown families {unknown}; known: {', '.join(FAMILIES)}")
+    source = _resolve(entry["source"], home)
+    if source.suffix.lower() in PICKLE_SUFFIXES:
+        raise CatalogError(
+            f"{where}: {source.name} is a pickle file, which can run code when loaded; "
+            "convert it to .safetensors"
+        )
+    known_fields = {"kind", "source", "tiny", "families"}
+    return ComponentSpec(
+        id=component_id,
+        kind=kind,
+        source=source,
+        tiny=entry.get("tiny"),
+        families=families,
+        options={k: v for k, v in entry.items() if k not in known_fields},
+    )
+
+
 def _resolve(path: str, home: Path) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else home / p
@@ -255,6 +351,7 @@ def default_catalog_text() -> str:
 def load_catalog(home: Path, extra_file: Path | None = None) -> Catalog:
     """The shipped catalog, overridden by ``extra_file`` (default ``home/models.toml``)."""
     entries: dict[str, dict[str, Any]] = {}
+    component_entries: dict[str, dict[str, Any]] = {}
     prices: dict[str, Any] = {}
     sources = [("default_models.toml", default_catalog_text())]
     extra_file = extra_file if extra_file is not None else home / "models.toml"
@@ -267,9 +364,12 @@ def load_catalog(home: Path, extra_file: Path | None = None) -> Catalog:
             raise CatalogError(f"{name}: not valid TOML: {exc}") from None
         for model_id, entry in data.get("models", {}).items():
             entries.setdefault(model_id, {}).update(entry)
+        for component_id, entry in data.get("components", {}).items():
+            component_entries.setdefault(component_id, {}).update(entry)
         prices.update(data.get("prices", {}))
     models = {mid: _spec_from_entry(mid, e, home) for mid, e in entries.items()}
-    return Catalog(models, _operation_prices(prices))
+    components = {cid: _component_from_entry(cid, e, home) for cid, e in component_entries.items()}
+    return Catalog(models, _operation_prices(prices), components)
 
 
 def _operation_prices(prices: dict[str, Any]) -> dict[str, int]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from weights.catalog import ModelSpec
+from weights.catalog import ComponentSpec, ModelSpec
 from weights.loading import quiet_progress_bars
 from weights.tokenizer import EOS, MAX_LENGTH, VOCAB_SIZE, clip_tokenizer
 
@@ -235,3 +235,66 @@ def ensure_tiny_models(specs: Iterable[ModelSpec]) -> list[Path]:
             continue
         built.append(build_tiny(spec.tiny, spec.source))
     return built
+
+
+# Tiny builders of catalog components, as "module:function" so that nothing heavy (open_clip,
+# onnx, spandrel) is imported until a component is built. A builder takes the path to
+# write (a file or a folder, named like the entry's ``source``) and writes it whole.
+COMPONENT_BUILDERS: dict[str, str] = {
+    "open_clip": "weights.tiny_clip:build_tiny_clip",
+    "ip_adapter_sd15": "weights.tiny_ip_adapter:build_tiny_ip_adapter_sd15",
+    "ip_adapter_sdxl": "weights.tiny_ip_adapter:build_tiny_ip_adapter_sdxl",
+    "controlnet_sd15": "weights.tiny_controlnet:build_tiny_controlnet_sd15",
+    "esrgan": "weights.tiny_upscaler:build_tiny_esrgan",
+    "segmenter": "weights.tiny_segmenter:build_tiny_segmenter",
+}
+
+
+def component_builder(name: str) -> Callable[[Path], Any]:
+    """The tiny component builder ``name``; loud on a miss."""
+    import importlib
+
+    try:
+        target = COMPONENT_BUILDERS[name]
+    except KeyError:
+        known = ", ".join(COMPONENT_BUILDERS)
+        raise KeyError(f"no tiny component builder {name!r}; known: {known}") from None
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def build_tiny_component(name: str, out: Path) -> Path:
+    """Build tiny component ``name`` at ``out`` atomically (written beside it, renamed in)."""
+    builder = component_builder(name)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    staged = staging_dir / out.name
+    quiet_progress_bars()
+    try:
+        builder(staged)
+        if staged.is_dir():
+            write_manifest(staged)
+            if out.exists():
+                shutil.rmtree(out)
+        os.replace(staged, out)
+    finally:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+    logger.info("built tiny component %s at %s", name, out)
+    return out
+
+
+def _component_present(component: ComponentSpec) -> bool:
+    source = component.source
+    if source.is_dir():
+        return (source / MANIFEST).exists()
+    return source.is_file()
+
+
+def ensure_tiny_components(components: Iterable[ComponentSpec]) -> list[Path]:
+    """Build every tiny component whose file or folder is missing or incomplete."""
+    return [
+        build_tiny_component(c.tiny, c.source)
+        for c in components
+        if c.tiny is not None and not _component_present(c)
+    ]

@@ -44,6 +44,9 @@ class AssetObject(BaseModel):
     visible_watermark: bool = Field(description="the preview carries the visible mark")
     license: AssetLicense
     generation_id: str | None
+    parent_id: str | None = Field(
+        None, description="the asset this one was derived from (edit, variation, export)"
+    )
     created: datetime
     preview_url: str
     original_url: str

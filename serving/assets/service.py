@@ -84,6 +84,8 @@ class ImageRecord:
     negative_prompt: str | None = None
     style: str | None = None
     generation_id: str | None = None
+    # The asset this image was derived from (edits, variations, exports); None for new ones.
+    parent_id: str | None = None
 
     def provenance_key(self) -> str:
         """The request this image answers, canonically: the source of its invisible mark."""
@@ -97,6 +99,7 @@ class ImageRecord:
                 "width": self.width,
                 "height": self.height,
                 "params": dict(self.params),
+                "parent_id": self.parent_id,
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -126,6 +129,7 @@ class Asset:
     generation_id: str | None
     created: datetime
     license_id: str | None
+    parent_id: str | None = None
 
     @property
     def license_required(self) -> bool:
@@ -209,6 +213,7 @@ class Assets:
             ),
             "generation_id": record.generation_id,
             "created": created,
+            "parent_id": record.parent_id,
         }
         with self.engine.begin() as conn:
             conn.execute(insert(assets).values(**row))
@@ -297,6 +302,15 @@ class Assets:
         asset = self.get(tenant_id, asset_id)
         if asset.license_state == "required":
             raise LicenseRequired(asset_id)
+        return asset, self._read(asset, asset.sha256)
+
+    def source(self, tenant_id: str, asset_id: str) -> tuple[Asset, bytes]:
+        """The original file as the input of a derivation (edit, variation, upscale, ...).
+
+        No license gate: what is derived keeps the parent's kind (DESIGN.md §1), so a
+        style image's edit is itself watermarked and license-gated; the unmarked original
+        never leaves the server this way. ``UnknownAsset`` for another tenant's asset."""
+        asset = self.get(tenant_id, asset_id)
         return asset, self._read(asset, asset.sha256)
 
     def _read(self, asset: Asset, sha256: str) -> bytes:

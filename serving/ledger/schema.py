@@ -187,6 +187,9 @@ class AssetRow(Base):
     invisible_watermark: Mapped[str | None] = mapped_column(String(32))
     generation_id: Mapped[str | None] = mapped_column(String(40))
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The asset this one was derived from (edit, variation, upscale, background removal);
+    # added by migration 0007. No foreign key: a parent may be deleted before its children.
+    parent_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
 
 class LicenseRow(Base):
