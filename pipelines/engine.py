@@ -1,7 +1,14 @@
-"""One engine per loaded base model: text-to-image now, sibling tasks via ``from_pipe``.
+"""One engine per loaded model: text-to-image and its sibling tasks via ``from_pipe``.
 
     engine = Engine.load(spec, device="auto")   # once per replica
     outputs = engine.generate([params, ...])    # one GenerationOutput per params, in order
+
+A base model serves ``text_to_image`` with the loaded pipeline and derives the others on
+first use with ``from_pipe``, which shares every module (no weights are copied):
+``image_to_image`` (reference images, recreate), ``inpaint`` (replace, recreate, erase;
+diffusers' inpaint pipeline also runs on an ordinary 4-channel UNet, blending the
+unmasked latents back each step) and ``controlnet`` (one sibling per ControlNet
+component, the ControlNet loaded once). An ``instruct`` model serves ``instruct`` only.
 
 ``generate`` takes requests that share one ``GenerationParams.batch_key`` (DESIGN.md §3)
 and runs them in as few pipeline calls as possible. It is blocking torch work: callers on
@@ -24,9 +31,15 @@ from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
 from pipelines.schedulers import make_scheduler
 from pipelines.style_adapters import DEFAULT_CAPACITY, StyleAdapters
-from weights.catalog import ModelSpec
+from weights.catalog import ComponentSpec, ModelSpec
 from weights.devices import select_device, select_dtype
 from weights.loading import load_pipeline
+
+# The task a model kind's loaded pipeline serves; the other tasks are derived from it.
+LOADED_TASK = {"base": "text_to_image", "instruct": "instruct"}
+# Tasks derived from a base model with ``from_pipe`` (diffusers' auto pipelines map each
+# family's text-to-image class to its sibling).
+DERIVED_TASKS = ("image_to_image", "inpaint", "controlnet")
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +47,13 @@ logger = logging.getLogger(__name__)
 class Engine:
     """A loaded base model and the pipelines derived from it."""
 
-    def __init__(self, spec: ModelSpec, pipe: Any, style_capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        pipe: Any,
+        style_capacity: int = DEFAULT_CAPACITY,
+        components: Sequence[ComponentSpec] = (),
+    ) -> None:
         from pipelines.prompt_weighting import PromptEncoder
 
         self.spec = spec
@@ -43,16 +62,25 @@ class Engine:
         self.prompt_encoder = PromptEncoder(pipe)
         self._scheduler_config = pipe.scheduler.config
         self._schedulers: dict[str, Any] = {}
-        self._siblings: dict[str, Any] = {"text_to_image": pipe}
+        self._siblings: dict[str, Any] = {LOADED_TASK[spec.kind]: pipe}
+        # Catalog components that fit this model's family (ControlNets, IP-Adapters), by id.
+        self.components = {c.id: c for c in components if c.fits(spec.family)}
+        # The IP-Adapter component loaded on the shared UNet, if any (pipelines.ip_adapter).
+        self.ip_adapter_loaded: str | None = None
         # Adapters live on the shared UNet and text encoders: siblings see them too.
         self.styles = StyleAdapters(pipe, style_capacity)
 
     @classmethod
     def load(
-        cls, spec: ModelSpec, device: str | None = None, style_capacity: int = DEFAULT_CAPACITY
+        cls,
+        spec: ModelSpec,
+        device: str | None = None,
+        style_capacity: int = DEFAULT_CAPACITY,
+        components: Sequence[ComponentSpec] = (),
     ) -> Engine:
         """Load ``spec`` once on ``device`` (``auto``: CUDA when present) in its serving dtype;
-        keep up to ``style_capacity`` LoRA styles loaded on it."""
+        keep up to ``style_capacity`` LoRA styles loaded on it; ``components`` are the
+        catalog's ControlNets and IP-Adapters (loaded on first use)."""
         device = select_device(device or "auto")
         dtype = select_dtype(device)
         started = time.perf_counter()
@@ -62,17 +90,60 @@ class Engine:
         logger.info(
             "loaded %s on %s (%s) in %.2fs", spec.id, device, dtype, time.perf_counter() - started
         )
-        return cls(spec, pipe, style_capacity)
+        return cls(spec, pipe, style_capacity, components)
 
-    def pipeline(self, task: str) -> Any:
-        """The pipeline for ``task``, derived from the loaded one so weights are shared."""
-        try:
-            return self._siblings[task]
-        except KeyError:
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this engine can run."""
+        if self.spec.kind == "base":
+            return ("text_to_image", "image_to_image", "inpaint") + (
+                ("controlnet",) if self.components_of("controlnet") else ()
+            )
+        return (LOADED_TASK[self.spec.kind],)
+
+    def components_of(self, kind: str) -> list[ComponentSpec]:
+        return [c for c in self.components.values() if c.kind == kind]
+
+    def pipeline(self, task: str, control: str | None = None) -> Any:
+        """The pipeline for ``task`` (``control``: the ControlNet component of a
+        ``controlnet`` call), derived from the loaded one on first use; weights shared."""
+        key = f"controlnet:{control}" if task == "controlnet" else task
+        if key in self._siblings:
+            return self._siblings[key]
+        if task not in self.tasks:
             raise KeyError(
                 f"task {task!r} is not available on {self.spec.id!r}; "
-                f"available: {', '.join(self._siblings)}"
-            ) from None
+                f"available: {', '.join(self.tasks)}"
+            )
+        self._siblings[key] = self._derive(task, control)
+        return self._siblings[key]
+
+    def _derive(self, task: str, control: str | None) -> Any:
+        import diffusers
+
+        base = self._siblings["text_to_image"]
+        if task == "image_to_image":
+            derived = diffusers.AutoPipelineForImage2Image.from_pipe(base)
+        elif task == "inpaint":
+            derived = diffusers.AutoPipelineForInpainting.from_pipe(base)
+        else:
+            derived = diffusers.AutoPipelineForText2Image.from_pipe(
+                base, controlnet=self._controlnet(control)
+            )
+        # SDXL's own watermarker comes back with every derived SDXL pipeline.
+        if getattr(derived, "watermark", None) is not None:
+            derived.watermark = None
+        derived.set_progress_bar_config(disable=True)
+        logger.info("derived %s pipeline %s on %s", task, type(derived).__name__, self.spec.id)
+        return derived
+
+    def _controlnet(self, component_id: str | None) -> Any:
+        from weights.loading import load_controlnet
+
+        if component_id not in self.components:
+            known = ", ".join(c.id for c in self.components_of("controlnet")) or "none"
+            raise KeyError(f"no ControlNet {component_id!r} for {self.spec.id!r}; known: {known}")
+        return load_controlnet(self.components[component_id], self.device, self.pipe.unet.dtype)
 
     def scheduler(self, name: str) -> Any:
         if name not in self._schedulers:
@@ -120,9 +191,15 @@ class Engine:
         seeds = [seed for r in requests for seed in r.seeds]
         # CPU generators: the same seed gives the same initial noise on every device.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-        pipe = self.pipeline(first.task)
+        pipe = self.pipeline(first.task, first.control.component if first.control else None)
         pipe.scheduler = self.scheduler(first.scheduler)
         self.styles.activate(first.style)  # before prompts: styles may patch text encoders
+        task_kwargs = self._task_kwargs(requests)
+        if first.adapter is not None or self.ip_adapter_loaded is not None:
+            # IP-Adapter scales and embeddings are set for every call (none: scale 0).
+            from pipelines.ip_adapter import adapter_call_kwargs
+
+            task_kwargs.update(adapter_call_kwargs(self, first.adapter, len(seeds)))
 
         started = time.perf_counter()
         with torch.inference_mode():
@@ -130,15 +207,15 @@ class Engine:
             encoded = self._sync_time()
             marks: dict[str, float] = {}
 
-            def on_step_end(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
-                if step == first.steps - 1:
+            def on_step_end(pipe_: Any, step: int, _t: Any, kwargs: dict) -> dict:
+                # Image tasks run fewer steps than asked (strength): the pipeline knows.
+                if step == getattr(pipe_, "num_timesteps", first.steps) - 1:
                     marks["denoised"] = self._sync_time()
                 return kwargs
 
             result = pipe(
                 **embeds,
-                height=first.height,
-                width=first.width,
+                **task_kwargs,
                 num_inference_steps=first.steps,
                 guidance_scale=first.guidance,
                 generator=generators,
@@ -162,12 +239,53 @@ class Engine:
             offset += request.n
         return outputs
 
+    def _task_kwargs(self, requests: list[GenerationParams]) -> dict[str, Any]:
+        """The call arguments of the batch's task; input images repeated per image."""
+        first = requests[0]
+        task = first.task
+        if task == "text_to_image":
+            return {"height": first.height, "width": first.width}
+        if task == "controlnet":
+            control = first.control
+            assert control is not None  # checked by GenerationParams
+            images = [pil(control.image) for r in requests for _ in range(r.n)]
+            return {
+                "image": images,
+                "height": first.height,
+                "width": first.width,
+                "controlnet_conditioning_scale": control.scale,
+            }
+        images = [pil(r.init_image) for r in requests for _ in range(r.n)]  # type: ignore[arg-type]
+        if task == "image_to_image":
+            return {"image": images, "strength": first.strength}
+        if task == "inpaint":
+            masks = [pil(r.mask) for r in requests for _ in range(r.n)]  # type: ignore[arg-type]
+            return {
+                "image": images,
+                "mask_image": masks,
+                "strength": first.strength,
+                "height": first.height,
+                "width": first.width,
+            }
+        if task == "instruct":
+            guidance = 1.5 if first.image_guidance is None else first.image_guidance
+            return {"image": images, "image_guidance_scale": guidance}
+        raise ValueError(f"unknown task {task!r}")
+
     def _sync_time(self) -> float:
         if self.device.type == "cuda":
             import torch
 
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
+
+
+def pil(image: Any) -> Any:
+    """An ``ImageData`` as the PIL image diffusers' image processors take (RGB, or L for
+    a mask)."""
+    from PIL import Image
+
+    return Image.fromarray(image.pixels)
 
 
 def to_uint8(images: Any) -> np.ndarray:

@@ -7,14 +7,25 @@ request.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from pipelines.schedulers import SCHEDULERS
 from weights.catalog import ModelSpec
 
 MAX_IMAGES = 12
 MAX_SEED = 2**32 - 1
+
+# What a pipeline call does. ``text_to_image`` from noise; ``image_to_image`` from an init
+# image at a strength (reference images, recreate without a mask); ``inpaint`` inside a
+# mask (replace, recreate, erase); ``instruct`` an instruction edit on an instruct model;
+# ``controlnet`` text-to-image under a ControlNet's structure guidance.
+TASKS = ("text_to_image", "image_to_image", "inpaint", "instruct", "controlnet")
+# The tasks that start from ``init_image``.
+IMAGE_TASKS = ("image_to_image", "inpaint", "instruct")
 
 
 class ParamError(ValueError):
@@ -74,6 +85,99 @@ def resolve_size(
     return resolution, width, height
 
 
+class ImageData:
+    """An image handed to a pipeline call: uint8 pixels (HxWx3 RGB, or HxW for a mask),
+    compared and hashed by a digest of its content so params stay frozen and hashable
+    and requests with equal inputs can share a call."""
+
+    __slots__ = ("digest", "pixels")
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        pixels = np.ascontiguousarray(pixels)
+        if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
+            raise ValueError(
+                f"expected uint8 HxW or HxWxC pixels, got {pixels.dtype} {pixels.shape}"
+            )
+        pixels.setflags(write=False)
+        self.pixels = pixels
+        digest = hashlib.sha256(str(pixels.shape).encode())
+        digest.update(pixels.tobytes())
+        self.digest = digest.hexdigest()
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ImageData) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __repr__(self) -> str:
+        return f"ImageData({self.pixels.shape}, {self.digest[:12]})"
+
+    def __getstate__(self) -> tuple[np.ndarray, str]:
+        return self.pixels, self.digest
+
+    def __setstate__(self, state: tuple[np.ndarray, str]) -> None:
+        self.pixels, self.digest = state
+
+
+@dataclass(frozen=True)
+class ControlRef:
+    """Structure guidance by a ControlNet component: its catalog id, the control image
+    (at the call's size) and the conditioning scale."""
+
+    component: str
+    image: ImageData
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.scale <= 2.0:
+            raise ParamError("control_scale", f"control scale must be 0-2, got {self.scale}")
+
+
+@dataclass(frozen=True)
+class AdapterImage:
+    """One IP-Adapter conditioning source (a pin or a reference image): its image
+    embeddings for one IP-Adapter component and the scale to apply them at."""
+
+    name: str  # pin id or "reference", for logs and traces
+    embeds: np.ndarray = field(compare=False, repr=False)  # float32, as the adapter takes them
+    scale: float = 1.0
+    digest: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.scale <= 2.0:
+            raise ParamError("scale", f"adapter scale must be 0-2, got {self.scale}")
+        if not self.digest:
+            embeds = np.ascontiguousarray(self.embeds, dtype=np.float32)
+            object.__setattr__(self, "embeds", embeds)
+            digest = hashlib.sha256(str(embeds.shape).encode() + embeds.tobytes()).hexdigest()
+            object.__setattr__(self, "digest", digest)
+
+
+@dataclass(frozen=True)
+class AdapterConditioning:
+    """IP-Adapter conditioning of a call: the component and the sources, in order.
+
+    Built by serving/ (pins from their saved embeddings; a reference image embedded by the
+    model's replica); applied by ``pipelines.ip_adapter`` at the start of the call, and
+    reset after, so scales never leak into the next call (DESIGN.md §3)."""
+
+    component: str
+    sources: tuple[AdapterImage, ...]
+
+    @property
+    def key(self) -> tuple:
+        return (self.component, tuple((s.digest, s.scale) for s in self.sources))
+
+
 @dataclass(frozen=True)
 class StyleRef:
     """A LoRA style as a pipeline call needs it: its id (the adapter name), its file and
@@ -103,6 +207,13 @@ class BatchKey:
     scheduler: str
     style: str | None = None
     style_strength: float = 0.0
+    # Image tasks: strength, instruct's image guidance, ControlNet and IP-Adapter settings,
+    # and a digest of the input images: requests share a call only with equal inputs.
+    strength: float = 1.0
+    image_guidance: float | None = None
+    control: tuple | None = None
+    adapter: tuple | None = None
+    inputs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +233,14 @@ class GenerationParams:
     scheduler: str
     task: str = "text_to_image"
     style: StyleRef | None = None
+    # Image tasks (TASKS): the init image at width x height, the mask (HxW, 255 = edit) at
+    # width x height, the denoising strength, instruct's image guidance.
+    init_image: ImageData | None = None
+    mask: ImageData | None = None
+    strength: float = 1.0
+    image_guidance: float | None = None
+    control: ControlRef | None = None
+    adapter: AdapterConditioning | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= MAX_IMAGES:
@@ -137,13 +256,47 @@ class GenerationParams:
                 "scheduler",
                 f"unknown scheduler {self.scheduler!r}; known: {', '.join(SCHEDULERS)}",
             )
+        self._check_task()
+
+    def _check_task(self) -> None:
+        if self.task not in TASKS:
+            raise ParamError("task", f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        if self.task in IMAGE_TASKS:
+            image = self.init_image
+            if image is None:
+                raise ParamError("image", f"task {self.task} needs an image")
+            if (image.width, image.height) != (self.width, self.height):
+                raise ValueError(
+                    f"init image is {image.width}x{image.height}, "
+                    f"the call {self.width}x{self.height}"
+                )
+        if self.task == "inpaint":
+            mask = self.mask
+            if mask is None:
+                raise ParamError("mask", "inpainting needs a mask")
+            if mask.pixels.ndim != 2 or (mask.width, mask.height) != (self.width, self.height):
+                raise ValueError("the mask must be HxW at the call's size")
+        if self.task == "controlnet" and self.control is None:
+            raise ParamError("control", "task controlnet needs a control image")
+        if not 0.0 < self.strength <= 1.0:
+            raise ParamError("strength", f"strength must be in (0, 1], got {self.strength}")
+        if self.image_guidance is not None and self.image_guidance < 0:
+            raise ParamError("image_guidance", "image_guidance must not be negative")
 
     @property
     def batch_key(self) -> BatchKey:
         style = self.style
+        control = self.control
+        inputs = [image.digest for image in (self.init_image, self.mask) if image is not None] + (
+            [control.image.digest] if control else []
+        )
         return BatchKey(
             self.model, self.task, self.width, self.height, self.steps, self.guidance,
             self.scheduler, style.id if style else None, style.strength if style else 0.0,
+            self.strength, self.image_guidance,
+            (control.component, control.scale) if control else None,
+            self.adapter.key if self.adapter else None,
+            hashlib.sha256("|".join(inputs).encode()).hexdigest() if inputs else None,
         )  # fmt: skip
 
     @classmethod
@@ -163,8 +316,20 @@ class GenerationParams:
         scheduler: str | None = None,
         defaults: GenerationDefaults | None = None,
         style: StyleRef | None = None,
+        task: str = "text_to_image",
+        init_image: ImageData | None = None,
+        mask: ImageData | None = None,
+        strength: float | None = None,
+        image_guidance: float | None = None,
+        control: ControlRef | None = None,
+        adapter: AdapterConditioning | None = None,
+        width: int | None = None,
+        height: int | None = None,
     ) -> GenerationParams:
-        """Resolve a request against server defaults, then the model's catalog defaults."""
+        """Resolve a request against server defaults, then the model's catalog defaults.
+
+        ``width``/``height`` fix the call's size for image tasks whose size comes from the
+        input image (edits); otherwise the size is resolved from the model's list."""
         defaults = defaults or GenerationDefaults()
         if not prompt.strip():
             raise ParamError("prompt", "prompt must not be empty for text-to-image")
@@ -172,7 +337,10 @@ class GenerationParams:
             raise ParamError("n", f"n must be between 1 and {MAX_IMAGES}, got {n}")
         if seed is not None and not 0 <= seed <= MAX_SEED:
             raise ParamError("seed", f"seed must be between 0 and {MAX_SEED}, got {seed}")
-        tier, width, height = resolve_size(spec, resolution, aspect_ratio, size)
+        if width is not None and height is not None:
+            tier = resolution or spec.default_resolution
+        else:
+            tier, width, height = resolve_size(spec, resolution, aspect_ratio, size)
 
         def pick(value, server, model):
             return value if value is not None else server if server is not None else model
@@ -190,6 +358,13 @@ class GenerationParams:
             guidance=float(pick(guidance, defaults.guidance, spec.default_guidance)),
             scheduler=str(pick(scheduler, defaults.scheduler, spec.default_scheduler)),
             style=style,
+            task=task,
+            init_image=init_image,
+            mask=mask,
+            strength=1.0 if strength is None else float(strength),
+            image_guidance=image_guidance,
+            control=control,
+            adapter=adapter,
         )
 
 

@@ -78,10 +78,13 @@ def build_application(
         cluster_gpus = _cluster_gpus()
     # Resolved once here so every ingress replica signs file URLs with the same key.
     settings = replace(settings, secret=settings.effective_secret())
-    specs = [spec for spec in catalog if spec.kind == "base"]
+    # Every diffusion model gets a deployment: base models and instruct-edit models.
+    specs = [spec for spec in catalog if spec.kind in ("base", "instruct")]
     options = model_deployment_options(settings, cluster_gpus, len(specs))
     handles = {
-        spec.id: ModelDeployment.options(name=spec.id, **options).bind(settings, spec)
+        spec.id: ModelDeployment.options(name=spec.id, **options).bind(
+            settings, spec, tuple(catalog.components.values())
+        )
         for spec in specs
     }
     ingress = KilnIngress.options(

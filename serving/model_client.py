@@ -128,7 +128,10 @@ class LocalModelClient:
             logger.info("loading %s in-process", params.model)
             spec = self.catalog.get(params.model)
             self._engines[params.model] = Engine.load(
-                spec, device=self.device, style_capacity=self.styles_per_replica
+                spec,
+                device=self.device,
+                style_capacity=self.styles_per_replica,
+                components=tuple(getattr(self.catalog, "components", {}).values()),
             )
         return self._engines[params.model].generate([params])[0]
 

@@ -29,7 +29,7 @@ from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams, StyleRef
 from serving.logs import configure_replica_logging
 from serving.settings import Settings
-from weights.catalog import ModelSpec
+from weights.catalog import ComponentSpec, ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,9 @@ class LoadedStyle:
 class ModelDeployment:
     """A replica holding one loaded ``Engine``."""
 
-    def __init__(self, settings: Settings, spec: ModelSpec):
+    def __init__(
+        self, settings: Settings, spec: ModelSpec, components: tuple[ComponentSpec, ...] = ()
+    ):
         # Before torch/diffusers import: nothing may reach for the Hub at run time.
         os.environ["HF_HUB_OFFLINE"] = "1"
         configure_replica_logging()
@@ -81,7 +83,10 @@ class ModelDeployment:
         self.batch_wait_s = settings.batch_wait_s
         self._in_flight = 0
         self.engine = Engine.load(
-            spec, device=settings.engine_device, style_capacity=settings.styles_per_replica
+            spec,
+            device=settings.engine_device,
+            style_capacity=settings.styles_per_replica,
+            components=components,
         )
         # One long-lived thread runs every pipeline call: torch keeps one OpenMP team
         # (a fresh caller thread would build another and oversubscribe the cores), and

@@ -63,7 +63,10 @@ def engines(catalog):
     """One loaded Engine per tiny model, shared by the session's pipeline tests."""
     from pipelines.engine import Engine
 
-    return {spec.id: Engine.load(spec, device="cpu") for spec in catalog}
+    components = tuple(catalog.components.values())
+    return {
+        spec.id: Engine.load(spec, device="cpu", components=components) for spec in catalog
+    }
 
 
 # Databases: a SQLite file, and a real PostgreSQL server (KILN_TEST_POSTGRES_URL, which

@@ -74,7 +74,7 @@ STYLE_ID_PREFIX = "sty_"
 # image produced.
 OPERATIONS = (
     "agentic", "edit", "upscale", "remove_background", "vectorize", "style_training",
-    "license",
+    "license", "image_to_prompt",
 )  # fmt: skip
 
 

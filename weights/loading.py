@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from weights.catalog import PICKLE_SUFFIXES, ModelSpec
+from weights.catalog import PICKLE_SUFFIXES, ComponentSpec, ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +29,37 @@ def refuse_pickle(path: Path) -> None:
         )
 
 
+# Instruction-edit pipelines (catalog kind ``instruct``), by family.
+INSTRUCT_PIPELINES = {
+    "sd15": "StableDiffusionInstructPix2PixPipeline",
+    "sdxl": "StableDiffusionXLInstructPix2PixPipeline",
+}
+
+
 def pipeline_class(spec: ModelSpec) -> Any:
+    """The diffusers class a model loads as: its family's text-to-image pipeline, or the
+    family's instruct pipeline for an ``instruct`` model."""
     import diffusers
 
+    if spec.kind == "instruct":
+        return getattr(diffusers, INSTRUCT_PIPELINES[spec.family])
     return getattr(diffusers, spec.family_spec.pipeline_class)
+
+
+def load_controlnet(component: ComponentSpec, device: Any, dtype: Any) -> Any:
+    """A ControlNet component (a diffusers folder of safetensors) on ``device``."""
+    from diffusers import ControlNetModel
+
+    source = component.source
+    refuse_pickle(source)
+    if not source.is_dir():
+        raise ModelLoadError(f"ControlNet {component.id!r}: {source} is not a diffusers folder")
+    refuse_pickle_folder(source)
+    quiet_progress_bars()
+    model = ControlNetModel.from_pretrained(
+        source, torch_dtype=dtype, local_files_only=True, use_safetensors=True
+    )
+    return model.to(device)
 
 
 def load_pipeline(spec: ModelSpec, device: str, dtype: Any) -> Any:

@@ -164,7 +164,32 @@ def _build_sdxl() -> Any:
     )
 
 
-TINY_BUILDERS: dict[str, Callable[[], Any]] = {"sd15": _build_sd15, "sdxl": _build_sdxl}
+def _build_sd15_instruct() -> Any:
+    """A tiny InstructPix2Pix: the tiny SD 1.5 with an 8-channel UNet input (noise latents
+    + the encoded input image), as the real InstructPix2Pix checkpoints have."""
+    from diffusers import StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+
+    sd15 = _build_sd15()
+    config = dict(sd15.unet.config)
+    config["in_channels"] = 8
+    unet = _seeded(SEED + 20, lambda: UNet2DConditionModel.from_config(config))
+    return StableDiffusionInstructPix2PixPipeline(
+        vae=sd15.vae,
+        text_encoder=sd15.text_encoder,
+        tokenizer=sd15.tokenizer,
+        unet=unet,
+        scheduler=sd15.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+TINY_BUILDERS: dict[str, Callable[[], Any]] = {
+    "sd15": _build_sd15,
+    "sdxl": _build_sdxl,
+    "sd15_instruct": _build_sd15_instruct,
+}
 
 
 def build_tiny(family: str, out_dir: Path) -> Path:

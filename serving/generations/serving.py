@@ -41,9 +41,13 @@ async def generate(state: AppState, params: GenerationParams) -> Generated:
     return Generated(output, started, timings)
 
 
+# Asset kind of a model's own images: instruct-edit models make base-kind images.
+MODEL_ASSET_KINDS = {"base": "base", "instruct": "base"}
+
+
 def asset_kind(spec: ModelSpec, style: ChosenStyle | None) -> str:
     """The asset kind of a generation: the style's (watermarked, licensed) or the model's."""
-    return style.record.asset_kind if style is not None else spec.kind
+    return style.record.asset_kind if style is not None else MODEL_ASSET_KINDS[spec.kind]
 
 
 async def generate_and_deliver(
