@@ -331,8 +331,9 @@ class GenerationParams:
         ``width``/``height`` fix the call's size for image tasks whose size comes from the
         input image (edits); otherwise the size is resolved from the model's list."""
         defaults = defaults or GenerationDefaults()
-        if not prompt.strip():
-            raise ParamError("prompt", "prompt must not be empty for text-to-image")
+        # A variation (image_to_image) may run without words; every other task needs them.
+        if not prompt.strip() and task != "image_to_image":
+            raise ParamError("prompt", f"prompt must not be empty for {task}")
         if not 1 <= n <= MAX_IMAGES:
             raise ParamError("n", f"n must be between 1 and {MAX_IMAGES}, got {n}")
         if seed is not None and not 0 <= seed <= MAX_SEED:

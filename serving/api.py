@@ -16,6 +16,7 @@ from serving.assets.retention import RetentionSweeper
 from serving.assets.service import Assets
 from serving.assets.store import BlobStore
 from serving.credits.api_router import router as credits_router
+from serving.edits.api_router import router as edits_router
 from serving.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavailable
 from serving.files.api_router import router as files_router
 from serving.files.serving import FileStore
@@ -82,6 +83,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, metrics=metrics, echo_request_id=echo_request_id)
     app.include_router(models_router)
     app.include_router(generations_router)
+    app.include_router(edits_router)
     app.include_router(openai_images_router)
     app.include_router(files_router)
     app.include_router(credits_router)

@@ -213,6 +213,23 @@ class Catalog:
             if c.kind == kind and (family is None or c.fits(family))
         ]
 
+    def features_of(self, spec: ModelSpec) -> tuple[str, ...]:
+        """What a prompt bar may offer with ``spec``, given what is installed: the entry's
+        declared features, those its kind brings, and those its family's components add.
+        """
+        if spec.kind == "instruct":
+            derived = ["instruct"]
+        else:
+            derived = ["text_to_image", "reference", "replace", "recreate", "erase", "variations"]
+            if self.components_of("ip_adapter", spec.family):
+                derived += ["reference_ip_adapter", "pins"]
+            if self.components_of("controlnet", spec.family):
+                derived.append("structure_guidance")
+            derived.append("agentic")
+        if self.components_of("clip"):
+            derived.append("image_to_prompt")
+        return tuple(dict.fromkeys([*spec.features, *derived]))
+
     def first_component(self, kind: str, family: str | None = None) -> ComponentSpec | None:
         """The first installed component of ``kind`` for ``family``, or None."""
         found = self.components_of(kind, family)

@@ -29,6 +29,7 @@ def deliver_images(
     kind: str,
     generation_id: str,
     style: str | None = None,
+    parent_id: str | None = None,
 ) -> list[Delivered]:
     """Store every image of ``output`` as an asset of ``tenant_id``. Blocking."""
     settings = {
@@ -38,6 +39,10 @@ def deliver_images(
         "resolution": params.resolution,
         "task": params.task,
     }
+    if params.task != "text_to_image":
+        settings["strength"] = params.strength
+    if params.image_guidance is not None:
+        settings["image_guidance"] = params.image_guidance
     delivered = []
     for pixels, seed in zip(output.images, output.seeds, strict=True):
         record = ImageRecord(
@@ -46,11 +51,13 @@ def deliver_images(
             prompt=params.prompt,
             negative_prompt=params.negative_prompt or None,
             seed=seed,
-            width=params.width,
-            height=params.height,
+            # An edit's images come back at its input's size, not the call's work size.
+            width=int(pixels.shape[1]),
+            height=int(pixels.shape[0]),
             params=settings,
             style=style,
             generation_id=generation_id,
+            parent_id=parent_id,
         )
         asset, finished = assets.create(tenant_id, record, pixels)
         delivered.append(Delivered(asset, finished.delivered, finished.delivered_pixels))

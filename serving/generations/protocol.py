@@ -7,6 +7,8 @@ layer reads the raw request again.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.params import (
@@ -17,6 +19,8 @@ from pipelines.params import (
     ParamError,
     StyleRef,
 )
+from serving.assets.delivery import Delivered
+from serving.imaging import b64
 from weights.catalog import ModelSpec
 
 # A ceiling on steps so one request cannot hold a replica for an hour.
@@ -50,9 +54,12 @@ class SamplingFields(BaseModel):
         prompt: str,
         n: int,
         style: StyleRef | None = None,
-        **size: str | None,
+        **call: Any,
     ) -> GenerationParams:
-        """Check prompt lengths, then resolve everything once into ``GenerationParams``."""
+        """Check prompt lengths, then resolve everything once into ``GenerationParams``.
+
+        ``call``: the size (``resolution``/``aspect_ratio``/``size``, or ``width`` and
+        ``height`` for image tasks) and the task's fields (``GenerationParams.build``)."""
         check_prompt(prompt, "prompt", max_prompt_chars)
         check_prompt(self.negative_prompt, "negative_prompt", max_prompt_chars)
         return GenerationParams.build(
@@ -66,7 +73,7 @@ class SamplingFields(BaseModel):
             scheduler=self.scheduler,
             defaults=defaults,
             style=style,
-            **size,
+            **call,
         )
 
 
@@ -119,6 +126,19 @@ class GeneratedImage(BaseModel):
     height: int
     watermarked: bool = Field(description="the PNG is the preview under a visible mark")
     license: str = Field(description="free | required | licensed")
+
+    @classmethod
+    def of(cls, delivered: Delivered) -> GeneratedImage:
+        asset = delivered.asset
+        return cls(
+            asset_id=asset.id,
+            b64_json=b64(delivered.png),
+            seed=asset.seed,
+            width=asset.width,
+            height=asset.height,
+            watermarked=asset.license_required,
+            license=asset.license_state,
+        )
 
 
 class GenerationResponse(BaseModel):

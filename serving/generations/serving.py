@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams, ParamError
@@ -14,7 +17,6 @@ from serving.auth import Tenant
 from serving.credits.charging import Charge, reserve, unit_price
 from serving.generations.protocol import GeneratedImage, GenerationRequest, GenerationResponse
 from serving.generations.styling import ChosenStyle, choose_style, find_style
-from serving.imaging import b64
 from serving.state import AppState
 from weights.catalog import ModelSpec
 
@@ -57,26 +59,44 @@ async def generate_and_deliver(
     params: GenerationParams,
     reference: str | None,
     style: ChosenStyle | None = None,
+    *,
+    unit: int | None = None,
+    kind: str | None = None,
+    style_id: str | None = None,
+    parent_id: str | None = None,
+    finish: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[Generated, list[Delivered], Charge]:
     """The whole paid path of a generation: cap slot, reservation, pipeline, one asset per
-    image, capture of the delivered images (the rest released)."""
+    image, capture of the delivered images (the rest released).
+
+    Image tasks pass their own price (``unit`` per image), the asset ``kind`` their input
+    gives (a style image's edit stays style-kind), the ``parent_id`` asset and ``finish``,
+    applied to each image before it is stored (an edit's composite)."""
     generation_id = f"gen_{uuid.uuid4().hex}"
-    unit = unit_price(spec, params.resolution)
+    unit = unit_price(spec, params.resolution) if unit is None else unit
+    kind = kind or asset_kind(spec, style)
+    if style_id is None and style is not None:
+        style_id = style.record.id
     async with (
         state.limiter.slot(tenant.id),
         reserve(state.ledger, tenant.id, unit, params.n, reference) as charge,
     ):
         done = await generate(state, params)
         t0 = time.perf_counter()
+        output = done.output
+        if finish is not None:
+            images = await asyncio.to_thread(lambda: [finish(image) for image in output.images])
+            output = GenerationOutput(images, output.seeds, output.timings)
         delivered = await asyncio.to_thread(
             deliver_images,
             state.assets,
             tenant.id,
             params,
-            done.output,
-            kind=asset_kind(spec, style),
+            output,
+            kind=kind,
             generation_id=generation_id,
-            style=style.record.id if style is not None else None,
+            style=style_id,
+            parent_id=parent_id,
         )
         done.timings["deliver"] = time.perf_counter() - t0
         await charge.capture(len(delivered))
@@ -116,18 +136,7 @@ class ServingGenerations:
         done, delivered, charge = await generate_and_deliver(
             state, tenant, spec, params, request_id, style
         )
-        data = [
-            GeneratedImage(
-                asset_id=d.asset.id,
-                b64_json=b64(d.png),
-                seed=d.asset.seed,
-                width=d.asset.width,
-                height=d.asset.height,
-                watermarked=d.asset.license_required,
-                license=d.asset.license_state,
-            )
-            for d in delivered
-        ]
+        data = [GeneratedImage.of(d) for d in delivered]
         return GenerationResponse(
             id=done.generation_id,
             created=int(time.time()),

@@ -38,15 +38,18 @@ class ModelCard(BaseModel):
     defaults: ModelDefaults
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec, server: GenerationDefaults) -> ModelCard:
-        """The card of a catalog entry, with the defaults a request would really get."""
+    def from_spec(
+        cls, spec: ModelSpec, server: GenerationDefaults, features: tuple[str, ...] = ()
+    ) -> ModelCard:
+        """The card of a catalog entry, with the defaults a request would really get and
+        the ``features`` available with what is installed (``Catalog.features_of``)."""
         aspect = spec.aspect_ratios[0]
         width, height = spec.size(spec.default_resolution, aspect)
         return cls(
             id=spec.id,
             kind=spec.kind,
             family=spec.family,
-            features=list(spec.features),
+            features=list(features or spec.features),
             resolutions=dict(spec.resolutions),
             aspect_ratios=list(spec.aspect_ratios),
             sizes=list(spec.sizes),

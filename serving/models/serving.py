@@ -5,6 +5,7 @@ from __future__ import annotations
 from serving.auth import Tenant
 from serving.models.protocol import ModelCard, ModelList
 from serving.state import AppState
+from weights.catalog import ModelSpec
 
 
 class ServingModels:
@@ -15,10 +16,13 @@ class ServingModels:
 
     def list(self, tenant: Tenant | None) -> ModelList:
         """Every model the caller may use (all of them, until styles are tenant-scoped)."""
-        defaults = self.state.settings.generation_defaults
-        return ModelList(data=[ModelCard.from_spec(s, defaults) for s in self.state.catalog])
+        return ModelList(data=[self._card(spec) for spec in self.state.catalog])
 
     def get(self, model_id: str, tenant: Tenant | None) -> ModelCard:
         """One model; ``UnknownModelError`` (404) names the known ones."""
-        spec = self.state.catalog.get(model_id)
-        return ModelCard.from_spec(spec, self.state.settings.generation_defaults)
+        return self._card(self.state.catalog.get(model_id))
+
+    def _card(self, spec: ModelSpec) -> ModelCard:
+        catalog = self.state.catalog
+        defaults = self.state.settings.generation_defaults
+        return ModelCard.from_spec(spec, defaults, catalog.features_of(spec))

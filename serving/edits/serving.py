@@ -1,0 +1,183 @@
+"""Edits: resolve the tool, the input and the model once, run on the model's deployment,
+composite the original back, store the results as assets derived from the input, charge
+the catalog's ``edit`` price per image.
+
+The model: the request's ``model``; else the source asset's model where it has the tool;
+else the first catalog model that has it. Instruct runs on ``instruct`` models only, the
+other tools on any base model (their inpaint and img2img pipelines are derived from it).
+A tool the chosen model lacks is a 400 naming the models that have it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from pipelines.edit_tools import PreparedEdit, composite, erase_prompts, prepare_edit
+from pipelines.params import GenerationParams, ImageData, ParamError
+from serving.auth import Tenant
+from serving.edits.protocol import EditRequest, EditResponse
+from serving.generations.protocol import GeneratedImage
+from serving.generations.serving import MODEL_ASSET_KINDS, generate_and_deliver
+from serving.image_inputs import InputImage, decode_b64_image, derived_kind, load_image_input
+from serving.state import AppState
+from weights.catalog import Catalog, ModelSpec
+
+# Recreate's strength when the request leaves it out: keeps the layout, changes the rest.
+RECREATE_STRENGTH = 0.6
+
+
+def has_tool(spec: ModelSpec, tool: str) -> bool:
+    """Instruct needs an instruct model; replace, recreate and erase run on base models."""
+    return spec.kind == "instruct" if tool == "instruct" else spec.kind == "base"
+
+
+def choose_model(catalog: Catalog, tool: str, requested: str | None, source_model: str | None):
+    """The model an edit runs on (see the module docstring); ``ParamError`` when none fits."""
+    having = [spec.id for spec in catalog if has_tool(spec, tool)]
+    if requested is not None:
+        spec = catalog.get(requested)
+        if not has_tool(spec, tool):
+            raise ParamError(
+                "model",
+                f"model {spec.id!r} has no {tool}; models that have it: "
+                f"{', '.join(having) or 'none installed'}",
+            )
+        return spec
+    if source_model in catalog and has_tool(catalog.get(source_model), tool):
+        return catalog.get(source_model)
+    if not having:
+        raise ParamError("tool", f"no installed model has {tool}")
+    return catalog.get(having[0])
+
+
+def decode_mask(
+    state: AppState, text: str, size: tuple[int, int], param: str = "mask"
+) -> np.ndarray:
+    """A native mask (white = edit) as uint8 HxW; it must have the image's size."""
+    mask = decode_b64_image(text, param, state.settings)
+    if mask.size != size:
+        raise ParamError(
+            param,
+            f"{param} is {mask.size[0]}x{mask.size[1]}, the image {size[0]}x{size[1]}: "
+            "they must match",
+        )
+    return np.asarray(mask.convert("L"))
+
+
+def edit_task(tool: str, has_mask: bool) -> str:
+    if tool == "instruct":
+        return "instruct"
+    if tool == "recreate" and not has_mask:
+        return "image_to_image"
+    return "inpaint"
+
+
+class ServingEdits:
+    """``POST /v1/edits``."""
+
+    def __init__(self, state: AppState):
+        self.state = state
+
+    async def create(
+        self, request: EditRequest, tenant: Tenant, request_id: str | None = None
+    ) -> EditResponse:
+        state = self.state
+        request.check_tool()
+        source = await load_image_input(
+            state, tenant, image=request.image, asset_id=request.asset_id
+        )
+        mask = None
+        if request.mask is not None:
+            mask = await asyncio.to_thread(decode_mask, state, request.mask, source.size)
+        spec = choose_model(
+            state.catalog,
+            request.tool,
+            request.model,
+            source.source.model if source.source is not None else None,
+        )
+        original = source.pixels
+        prepared = await asyncio.to_thread(
+            prepare_edit,
+            original,
+            mask,
+            multiple=spec.family_spec.size_multiple,
+            max_side=max(spec.resolutions.values()),
+            erase=request.tool == "erase",
+        )
+        params = self.params(request, spec, prepared)
+        done, delivered, charge = await run_image_task(
+            state, tenant, spec, params, request_id, source, original, prepared
+        )
+        return EditResponse(
+            id=done.generation_id,
+            created=int(time.time()),
+            model=spec.id,
+            tool=request.tool,
+            data=[GeneratedImage.of(d) for d in delivered],
+            credits_charged=charge.charged,
+            timings=done.timings,
+        )
+
+    def params(
+        self, request: EditRequest, spec: ModelSpec, prepared: PreparedEdit
+    ) -> GenerationParams:
+        """The pipeline call of an edit, resolved once."""
+        settings = self.state.settings
+        tool = request.tool
+        task = edit_task(tool, prepared.mask is not None)
+        prompt = request.prompt or ""
+        negative = request.negative_prompt
+        if tool == "instruct":
+            prompt = request.instruction or ""
+        elif tool == "erase":
+            prompt, fill_negative = erase_prompts(request.objects)
+            negative = f"{negative}, {fill_negative}" if negative else fill_negative
+        strength = request.strength
+        if strength is None:
+            strength = RECREATE_STRENGTH if tool == "recreate" else 1.0
+        width, height = prepared.work_size
+        sampling = request.model_copy(update={"negative_prompt": negative})
+        return sampling.build_params(
+            spec,
+            settings.generation_defaults,
+            settings.max_prompt_chars,
+            prompt=prompt,
+            n=request.n,
+            task=task,
+            init_image=ImageData(prepared.image),
+            mask=ImageData(prepared.mask) if prepared.mask is not None else None,
+            strength=strength,
+            image_guidance=request.image_guidance if tool == "instruct" else None,
+            width=width,
+            height=height,
+        )
+
+
+async def run_image_task(
+    state: AppState,
+    tenant: Tenant,
+    spec: ModelSpec,
+    params: GenerationParams,
+    request_id: str | None,
+    source: InputImage,
+    original: np.ndarray,
+    prepared: PreparedEdit,
+):
+    """The paid path of an edit or variation: the ``edit`` price per image, the input's
+    rights carried to the results, each result composited over the original."""
+    asset = source.source
+    return await generate_and_deliver(
+        state,
+        tenant,
+        spec,
+        params,
+        request_id,
+        unit=state.catalog.price_of("edit"),
+        kind=derived_kind([source], MODEL_ASSET_KINDS[spec.kind]),
+        style_id=asset.style if asset is not None else None,
+        parent_id=asset.id if asset is not None else None,
+        finish=lambda image: composite(original, image, prepared),
+    )

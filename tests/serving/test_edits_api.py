@@ -1,0 +1,253 @@
+"""POST /v1/edits through the real app on the tiny models: each tool runs, the pixels
+outside the feathered mask are the input's exactly, results are assets derived from the
+input (a style image's edit is style-kind), and every bad input is a 4xx that charges
+nothing and stores nothing."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from pipelines.edit_tools import EDIT_DILATE, EDIT_FEATHER, ERASE_DILATE, ERASE_FEATHER
+from serving.api import create_app
+from serving.model_client import LocalModelClient
+from serving.settings import Settings
+
+EDITS = "/v1/edits"
+
+
+def png_b64(pixels: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def decode(text: str) -> np.ndarray:
+    with Image.open(io.BytesIO(base64.b64decode(text))) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def photo(width: int = 100, height: int = 75, seed: int = 0) -> np.ndarray:
+    """A smooth colourful image (not noise), of a size off the model's grid."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], -1)
+    return np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
+
+
+def box_mask(width: int = 100, height: int = 75) -> np.ndarray:
+    mask = np.zeros((height, width), np.uint8)
+    mask[20:50, 30:70] = 255
+    return mask
+
+
+def outside_feather(mask: np.ndarray, erase: bool) -> np.ndarray:
+    """Pixels certainly outside the dilated + feathered mask (a margin past both radii)."""
+    long_side = max(mask.shape)
+    rules = (ERASE_DILATE, ERASE_FEATHER) if erase else (EDIT_DILATE, EDIT_FEATHER)
+    margin = sum(max(floor, round(long_side * fraction)) for fraction, floor in rules) + 1
+    grown = np.zeros_like(mask, dtype=bool)
+    ys, xs = np.nonzero(mask)
+    grown[
+        max(0, ys.min() - margin) : ys.max() + margin + 1,
+        max(0, xs.min() - margin) : xs.max() + margin + 1,
+    ] = True
+    return ~grown
+
+
+@pytest.fixture(scope="module")
+def models(catalog) -> LocalModelClient:
+    return LocalModelClient(catalog, device="cpu")
+
+
+@pytest.fixture
+def app(tmp_path, catalog, models):
+    return create_app(Settings(home=tmp_path, secret="s"), catalog, models)
+
+
+@pytest.fixture
+def alice(app, make_client) -> TestClient:
+    return make_client(app, credits=100, name="alice")
+
+
+def balance(client: TestClient) -> int:
+    return client.get("/v1/credits").json()["balance"]
+
+
+def asset_count(client: TestClient) -> int:
+    return len(client.get("/v1/assets").json()["data"])
+
+
+@pytest.mark.parametrize(
+    ("tool", "fields"),
+    [
+        ("replace", {"prompt": "a red lantern"}),
+        ("recreate", {"prompt": "a lantern", "strength": 0.7}),
+        ("erase", {"objects": "lantern"}),
+    ],
+)
+def test_pixels_outside_the_feathered_mask_are_the_input(alice, tool, fields):
+    image, mask = photo(), box_mask()
+    body = {"tool": tool, "image": png_b64(image), "mask": png_b64(mask), "seed": 3, **fields}
+    response = alice.post(EDITS, json={"model": "tiny-sd15", **body})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    out = decode(result["data"][0]["b64_json"])
+    assert out.shape == image.shape  # the input's size, not the work size
+    keep = outside_feather(mask, erase=tool == "erase")
+    np.testing.assert_array_equal(out[keep], image[keep])
+    inside = mask == 255
+    assert np.abs(out[inside].astype(int) - image[inside]).mean() > 5  # it did edit
+    assert result["credits_charged"] == 2  # the catalog's edit price
+    assert result["tool"] == tool
+
+
+def test_recreate_without_a_mask_regenerates_the_whole_image(alice):
+    image = photo()
+    body = {"tool": "recreate", "image": png_b64(image), "prompt": "a field", "seed": 1}
+    result = alice.post(EDITS, json=body).json()
+    out = decode(result["data"][0]["b64_json"])
+    assert out.shape == image.shape
+    assert (out != image).mean() > 0.5
+
+
+def test_instruct_runs_on_the_instruct_model_by_default(alice):
+    image = photo(96, 96)
+    body = {"tool": "instruct", "image": png_b64(image), "instruction": "make it blue", "n": 2}
+    response = alice.post(EDITS, json=body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["model"] == "tiny-instruct"
+    assert len(result["data"]) == 2
+    assert result["credits_charged"] == 4
+
+
+def test_instruct_on_a_model_without_it_names_the_models_that_have_it(alice):
+    body = {"tool": "instruct", "model": "tiny-sd15", "image": png_b64(photo()), "instruction": "x"}
+    response = alice.post(EDITS, json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "model"
+    assert "tiny-instruct" in error["message"]
+
+
+def test_an_edit_of_an_asset_is_derived_from_it(alice):
+    made = alice.post(
+        "/v1/generations", json={"model": "tiny-sdxl", "prompt": "a boat", "seed": 2}
+    ).json()
+    parent = made["data"][0]["asset_id"]
+    body = {"tool": "replace", "asset_id": parent, "mask": png_b64(box_mask(128, 128))}
+    result = alice.post(EDITS, json={**body, "prompt": "a sail"}).json()
+    assert result["model"] == "tiny-sdxl"  # the source asset's model
+    child = alice.get(f"/v1/assets/{result['data'][0]['asset_id']}").json()
+    assert child["parent_id"] == parent
+    assert child["kind"] == "base"
+
+
+def test_an_edit_of_a_style_asset_is_watermarked_and_license_gated(app, alice, tiny_sd15_loras):
+    from serving.styles import StyleImport
+
+    request = StyleImport(name="ink", base_model="tiny-sd15", kind="artist")
+    style = app.state.kiln.styles.import_file(tiny_sd15_loras[0], request, None)
+    made = alice.post(
+        "/v1/generations",
+        json={"model": "tiny-sd15", "prompt": "a harbour", "style": style.id, "seed": 4},
+    ).json()
+    parent = made["data"][0]["asset_id"]
+    body = {"tool": "erase", "asset_id": parent, "mask": png_b64(box_mask(128, 128))}
+    result = alice.post(EDITS, json=body).json()
+    image = result["data"][0]
+    assert image["watermarked"] is True and image["license"] == "required"
+    child = image["asset_id"]
+    assert alice.get(f"/v1/assets/{child}").json()["kind"] == "artist_style"
+    assert alice.get(f"/v1/assets/{child}/original").status_code == 403
+    assert alice.post(f"/v1/assets/{child}/license").status_code == 200
+    assert alice.get(f"/v1/assets/{child}/original").status_code == 200
+
+
+def truncated_png() -> str:
+    buf = io.BytesIO()
+    Image.fromarray(photo()).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()[:200]).decode()
+
+
+def bomb_png() -> str:
+    """A small PNG that declares 20000 x 20000 pixels."""
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+BAD = [
+    ({"mask": png_b64(box_mask(64, 64))}, 400, "mask"),  # another size
+    ({"image": base64.b64encode(b"not an image at all").decode()}, 400, "image"),
+    ({"image": truncated_png()}, 400, "image"),
+    ({"image": "%%% not base64 %%%"}, 400, "image"),
+    ({"image": bomb_png()}, 413, "image"),
+    ({"asset_id": "ast_nope", "image": None}, 404, None),
+    ({"mask": None}, 400, "mask"),  # replace needs a mask
+    ({"prompt": ""}, 400, "prompt"),
+    ({"tool": "erase"}, 400, "prompt"),  # erase takes no prompt
+    ({"tool": "paint"}, 400, "tool"),
+    ({"instruction": "x"}, 400, "instruction"),
+    ({"strength": 1.5}, 400, "strength"),
+    ({"n": 13}, 400, "n"),
+    ({"model": "nope"}, 404, "model"),
+    ({"image": None}, 400, "image"),  # neither image nor asset_id
+]
+
+
+@pytest.mark.parametrize(("change", "status", "param"), BAD)
+def test_bad_input_is_refused_and_costs_nothing(alice, change, status, param):
+    body = {
+        "tool": "replace",
+        "model": "tiny-sd15",
+        "image": png_b64(photo()),
+        "mask": png_b64(box_mask()),
+        "prompt": "a lantern",
+        **change,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    before = balance(alice)
+    response = alice.post(EDITS, json=body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["message"]
+    if param is not None:
+        assert error["param"] == param
+    assert balance(alice) == before
+    assert asset_count(alice) == 0
+
+
+def test_an_oversize_image_is_413_before_decoding(tmp_path, catalog, models, make_client):
+    app = create_app(Settings(home=tmp_path, secret="s", image_max_bytes=1000), catalog, models)
+    client = make_client(app, credits=10)
+    body = {"tool": "recreate", "image": png_b64(photo()), "prompt": "x"}
+    response = client.post(EDITS, json=body)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "upload_too_large"
+    assert balance(client) == 10
+
+
+def test_another_tenants_asset_is_not_found(app, alice, make_client):
+    made = alice.post("/v1/generations", json={"model": "tiny-sd15", "prompt": "a boat"}).json()
+    bob = make_client(app, credits=10, name="bob")
+    body = {"tool": "recreate", "asset_id": made["data"][0]["asset_id"], "prompt": "x"}
+    response = bob.post(EDITS, json=body)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "asset_not_found"
+    assert balance(bob) == 10
+
+
+def test_models_report_their_features(alice):
+    cards = {card["id"]: card for card in alice.get("/v1/models").json()["data"]}
+    assert "instruct" in cards["tiny-instruct"]["features"]
+    assert "text_to_image" not in cards["tiny-instruct"]["features"]
+    for tool in ("reference", "replace", "recreate", "erase"):
+        assert tool in cards["tiny-sd15"]["features"]
+    assert "instruct" not in cards["tiny-sd15"]["features"]
