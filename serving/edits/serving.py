@@ -162,13 +162,15 @@ async def run_image_task(
     spec: ModelSpec,
     params: GenerationParams,
     request_id: str | None,
-    source: InputImage,
+    source: InputImage | None,
     original: np.ndarray,
     prepared: PreparedEdit,
 ):
     """The paid path of an edit or variation: the ``edit`` price per image, the input's
-    rights carried to the results, each result composited over the original."""
-    asset = source.source
+    rights carried to the results (``source``: the input, None for a bare upload), each
+    result composited over the original."""
+    asset = source.source if source is not None else None
+    sources = [source] if source is not None else []
     return await generate_and_deliver(
         state,
         tenant,
@@ -176,7 +178,7 @@ async def run_image_task(
         params,
         request_id,
         unit=state.catalog.price_of("edit"),
-        kind=derived_kind([source], MODEL_ASSET_KINDS[spec.kind]),
+        kind=derived_kind(sources, MODEL_ASSET_KINDS[spec.kind]),
         style_id=asset.style if asset is not None else None,
         parent_id=asset.id if asset is not None else None,
         finish=lambda image: composite(original, image, prepared),

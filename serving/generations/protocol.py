@@ -7,7 +7,7 @@ layer reads the raw request again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,6 +77,24 @@ class SamplingFields(BaseModel):
         )
 
 
+class ReferenceImage(BaseModel):
+    """A reference image that guides a generation: ``img2img`` starts from it at
+    ``strength`` (0 keeps it, 1 ignores it); ``ip_adapter`` (where the model's family has
+    an IP-Adapter installed) steers by its look at ``scale``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    image: str | None = Field(None, description="base64 image (or asset_id)")
+    asset_id: str | None = Field(None, description="one of your assets (or image)")
+    mode: Literal["img2img", "ip_adapter"] = "img2img"
+    strength: float = Field(0.6, gt=0, le=1, description="img2img: how much may change")
+    scale: float = Field(0.6, ge=0, le=2, description="ip_adapter: how strongly it steers")
+
+
+# Most pins one generation may carry.
+MAX_PINS = 4
+
+
 class GenerationRequest(SamplingFields):
     """Text-to-image with Kiln's field names. Unknown fields are an error, not ignored."""
 
@@ -88,6 +106,10 @@ class GenerationRequest(SamplingFields):
     resolution: str | None = Field(None, description="one of the model's resolution tiers")
     aspect_ratio: str | None = Field(None, description="one of the model's aspect ratios")
     style: str | None = Field(None, description="a style id from GET /v1/styles")
+    reference: ReferenceImage | None = None
+    pins: list[str] | None = Field(
+        None, max_length=MAX_PINS, description="character/product pin ids (POST /v1/pins)"
+    )
 
     def to_params(
         self,
@@ -97,11 +119,13 @@ class GenerationRequest(SamplingFields):
         max_prompt_chars: int,
         style: StyleRef | None = None,
         prompt: str | None = None,
+        **call: Any,
     ) -> GenerationParams:
         """The resolved pipeline parameters; raises ``ParamError`` naming the bad field.
 
         ``style`` is the resolved ``self.style``; ``prompt`` the prompt with the style's
-        trigger words, where the caller added them."""
+        trigger words, where the caller added them; ``call`` the task fields a reference
+        or pins resolved to (``GenerationParams.build``)."""
         return self.build_params(
             spec,
             defaults,
@@ -111,6 +135,7 @@ class GenerationRequest(SamplingFields):
             style=style,
             resolution=self.resolution,
             aspect_ratio=self.aspect_ratio,
+            **call,
         )
 
 

@@ -6,17 +6,27 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from pipelines.edit_tools import cover
 from pipelines.output import GenerationOutput
-from pipelines.params import GenerationParams, ParamError
+from pipelines.params import (
+    AdapterConditioning,
+    AdapterImage,
+    GenerationParams,
+    ImageData,
+    ParamError,
+    resolve_size,
+)
 from serving.assets.delivery import Delivered, deliver_images
 from serving.auth import Tenant
 from serving.credits.charging import Charge, reserve, unit_price
 from serving.generations.protocol import GeneratedImage, GenerationRequest, GenerationResponse
 from serving.generations.styling import ChosenStyle, choose_style, find_style
+from serving.image_inputs import InputImage, derived_kind, load_image_input
 from serving.state import AppState
 from weights.catalog import ModelSpec
 
@@ -106,6 +116,59 @@ async def generate_and_deliver(
     return done, delivered, charge
 
 
+@dataclass
+class GuidanceInputs:
+    """What a generation's reference image and pins resolved to: the task fields of the
+    call, and the input images whose rights the results inherit."""
+
+    call: dict[str, Any] = field(default_factory=dict)
+    reference: InputImage | None = None
+
+    @property
+    def inputs(self) -> list[InputImage]:
+        return [self.reference] if self.reference is not None else []
+
+
+async def guidance_inputs(
+    state: AppState, tenant: Tenant, spec: ModelSpec, request: GenerationRequest
+) -> GuidanceInputs:
+    """Resolve ``reference`` and ``pins`` once: img2img from the reference (cover-cropped
+    to the generation's size), or IP-Adapter conditioning from the reference and the pins
+    (one adapter call; pins' scales per kind, the reference's its own)."""
+    out = GuidanceInputs()
+    adapter_sources: list[AdapterImage] = []
+    adapter_component: str | None = None
+    reference = request.reference
+    if reference is not None:
+        out.reference = await load_image_input(
+            state, tenant, image=reference.image, asset_id=reference.asset_id, param="reference"
+        )
+        if reference.mode == "img2img":
+            _, width, height = resolve_size(spec, request.resolution, request.aspect_ratio)
+            init = await asyncio.to_thread(cover, out.reference.pixels, (width, height))
+            out.call.update(
+                task="image_to_image", init_image=ImageData(init), strength=reference.strength
+            )
+        else:
+            from serving.pins.conditioning import reference_conditioning
+
+            conditioning = await reference_conditioning(
+                state, spec, out.reference.pixels, reference.scale
+            )
+            adapter_component = conditioning.component
+            adapter_sources.extend(conditioning.sources)
+    if request.pins:
+        from serving.pins.conditioning import adapter_conditioning
+
+        conditioning = await adapter_conditioning(state, tenant, spec, list(request.pins))
+        if conditioning is not None:
+            adapter_component = conditioning.component
+            adapter_sources.extend(conditioning.sources)
+    if adapter_component is not None:
+        out.call["adapter"] = AdapterConditioning(adapter_component, tuple(adapter_sources))
+    return out
+
+
 class ServingGenerations:
     """``POST /v1/generations`` against the model handles."""
 
@@ -126,15 +189,25 @@ class ServingGenerations:
             style = choose_style(state, record, request.style_strength, spec)
         elif request.style_strength is not None:
             raise ParamError("style_strength", "style_strength needs a style")
+        guidance = await guidance_inputs(state, tenant, spec, request)
         params = request.to_params(
             spec,
             settings.generation_defaults,
             max_prompt_chars=settings.max_prompt_chars,
             style=style.ref if style else None,
             prompt=style.prompt(request.prompt) if style else None,
+            **guidance.call,
         )
+        source = guidance.reference.source if guidance.reference else None
         done, delivered, charge = await generate_and_deliver(
-            state, tenant, spec, params, request_id, style
+            state,
+            tenant,
+            spec,
+            params,
+            request_id,
+            style,
+            kind=derived_kind(guidance.inputs, asset_kind(spec, style)),
+            parent_id=source.id if source is not None else None,
         )
         data = [GeneratedImage.of(d) for d in delivered]
         return GenerationResponse(

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from serving.auth import TenantDep
 from serving.errors import request_id_of
 from serving.idempotency import run_idempotent
+from serving.openai_images.edits import ServingOpenAIEdits
 from serving.openai_images.protocol import ImageGenerationRequest, ImagesResponse
 from serving.openai_images.serving import ServingOpenAIImages
 from serving.state import StateDep
@@ -31,5 +32,36 @@ async def create_image(
         tenant,
         request,
         lambda: service.create(body, tenant, str(request.base_url), request_id_of(request)),
+        exclude_none=True,
+    )
+
+
+@router.post("/v1/images/edits", response_model=ImagesResponse, response_model_exclude_none=True)
+async def edit_image(request: Request, state: StateDep, tenant: TenantDep) -> Response:
+    """OpenAI's image edit (multipart: ``image`` or repeated ``image[]``, optional ``mask``
+    whose alpha 0 marks the edit, ``prompt``, ``n``, ``size``, ``response_format``). Charged
+    the catalog's ``edit`` price per image."""
+    service = ServingOpenAIEdits(state)
+    return await run_idempotent(
+        state,
+        tenant,
+        request,
+        lambda: service.edit(request, tenant, request_id_of(request)),
+        exclude_none=True,
+    )
+
+
+@router.post(
+    "/v1/images/variations", response_model=ImagesResponse, response_model_exclude_none=True
+)
+async def create_variation(request: Request, state: StateDep, tenant: TenantDep) -> Response:
+    """OpenAI's image variation (multipart ``image``, ``n``, ``size``, ``response_format``):
+    an img2img of the image with no prompt. Charged the catalog's ``edit`` price per image."""
+    service = ServingOpenAIEdits(state)
+    return await run_idempotent(
+        state,
+        tenant,
+        request,
+        lambda: service.variation(request, tenant, request_id_of(request)),
         exclude_none=True,
     )

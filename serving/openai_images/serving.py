@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 from pipelines.params import ParamError
 from serving.assets.delivery import Delivered
@@ -65,32 +66,55 @@ class ServingOpenAIImages:
             style=style.ref if style else None,
             prompt=style.prompt(request.prompt) if style else None,
         )
-        fmt = request.output_format or "png"
         _, delivered, _ = await generate_and_deliver(state, tenant, spec, params, request_id, style)
-        encoded = await asyncio.to_thread(
-            delivered_bytes, delivered, fmt, request.output_compression
+        return await images_response(
+            state,
+            delivered,
+            ResponseOptions(
+                request.response_format or "b64_json",
+                request.output_format or "png",
+                request.output_compression,
+                base_url,
+            ),
+            params.prompt,
         )
-        if request.response_format == "url":
-            file_ids = await asyncio.to_thread(
-                lambda: [state.files.save(data, fmt) for data in encoded]
+
+
+@dataclass(frozen=True)
+class ResponseOptions:
+    """How an OpenAI images response carries its images."""
+
+    response_format: str  # b64_json | url
+    output_format: str  # png | jpeg | webp
+    output_compression: int | None
+    base_url: str
+
+
+async def images_response(
+    state: AppState, delivered: list[Delivered], options: ResponseOptions, prompt: str
+) -> ImagesResponse:
+    """OpenAI's images response for delivered assets: base64, or signed URLs under the
+    server's public URL (or ``options.base_url``); ``output_compression`` applies to JPEG
+    and WebP, PNG is the stored asset file."""
+    fmt = options.output_format
+    encoded = await asyncio.to_thread(delivered_bytes, delivered, fmt, options.output_compression)
+    if options.response_format == "url":
+        file_ids = await asyncio.to_thread(
+            lambda: [state.files.save(data, fmt) for data in encoded]
+        )
+        public = state.settings.public_url or options.base_url
+        data = [
+            ImageObject(
+                url=state.files.signed_url(public, fid), revised_prompt=prompt, asset_id=d.asset.id
             )
-            public = settings.public_url or base_url
-            data = [
-                ImageObject(
-                    url=state.files.signed_url(public, fid),
-                    revised_prompt=params.prompt,
-                    asset_id=d.asset.id,
-                )
-                for fid, d in zip(file_ids, delivered, strict=True)
-            ]
-        else:
-            data = [
-                ImageObject(b64_json=b64(e), revised_prompt=params.prompt, asset_id=d.asset.id)
-                for e, d in zip(encoded, delivered, strict=True)
-            ]
-        return ImagesResponse(
-            created=int(time.time()),
-            data=data,
-            output_format=fmt,
-            size=f"{params.width}x{params.height}",
-        )
+            for fid, d in zip(file_ids, delivered, strict=True)
+        ]
+    else:
+        data = [
+            ImageObject(b64_json=b64(e), revised_prompt=prompt, asset_id=d.asset.id)
+            for e, d in zip(encoded, delivered, strict=True)
+        ]
+    first = delivered[0].asset
+    return ImagesResponse(
+        created=int(time.time()), data=data, output_format=fmt, size=f"{first.width}x{first.height}"
+    )
