@@ -1,0 +1,367 @@
+"""The agent: plan -> act -> critique -> refine, within a budget.
+
+It drives generation through a ``generate`` callable (``GenerationParams`` -> uint8
+images) so it knows nothing of where the model runs: serving/ backs it with the base
+model's deployment, tests with a tiny in-process engine.
+
+- plan: the prompt (the user's words, then the references' image-to-prompt text where
+  the caller had that feature), the IP-Adapter conditioning the caller built (mean of the
+  references' embeddings, where installed), and structure guidance from the composition's
+  heaviest source: a ControlNet on its edges where the caller names one, else img2img
+  from its blurred layout. Composition strength s maps to ControlNet scale s, or to an
+  img2img denoising strength of 1 - 0.6 s; strength 0 is plain text-to-image.
+- act: ``candidates`` images per requested image in one call, then lighting, grading and
+  palette transfer at their strengths (in that order: palette last hits its swatches).
+- critique: score every candidate (agentic.critique), keep the best ``n``.
+- refine: for the worst-scoring component, change what drives it: a transfer strength
+  (palette, grading, lighting: raised toward 1 and re-applied to the kept candidates'
+  raw images, no new generation); the structure guidance (composition: strength up, or,
+  at its maximum, a lower guidance scale); a new seed once a driver is at its limit.
+  A candidate replaces a kept one only if its total improves, so no round lowers the
+  best score. The strengths the user asked for are starting points refinement may raise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from agentic.composition import structure_image, thumbnail_pixels
+from agentic.critique import Scores, active_components, score
+from agentic.grading import transfer as grade
+from agentic.lighting import relight
+from agentic.palette import palette_transfer
+from agentic.recipe import Recipe
+from pipelines.params import (
+    MAX_IMAGES,
+    MAX_SEED,
+    AdapterConditioning,
+    ControlRef,
+    GenerationDefaults,
+    GenerationParams,
+    ImageData,
+    ParamError,
+    expand_seeds,
+    resolve_size,
+)
+from weights.catalog import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+GenerateFn = Callable[[GenerationParams], list[np.ndarray]]
+TRANSFERS = ("palette", "grading", "lighting")
+IMG2IMG_SPAN = 0.6  # composition strength 1 -> img2img denoising strength 0.4
+STRENGTH_STEP = 0.25
+GUIDANCE_FACTOR = 0.75
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Candidates generated per requested image, and refinement rounds."""
+
+    candidates: int = 2
+    rounds: int = 1
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    """What the user asked, resolved by the caller."""
+
+    prompt: str
+    n: int = 1
+    negative_prompt: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    resolution: str | None = None
+    aspect_ratio: str | None = None
+    # Image-to-prompt text of the references, where the caller has that feature.
+    reference_prompts: tuple[str, ...] = ()
+    # IP-Adapter conditioning (mean reference embedding), where installed.
+    adapter: AdapterConditioning | None = None
+    # The ControlNet component for structure guidance, where the catalog has one.
+    controlnet: str | None = None
+    notes: tuple[str, ...] = ()  # what the caller skipped and why, for the trace
+
+
+@dataclass
+class Candidate:
+    """One generated image: raw pixels, seed, the knobs it was finished with, and after."""
+
+    raw: np.ndarray
+    seed: int
+    knobs: dict[str, float]
+    pixels: np.ndarray
+    scores: Scores
+
+
+@dataclass
+class AgentResult:
+    """The kept images (best first), the plan and every step taken."""
+
+    images: list[Candidate]
+    plan: dict[str, Any]
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def best_score(self) -> float:
+        return max(c.scores.total for c in self.images)
+
+
+def finish(raw: np.ndarray, recipe: Recipe, knobs: dict[str, float]) -> np.ndarray:
+    """Lighting, grading then palette transfer of ``raw`` at the knobs' strengths."""
+    targets = recipe.components
+    pixels = relight(raw, targets["lighting"].target, knobs["lighting"])
+    pixels = grade(pixels, targets["grading"].target, knobs["grading"])
+    return palette_transfer(pixels, targets["palette"].target, knobs["palette"])
+
+
+class Agent:
+    """One agentic generation on ``spec`` through ``generate``."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        recipe: Recipe,
+        generate: GenerateFn,
+        reference_pixels: list[np.ndarray] | None = None,
+        defaults: GenerationDefaults | None = None,
+    ) -> None:
+        self.spec = spec
+        self.recipe = recipe
+        self.generate_fn = generate
+        self.reference_pixels = reference_pixels
+        self.defaults = defaults or GenerationDefaults()
+        self.trace: list[dict[str, Any]] = []
+
+    def run(self, request: AgentRequest, budget: Budget) -> AgentResult:
+        """plan, act, critique, then refine while the budget lasts."""
+        total = request.n * budget.candidates
+        if total > MAX_IMAGES:
+            raise ParamError(
+                "candidates",
+                f"n x candidates must be at most {MAX_IMAGES} (one call), got {total}",
+            )
+        plan = self.plan(request)
+        seed = request.seed if request.seed is not None else expand_seeds(None, 1)[0]
+        knobs = dict(plan["knobs"])
+        fresh = self.act(request, plan, knobs, seed, total)
+        kept = self.critique(fresh, request.n)
+        for round_ in range(budget.rounds):
+            seed = (seed + total) % (MAX_SEED + 1)
+            kept, knobs = self.refine(round_ + 1, request, plan, kept, knobs, seed, total)
+        return AgentResult(kept, plan, self.trace)
+
+    def _log(self, step: str, started: float, **detail: Any) -> None:
+        entry = {"step": step, **detail, "seconds": round(time.perf_counter() - started, 4)}
+        self.trace.append(entry)
+        logger.debug("agentic %s", entry)
+
+    def plan(self, request: AgentRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        components = self.recipe.components
+        extras = [p for p in dict.fromkeys(request.reference_prompts) if p.strip()]
+        prompt = ", ".join([request.prompt, *extras])
+        _, width, height = resolve_size(self.spec, request.resolution, request.aspect_ratio)
+        structure = components["composition"].strength
+        plan: dict[str, Any] = {
+            "prompt": prompt,
+            "model": self.spec.id,
+            "width": width,
+            "height": height,
+            "knobs": {name: components[name].strength for name in TRANSFERS},
+            "structure": structure,
+            "guidance": request.guidance,
+            "ip_adapter": request.adapter.component if request.adapter else None,
+            "structure_source": None,
+            "task": "text_to_image",
+        }
+        if structure > 0.0:
+            source = components["composition"]
+            heaviest = max(source.weights, key=source.weights.__getitem__)
+            if self.reference_pixels is not None:
+                pixels = self.reference_pixels[heaviest]
+                plan["structure_source"] = f"reference {heaviest}"
+            else:
+                pixels = thumbnail_pixels(source.target.thumbnail)
+                plan["structure_source"] = f"recipe thumbnail of reference {heaviest}"
+            plan["structure_pixels"] = pixels
+            plan["task"] = "controlnet" if request.controlnet else "image_to_image"
+            plan["controlnet"] = request.controlnet
+        self._log(
+            "plan",
+            started,
+            **{k: v for k, v in plan.items() if k != "structure_pixels"},
+            notes=list(request.notes),
+            reference_prompts=extras,
+        )
+        return plan
+
+    def _params(
+        self, request: AgentRequest, plan: dict[str, Any], seed: int, count: int
+    ) -> GenerationParams:
+        width, height = plan["width"], plan["height"]
+        common = dict(
+            prompt=plan["prompt"],
+            negative_prompt=request.negative_prompt,
+            n=count,
+            resolution=request.resolution,
+            aspect_ratio=request.aspect_ratio,
+            seed=seed,
+            steps=request.steps,
+            guidance=plan["guidance"],
+            defaults=self.defaults,
+            adapter=request.adapter,
+        )
+        structure = plan["structure"]
+        if plan["task"] == "controlnet":
+            image = structure_image(plan["structure_pixels"], width, height, for_controlnet=True)
+            control = ControlRef(plan["controlnet"], ImageData(image), float(structure))
+            return GenerationParams.build(self.spec, task="controlnet", control=control, **common)
+        if plan["task"] == "image_to_image":
+            image = structure_image(plan["structure_pixels"], width, height, for_controlnet=False)
+            return GenerationParams.build(
+                self.spec,
+                task="image_to_image",
+                init_image=ImageData(image),
+                strength=1.0 - IMG2IMG_SPAN * structure,
+                **common,
+            )
+        return GenerationParams.build(self.spec, **common)
+
+    def act(
+        self,
+        request: AgentRequest,
+        plan: dict[str, Any],
+        knobs: dict[str, float],
+        seed: int,
+        count: int,
+    ) -> list[Candidate]:
+        started = time.perf_counter()
+        params = self._params(request, plan, seed, count)
+        images = self.generate_fn(params)
+        candidates = []
+        for raw, image_seed in zip(images, params.seeds, strict=True):
+            pixels = finish(raw, self.recipe, knobs)
+            candidates.append(
+                Candidate(raw, image_seed, dict(knobs), pixels, score(pixels, self.recipe))
+            )
+        self._log(
+            "act",
+            started,
+            task=params.task,
+            generated=len(candidates),
+            seed=seed,
+            steps=params.steps,
+            guidance=params.guidance,
+            structure=plan["structure"],
+            knobs=dict(knobs),
+        )
+        return candidates
+
+    def critique(self, candidates: list[Candidate], n: int) -> list[Candidate]:
+        started = time.perf_counter()
+        ranked = sorted(candidates, key=lambda c: -c.scores.total)
+        kept = ranked[:n]
+        self._log(
+            "critique",
+            started,
+            scores=[round(c.scores.total, 4) for c in ranked],
+            kept=len(kept),
+            best_score=round(kept[0].scores.total, 4),
+            component_means=_component_means(kept),
+        )
+        return kept
+
+    def refine(
+        self,
+        round_: int,
+        request: AgentRequest,
+        plan: dict[str, Any],
+        kept: list[Candidate],
+        knobs: dict[str, float],
+        seed: int,
+        count: int,
+    ) -> tuple[list[Candidate], dict[str, float]]:
+        started = time.perf_counter()
+        before = max(c.scores.total for c in kept)
+        means = _component_means(kept)
+        worst = min(means, key=means.__getitem__)
+        change: dict[str, Any] = {"component": worst}
+        new_knobs = dict(knobs)
+        if worst in TRANSFERS and knobs[worst] < 1.0 and worst in active_components(self.recipe):
+            new_knobs[worst] = min(1.0, knobs[worst] + max(STRENGTH_STEP, (1 - knobs[worst]) / 2))
+            change.update(
+                driver=f"{worst} transfer strength", old=knobs[worst], new=new_knobs[worst]
+            )
+            proposals = [
+                replace(c, knobs=dict(new_knobs), pixels=finish(c.raw, self.recipe, new_knobs))
+                for c in kept
+            ]
+            for proposal in proposals:
+                proposal.scores = score(proposal.pixels, self.recipe)
+            pairs = list(zip(kept, proposals, strict=True))
+        else:
+            new_plan = dict(plan)
+            if (
+                worst == "composition"
+                and plan["task"] != "text_to_image"
+                and plan["structure"] < 1.0
+            ):
+                new_plan["structure"] = min(1.0, plan["structure"] + STRENGTH_STEP)
+                change.update(
+                    driver="structure guidance", old=plan["structure"], new=new_plan["structure"]
+                )
+            elif worst == "composition" and plan["task"] != "text_to_image":
+                guidance = (
+                    plan["guidance"] if plan["guidance"] is not None else self.spec.default_guidance
+                )
+                new_plan["guidance"] = round(guidance * GUIDANCE_FACTOR, 3)
+                change.update(driver="guidance scale", old=guidance, new=new_plan["guidance"])
+            else:
+                change.update(driver="seed", old=None, new=seed)
+            fresh = self.act(request, new_plan, new_knobs, seed, count)
+            ranked = sorted(fresh, key=lambda c: -c.scores.total)
+            # The best new candidates challenge the worst kept ones.
+            pairs = list(zip(sorted(kept, key=lambda c: c.scores.total), ranked, strict=False))
+            plan.update({k: new_plan[k] for k in ("structure", "guidance")})
+        result = {id(c): c for c in kept}
+        replaced = 0
+        for old, new in pairs:
+            if new.scores.total > old.scores.total:
+                del result[id(old)]
+                result[id(new)] = new
+                replaced += 1
+        kept = sorted(result.values(), key=lambda c: -c.scores.total)
+        if (
+            replaced
+            and worst in TRANSFERS
+            and "driver" in change
+            and change["driver"].endswith("strength")
+        ):
+            knobs = new_knobs
+        after = max(c.scores.total for c in kept)
+        self._log(
+            "refine",
+            started,
+            round=round_,
+            **change,
+            component_means_before=means,
+            replaced=replaced,
+            best_score_before=round(before, 4),
+            best_score_after=round(after, 4),
+        )
+        return kept, knobs
+
+
+def _component_means(candidates: list[Candidate]) -> dict[str, float]:
+    names = candidates[0].scores.components
+    return {
+        name: round(float(np.mean([c.scores.components[name] for c in candidates])), 4)
+        for name in names
+    }
