@@ -229,10 +229,17 @@ class Agent:
                 self.spec,
                 task="image_to_image",
                 init_image=ImageData(image),
-                strength=1.0 - IMG2IMG_SPAN * structure,
+                # At least one denoising step, whatever the structure strength.
+                strength=max(1.0 - IMG2IMG_SPAN * structure, 1.0 / self._steps(request)),
                 **common,
             )
         return GenerationParams.build(self.spec, **common)
+
+    def _steps(self, request: AgentRequest) -> int:
+        for steps in (request.steps, self.defaults.steps, self.spec.default_steps):
+            if steps is not None:
+                return int(steps)
+        return 1
 
     def act(
         self,
