@@ -338,6 +338,9 @@ class GenerationParams:
             raise ParamError("n", f"n must be between 1 and {MAX_IMAGES}, got {n}")
         if seed is not None and not 0 <= seed <= MAX_SEED:
             raise ParamError("seed", f"seed must be between 0 and {MAX_SEED}, got {seed}")
+        if width is None and height is None and init_image is not None and size is None:
+            # An image task without a size runs at its input's size.
+            width, height = init_image.width, init_image.height
         if width is not None and height is not None:
             tier = resolution or spec.default_resolution
         else:
