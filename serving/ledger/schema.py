@@ -309,6 +309,32 @@ class JobEventRow(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+PIN_KINDS = ("character", "product")
+
+
+class PinRow(Base):
+    """A character or product pin (``serving.pins``): its IP-Adapter image embeddings
+    are ``KILN_HOME/pins/<id>.safetensors`` (one tensor per IP-Adapter component, named
+    in ``components``, a JSON list; ``sha256`` is the file's). Only its tenant sees it.
+    Added by migration ``0008_pins``."""
+
+    __tablename__ = "pins"
+    __table_args__ = (
+        CheckConstraint(_in("kind", PIN_KINDS), name="kind_known"),
+        CheckConstraint("images BETWEEN 1 AND 4", name="images_1_to_4"),
+        Index("ix_pins_tenant_id_created", "tenant_id", "created"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    images: Mapped[int] = mapped_column(Integer)
+    components: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 tenants = TenantRow.__table__
 balances = BalanceRow.__table__
 reservations = ReservationRow.__table__
@@ -321,3 +347,4 @@ tenant_slots = TenantSlotRow.__table__
 styles = StyleRow.__table__
 jobs = JobRow.__table__
 job_events = JobEventRow.__table__
+pins = PinRow.__table__
