@@ -11,6 +11,7 @@ from fastapi import FastAPI, Response
 
 from serving.accounts import Accounts
 from serving.admin.api_router import router as admin_router
+from serving.agentic.api_router import router as agentic_router
 from serving.assets.api_router import router as assets_router
 from serving.assets.retention import RetentionSweeper
 from serving.assets.service import Assets
@@ -93,6 +94,7 @@ def create_app(
     app.include_router(style_training_router)
     app.include_router(styles_router)
     app.include_router(jobs_router)
+    app.include_router(agentic_router)
 
     @app.get("/healthz", tags=["system"])
     async def healthz(state: StateDep) -> dict:

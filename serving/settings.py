@@ -36,6 +36,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -47,6 +54,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise ValueError(f"must be positive, got {value}")
+    return value
+
+
+def _adapter_scale(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 2.0:
+        raise ValueError(f"must be an IP-Adapter scale (0-2), got {value}")
     return value
 
 
@@ -90,7 +104,10 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "GPUs per model replica, may be fractional (default: 1 with CUDA, an equal share "
         "when models outnumber GPUs; 0 on CPU)",
     ),
-    EnvVar("KILN_REPLICA_CPUS", "replica_cpus", _non_negative_float, "CPUs per model replica"),
+    EnvVar(
+        "KILN_REPLICA_CPUS", "replica_cpus", _non_negative_float,
+        "Ray CPUs per model replica, may be fractional (default 0.25)",
+    ),
     EnvVar("KILN_INGRESS_CPUS", "ingress_cpus", _non_negative_float, "CPUs of the HTTP ingress"),
     EnvVar("KILN_TORCH_THREADS", "torch_threads", _positive_int, "torch threads per replica"),
     EnvVar("KILN_RAY_NUM_CPUS", "ray_num_cpus", _positive_int, "CPUs of a local Ray"),
@@ -136,6 +153,14 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "rank, so every style swaps into a compiled model (default 64)",
     ),
     EnvVar(
+        "KILN_PIN_SCALE_CHARACTER", "pin_scale_character", _adapter_scale,
+        "IP-Adapter scale of a character pin in a generation, 0-2 (default 0.7)",
+    ),
+    EnvVar(
+        "KILN_PIN_SCALE_PRODUCT", "pin_scale_product", _adapter_scale,
+        "IP-Adapter scale of a product pin in a generation, 0-2 (default 0.6)",
+    ),
+    EnvVar(
         "KILN_TRAINING_STEPS", "training_steps", _positive_int,
         "optimizer steps of a style training that does not ask (default 500)",
     ),
@@ -166,6 +191,14 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "(default 40 megapixels)",
     ),
     EnvVar(
+        "KILN_AGENTIC_MAX_CANDIDATES", "agentic_max_candidates", _positive_int,
+        "most candidates an agentic generation may ask per kept image (default 4)",
+    ),
+    EnvVar(
+        "KILN_AGENTIC_MAX_ROUNDS", "agentic_max_rounds", _non_negative_int,
+        "most refinement rounds an agentic generation may ask (default 3)",
+    ),
+    EnvVar(
         "KILN_IMAGE_MAX_BYTES", "image_max_bytes", _positive_int,
         "largest input image (edits, references, pins, image-to-prompt, agentic), in bytes, "
         "checked before decoding (default 20 MiB)",
@@ -173,6 +206,10 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "KILN_IMAGE_MAX_PIXELS", "image_max_pixels", _positive_int,
         "most pixels of an input image, checked before decompressing (default 40 megapixels)",
+    ),
+    EnvVar(
+        "KILN_CLIP_GPUS", "clip_gpus", _non_negative_float,
+        "GPU share of the image-to-prompt CLIP replica; 0 (default) runs it on CPU",
     ),
 )  # fmt: skip
 
@@ -187,7 +224,10 @@ class Settings:
     catalog_file: Path | None = None
     device: str = "auto"
     gpus_per_replica: float | None = None
-    replica_cpus: float = 0.5
+    # A quarter: Ray schedules by these logical CPUs, and a 2-core workstation must fit a
+    # replica per model (base, instruct, CLIP ...) plus a training task; torch's own
+    # thread count (KILN_TORCH_THREADS) is what uses the cores.
+    replica_cpus: float = 0.25
     ingress_cpus: float = 0.1
     torch_threads: int | None = None
     ray_num_cpus: int | None = None
@@ -214,6 +254,8 @@ class Settings:
     styles_per_replica: int = 8
     style_max_bytes: int = 256 * 1024 * 1024
     style_max_rank: int = 64
+    pin_scale_character: float = 0.7
+    pin_scale_product: float = 0.6
     training_steps: int = 500
     training_max_steps: int = 5000
     training_rank: int = 8
@@ -222,8 +264,11 @@ class Settings:
     training_gpus: float | None = None
     training_image_max_bytes: int = 20 * 1024 * 1024
     training_image_max_pixels: int = 40_000_000
+    agentic_max_candidates: int = 4
+    agentic_max_rounds: int = 3
     image_max_bytes: int = 20 * 1024 * 1024
     image_max_pixels: int = 40_000_000
+    clip_gpus: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -351,6 +396,11 @@ class Settings:
             return min(1.0, cluster_gpus / max(1, deployments))
         # No GPU seen (a builder on a CPU-only head node): trust an explicit cuda.
         return 1.0 if self.device.startswith("cuda") else 0.0
+
+    @property
+    def clip_device(self) -> str:
+        """Where the image-to-prompt CLIP runs: ``cuda`` when it is given a GPU share."""
+        return "cuda" if self.clip_gpus > 0 else "cpu"
 
     def effective_secret(self) -> str:
         """``KILN_SECRET``, else the key in ``KILN_HOME/secret.key`` (created once, 0600)."""

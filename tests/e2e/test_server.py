@@ -38,13 +38,18 @@ def test_healthz_and_models(http):
     r = http.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok"
     cards = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
-    assert set(cards) == {"tiny-sd15", "tiny-sdxl"}
-    assert "128x64" in cards[MODEL]["sizes"] and cards[MODEL]["features"] == ["text_to_image"]
+    assert set(cards) == {"tiny-sd15", "tiny-sdxl", "tiny-instruct"}
+    assert "128x64" in cards[MODEL]["sizes"] and "text_to_image" in cards[MODEL]["features"]
+    assert cards["tiny-instruct"]["features"][0] == "instruct"
     assert cards["tiny-sd15"]["prices"] == {"128px": 1.0, "256px": 2.0}
 
 
 def test_openai_sdk_lists_models(openai_client):
-    assert {m.id for m in openai_client.models.list()} == {"tiny-sd15", "tiny-sdxl"}
+    assert {m.id for m in openai_client.models.list()} == {
+        "tiny-sd15",
+        "tiny-sdxl",
+        "tiny-instruct",
+    }
 
 
 def test_openai_sdk_b64_json(openai_client):

@@ -19,7 +19,7 @@ def test_defaults_without_environment(tmp_path: Path):
     assert (s.host, s.port, s.device) == ("127.0.0.1", 8000, "auto")
     assert (s.max_batch_size, s.batch_wait_s, s.max_queued) == (8, 0.02, 512)
     assert (s.replica_cpus, s.ingress_cpus, s.url_ttl_s, s.max_prompt_chars) == (
-        0.5, 0.1, 3600, 4000,
+        0.25, 0.1, 3600, 4000,
     )  # fmt: skip
     assert s.catalog_path == s.home / "models.toml"
     assert s.database_url == f"sqlite:///{s.home / 'kiln.db'}"
@@ -71,6 +71,8 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_TRAINING_GPUS": "0.5",
         "KILN_TRAINING_IMAGE_MAX_BYTES": "1000",
         "KILN_TRAINING_IMAGE_MAX_PIXELS": "2000",
+        "KILN_AGENTIC_MAX_CANDIDATES": "3",
+        "KILN_AGENTIC_MAX_ROUNDS": "0",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -93,6 +95,7 @@ def test_every_variable_is_read(tmp_path: Path):
     assert (s.training_learning_rate, s.training_cpus) == (0.01, 0.25)
     assert s.effective_training_gpus(cluster_gpus=0) == 0.5 and s.jobs_dir == tmp_path / "jobs"
     assert (s.training_image_max_bytes, s.training_image_max_pixels) == (1000, 2000)
+    assert (s.agentic_max_candidates, s.agentic_max_rounds) == (3, 0)
     assert "kiln_admin" not in repr(s)
 
 

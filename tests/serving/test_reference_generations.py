@@ -1,0 +1,103 @@
+"""Generations guided by a reference image through the real app: img2img from the
+reference (its rights carried to the result), and bad references refused for free."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from edit_samples import photo
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from serving.api import create_app
+from serving.model_client import LocalModelClient
+from serving.settings import Settings
+
+GEN = "/v1/generations"
+
+
+def png_b64(pixels: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def decode(text: str) -> np.ndarray:
+    with Image.open(io.BytesIO(base64.b64decode(text))) as image:
+        return np.asarray(image.convert("RGB")).astype(int)
+
+
+@pytest.fixture(scope="module")
+def models(catalog) -> LocalModelClient:
+    return LocalModelClient(catalog, device="cpu")
+
+
+@pytest.fixture
+def app(tmp_path, catalog, models):
+    return create_app(Settings(home=tmp_path, secret="s"), catalog, models)
+
+
+@pytest.fixture
+def alice(app, make_client) -> TestClient:
+    return make_client(app, credits=100, name="alice")
+
+
+def generate(client: TestClient, reference: dict | None, seed: int = 7) -> dict:
+    body = {"model": "tiny-sd15", "prompt": "a quiet street", "seed": seed, "steps": 8}
+    if reference is not None:
+        body["reference"] = reference
+    response = client.post(GEN, json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_reference_steers_the_image_as_far_as_its_strength_says(alice):
+    first, second = photo(160, 120, seed=1), 255 - photo(160, 120, seed=2)
+
+    def image(reference: np.ndarray, strength: float) -> np.ndarray:
+        ref = {"image": png_b64(reference), "strength": strength}
+        return decode(generate(alice, ref)["data"][0]["b64_json"])
+
+    low = np.abs(image(first, 0.25) - image(second, 0.25)).mean()
+    full = np.abs(image(first, 1.0) - image(second, 1.0)).mean()
+    assert low > 2 * full
+    plain = decode(generate(alice, None)["data"][0]["b64_json"])
+    assert plain.shape == (128, 128, 3) and not np.array_equal(plain, image(first, 0.25))
+
+
+def test_a_reference_asset_passes_its_rights_on(app, alice, tiny_sd15_loras):
+    from serving.styles import StyleImport
+
+    request = StyleImport(name="ink", base_model="tiny-sd15", kind="artist")
+    style = app.state.kiln.styles.import_file(tiny_sd15_loras[0], request, None)
+    made = alice.post(GEN, json={"model": "tiny-sd15", "prompt": "x", "style": style.id})
+    parent = made.json()["data"][0]["asset_id"]
+    result = generate(alice, {"asset_id": parent, "strength": 0.5})
+    image = result["data"][0]
+    assert image["watermarked"] is True and image["license"] == "required"
+    child = alice.get(f"/v1/assets/{image['asset_id']}").json()
+    assert child["parent_id"] == parent and child["kind"] == "artist_style"
+
+
+@pytest.mark.parametrize(
+    ("reference", "status", "param"),
+    [
+        ({"image": base64.b64encode(b"nope").decode()}, 400, "reference"),
+        ({}, 400, "reference"),
+        ({"image": png_b64(photo()), "asset_id": "ast_x"}, 400, "reference"),
+        ({"asset_id": "ast_missing"}, 404, None),
+        ({"image": png_b64(photo()), "strength": 0}, 400, "reference.strength"),
+        ({"image": png_b64(photo()), "mode": "magic"}, 400, "reference.mode"),
+    ],
+)
+def test_bad_references_are_refused_for_free(alice, reference, status, param):
+    body = {"model": "tiny-sd15", "prompt": "x", "reference": reference}
+    response = alice.post(GEN, json=body)
+    assert response.status_code == status, response.text
+    if param is not None:
+        assert response.json()["error"]["param"] == param
+    assert alice.get("/v1/credits").json()["balance"] == 100
+    assert alice.get("/v1/assets").json()["data"] == []
