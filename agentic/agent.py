@@ -141,12 +141,8 @@ class Agent:
 
     def run(self, request: AgentRequest, budget: Budget) -> AgentResult:
         """plan, act, critique, then refine while the budget lasts."""
+        self._check_budget(request, budget)
         total = request.n * budget.candidates
-        if total > MAX_IMAGES:
-            raise ParamError(
-                "candidates",
-                f"n x candidates must be at most {MAX_IMAGES} (one call), got {total}",
-            )
         plan = self.plan(request)
         seed = request.seed if request.seed is not None else expand_seeds(None, 1)[0]
         knobs = dict(plan["knobs"])
@@ -162,8 +158,34 @@ class Agent:
         self.trace.append(entry)
         logger.debug("agentic %s", entry)
 
+    def check(self, request: AgentRequest, budget: Budget) -> None:
+        """Raise the ``ParamError`` a run would (budget, size, steps, task) without
+        generating anything: callers check before they charge."""
+        self._check_budget(request, budget)
+        self._params(request, self._make_plan(request), 0, 1)
+
+    def _check_budget(self, request: AgentRequest, budget: Budget) -> None:
+        total = request.n * budget.candidates
+        if total > MAX_IMAGES:
+            raise ParamError(
+                "candidates",
+                f"n x candidates must be at most {MAX_IMAGES} (one call), got {total}",
+            )
+
     def plan(self, request: AgentRequest) -> dict[str, Any]:
         started = time.perf_counter()
+        plan = self._make_plan(request)
+        extras = [p for p in dict.fromkeys(request.reference_prompts) if p.strip()]
+        self._log(
+            "plan",
+            started,
+            **{k: v for k, v in plan.items() if k != "structure_pixels"},
+            notes=list(request.notes),
+            reference_prompts=extras,
+        )
+        return plan
+
+    def _make_plan(self, request: AgentRequest) -> dict[str, Any]:
         components = self.recipe.components
         extras = [p for p in dict.fromkeys(request.reference_prompts) if p.strip()]
         prompt = ", ".join([request.prompt, *extras])
@@ -193,13 +215,6 @@ class Agent:
             plan["structure_pixels"] = pixels
             plan["task"] = "controlnet" if request.controlnet else "image_to_image"
             plan["controlnet"] = request.controlnet
-        self._log(
-            "plan",
-            started,
-            **{k: v for k, v in plan.items() if k != "structure_pixels"},
-            notes=list(request.notes),
-            reference_prompts=extras,
-        )
         return plan
 
     def _params(

@@ -1,0 +1,287 @@
+"""Agentic generation against the base model's deployment.
+
+Everything a request can get wrong is checked before credits are reserved: the
+reference count (1-10), each image (not an image, over the byte or pixel limits, someone
+else's asset, an unlicensed style image), component names, source indices, strengths,
+the budget (``KILN_AGENTIC_MAX_CANDIDATES``/``_MAX_ROUNDS``, and n x candidates <= 12,
+one call) and the model. A bad request charges nothing and stores nothing.
+
+Decisions where the issue is silent:
+- extraction is free (CPU statistics, no model call); a generation costs the flat
+  ``agentic`` price once the images are stored, refunded if it fails;
+- a style-kind asset as a reference must be licensed (403 otherwise): agentic images are
+  free for commercial use, so they may not launder an unlicensed style image;
+- a generation takes references or a saved recipe, not both; from a recipe, structure
+  guidance comes from the recipe's thumbnail of the composition source;
+- image-to-prompt (where the server has it) describes up to ``PROMPT_REFERENCES`` of the
+  references, heaviest composition source first; IP-Adapter style embeddings need an
+  embedding entry point on the model client that does not exist yet: skipped, and the
+  plan's notes say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+from agentic.agent import Agent, AgentRequest, AgentResult, Budget
+from agentic.recipe import MAX_REFERENCES, Recipe, check_choices, extract_recipe
+from pipelines.params import ParamError
+from serving.agentic.protocol import (
+    AgenticExtractRequest,
+    AgenticExtractResponse,
+    AgenticGenerationRequest,
+    AgenticGenerationResponse,
+    AgenticImage,
+    ReferenceImage,
+    choices_of,
+)
+from serving.assets.service import ImageRecord, LicenseRequired
+from serving.auth import Tenant
+from serving.credits.charging import reserve
+from serving.generations.protocol import check_prompt
+from serving.image_inputs import load_image_input
+from serving.imaging import b64
+from serving.state import AppState
+from weights.catalog import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+OPERATION = "agentic"
+ASSET_KIND = "agentic"
+DEFAULT_CANDIDATES = 2
+DEFAULT_ROUNDS = 1
+PROMPT_REFERENCES = 3
+
+
+async def load_references(
+    state: AppState, tenant: Tenant, references: list[ReferenceImage] | None
+) -> list[np.ndarray]:
+    """1-10 references as uint8 RGB, through the shared image limits."""
+    count = len(references or [])
+    if not 1 <= count <= MAX_REFERENCES:
+        raise ParamError("references", f"give 1 to {MAX_REFERENCES} references, got {count}")
+    images = []
+    for index, reference in enumerate(references or []):
+        loaded = await load_image_input(
+            state,
+            tenant,
+            image=reference.image,
+            asset_id=reference.asset_id,
+            param=f"references.{index}.image",
+        )
+        if loaded.source is not None and loaded.source.license_state == "required":
+            raise LicenseRequired(loaded.source.id)
+        images.append(loaded.pixels)
+    return images
+
+
+def budget_of(request: AgenticGenerationRequest, settings: Any) -> Budget:
+    """The request's budget within the server's bounds (400 outside them)."""
+    candidates = DEFAULT_CANDIDATES if request.candidates is None else request.candidates
+    rounds = DEFAULT_ROUNDS if request.rounds is None else request.rounds
+    if candidates > settings.agentic_max_candidates:
+        raise ParamError(
+            "candidates",
+            f"candidates must be at most {settings.agentic_max_candidates} "
+            "(KILN_AGENTIC_MAX_CANDIDATES)",
+        )
+    if rounds > settings.agentic_max_rounds:
+        raise ParamError(
+            "rounds",
+            f"rounds must be at most {settings.agentic_max_rounds} (KILN_AGENTIC_MAX_ROUNDS)",
+        )
+    return Budget(candidates, rounds)
+
+
+def base_model(state: AppState, model: str | None) -> ModelSpec:
+    """The requested base model (404 unknown, 400 not a base model), or the first one."""
+    if model is None:
+        bases = [spec for spec in state.catalog if spec.kind == "base"]
+        if not bases:
+            raise ParamError("model", "the catalog has no base model")
+        return bases[0]
+    spec = state.catalog.get(model)
+    if spec.kind != "base":
+        raise ParamError("model", f"model {model!r} is not a base model")
+    return spec
+
+
+async def reference_prompts(
+    state: AppState, images: list[np.ndarray], recipe: Recipe
+) -> tuple[tuple[str, ...], list[str]]:
+    """Image-to-prompt text of the heaviest references where the server has the feature;
+    otherwise nothing, and a note why."""
+    client = getattr(state, "image_to_prompt", None)
+    if client is None:
+        return (), ["image-to-prompt: not installed on this server; skipped"]
+    try:
+        from pipelines.image_to_prompt.pipeline import ImageToPromptParams
+    except ImportError:
+        return (), ["image-to-prompt: not installed on this server; skipped"]
+    weights = recipe.components["composition"].weights
+    order = sorted(range(len(images)), key=lambda i: -weights.get(i, 0.0))
+    prompts = []
+    try:
+        for index in order[:PROMPT_REFERENCES]:
+            output = await client.extract(images[index], ImageToPromptParams(top_k=3))
+            prompts.append(output.prompt)
+    except Exception as exc:  # no CLIP component, or its deployment down: plan without it
+        logger.info("agentic: image-to-prompt unavailable: %s", exc)
+        return (), [f"image-to-prompt: unavailable ({type(exc).__name__}); skipped"]
+    return tuple(prompts), [f"image-to-prompt: {len(prompts)} reference(s) described"]
+
+
+class ServingAgentic:
+    """``/v1/agentic/*`` against the model handles."""
+
+    def __init__(self, state: AppState):
+        self.state = state
+
+    async def extract(
+        self, request: AgenticExtractRequest, tenant: Tenant
+    ) -> AgenticExtractResponse:
+        started = time.perf_counter()
+        choices = choices_of(request.components)
+        check_choices(choices, len(request.references))  # before decoding anything
+        images = await load_references(self.state, tenant, request.references)
+        loaded = time.perf_counter()
+        recipe = await asyncio.to_thread(extract_recipe, images, choices)
+        done = time.perf_counter()
+        return AgenticExtractResponse(
+            recipe=recipe.to_json(),
+            timings={"load": loaded - started, "extract": done - loaded, "total": done - started},
+        )
+
+    async def create(
+        self, request: AgenticGenerationRequest, tenant: Tenant, request_id: str | None = None
+    ) -> AgenticGenerationResponse:
+        state = self.state
+        settings = state.settings
+        started = time.perf_counter()
+        check_prompt(request.prompt, "prompt", settings.max_prompt_chars)
+        check_prompt(request.negative_prompt, "negative_prompt", settings.max_prompt_chars)
+        if not request.prompt.strip():
+            raise ParamError("prompt", "prompt must not be empty")
+        spec = base_model(state, request.model)
+        budget = budget_of(request, settings)
+        choices = choices_of(request.components)
+        if (request.references is None) == (request.recipe is None):
+            raise ParamError("references", "give exactly one of references and recipe")
+        images: list[np.ndarray] | None = None
+        if request.references is not None:
+            check_choices(choices, len(request.references))
+            images = await load_references(state, tenant, request.references)
+            recipe = await asyncio.to_thread(extract_recipe, images, choices)
+        else:
+            recipe = Recipe.from_json(request.recipe or {}, choices)
+        controlnet = state.catalog.first_component("controlnet", spec.family)
+        notes = [
+            f"structure: ControlNet {controlnet.id}"
+            if controlnet
+            else "structure: no ControlNet for this model; img2img from the layout",
+            "ip-adapter: style from reference embeddings is not wired to the model "
+            "deployment yet; skipped",
+        ]
+        prompts: tuple[str, ...] = ()
+        if images is not None:
+            prompts, prompt_notes = await reference_prompts(state, images, recipe)
+            notes += prompt_notes
+        agent_request = AgentRequest(
+            prompt=request.prompt,
+            n=request.n,
+            negative_prompt=request.negative_prompt,
+            seed=request.seed,
+            steps=request.steps,
+            guidance=request.guidance,
+            resolution=request.resolution,
+            aspect_ratio=request.aspect_ratio,
+            reference_prompts=prompts,
+            controlnet=controlnet.id if controlnet else None,
+            notes=tuple(notes),
+        )
+        loop = asyncio.get_running_loop()
+
+        def generate(params: Any) -> list[np.ndarray]:
+            # The agent runs in a worker thread; the model client lives on the loop.
+            output = asyncio.run_coroutine_threadsafe(state.models.generate(params), loop).result()
+            state.metrics.images.labels(params.model).inc(len(output.images))
+            return list(output.images)
+
+        agent = Agent(spec, recipe, generate, images, settings.generation_defaults)
+        # Size and task problems surface before any credit is held.
+        await asyncio.to_thread(agent.check, agent_request, budget)
+        generation_id = f"agen_{uuid.uuid4().hex}"
+        price = state.catalog.price_of(OPERATION)
+        async with (
+            state.limiter.slot(tenant.id),
+            reserve(state.ledger, tenant.id, price, 1, request_id) as charge,
+        ):
+            result = await asyncio.to_thread(agent.run, agent_request, budget)
+            t0 = time.perf_counter()
+            delivered = await asyncio.to_thread(
+                self._deliver, tenant, spec, agent_request, result, generation_id
+            )
+            deliver_s = time.perf_counter() - t0
+            await charge.capture(1)
+        state.retention.maybe_start()
+        plan = {k: v for k, v in result.plan.items() if k != "structure_pixels"}
+        return AgenticGenerationResponse(
+            id=generation_id,
+            created=int(time.time()),
+            model=spec.id,
+            data=delivered,
+            recipe=recipe.to_json(),
+            plan=plan,
+            trace=result.trace,
+            credits_charged=charge.charged,
+            timings={"deliver": deliver_s, "server_total": time.perf_counter() - started},
+        )
+
+    def _deliver(
+        self,
+        tenant: Tenant,
+        spec: ModelSpec,
+        request: AgentRequest,
+        result: AgentResult,
+        generation_id: str,
+    ) -> list[AgenticImage]:
+        """Store every kept image as a free ``agentic`` asset. Blocking."""
+        plan = result.plan
+        delivered = []
+        for candidate in result.images:
+            height, width = candidate.pixels.shape[:2]
+            record = ImageRecord(
+                kind=ASSET_KIND,
+                model=spec.id,
+                prompt=plan["prompt"],
+                negative_prompt=request.negative_prompt or None,
+                seed=candidate.seed,
+                width=width,
+                height=height,
+                params={
+                    "task": plan["task"],
+                    "structure": plan["structure"],
+                    "knobs": candidate.knobs,
+                    "score": round(candidate.scores.total, 4),
+                },
+                generation_id=generation_id,
+            )
+            asset, finished = self.state.assets.create(tenant.id, record, candidate.pixels)
+            delivered.append(
+                AgenticImage(
+                    asset_id=asset.id,
+                    b64_json=b64(finished.delivered),
+                    seed=candidate.seed,
+                    width=width,
+                    height=height,
+                    scores=candidate.scores.to_json(),
+                    knobs=candidate.knobs,
+                )
+            )
+        return delivered

@@ -1,0 +1,157 @@
+"""Agentic generation through the real app on the tiny SD 1.5 model: a recipe from
+references, images with scores and the agent's trace, 4 credits a generation, free
+``agentic`` assets; every bad input a 4xx with nothing charged or stored."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from skimage import data
+
+from agentic.colour import downsample
+from serving.api import create_app
+from serving.model_client import LocalModelClient
+from serving.settings import Settings
+
+EXTRACT = "/v1/agentic/extract"
+GENERATE = "/v1/agentic/generations"
+FAST = {"model": "tiny-sd15", "resolution": "128px", "steps": 2, "seed": 4}
+
+
+def png_b64(pixels: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def references() -> list[dict]:
+    return [{"image": png_b64(downsample(f(), 64))} for f in (data.coffee, data.chelsea)]
+
+
+@pytest.fixture(scope="module")
+def models(catalog) -> LocalModelClient:
+    return LocalModelClient(catalog, device="cpu")
+
+
+@pytest.fixture
+def app(tmp_path, catalog, models):
+    settings = Settings(home=tmp_path, secret="s", image_max_pixels=20_000)
+    return create_app(settings, catalog, models)
+
+
+@pytest.fixture
+def alice(app, make_client) -> TestClient:
+    return make_client(app, credits=100, name="alice")
+
+
+def balance(client: TestClient) -> int:
+    return client.get("/v1/credits").json()["balance"]
+
+
+def test_a_generation_returns_images_recipe_scores_and_trace_for_4_credits(alice, references):
+    body = {
+        **FAST,
+        "prompt": "a cup on a table",
+        "references": references,
+        "components": {"palette": {"sources": [1], "strength": 0.8}},
+        "n": 1,
+        "candidates": 2,
+        "rounds": 1,
+    }
+    r = alice.post(GENERATE, json=body)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["credits_charged"] == 4 and balance(alice) == 96
+    (image,) = answer["data"]
+    assert (image["width"], image["height"]) == (128, 128)
+    assert 0.0 <= image["scores"]["total"] <= 1.0
+    assert set(image["scores"]["components"]) == {"palette", "grading", "lighting", "composition"}
+    assert answer["recipe"]["components"]["palette"]["sources"] == [{"index": 1, "weight": 1.0}]
+    assert [s["step"] for s in answer["trace"]][:3] == ["plan", "act", "critique"]
+    assert answer["trace"][-1]["step"] == "refine"
+    assert answer["plan"]["task"] == "controlnet"  # the catalog has the tiny ControlNet
+    assert any("image-to-prompt" in note for note in answer["trace"][0]["notes"])
+    # A free asset: no watermark, no license, the original downloadable.
+    asset = alice.get(f"/v1/assets/{image['asset_id']}").json()
+    assert asset["kind"] == "agentic" and asset["license"]["state"] == "free"
+    assert alice.get(f"/v1/assets/{image['asset_id']}/original").status_code == 200
+
+
+def test_extract_is_free_and_its_recipe_drives_a_generation(alice, references):
+    r = alice.post(EXTRACT, json={"references": references})
+    assert r.status_code == 200, r.text
+    recipe = r.json()["recipe"]
+    assert len(recipe["references"]) == 2 and balance(alice) == 100
+    assert recipe["components"]["lighting"]["target"]["key"] in ("low", "mid", "high")
+    body = {**FAST, "prompt": "a cat", "recipe": recipe, "candidates": 1, "rounds": 0, "n": 2}
+    r = alice.post(GENERATE, json=body)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"]) == 2 and r.json()["credits_charged"] == 4
+    assert balance(alice) == 96
+
+
+def _bomb() -> str:
+    return png_b64(np.zeros((200, 200, 3), np.uint8))  # 40k pixels over the 20k limit
+
+
+BAD = [
+    (EXTRACT, {"references": []}, 400, "references"),
+    (EXTRACT, {"references": "ELEVEN"}, 400, "references"),
+    (EXTRACT, {"components": {"palette": {"sources": [2]}}}, 400, "components.palette.sources"),
+    (EXTRACT, {"components": {"grading": {"strength": 1.5}}}, 400, "components.grading.strength"),
+    (
+        EXTRACT,
+        {"components": {"lighting": {"strength": -0.5}}},
+        400,
+        "components.lighting.strength",
+    ),
+    (EXTRACT, {"components": {"texture": {"strength": 0.5}}}, 400, "components"),
+    (
+        EXTRACT,
+        {"references": [{"image": base64.b64encode(b"not an image").decode()}]},
+        400,
+        "references.0.image",
+    ),
+    (EXTRACT, {"references": "BOMB"}, 413, "references.1.image"),
+    (GENERATE, {"references": []}, 400, "references"),
+    (GENERATE, {"references": "ELEVEN"}, 400, "references"),
+    (GENERATE, {"components": {"palette": {"sources": [5]}}}, 400, "components.palette.sources"),
+    (
+        GENERATE,
+        {"components": {"composition": {"strength": 2}}},
+        400,
+        "components.composition.strength",
+    ),
+    (GENERATE, {"components": {"mood": {}}}, 400, "components"),
+    (GENERATE, {"references": "BOMB"}, 413, "references.1.image"),
+    (GENERATE, {"candidates": 9}, 400, "candidates"),
+    (GENERATE, {"n": 4, "candidates": 4}, 400, "candidates"),
+    (GENERATE, {"rounds": 7}, 400, "rounds"),
+    (GENERATE, {"recipe": {"references": []}}, 400, "references"),
+    (GENERATE, {"references": None, "recipe": {"references": [{}]}}, 400, "recipe"),
+    (GENERATE, {"model": "tiny-instruct"}, 400, "model"),
+    (GENERATE, {"model": "no-such-model"}, 404, "model"),
+]
+
+
+@pytest.mark.parametrize(("route", "change", "status", "param"), BAD)
+def test_bad_input_is_refused_and_charges_nothing(alice, references, route, change, status, param):
+    body = {"references": references}
+    if route == GENERATE:
+        body.update(FAST, prompt="x")
+    body.update(change)
+    if body.get("references") == "ELEVEN":
+        body["references"] = [references[0]] * 11
+    if body.get("references") == "BOMB":
+        body["references"] = [references[0], {"image": _bomb()}]
+    r = alice.post(route, json={k: v for k, v in body.items() if v is not None})
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["param"] == param
+    assert balance(alice) == 100
+    assert alice.get("/v1/assets").json()["data"] == []
