@@ -36,7 +36,7 @@ from weights.devices import select_device, select_dtype
 from weights.loading import load_pipeline
 
 # The task a model kind's loaded pipeline serves; the other tasks are derived from it.
-LOADED_TASK = {"base": "text_to_image", "instruct": "instruct"}
+LOADED_TASK = {"base": "text_to_image", "instruct": "instruct", "inpaint": "inpaint"}
 # Tasks derived from a base model with ``from_pipe`` (diffusers' auto pipelines map each
 # family's text-to-image class to its sibling).
 DERIVED_TASKS = ("image_to_image", "inpaint", "controlnet")

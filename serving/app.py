@@ -32,7 +32,14 @@ INGRESS_MAX_ONGOING = 1024
 class KilnIngress:
     """HTTP in, model handles out. Imports no torch: images arrive as numpy arrays."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, handles: dict[str, Any]):
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        handles: dict[str, Any],
+        clip_handle: Any | None = None,
+    ):
+        from serving.image_to_prompt.client import RayImageToPromptClient
         from serving.logs import configure_replica_logging
         from serving.model_client import RayModelClient
 
@@ -40,13 +47,21 @@ class KilnIngress:
         self.settings = settings
         self.catalog = catalog
         self.models = RayModelClient(handles)
+        clip = catalog.first_component("clip")
+        self.image_to_prompt = RayImageToPromptClient(clip_handle, clip.id if clip else None)
 
     def __serve_build_asgi_app__(self) -> Any:
         """Serve calls this after ``__init__``: the FastAPI app for this replica."""
         from serving.api import create_app
 
         # Serve's proxy echoes or generates x-request-id on every response itself.
-        return create_app(self.settings, self.catalog, self.models, echo_request_id=False)
+        return create_app(
+            self.settings,
+            self.catalog,
+            self.models,
+            echo_request_id=False,
+            image_to_prompt=self.image_to_prompt,
+        )
 
 
 def model_deployment_options(
@@ -78,8 +93,8 @@ def build_application(
         cluster_gpus = _cluster_gpus()
     # Resolved once here so every ingress replica signs file URLs with the same key.
     settings = replace(settings, secret=settings.effective_secret())
-    # Every diffusion model gets a deployment: base models and instruct-edit models.
-    specs = [spec for spec in catalog if spec.kind in ("base", "instruct")]
+    # Every diffusion model gets a deployment: base, instruct-edit and inpainting models.
+    specs = [spec for spec in catalog if spec.kind in ("base", "instruct", "inpaint")]
     options = model_deployment_options(settings, cluster_gpus, len(specs))
     handles = {
         spec.id: ModelDeployment.options(name=spec.id, **options).bind(
@@ -97,7 +112,17 @@ def build_application(
         ", ".join(handles),
         options["ray_actor_options"]["num_gpus"],
     )
-    return ingress.bind(settings, catalog, handles)
+    return ingress.bind(settings, catalog, handles, _clip_deployment(settings, catalog))
+
+
+def _clip_deployment(settings: Settings, catalog: Catalog) -> Application | None:
+    """The image-to-prompt CLIP deployment of the catalog's first ``clip`` component."""
+    from serving.image_to_prompt.deployment import ClipDeployment, clip_deployment_options
+
+    component = catalog.first_component("clip")
+    if component is None:
+        return None
+    return ClipDeployment.options(**clip_deployment_options(settings)).bind(settings, component)
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:

@@ -7,7 +7,10 @@ shipped ones field by field (an entry with the same id replaces the fields it na
 Entry fields (TOML table ``[models.<id>]``):
 
 - ``kind``: ``base``, or ``instruct`` (an instruction-edit checkpoint, the InstructPix2Pix
-  family: served by ``POST /v1/edits`` with ``tool: "instruct"``, never text-to-image)
+  family: served by ``POST /v1/edits`` with ``tool: "instruct"``, never text-to-image), or
+  ``inpaint`` (a dedicated inpainting checkpoint, 9-channel UNet)
+- ``inpaint_model`` (base models): the id of an ``inpaint`` model of the same family that
+  replace, recreate-with-mask and erase use instead of deriving an inpaint pipeline
 - ``family``: ``sd15`` or ``sdxl`` (see ``FAMILIES``)
 - ``source``: a diffusers folder or a single-file ``.safetensors``; relative paths are
   resolved against ``KILN_HOME``
@@ -55,7 +58,7 @@ FAMILIES: dict[str, Family] = {
     "sdxl": Family("sdxl", "StableDiffusionXLPipeline", 64),
 }
 
-KINDS = ("base", "instruct")
+KINDS = ("base", "instruct", "inpaint")
 
 # What each component kind is for; a miss names the known kinds.
 COMPONENT_KINDS: dict[str, str] = {
@@ -219,6 +222,8 @@ class Catalog:
         """
         if spec.kind == "instruct":
             derived = ["instruct"]
+        elif spec.kind == "inpaint":
+            derived = ["replace", "recreate", "erase"]  # masked edits only
         else:
             derived = ["text_to_image", "reference", "replace", "recreate", "erase", "variations"]
             if self.components_of("ip_adapter", spec.family):
@@ -326,6 +331,20 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
     )
 
 
+def _check_inpaint_models(models: dict[str, ModelSpec]) -> None:
+    """A base model's ``inpaint_model`` must name an inpaint model of its family."""
+    for spec in models.values():
+        target = spec.extra.get("inpaint_model")
+        if target is None:
+            continue
+        other = models.get(target)
+        if other is None or other.kind != "inpaint" or other.family != spec.family:
+            raise CatalogError(
+                f"catalog entry {spec.id!r}: inpaint_model {target!r} must name an inpaint "
+                f"model of family {spec.family}"
+            )
+
+
 def _component_from_entry(component_id: str, entry: dict[str, Any], home: Path) -> ComponentSpec:
     where = f"component entry {component_id!r}"
     missing = [k for k in ("kind", "source") if k not in entry]
@@ -385,6 +404,7 @@ def load_catalog(home: Path, extra_file: Path | None = None) -> Catalog:
             component_entries.setdefault(component_id, {}).update(entry)
         prices.update(data.get("prices", {}))
     models = {mid: _spec_from_entry(mid, e, home) for mid, e in entries.items()}
+    _check_inpaint_models(models)
     components = {cid: _component_from_entry(cid, e, home) for cid, e in component_entries.items()}
     return Catalog(models, _operation_prices(prices), components)
 

@@ -36,13 +36,22 @@ INSTRUCT_PIPELINES = {
 }
 
 
+# Dedicated inpainting checkpoints (catalog kind ``inpaint``), by family.
+INPAINT_PIPELINES = {
+    "sd15": "StableDiffusionInpaintPipeline",
+    "sdxl": "StableDiffusionXLInpaintPipeline",
+}
+
+
 def pipeline_class(spec: ModelSpec) -> Any:
     """The diffusers class a model loads as: its family's text-to-image pipeline, or the
-    family's instruct pipeline for an ``instruct`` model."""
+    family's instruct or inpaint pipeline for those kinds."""
     import diffusers
 
     if spec.kind == "instruct":
         return getattr(diffusers, INSTRUCT_PIPELINES[spec.family])
+    if spec.kind == "inpaint":
+        return getattr(diffusers, INPAINT_PIPELINES[spec.family])
     return getattr(diffusers, spec.family_spec.pipeline_class)
 
 

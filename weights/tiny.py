@@ -185,10 +185,32 @@ def _build_sd15_instruct() -> Any:
     )
 
 
+def _build_sd15_inpaint() -> Any:
+    """A tiny dedicated inpainting model: the tiny SD 1.5 with a 9-channel UNet input
+    (noise latents + mask + masked-image latents), as the real inpainting checkpoints."""
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+
+    sd15 = _build_sd15()
+    config = dict(sd15.unet.config)
+    config["in_channels"] = 9
+    unet = _seeded(SEED + 30, lambda: UNet2DConditionModel.from_config(config))
+    return StableDiffusionInpaintPipeline(
+        vae=sd15.vae,
+        text_encoder=sd15.text_encoder,
+        tokenizer=sd15.tokenizer,
+        unet=unet,
+        scheduler=sd15.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
 TINY_BUILDERS: dict[str, Callable[[], Any]] = {
     "sd15": _build_sd15,
     "sdxl": _build_sdxl,
     "sd15_instruct": _build_sd15_instruct,
+    "sd15_inpaint": _build_sd15_inpaint,
 }
 
 

@@ -29,27 +29,47 @@ from weights.catalog import Catalog, ModelSpec
 RECREATE_STRENGTH = 0.6
 
 
-def has_tool(spec: ModelSpec, tool: str) -> bool:
-    """Instruct needs an instruct model; replace, recreate and erase run on base models."""
-    return spec.kind == "instruct" if tool == "instruct" else spec.kind == "base"
+def has_tool(spec: ModelSpec, tool: str, masked: bool = True) -> bool:
+    """Instruct needs an instruct model; replace, recreate and erase run on base models,
+    and (masked) on dedicated inpaint models."""
+    if tool == "instruct":
+        return spec.kind == "instruct"
+    return spec.kind == "base" or (spec.kind == "inpaint" and masked)
 
 
-def choose_model(catalog: Catalog, tool: str, requested: str | None, source_model: str | None):
+def inpaint_model(catalog: Catalog, spec: ModelSpec, task: str) -> ModelSpec:
+    """The model that runs an edit's ``task``: a base model's dedicated ``inpaint_model``
+    for inpainting, where the catalog lists one, else the model itself."""
+    target = spec.extra.get("inpaint_model")
+    if task == "inpaint" and spec.kind == "base" and target is not None:
+        return catalog.get(target)
+    return spec
+
+
+def choose_model(
+    catalog: Catalog,
+    tool: str,
+    requested: str | None,
+    source_model: str | None,
+    masked: bool = True,
+) -> ModelSpec:
     """The model an edit runs on (see the module docstring); ``ParamError`` when none fits."""
-    having = [spec.id for spec in catalog if has_tool(spec, tool)]
+    having = [spec.id for spec in catalog if has_tool(spec, tool, masked)]
     if requested is not None:
         spec = catalog.get(requested)
-        if not has_tool(spec, tool):
+        if not has_tool(spec, tool, masked):
             raise ParamError(
                 "model",
                 f"model {spec.id!r} has no {tool}; models that have it: "
                 f"{', '.join(having) or 'none installed'}",
             )
         return spec
-    if source_model in catalog and has_tool(catalog.get(source_model), tool):
+    if source_model in catalog and has_tool(catalog.get(source_model), tool, masked):
         return catalog.get(source_model)
     if not having:
         raise ParamError("tool", f"no installed model has {tool}")
+    # Base models first: a dedicated inpaint model is reached through its base model.
+    having.sort(key=lambda model_id: catalog.get(model_id).kind != "base")
     return catalog.get(having[0])
 
 
@@ -97,7 +117,9 @@ class ServingEdits:
             request.tool,
             request.model,
             source.source.model if source.source is not None else None,
+            masked=mask is not None,
         )
+        spec = inpaint_model(state.catalog, spec, edit_task(request.tool, mask is not None))
         original = source.pixels
         prepared = await asyncio.to_thread(
             prepare_edit,

@@ -27,6 +27,7 @@ from serving.credits.charging import Charge, reserve, unit_price
 from serving.generations.protocol import GeneratedImage, GenerationRequest, GenerationResponse
 from serving.generations.styling import ChosenStyle, choose_style, find_style
 from serving.image_inputs import InputImage, derived_kind, load_image_input
+from serving.image_to_prompt.mixing import prompt_with_extract
 from serving.state import AppState
 from weights.catalog import ModelSpec
 
@@ -54,7 +55,7 @@ async def generate(state: AppState, params: GenerationParams) -> Generated:
 
 
 # Asset kind of a model's own images: instruct-edit models make base-kind images.
-MODEL_ASSET_KINDS = {"base": "base", "instruct": "base"}
+MODEL_ASSET_KINDS = {"base": "base", "instruct": "base", "inpaint": "base"}
 
 
 def asset_kind(spec: ModelSpec, style: ChosenStyle | None) -> str:
@@ -190,12 +191,14 @@ class ServingGenerations:
         elif request.style_strength is not None:
             raise ParamError("style_strength", "style_strength needs a style")
         guidance = await guidance_inputs(state, tenant, spec, request)
+        # The user's prompt with an image's extract mixed in (free: image_to_prompt/mixing).
+        prompt = await prompt_with_extract(state, tenant, request.prompt, request.image_to_prompt)
         params = request.to_params(
             spec,
             settings.generation_defaults,
             max_prompt_chars=settings.max_prompt_chars,
             style=style.ref if style else None,
-            prompt=style.prompt(request.prompt) if style else None,
+            prompt=style.prompt(prompt) if style else prompt,
             **guidance.call,
         )
         source = guidance.reference.source if guidance.reference else None

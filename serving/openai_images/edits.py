@@ -33,7 +33,7 @@ from starlette.datastructures import UploadFile
 from pipelines.edit_tools import cover, mask_from_alpha, prepare_edit
 from pipelines.params import MAX_IMAGES, AdapterConditioning, ImageData, ParamError
 from serving.auth import Tenant
-from serving.edits.serving import RECREATE_STRENGTH, run_image_task
+from serving.edits.serving import RECREATE_STRENGTH, inpaint_model, run_image_task
 from serving.errors import validation_error
 from serving.generations.protocol import SamplingFields
 from serving.image_inputs import check_image_bytes, decode_image
@@ -170,13 +170,14 @@ class ServingOpenAIEdits:
             if mask is not None:
                 raise ParamError("mask", f"{spec.id!r} edits by instruction: it takes no mask")
             task, strength = "instruct", None
-        elif spec.kind == "base":
+        elif spec.kind == "base" or (spec.kind == "inpaint" and mask is not None):
             task = "inpaint" if mask is not None else "image_to_image"
             default = 1.0 if mask is not None else RECREATE_STRENGTH
             strength = fields.strength if fields.strength is not None else default
         else:
-            raise ParamError("model", f"{spec.id!r} cannot edit images")
+            raise ParamError("model", f"{spec.id!r} cannot edit images without a mask")
         adapter = await self._references(spec, images[1:])
+        spec = inpaint_model(self.state.catalog, spec, task)
         return await self._run(
             tenant,
             request_id,

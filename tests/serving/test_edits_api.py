@@ -223,3 +223,47 @@ def test_models_report_their_features(alice):
     for tool in ("reference", "replace", "recreate", "erase"):
         assert tool in cards["tiny-sd15"]["features"]
     assert "instruct" not in cards["tiny-sd15"]["features"]
+
+
+def test_a_base_models_dedicated_inpaint_model_runs_its_masked_edits(
+    tmp_path, catalog, make_client
+):
+    """With ``inpaint_model`` in the catalog, replace and erase run on that checkpoint (a
+    9-channel UNet), recreate without a mask still on the base model."""
+    from weights.catalog import load_catalog
+    from weights.tiny import ensure_tiny_models
+
+    extra = tmp_path / "models.toml"
+    extra.write_text(
+        f"""
+[models.tiny-sd15]
+source = "{catalog.get("tiny-sd15").source}"
+inpaint_model = "tiny-sd15-inpaint"
+
+[models.tiny-sd15-inpaint]
+kind = "inpaint"
+family = "sd15"
+source = "{tmp_path / "tiny-sd15-inpaint"}"
+tiny = "sd15_inpaint"
+aspect_ratios = ["1:1"]
+default_steps = 4
+resolutions = {{ "128px" = 128 }}
+credits = {{ "128px" = 1 }}
+"""
+    )
+    local = load_catalog(catalog.get("tiny-sd15").source.parent.parent, extra)
+    ensure_tiny_models([local.get("tiny-sd15-inpaint")])
+    app = create_app(Settings(home=tmp_path, secret="s"), local, LocalModelClient(local, "cpu"))
+    client = make_client(app, credits=20)
+    image, mask = photo(), box_mask()
+    body = {"tool": "replace", "model": "tiny-sd15", "image": png_b64(image),
+            "mask": png_b64(mask), "prompt": "a lantern"}  # fmt: skip
+    result = client.post(EDITS, json=body).json()
+    assert result["model"] == "tiny-sd15-inpaint"
+    out = decode(result["data"][0]["b64_json"])
+    keep = outside_feather(mask, erase=False)
+    np.testing.assert_array_equal(out[keep], image[keep])
+    whole = {"tool": "recreate", "image": png_b64(image), "prompt": "x"}
+    assert client.post(EDITS, json=whole).json()["model"] == "tiny-sd15"
+    card = client.get("/v1/models/tiny-sd15-inpaint").json()
+    assert card["kind"] == "inpaint" and "text_to_image" not in card["features"]
