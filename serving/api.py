@@ -33,6 +33,7 @@ from serving.middleware import RequestContextMiddleware
 from serving.model_client import ModelClient
 from serving.models.api_router import router as models_router
 from serving.openai_images.api_router import router as openai_images_router
+from serving.pins.api_router import router as pins_router
 from serving.settings import Settings
 from serving.state import AppState, StateDep
 from serving.styles.api_router import router as styles_router
@@ -90,6 +91,7 @@ def create_app(
     app.include_router(credits_router)
     app.include_router(assets_router)
     app.include_router(licenses_router)
+    app.include_router(pins_router)
     app.include_router(admin_router)
     app.include_router(style_training_router)
     app.include_router(styles_router)

@@ -26,6 +26,7 @@ from serving.jobs.style_training import UploadTooLarge
 from serving.ledger.types import IdempotencyConflict, InsufficientCredits, UnknownTenant
 from serving.licenses.service import LicenseNotRequired, UnknownLicense
 from serving.pagination import UnknownCursor
+from serving.pins.service import UnknownPin
 from serving.styles.service import StyleAdminOnly, UnknownStyle
 from styles.lora_file import StyleFileError, StyleFileTooLarge
 from weights.catalog import CatalogError, UnknownModelError
@@ -161,6 +162,8 @@ def api_error_for(exc: BaseException) -> ApiError:
         return ApiError(400, str(exc), param=exc.param, code=code)
     if isinstance(exc, UnknownJob):
         return not_found(str(exc), code="job_not_found")
+    if isinstance(exc, UnknownPin):
+        return not_found(str(exc), code="pin_not_found")
     if isinstance(exc, UploadTooLarge):
         return ApiError(413, str(exc), param=exc.param, code="upload_too_large")
     if isinstance(exc, StarletteHTTPException):
@@ -250,5 +253,6 @@ HANDLED_EXCEPTIONS: tuple[type[Exception], ...] = (
     StyleAdminOnly,
     StyleFileError,
     UnknownJob,
+    UnknownPin,
     UploadTooLarge,
 )

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+import numpy as np
+
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
 from serving.errors import api_error_for, service_unavailable
@@ -36,6 +38,13 @@ class ModelClient(Protocol):
 
     def unready(self) -> list[str]:
         """Models that cannot take requests yet (still loading)."""
+        ...
+
+    async def embed_images(
+        self, model_id: str, component_id: str, images: list[np.ndarray]
+    ) -> np.ndarray:
+        """IP-Adapter image embeddings of ``images`` (uint8 HxWx3) by the replica of
+        ``model_id`` (pins, reference mode ``ip_adapter``): float32 ``(n, dim)``."""
         ...
 
 
@@ -101,6 +110,22 @@ class RayModelClient:
             # Converted here: Ray installs its own plain-text handler for these on the app.
             raise api_error_for(exc) from exc
 
+    async def embed_images(
+        self, model_id: str, component_id: str, images: list[np.ndarray]
+    ) -> np.ndarray:
+        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+        handle = self.handles.get(model_id)
+        if handle is None:
+            raise service_unavailable(
+                f"model {model_id!r} is not deployed on this server", code="not_deployed"
+            )
+        await self._wait_ready(model_id)
+        try:
+            return await handle.embed_images.remote(component_id, images)
+        except (BackPressureError, DeploymentUnavailableError) as exc:
+            raise api_error_for(exc) from exc
+
 
 class LocalModelClient:
     """Engines in this process, one per model, loaded on first use.
@@ -121,20 +146,36 @@ class LocalModelClient:
         """Always empty: engines load on first use, inside the request."""
         return []
 
-    def _generate_sync(self, params: GenerationParams) -> GenerationOutput:
+    def _engine(self, model_id: str) -> Any:
         from pipelines.engine import Engine
 
-        if params.model not in self._engines:
-            logger.info("loading %s in-process", params.model)
-            spec = self.catalog.get(params.model)
-            self._engines[params.model] = Engine.load(
+        if model_id not in self._engines:
+            logger.info("loading %s in-process", model_id)
+            spec = self.catalog.get(model_id)
+            self._engines[model_id] = Engine.load(
                 spec,
                 device=self.device,
                 style_capacity=self.styles_per_replica,
                 components=tuple(getattr(self.catalog, "components", {}).values()),
             )
-        return self._engines[params.model].generate([params])[0]
+        return self._engines[model_id]
+
+    def _generate_sync(self, params: GenerationParams) -> GenerationOutput:
+        return self._engine(params.model).generate([params])[0]
+
+    def _embed_sync(self, model_id: str, component_id: str, images: list) -> np.ndarray:
+        from pipelines.ip_adapter import embed_images
+
+        return embed_images(self._engine(model_id), component_id, images)
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._generate_sync, params)
+
+    async def embed_images(
+        self, model_id: str, component_id: str, images: list[np.ndarray]
+    ) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self._embed_sync, model_id, component_id, images
+        )

@@ -23,6 +23,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 from ray import serve
 
 from pipelines.output import GenerationOutput
@@ -164,6 +165,16 @@ class ModelDeployment:
             for index, output in zip(indices, outputs, strict=True):
                 results[index] = output
         return [results[index] for index in range(len(items))]
+
+    async def embed_images(self, component_id: str, images: list[np.ndarray]) -> np.ndarray:
+        """IP-Adapter image embeddings (pins, reference mode ``ip_adapter``), computed on
+        the engine thread between pipeline calls."""
+        from pipelines.ip_adapter import embed_images
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, embed_images, self.engine, component_id, images
+        )
 
     def unload_style(self, style_id: str) -> None:
         """Drop a style's adapter (Serve's multiplexed LRU evicted it)."""
