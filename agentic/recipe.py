@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from agentic.colour import downsample
 from agentic.composition import (
     Composition,
     blend_compositions,
@@ -78,14 +79,19 @@ class ReferenceFeatures:
 
 
 def extract_features(pixels: np.ndarray) -> ReferenceFeatures:
-    """Measure all four components of one uint8 RGB reference."""
+    """Measure all four components of one uint8 RGB reference.
+
+    Every extractor works at ``WORK_SIDE`` px or less, so the reference is downsampled
+    once here instead of once per extractor (a 1024 px photograph: 4x less resizing)."""
+    height, width = pixels.shape[:2]
+    pixels = downsample(pixels)
     return ReferenceFeatures(
         palette=extract_palette(pixels),
         grading=extract_grading(pixels),
         lighting=extract_lighting(pixels),
         composition=extract_composition(pixels),
-        width=int(pixels.shape[1]),
-        height=int(pixels.shape[0]),
+        width=int(width),
+        height=int(height),
     )
 
 
