@@ -319,7 +319,7 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
         source=source,
         config=config,
         tiny=entry.get("tiny"),
-        features=tuple(entry.get("features", ("text_to_image",))),
+        features=tuple(entry.get("features", ("text_to_image",) if kind == "base" else ())),
         resolutions=resolutions,
         aspect_ratios=aspect_ratios,
         credits=credits,
