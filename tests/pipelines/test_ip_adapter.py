@@ -150,3 +150,14 @@ def test_unusable_components_are_refused(fresh, catalog, tmp_path):
     save_file({"image_proj.latents": np.zeros((1, 4, 8), np.float32)}, str(plus / "a.safetensors"))
     with pytest.raises(IPAdapterError, match="image encoder"):
         adapter_files(dataclasses.replace(pickled, source=plus, options={}))
+
+
+def test_pins_and_lora_styles_share_the_unet(fresh, tiny_sd15_loras):
+    from pipelines.params import StyleRef
+
+    engine = fresh["tiny-sd15"]
+    style = StyleRef("sty_ip_a", str(tiny_sd15_loras[0]), 1.0)
+    styled = run(engine, style=style)
+    both = run(engine, conditioning(engine, pin(engine, (4,), 0.9)), style=style)
+    assert not np.array_equal(both, styled)
+    assert np.array_equal(run(engine, style=style), styled)

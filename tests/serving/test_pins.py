@@ -173,3 +173,16 @@ def test_an_oversize_image_is_413_before_decoding(app, alice):
     assert r.status_code == 413, r.text
     assert r.json()["error"]["param"] == "images.1"
     assert stored(app) == []
+
+
+def test_a_replica_embeds_on_its_engine_thread(catalog):
+    from serving.model_deployment import ModelDeployment
+
+    settings = Settings(device="cpu", torch_threads=2)
+    replica = ModelDeployment.func_or_class(
+        settings, catalog.get("tiny-sd15"), tuple(catalog.components.values())
+    )
+    image = np.full((40, 60, 3), 200, np.uint8)
+    embeds = asyncio.run(replica.embed_images("tiny-ip-adapter-sd15", [image, image[:, :30]]))
+    assert embeds.shape == (2, 32) and embeds.dtype == np.float32
+    assert replica.engine.ip_adapter_loaded is None  # embedding leaves the UNet alone
