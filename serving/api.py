@@ -22,6 +22,8 @@ from serving.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavail
 from serving.files.api_router import router as files_router
 from serving.files.serving import FileStore
 from serving.generations.api_router import router as generations_router
+from serving.image_to_prompt.api_router import router as image_to_prompt_router
+from serving.image_to_prompt.client import ImageToPromptClient, LocalImageToPromptClient
 from serving.jobs import JobRunner, Jobs
 from serving.jobs.api_router import router as jobs_router
 from serving.ledger import Ledger
@@ -51,6 +53,7 @@ def create_app(
     *,
     echo_request_id: bool = True,
     ledger: Ledger | None = None,
+    image_to_prompt: ImageToPromptClient | None = None,
 ) -> FastAPI:
     """The HTTP API over ``models``. ``echo_request_id=False`` behind Ray Serve's proxy,
     which sets ``x-request-id`` on responses itself. ``ledger`` defaults to one on
@@ -79,6 +82,9 @@ def create_app(
         styles=Styles.from_settings(ledger.engine, catalog, settings),
         jobs=Jobs(ledger.engine),
         job_runner=JobRunner(settings, ledger, catalog),
+        # The Serve ingress passes its deployment's client; tools and tests load in-process.
+        image_to_prompt=image_to_prompt
+        or LocalImageToPromptClient(catalog, settings.home, settings.clip_device),
     )
     for exc_type in HANDLED_EXCEPTIONS:
         app.add_exception_handler(exc_type, handle_exception)
@@ -97,6 +103,7 @@ def create_app(
     app.include_router(styles_router)
     app.include_router(jobs_router)
     app.include_router(agentic_router)
+    app.include_router(image_to_prompt_router)
 
     @app.get("/healthz", tags=["system"])
     async def healthz(state: StateDep) -> dict:

@@ -13,6 +13,7 @@ from serving.accounts import Accounts
 from serving.assets.retention import RetentionSweeper
 from serving.assets.service import Assets
 from serving.files.serving import FileStore
+from serving.image_to_prompt.client import ImageToPromptClient
 from serving.jobs import JobRunner, Jobs
 from serving.ledger import Ledger
 from serving.licenses.service import Licenses
@@ -42,6 +43,7 @@ class AppState:
     styles: Styles
     jobs: Jobs
     job_runner: JobRunner
+    image_to_prompt: ImageToPromptClient
 
 
 def get_state(request: Request) -> AppState:

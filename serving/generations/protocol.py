@@ -20,6 +20,7 @@ from pipelines.params import (
     StyleRef,
 )
 from serving.assets.delivery import Delivered
+from serving.image_to_prompt.protocol import ImageToPromptField
 from serving.imaging import b64
 from weights.catalog import ModelSpec
 
@@ -101,7 +102,9 @@ class GenerationRequest(SamplingFields):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(description="model id from GET /v1/models")
-    prompt: str
+    prompt: str | None = Field(
+        None, description="the prompt; optional with image_to_prompt (then the extract)"
+    )
     n: int = Field(1, ge=1, le=MAX_IMAGES, description="images to generate")
     resolution: str | None = Field(None, description="one of the model's resolution tiers")
     aspect_ratio: str | None = Field(None, description="one of the model's aspect ratios")
@@ -109,6 +112,9 @@ class GenerationRequest(SamplingFields):
     reference: ReferenceImage | None = None
     pins: list[str] | None = Field(
         None, max_length=MAX_PINS, description="character/product pin ids (POST /v1/pins)"
+    )
+    image_to_prompt: ImageToPromptField | None = Field(
+        None, description="an image whose extract joins the prompt (the user's words win)"
     )
 
     def to_params(

@@ -1,0 +1,50 @@
+"""Wire shapes of ``POST /v1/image-to-prompt`` and of the ``image_to_prompt`` field that
+generations and edits take."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.image_to_prompt.pipeline import DEFAULT_TOP_K, MAX_TOP_K
+from pipelines.image_to_prompt.vocabulary import EXTRACT_TYPES, METHODS
+
+EXTRACT_HELP = f"which attributes: {' | '.join(EXTRACT_TYPES)}"
+METHOD_HELP = f"wording: {' | '.join(METHODS)} (a flowing, mood-first text | a literal list)"
+
+
+class ImageToPromptField(BaseModel):
+    """An image whose attributes become prompt text: base64 ``image`` or one of the
+    caller's assets (``asset_id``), with the extract type and wording."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    image: str | None = Field(None, description="base64 PNG/JPEG/WebP (or a data: URL)")
+    asset_id: str | None = Field(None, description="one of your assets, instead of image")
+    extract: str = Field("everything", description=EXTRACT_HELP)
+    method: str = Field("precise", description=METHOD_HELP)
+
+
+class ImageToPromptRequest(ImageToPromptField):
+    """``POST /v1/image-to-prompt``: the field's contents plus how many terms per list."""
+
+    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="terms kept per list")
+
+
+class ScoredTermObject(BaseModel):
+    """A vocabulary term and its CLIP probability within its list."""
+
+    term: str
+    score: float
+
+
+class ImageToPromptResponse(BaseModel):
+    """The prompt text and the scored terms of every list the extract drew from."""
+
+    object: str = "image_to_prompt"
+    prompt: str
+    extract: str
+    method: str
+    terms: dict[str, list[ScoredTermObject]] = Field(description="list name -> best first")
+    model: str = Field(description="the CLIP component that ranked")
+    credits_charged: int
+    timings: dict[str, float]
