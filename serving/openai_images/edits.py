@@ -7,7 +7,9 @@ pixels uses its own alpha as the mask (as OpenAI's edits do).
 
 What Kiln does with them, decided where OpenAI's API leaves it to the model:
 - with a mask, the first image is *replaced* inside it (inpaint at ``strength``, default
-  1); outside the feathered mask the result keeps the input's pixels exactly;
+  1); outside the feathered mask the result keeps the input's pixels exactly. Kiln's
+  ``tool`` field (the SDK's ``extra_body``) picks ``recreate`` or ``erase`` instead; for
+  erase the prompt names what is removed (it goes to the negative prompt of the fill);
 - without one, the whole first image is recreated from the prompt (img2img at
   ``strength``, default 0.6), keeping its layout;
 - on an ``instruct`` model, the prompt is the instruction (no mask);
@@ -23,6 +25,7 @@ What Kiln does with them, decided where OpenAI's API leaves it to the model:
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -30,7 +33,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from pipelines.edit_tools import cover, mask_from_alpha, prepare_edit
+from pipelines.edit_tools import cover, erase_prompts, mask_from_alpha, prepare_edit
 from pipelines.params import MAX_IMAGES, AdapterConditioning, ImageData, ParamError
 from serving.auth import Tenant
 from serving.edits.serving import RECREATE_STRENGTH, inpaint_model, run_image_task
@@ -75,6 +78,23 @@ class ImageFormFields(SamplingFields):
 
 class ImageEditFields(ImageFormFields):
     prompt: str
+    # Kiln's extension (extra_body): which edit tool; default replace with a mask,
+    # recreate without. With erase, the prompt names what is removed.
+    tool: Literal["replace", "recreate", "erase"] | None = None
+
+
+@dataclass(frozen=True)
+class ImageCall:
+    """One OpenAI edit or variation, resolved: what runs and on what."""
+
+    pixels: np.ndarray
+    mask: np.ndarray | None
+    task: str
+    strength: float | None
+    prompt: str
+    negative_prompt: str | None = None
+    adapter: AdapterConditioning | None = None
+    erase: bool = False
 
 
 async def read_form(request: Request, fields: type[BaseModel]) -> tuple[Any, dict[str, list]]:
@@ -166,31 +186,34 @@ class ServingOpenAIEdits:
         if mask is not None and not mask.any():
             raise ParamError("mask", "the mask marks nothing to edit (no pixel has alpha 0)")
         pixels, mask = fit_to_size(spec, fields.size, np.asarray(first.convert("RGB")), mask)
-        if spec.kind == "instruct":
-            if mask is not None:
-                raise ParamError("mask", f"{spec.id!r} edits by instruction: it takes no mask")
-            task, strength = "instruct", None
-        elif spec.kind == "base" or (spec.kind == "inpaint" and mask is not None):
-            task = "inpaint" if mask is not None else "image_to_image"
-            default = 1.0 if mask is not None else RECREATE_STRENGTH
-            strength = fields.strength if fields.strength is not None else default
-        else:
-            raise ParamError("model", f"{spec.id!r} cannot edit images without a mask")
+        call = self._edit_call(spec, fields, pixels, mask)
         adapter = await self._references(spec, images[1:])
-        spec = inpaint_model(self.state.catalog, spec, task)
-        return await self._run(
-            tenant,
-            request_id,
-            spec,
-            fields,
-            pixels,
-            mask,
-            task,
-            strength,
-            fields.prompt,
-            adapter,
-            str(request.base_url),
-        )
+        spec = inpaint_model(self.state.catalog, spec, call.task)
+        call = replace(call, adapter=adapter)
+        return await self._run(tenant, request_id, spec, fields, call, str(request.base_url))
+
+    def _edit_call(
+        self, spec: ModelSpec, fields: ImageEditFields, pixels: np.ndarray, mask: np.ndarray | None
+    ) -> ImageCall:
+        """Which tool an edit is and what it runs (see the module docstring)."""
+        if spec.kind == "instruct":
+            if mask is not None or fields.tool is not None:
+                raise ParamError("mask", f"{spec.id!r} edits by instruction: no mask, no tool")
+            return ImageCall(pixels, None, "instruct", None, fields.prompt)
+        if not (spec.kind == "base" or (spec.kind == "inpaint" and mask is not None)):
+            raise ParamError("model", f"{spec.id!r} cannot edit images without a mask")
+        tool = fields.tool or ("replace" if mask is not None else "recreate")
+        if tool in ("replace", "erase") and mask is None:
+            raise ParamError("mask", f"{tool} needs a mask (alpha 0 = edit)")
+        task = "inpaint" if mask is not None else "image_to_image"
+        default = RECREATE_STRENGTH if tool == "recreate" else 1.0
+        strength = fields.strength if fields.strength is not None else default
+        if tool != "erase":
+            return ImageCall(pixels, mask, task, strength, fields.prompt)
+        prompt, negative = erase_prompts(fields.prompt.strip() or None)
+        if fields.negative_prompt:
+            negative = f"{fields.negative_prompt}, {negative}"
+        return ImageCall(pixels, mask, task, strength, prompt, negative, erase=True)
 
     async def variation(
         self, request: Request, tenant: Tenant, request_id: str | None
@@ -205,19 +228,8 @@ class ServingOpenAIEdits:
         image = await read_image(uploads[0], "image", self.state)
         pixels, _ = fit_to_size(spec, fields.size, np.asarray(image.convert("RGB")), None)
         strength = fields.strength if fields.strength is not None else VARIATION_STRENGTH
-        return await self._run(
-            tenant,
-            request_id,
-            spec,
-            fields,
-            pixels,
-            None,
-            "image_to_image",
-            strength,
-            "",
-            None,
-            str(request.base_url),
-        )
+        call = ImageCall(pixels, None, "image_to_image", strength, "")
+        return await self._run(tenant, request_id, spec, fields, call, str(request.base_url))
 
     async def _references(self, spec: ModelSpec, images: list[Any]) -> AdapterConditioning | None:
         """IP-Adapter conditioning from the extra images of an edit, or None."""
@@ -252,42 +264,40 @@ class ServingOpenAIEdits:
         request_id: str | None,
         spec: ModelSpec,
         fields: ImageFormFields,
-        pixels: np.ndarray,
-        mask: np.ndarray | None,
-        task: str,
-        strength: float | None,
-        prompt: str,
-        adapter: AdapterConditioning | None,
+        call: ImageCall,
         base_url: str,
     ) -> ImagesResponse:
         state = self.state
         settings = state.settings
         prepared = await asyncio.to_thread(
             prepare_edit,
-            pixels,
-            mask,
+            call.pixels,
+            call.mask,
             multiple=spec.family_spec.size_multiple,
             max_side=max(spec.resolutions.values()),
+            erase=call.erase,
         )
         width, height = prepared.work_size
+        if call.negative_prompt is not None:
+            fields = fields.model_copy(update={"negative_prompt": call.negative_prompt})
         params = fields.build_params(
             spec,
             settings.generation_defaults,
             settings.max_prompt_chars,
-            prompt=prompt,
+            prompt=call.prompt,
             n=fields.n,
-            task=task,
+            task=call.task,
             init_image=ImageData(prepared.image),
             mask=ImageData(prepared.mask) if prepared.mask is not None else None,
-            strength=strength,
-            adapter=adapter,
+            strength=call.strength,
+            adapter=call.adapter,
             width=width,
             height=height,
         )
         _, delivered, _ = await run_image_task(
-            state, tenant, spec, params, request_id, None, pixels, prepared
+            state, tenant, spec, params, request_id, None, call.pixels, prepared
         )
         options = ResponseOptions(
             fields.response_format, fields.output_format, fields.output_compression, base_url
         )
-        return await images_response(state, delivered, options, prompt)
+        return await images_response(state, delivered, options, call.prompt)

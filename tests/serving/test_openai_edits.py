@@ -59,16 +59,21 @@ def balance(client: TestClient) -> int:
     return client.get("/v1/credits").json()["balance"]
 
 
-def test_a_masked_edit_keeps_the_pixels_outside_the_alpha_mask(alice):
+@pytest.mark.parametrize("tool", [None, "replace", "recreate", "erase"])
+def test_a_masked_edit_keeps_the_pixels_outside_the_alpha_mask(alice, tool):
+    """Alpha 0 marks the edit; the default tool with a mask is replace; Kiln's ``tool``
+    extension picks recreate or erase (whose prompt names what goes)."""
     image, mask = photo(), box_mask()
     files = [("image", ("in.png", png(image), "image/png")),
              ("mask", ("m.png", openai_mask(mask), "image/png"))]  # fmt: skip
     data = {"prompt": "a red lantern", "model": "tiny-sd15", "n": "2", "seed": "5"}
+    if tool is not None:
+        data["tool"] = tool
     response = alice.post(EDITS, files=files, data=data)
     assert response.status_code == 200, response.text
     body = response.json()
     assert len(body["data"]) == 2 and body["size"] == "100x75"
-    keep = outside_feather(mask, erase=False)
+    keep = outside_feather(mask, erase=tool == "erase")
     for item in body["data"]:
         out = decode(item["b64_json"])
         np.testing.assert_array_equal(out[keep], image[keep])
@@ -129,6 +134,7 @@ BAD_EDITS = [
     ({}, {"wibble": "1"}, 400, "wibble"),
     ({}, {"model": "nope"}, 404, "model"),
     ({}, {"prompt": None}, 400, "prompt"),
+    ({}, {"tool": "paint"}, 400, "tool"),
 ]
 
 
