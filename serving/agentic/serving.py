@@ -14,9 +14,10 @@ Decisions where the issue is silent:
 - a generation takes references or a saved recipe, not both; from a recipe, structure
   guidance comes from the recipe's thumbnail of the composition source;
 - image-to-prompt (where the server has it) describes up to ``PROMPT_REFERENCES`` of the
-  references, heaviest composition source first; IP-Adapter style embeddings need an
-  embedding entry point on the model client that does not exist yet: skipped, and the
-  plan's notes say so.
+  references, heaviest composition source first; where the model's family has an
+  IP-Adapter, the references' mean embedding steers at ``STYLE_ADAPTER_SCALE``. Both run
+  inside the reservation (model work); a saved recipe has no images, so neither applies.
+  The plan's notes say what was used and what was skipped.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from agentic.agent import Agent, AgentRequest, AgentResult, Budget
 from agentic.recipe import MAX_REFERENCES, Recipe, check_choices, extract_recipe
-from pipelines.params import ParamError
+from pipelines.params import AdapterConditioning, AdapterImage, ParamError
 from serving.agentic.protocol import (
     AgenticExtractRequest,
     AgenticExtractResponse,
@@ -47,6 +49,7 @@ from serving.credits.charging import reserve
 from serving.generations.protocol import check_prompt
 from serving.image_inputs import load_image_input
 from serving.imaging import b64
+from serving.pins.conditioning import embed_input
 from serving.state import AppState
 from weights.catalog import ModelSpec
 
@@ -57,6 +60,9 @@ ASSET_KIND = "agentic"
 DEFAULT_CANDIDATES = 2
 DEFAULT_ROUNDS = 1
 PROMPT_REFERENCES = 3
+# IP-Adapter scale of the references' mean embedding: their look steers, the prompt and
+# the structure guidance still lead.
+STYLE_ADAPTER_SCALE = 0.5
 
 
 async def load_references(
@@ -137,6 +143,27 @@ async def reference_prompts(
     return tuple(prompts), [f"image-to-prompt: {len(prompts)} reference(s) described"]
 
 
+async def style_conditioning(
+    state: AppState, spec: ModelSpec, images: list[np.ndarray] | None
+) -> tuple[AdapterConditioning | None, str]:
+    """The mean IP-Adapter embedding of the references, at ``STYLE_ADAPTER_SCALE``, where
+    the model's family has an IP-Adapter; otherwise None and a note why."""
+    component = state.catalog.first_component("ip_adapter", spec.family)
+    if component is None:
+        return None, "ip-adapter: none installed for this model's family; skipped"
+    if images is None:
+        return None, "ip-adapter: a saved recipe carries no images to embed; skipped"
+    pixels = [await asyncio.to_thread(embed_input, image) for image in images]
+    embeds = await state.models.embed_images(spec.id, component.id, pixels)
+    mean = np.asarray(embeds, np.float32).mean(axis=0, keepdims=True)
+    source = AdapterImage("references", mean, STYLE_ADAPTER_SCALE)
+    note = (
+        f"ip-adapter: {component.id}, mean embedding of {len(images)} reference(s) "
+        f"at scale {STYLE_ADAPTER_SCALE}"
+    )
+    return AdapterConditioning(component.id, (source,)), note
+
+
 class ServingAgentic:
     """``/v1/agentic/*`` against the model handles."""
 
@@ -181,17 +208,6 @@ class ServingAgentic:
         else:
             recipe = Recipe.from_json(request.recipe or {}, choices)
         controlnet = state.catalog.first_component("controlnet", spec.family)
-        notes = [
-            f"structure: ControlNet {controlnet.id}"
-            if controlnet
-            else "structure: no ControlNet for this model; img2img from the layout",
-            "ip-adapter: style from reference embeddings is not wired to the model "
-            "deployment yet; skipped",
-        ]
-        prompts: tuple[str, ...] = ()
-        if images is not None:
-            prompts, prompt_notes = await reference_prompts(state, images, recipe)
-            notes += prompt_notes
         agent_request = AgentRequest(
             prompt=request.prompt,
             n=request.n,
@@ -201,9 +217,7 @@ class ServingAgentic:
             guidance=request.guidance,
             resolution=request.resolution,
             aspect_ratio=request.aspect_ratio,
-            reference_prompts=prompts,
             controlnet=controlnet.id if controlnet else None,
-            notes=tuple(notes),
         )
         loop = asyncio.get_running_loop()
 
@@ -222,6 +236,20 @@ class ServingAgentic:
             state.limiter.slot(tenant.id),
             reserve(state.ledger, tenant.id, price, 1, request_id) as charge,
         ):
+            notes = [
+                f"structure: ControlNet {controlnet.id}"
+                if controlnet
+                else "structure: no ControlNet for this model; img2img from the layout"
+            ]
+            prompts: tuple[str, ...] = ()
+            if images is not None:
+                prompts, prompt_notes = await reference_prompts(state, images, recipe)
+                notes += prompt_notes
+            adapter, adapter_note = await style_conditioning(state, spec, images)
+            notes.append(adapter_note)
+            agent_request = replace(
+                agent_request, reference_prompts=prompts, adapter=adapter, notes=tuple(notes)
+            )
             result = await asyncio.to_thread(agent.run, agent_request, budget)
             t0 = time.perf_counter()
             delivered = await asyncio.to_thread(

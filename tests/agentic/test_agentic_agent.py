@@ -124,3 +124,17 @@ def test_a_budget_over_one_call_is_refused(catalog, generate):
     with pytest.raises(ParamError) as raised:
         agent.run(AgentRequest(prompt="x", n=4), Budget(candidates=4, rounds=0))
     assert raised.value.param == "candidates"
+
+
+def test_the_plan_adds_the_references_image_to_prompt_text_after_the_users_words(catalog):
+    recipe = extract_recipe([photo(data.coffee)], {"composition": OFF})
+    agent = Agent(catalog.get("tiny-sd15"), recipe, lambda params: [])
+    request = AgentRequest(
+        prompt="a harbour",
+        reference_prompts=("warm light, film grain", "warm light, film grain", " "),
+        notes=("image-to-prompt: 2 reference(s) described",),
+    )
+    plan = agent.plan(request)
+    assert plan["prompt"] == "a harbour, warm light, film grain"
+    assert plan["task"] == "text_to_image" and plan["structure_source"] is None
+    assert agent.trace[0]["notes"] == ["image-to-prompt: 2 reference(s) described"]

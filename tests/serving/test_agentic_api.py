@@ -76,7 +76,13 @@ def test_a_generation_returns_images_recipe_scores_and_trace_for_4_credits(alice
     assert [s["step"] for s in answer["trace"]][:3] == ["plan", "act", "critique"]
     assert answer["trace"][-1]["step"] == "refine"
     assert answer["plan"]["task"] == "controlnet"  # the catalog has the tiny ControlNet
-    assert any("image-to-prompt" in note for note in answer["trace"][0]["notes"])
+    notes = answer["trace"][0]["notes"]
+    assert any(note.startswith("image-to-prompt: ") for note in notes), notes
+    # The tiny IP-Adapter is installed for sd15: the references' mean embedding steers.
+    assert answer["plan"]["ip_adapter"] == "tiny-ip-adapter-sd15"
+    assert any(
+        note.startswith("ip-adapter: tiny-ip-adapter-sd15, mean embedding of 2") for note in notes
+    )
     # A free asset: no watermark, no license, the original downloadable.
     asset = alice.get(f"/v1/assets/{image['asset_id']}").json()
     assert asset["kind"] == "agentic" and asset["license"]["state"] == "free"
@@ -93,6 +99,8 @@ def test_extract_is_free_and_its_recipe_drives_a_generation(alice, references):
     r = alice.post(GENERATE, json=body)
     assert r.status_code == 200, r.text
     assert len(r.json()["data"]) == 2 and r.json()["credits_charged"] == 4
+    assert r.json()["plan"]["ip_adapter"] is None  # a saved recipe has no images to embed
+    assert r.json()["plan"]["structure_source"] == "recipe thumbnail of reference 0"
     assert balance(alice) == 96
 
 
