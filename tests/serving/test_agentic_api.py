@@ -163,3 +163,38 @@ def test_bad_input_is_refused_and_charges_nothing(alice, references, route, chan
     assert r.json()["error"]["param"] == param
     assert balance(alice) == 100
     assert alice.get("/v1/assets").json()["data"] == []
+
+
+def _stored_asset(app, tenant_id: str, kind: str) -> str:
+    from serving.assets.service import ImageRecord
+
+    pixels = downsample(data.rocket(), 64)
+    record = ImageRecord(
+        kind=kind,
+        model="tiny-sd15",
+        prompt="x",
+        seed=1,
+        width=pixels.shape[1],
+        height=pixels.shape[0],
+        style="sty_test" if kind != "base" else None,
+    )
+    asset, _ = app.state.kiln.assets.create(tenant_id, record, pixels)
+    return asset.id
+
+
+def test_asset_references_are_the_callers_own_and_style_images_need_a_license(
+    app, alice, make_client, references
+):
+    bob = make_client(app, credits=0, name="bob")
+    theirs = _stored_asset(app, bob.tenant_id, "base")
+    unlicensed = _stored_asset(app, alice.tenant_id, "artist_style")
+    mine = _stored_asset(app, alice.tenant_id, "base")
+    body = {**FAST, "prompt": "x", "references": [references[0], {"asset_id": theirs}]}
+    r = alice.post(GENERATE, json=body)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "asset_not_found"
+    body["references"][1] = {"asset_id": unlicensed}
+    r = alice.post(GENERATE, json=body)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "license_required"
+    assert balance(alice) == 100
+    r = alice.post(EXTRACT, json={"references": [{"asset_id": mine}]})
+    assert r.status_code == 200 and r.json()["recipe"]["references"][0]["width"] == 64
