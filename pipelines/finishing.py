@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from pipelines.content_credentials import C2paSigner, embed_c2pa_manifest
 from pipelines.provenance import encode_png
 from pipelines.watermark import (
@@ -59,11 +61,17 @@ class FinishedImage:
 
 
 def finish_image(image: Any, options: FinishOptions) -> FinishedImage:
-    """Mark, encode and (when configured) sign ``image`` (uint8 HxWx3 RGB)."""
+    """Mark, encode and (when configured) sign ``image`` (uint8 HxWx3 RGB, or HxWx4 RGBA:
+    a cut-out keeps its alpha; both marks go on the colour channels only)."""
+    alpha = None
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
+        image, alpha = np.ascontiguousarray(image[..., :3]), image[..., 3]
     marked = embed_invisible_watermark(image, options.payload)
     carried = options.payload if carries_invisible_watermark(marked) else None
-    original = _encode(marked, options)
     shown = apply_visible_watermark(marked) if options.visible else marked
+    if alpha is not None:
+        marked, shown = np.dstack([marked, alpha]), np.dstack([shown, alpha])
+    original = _encode(marked, options)
     preview = _encode(shown, options) if options.visible else None
     return FinishedImage(original, preview, carried, delivered_pixels=shown)
 

@@ -14,6 +14,8 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from pipelines.watermark import as_rgb_array
 
 # zlib level when the caller names none: level 1 encodes about twice as fast as PIL's
@@ -26,11 +28,14 @@ MAX_KEY_LENGTH = 79
 def encode_png(
     image: Any, metadata: Mapping[str, str], compress_level: int = DEFAULT_PNG_LEVEL
 ) -> bytes:
-    """PNG bytes of ``image`` (uint8 HxWx3 or RGB PIL image) with ``metadata`` as text
-    chunks, in the mapping's order."""
+    """PNG bytes of ``image`` (uint8 HxWx3, uint8 HxWx4 RGBA, or RGB PIL image) with
+    ``metadata`` as text chunks, in the mapping's order."""
     from PIL import Image, PngImagePlugin
 
-    pixels = as_rgb_array(image)
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
+        pixels = np.dstack([as_rgb_array(image[..., :3]), image[..., 3]])  # a cut-out
+    else:
+        pixels = as_rgb_array(image)
     if not 0 <= compress_level <= 9:
         raise ValueError(f"compress_level must be 0-9, got {compress_level}")
     info = PngImagePlugin.PngInfo()
