@@ -74,9 +74,11 @@ STYLE_ID_PREFIX = "sty_"
 
 # Priced operations besides text-to-image (DESIGN.md §1 "Credits"). ``agentic`` is per
 # generation, ``style_training`` per training run, ``license`` per image, the rest per
-# image produced.
+# image produced (the edit tools each have their own price; ``variation`` covers OpenAI's
+# variations).
 OPERATIONS = (
-    "agentic", "edit", "upscale", "remove_background", "vectorize", "style_training",
+    "agentic", "instruct", "replace", "recreate", "erase", "variation", "upscale",
+    "remove_background", "vectorize", "style_training",
     "license", "image_to_prompt",
 )  # fmt: skip
 

@@ -20,7 +20,7 @@ async def create_edit(
 ) -> Response:
     """Instruct, replace, recreate or erase on ``image`` or ``asset_id``. Results have the
     input's size; outside the (feathered) mask they keep its pixels exactly. Charged the
-    catalog's ``edit`` price per image; an edit of a style image is a style image."""
+    catalog's price of its tool per image; an edit of a style image is a style image."""
     service = ServingEdits(state)
     return await run_idempotent(
         state, tenant, request, lambda: service.create(body, tenant, request_id_of(request))

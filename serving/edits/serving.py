@@ -131,7 +131,7 @@ class ServingEdits:
         )
         params = self.params(request, spec, prepared)
         done, delivered, charge = await run_image_task(
-            state, tenant, spec, params, request_id, source, original, prepared
+            state, tenant, spec, params, request_id, source, original, prepared, request.tool
         )
         return EditResponse(
             id=done.generation_id,
@@ -187,8 +187,10 @@ async def run_image_task(
     source: InputImage | None,
     original: np.ndarray,
     prepared: PreparedEdit,
+    operation: str,
 ):
-    """The paid path of an edit or variation: the ``edit`` price per image, the input's
+    """The paid path of an edit or variation: the ``operation``'s price per image (the
+    tool's: instruct, replace, recreate, erase, variation), the input's
     rights carried to the results (``source``: the input, None for a bare upload), each
     result composited over the original."""
     asset = source.source if source is not None else None
@@ -199,7 +201,7 @@ async def run_image_task(
         spec,
         params,
         request_id,
-        unit=state.catalog.price_of("edit"),
+        unit=state.catalog.price_of(operation),
         kind=derived_kind(sources, MODEL_ASSET_KINDS[spec.kind]),
         style_id=asset.style if asset is not None else None,
         parent_id=asset.id if asset is not None else None,

@@ -40,7 +40,7 @@ async def create_image(
 async def edit_image(request: Request, state: StateDep, tenant: TenantDep) -> Response:
     """OpenAI's image edit (multipart: ``image`` or repeated ``image[]``, optional ``mask``
     whose alpha 0 marks the edit, ``prompt``, ``n``, ``size``, ``response_format``). Charged
-    the catalog's ``edit`` price per image."""
+    the catalog's price of its tool per image."""
     service = ServingOpenAIEdits(state)
     return await run_idempotent(
         state,
@@ -56,7 +56,7 @@ async def edit_image(request: Request, state: StateDep, tenant: TenantDep) -> Re
 )
 async def create_variation(request: Request, state: StateDep, tenant: TenantDep) -> Response:
     """OpenAI's image variation (multipart ``image``, ``n``, ``size``, ``response_format``):
-    an img2img of the image with no prompt. Charged the catalog's ``edit`` price per image."""
+    an img2img of the image with no prompt. Charged the catalog's price of its tool per image."""
     service = ServingOpenAIEdits(state)
     return await run_idempotent(
         state,

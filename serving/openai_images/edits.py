@@ -18,7 +18,7 @@ What Kiln does with them, decided where OpenAI's API leaves it to the model:
 - a variation is an img2img of the image at ``strength`` (default 0.6) with no prompt;
 - ``size`` (one of the model's sizes) crops and scales the input to it first; by
   default the result has the input's size;
-- edits and variations cost the catalog's ``edit`` price per image; an edit of nothing
+- edits and variations cost the catalog's price of the tool per image; an edit of nothing
   but uploads is a base-kind asset, results carry Kiln's ``asset_id``.
 """
 
@@ -95,6 +95,7 @@ class ImageCall:
     negative_prompt: str | None = None
     adapter: AdapterConditioning | None = None
     erase: bool = False
+    operation: str = "replace"  # the catalog price it is charged
 
 
 async def read_form(request: Request, fields: type[BaseModel]) -> tuple[Any, dict[str, list]]:
@@ -199,7 +200,7 @@ class ServingOpenAIEdits:
         if spec.kind == "instruct":
             if mask is not None or fields.tool is not None:
                 raise ParamError("mask", f"{spec.id!r} edits by instruction: no mask, no tool")
-            return ImageCall(pixels, None, "instruct", None, fields.prompt)
+            return ImageCall(pixels, None, "instruct", None, fields.prompt, operation="instruct")
         if not (spec.kind == "base" or (spec.kind == "inpaint" and mask is not None)):
             raise ParamError("model", f"{spec.id!r} cannot edit images without a mask")
         tool = fields.tool or ("replace" if mask is not None else "recreate")
@@ -209,11 +210,13 @@ class ServingOpenAIEdits:
         default = RECREATE_STRENGTH if tool == "recreate" else 1.0
         strength = fields.strength if fields.strength is not None else default
         if tool != "erase":
-            return ImageCall(pixels, mask, task, strength, fields.prompt)
+            return ImageCall(pixels, mask, task, strength, fields.prompt, operation=tool)
         prompt, negative = erase_prompts(fields.prompt.strip() or None)
         if fields.negative_prompt:
             negative = f"{fields.negative_prompt}, {negative}"
-        return ImageCall(pixels, mask, task, strength, prompt, negative, erase=True)
+        return ImageCall(
+            pixels, mask, task, strength, prompt, negative, erase=True, operation="erase"
+        )
 
     async def variation(
         self, request: Request, tenant: Tenant, request_id: str | None
@@ -228,7 +231,7 @@ class ServingOpenAIEdits:
         image = await read_image(uploads[0], "image", self.state)
         pixels, _ = fit_to_size(spec, fields.size, np.asarray(image.convert("RGB")), None)
         strength = fields.strength if fields.strength is not None else VARIATION_STRENGTH
-        call = ImageCall(pixels, None, "image_to_image", strength, "")
+        call = ImageCall(pixels, None, "image_to_image", strength, "", operation="variation")
         return await self._run(tenant, request_id, spec, fields, call, str(request.base_url))
 
     async def _references(self, spec: ModelSpec, images: list[Any]) -> AdapterConditioning | None:
@@ -295,7 +298,7 @@ class ServingOpenAIEdits:
             height=height,
         )
         _, delivered, _ = await run_image_task(
-            state, tenant, spec, params, request_id, None, call.pixels, prepared
+            state, tenant, spec, params, request_id, None, call.pixels, prepared, call.operation
         )
         options = ResponseOptions(
             fields.response_format, fields.output_format, fields.output_compression, base_url

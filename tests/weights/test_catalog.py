@@ -9,9 +9,9 @@ from weights.catalog import CatalogError, UnknownModelError, load_catalog, size_
 
 def test_shipped_catalog_lists_the_tiny_models(tmp_path):
     cat = load_catalog(tmp_path)
-    assert cat.ids() == ["tiny-sd15", "tiny-sdxl"]
+    assert cat.ids() == ["tiny-sd15", "tiny-sdxl", "tiny-instruct"]
+    assert [spec.kind for spec in cat] == ["base", "base", "instruct"]
     for spec in cat:
-        assert spec.kind == "base"
         assert spec.source == tmp_path / "models" / spec.id
         assert all(int(side) <= 256 for size in spec.sizes for side in size.split("x"))
 
@@ -89,3 +89,41 @@ def test_model_ids_cannot_look_like_style_ids(tmp_path):
     (tmp_path / "models.toml").write_text('[models.sty_lookalike]\nkind = "base"\n')
     with pytest.raises(CatalogError, match="may not start with 'sty_'"):
         load_catalog(tmp_path)
+
+
+def test_components_are_listed_by_kind_and_family(tmp_path):
+    cat = load_catalog(tmp_path)
+    for component in cat.components.values():
+        assert component.source.is_relative_to(tmp_path)
+    fitting = cat.components_of("ip_adapter", "sd15")
+    assert all(c.fits("sd15") for c in fitting)
+    with pytest.raises(KeyError, match="unknown component kind"):
+        cat.components_of("warp_drive")
+    with pytest.raises(KeyError, match="unknown component"):
+        cat.component("nope")
+
+
+def test_a_component_entry_is_checked(tmp_path):
+    extra = tmp_path / "models.toml"
+    extra.write_text('[components.x]\nkind = "warp_drive"\nsource = "x"\n')
+    with pytest.raises(CatalogError, match="unknown component kind"):
+        load_catalog(tmp_path, extra)
+    extra.write_text('[components.x]\nkind = "upscaler"\nsource = "x.pth"\n')
+    with pytest.raises(CatalogError, match="pickle"):
+        load_catalog(tmp_path, extra)
+
+
+def test_inpaint_model_must_name_an_inpaint_model_of_the_family(tmp_path):
+    extra = tmp_path / "models.toml"
+    extra.write_text('[models.tiny-sd15]\ninpaint_model = "tiny-sdxl"\n')
+    with pytest.raises(CatalogError, match="inpaint_model"):
+        load_catalog(tmp_path, extra)
+
+
+def test_features_follow_kind_and_installed_components(tmp_path):
+    cat = load_catalog(tmp_path)
+    assert cat.features_of(cat.get("tiny-instruct"))[0] == "instruct"
+    base = cat.features_of(cat.get("tiny-sd15"))
+    assert {"text_to_image", "reference", "replace", "recreate", "erase"} <= set(base)
+    if cat.components_of("ip_adapter", "sd15"):
+        assert "pins" in base
