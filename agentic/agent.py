@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from agentic.composition import structure_image, thumbnail_pixels
-from agentic.critique import Scores, active_components, score
+from agentic.critique import Scores, score
 from agentic.grading import transfer as grade
 from agentic.lighting import relight
 from agentic.palette import palette_transfer
@@ -250,6 +250,12 @@ class Agent:
             )
         return GenerationParams.build(self.spec, **common)
 
+    def _guidance(self, plan: dict[str, Any]) -> float:
+        for guidance in (plan["guidance"], self.defaults.guidance, self.spec.default_guidance):
+            if guidance is not None:
+                return float(guidance)
+        return 0.0
+
     def _steps(self, request: AgentRequest) -> int:
         for steps in (request.steps, self.defaults.steps, self.spec.default_steps):
             if steps is not None:
@@ -316,7 +322,9 @@ class Agent:
         worst = min(means, key=means.__getitem__)
         change: dict[str, Any] = {"component": worst}
         new_knobs = dict(knobs)
-        if worst in TRANSFERS and knobs[worst] < 1.0 and worst in active_components(self.recipe):
+        new_plan = dict(plan)
+        if worst in TRANSFERS and knobs[worst] < 1.0:
+            # A post-processing driver: re-finish the kept raw images, no generation.
             new_knobs[worst] = min(1.0, knobs[worst] + max(STRENGTH_STEP, (1 - knobs[worst]) / 2))
             change.update(
                 driver=f"{worst} transfer strength", old=knobs[worst], new=new_knobs[worst]
@@ -329,29 +337,23 @@ class Agent:
                 proposal.scores = score(proposal.pixels, self.recipe)
             pairs = list(zip(kept, proposals, strict=True))
         else:
-            new_plan = dict(plan)
-            if (
-                worst == "composition"
-                and plan["task"] != "text_to_image"
-                and plan["structure"] < 1.0
-            ):
+            # A generation driver: structure strength, then guidance, else a new seed.
+            structured = worst == "composition" and plan["task"] != "text_to_image"
+            if structured and plan["structure"] < 1.0:
                 new_plan["structure"] = min(1.0, plan["structure"] + STRENGTH_STEP)
                 change.update(
                     driver="structure guidance", old=plan["structure"], new=new_plan["structure"]
                 )
-            elif worst == "composition" and plan["task"] != "text_to_image":
-                guidance = (
-                    plan["guidance"] if plan["guidance"] is not None else self.spec.default_guidance
-                )
+            elif structured:
+                guidance = self._guidance(plan)
                 new_plan["guidance"] = round(guidance * GUIDANCE_FACTOR, 3)
                 change.update(driver="guidance scale", old=guidance, new=new_plan["guidance"])
             else:
                 change.update(driver="seed", old=None, new=seed)
             fresh = self.act(request, new_plan, new_knobs, seed, count)
             ranked = sorted(fresh, key=lambda c: -c.scores.total)
-            # The best new candidates challenge the worst kept ones.
+            # The best new candidates challenge the worst kept ones, one to one.
             pairs = list(zip(sorted(kept, key=lambda c: c.scores.total), ranked, strict=False))
-            plan.update({k: new_plan[k] for k in ("structure", "guidance")})
         result = {id(c): c for c in kept}
         replaced = 0
         for old, new in pairs:
@@ -360,13 +362,9 @@ class Agent:
                 result[id(new)] = new
                 replaced += 1
         kept = sorted(result.values(), key=lambda c: -c.scores.total)
-        if (
-            replaced
-            and worst in TRANSFERS
-            and "driver" in change
-            and change["driver"].endswith("strength")
-        ):
+        if replaced:  # the change helped: later rounds start from it
             knobs = new_knobs
+            plan.update(structure=new_plan["structure"], guidance=new_plan["guidance"])
         after = max(c.scores.total for c in kept)
         self._log(
             "refine",

@@ -190,7 +190,14 @@ class Recipe:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ParamError("recipe", f"recipe is not a Kiln agentic recipe: {exc}") from None
         _check_count(len(references), "recipe.references")
-        merged = {**own, **(choices or {})}
+        # The request's choices override the saved ones field by field.
+        merged = dict(own)
+        for name, choice in (choices or {}).items():
+            saved_choice = own.get(name, Choice())
+            merged[name] = Choice(
+                choice.sources if choice.sources is not None else saved_choice.sources,
+                choice.strength if choice.strength is not None else saved_choice.strength,
+            )
         return build_recipe(references, merged)
 
 

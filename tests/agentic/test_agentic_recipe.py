@@ -70,6 +70,10 @@ def test_a_saved_recipe_round_trips_and_re_blends_without_images(photos):
     reblended = Recipe.from_json(saved, {"palette": Choice(sources=(1,), strength=0.9)})
     assert reblended.components["palette"].weights == {1: 1.0}
     assert reblended.components["lighting"].sources == (0, 2)  # the saved choice stays
+    # A strength alone keeps the saved sources.
+    stronger = Recipe.from_json(saved, {"lighting": Choice(strength=0.9)})
+    assert stronger.components["lighting"].sources == (0, 2)
+    assert stronger.components["lighting"].strength == 0.9
 
 
 @pytest.mark.parametrize(
