@@ -169,3 +169,17 @@ def test_a_variation_takes_one_image(alice):
     response = alice.post(VARIATIONS, files=files)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "image"
+
+
+def test_further_images_steer_the_edit_as_references(alice):
+    image = photo()
+    one = [("image[]", ("a.png", png(image), "image/png"))]
+    two = one + [("image[]", ("b.png", png(255 - photo(seed=9)), "image/png"))]
+    data = {"prompt": "a lantern", "model": "tiny-sd15", "seed": "2"}
+    alone = alice.post(EDITS, files=one, data=data)
+    steered = alice.post(EDITS, files=two, data=data)
+    assert alone.status_code == 200 and steered.status_code == 200, steered.text
+    assert decode(alone.json()["data"][0]["b64_json"]).shape == image.shape
+    assert not np.array_equal(
+        decode(alone.json()["data"][0]["b64_json"]), decode(steered.json()["data"][0]["b64_json"])
+    )

@@ -101,3 +101,12 @@ def test_bad_references_are_refused_for_free(alice, reference, status, param):
         assert response.json()["error"]["param"] == param
     assert alice.get("/v1/credits").json()["balance"] == 100
     assert alice.get("/v1/assets").json()["data"] == []
+
+
+def test_an_ip_adapter_reference_changes_the_image_and_leaves_no_trace(alice):
+    plain = decode(generate(alice, None)["data"][0]["b64_json"])
+    ref = {"image": png_b64(photo(160, 120, seed=3)), "mode": "ip_adapter", "scale": 1.0}
+    steered = decode(generate(alice, ref)["data"][0]["b64_json"])
+    assert not np.array_equal(plain, steered)
+    again = decode(generate(alice, None)["data"][0]["b64_json"])
+    np.testing.assert_array_equal(plain, again)  # the adapter's scale did not leak
