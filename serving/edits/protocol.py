@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.params import MAX_IMAGES, ParamError
 from serving.generations.protocol import GeneratedImage, SamplingFields
+from serving.image_to_prompt.protocol import ImageToPromptField
 
 EditTool = Literal["instruct", "replace", "recreate", "erase"]
 # Tools that need a mask, and the one for which a mask is optional (whole image without).
@@ -46,6 +47,11 @@ class EditRequest(SamplingFields):
         None, ge=0, description="instruct: how closely to keep the input image (default 1.5)"
     )
     n: int = Field(1, ge=1, le=MAX_IMAGES)
+    image_to_prompt: ImageToPromptField | None = Field(
+        None,
+        description="replace/recreate: an image's extract mixed into the prompt (the "
+        "prompt's own words win); the extract alone when there is no prompt",
+    )
 
     def check_tool(self) -> None:
         """The fields each tool needs and refuses; ``ParamError`` names the field."""
@@ -64,8 +70,10 @@ class EditRequest(SamplingFields):
                 raise ParamError("image_guidance", "image_guidance is for instruct only")
         if tool in MASK_REQUIRED and self.mask is None:
             raise ParamError("mask", f"{tool} needs a mask (white = edit)")
-        if tool == "replace" and not (self.prompt or "").strip():
+        if tool == "replace" and not (self.prompt or "").strip() and self.image_to_prompt is None:
             raise ParamError("prompt", "replace needs a prompt: what goes in the masked region")
+        if tool in ("instruct", "erase") and self.image_to_prompt is not None:
+            raise ParamError("image_to_prompt", f"{tool} takes no image_to_prompt")
         if tool == "erase" and self.prompt is not None:
             raise ParamError("prompt", "erase takes no prompt: it fills with the background")
         if tool != "erase" and self.objects is not None:

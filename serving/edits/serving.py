@@ -22,6 +22,7 @@ from serving.edits.protocol import EditRequest, EditResponse
 from serving.generations.protocol import GeneratedImage
 from serving.generations.serving import MODEL_ASSET_KINDS, generate_and_deliver
 from serving.image_inputs import InputImage, decode_b64_image, derived_kind, load_image_input
+from serving.image_to_prompt.mixing import prompt_with_extract
 from serving.state import AppState
 from weights.catalog import Catalog, ModelSpec
 
@@ -129,6 +130,13 @@ class ServingEdits:
             max_side=max(spec.resolutions.values()),
             erase=request.tool == "erase",
         )
+        if request.image_to_prompt is not None:
+            # Resolved (and refused, when bad) before anything is charged; free inside an
+            # edit as inside a generation (serving/image_to_prompt/mixing.py).
+            prompt = await prompt_with_extract(
+                state, tenant, request.prompt, request.image_to_prompt
+            )
+            request = request.model_copy(update={"prompt": prompt})
         params = self.params(request, spec, prepared)
         done, delivered, charge = await run_image_task(
             state, tenant, spec, params, request_id, source, original, prepared, request.tool

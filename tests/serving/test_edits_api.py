@@ -267,3 +267,19 @@ credits = {{ "128px" = 1 }}
     assert client.post(EDITS, json=whole).json()["model"] == "tiny-sd15"
     card = client.get("/v1/models/tiny-sd15-inpaint").json()
     assert card["kind"] == "inpaint" and "text_to_image" not in card["features"]
+
+
+def test_replace_takes_its_prompt_from_an_images_extract(alice):
+    image, mask = photo(), box_mask()
+    source = png_b64(photo(64, 64, seed=5))
+    body = {"tool": "replace", "image": png_b64(image), "mask": png_b64(mask),
+            "image_to_prompt": {"image": source, "extract": "everything"}}  # fmt: skip
+    response = alice.post(EDITS, json={"model": "tiny-sd15", **body})
+    assert response.status_code == 200, response.text
+    asset = alice.get(f"/v1/assets/{response.json()['data'][0]['asset_id']}").json()
+    assert asset["prompt"]  # the extract became the prompt
+    assert response.json()["credits_charged"] == 2  # the extract is free inside an edit
+    bad = {**body, "image_to_prompt": {"image": source, "extract": "smell"}}
+    assert alice.post(EDITS, json=bad).status_code == 400
+    erase = {**body, "tool": "erase"}
+    assert alice.post(EDITS, json=erase).json()["error"]["param"] == "image_to_prompt"
