@@ -33,6 +33,7 @@ import numpy as np
 
 from agentic.composition import structure_image, thumbnail_pixels
 from agentic.critique import Scores, score
+from agentic.grading import cube_lut
 from agentic.grading import transfer as grade
 from agentic.lighting import relight
 from agentic.palette import palette_transfer
@@ -58,6 +59,7 @@ TRANSFERS = ("palette", "grading", "lighting")
 IMG2IMG_SPAN = 0.6  # composition strength 1 -> img2img denoising strength 0.4
 STRENGTH_STEP = 0.25
 GUIDANCE_FACTOR = 0.75
+LUT_SIZE = 17  # points per axis of an exported .cube (17 and 33 are the common sizes)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,21 @@ def finish(raw: np.ndarray, recipe: Recipe, knobs: dict[str, float]) -> np.ndarr
     pixels = relight(raw, targets["lighting"].target, knobs["lighting"])
     pixels = grade(pixels, targets["grading"].target, knobs["grading"])
     return palette_transfer(pixels, targets["palette"].target, knobs["palette"])
+
+
+def grading_cube(candidate: Candidate, recipe: Recipe, size: int = LUT_SIZE) -> str:
+    """The grading step applied to ``candidate`` as a ``.cube`` 3D LUT: the linear Lab
+    transfer from its relit raw image to the recipe's grading at its strength (one pass:
+    what a LUT can hold), so a colourist can apply the look elsewhere."""
+    targets = recipe.components
+    relit = relight(candidate.raw, targets["lighting"].target, candidate.knobs["lighting"])
+    return cube_lut(
+        relit,
+        targets["grading"].target,
+        size=size,
+        strength=candidate.knobs["grading"],
+        title=f"Kiln agentic grading, seed {candidate.seed}",
+    )
 
 
 class Agent:

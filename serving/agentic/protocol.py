@@ -77,6 +77,9 @@ class AgenticGenerationRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     guidance: float | None = Field(None, ge=0)
+    grading_lut: bool = Field(
+        False, description="return each image's grading step as a .cube 3D LUT (17 points)"
+    )
 
 
 class AgenticImage(BaseModel):
@@ -87,6 +90,7 @@ class AgenticImage(BaseModel):
     height: int
     scores: dict[str, Any]
     knobs: dict[str, float] = Field(description="transfer strengths the image was finished at")
+    grading_cube: str | None = Field(None, description="the grading step as a .cube 3D LUT")
 
 
 class AgenticGenerationResponse(BaseModel):

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from agentic.agent import Agent, AgentRequest, AgentResult, Budget
+from agentic.agent import Agent, AgentRequest, AgentResult, Budget, grading_cube
 from agentic.recipe import MAX_REFERENCES, Recipe, check_choices, extract_recipe
 from pipelines.params import AdapterConditioning, AdapterImage, ParamError
 from serving.agentic.protocol import (
@@ -253,7 +253,13 @@ class ServingAgentic:
             result = await asyncio.to_thread(agent.run, agent_request, budget)
             t0 = time.perf_counter()
             delivered = await asyncio.to_thread(
-                self._deliver, tenant, spec, agent_request, result, generation_id
+                self._deliver,
+                tenant,
+                spec,
+                agent_request,
+                result,
+                generation_id,
+                recipe if request.grading_lut else None,
             )
             deliver_s = time.perf_counter() - t0
             await charge.capture(1)
@@ -278,8 +284,10 @@ class ServingAgentic:
         request: AgentRequest,
         result: AgentResult,
         generation_id: str,
+        lut_recipe: Recipe | None = None,
     ) -> list[AgenticImage]:
-        """Store every kept image as a free ``agentic`` asset. Blocking."""
+        """Store every kept image as a free ``agentic`` asset (with its grading as a
+        ``.cube`` LUT when ``lut_recipe`` is given). Blocking."""
         plan = result.plan
         delivered = []
         for candidate in result.images:
@@ -310,6 +318,7 @@ class ServingAgentic:
                     height=height,
                     scores=candidate.scores.to_json(),
                     knobs=candidate.knobs,
+                    grading_cube=grading_cube(candidate, lut_recipe) if lut_recipe else None,
                 )
             )
         return delivered

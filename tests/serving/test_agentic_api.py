@@ -14,6 +14,7 @@ from PIL import Image
 from skimage import data
 
 from agentic.colour import downsample
+from agentic.grading import read_cube
 from serving.api import create_app
 from serving.model_client import LocalModelClient
 from serving.settings import Settings
@@ -63,6 +64,7 @@ def test_a_generation_returns_images_recipe_scores_and_trace_for_4_credits(alice
         "n": 1,
         "candidates": 2,
         "rounds": 1,
+        "grading_lut": True,
     }
     r = alice.post(GENERATE, json=body)
     assert r.status_code == 200, r.text
@@ -71,6 +73,8 @@ def test_a_generation_returns_images_recipe_scores_and_trace_for_4_credits(alice
     (image,) = answer["data"]
     assert (image["width"], image["height"]) == (128, 128)
     assert 0.0 <= image["scores"]["total"] <= 1.0
+    assert "LUT_3D_SIZE 17" in image["grading_cube"]
+    assert len(read_cube(image["grading_cube"])) == 17
     assert set(image["scores"]["components"]) == {"palette", "grading", "lighting", "composition"}
     assert answer["recipe"]["components"]["palette"]["sources"] == [{"index": 1, "weight": 1.0}]
     assert [s["step"] for s in answer["trace"]][:3] == ["plan", "act", "critique"]
@@ -99,6 +103,7 @@ def test_extract_is_free_and_its_recipe_drives_a_generation(alice, references):
     r = alice.post(GENERATE, json=body)
     assert r.status_code == 200, r.text
     assert len(r.json()["data"]) == 2 and r.json()["credits_charged"] == 4
+    assert r.json()["data"][0]["grading_cube"] is None  # only when asked
     assert r.json()["plan"]["ip_adapter"] is None  # a saved recipe has no images to embed
     assert r.json()["plan"]["structure_source"] == "recipe thumbnail of reference 0"
     assert balance(alice) == 96
