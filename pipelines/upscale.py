@@ -141,7 +141,7 @@ class Upscaler:
         import torch
 
         dtype = next(self.descriptor.model.parameters()).dtype
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        tensor = torch.from_numpy(np.array(pixels)).to(self.device)  # a writable copy
         tensor = tensor.permute(2, 0, 1)[None].to(dtype) / 255.0
         with torch.inference_mode():
             out = self.descriptor(tensor)

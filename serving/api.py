@@ -19,6 +19,7 @@ from serving.assets.store import BlobStore
 from serving.credits.api_router import router as credits_router
 from serving.edits.api_router import router as edits_router
 from serving.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavailable
+from serving.exports.api_router import router as exports_router
 from serving.files.api_router import router as files_router
 from serving.files.serving import FileStore
 from serving.generations.api_router import router as generations_router
@@ -97,6 +98,7 @@ def create_app(
     app.include_router(credits_router)
     app.include_router(assets_router)
     app.include_router(licenses_router)
+    app.include_router(exports_router)
     app.include_router(pins_router)
     app.include_router(admin_router)
     app.include_router(style_training_router)

@@ -87,6 +87,8 @@ JOB_KINDS: dict[str, JobKind] = {
     "style_training": JobKind(
         "serving.jobs.style_training:run_style_training", _training_resources
     ),
+    # An upscale past serving.exports.service.SYNC_MAX_PIXELS (default resources).
+    "upscale": JobKind("serving.exports.jobs:run_upscale_job"),
 }
 
 

@@ -123,6 +123,41 @@ class Licenses:
             return winner, 0
         return license, price
 
+    def grant_derived(self, tenant_id: str, asset_id: str, parent_id: str) -> License:
+        """License ``asset_id`` at no charge because it was derived (upscale, cut-out)
+        from the licensed ``parent_id``: the rights bought cover what is made of it.
+        ``UnknownLicense`` if the parent holds none."""
+        parent = self._for_asset(tenant_id, parent_id)
+        if parent is None:
+            raise UnknownLicense(f"license of {parent_id}")
+        existing = self._for_asset(tenant_id, asset_id)
+        if existing is not None:
+            return existing
+        asset = self.assets.get(tenant_id, asset_id)
+        license = License(
+            id=f"lic_{secrets.token_hex(12)}",
+            tenant_id=tenant_id,
+            asset_id=asset_id,
+            asset_sha256=asset.sha256,
+            price=0,
+            rights=parent.rights,
+            created=datetime.now(UTC),
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(licenses).values(
+                    id=license.id,
+                    tenant_id=tenant_id,
+                    asset_id=asset_id,
+                    asset_sha256=asset.sha256,
+                    price=0,
+                    entry_id=None,
+                    rights=json.dumps(list(parent.rights)),
+                    created=license.created,
+                )
+            )
+        return license
+
     def get(self, tenant_id: str, license_id: str) -> License:
         """The caller's license ``license_id``; ``UnknownLicense`` for any other."""
         with self.engine.begin() as conn:

@@ -1,0 +1,266 @@
+"""Exports through the real app: upscale, background removal and downloads, license-gated
+(base free; style 403 before and 200 after a license), each bad input refused in the
+error shape with nothing charged or stored, another tenant's asset 404, big upscales as
+a job with progress. SQLite (the ledger rules themselves are tested on both databases
+in tests/serving/test_assets.py)."""
+
+from __future__ import annotations
+
+import io
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from serving.api import create_app
+from serving.assets import ImageRecord
+from serving.exports import service
+from serving.ledger import Ledger
+from serving.model_client import LocalModelClient
+from serving.settings import Settings
+
+UPSCALE, REMOVE_BG, VECTORIZE, LICENSE = 4, 2, 3, 20  # default_models.toml [prices]
+
+
+@pytest.fixture
+def app(tmp_path: Path, catalog):
+    with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
+        models = LocalModelClient(catalog, device="cpu")  # never asked: no generation here
+        application = create_app(Settings(home=tmp_path, secret="s"), catalog, models,
+                                 ledger=ledger)  # fmt: skip
+        yield application
+        application.state.kiln.job_runner.close()
+
+
+@pytest.fixture
+def alice(app, make_client) -> TestClient:
+    return make_client(app, credits=100, name="alice")
+
+
+@pytest.fixture
+def bob(app, make_client) -> TestClient:
+    return make_client(app, credits=100, name="bob")
+
+
+def picture(width: int = 96, height: int = 64) -> np.ndarray:
+    """Three flat shapes on white: something to upscale, cut out and trace."""
+    image = np.full((height, width, 3), 255, np.uint8)
+    image[8:30, 8:40] = (220, 30, 30)
+    image[36:60, 12:44] = (30, 160, 40)
+    image[10:56, 56:90] = (30, 60, 200)
+    return image
+
+
+def make_asset(app, client: TestClient, kind: str = "base", size=(96, 64)) -> str:
+    record = ImageRecord(
+        kind=kind, model="tiny-sd15", style="ink-wash" if "style" in kind else None,
+        prompt="three shapes", seed=5, width=size[0], height=size[1],
+    )  # fmt: skip
+    asset, _ = app.state.kiln.assets.create(client.tenant_id, record, picture(*size))
+    return asset.id
+
+
+def balance(client: TestClient) -> int:
+    return client.get("/v1/credits").json()["balance"]
+
+
+def asset_count(client: TestClient) -> int:
+    return len(client.get("/v1/assets", params={"limit": 100}).json()["data"])
+
+
+def decoded(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+# Base images: free to export
+
+
+def test_a_base_image_upscales_into_a_child_asset(alice: TestClient):
+    parent = make_asset(alice.app, alice)
+    response = alice.post(f"/v1/assets/{parent}/upscale", json={"long_side": 384})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    child = body["asset"]
+    assert body["operation"] == "upscale" and body["credits_charged"] == UPSCALE
+    assert child["parent_id"] == parent and child["kind"] == "base"
+    assert (child["width"], child["height"]) == (384, 256)
+    assert child["params"]["method"] == "model" and child["params"]["upscaler"] == "tiny-esrgan"
+    assert balance(alice) == 100 - UPSCALE
+    original = decoded(alice.get(f"/v1/assets/{child['id']}/original").content)
+    assert original.size == (384, 256)
+
+
+def test_scale_and_the_explicit_lanczos_method(alice: TestClient):
+    parent = make_asset(alice.app, alice)
+    body = alice.post(
+        f"/v1/assets/{parent}/upscale", json={"scale": 2.5, "method": "lanczos"}
+    ).json()
+    assert (body["asset"]["width"], body["asset"]["height"]) == (240, 160)
+    assert body["asset"]["params"]["method"] == "lanczos"
+
+
+def test_background_removal_stores_an_rgba_child(alice: TestClient):
+    parent = make_asset(alice.app, alice)
+    response = alice.post(f"/v1/assets/{parent}/remove-background")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["credits_charged"] == REMOVE_BG and body["asset"]["parent_id"] == parent
+    cut = decoded(alice.get(f"/v1/assets/{body['asset']['id']}/original").content)
+    assert cut.mode == "RGBA" and cut.size == (96, 64)
+    alpha = np.asarray(cut)[..., 3]
+    assert alpha.min() == 0 or alpha.max() == 255  # a real mask, not a blank channel
+
+
+def test_downloads_in_every_format(alice: TestClient):
+    parent = make_asset(alice.app, alice)
+    url = f"/v1/assets/{parent}/download"
+    png = alice.get(url)
+    assert png.headers["content-type"] == "image/png" and png.headers["x-credits-charged"] == "0"
+    assert png.content == alice.get(f"/v1/assets/{parent}/original").content
+    small = alice.get(url, params={"format": "jpeg", "long_side": 48})
+    assert small.headers["content-type"] == "image/jpeg"
+    assert decoded(small.content).size == (48, 32)
+    webp = alice.get(url, params={"format": "webp"})
+    assert decoded(webp.content).format == "WEBP"
+    assert balance(alice) == 100  # converting and shrinking are free
+    big = alice.get(url, params={"format": "png", "long_side": 300})
+    assert decoded(big.content).size == (300, 200)
+    assert big.headers["x-credits-charged"] == str(UPSCALE)
+    svg = alice.get(url, params={"format": "svg", "mode": "polygon", "long_side": 192})
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    root = ET.fromstring(svg.content)
+    assert root.get("width") == "192" and root.get("viewBox") == "0 0 96 64"
+    fills = {p.get("fill") for p in root.iter("{http://www.w3.org/2000/svg}path")}
+    assert {"#DC1E1E", "#1EA028", "#1E3CC8"} <= fills
+    assert balance(alice) == 100 - UPSCALE - VECTORIZE
+    assert asset_count(alice) == 1  # downloads are renditions, never stored
+
+
+# Style images: only with a license
+
+
+def test_style_exports_need_a_license_then_work(alice: TestClient):
+    parent = make_asset(alice.app, alice, kind="artist_style")
+    routes = [
+        ("post", f"/v1/assets/{parent}/upscale", {"json": {"long_side": 192}}),
+        ("post", f"/v1/assets/{parent}/remove-background", {}),
+        ("get", f"/v1/assets/{parent}/download", {"params": {"format": "svg"}}),
+        ("get", f"/v1/assets/{parent}/download", {"params": {"long_side": 64}}),
+    ]
+    for method, url, kwargs in routes:
+        refused = getattr(alice, method)(url, **kwargs)
+        assert refused.status_code == 403, (url, refused.text)
+        assert refused.json()["error"]["code"] == "license_required"
+    assert balance(alice) == 100 and asset_count(alice) == 1
+    assert alice.post(f"/v1/assets/{parent}/license").status_code == 200
+    spent = LICENSE
+    for method, url, kwargs in routes:
+        allowed = getattr(alice, method)(url, **kwargs)
+        assert allowed.status_code == 200, (url, allowed.text)
+    spent += UPSCALE + REMOVE_BG + VECTORIZE
+    assert balance(alice) == 100 - spent
+
+
+def test_a_licensed_images_child_is_style_kind_and_licensed_too(alice: TestClient):
+    parent = make_asset(alice.app, alice, kind="private_style")
+    alice.post(f"/v1/assets/{parent}/license")
+    child = alice.post(f"/v1/assets/{parent}/upscale", json={"long_side": 192}).json()["asset"]
+    assert child["kind"] == "private_style" and child["visible_watermark"] is True
+    assert child["license"]["state"] == "licensed"
+    certificate = alice.get(f"/v1/licenses/{child['license']['license_id']}").json()
+    assert certificate["price"] == 0
+    assert alice.get(f"/v1/assets/{child['id']}/original").status_code == 200
+    assert balance(alice) == 100 - LICENSE - UPSCALE  # the child's license cost nothing
+
+
+# Bad input: the error shape, nothing charged, nothing stored
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "kwargs", "param"),
+    [
+        ("post", "upscale", {"json": {"long_side": 7681}}, "long_side"),
+        ("post", "upscale", {"json": {"long_side": 0}}, "long_side"),
+        ("post", "upscale", {"json": {"scale": 100.0}}, "scale"),
+        ("post", "upscale", {"json": {}}, "long_side"),
+        ("post", "upscale", {"json": {"long_side": 256, "scale": 2}}, "long_side"),
+        ("post", "upscale", {"json": {"long_side": 256, "method": "bicubic"}}, "method"),
+        ("get", "download", {"params": {"format": "gif"}}, "format"),
+        ("get", "download", {"params": {"long_side": 7681}}, "long_side"),
+        ("get", "download", {"params": {"long_side": 0}}, "long_side"),
+        ("get", "download", {"params": {"long_side": 512, "method": "nearest"}}, "method"),
+        ("get", "download", {"params": {"format": "svg", "mode": "bezier"}}, "mode"),
+    ],
+)
+def test_bad_input_is_400_and_charges_nothing(alice: TestClient, method, suffix, kwargs, param):
+    parent = make_asset(alice.app, alice)
+    response = getattr(alice, method)(f"/v1/assets/{parent}/{suffix}", **kwargs)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert balance(alice) == 100 and asset_count(alice) == 1
+
+
+def test_another_tenants_asset_is_404_everywhere(alice: TestClient, bob: TestClient):
+    parent = make_asset(alice.app, alice)
+    for response in (
+        bob.post(f"/v1/assets/{parent}/upscale", json={"long_side": 192}),
+        bob.post(f"/v1/assets/{parent}/remove-background"),
+        bob.get(f"/v1/assets/{parent}/download"),
+        bob.post("/v1/assets/ast_nothing/upscale", json={"long_side": 192}),
+    ):
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "asset_not_found"
+    assert balance(bob) == 100 and asset_count(bob) == 0
+
+
+def test_without_credits_it_is_402_and_nothing_is_stored(app, make_client):
+    poor = make_client(app, credits=1, name="poor")
+    parent = make_asset(app, poor)
+    response = poor.post(f"/v1/assets/{parent}/upscale", json={"long_side": 192})
+    assert response.status_code == 402
+    assert balance(poor) == 1 and asset_count(poor) == 1
+
+
+def test_without_an_upscaler_lanczos_must_be_asked_for(tmp_path: Path, catalog, make_client):
+    from dataclasses import replace
+
+    bare = replace(catalog, components={
+        k: v for k, v in catalog.components.items() if v.kind != "upscaler"
+    })  # fmt: skip
+    with Ledger(f"sqlite:///{tmp_path / 'bare.db'}") as ledger:
+        app = create_app(Settings(home=tmp_path, secret="s"), bare,
+                         LocalModelClient(bare, device="cpu"), ledger=ledger)  # fmt: skip
+        client = make_client(app, credits=100)
+        parent = make_asset(app, client)
+        refused = client.post(f"/v1/assets/{parent}/upscale", json={"long_side": 192})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "method"
+        assert "lanczos" in refused.json()["error"]["message"]
+        ok = client.post(f"/v1/assets/{parent}/upscale",
+                         json={"long_side": 192, "method": "lanczos"})  # fmt: skip
+        assert ok.status_code == 200 and balance(client) == 100 - UPSCALE
+
+
+# Big upscales: a job with progress
+
+
+def test_a_big_upscale_runs_as_a_job_with_progress(alice: TestClient, monkeypatch):
+    monkeypatch.setattr(service, "SYNC_MAX_PIXELS", 100 * 100)  # 8K on a CPU takes long
+    parent = make_asset(alice.app, alice)
+    response = alice.post(f"/v1/assets/{parent}/upscale", json={"long_side": 768})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["kind"] == "upscale" and response.headers["location"] == f"/v1/jobs/{job['id']}"
+    alice.app.state.kiln.job_runner.wait(timeout=120)
+    done = alice.get(f"/v1/jobs/{job['id']}").json()
+    assert done["state"] == "succeeded", done
+    child = alice.get(f"/v1/assets/{done['result']['asset_id']}").json()
+    assert (child["width"], child["height"]) == (768, 512) and child["parent_id"] == parent
+    events = alice.get(f"/v1/jobs/{job['id']}/events").text
+    assert '"stage":"upscaling"' in events
+    assert balance(alice) == 100 - UPSCALE
