@@ -22,7 +22,7 @@ import httpx
 import pytest
 from live_accounts import ADMIN_KEY, TenantKey, bearer, create_tenant
 
-STARTUP_TIMEOUT_S = 180
+STARTUP_TIMEOUT_S = 300  # more deployments (instruct, CLIP) start side by side on 2 cores
 SHUTDOWN_TIMEOUT_S = 60
 # Ray counts a request as queued until it is assigned to a replica, so concurrent
 # arrivals briefly count even when the replica has room: keep this above the other
