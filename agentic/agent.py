@@ -115,6 +115,15 @@ class AgentResult:
         return max(c.scores.total for c in self.images)
 
 
+def check_budget(n: int, budget: Budget) -> None:
+    """400 unless the first call's ``n x candidates`` images fit one pipeline call."""
+    total = n * budget.candidates
+    if total > MAX_IMAGES:
+        raise ParamError(
+            "candidates", f"n x candidates must be at most {MAX_IMAGES} (one call), got {total}"
+        )
+
+
 def finish(raw: np.ndarray, recipe: Recipe, knobs: dict[str, float]) -> np.ndarray:
     """Lighting, grading then palette transfer of ``raw`` at the knobs' strengths."""
     targets = recipe.components
@@ -158,7 +167,7 @@ class Agent:
 
     def run(self, request: AgentRequest, budget: Budget) -> AgentResult:
         """plan, act, critique, then refine while the budget lasts."""
-        self._check_budget(request, budget)
+        check_budget(request.n, budget)
         total = request.n * budget.candidates
         plan = self.plan(request)
         seed = request.seed if request.seed is not None else expand_seeds(None, 1)[0]
@@ -178,16 +187,8 @@ class Agent:
     def check(self, request: AgentRequest, budget: Budget) -> None:
         """Raise the ``ParamError`` a run would (budget, size, steps, task) without
         generating anything: callers check before they charge."""
-        self._check_budget(request, budget)
+        check_budget(request.n, budget)
         self._params(request, self._make_plan(request), 0, 1)
-
-    def _check_budget(self, request: AgentRequest, budget: Budget) -> None:
-        total = request.n * budget.candidates
-        if total > MAX_IMAGES:
-            raise ParamError(
-                "candidates",
-                f"n x candidates must be at most {MAX_IMAGES} (one call), got {total}",
-            )
 
     def plan(self, request: AgentRequest) -> dict[str, Any]:
         started = time.perf_counter()

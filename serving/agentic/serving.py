@@ -31,7 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from agentic.agent import Agent, AgentRequest, AgentResult, Budget, grading_cube
+from agentic.agent import (
+    Agent,
+    AgentRequest,
+    AgentResult,
+    Budget,
+    check_budget,
+    grading_cube,
+)
 from agentic.recipe import MAX_REFERENCES, Recipe, check_choices, extract_recipe
 from pipelines.params import AdapterConditioning, AdapterImage, ParamError
 from serving.agentic.protocol import (
@@ -102,7 +109,9 @@ def budget_of(request: AgenticGenerationRequest, settings: Any) -> Budget:
             "rounds",
             f"rounds must be at most {settings.agentic_max_rounds} (KILN_AGENTIC_MAX_ROUNDS)",
         )
-    return Budget(candidates, rounds)
+    budget = Budget(candidates, rounds)
+    check_budget(request.n, budget)
+    return budget
 
 
 def base_model(state: AppState, model: str | None) -> ModelSpec:
