@@ -170,3 +170,10 @@ def test_structure_images_are_at_the_call_size():
     layout = structure_image(photo, 128, 96, for_controlnet=False)
     assert edges.shape == layout.shape == (96, 128, 3) and edges.dtype == np.uint8
     assert set(np.unique(edges)) <= {0, 255} and edges.max() == 255
+
+
+def test_a_hard_shadow_edge_reads_harder_than_a_soft_fall_off():
+    hard = np.full((128, 128, 3), 220, np.uint8)
+    hard[:, 64:] = 40  # a crisp shadow line
+    soft = np.tile(np.linspace(220, 40, 128)[None, :, None], (128, 1, 3)).astype(np.uint8)
+    assert extract_lighting(hard).hardness > 0.5 > 0.3 > extract_lighting(soft).hardness
