@@ -164,16 +164,16 @@ def _build_sdxl() -> Any:
     )
 
 
-def _build_sd15_instruct() -> Any:
-    """A tiny InstructPix2Pix: the tiny SD 1.5 with an 8-channel UNet input (noise latents
-    + the encoded input image), as the real InstructPix2Pix checkpoints have."""
-    from diffusers import StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+def _sd15_variant(pipeline_class: str, in_channels: int, seed: int) -> Any:
+    """The tiny SD 1.5 as ``pipeline_class`` with a UNet taking ``in_channels`` latent
+    channels (drawn with ``seed``); every other module is the tiny SD 1.5's own."""
+    import diffusers
 
     sd15 = _build_sd15()
     config = dict(sd15.unet.config)
-    config["in_channels"] = 8
-    unet = _seeded(SEED + 20, lambda: UNet2DConditionModel.from_config(config))
-    return StableDiffusionInstructPix2PixPipeline(
+    config["in_channels"] = in_channels
+    unet = _seeded(seed, lambda: diffusers.UNet2DConditionModel.from_config(config))
+    return getattr(diffusers, pipeline_class)(
         vae=sd15.vae,
         text_encoder=sd15.text_encoder,
         tokenizer=sd15.tokenizer,
@@ -183,27 +183,18 @@ def _build_sd15_instruct() -> Any:
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def _build_sd15_instruct() -> Any:
+    """A tiny InstructPix2Pix: 8 UNet input channels (noise latents + the encoded input
+    image), as the real InstructPix2Pix checkpoints have."""
+    return _sd15_variant("StableDiffusionInstructPix2PixPipeline", 8, SEED + 20)
 
 
 def _build_sd15_inpaint() -> Any:
-    """A tiny dedicated inpainting model: the tiny SD 1.5 with a 9-channel UNet input
-    (noise latents + mask + masked-image latents), as the real inpainting checkpoints."""
-    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
-
-    sd15 = _build_sd15()
-    config = dict(sd15.unet.config)
-    config["in_channels"] = 9
-    unet = _seeded(SEED + 30, lambda: UNet2DConditionModel.from_config(config))
-    return StableDiffusionInpaintPipeline(
-        vae=sd15.vae,
-        text_encoder=sd15.text_encoder,
-        tokenizer=sd15.tokenizer,
-        unet=unet,
-        scheduler=sd15.scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    """A tiny dedicated inpainting model: 9 UNet input channels (noise latents + mask +
+    masked-image latents), as the real inpainting checkpoints have."""
+    return _sd15_variant("StableDiffusionInpaintPipeline", 9, SEED + 30)
 
 
 TINY_BUILDERS: dict[str, Callable[[], Any]] = {

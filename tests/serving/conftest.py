@@ -38,3 +38,22 @@ def unit_catalog(settings: Settings) -> Catalog:
 def client(settings: Settings, unit_catalog: Catalog, make_client) -> TestClient:
     app = create_app(settings, unit_catalog, LocalModelClient(unit_catalog, device="cpu"))
     return make_client(app)
+
+
+# The app of the image-input tests (edits, OpenAI edits, references): tiny models run
+# in-process, a tenant "alice" with 100 credits.
+
+
+@pytest.fixture(scope="module")
+def local_models(catalog) -> LocalModelClient:
+    return LocalModelClient(catalog, device="cpu")
+
+
+@pytest.fixture
+def image_app(tmp_path: Path, catalog, local_models: LocalModelClient):
+    return create_app(Settings(home=tmp_path, secret="s"), catalog, local_models)
+
+
+@pytest.fixture
+def alice(image_app, make_client) -> TestClient:
+    return make_client(image_app, credits=100, name="alice")

@@ -1,8 +1,15 @@
-"""Images and masks shared by the edit tests (native and OpenAI routes)."""
+"""Images, masks and the app shared by the image-input tests (edits on the native and
+OpenAI routes, reference generations); their app and client fixtures are in conftest.py
+(``image_app``, ``alice``)."""
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
+from fastapi.testclient import TestClient
+from PIL import Image
 
 from pipelines.edit_tools import EDIT_DILATE, EDIT_FEATHER, ERASE_DILATE, ERASE_FEATHER
 
@@ -33,3 +40,23 @@ def outside_feather(mask: np.ndarray, erase: bool) -> np.ndarray:
         max(0, xs.min() - margin) : xs.max() + margin + 1,
     ] = True
     return ~grown
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_b64(pixels: np.ndarray) -> str:
+    return base64.b64encode(png(pixels)).decode()
+
+
+def decode(text: str) -> np.ndarray:
+    """A response's base64 image as uint8 RGB pixels."""
+    with Image.open(io.BytesIO(base64.b64decode(text))) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def balance(client: TestClient) -> int:
+    return client.get("/v1/credits").json()["balance"]

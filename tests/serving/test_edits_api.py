@@ -10,7 +10,14 @@ import io
 
 import numpy as np
 import pytest
-from edit_samples import box_mask, outside_feather, photo
+from edit_samples import (
+    balance,
+    box_mask,
+    decode,
+    outside_feather,
+    photo,
+    png_b64,
+)  # noqa: F401 (fixtures)
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -19,36 +26,6 @@ from serving.model_client import LocalModelClient
 from serving.settings import Settings
 
 EDITS = "/v1/edits"
-
-
-def png_b64(pixels: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def decode(text: str) -> np.ndarray:
-    with Image.open(io.BytesIO(base64.b64decode(text))) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-@pytest.fixture(scope="module")
-def models(catalog) -> LocalModelClient:
-    return LocalModelClient(catalog, device="cpu")
-
-
-@pytest.fixture
-def app(tmp_path, catalog, models):
-    return create_app(Settings(home=tmp_path, secret="s"), catalog, models)
-
-
-@pytest.fixture
-def alice(app, make_client) -> TestClient:
-    return make_client(app, credits=100, name="alice")
-
-
-def balance(client: TestClient) -> int:
-    return client.get("/v1/credits").json()["balance"]
 
 
 def asset_count(client: TestClient) -> int:
@@ -121,11 +98,13 @@ def test_an_edit_of_an_asset_is_derived_from_it(alice):
     assert child["kind"] == "base"
 
 
-def test_an_edit_of_a_style_asset_is_watermarked_and_license_gated(app, alice, tiny_sd15_loras):
+def test_an_edit_of_a_style_asset_is_watermarked_and_license_gated(
+    image_app, alice, tiny_sd15_loras
+):
     from serving.styles import StyleImport
 
     request = StyleImport(name="ink", base_model="tiny-sd15", kind="artist")
-    style = app.state.kiln.styles.import_file(tiny_sd15_loras[0], request, None)
+    style = image_app.state.kiln.styles.import_file(tiny_sd15_loras[0], request, None)
     made = alice.post(
         "/v1/generations",
         json={"model": "tiny-sd15", "prompt": "a harbour", "style": style.id, "seed": 4},
@@ -196,8 +175,10 @@ def test_bad_input_is_refused_and_costs_nothing(alice, change, status, param):
     assert asset_count(alice) == 0
 
 
-def test_an_oversize_image_is_413_before_decoding(tmp_path, catalog, models, make_client):
-    app = create_app(Settings(home=tmp_path, secret="s", image_max_bytes=1000), catalog, models)
+def test_an_oversize_image_is_413_before_decoding(tmp_path, catalog, local_models, make_client):
+    app = create_app(
+        Settings(home=tmp_path, secret="s", image_max_bytes=1000), catalog, local_models
+    )
     client = make_client(app, credits=10)
     body = {"tool": "recreate", "image": png_b64(photo()), "prompt": "x"}
     response = client.post(EDITS, json=body)
@@ -206,9 +187,9 @@ def test_an_oversize_image_is_413_before_decoding(tmp_path, catalog, models, mak
     assert balance(client) == 10
 
 
-def test_another_tenants_asset_is_not_found(app, alice, make_client):
+def test_another_tenants_asset_is_not_found(image_app, alice, make_client):
     made = alice.post("/v1/generations", json={"model": "tiny-sd15", "prompt": "a boat"}).json()
-    bob = make_client(app, credits=10, name="bob")
+    bob = make_client(image_app, credits=10, name="bob")
     body = {"tool": "recreate", "asset_id": made["data"][0]["asset_id"], "prompt": "x"}
     response = bob.post(EDITS, json=body)
     assert response.status_code == 404

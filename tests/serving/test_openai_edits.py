@@ -5,27 +5,15 @@ that charge nothing."""
 
 from __future__ import annotations
 
-import base64
-import io
-
 import numpy as np
 import pytest
-from edit_samples import box_mask, outside_feather, photo
-from fastapi.testclient import TestClient
-from PIL import Image
+from edit_samples import balance, box_mask, decode, outside_feather, photo, png
 
 from serving.api import create_app
-from serving.model_client import LocalModelClient
 from serving.settings import Settings
 
 EDITS = "/v1/images/edits"
 VARIATIONS = "/v1/images/variations"
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def openai_mask(mask: np.ndarray) -> bytes:
@@ -33,30 +21,6 @@ def openai_mask(mask: np.ndarray) -> bytes:
     rgba = np.full((*mask.shape, 4), 255, np.uint8)
     rgba[..., 3] = np.where(mask == 255, 0, 255)
     return png(rgba)
-
-
-def decode(text: str) -> np.ndarray:
-    with Image.open(io.BytesIO(base64.b64decode(text))) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-@pytest.fixture(scope="module")
-def models(catalog) -> LocalModelClient:
-    return LocalModelClient(catalog, device="cpu")
-
-
-@pytest.fixture
-def app(tmp_path, catalog, models):
-    return create_app(Settings(home=tmp_path, secret="s"), catalog, models)
-
-
-@pytest.fixture
-def alice(app, make_client) -> TestClient:
-    return make_client(app, credits=100, name="alice")
-
-
-def balance(client: TestClient) -> int:
-    return client.get("/v1/credits").json()["balance"]
 
 
 @pytest.mark.parametrize("tool", [None, "replace", "recreate", "erase"])
@@ -154,8 +118,10 @@ def test_bad_edits_are_refused_and_cost_nothing(alice, files_change, data_change
     assert alice.get("/v1/assets").json()["data"] == []
 
 
-def test_an_oversize_upload_is_413(tmp_path, catalog, models, make_client):
-    app = create_app(Settings(home=tmp_path, secret="s", image_max_bytes=2000), catalog, models)
+def test_an_oversize_upload_is_413(tmp_path, catalog, local_models, make_client):
+    app = create_app(
+        Settings(home=tmp_path, secret="s", image_max_bytes=2000), catalog, local_models
+    )
     client = make_client(app, credits=10)
     files = {"image": ("in.png", png(photo(200, 200, seed=1)), "image/png")}
     response = client.post(VARIATIONS, files=files)

@@ -4,45 +4,13 @@ reference (its rights carried to the result), and bad references refused for fre
 from __future__ import annotations
 
 import base64
-import io
 
 import numpy as np
 import pytest
-from edit_samples import photo
+from edit_samples import decode, photo, png_b64
 from fastapi.testclient import TestClient
-from PIL import Image
-
-from serving.api import create_app
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
 
 GEN = "/v1/generations"
-
-
-def png_b64(pixels: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def decode(text: str) -> np.ndarray:
-    with Image.open(io.BytesIO(base64.b64decode(text))) as image:
-        return np.asarray(image.convert("RGB")).astype(int)
-
-
-@pytest.fixture(scope="module")
-def models(catalog) -> LocalModelClient:
-    return LocalModelClient(catalog, device="cpu")
-
-
-@pytest.fixture
-def app(tmp_path, catalog, models):
-    return create_app(Settings(home=tmp_path, secret="s"), catalog, models)
-
-
-@pytest.fixture
-def alice(app, make_client) -> TestClient:
-    return make_client(app, credits=100, name="alice")
 
 
 def generate(client: TestClient, reference: dict | None, seed: int = 7) -> dict:
@@ -68,11 +36,11 @@ def test_a_reference_steers_the_image_as_far_as_its_strength_says(alice):
     assert plain.shape == (128, 128, 3) and not np.array_equal(plain, image(first, 0.25))
 
 
-def test_a_reference_asset_passes_its_rights_on(app, alice, tiny_sd15_loras):
+def test_a_reference_asset_passes_its_rights_on(image_app, alice, tiny_sd15_loras):
     from serving.styles import StyleImport
 
     request = StyleImport(name="ink", base_model="tiny-sd15", kind="artist")
-    style = app.state.kiln.styles.import_file(tiny_sd15_loras[0], request, None)
+    style = image_app.state.kiln.styles.import_file(tiny_sd15_loras[0], request, None)
     made = alice.post(GEN, json={"model": "tiny-sd15", "prompt": "x", "style": style.id})
     parent = made.json()["data"][0]["asset_id"]
     result = generate(alice, {"asset_id": parent, "strength": 0.5})
