@@ -73,6 +73,8 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_TRAINING_IMAGE_MAX_PIXELS": "2000",
         "KILN_AGENTIC_MAX_CANDIDATES": "3",
         "KILN_AGENTIC_MAX_ROUNDS": "0",
+        "KILN_IMAGE_MAX_BYTES": "3000",
+        "KILN_IMAGE_MAX_PIXELS": "4000",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -96,6 +98,7 @@ def test_every_variable_is_read(tmp_path: Path):
     assert s.effective_training_gpus(cluster_gpus=0) == 0.5 and s.jobs_dir == tmp_path / "jobs"
     assert (s.training_image_max_bytes, s.training_image_max_pixels) == (1000, 2000)
     assert (s.agentic_max_candidates, s.agentic_max_rounds) == (3, 0)
+    assert (s.image_max_bytes, s.image_max_pixels) == (3000, 4000)
     assert "kiln_admin" not in repr(s)
 
 
