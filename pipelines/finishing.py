@@ -69,15 +69,14 @@ def finish_image(image: Any, options: FinishOptions) -> FinishedImage:
     marked = embed_invisible_watermark(image, options.payload)
     carried = options.payload if carries_invisible_watermark(marked) else None
     shown = apply_visible_watermark(marked) if options.visible else marked
-    if alpha is not None:
-        marked, shown = np.dstack([marked, alpha]), np.dstack([shown, alpha])
-    original = _encode(marked, options)
-    preview = _encode(shown, options) if options.visible else None
-    return FinishedImage(original, preview, carried, delivered_pixels=shown)
+    original = _encode(marked, options, alpha)
+    preview = _encode(shown, options, alpha) if options.visible else None
+    delivered = shown if alpha is None else np.dstack([shown, alpha])
+    return FinishedImage(original, preview, carried, delivered_pixels=delivered)
 
 
-def _encode(pixels: Any, options: FinishOptions) -> bytes:
-    data = encode_png(pixels, options.metadata)
+def _encode(pixels: Any, options: FinishOptions, alpha: Any = None) -> bytes:
+    data = encode_png(pixels, options.metadata, alpha=alpha)
     if options.signer is None:
         return data
     return embed_c2pa_manifest(data, options.signer, options.title, options.metadata)

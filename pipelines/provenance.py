@@ -26,16 +26,23 @@ MAX_KEY_LENGTH = 79
 
 
 def encode_png(
-    image: Any, metadata: Mapping[str, str], compress_level: int = DEFAULT_PNG_LEVEL
+    image: Any,
+    metadata: Mapping[str, str],
+    compress_level: int = DEFAULT_PNG_LEVEL,
+    *,
+    alpha: Any = None,
 ) -> bytes:
-    """PNG bytes of ``image`` (uint8 HxWx3, uint8 HxWx4 RGBA, or RGB PIL image) with
-    ``metadata`` as text chunks, in the mapping's order."""
+    """PNG bytes of ``image`` (uint8 HxWx3 or RGB PIL image) with ``metadata`` as text
+    chunks, in the mapping's order; ``alpha`` (uint8 HxW) makes it an RGBA PNG (a cut-out)."""
     from PIL import Image, PngImagePlugin
 
-    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
-        pixels = np.dstack([as_rgb_array(image[..., :3]), image[..., 3]])  # a cut-out
-    else:
-        pixels = as_rgb_array(image)
+    pixels = as_rgb_array(image)
+    if alpha is not None:
+        if alpha.dtype != np.uint8 or alpha.shape != pixels.shape[:2]:
+            raise ValueError(
+                f"alpha must be uint8 {pixels.shape[:2]}, got {alpha.dtype} {alpha.shape}"
+            )
+        pixels = np.dstack([pixels, alpha])
     if not 0 <= compress_level <= 9:
         raise ValueError(f"compress_level must be 0-9, got {compress_level}")
     info = PngImagePlugin.PngInfo()

@@ -26,6 +26,7 @@ no upscaler is installed (``UpscalerMissing`` then).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ MAX_LONG_SIDE = 7680  # 8K UHD's long side
 METHODS = ("model", "lanczos")
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 16
+RESAMPLE_STRIP = 256  # output rows per strip of the final resample
 
 # (tiles done, tiles in all passes) after each tile.
 Progress = Callable[[int, int], None]
@@ -223,14 +225,33 @@ def _write_normalised(out: np.ndarray, band: np.ndarray, weight: np.ndarray) -> 
 
 
 def resample(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Lanczos resample of uint8 HxW, HxWx3 or HxWx4 to ``size`` (width, height)."""
+    """Lanczos resample of uint8 HxW, HxWx3 or HxWx4 to ``size`` (width, height).
+
+    Done in strips of ``RESAMPLE_STRIP`` output rows, each from its source rows plus the
+    filter's reach, written into the output: a whole-image resize holds PIL's 4-byte
+    pixels of the output and of its horizontal pass (~5x an 8K uint8 image) at once.
+    Strips match the whole resize to within 1 level (rounding)."""
     from PIL import Image
 
-    if (pixels.shape[1], pixels.shape[0]) == size:
+    width, height = size
+    src_h, src_w = pixels.shape[:2]
+    if (src_w, src_h) == size:
         return pixels
     image = Image.fromarray(np.ascontiguousarray(pixels))
-    image = image.resize(size, Image.Resampling.LANCZOS)
-    return np.asarray(image)
+    lanczos = Image.Resampling.LANCZOS
+    if width * height <= RESAMPLE_STRIP * RESAMPLE_STRIP * 4:
+        return np.asarray(image.resize(size, lanczos))
+    out = np.empty((height, width, *pixels.shape[2:]), dtype=np.uint8)
+    step = src_h / height
+    reach = math.ceil(3 * max(1.0, step)) + 2  # Lanczos-3 support in source rows, + slack
+    for y0 in range(0, height, RESAMPLE_STRIP):
+        y1 = min(height, y0 + RESAMPLE_STRIP)
+        top = max(0, int(y0 * step) - reach)
+        bottom = min(src_h, math.ceil(y1 * step) + reach)
+        strip = image.crop((0, top, src_w, bottom))
+        box = (0, y0 * step - top, src_w, y1 * step - top)
+        out[y0:y1] = np.asarray(strip.resize((width, y1 - y0), lanczos, box=box))
+    return out
 
 
 def upscale(
