@@ -116,6 +116,22 @@ def test_background_removal_stores_an_rgba_child(alice: TestClient):
     assert alpha.min() == 0 or alpha.max() == 255  # a real mask, not a blank channel
 
 
+def test_a_cut_out_keeps_its_alpha_through_upscale_and_download(alice: TestClient):
+    parent = make_asset(alice.app, alice)
+    cut = alice.post(f"/v1/assets/{parent}/remove-background").json()["asset"]["id"]
+    big = alice.post(f"/v1/assets/{cut}/upscale", json={"long_side": 192}).json()["asset"]
+    assert big["parent_id"] == cut
+    upscaled = decoded(alice.get(f"/v1/assets/{big['id']}/original").content)
+    source = np.asarray(decoded(alice.get(f"/v1/assets/{cut}/original").content))[..., 3]
+    assert upscaled.mode == "RGBA" and upscaled.size == (192, 128)
+    alpha = np.asarray(upscaled)[..., 3]
+    assert abs(float(alpha.mean()) - float(source.mean())) < 8  # the same mask, enlarged
+    jpeg = decoded(alice.get(f"/v1/assets/{cut}/download", params={"format": "jpeg"}).content)
+    assert jpeg.mode == "RGB"  # flattened on white: JPEG has no alpha
+    webp = decoded(alice.get(f"/v1/assets/{cut}/download", params={"format": "webp"}).content)
+    assert webp.mode == "RGBA"
+
+
 def test_downloads_in_every_format(alice: TestClient):
     parent = make_asset(alice.app, alice)
     url = f"/v1/assets/{parent}/download"
