@@ -66,7 +66,7 @@ def run_upscale_job(ctx: JobContext) -> dict[str, Any]:
     def progress(done: int, total: int) -> None:
         ctx.report(step=done, total=total, stage="upscaling")
 
-    device = ctx.settings.engine_device or "cpu"
+    device = ctx.settings.device
     child = run_upscale(assets, licenses, ctx.catalog, ctx.job.tenant_id, parent.id, plan,
                         progress, device)  # fmt: skip
     try:

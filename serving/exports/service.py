@@ -56,17 +56,31 @@ def check_exportable(asset: Asset) -> Asset:
     return asset
 
 
-def upscaler_of(catalog: Catalog, device: str = "cpu") -> Any:
+def export_device(setting: str = "auto") -> str:
+    """Where export models run: ``KILN_DEVICE``, except that a process without CUDA (the
+    ingress of a GPU server, a CPU-only job task) runs them on its CPU."""
+    if setting == "cpu":
+        return "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    return setting if setting.startswith("cuda") else "cuda"
+
+
+def upscaler_of(catalog: Catalog, device: str = "auto") -> Any:
     """The catalog's first upscaler, loaded once; None when none is installed."""
     from pipelines.upscale import Upscaler
 
     spec = catalog.first_component("upscaler")
     if spec is None:
         return None
-    return _load(("upscaler", spec.source), lambda: Upscaler.load(spec.source, device))
+    return _load(
+        ("upscaler", spec.source), lambda: Upscaler.load(spec.source, export_device(device))
+    )
 
 
-def remover_of(catalog: Catalog, device: str = "cpu") -> Any:
+def remover_of(catalog: Catalog, device: str = "auto") -> Any:
     """The catalog's first background-removal model, loaded once; ParamError if none."""
     from pipelines.background_removal import BackgroundRemover
 
@@ -77,7 +91,8 @@ def remover_of(catalog: Catalog, device: str = "cpu") -> Any:
             'of kind "background_removal")',
         )  # fmt: skip
     return _load(
-        ("remover", spec.source), lambda: BackgroundRemover.load(spec.source, spec.options, device)
+        ("remover", spec.source),
+        lambda: BackgroundRemover.load(spec.source, spec.options, export_device(device)),
     )
 
 
@@ -171,7 +186,7 @@ def store_derived(
 
 def run_upscale(
     assets: Assets, licenses: Any, catalog: Catalog, tenant_id: str, asset_id: str,
-    plan: UpscalePlan, progress: Any = None, device: str = "cpu",
+    plan: UpscalePlan, progress: Any = None, device: str = "auto",
 ) -> Asset:  # fmt: skip
     """Upscale the asset's original and store the result as its child. Blocking."""
     from pipelines.upscale import UpscaleParams, upscale
@@ -189,7 +204,7 @@ def run_upscale(
 
 def run_remove_background(
     assets: Assets, licenses: Any, catalog: Catalog, tenant_id: str, asset_id: str,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> Asset:  # fmt: skip
     """Cut the asset's subject out (RGBA) and store it as its child. Blocking."""
     from pipelines.background_removal import remove_background
@@ -234,7 +249,7 @@ def plan_download(
 
 def render_download(
     assets: Assets, catalog: Catalog, tenant_id: str, asset_id: str, plan: DownloadPlan,
-    vector: Any = None, device: str = "cpu",
+    vector: Any = None, device: str = "auto",
 ) -> bytes:  # fmt: skip
     """The file of a download. Blocking."""
     from pipelines.upscale import UpscaleParams, resample, target_size, upscale

@@ -21,7 +21,7 @@ class ServingExports:
 
     def __init__(self, state: AppState) -> None:
         self.state = state
-        self.device = state.settings.engine_device or "cpu"
+        self.device = state.settings.device  # resolved where the model loads
 
     async def _exportable(self, tenant: Tenant, asset_id: str) -> Any:
         asset = await asyncio.to_thread(self.state.assets.get, tenant.id, asset_id)
