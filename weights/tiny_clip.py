@@ -8,8 +8,9 @@ architecture, ``model_cfg``, and its preprocessing, ``preprocess_cfg``) beside
 77-token context, so open_clip's own tokenizer (its BPE vocabulary ships in the package)
 tokenizes for it exactly as for a real CLIP.
 
-Image-to-prompt on it ranks at random (untrained); tests that need ranking that works
-train it first (tests/pipelines/test_image_to_prompt_training.py).
+Image-to-prompt on it ranks at random (untrained); the test of ranking that works trains
+a sibling (this text tower, open_clip's ResNet image tower) and saves it with
+``save_clip_folder`` (tests/pipelines/test_image_to_prompt_training.py).
 """
 
 from __future__ import annotations
