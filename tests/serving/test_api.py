@@ -38,10 +38,10 @@ def test_models_list_sizes_features_prices_defaults(client: TestClient):
     body = r.json()
     assert body["object"] == "list"
     cards = {m["id"]: m for m in body["data"]}
-    assert set(cards) == {"tiny-sd15", "tiny-sdxl"}
+    assert set(cards) == {"tiny-sd15", "tiny-sdxl", "tiny-instruct"}
     sdxl = cards["tiny-sdxl"]
     assert sdxl["object"] == "model" and sdxl["kind"] == "base" and sdxl["family"] == "sdxl"
-    assert sdxl["features"] == ["text_to_image"]
+    assert sdxl["features"][:5] == ["text_to_image", "reference", "replace", "recreate", "erase"]
     assert sdxl["sizes"] == ["128x128", "128x64", "64x128", "256x256", "256x192", "192x256"]
     assert sdxl["prices"] == {"128px": 1.0, "256px": 2.0}
     assert sdxl["defaults"] == {
@@ -167,7 +167,8 @@ def test_internal_errors_are_500_with_request_id_and_no_traceback(home: Path, ma
 
 
 def test_healthz_metrics_and_docs(client: TestClient):
-    assert client.get("/healthz").json() == {"status": "ok", "models": ["tiny-sd15", "tiny-sdxl"]}
+    models = ["tiny-sd15", "tiny-sdxl", "tiny-instruct"]
+    assert client.get("/healthz").json() == {"status": "ok", "models": models}
     client.post(GEN, json={"model": "tiny-sdxl", "prompt": ""})
     client.get("/v1/files/nothing")
     text = client.get("/metrics").text

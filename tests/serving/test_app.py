@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_model_deployment_options_follow_settings():
     cpu = model_deployment_options(Settings(device="auto", max_queued=7), cluster_gpus=0)
-    assert cpu["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.0}
+    assert cpu["ray_actor_options"] == {"num_cpus": 0.25, "num_gpus": 0.0}
     assert cpu["max_queued_requests"] == 7
     assert cpu["max_ongoing_requests"] >= Settings().max_batch_size
     gpu = model_deployment_options(Settings(replica_cpus=2, gpus_per_replica=0.5), 4)
