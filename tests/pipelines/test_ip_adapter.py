@@ -161,3 +161,12 @@ def test_pins_and_lora_styles_share_the_unet(fresh, tiny_sd15_loras):
     both = run(engine, conditioning(engine, pin(engine, (4,), 0.9)), style=style)
     assert not np.array_equal(both, styled)
     assert np.array_equal(run(engine, style=style), styled)
+
+
+def test_the_tiny_adapter_builds_byte_identical(catalog, tmp_path):
+    from weights.tiny import build_tiny_component, file_hashes
+
+    built = catalog.component("tiny-ip-adapter-sd15").source
+    again = build_tiny_component("ip_adapter_sd15", tmp_path / "again")
+    assert file_hashes(again) == file_hashes(built)
+    assert {"ip-adapter.safetensors", "image_encoder/model.safetensors"} <= set(file_hashes(again))

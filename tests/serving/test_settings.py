@@ -63,6 +63,8 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_STYLES_PER_REPLICA": "3",
         "KILN_STYLE_MAX_BYTES": "1048576",
         "KILN_STYLE_MAX_RANK": "32",
+        "KILN_PIN_SCALE_CHARACTER": "0.9",
+        "KILN_PIN_SCALE_PRODUCT": "0.4",
         "KILN_TRAINING_STEPS": "50",
         "KILN_TRAINING_MAX_STEPS": "60",
         "KILN_TRAINING_RANK": "4",
@@ -94,6 +96,7 @@ def test_every_variable_is_read(tmp_path: Path):
     assert s.c2pa_alg == "es384"
     assert s.styles_per_replica == 3 and s.styles_dir == tmp_path / "styles"
     assert (s.style_max_bytes, s.style_max_rank) == (1048576, 32)
+    assert (s.pin_scale_character, s.pin_scale_product) == (0.9, 0.4)
     assert (s.training_steps, s.training_max_steps, s.training_rank) == (50, 60, 4)
     assert (s.training_learning_rate, s.training_cpus) == (0.01, 0.25)
     assert s.effective_training_gpus(cluster_gpus=0) == 0.5 and s.jobs_dir == tmp_path / "jobs"
@@ -116,6 +119,7 @@ def test_empty_values_mean_unset():
         ("KILN_DEVICE", "tpu"),
         ("KILN_MAX_BATCH_SIZE", "0"),
         ("KILN_REPLICA_CPUS", "-1"),
+        ("KILN_PIN_SCALE_CHARACTER", "2.5"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str):
