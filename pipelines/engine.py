@@ -199,7 +199,9 @@ class Engine:
             # IP-Adapter scales and embeddings are set for every call (none: scale 0).
             from pipelines.ip_adapter import adapter_call_kwargs
 
-            task_kwargs.update(adapter_call_kwargs(self, first.adapter, len(seeds)))
+            task_kwargs.update(
+                adapter_call_kwargs(self, first.adapter, len(seeds), guidance=first.guidance)
+            )
 
         started = time.perf_counter()
         with torch.inference_mode():

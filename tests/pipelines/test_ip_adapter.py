@@ -170,3 +170,11 @@ def test_the_tiny_adapter_builds_byte_identical(catalog, tmp_path):
     again = build_tiny_component("ip_adapter_sd15", tmp_path / "again")
     assert file_hashes(again) == file_hashes(built)
     assert {"ip-adapter.safetensors", "image_encoder/model.safetensors"} <= set(file_hashes(again))
+
+
+def test_a_pin_runs_without_classifier_free_guidance(fresh):
+    engine = fresh["tiny-sd15"]
+    plain = run(engine, guidance=1.0)
+    pinned = run(engine, conditioning(engine, pin(engine, (2,), 1.0)), guidance=1.0)
+    assert not np.array_equal(pinned, plain)
+    assert np.array_equal(run(engine, guidance=1.0), plain)
