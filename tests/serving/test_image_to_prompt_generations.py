@@ -122,3 +122,13 @@ def test_bad_image_to_prompt_fields_charge_nothing(alice, body, status, param):
     assert response.json()["error"]["param"] == param
     assert balance(alice) == 20
     assert alice.get("/v1/assets").json()["data"] == []
+
+
+def test_a_bomb_image_to_prompt_is_413_and_charges_nothing(alice):
+    buffer = io.BytesIO()
+    Image.new("L", (9000, 9000), 0).save(buffer, "PNG")  # 81 megapixels in ~80 KB
+    field = {"image": base64.b64encode(buffer.getvalue()).decode()}
+    response = alice.post(GEN, json={**BASE, "prompt": "a boat", "image_to_prompt": field})
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["param"] == "image_to_prompt.image"
+    assert balance(alice) == 20
