@@ -64,13 +64,6 @@ def _adapter_scale(text: str) -> float:
     return value
 
 
-def _adapter_scale(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 2.0:
-        raise ValueError(f"must be an IP-Adapter scale (0-2), got {value}")
-    return value
-
-
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -158,14 +151,6 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "KILN_STYLE_MAX_RANK", "style_max_rank", _positive_int,
         "highest LoRA rank a style may have; also the GPU fast path's LoRA hotswap target "
         "rank, so every style swaps into a compiled model (default 64)",
-    ),
-    EnvVar(
-        "KILN_PIN_SCALE_CHARACTER", "pin_scale_character", _adapter_scale,
-        "IP-Adapter scale of a character pin in a generation, 0-2 (default 0.7)",
-    ),
-    EnvVar(
-        "KILN_PIN_SCALE_PRODUCT", "pin_scale_product", _adapter_scale,
-        "IP-Adapter scale of a product pin in a generation, 0-2 (default 0.6)",
     ),
     EnvVar(
         "KILN_PIN_SCALE_CHARACTER", "pin_scale_character", _adapter_scale,
@@ -269,8 +254,6 @@ class Settings:
     styles_per_replica: int = 8
     style_max_bytes: int = 256 * 1024 * 1024
     style_max_rank: int = 64
-    pin_scale_character: float = 0.7
-    pin_scale_product: float = 0.6
     pin_scale_character: float = 0.7
     pin_scale_product: float = 0.6
     training_steps: int = 500
