@@ -103,18 +103,7 @@ class Licenses:
                 if price > 0:
                     entry = self.ledger.purchase_in(conn, tenant_id, price, f"license:{asset_id}")
                     entry_id = entry.id
-                conn.execute(
-                    insert(licenses).values(
-                        id=license.id,
-                        tenant_id=tenant_id,
-                        asset_id=asset_id,
-                        asset_sha256=asset.sha256,
-                        price=price,
-                        entry_id=entry_id,
-                        rights=json.dumps(list(RIGHTS)),
-                        created=license.created,
-                    )
-                )
+                _insert(conn, license, entry_id)
         except IntegrityError:
             # A concurrent purchase of the same asset committed first; ours rolled back.
             winner = self._for_asset(tenant_id, asset_id)
@@ -144,18 +133,7 @@ class Licenses:
             created=datetime.now(UTC),
         )
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(licenses).values(
-                    id=license.id,
-                    tenant_id=tenant_id,
-                    asset_id=asset_id,
-                    asset_sha256=asset.sha256,
-                    price=0,
-                    entry_id=None,
-                    rights=json.dumps(list(parent.rights)),
-                    created=license.created,
-                )
-            )
+            _insert(conn, license, entry_id=None)
         return license
 
     def get(self, tenant_id: str, license_id: str) -> License:
@@ -199,4 +177,20 @@ def _license(row: Any) -> License:
         price=row["price"],
         rights=tuple(json.loads(row["rights"])),
         created=as_utc(row["created"]),
+    )
+
+
+def _insert(conn: Any, license: License, entry_id: int | None) -> None:
+    """The row of ``license`` (``entry_id``: the ledger entry that paid for it, if any)."""
+    conn.execute(
+        insert(licenses).values(
+            id=license.id,
+            tenant_id=license.tenant_id,
+            asset_id=license.asset_id,
+            asset_sha256=license.asset_sha256,
+            price=license.price,
+            entry_id=entry_id,
+            rights=json.dumps(list(license.rights)),
+            created=license.created,
+        )
     )
