@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.output import GenerationOutput
-from pipelines.params import GenerationParams
+from pipelines.params import DEFAULT_IMAGE_GUIDANCE, GenerationParams
 from pipelines.schedulers import make_scheduler
 from pipelines.style_adapters import DEFAULT_CAPACITY, StyleAdapters
 from weights.catalog import ComponentSpec, ModelSpec
@@ -95,11 +95,11 @@ class Engine:
     @property
     def tasks(self) -> tuple[str, ...]:
         """The tasks this engine can run."""
-        if self.spec.kind == "base":
-            return ("text_to_image", "image_to_image", "inpaint") + (
-                ("controlnet",) if self.components_of("controlnet") else ()
-            )
-        return (LOADED_TASK[self.spec.kind],)
+        if self.spec.kind != "base":
+            return (LOADED_TASK[self.spec.kind],)
+        has_controlnet = bool(self.components_of("controlnet"))
+        derived = [t for t in DERIVED_TASKS if t != "controlnet" or has_controlnet]
+        return ("text_to_image", *derived)
 
     def components_of(self, kind: str) -> list[ComponentSpec]:
         return [c for c in self.components.values() if c.kind == kind]
@@ -242,26 +242,31 @@ class Engine:
         return outputs
 
     def _task_kwargs(self, requests: list[GenerationParams]) -> dict[str, Any]:
-        """The call arguments of the batch's task; input images repeated per image."""
+        """The call arguments of the batch's task; input images repeated per image (each
+        converted once per request)."""
         first = requests[0]
         task = first.task
         if task == "text_to_image":
             return {"height": first.height, "width": first.width}
+
+        def per_image(image_of: Any) -> list[Any]:
+            return [image for r in requests for image in [pil(image_of(r))] * r.n]
+
         if task == "controlnet":
             control = first.control
             assert control is not None  # checked by GenerationParams
-            images = [pil(control.image) for r in requests for _ in range(r.n)]
+            images = per_image(lambda r: r.control.image)
             return {
                 "image": images,
                 "height": first.height,
                 "width": first.width,
                 "controlnet_conditioning_scale": control.scale,
             }
-        images = [pil(r.init_image) for r in requests for _ in range(r.n)]  # type: ignore[arg-type]
+        images = per_image(lambda r: r.init_image)
         if task == "image_to_image":
             return {"image": images, "strength": first.strength}
         if task == "inpaint":
-            masks = [pil(r.mask) for r in requests for _ in range(r.n)]  # type: ignore[arg-type]
+            masks = per_image(lambda r: r.mask)
             return {
                 "image": images,
                 "mask_image": masks,
@@ -270,7 +275,9 @@ class Engine:
                 "width": first.width,
             }
         if task == "instruct":
-            guidance = 1.5 if first.image_guidance is None else first.image_guidance
+            guidance = first.image_guidance
+            if guidance is None:
+                guidance = DEFAULT_IMAGE_GUIDANCE
             return {"image": images, "image_guidance_scale": guidance}
         raise ValueError(f"unknown task {task!r}")
 

@@ -26,6 +26,9 @@ MAX_SEED = 2**32 - 1
 TASKS = ("text_to_image", "image_to_image", "inpaint", "instruct", "controlnet")
 # The tasks that start from ``init_image``.
 IMAGE_TASKS = ("image_to_image", "inpaint", "instruct")
+# Instruct's image guidance (how closely to keep the input) when the request leaves it out:
+# InstructPix2Pix's own default.
+DEFAULT_IMAGE_GUIDANCE = 1.5
 
 
 class ParamError(ValueError):

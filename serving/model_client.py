@@ -156,7 +156,7 @@ class LocalModelClient:
                 spec,
                 device=self.device,
                 style_capacity=self.styles_per_replica,
-                components=tuple(getattr(self.catalog, "components", {}).values()),
+                components=tuple(self.catalog.components.values()),
             )
         return self._engines[model_id]
 
