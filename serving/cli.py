@@ -302,10 +302,10 @@ def cmd_styles_train(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from pipelines.params import ParamError
+    from serving.image_inputs import UploadTooLarge
     from serving.jobs.runner import execute_job
     from serving.jobs.style_training import (
         StyleTrainingRequest,
-        UploadTooLarge,
         check_image_bytes,
         check_request,
         decode_training_image,

@@ -21,8 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pipelines.params import ParamError
 from serving.accounts.service import UnknownKey
 from serving.assets.service import LicenseRequired, UnknownAsset
+from serving.image_inputs import UploadTooLarge
 from serving.jobs.service import UnknownJob
-from serving.jobs.style_training import UploadTooLarge
 from serving.ledger.types import IdempotencyConflict, InsufficientCredits, UnknownTenant
 from serving.licenses.service import LicenseNotRequired, UnknownLicense
 from serving.pagination import UnknownCursor

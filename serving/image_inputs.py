@@ -26,7 +26,6 @@ from PIL import Image, UnidentifiedImageError
 
 from pipelines.params import ParamError
 from serving.assets.service import Asset
-from serving.jobs.style_training import UploadTooLarge
 from serving.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,15 +50,70 @@ class InputImage:
         return self.image.size
 
 
+class UploadTooLarge(ValueError):
+    """An upload over a byte or pixel limit, refused before decoding (HTTP 413)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Byte and pixel limits of an uploaded image, and the settings that set them."""
+
+    max_bytes: int
+    max_pixels: int
+    bytes_setting: str = "KILN_IMAGE_MAX_BYTES"
+    pixels_setting: str = "KILN_IMAGE_MAX_PIXELS"
+
+    @classmethod
+    def of(cls, settings: Settings) -> ImageLimits:
+        """The limits of input images (edits, references, pins, image-to-prompt, agentic)."""
+        return cls(settings.image_max_bytes, settings.image_max_pixels)
+
+    @classmethod
+    def training(cls, settings: Settings) -> ImageLimits:
+        """The limits of style-training images."""
+        return cls(
+            settings.training_image_max_bytes,
+            settings.training_image_max_pixels,
+            "KILN_TRAINING_IMAGE_MAX_BYTES",
+            "KILN_TRAINING_IMAGE_MAX_PIXELS",
+        )
+
+    def check_bytes(self, size: int, param: str) -> None:
+        """413 for an upload of ``size`` bytes over the limit, before anything is decoded."""
+        if size > self.max_bytes:
+            raise UploadTooLarge(
+                param,
+                f"{param} is {size} bytes, over the limit of {self.max_bytes} "
+                f"({self.bytes_setting})",
+            )
+
+    def too_many_pixels(self, param: str, size: str = "") -> UploadTooLarge:
+        return UploadTooLarge(
+            param,
+            f"{param}{size} has more than {self.max_pixels} pixels ({self.pixels_setting})",
+        )
+
+
 def decode_image(
-    data: bytes, param: str, settings: Settings, *, keep_alpha: bool = False
+    data: bytes,
+    param: str,
+    settings: Settings,
+    *,
+    keep_alpha: bool = False,
+    limits: ImageLimits | None = None,
 ) -> Image.Image:
-    """Bytes -> a loaded PIL image (RGB, or RGBA with ``keep_alpha``), limits first."""
-    check_image_bytes(len(data), param, settings)
+    """Bytes -> a loaded PIL image (RGB, or RGBA with ``keep_alpha``), limits first
+    (``limits``: the input-image limits of ``settings`` unless given)."""
+    limits = limits or ImageLimits.of(settings)
+    limits.check_bytes(len(data), param)
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only
     except Image.DecompressionBombError:
-        raise _too_many_pixels(param, settings) from None
+        raise limits.too_many_pixels(param) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise ParamError(
             param, f"{param} is not an image Kiln can read (PNG, JPEG, WebP)"
@@ -67,12 +121,12 @@ def decode_image(
     width, height = image.size
     if width < 1 or height < 1:
         raise ParamError(param, f"{param} has no pixels")
-    if width * height > settings.image_max_pixels:
-        raise _too_many_pixels(param, settings, f" ({width}x{height})")
+    if width * height > limits.max_pixels:
+        raise limits.too_many_pixels(param, f" ({width}x{height})")
     try:
         image.load()
     except Image.DecompressionBombError:
-        raise _too_many_pixels(param, settings) from None
+        raise limits.too_many_pixels(param) from None
     except (OSError, ValueError, SyntaxError):
         raise ParamError(param, f"{param} is truncated or corrupt") from None
     if keep_alpha and ("A" in image.getbands() or image.mode == "P"):
@@ -97,19 +151,17 @@ def decode_b64_image(
 
 def check_image_bytes(size: int, param: str, settings: Settings) -> None:
     """Refuse an input image of ``size`` bytes over ``KILN_IMAGE_MAX_BYTES`` (413)."""
-    if size > settings.image_max_bytes:
-        raise UploadTooLarge(
+    ImageLimits.of(settings).check_bytes(size, param)
+
+
+def check_mask_size(mask_size: tuple[int, int], image_size: tuple[int, int], param: str) -> None:
+    """A mask must have its image's size (400 naming the mask's field)."""
+    if mask_size != image_size:
+        raise ParamError(
             param,
-            f"{param} is {size} bytes, over the limit of {settings.image_max_bytes} "
-            "(KILN_IMAGE_MAX_BYTES)",
+            f"{param} is {mask_size[0]}x{mask_size[1]}, the image "
+            f"{image_size[0]}x{image_size[1]}: they must match",
         )
-
-
-def _too_many_pixels(param: str, settings: Settings, size: str = "") -> UploadTooLarge:
-    return UploadTooLarge(
-        param,
-        f"{param}{size} has more than {settings.image_max_pixels} pixels (KILN_IMAGE_MAX_PIXELS)",
-    )
 
 
 async def load_image_input(

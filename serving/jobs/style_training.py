@@ -25,16 +25,16 @@ check for a late cancel, then register the LoRA as the tenant's private style th
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from pipelines.params import ParamError
+from serving.image_inputs import ImageLimits, decode_image
 from serving.jobs.runner import JobContext, workspace_of
 from serving.jobs.service import Job, Jobs, new_job_id
 from serving.ledger import Ledger
@@ -56,14 +56,6 @@ logger = logging.getLogger(__name__)
 KIND = "style_training"
 MAX_CAPTION_CHARS = 1000
 LORA_FILE = "lora.safetensors"
-
-
-class UploadTooLarge(ValueError):
-    """An upload over a byte or pixel limit, refused before decoding (HTTP 413)."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass(frozen=True)
@@ -116,44 +108,17 @@ def check_request(
 
 
 def decode_training_image(data: bytes, index: int, settings: Settings) -> Image.Image:
-    """One uploaded image as RGB: bytes checked before decoding and pixels before
-    decompressing (``UploadTooLarge``), anything but an image refused (``ParamError``)."""
-    param = f"images[{index}]"
-    check_image_bytes(len(data), index, settings)
-    try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise ParamError(param, f"image {index} is not an image Kiln can read") from None
-    except Image.DecompressionBombError:
-        raise _too_many_pixels(param, index, settings) from None
-    width, height = image.size
-    if width * height > settings.training_image_max_pixels:
-        raise _too_many_pixels(param, index, settings, f" ({width}x{height})")
-    try:
-        image.load()
-        return image.convert("RGB")
-    except Image.DecompressionBombError:
-        raise _too_many_pixels(param, index, settings) from None
-    except (OSError, ValueError, SyntaxError):
-        raise ParamError(param, f"image {index} is truncated or corrupt") from None
+    """One uploaded image as RGB under the training limits: bytes checked before decoding
+    and pixels before decompressing (``UploadTooLarge``), anything but an image refused
+    (``ParamError``)."""
+    limits = ImageLimits.training(settings)
+    return decode_image(data, f"images[{index}]", settings, limits=limits)
 
 
 def check_image_bytes(size: int, index: int, settings: Settings) -> None:
-    """Refuse an upload of ``size`` bytes over ``KILN_TRAINING_IMAGE_MAX_BYTES`` (413)."""
-    if size > settings.training_image_max_bytes:
-        raise UploadTooLarge(
-            f"images[{index}]",
-            f"image {index} is {size} bytes, over the limit of "
-            f"{settings.training_image_max_bytes} (KILN_TRAINING_IMAGE_MAX_BYTES)",
-        )
-
-
-def _too_many_pixels(param: str, index: int, settings: Settings, size: str = "") -> UploadTooLarge:
-    return UploadTooLarge(
-        param,
-        f"image {index}{size} has more than {settings.training_image_max_pixels} pixels "
-        "(KILN_TRAINING_IMAGE_MAX_PIXELS)",
-    )
+    """Refuse a training upload of ``size`` bytes over ``KILN_TRAINING_IMAGE_MAX_BYTES``
+    (413), before it is read."""
+    ImageLimits.training(settings).check_bytes(size, f"images[{index}]")
 
 
 def training_price(jobs: Jobs, catalog: Catalog, tenant_id: str) -> int:

@@ -19,10 +19,10 @@ from starlette.datastructures import UploadFile
 
 from pipelines.params import ParamError
 from serving.auth import TenantDep
+from serving.image_inputs import UploadTooLarge
 from serving.jobs.protocol import JobObject
 from serving.jobs.style_training import (
     StyleTrainingRequest,
-    UploadTooLarge,
     check_image_bytes,
     check_request,
     decode_training_image,
