@@ -155,7 +155,8 @@ def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
     return np.where(alpha == 0, 255, 0).astype(np.uint8)
 
 
-def erase_prompts(objects: str | None) -> tuple[str, str]:
-    """Erase's prompt and negative prompt; the removed objects' words go negative."""
-    negative = ERASE_NEGATIVE if not objects else f"{objects}, {ERASE_NEGATIVE}"
-    return ERASE_PROMPT, negative
+def erase_prompts(objects: str | None, negative: str | None = None) -> tuple[str, str]:
+    """Erase's prompt and negative prompt: the caller's ``negative`` words, then the
+    removed objects' words, then the fixed fill negative."""
+    words = [part for part in (negative, objects) if part] + [ERASE_NEGATIVE]
+    return ERASE_PROMPT, ", ".join(words)

@@ -21,7 +21,13 @@ from serving.auth import Tenant
 from serving.edits.protocol import EditRequest, EditResponse
 from serving.generations.protocol import GeneratedImage
 from serving.generations.serving import MODEL_ASSET_KINDS, generate_and_deliver
-from serving.image_inputs import InputImage, decode_b64_image, derived_kind, load_image_input
+from serving.image_inputs import (
+    InputImage,
+    check_mask_size,
+    decode_b64_image,
+    derived_kind,
+    load_image_input,
+)
 from serving.image_to_prompt.mixing import prompt_with_extract
 from serving.state import AppState
 from weights.catalog import Catalog, ModelSpec
@@ -79,21 +85,38 @@ def decode_mask(
 ) -> np.ndarray:
     """A native mask (white = edit) as uint8 HxW; it must have the image's size."""
     mask = decode_b64_image(text, param, state.settings)
-    if mask.size != size:
-        raise ParamError(
-            param,
-            f"{param} is {mask.size[0]}x{mask.size[1]}, the image {size[0]}x{size[1]}: "
-            "they must match",
-        )
+    check_mask_size(mask.size, size, param)
     return np.asarray(mask.convert("L"))
 
 
 def edit_task(tool: str, has_mask: bool) -> str:
+    """The pipeline task of an edit tool (shared by the native and the OpenAI route)."""
     if tool == "instruct":
         return "instruct"
     if tool == "recreate" and not has_mask:
         return "image_to_image"
     return "inpaint"
+
+
+def edit_strength(tool: str, requested: float | None) -> float:
+    """The request's strength, else recreate's default (keeps the layout), else 1."""
+    if requested is not None:
+        return requested
+    return RECREATE_STRENGTH if tool == "recreate" else 1.0
+
+
+async def prepare_for(
+    spec: ModelSpec, pixels: np.ndarray, mask: np.ndarray | None, erase: bool = False
+) -> PreparedEdit:
+    """``prepare_edit`` at ``spec``'s grid and largest tier, off the event loop."""
+    return await asyncio.to_thread(
+        prepare_edit,
+        pixels,
+        mask,
+        multiple=spec.family_spec.size_multiple,
+        max_side=max(spec.resolutions.values()),
+        erase=erase,
+    )
 
 
 class ServingEdits:
@@ -122,14 +145,7 @@ class ServingEdits:
         )
         spec = inpaint_model(state.catalog, spec, edit_task(request.tool, mask is not None))
         original = source.pixels
-        prepared = await asyncio.to_thread(
-            prepare_edit,
-            original,
-            mask,
-            multiple=spec.family_spec.size_multiple,
-            max_side=max(spec.resolutions.values()),
-            erase=request.tool == "erase",
-        )
+        prepared = await prepare_for(spec, original, mask, erase=request.tool == "erase")
         if request.image_to_prompt is not None:
             # Resolved (and refused, when bad) before anything is charged; free inside an
             # edit as inside a generation (serving/image_to_prompt/mixing.py).
@@ -163,11 +179,8 @@ class ServingEdits:
         if tool == "instruct":
             prompt = request.instruction or ""
         elif tool == "erase":
-            prompt, fill_negative = erase_prompts(request.objects)
-            negative = f"{negative}, {fill_negative}" if negative else fill_negative
-        strength = request.strength
-        if strength is None:
-            strength = RECREATE_STRENGTH if tool == "recreate" else 1.0
+            prompt, negative = erase_prompts(request.objects, negative)
+        strength = edit_strength(tool, request.strength)
         width, height = prepared.work_size
         sampling = request.model_copy(update={"negative_prompt": negative})
         return sampling.build_params(

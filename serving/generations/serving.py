@@ -14,8 +14,6 @@ import numpy as np
 from pipelines.edit_tools import cover
 from pipelines.output import GenerationOutput
 from pipelines.params import (
-    AdapterConditioning,
-    AdapterImage,
     GenerationParams,
     ImageData,
     ParamError,
@@ -28,6 +26,7 @@ from serving.generations.protocol import GeneratedImage, GenerationRequest, Gene
 from serving.generations.styling import ChosenStyle, choose_style, find_style
 from serving.image_inputs import InputImage, derived_kind, load_image_input
 from serving.image_to_prompt.mixing import prompt_with_extract
+from serving.pins.conditioning import adapter_conditioning, combine, reference_conditioning
 from serving.state import AppState
 from weights.catalog import ModelSpec
 
@@ -137,36 +136,25 @@ async def guidance_inputs(
     to the generation's size), or IP-Adapter conditioning from the reference and the pins
     (one adapter call; pins' scales per kind, the reference's its own)."""
     out = GuidanceInputs()
-    adapter_sources: list[AdapterImage] = []
-    adapter_component: str | None = None
+    reference_adapter = None
     reference = request.reference
     if reference is not None:
         out.reference = await load_image_input(
             state, tenant, image=reference.image, asset_id=reference.asset_id, param="reference"
         )
+        pixels = out.reference.pixels
         if reference.mode == "img2img":
             _, width, height = resolve_size(spec, request.resolution, request.aspect_ratio)
-            init = await asyncio.to_thread(cover, out.reference.pixels, (width, height))
+            init = await asyncio.to_thread(cover, pixels, (width, height))
             out.call.update(
                 task="image_to_image", init_image=ImageData(init), strength=reference.strength
             )
         else:
-            from serving.pins.conditioning import reference_conditioning
-
-            conditioning = await reference_conditioning(
-                state, spec, out.reference.pixels, reference.scale
-            )
-            adapter_component = conditioning.component
-            adapter_sources.extend(conditioning.sources)
-    if request.pins:
-        from serving.pins.conditioning import adapter_conditioning
-
-        conditioning = await adapter_conditioning(state, tenant, spec, list(request.pins))
-        if conditioning is not None:
-            adapter_component = conditioning.component
-            adapter_sources.extend(conditioning.sources)
-    if adapter_component is not None:
-        out.call["adapter"] = AdapterConditioning(adapter_component, tuple(adapter_sources))
+            reference_adapter = await reference_conditioning(state, spec, pixels, reference.scale)
+    pinned = await adapter_conditioning(state, tenant, spec, list(request.pins or []))
+    adapter = combine(reference_adapter, pinned)
+    if adapter is not None:
+        out.call["adapter"] = adapter
     return out
 
 

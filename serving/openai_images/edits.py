@@ -33,15 +33,22 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from pipelines.edit_tools import cover, erase_prompts, mask_from_alpha, prepare_edit
-from pipelines.params import MAX_IMAGES, AdapterConditioning, ImageData, ParamError
+from pipelines.edit_tools import cover, erase_prompts, mask_from_alpha
+from pipelines.params import MAX_IMAGES, AdapterConditioning, ImageData, ParamError, resolve_size
 from serving.auth import Tenant
-from serving.edits.serving import RECREATE_STRENGTH, inpaint_model, run_image_task
+from serving.edits.serving import (
+    edit_strength,
+    edit_task,
+    inpaint_model,
+    prepare_for,
+    run_image_task,
+)
 from serving.errors import validation_error
 from serving.generations.protocol import SamplingFields
-from serving.image_inputs import check_image_bytes, decode_image
+from serving.image_inputs import check_image_bytes, check_mask_size, decode_image
 from serving.openai_images.protocol import ImagesResponse
 from serving.openai_images.serving import ResponseOptions, images_response
+from serving.pins.conditioning import combine, ip_adapter_for, reference_conditioning
 from serving.state import AppState
 from weights.catalog import ModelSpec
 
@@ -138,11 +145,7 @@ def fit_to_size(spec: ModelSpec, size: str | None, pixels: np.ndarray, mask: np.
     """Crop and scale the input (and mask) to a requested ``size`` of the model."""
     if size is None or size == "auto":
         return pixels, mask
-    if size not in spec.sizes:
-        raise ParamError(
-            "size", f"size {size!r} is not offered by {spec.id!r}; offered: {', '.join(spec.sizes)}"
-        )
-    width, height = (int(side) for side in size.split("x"))
+    _, width, height = resolve_size(spec, size=size)  # 400 for a size the model lacks
     fitted = cover(pixels, (width, height))
     if mask is not None:
         mask = np.where(cover(mask, (width, height)) >= 128, 255, 0).astype(np.uint8)
@@ -173,12 +176,7 @@ class ServingOpenAIEdits:
         mask = None
         if files.get("mask"):
             mask_image = await read_image(files["mask"][0], "mask", state)
-            if mask_image.size != first.size:
-                raise ParamError(
-                    "mask",
-                    f"mask is {mask_image.size[0]}x{mask_image.size[1]}, the image "
-                    f"{first.size[0]}x{first.size[1]}: they must match",
-                )
+            check_mask_size(mask_image.size, first.size, "mask")
             if mask_image.mode != "RGBA":
                 raise ParamError("mask", "the mask needs an alpha channel (alpha 0 = edit)")
             mask = mask_from_alpha(np.asarray(mask_image)[..., 3])
@@ -206,14 +204,11 @@ class ServingOpenAIEdits:
         tool = fields.tool or ("replace" if mask is not None else "recreate")
         if tool in ("replace", "erase") and mask is None:
             raise ParamError("mask", f"{tool} needs a mask (alpha 0 = edit)")
-        task = "inpaint" if mask is not None else "image_to_image"
-        default = RECREATE_STRENGTH if tool == "recreate" else 1.0
-        strength = fields.strength if fields.strength is not None else default
+        task = edit_task(tool, mask is not None)
+        strength = edit_strength(tool, fields.strength)
         if tool != "erase":
             return ImageCall(pixels, mask, task, strength, fields.prompt, operation=tool)
-        prompt, negative = erase_prompts(fields.prompt.strip() or None)
-        if fields.negative_prompt:
-            negative = f"{fields.negative_prompt}, {negative}"
+        prompt, negative = erase_prompts(fields.prompt.strip() or None, fields.negative_prompt)
         return ImageCall(
             pixels, mask, task, strength, prompt, negative, erase=True, operation="erase"
         )
@@ -238,28 +233,14 @@ class ServingOpenAIEdits:
         """IP-Adapter conditioning from the extra images of an edit, or None."""
         if not images:
             return None
-        if spec.kind != "base" or not self.state.catalog.components_of("ip_adapter", spec.family):
-            having = [
-                s.id
-                for s in self.state.catalog
-                if s.kind == "base" and self.state.catalog.components_of("ip_adapter", s.family)
-            ]
-            raise ParamError(
-                "image",
-                f"several images need an IP-Adapter for {spec.id!r}; models with one: "
-                f"{', '.join(having) or 'none installed'}",
-            )
-        from serving.pins.conditioning import reference_conditioning
-
-        sources = []
-        component = None
-        for image in images:
-            conditioning = await reference_conditioning(
+        ip_adapter_for(self.state.catalog, spec, "image")  # 400 naming models with one
+        conditionings = [
+            await reference_conditioning(
                 self.state, spec, np.asarray(image.convert("RGB")), REFERENCE_SCALE
             )
-            component = conditioning.component
-            sources.extend(conditioning.sources)
-        return AdapterConditioning(component, tuple(sources))
+            for image in images
+        ]
+        return combine(*conditionings)
 
     async def _run(
         self,
@@ -272,14 +253,7 @@ class ServingOpenAIEdits:
     ) -> ImagesResponse:
         state = self.state
         settings = state.settings
-        prepared = await asyncio.to_thread(
-            prepare_edit,
-            call.pixels,
-            call.mask,
-            multiple=spec.family_spec.size_multiple,
-            max_side=max(spec.resolutions.values()),
-            erase=call.erase,
-        )
+        prepared = await prepare_for(spec, call.pixels, call.mask, erase=call.erase)
         width, height = prepared.work_size
         if call.negative_prompt is not None:
             fields = fields.model_copy(update={"negative_prompt": call.negative_prompt})
