@@ -19,6 +19,7 @@ import base64
 import binascii
 import io
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,9 +41,9 @@ class InputImage:
     image: Image.Image  # loaded; RGB, or RGBA where the caller kept alpha
     source: Asset | None = None
 
-    @property
+    @cached_property
     def pixels(self) -> np.ndarray:
-        """uint8 HxWx3 RGB (alpha dropped)."""
+        """uint8 HxWx3 RGB (alpha dropped), converted once."""
         return np.asarray(self.image.convert("RGB"))
 
     @property
