@@ -33,15 +33,17 @@ def _load_catalog(settings: Settings) -> Any:
 
 
 def _build_tiny(catalog: Any) -> list[Any]:
-    """Build missing tiny models of ``catalog`` (a Catalog or a list of specs) and, for a
-    whole Catalog, its missing tiny components."""
+    """Build the catalog's missing tiny models and tiny components."""
     from weights.tiny import ensure_tiny_components, ensure_tiny_models
 
-    built = ensure_tiny_models(catalog)
-    components = getattr(catalog, "components", None)
-    if components:
-        built += ensure_tiny_components(components.values())
-    return built
+    return ensure_tiny_models(catalog) + ensure_tiny_components(catalog.components.values())
+
+
+def _build_tiny_model(spec: Any) -> None:
+    """Build one model's tiny weights if the catalog entry has them and they are missing."""
+    from weights.tiny import ensure_tiny_models
+
+    ensure_tiny_models([spec])
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -230,7 +232,7 @@ def cmd_styles_import(args: argparse.Namespace, settings: Settings) -> int:
         raise _CommandFailed(f"no file {path}")
     catalog = _load_catalog(settings)
     if args.model in catalog:
-        _build_tiny([catalog.get(args.model)])  # the model's config is read for the check
+        _build_tiny_model(catalog.get(args.model))  # the model's config is read for the check
     request = StyleImport(
         name=args.name,
         base_model=args.model,
@@ -332,7 +334,7 @@ def cmd_styles_train(args: argparse.Namespace, settings: Settings) -> int:
     ledger = Ledger(settings.database_url)
     try:
         request = check_request(request, len(files), settings, catalog)
-        _build_tiny([catalog.get(args.model)])
+        _build_tiny_model(catalog.get(args.model))
         images = []
         for index, path in enumerate(files):
             check_image_bytes(path.stat().st_size, index, settings)
