@@ -20,6 +20,7 @@ contact shadows go too.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,14 @@ class PreparedEdit:
     weight: np.ndarray | None  # float32 (H, W) in [0, 1] at the input size; None: whole image
     size: tuple[int, int]  # the input's (width, height)
     work_size: tuple[int, int]
+
+    def call_fields(self) -> dict[str, Any]:
+        """The ``GenerationParams.build`` fields of this edit's inputs and work size."""
+        from pipelines.params import ImageData
+
+        width, height = self.work_size
+        mask = ImageData(self.mask) if self.mask is not None else None
+        return {"init_image": ImageData(self.image), "mask": mask, "width": width, "height": height}
 
 
 def work_size(width: int, height: int, multiple: int, max_side: int) -> tuple[int, int]:

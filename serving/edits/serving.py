@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from pipelines.edit_tools import PreparedEdit, composite, erase_prompts, prepare_edit
-from pipelines.params import GenerationParams, ImageData, ParamError
+from pipelines.params import GenerationParams, ParamError
 from serving.auth import Tenant
 from serving.edits.protocol import EditRequest, EditResponse
 from serving.generations.protocol import GeneratedImage
@@ -181,7 +181,6 @@ class ServingEdits:
         elif tool == "erase":
             prompt, negative = erase_prompts(request.objects, negative)
         strength = edit_strength(tool, request.strength)
-        width, height = prepared.work_size
         sampling = request.model_copy(update={"negative_prompt": negative})
         return sampling.build_params(
             spec,
@@ -190,12 +189,9 @@ class ServingEdits:
             prompt=prompt,
             n=request.n,
             task=task,
-            init_image=ImageData(prepared.image),
-            mask=ImageData(prepared.mask) if prepared.mask is not None else None,
             strength=strength,
             image_guidance=request.image_guidance if tool == "instruct" else None,
-            width=width,
-            height=height,
+            **prepared.call_fields(),
         )
 
 

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from pipelines.edit_tools import cover, erase_prompts, mask_from_alpha
-from pipelines.params import MAX_IMAGES, AdapterConditioning, ImageData, ParamError, resolve_size
+from pipelines.params import MAX_IMAGES, AdapterConditioning, ParamError, resolve_size
 from serving.auth import Tenant
 from serving.edits.serving import (
     edit_strength,
@@ -254,7 +254,6 @@ class ServingOpenAIEdits:
         state = self.state
         settings = state.settings
         prepared = await prepare_for(spec, call.pixels, call.mask, erase=call.erase)
-        width, height = prepared.work_size
         if call.negative_prompt is not None:
             fields = fields.model_copy(update={"negative_prompt": call.negative_prompt})
         params = fields.build_params(
@@ -264,12 +263,9 @@ class ServingOpenAIEdits:
             prompt=call.prompt,
             n=fields.n,
             task=call.task,
-            init_image=ImageData(prepared.image),
-            mask=ImageData(prepared.mask) if prepared.mask is not None else None,
             strength=call.strength,
             adapter=call.adapter,
-            width=width,
-            height=height,
+            **prepared.call_fields(),
         )
         _, delivered, _ = await run_image_task(
             state, tenant, spec, params, request_id, None, call.pixels, prepared, call.operation
