@@ -33,5 +33,7 @@ def build_tiny_esrgan(out: Path) -> Path:
     torch.manual_seed(SEED)
     model = Compact(num_feat=NUM_FEATURES, num_conv=NUM_CONVS, upscale=SCALE)
     state = {key: (value.detach() * 0.1).contiguous() for key, value in model.state_dict().items()}
-    save_file(state, str(out), metadata={"format": "pt", "kiln": "tiny-esrgan"})
+    # One metadata key: safetensors writes the map in per-process hash order, so two keys
+    # would make builds differ byte for byte.
+    save_file(state, str(out), metadata={"format": "pt"})
     return Path(out)

@@ -48,3 +48,22 @@ def test_tiny_models_use_the_real_architectures(catalog):
     assert type(sdxl).__name__ == "StableDiffusionXLPipeline"
     assert sdxl.unet.config.addition_embed_type == "text_time"
     assert sdxl.tokenizer_2.pad_token_id == 0
+
+
+def test_the_tiny_upscaler_builds_byte_identical_across_processes(tmp_path):
+    """Hash seeds differ between processes: the file must not depend on them."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for seed in ("1", "5"):  # two seeds that ordered a two-key metadata map differently
+        out = tmp_path / f"esrgan-{seed}.safetensors"
+        code = (
+            f"from weights.tiny_upscaler import build_tiny_esrgan; build_tiny_esrgan({str(out)!r})"
+        )
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", code], check=True, env=env)
+        digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert len(digests) == 1
