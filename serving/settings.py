@@ -211,6 +211,15 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "KILN_CLIP_GPUS", "clip_gpus", _non_negative_float,
         "GPU share of the image-to-prompt CLIP replica; 0 (default) runs it on CPU",
     ),
+    EnvVar(
+        "KILN_BATCH_MAX_BYTES", "batch_max_bytes", _positive_int,
+        "largest JSONL upload of POST /v1/batches, in bytes, checked before it is read "
+        "(default 64 MiB)",
+    ),
+    EnvVar(
+        "KILN_BATCH_MAX_LINES", "batch_max_lines", _positive_int,
+        "most request lines in one POST /v1/batches upload (default 10000)",
+    ),
 )  # fmt: skip
 
 
@@ -269,6 +278,8 @@ class Settings:
     image_max_bytes: int = 20 * 1024 * 1024
     image_max_pixels: int = 40_000_000
     clip_gpus: float = 0.0
+    batch_max_bytes: int = 64 * 1024 * 1024
+    batch_max_lines: int = 10_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

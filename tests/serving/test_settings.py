@@ -78,6 +78,8 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_IMAGE_MAX_BYTES": "3000",
         "KILN_IMAGE_MAX_PIXELS": "4000",
         "KILN_CLIP_GPUS": "0.1",
+        "KILN_BATCH_MAX_BYTES": "5000",
+        "KILN_BATCH_MAX_LINES": "7",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -104,6 +106,7 @@ def test_every_variable_is_read(tmp_path: Path):
     assert (s.agentic_max_candidates, s.agentic_max_rounds) == (3, 0)
     assert (s.image_max_bytes, s.image_max_pixels) == (3000, 4000)
     assert (s.clip_gpus, s.clip_device) == (0.1, "cuda")
+    assert (s.batch_max_bytes, s.batch_max_lines) == (5000, 7)
     assert "kiln_admin" not in repr(s)
 
 
