@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.oom import OomRecovery
 from pipelines.output import GenerationOutput
 from pipelines.params import DEFAULT_IMAGE_GUIDANCE, GenerationParams
 from pipelines.schedulers import make_scheduler
@@ -69,6 +70,9 @@ class Engine:
         self.ip_adapter_loaded: str | None = None
         # Adapters live on the shared UNet and text encoders: siblings see them too.
         self.styles = StyleAdapters(pipe, style_capacity)
+        # CUDA out-of-memory: retried with fewer images a call; failures counted for the
+        # replica's health check (pipelines.oom).
+        self.oom = OomRecovery()
 
     @classmethod
     def load(
@@ -178,7 +182,8 @@ class Engine:
         outputs: list[GenerationOutput | None] = [None] * len(requests)
         for indices in groups.values():
             group = [requests[i] for i in indices]
-            for index, output in zip(indices, self._run(group), strict=True):
+            outputs_of_group = self.oom.run_fitting(self._run, group, self.device)
+            for index, output in zip(indices, outputs_of_group, strict=True):
                 outputs[index] = output
         return outputs  # type: ignore[return-value]
 
