@@ -16,6 +16,7 @@ from serving.assets.api_router import router as assets_router
 from serving.assets.retention import RetentionSweeper
 from serving.assets.service import Assets
 from serving.assets.store import BlobStore
+from serving.batch.api_router import router as batches_router
 from serving.credits.api_router import router as credits_router
 from serving.edits.api_router import router as edits_router
 from serving.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavailable
@@ -106,6 +107,7 @@ def create_app(
     app.include_router(jobs_router)
     app.include_router(agentic_router)
     app.include_router(image_to_prompt_router)
+    app.include_router(batches_router)
 
     @app.get("/healthz", tags=["system"])
     async def healthz(state: StateDep) -> dict:

@@ -89,6 +89,8 @@ JOB_KINDS: dict[str, JobKind] = {
     ),
     # An upscale past serving.exports.service.SYNC_MAX_PIXELS (default resources).
     "upscale": JobKind("serving.exports.jobs:run_upscale_job"),
+    # POST /v1/batches: the task drives Ray Data; the lines run in its actors.
+    "batch": JobKind("serving.batch.jobs:run_batch_job", lambda s, gpus: {"num_cpus": 0.1}),
 }
 
 
