@@ -81,6 +81,19 @@ def _path(text: str) -> Path:
     return Path(text).expanduser()
 
 
+FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True}
+FLAG_WORDS |= {"0": False, "false": False, "no": False, "off": False}
+
+
+def _flag(text: str) -> bool:
+    """An on/off switch: 1/true/yes/on or 0/false/no/off (any case)."""
+    try:
+        return FLAG_WORDS[text.lower()]
+    except KeyError:
+        words = ", ".join(FLAG_WORDS)
+        raise ValueError(f"must be one of {words}; got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class EnvVar:
     """One environment variable: the settings field it fills, how to parse it, what it does."""
@@ -212,6 +225,31 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "GPU share of the image-to-prompt CLIP replica; 0 (default) runs it on CPU",
     ),
     EnvVar(
+        "KILN_OOM_RETRY", "oom_retry", _flag,
+        "retry a call that runs out of GPU memory with half the images, down to one "
+        "(default on)",
+    ),
+    EnvVar(
+        "KILN_OOM_MAX_FAILURES", "oom_max_failures", _positive_int,
+        "calls in a row that run out of GPU memory even at one image before the replica "
+        "reports unhealthy and Ray Serve replaces it (default 3)",
+    ),
+    EnvVar(
+        "KILN_MODEL_MIN_REPLICAS", "model_min_replicas", _non_negative_int,
+        "fewest replicas of each model deployment; 0 scales an idle model to zero and "
+        "loads it on first use (default 1; models.toml min_replicas overrides per model)",
+    ),
+    EnvVar(
+        "KILN_MODEL_MAX_REPLICAS", "model_max_replicas", _positive_int,
+        "most replicas of each model deployment, added under load (default 1; "
+        "models.toml max_replicas overrides per model)",
+    ),
+    EnvVar(
+        "KILN_MODEL_IDLE_S", "model_idle_s", _non_negative_float,
+        "seconds a model replica may sit idle before the autoscaler removes it, down to "
+        "min_replicas (default 300)",
+    ),
+    EnvVar(
         "KILN_BATCH_MAX_BYTES", "batch_max_bytes", _positive_int,
         "largest JSONL upload of POST /v1/batches, in bytes, checked before it is read "
         "(default 64 MiB)",
@@ -278,6 +316,11 @@ class Settings:
     image_max_bytes: int = 20 * 1024 * 1024
     image_max_pixels: int = 40_000_000
     clip_gpus: float = 0.0
+    oom_retry: bool = True
+    oom_max_failures: int = 3
+    model_min_replicas: int = 1
+    model_max_replicas: int = 1
+    model_idle_s: float = 300.0
     batch_max_bytes: int = 64 * 1024 * 1024
     batch_max_lines: int = 10_000
 

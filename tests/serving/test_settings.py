@@ -80,6 +80,11 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_CLIP_GPUS": "0.1",
         "KILN_BATCH_MAX_BYTES": "5000",
         "KILN_BATCH_MAX_LINES": "7",
+        "KILN_OOM_RETRY": "off",
+        "KILN_OOM_MAX_FAILURES": "5",
+        "KILN_MODEL_MIN_REPLICAS": "0",
+        "KILN_MODEL_MAX_REPLICAS": "4",
+        "KILN_MODEL_IDLE_S": "90",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -107,6 +112,8 @@ def test_every_variable_is_read(tmp_path: Path):
     assert (s.image_max_bytes, s.image_max_pixels) == (3000, 4000)
     assert (s.clip_gpus, s.clip_device) == (0.1, "cuda")
     assert (s.batch_max_bytes, s.batch_max_lines) == (5000, 7)
+    assert (s.oom_retry, s.oom_max_failures) == (False, 5)
+    assert (s.model_min_replicas, s.model_max_replicas, s.model_idle_s) == (0, 4, 90.0)
     assert "kiln_admin" not in repr(s)
 
 
@@ -123,6 +130,8 @@ def test_empty_values_mean_unset():
         ("KILN_MAX_BATCH_SIZE", "0"),
         ("KILN_REPLICA_CPUS", "-1"),
         ("KILN_PIN_SCALE_CHARACTER", "2.5"),
+        ("KILN_OOM_RETRY", "maybe"),
+        ("KILN_MODEL_MAX_REPLICAS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str):
