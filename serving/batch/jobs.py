@@ -107,16 +107,22 @@ def read_lines(path: Path) -> list[BatchLine]:
         return [BatchLine(**json.loads(text)) for text in f if text.strip()]
 
 
-def line_result(entry: dict[str, Any], kind: str | None) -> dict[str, Any]:
+def line_result(entry: dict[str, Any]) -> dict[str, Any]:
     """A manifest entry as the job's result shows it: the line, its kind, its assets,
-    seeds and error (output paths and hashes name files of the workspace, which goes)."""
+    seeds, credits and error (the API's error object, as the line's route would have
+    answered it). Output paths and hashes name files of the workspace, which goes."""
     return {
         "line": entry["line"],
-        "kind": kind,
+        "kind": entry["kind"],
         "asset_ids": list(entry.get("asset_ids") or []),
         "seeds": list(entry.get("seeds") or []),
+        "credits_charged": entry.get("credits_charged", 0),
         "error": entry.get("error"),
     }
+
+
+def _error_text(error: Any) -> str:
+    return str(error.get("message", error)) if isinstance(error, dict) else str(error)
 
 
 class _CancelWatch:
@@ -157,13 +163,10 @@ def run_batch_job(ctx: JobContext) -> dict[str, Any]:
     summary = run_batch(
         ctx.settings, ctx.catalog, lines, options, on_progress=progress, should_stop=watch
     )
-    kinds = {line.number: line.kind for line in lines}
-    results = sorted(
-        (line_result(e, kinds.get(e["line"])) for e in summary.entries), key=lambda r: r["line"]
-    )
+    results = sorted((line_result(e) for e in summary.entries), key=lambda r: r["line"])
     done = [r for r in results if r["error"] is None]
     # A cancel that came after the last line finished stops nothing: the job succeeds.
-    if len(results) < len(lines) and (watch() or ctx.jobs.cancel_requested(ctx.job.id)):
+    if summary.stopped and len(results) < len(lines):
         kept = [{"line": r["line"], "asset_ids": r["asset_ids"]} for r in done]
         logger.info("job %s cancelled after %d line(s)", ctx.job.id, len(kept))
         # Records what was kept as the last progress, then raises JobCancelled.
@@ -171,7 +174,9 @@ def run_batch_job(ctx: JobContext) -> dict[str, Any]:
                    images_done=sum(len(r["asset_ids"]) for r in done), kept=kept)  # fmt: skip
     failed = [r for r in results if r["error"] is not None]
     if lines and not done:
-        named = "; ".join(f"line {r['line']}: {r['error']}" for r in failed[:MAX_LISTED_FAILURES])
+        named = "; ".join(
+            f"line {r['line']}: {_error_text(r['error'])}" for r in failed[:MAX_LISTED_FAILURES]
+        )
         raise BatchFailed(f"every line of the batch failed ({len(failed)}): {named}")
     asset_ids = [asset_id for r in done for asset_id in r["asset_ids"]]
     logger.info("job %s rendered %d image(s) from %d line(s), %d failed",
@@ -182,6 +187,7 @@ def run_batch_job(ctx: JobContext) -> dict[str, Any]:
         "failed": len(failed),
         "images": len(asset_ids),
         "asset_ids": asset_ids,
+        "credits_charged": sum(r["credits_charged"] for r in results),
         "seconds": round(summary.seconds, 3),
         "images_per_s": round(len(asset_ids) / summary.seconds, 3) if summary.seconds else None,
     }
