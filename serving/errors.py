@@ -18,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pipelines.oom import RETRY_AFTER_S as OOM_RETRY_AFTER_S
+from pipelines.oom import OutOfGpuMemory
 from pipelines.params import ParamError
 from serving.accounts.service import UnknownKey
 from serving.assets.service import LicenseRequired, UnknownAsset
@@ -170,6 +172,9 @@ def api_error_for(exc: BaseException) -> ApiError:
         if exc.status_code == 404:
             return not_found("no such route; see /docs for the API")
         return ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    if isinstance(exc, OutOfGpuMemory):
+        # The card is full right now (other work, fragmentation): a retry may fit.
+        return service_unavailable(f"{exc}; retry later", OOM_RETRY_AFTER_S, code="out_of_memory")
     unavailable = _ray_unavailable_types()
     if unavailable and isinstance(exc, unavailable):
         retry = getattr(exc, "retry_after_s", None) or 1.0
@@ -255,4 +260,5 @@ HANDLED_EXCEPTIONS: tuple[type[Exception], ...] = (
     UnknownJob,
     UnknownPin,
     UploadTooLarge,
+    OutOfGpuMemory,
 )

@@ -12,6 +12,11 @@ it. Each replica keeps up to ``KILN_STYLES_PER_REPLICA`` styles loaded on its on
 model (``pipelines.style_adapters``: an LRU of named adapters, switched by selection, never
 a reload); Serve's multiplexed LRU has the same size and unloads the adapter it evicts.
 
+CUDA out-of-memory (``pipelines.oom``): the engine retries a call with half the images
+down to one; a call that still does not fit answers 503 ``out_of_memory``. After
+``KILN_OOM_MAX_FAILURES`` such calls in a row, ``check_health`` raises and Serve replaces
+the replica (a success in between resets the count).
+
 Torch is imported only in the replica's constructor, never at module import.
 """
 
@@ -89,6 +94,8 @@ class ModelDeployment:
             style_capacity=settings.styles_per_replica,
             components=components,
         )
+        self.engine.oom.retry = settings.oom_retry
+        self.oom_max_failures = settings.oom_max_failures
         # One long-lived thread runs every pipeline call: torch keeps one OpenMP team
         # (a fresh caller thread would build another and oversubscribe the cores), and
         # calls are serialised by construction.
@@ -184,3 +191,15 @@ class ModelDeployment:
     async def ready(self) -> str:
         """Answers once the constructor has loaded the engine (the ingress probes it)."""
         return self.spec.id
+
+    def check_health(self) -> None:
+        """Ray Serve's health check (every ``health_check_period_s``): raising makes Serve
+        replace this replica. Fails after ``KILN_OOM_MAX_FAILURES`` calls in a row ran
+        out of GPU memory even at one image: the card's memory is then in a state (a
+        leak, fragmentation, another process) that a fresh replica clears."""
+        failures = self.engine.oom.consecutive_failures
+        if failures >= self.oom_max_failures:
+            raise RuntimeError(
+                f"{self.spec.id}: {failures} calls in a row ran out of GPU memory "
+                f"(KILN_OOM_MAX_FAILURES={self.oom_max_failures}); replica needs a restart"
+            )
