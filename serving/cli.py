@@ -1,4 +1,4 @@
-"""The ``kiln`` command line: ``serve``, ``models list``, ``weights build-tiny``, and the
+"""The ``kiln`` command line: ``serve``, ``models list``, ``weights build-tiny``, ``batch``, and the
 admin's ``tenants create``, ``keys create|list|revoke``, ``credits grant``,
 ``styles import|list|train`` (directly on the database at ``KILN_DATABASE_URL``, no
 server needed).
@@ -376,6 +376,50 @@ def cmd_styles_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
+    """Render a JSONL batch into ``--out`` on Ray Data (serving/batch): invalid lines are
+    listed and nothing runs (exit 2) unless ``--skip-invalid``; exit 1 if a line failed."""
+    from pathlib import Path
+
+    from serving.batch.lines import parse_batch
+    from serving.batch.progress import ProgressBar, summary_text
+    from serving.batch.runner import BatchOptions, UnknownBatchTenant, resolve_tenant, run_batch
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise _CommandFailed(f"no file {path}")
+    catalog = _load_catalog(settings)
+    text = path.read_text(encoding="utf-8")
+    lines, invalid = parse_batch(
+        text, base_dir=path.parent.resolve(), catalog=catalog, settings=settings
+    )
+    for bad in invalid:
+        print(f"kiln: {bad.message}", file=sys.stderr)
+    if invalid and not args.skip_invalid:
+        print(
+            f"kiln: {len(invalid)} invalid line(s), nothing ran (--skip-invalid runs the rest)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        tenant_id = resolve_tenant(settings, args.tenant) if args.tenant else None
+    except UnknownBatchTenant as exc:
+        raise _CommandFailed(str(exc)) from None
+    for built in _build_tiny(catalog):
+        print(f"built tiny model {built}")
+    options = BatchOptions(Path(args.out), tenant_id, args.address, args.workers)
+    bar = ProgressBar()
+    try:
+        summary = run_batch(settings, catalog, lines, options, on_progress=bar.update)
+    except KeyboardInterrupt:
+        bar.close()
+        print("kiln: interrupted; finished lines are kept, a rerun resumes", file=sys.stderr)
+        return 130
+    bar.close()
+    print(summary_text(summary))
+    return 1 if summary.failed else 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of ``kiln``."""
     parser = argparse.ArgumentParser(prog="kiln", description="Kiln image-generation server")
@@ -465,6 +509,17 @@ def make_parser() -> argparse.ArgumentParser:
     train_style.add_argument("--trigger", help="trigger word put first in every caption")
     train_style.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     train_style.set_defaults(func=cmd_styles_train)
+
+    batch = commands.add_parser(
+        "batch", help="render a JSONL file of requests on Ray Data (resumable)"
+    )
+    batch.add_argument("file", help="one request a line, with kind: generation|edit|agentic")
+    batch.add_argument("--out", required=True, help="folder for the images and manifest.jsonl")
+    batch.add_argument("--address", help="Ray cluster: auto or HOST:PORT (default: local Ray)")
+    batch.add_argument("--tenant", help="run as this tenant (id or name), charging its credits")
+    batch.add_argument("--skip-invalid", action="store_true", help="run the valid lines anyway")
+    batch.add_argument("--workers", type=int, help="actors per model (default: by cluster)")
+    batch.set_defaults(func=cmd_batch)
     return parser
 
 
