@@ -2,8 +2,9 @@
 
 Used by ``kiln serve`` and by ``serve deploy deploy/serve.yaml``
 (``import_path: serving.app:build_app``). Replica counts and resources set here are
-defaults; the YAML's ``deployments`` entries override them by deployment name (the
-ingress is ``KilnIngress``, each model's deployment is named by its model id).
+defaults (settings, and each model's catalog entry: ``serving.placement``); the YAML's
+``deployments`` entries override them by deployment name (the ingress is
+``KilnIngress``, each model's deployment is named by its model id).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from serving.placement import placement_for
 from serving.settings import Settings
-from weights.catalog import Catalog, load_catalog
+from weights.catalog import Catalog, ModelSpec, load_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +43,19 @@ class KilnIngress:
     ):
         from serving.image_to_prompt.client import RayImageToPromptClient
         from serving.logs import configure_replica_logging
-        from serving.model_client import RayModelClient
+        from serving.model_client import ON_DEMAND_READY_S, RayModelClient
+        from serving.placement import on_demand_models
 
         configure_replica_logging()
         self.settings = settings
         self.catalog = catalog
-        self.models = RayModelClient(handles)
+        models = [catalog.get(model_id) for model_id in handles]
+        # Scale-to-zero models are probed only by requests (a probe would wake them).
+        self.models = RayModelClient(
+            handles,
+            on_demand=on_demand_models(settings, models),
+            ready_ttl_s=min(ON_DEMAND_READY_S, settings.model_idle_s / 2),
+        )
         clip = catalog.first_component("clip")
         self.image_to_prompt = RayImageToPromptClient(clip_handle, clip.id if clip else None)
 
@@ -65,14 +74,18 @@ class KilnIngress:
 
 
 def model_deployment_options(
-    settings: Settings, cluster_gpus: float, deployments: int = 1
+    settings: Settings,
+    cluster_gpus: float,
+    deployments: int = 1,
+    spec: ModelSpec | None = None,
 ) -> dict[str, Any]:
-    """Serve options of a model deployment, from settings."""
+    """Serve options of a model deployment, from settings and ``spec``'s catalog entry
+    (GPU share, replica range, scale to zero: ``serving.placement``)."""
+    placement = placement_for(settings, spec, cluster_gpus, deployments)
     return {
-        "ray_actor_options": {
-            "num_cpus": settings.replica_cpus,
-            "num_gpus": settings.effective_gpus_per_replica(cluster_gpus, deployments),
-        },
+        "ray_actor_options": {"num_cpus": placement.cpus, "num_gpus": placement.gpus},
+        # A replica is "busy" at one batch in flight: the autoscaler's target.
+        **placement.replica_options(target_ongoing_requests=settings.max_batch_size),
         # Twice the batch: the next batch fills while the current one runs.
         "max_ongoing_requests": 2 * settings.max_batch_size,
         "max_queued_requests": settings.max_queued,
@@ -95,9 +108,12 @@ def build_application(
     settings = replace(settings, secret=settings.effective_secret())
     # Every diffusion model gets a deployment: base, instruct-edit and inpainting models.
     specs = [spec for spec in catalog if spec.kind in ("base", "instruct", "inpaint")]
-    options = model_deployment_options(settings, cluster_gpus, len(specs))
+    options = {
+        spec.id: model_deployment_options(settings, cluster_gpus, len(specs), spec)
+        for spec in specs
+    }
     handles = {
-        spec.id: ModelDeployment.options(name=spec.id, **options).bind(
+        spec.id: ModelDeployment.options(name=spec.id, **options[spec.id]).bind(
             settings, spec, tuple(catalog.components.values())
         )
         for spec in specs
@@ -107,10 +123,9 @@ def build_application(
         max_ongoing_requests=INGRESS_MAX_ONGOING,
     )
     logger.info(
-        "app: %d model deployment(s) %s, %s GPU(s) each",
+        "app: %d model deployment(s): %s",
         len(handles),
-        ", ".join(handles),
-        options["ray_actor_options"]["num_gpus"],
+        ", ".join(f"{i} ({o['ray_actor_options']['num_gpus']} GPU)" for i, o in options.items()),
     )
     return ingress.bind(settings, catalog, handles, _clip_deployment(settings, catalog))
 
