@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from pipelines.style_adapters import DEFAULT_CAPACITY, StyleAdapters
 from weights.catalog import ComponentSpec, ModelSpec
 from weights.devices import select_device, select_dtype
 from weights.loading import load_pipeline
+
+if TYPE_CHECKING:
+    from pipelines.fast_path import FastPathOptions, FastPathReport
 
 # The task a model kind's loaded pipeline serves; the other tasks are derived from it.
 LOADED_TASK = {"base": "text_to_image", "instruct": "instruct", "inpaint": "inpaint"}
@@ -70,6 +73,8 @@ class Engine:
         self.ip_adapter_loaded: str | None = None
         # Adapters live on the shared UNet and text encoders: siblings see them too.
         self.styles = StyleAdapters(pipe, style_capacity)
+        # What the GPU fast path applied, when ``load`` was given one.
+        self.fast_path_report: FastPathReport | None = None
         # CUDA out-of-memory: retried with fewer images a call; failures counted for the
         # replica's health check (pipelines.oom).
         self.oom = OomRecovery()
@@ -81,10 +86,12 @@ class Engine:
         device: str | None = None,
         style_capacity: int = DEFAULT_CAPACITY,
         components: Sequence[ComponentSpec] = (),
+        fast_path: FastPathOptions | None = None,
     ) -> Engine:
         """Load ``spec`` once on ``device`` (``auto``: CUDA when present) in its serving dtype;
         keep up to ``style_capacity`` LoRA styles loaded on it; ``components`` are the
-        catalog's ControlNets and IP-Adapters (loaded on first use)."""
+        catalog's ControlNets and IP-Adapters (loaded on first use); ``fast_path``: the
+        GPU fast path's options (pipelines/fast_path.py), applied and warmed up here."""
         device = select_device(device or "auto")
         dtype = select_dtype(device)
         started = time.perf_counter()
@@ -94,7 +101,12 @@ class Engine:
         logger.info(
             "loaded %s on %s (%s) in %.2fs", spec.id, device, dtype, time.perf_counter() - started
         )
-        return cls(spec, pipe, style_capacity, components)
+        engine = cls(spec, pipe, style_capacity, components)
+        if fast_path is not None:
+            from pipelines.fast_path import apply_fast_path
+
+            engine.fast_path_report = apply_fast_path(engine, fast_path)
+        return engine
 
     @property
     def tasks(self) -> tuple[str, ...]:

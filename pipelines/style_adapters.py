@@ -12,6 +12,26 @@ every pipeline call, so the previous call's style never leaks into the next. Pas
 ``capacity`` loaded styles, the least recently used one is deleted (``delete_adapters``);
 a style evicted and asked for again is loaded again from its file.
 
+Under a compiled denoiser (pipelines/fast_path.py) styles are *hot-swapped* instead:
+``enable_hotswap(target_rank)`` — before the first style loads and before compiling —
+gives the UNet ONE fixed adapter slot (``HOTSWAP_SLOT``, diffusers'
+``enable_lora_hotswap``: rank padded to the target, scalings as tensors). The LRU then
+keeps each style's UNet LoRA as a state dict on the device, and a switch copies it into
+the slot (``load_lora_adapter(..., hotswap=True)``): same modules, same shapes, same
+graph, so nothing recompiles. Decisions:
+
+- Strength is part of the swapped state: each style is normalised at load (its alpha/rank
+  scale folded into ``lora_B``, ranks zero-padded to one rank) and ``lora_B`` is
+  multiplied by the strength when swapped in, so the slot's scaling stays 1.0 — setting
+  a scale with ``set_adapters`` would replace the tensor scaling by a float and recompile.
+- The base model (no style) zeroes the slot's ``lora_B`` weights (exactly what peft does
+  to slot layers a style does not touch).
+- The slot covers the attention projections (``to_q/k/v/out.0``, the recipe of our
+  trainer and of most styles). A style adapting other layers grows the slot to the union
+  once: that one load recompiles, logged as a warning; the next switches do not.
+- Text-encoder LoRA layers (text encoders are not compiled) stay ordinary named adapters,
+  selected per call with ``set_adapters`` as in eager mode.
+
 Blocking torch work: call from the engine's thread, one call at a time.
 """
 
@@ -27,6 +47,9 @@ from pipelines.params import StyleRef
 logger = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY = 8
+HOTSWAP_SLOT = "kiln_style"
+# The UNet layers the hotswap slot starts with: every attention projection.
+SLOT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
 class StyleLoadError(ValueError):
@@ -44,6 +67,33 @@ class StyleAdapters:
         self._loaded: OrderedDict[str, str] = OrderedDict()  # style id -> file path
         self._active: tuple[str, float] | None = None
         self._disabled = False  # disable_lora() was the last word: enable before selecting
+        self._slot: HotswapSlot | None = None
+        self._states: dict[str, dict[str, Any]] = {}  # hotswap: style id -> UNet LoRA
+        self._text_styles: set[str] = set()  # hotswap: styles with text-encoder layers
+        self._refusal: str | None = None
+
+    @property
+    def hotswap(self) -> bool:
+        """Whether styles swap into one compiled slot (``enable_hotswap``)."""
+        return self._slot is not None
+
+    @property
+    def slot(self) -> HotswapSlot | None:
+        """The hotswap slot, when enabled."""
+        return self._slot
+
+    def enable_hotswap(self, target_rank: int) -> None:
+        """From now on styles of rank up to ``target_rank`` swap into one UNet slot.
+
+        Must come before the first style loads and before the UNet is compiled."""
+        if self._loaded:
+            raise RuntimeError("enable_hotswap must come before the first style is loaded")
+        if self._slot is None:
+            self._slot = HotswapSlot(self.pipe.unet, target_rank)
+
+    def refuse(self, reason: str) -> None:
+        """Refuse every style load from now on (a replica with fused QKV projections)."""
+        self._refusal = reason
 
     @property
     def loaded(self) -> list[str]:
@@ -57,9 +107,14 @@ class StyleAdapters:
             return False
         while len(self._loaded) >= self.capacity:
             self.unload(next(iter(self._loaded)))
+        if self._refusal is not None:
+            raise StyleLoadError(f"style {style.id!r}: styles are off here: {self._refusal}")
         started = time.perf_counter()
         try:
-            self.pipe.load_lora_weights(style.path, adapter_name=style.id)
+            if self._slot is None:
+                self.pipe.load_lora_weights(style.path, adapter_name=style.id)
+            else:
+                self._load_for_hotswap(style)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             # A half-registered adapter must not linger under this name.
             self._forget(style.id)
@@ -74,12 +129,17 @@ class StyleAdapters:
         if self._loaded.pop(style_id, None) is None:
             return
         self._forget(style_id)
+        self._states.pop(style_id, None)
+        self._text_styles.discard(style_id)
         if self._active is not None and self._active[0] == style_id:
             self._active = None
         logger.info("style %s unloaded", style_id)
 
     def activate(self, style: StyleRef | None) -> None:
         """Make ``style`` (at its strength) the only active adapter; None: none at all."""
+        if self._slot is not None:
+            self._activate_hotswap(style)
+            return
         if style is None:
             if self._loaded and self._active != ("", 0.0):
                 self.pipe.disable_lora()
@@ -101,3 +161,195 @@ class StyleAdapters:
             self.pipe.delete_adapters(style_id)
         except (ValueError, KeyError, AttributeError) as exc:
             logger.debug("no adapter %s to delete: %s", style_id, exc)
+
+    def _load_for_hotswap(self, style: StyleRef) -> None:
+        """Keep the style's UNet LoRA (normalised, on the device) for swapping; load its
+        text-encoder layers, if any, as an ordinary adapter."""
+        assert self._slot is not None
+        pipe = self.pipe
+        state, alphas, metadata = pipe.lora_state_dict(style.path, return_lora_metadata=True)
+        unet_state = {k[5:]: v for k, v in state.items() if k.startswith("unet.")}
+        text_prefixes = [m for m in pipe._lora_loadable_modules if m != "unet"]
+        has_text = any(k.startswith(f"{p}.") for k in state for p in text_prefixes)
+        if not unet_state and not has_text:
+            raise ValueError("no LoRA layers for this model's UNet or text encoders")
+        self._states[style.id] = self._slot.normalise(
+            unet_state, _prefixed(alphas, "unet"), _prefixed(metadata, "unet")
+        )
+        if has_text:
+            for name in text_prefixes:
+                if any(k.startswith(f"{name}.") for k in state):
+                    pipe.load_lora_into_text_encoder(
+                        state,
+                        network_alphas=alphas,
+                        text_encoder=getattr(pipe, name),
+                        prefix=name,
+                        lora_scale=pipe.lora_scale,
+                        adapter_name=style.id,
+                        _pipeline=pipe,
+                        metadata=metadata,
+                    )
+            self._text_styles.add(style.id)
+
+    def _activate_hotswap(self, style: StyleRef | None) -> None:
+        assert self._slot is not None
+        if style is None:
+            if self._active != ("", 0.0):
+                self._slot.clear()
+                self._select_text_adapter(None, 0.0)
+            self._active = ("", 0.0)
+            return
+        self.load(style)
+        wanted = (style.id, style.strength)
+        if self._active == wanted:
+            return
+        try:
+            self._slot.swap(self._states[style.id], style.strength)
+        except (ValueError, RuntimeError) as exc:
+            self._active = None  # the slot may hold part of it: swap again next time
+            raise StyleLoadError(f"style {style.id!r}: cannot swap it in: {exc}") from exc
+        self._select_text_adapter(
+            style.id if style.id in self._text_styles else None, style.strength
+        )
+        self._active = wanted
+
+    def _select_text_adapter(self, style_id: str | None, strength: float) -> None:
+        """Text encoders: the style's own adapter at its strength, or none."""
+        from diffusers.loaders.lora_base import (
+            disable_lora_for_text_encoder,
+            enable_lora_for_text_encoder,
+            set_adapters_for_text_encoder,
+        )
+
+        if not self._text_styles:
+            return
+        for name in self.pipe._lora_loadable_modules:
+            encoder = getattr(self.pipe, name, None)
+            if name == "unet" or encoder is None or not getattr(encoder, "peft_config", None):
+                continue
+            if style_id is not None and style_id in encoder.peft_config:
+                enable_lora_for_text_encoder(encoder)
+                set_adapters_for_text_encoder([style_id], encoder, [strength])
+            else:
+                disable_lora_for_text_encoder(encoder)
+
+
+def _prefixed(mapping: dict | None, prefix: str) -> dict | None:
+    """The entries of ``mapping`` under ``prefix.``, the prefix dropped; None if none."""
+    if not mapping:
+        return None
+    out = {k[len(prefix) + 1 :]: v for k, v in mapping.items() if k.startswith(f"{prefix}.")}
+    return out or None
+
+
+class HotswapSlot:
+    """One LoRA adapter slot on a (to be) compiled UNet that styles are copied into."""
+
+    def __init__(self, unet: Any, target_rank: int) -> None:
+        self.unet = unet
+        self.rank = target_rank
+        self.modules: set[str] = set()
+        self.swaps = 0
+        self.rebuilds = 0
+        self._build({name for name, _ in unet.named_modules() if name.endswith(SLOT_TARGETS)})
+
+    def _build(self, modules: set[str]) -> None:
+        """(Re)create the slot over ``modules``, zeroed, padded to the target rank."""
+        import torch
+
+        unet = self.unet
+        if HOTSWAP_SLOT in getattr(unet, "peft_config", {}):
+            unet.delete_adapters(HOTSWAP_SLOT)
+        zeros: dict[str, Any] = {}
+        for name in sorted(modules):
+            layer = unet.get_submodule(name)
+            base = layer.get_base_layer() if hasattr(layer, "get_base_layer") else layer
+            weight = base.weight
+            if isinstance(base, torch.nn.Conv2d):
+                a_shape = (self.rank, base.in_channels, *base.kernel_size)
+                b_shape = (base.out_channels, self.rank, 1, 1)
+            elif isinstance(base, torch.nn.Linear):
+                a_shape, b_shape = (self.rank, base.in_features), (base.out_features, self.rank)
+            else:
+                raise ValueError(f"{name}: LoRA slots go on Linear and Conv2d layers only")
+            kwargs = {"dtype": weight.dtype, "device": weight.device}
+            zeros[f"{name}.lora_A.weight"] = torch.zeros(a_shape, **kwargs)
+            zeros[f"{name}.lora_B.weight"] = torch.zeros(b_shape, **kwargs)
+        unet.enable_lora_hotswap(target_rank=self.rank)
+        unet.load_lora_adapter(zeros, prefix=None, adapter_name=HOTSWAP_SLOT)
+        unet.set_adapters([HOTSWAP_SLOT])
+        self.modules = set(modules)
+
+    def normalise(
+        self, state: dict[str, Any], alphas: dict | None, metadata: dict | None
+    ) -> dict[str, Any]:
+        """A style's UNet LoRA in the slot's form: peft keys, ``lora_B`` scaled by the
+        layer's alpha/rank, every layer zero-padded to the style's highest rank, on the
+        UNet's device and dtype."""
+        import math
+
+        import torch
+        from diffusers.utils.peft_utils import _create_lora_config
+        from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
+        from peft.utils.other import get_pattern_key
+
+        if state and "lora_A" not in next(iter(state)):
+            state = convert_unet_state_dict_to_peft(state)
+        odd = [k for k in state if not k.endswith((".lora_A.weight", ".lora_B.weight"))]
+        if odd:
+            raise ValueError(f"only plain LoRA layers can be hot-swapped; found {odd[0]}")
+        ranks = {f"^{k}": v.shape[1] for k, v in state.items() if ".lora_B." in k}
+        if not ranks:
+            return {}
+        config = _create_lora_config(
+            state, alphas, metadata, ranks, model_state_dict=self.unet.state_dict()
+        )
+        top = max(ranks.values())
+        if top > self.rank:
+            raise ValueError(f"LoRA rank {top} is above this replica's limit {self.rank}")
+        device, dtype = self.unet.device, self.unet.dtype
+        out: dict[str, Any] = {}
+        for key, value in state.items():
+            value = value.to(device=device, dtype=torch.float32)
+            # The rank dimension: A's first, B's second; moved last to pad it.
+            dim = 0 if ".lora_A." in key else 1
+            rank = value.shape[dim]
+            if dim == 1:
+                alpha_key = get_pattern_key(config.alpha_pattern.keys(), key)
+                alpha = config.alpha_pattern.get(alpha_key, config.lora_alpha)
+                value = value * (alpha / (math.sqrt(rank) if config.use_rslora else rank))
+            padded = torch.nn.functional.pad(value.movedim(dim, -1), [0, top - rank])
+            value = padded.movedim(-1, dim)
+            out[key] = value.to(dtype).contiguous()
+        return out
+
+    def swap(self, state: dict[str, Any], strength: float) -> None:
+        """Copy a normalised style into the slot at ``strength``; no recompilation unless
+        the style adapts layers outside the slot (the slot grows once)."""
+        modules = {k.rsplit(".lora_", 1)[0] for k in state}
+        if not modules <= self.modules:
+            logger.warning(
+                "style adapts %d layers outside the hotswap slot: growing it (recompiles once)",
+                len(modules - self.modules),
+            )
+            self._build(self.modules | modules)
+            self.rebuilds += 1
+        if strength != 1.0:
+            state = {k: v * strength if ".lora_B." in k else v for k, v in state.items()}
+        if not state:
+            self.clear()
+            return
+        self.unet.load_lora_adapter(
+            dict(state), prefix=None, adapter_name=HOTSWAP_SLOT, hotswap=True
+        )
+        self.swaps += 1
+
+    def clear(self) -> None:
+        """Zero the slot: the base model, with the slot's graph unchanged."""
+        import torch
+
+        with torch.no_grad():
+            for module in self.unet.modules():
+                lora_b = getattr(module, "lora_B", None)
+                if lora_b is not None and HOTSWAP_SLOT in lora_b:
+                    lora_b[HOTSWAP_SLOT].weight.zero_()

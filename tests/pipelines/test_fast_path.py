@@ -1,0 +1,168 @@
+"""The GPU fast path on CPU: compiled and eager agree, style switches under compile never
+recompile (and do switch), every optimisation's off switch, tiled VAE decode.
+
+Compiling uses the ``aot_eager`` backend (dynamo + AOT autograd, no code generation) except
+for one inductor test: inductor compiles slowly on 2 cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.engine import Engine
+from pipelines.fast_path import (
+    FastPathError,
+    FastPathOptions,
+    apply_fast_path,
+    compiled_modules,
+    select_vae_dtype,
+)
+from pipelines.params import GenerationParams, StyleRef
+from pipelines.style_adapters import HOTSWAP_SLOT, StyleLoadError
+
+AOT_EAGER = FastPathOptions(compile="on", compile_backend="aot_eager", vae_tile_min_pixels=0)
+
+
+def run(engine: Engine, style: StyleRef | None = None, resolution: str = "128px") -> np.ndarray:
+    params = GenerationParams.build(
+        engine.spec, prompt="a lighthouse", seed=5, steps=2, resolution=resolution, style=style
+    )
+    return engine.generate([params])[0].images[0].astype(int)
+
+
+@pytest.fixture(scope="module")
+def three_styles(tiny_sd15_loras, catalog, tmp_path_factory) -> list[StyleRef]:
+    """Three styles; the third of another rank (8), so the slot's padding is exercised."""
+    from styles.random_lora import random_unet_lora
+
+    path_a, path_b = tiny_sd15_loras
+    path_c = random_unet_lora(
+        catalog.get("tiny-sd15").source / "unet",
+        tmp_path_factory.mktemp("rank8") / "style_c.safetensors",
+        seed=3,
+        rank=8,
+    )
+    return [
+        StyleRef("sty_a", str(path_a)),
+        StyleRef("sty_b", str(path_b)),
+        StyleRef("sty_c", str(path_c)),
+    ]
+
+
+def unique_graphs() -> int:
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+@pytest.mark.slow
+def test_style_switches_under_compile_never_recompile(catalog, three_styles):
+    spec = catalog.get("tiny-sd15")
+    eager = Engine.load(spec, device="cpu")
+    fast = Engine.load(spec, device="cpu")
+    # Warm-up at one size (n=1, then n=2): each size compiles afresh on 2 slow cores.
+    report = apply_fast_path(fast, AOT_EAGER, warmup_sizes=[(128, 128)])
+    assert report.compiled_modules > 0 and report.warmup_calls == 2
+    assert fast.styles.hotswap and HOTSWAP_SLOT in fast.pipe.unet.peft_config
+
+    graphs = unique_graphs()
+    a, b, c = three_styles
+    order = [None, a, b, c, StyleRef(a.id, a.path, 0.5), a, None, c]
+    images = [run(fast, style) for style in order]
+    assert unique_graphs() == graphs, "a style switch recompiled the denoiser"
+    assert fast.styles.slot.swaps >= 5 and fast.styles.slot.rebuilds == 0
+
+    # Every image matches eager mode (ordinary named adapters) for the same style.
+    for style, image in zip(order, images, strict=True):
+        assert np.abs(image - run(eager, style)).max() <= 2, style
+    # Hotswap swaps: each style differs from the base and from the others ...
+    base, with_a, with_b, with_c, half_a, again_a, base_again, _ = images
+    for one, other in [(base, with_a), (with_a, with_b), (with_b, with_c), (with_a, half_a)]:
+        assert np.abs(one - other).mean() > 1
+    # ... and coming back gives the same image again.
+    assert np.array_equal(with_a, again_a) and np.array_equal(base, base_again)
+
+
+@pytest.mark.slow
+def test_inductor_compiled_and_eager_agree(catalog):
+    spec = catalog.get("tiny-sd15")
+    eager = Engine.load(spec, device="cpu")
+    options = FastPathOptions(compile="on", vae_tile_min_pixels=0, warmup=False)
+    fast = Engine.load(spec, device="cpu", fast_path=options)
+    assert compiled_modules(fast.pipe.unet)
+    difference = np.abs(run(fast) - run(eager))
+    assert difference.max() <= 3 and difference.mean() < 0.5
+
+
+def test_compile_off_and_auto_on_cpu_compile_nothing(catalog):
+    spec = catalog.get("tiny-sd15")
+    for options in (FastPathOptions(), FastPathOptions(compile="off"), FastPathOptions.off()):
+        engine = Engine.load(spec, device="cpu", fast_path=replace(options, warmup=False))
+        assert compiled_modules(engine.pipe.unet) == []
+        assert not engine.styles.hotswap  # eager: ordinary named adapters
+        assert "compile" in engine.fast_path_report.skipped
+
+
+def test_fused_qkv_is_refused_with_styles_and_refuses_styles(catalog, tiny_sd15_loras):
+    spec = catalog.get("tiny-sd15")
+    style = StyleRef("sty_a", str(tiny_sd15_loras[0]))
+    styled = Engine.load(spec, device="cpu")
+    run(styled, style)
+    with pytest.raises(FastPathError, match="fused_qkv"):
+        apply_fast_path(styled, FastPathOptions(fused_qkv=True, warmup=False))
+
+    fused = Engine.load(spec, device="cpu")
+    plain = run(fused)
+    report = apply_fast_path(fused, FastPathOptions(fused_qkv=True, warmup=False))
+    assert "fused_qkv" in report.applied
+    assert np.abs(run(fused) - plain).max() <= 2  # same model, fused matmuls
+    with pytest.raises(StyleLoadError, match="KILN_FUSED_QKV"):
+        run(fused, style)
+    assert fused.styles.loaded == []
+
+
+def test_tiled_vae_decode_engages_above_the_threshold(catalog):
+    spec = catalog.get("tiny-sd15")
+    engine = Engine.load(spec, device="cpu")
+    untiled = run(engine, resolution="256px")
+    vae = engine.pipe.vae
+    tiled_calls: list[tuple[int, ...]] = []
+    original = vae.tiled_decode
+
+    def counting_tiled_decode(z, *args, **kwargs):
+        tiled_calls.append(tuple(z.shape))
+        return original(z, *args, **kwargs)
+
+    vae.tiled_decode = counting_tiled_decode
+    apply_fast_path(engine, FastPathOptions(vae_tile_min_pixels=128 * 128, warmup=False))
+    run(engine, resolution="128px")  # 128x128 is not above the threshold
+    assert tiled_calls == []
+    tiled = run(engine, resolution="256px")
+    assert len(tiled_calls) == 1
+    assert not vae.use_tiling  # decided per call
+    difference = np.abs(tiled - untiled)
+    assert difference.mean() < 6 and difference.max() <= 96  # tile seams are blended
+
+
+def test_vae_dtype_policy():
+    assert select_vae_dtype("sdxl", torch.bfloat16) == torch.bfloat16
+    assert select_vae_dtype("sdxl", torch.float16) == torch.float32  # overflows in fp16
+    assert select_vae_dtype("sd15", torch.float16) == torch.float16
+    assert select_vae_dtype("sd15", torch.bfloat16, "fp32") == torch.float32
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="compile"):
+        FastPathOptions(compile="sometimes")
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        FastPathOptions(cuda_graphs=True, compile_mode="max-autotune")
+    assert FastPathOptions(cuda_graphs=True).mode == "reduce-overhead"
+    assert FastPathOptions().compiles_on("cuda") and not FastPathOptions().compiles_on("cpu")
+
+
+def test_fp8_off_cuda_is_a_clear_error(catalog):
+    engine = Engine.load(catalog.get("tiny-sd15"), device="cpu")
+    with pytest.raises(FastPathError, match="fp8"):
+        apply_fast_path(engine, FastPathOptions(fp8=True, warmup=False))
