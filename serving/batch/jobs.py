@@ -25,10 +25,16 @@ Decisions (the issue is silent on them):
   *every* line failed produced nothing and is ``failed``, its error naming the first
   failures (nothing was charged: a failed line charges nothing).
 - **Cancellation.** ``DELETE /v1/jobs/{id}`` stops the batch at the next finished line
-  (``should_stop``); lines in flight are abandoned. Lines already finished stay: their
-  images are the tenant's assets and were charged when delivered, exactly as separate
-  HTTP requests would have been. The job ends ``cancelled``, and its last progress report
-  (``stage: "cancelled"``) lists the lines kept with their asset ids.
+  (``should_stop``); the runner then drops the lines in flight and its workers go. Lines
+  already finished stay: their images are the tenant's assets and were charged when
+  delivered, exactly as separate HTTP requests would have been. The job ends
+  ``cancelled``, and its last progress report (``stage: "cancelled"``) lists the lines
+  kept with their asset ids (``kept``). The ledger is then reconciled with the run,
+  line by line through each line's request id (its reservation reference): a line cut
+  off mid-way by its worker's end left its credits held, and they are released here
+  (``released``); a line that a worker finished after the stop was delivered and charged
+  but never reached the job, so it is named with its credits (``finished_after_cancel``;
+  its images are in ``GET /v1/assets``).
 """
 
 from __future__ import annotations
@@ -42,10 +48,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from serving.batch.lines import BatchLine, InvalidLine
 from serving.jobs.runner import JobContext, workspace_of
 from serving.jobs.service import Job, Jobs, new_job_id
 from serving.ledger import Ledger
+from serving.ledger.schema import reservations
 from serving.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,6 +67,8 @@ OUTPUT_DIR = "out"
 MAX_LISTED_INVALID = 100
 # Failures named in the error of a job whose every line failed.
 MAX_LISTED_FAILURES = 5
+# Request ids looked up in one query when a cancelled run is reconciled.
+_LOOKUP_CHUNK = 500
 # Cancellation is read from the database at most this often while lines run.
 CANCEL_POLL_S = 0.5
 
@@ -143,6 +154,47 @@ class _CancelWatch:
         return self.requested.is_set()
 
 
+def reconcile_stopped_run(
+    ledger: Ledger,
+    tenant_id: str,
+    run_ids: set[str],
+    numbers: list[int],
+    received: set[int],
+) -> tuple[list[dict[str, int]], int]:
+    """Settle the ledger of a run stopped mid-way (``run_ids``: the run, as its manifest
+    entries name it): release every reservation of its lines still open (a line its
+    worker never finished) and name the lines charged whose results the job never
+    ``received`` (a worker finished them after the stop). Returns those lines with their
+    credits, and the credits released."""
+    from serving.batch.worker import request_id
+
+    line_of = {request_id(run_id, n): n for run_id in run_ids for n in numbers}
+    references = list(line_of)
+    rows = []
+    with ledger.engine.begin() as conn:
+        for start in range(0, len(references), _LOOKUP_CHUNK):
+            chunk = references[start : start + _LOOKUP_CHUNK]
+            rows += conn.execute(
+                select(
+                    reservations.c.id,
+                    reservations.c.reference,
+                    reservations.c.state,
+                    reservations.c.captured,
+                ).where(  # fmt: skip
+                    reservations.c.tenant_id == tenant_id, reservations.c.reference.in_(chunk)
+                )
+            ).all()
+    released = 0
+    late: dict[int, int] = {}
+    for row in rows:
+        if row.state == "open":
+            released += ledger.release(row.id)
+        number = line_of[row.reference]
+        if row.captured and number not in received:
+            late[number] = late.get(number, 0) + row.captured
+    return [{"line": n, "credits_charged": late[n]} for n in sorted(late)], released
+
+
 def run_batch_job(ctx: JobContext) -> dict[str, Any]:
     """The job's work: run the staged lines as the job's tenant, reporting progress
     (images done/total, images/s, ETA) and stopping when cancelled."""
@@ -168,10 +220,17 @@ def run_batch_job(ctx: JobContext) -> dict[str, Any]:
     # A cancel that came after the last line finished stops nothing: the job succeeds.
     if summary.stopped and len(results) < len(lines):
         kept = [{"line": r["line"], "asset_ids": r["asset_ids"]} for r in done]
-        logger.info("job %s cancelled after %d line(s)", ctx.job.id, len(kept))
+        received = {r["line"] for r in results}
+        run_ids = {e["run_id"] for e in summary.entries if e.get("run_id")}
+        late, released = reconcile_stopped_run(
+            ctx.ledger, ctx.job.tenant_id, run_ids, [n.number for n in lines], received
+        )
+        logger.info("job %s cancelled after %d line(s); %d finished after the cancel, %d "
+                    "credit(s) released", ctx.job.id, len(kept), len(late), released)  # fmt: skip
         # Records what was kept as the last progress, then raises JobCancelled.
         ctx.report(stage="cancelled", lines_done=len(results), lines_total=len(lines),
-                   images_done=sum(len(r["asset_ids"]) for r in done), kept=kept)  # fmt: skip
+                   images_done=sum(len(r["asset_ids"]) for r in done), kept=kept,
+                   finished_after_cancel=late, released=released)  # fmt: skip
     failed = [r for r in results if r["error"] is not None]
     if lines and not done:
         named = "; ".join(
