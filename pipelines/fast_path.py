@@ -37,8 +37,9 @@ ones that stay correct for every request a replica may get. In order of applicat
   rank ``lora_hotswap_rank`` (``KILN_STYLE_MAX_RANK``) created *before* compiling, so a
   style switch copies weights and never recompiles (pipelines/style_adapters.py).
 - ``warmup`` (default on): one 2-step call per catalog size of the model (every step runs
-  the same kernels), plus one batched call, so compiling happens at start, not inside the
-  first requests.
+  the same kernels), plus one batched call, so compiling and cuDNN/cuBLAS kernel choice
+  happen at start, not inside the first requests. Skipped on CPU without compile: eager
+  CPU calls have nothing to warm.
 
 Decided where the issue is silent: the style slot exists from start-up on every compiled
 replica that may serve styles, so base-model calls also run its (zeroed) LoRA matmuls —
@@ -191,7 +192,11 @@ def apply_fast_path(
         report.applied.append(f"compile({options.compile_backend}, mode {options.mode})")
     else:
         report.skipped["compile"] = f"compile={options.compile} on {device.type}"
-    if options.warmup and engine is not None:
+    if not options.warmup or engine is None:
+        report.skipped["warmup"] = "off" if not options.warmup else "no engine"
+    elif not (compiling or device.type == "cuda"):
+        report.skipped["warmup"] = "eager on CPU: nothing to compile or tune"
+    else:
         started = time.perf_counter()
         report.warmup_calls = warm_up(engine, warmup_sizes)
         report.warmup_s = time.perf_counter() - started

@@ -187,10 +187,17 @@ class LocalModelClient:
     caller thread would start another and oversubscribe the cores.
     """
 
-    def __init__(self, catalog: Any, device: str | None = None, styles_per_replica: int = 8):
+    def __init__(
+        self,
+        catalog: Any,
+        device: str | None = None,
+        styles_per_replica: int = 8,
+        fast_path: Any = None,
+    ):
         self.catalog = catalog
         self.device = device
         self.styles_per_replica = styles_per_replica
+        self.fast_path = fast_path  # FastPathOptions (Settings.fast_path()) or None
         self._engines: dict[str, Any] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="local-engine")
 
@@ -209,6 +216,7 @@ class LocalModelClient:
                 device=self.device,
                 style_capacity=self.styles_per_replica,
                 components=tuple(self.catalog.components.values()),
+                fast_path=self.fast_path,
             )
         return self._engines[model_id]
 

@@ -93,6 +93,7 @@ class ModelDeployment:
             device=settings.engine_device,
             style_capacity=settings.styles_per_replica,
             components=components,
+            fast_path=settings.fast_path(),
         )
         self.engine.oom.retry = settings.oom_retry
         self.oom_max_failures = settings.oom_max_failures

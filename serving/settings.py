@@ -16,10 +16,13 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.content_credentials import C2paSigner
 from pipelines.params import GenerationDefaults
+
+if TYPE_CHECKING:
+    from pipelines.fast_path import FastPathOptions
 
 DEVICES = ("auto", "cpu", "cuda")
 SECRET_FILE = "secret.key"
@@ -62,6 +65,18 @@ def _adapter_scale(text: str) -> float:
     if not 0.0 <= value <= 2.0:
         raise ValueError(f"must be an IP-Adapter scale (0-2), got {value}")
     return value
+
+
+def _compile_choice(text: str) -> str:
+    if text not in ("auto", "on", "off"):
+        raise ValueError(f"must be auto, on or off, got {text!r}")
+    return text
+
+
+def _vae_dtype(text: str) -> str:
+    if text not in ("auto", "fp32"):
+        raise ValueError(f"must be auto or fp32, got {text!r}")
+    return text
 
 
 def _port(text: str) -> int:
@@ -258,6 +273,40 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "KILN_BATCH_MAX_LINES", "batch_max_lines", _positive_int,
         "most request lines in one POST /v1/batches upload (default 10000)",
     ),
+    # The GPU fast path (pipelines/fast_path.py): each optimisation's off switch.
+    EnvVar(
+        "KILN_COMPILE", "compile", _compile_choice,
+        "torch.compile the denoiser by repeated block: auto (on CUDA only), on, off",
+    ),
+    EnvVar("KILN_COMPILE_BACKEND", "compile_backend", str, "torch.compile backend (inductor)"),
+    EnvVar("KILN_COMPILE_MODE", "compile_mode", str, "torch.compile mode (default: none)"),
+    EnvVar("KILN_CUDA_GRAPHS", "cuda_graphs", _flag, "CUDA graphs (reduce-overhead; off)"),
+    EnvVar(
+        "KILN_FUSED_QKV", "fused_qkv", _flag,
+        "fused QKV projections; only for models that serve no styles, which it then "
+        "refuses (default off)",
+    ),
+    EnvVar(
+        "KILN_CHANNELS_LAST", "channels_last", _flag,
+        "channels-last memory layout (default off: measured slower on an H200)",
+    ),
+    EnvVar(
+        "KILN_VAE_TILE_MIN_PIXELS", "vae_tile_min_pixels", _non_negative_int,
+        "decode images above this many pixels in tiles; 0: never (default 1536x1536)",
+    ),
+    EnvVar(
+        "KILN_VAE_DTYPE", "vae_dtype", _vae_dtype,
+        "auto (the serving dtype; fp32 for SDXL under fp16) or fp32",
+    ),
+    EnvVar("KILN_FA3", "fa3", _flag, "Flash-Attention 3 where torch has it, Hopper (on)"),
+    EnvVar(
+        "KILN_FP8", "fp8", _flag,
+        "FP8 matmuls in the UNet through torchao; needs compute capability 8.9+ (off)",
+    ),
+    EnvVar(
+        "KILN_WARMUP", "warmup", _flag,
+        "warm up (and compile) at every catalog size when a replica starts (default on)",
+    ),
 )  # fmt: skip
 
 
@@ -323,6 +372,17 @@ class Settings:
     model_idle_s: float = 300.0
     batch_max_bytes: int = 64 * 1024 * 1024
     batch_max_lines: int = 10_000
+    compile: str = "auto"
+    compile_backend: str = "inductor"
+    compile_mode: str | None = None
+    cuda_graphs: bool = False
+    fused_qkv: bool = False
+    channels_last: bool = False
+    vae_tile_min_pixels: int = 1536 * 1536
+    vae_dtype: str = "auto"
+    fa3: bool = True
+    fp8: bool = False
+    warmup: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -455,6 +515,26 @@ class Settings:
     def clip_device(self) -> str:
         """Where the image-to-prompt CLIP runs: ``cuda`` when it is given a GPU share."""
         return "cuda" if self.clip_gpus > 0 else "cpu"
+
+    def fast_path(self) -> FastPathOptions:
+        """The engine's GPU fast-path options; the LoRA hotswap rank is the style rank
+        limit, so every style a replica accepts fits the compiled slot."""
+        from pipelines.fast_path import FastPathOptions
+
+        return FastPathOptions(
+            compile=self.compile,
+            compile_backend=self.compile_backend,
+            compile_mode=self.compile_mode,
+            cuda_graphs=self.cuda_graphs,
+            fused_qkv=self.fused_qkv,
+            channels_last=self.channels_last,
+            vae_tile_min_pixels=self.vae_tile_min_pixels,
+            vae_dtype=self.vae_dtype,
+            fa3=self.fa3,
+            fp8=self.fp8,
+            warmup=self.warmup,
+            lora_hotswap_rank=self.style_max_rank,
+        )
 
     def effective_secret(self) -> str:
         """``KILN_SECRET``, else the key in ``KILN_HOME/secret.key`` (created once, 0600)."""

@@ -166,3 +166,40 @@ def test_fp8_off_cuda_is_a_clear_error(catalog):
     engine = Engine.load(catalog.get("tiny-sd15"), device="cpu")
     with pytest.raises(FastPathError, match="fp8"):
         apply_fast_path(engine, FastPathOptions(fp8=True, warmup=False))
+
+
+def test_settings_build_the_options_from_kiln_env_names():
+    from serving.settings import Settings, SettingsError
+
+    env = {
+        "KILN_COMPILE": "on",
+        "KILN_COMPILE_BACKEND": "aot_eager",
+        "KILN_CUDA_GRAPHS": "1",
+        "KILN_FUSED_QKV": "yes",
+        "KILN_CHANNELS_LAST": "true",
+        "KILN_VAE_TILE_MIN_PIXELS": "0",
+        "KILN_VAE_DTYPE": "fp32",
+        "KILN_FA3": "off",
+        "KILN_FP8": "on",
+        "KILN_WARMUP": "0",
+        "KILN_STYLE_MAX_RANK": "32",
+    }
+    options = Settings.from_env(env).fast_path()
+    assert options == FastPathOptions(
+        compile="on",
+        compile_backend="aot_eager",
+        cuda_graphs=True,
+        fused_qkv=True,
+        channels_last=True,
+        vae_tile_min_pixels=0,
+        vae_dtype="fp32",
+        fa3=False,
+        fp8=True,
+        warmup=False,
+        lora_hotswap_rank=32,
+    )
+    assert Settings.from_env({}).fast_path() == FastPathOptions()
+    with pytest.raises(SettingsError, match="KILN_COMPILE"):
+        Settings.from_env({"KILN_COMPILE": "always"})
+    with pytest.raises(SettingsError, match="KILN_VAE_DTYPE"):
+        Settings.from_env({"KILN_VAE_DTYPE": "fp8"})

@@ -85,6 +85,17 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_MODEL_MIN_REPLICAS": "0",
         "KILN_MODEL_MAX_REPLICAS": "4",
         "KILN_MODEL_IDLE_S": "90",
+        "KILN_COMPILE": "off",
+        "KILN_COMPILE_BACKEND": "aot_eager",
+        "KILN_COMPILE_MODE": "max-autotune-no-cudagraphs",
+        "KILN_CUDA_GRAPHS": "0",
+        "KILN_FUSED_QKV": "1",
+        "KILN_CHANNELS_LAST": "1",
+        "KILN_VAE_TILE_MIN_PIXELS": "0",
+        "KILN_VAE_DTYPE": "fp32",
+        "KILN_FA3": "0",
+        "KILN_FP8": "1",
+        "KILN_WARMUP": "0",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -114,6 +125,13 @@ def test_every_variable_is_read(tmp_path: Path):
     assert (s.batch_max_bytes, s.batch_max_lines) == (5000, 7)
     assert (s.oom_retry, s.oom_max_failures) == (False, 5)
     assert (s.model_min_replicas, s.model_max_replicas, s.model_idle_s) == (0, 4, 90.0)
+    fast = s.fast_path()  # every fast-path variable reaches the engine's options
+    assert (fast.compile, fast.compile_backend, fast.mode) == (
+        "off", "aot_eager", "max-autotune-no-cudagraphs",
+    )  # fmt: skip
+    assert (fast.fused_qkv, fast.channels_last, fast.vae_tile_min_pixels) == (True, True, 0)
+    assert (fast.vae_dtype, fast.fa3, fast.fp8, fast.warmup) == ("fp32", False, True, False)
+    assert fast.lora_hotswap_rank == 32
     assert "kiln_admin" not in repr(s)
 
 
