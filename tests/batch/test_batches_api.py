@@ -294,3 +294,47 @@ def test_cancelling_a_running_batch_stops_it(ray_cluster, make_app, make_client)
     assert not {line["line"] for line in late} & {line["line"] for line in progress["kept"]}
     credits = client.get("/v1/credits").json()
     assert (credits["balance"], credits["held"]) == (500 - len(owned), 0), credits
+
+
+@pytest.mark.slow
+def test_a_batch_whose_every_line_fails_is_failed_and_charges_nothing(
+    ray_cluster, make_app, make_client
+):
+    app = make_app()
+    client = make_client(app, credits=0)  # no pre-check: each line meets its own 402
+    r = client.post("/v1/batches", **upload(jsonl(gen("one"), gen("two", n=2))))
+    assert r.status_code == 202, r.text
+    done = wait_done(client, r.json()["id"])
+    assert done["state"] == "failed" and done["result"] is None, done
+    assert done["error"].startswith("every line of the batch failed (2): line 1: not enough")
+    assert "line 2: not enough credits" in done["error"]
+    assert asset_ids(client) == set()
+    credits = client.get("/v1/credits").json()
+    assert (credits["balance"], credits["held"]) == (0, 0)
+
+
+def test_reconciling_a_stopped_run_releases_holds_and_names_late_lines(tmp_path):
+    from serving.batch.jobs import reconcile_stopped_run
+    from serving.batch.worker import request_id
+    from serving.ledger import Ledger
+
+    with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
+        tenant = ledger.create_tenant("studio").id
+        other = ledger.create_tenant("other").id
+        ledger.grant(tenant, 100)
+        ledger.grant(other, 100)
+        received = ledger.reserve(tenant, 2, request_id("run_a", 1))  # the job got line 1
+        ledger.capture(received, 2)
+        ledger.release(received)
+        late = ledger.reserve(tenant, 3, request_id("run_a", 2))  # finished after the stop
+        ledger.capture(late, 1)
+        ledger.capture(late, 1)
+        ledger.release(late)
+        ledger.reserve(tenant, 4, request_id("run_a", 3))  # cut off mid-way: still held
+        ledger.reserve(tenant, 5, request_id("run_b", 3))  # another run's line
+        ledger.reserve(other, 6, request_id("run_a", 3))  # another tenant's
+        found, released = reconcile_stopped_run(ledger, tenant, {"run_a"}, [1, 2, 3, 4], {1})
+        assert found == [{"line": 2, "credits_charged": 2}] and released == 4
+        # Charged 2 + 2, line 3's 4 back, run_b's 5 still held.
+        assert (ledger.balance(tenant).available, ledger.balance(tenant).held) == (100 - 4 - 5, 5)
+        assert ledger.balance(other).held == 6
