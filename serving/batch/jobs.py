@@ -202,7 +202,8 @@ def run_batch_job(ctx: JobContext) -> dict[str, Any]:
 
     lines = read_lines(ctx.workspace / LINES_FILE)
     watch = _CancelWatch(ctx.jobs, ctx.job.id)
-    ctx.report(stage="starting", lines_done=0, lines_total=len(lines), images_done=0)
+    ctx.report(stage="starting", lines_done=0, lines_total=len(lines), images_done=0,
+               images_total=sum(line.images for line in lines))  # fmt: skip
 
     def progress(figures: dict[str, Any]) -> None:
         report = {**figures, "stage": "rendering"}
