@@ -162,5 +162,7 @@ class Manifest:
             json.dumps(entries[number], sort_keys=True, ensure_ascii=False) + "\n"
             for number in sorted(entries)
         )
-        write_atomic(self.path, text.encode("utf-8"))
+        data = text.encode("utf-8")
+        if not self.path.exists() or self.path.read_bytes() != data:
+            write_atomic(self.path, data)  # a rerun that did nothing leaves it untouched
         return len(entries)

@@ -11,7 +11,9 @@ Decisions where the issue is silent:
   pool of ``workers`` actors; the pools run in turn, so each gets every GPU (or core) of
   the cluster, and a model's weights load once per actor. Actors ask for
   ``KILN_GPUS_PER_REPLICA`` GPUs (default: 1 where the cluster has one) or, on CPU,
-  ``KILN_REPLICA_CPUS`` logical CPUs; Ray Data spreads them over the nodes.
+  ``KILN_REPLICA_CPUS`` logical CPUs; Ray Data spreads them over the nodes. A pool hands
+  out its first line once every actor has loaded its model (so lines spread over all of
+  them), one line in flight an actor.
 - **Workers.** ``BatchOptions.workers``, else one per GPU on a GPU cluster, else the
   cluster's CPUs divided by the torch threads of one actor (``KILN_TORCH_THREADS``, default
   the cores less one); never more than the pool's lines.
