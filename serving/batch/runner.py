@@ -240,18 +240,21 @@ def run_batch(
         )  # fmt: skip
         with ray_session(settings, options.address):
             for model, group in _groups(todo).items():
-                for line, result in _run_pool(settings, priced, tenant_id, run, group, options):
-                    outputs, digests = manifest.write_outputs(line.number, result.images)
-                    manifest.append(_entry(line, result, outputs, digests, run))
-                    ran += 1
-                    failed += result.error is not None
-                    images += len(outputs)
-                    figures = progress.advance(line.images)
-                    if on_progress is not None:
-                        on_progress(figures)
-                    if should_stop is not None and should_stop():
-                        stopped = True
-                        break
+                pool = _run_pool(settings, priced, tenant_id, run, group, options)
+                # closing(): a stop ends the pool's execution now, not at garbage collection.
+                with contextlib.closing(pool) as results:
+                    for line, result in results:
+                        outputs, digests = manifest.write_outputs(line.number, result.images)
+                        manifest.append(_entry(line, result, outputs, digests, run))
+                        ran += 1
+                        failed += result.error is not None
+                        images += len(outputs)
+                        figures = progress.advance(line.images)
+                        if on_progress is not None:
+                            on_progress(figures)
+                        if should_stop is not None and should_stop():
+                            stopped = True
+                            break
                 logger.info("batch %s: pool of %s done", run["run_id"], model or "(by asset)")
                 if stopped:
                     break
