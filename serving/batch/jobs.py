@@ -100,8 +100,9 @@ def submit_batch(
         for line in lines:
             kinds[line.kind] = kinds.get(line.kind, 0) + 1
         params = {
-            "file": filename,
+            "file": filename[:200] if filename else None,
             "lines": len(lines),
+            "images": sum(line.images for line in lines),
             "kinds": kinds,
             "skipped_invalid": len(skipped),
             "invalid": [asdict(line) for line in skipped[:MAX_LISTED_INVALID]],

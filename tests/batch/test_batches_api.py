@@ -223,6 +223,8 @@ def test_a_batch_job_renders_the_tenants_assets_at_http_prices(
     assert (job["object"], job["kind"], job["credits"]) == ("job", "batch", 0)
     assert r.headers["location"] == f"/v1/jobs/{job['id']}"
     assert job["params"]["lines"] == 3 and job["params"]["skipped_invalid"] == 1
+    assert (job["params"]["images"], job["params"]["file"]) == (4, "jobs.jsonl")
+    assert job["params"]["kinds"] == {"generation": 2, "edit": 1}
     assert job["params"]["invalid"][0]["number"] == 3
 
     done = wait_done(client, job["id"])
