@@ -1,19 +1,24 @@
-"""GPU generation benchmark: plain diffusers bf16 against Kiln's Engine, in one run.
+"""GPU generation benchmark: plain diffusers bf16 against Kiln's fast path, in one run.
 
 Builds the full-size SD 1.5 and SDXL architectures from the configs shipped in
 ``weights/configs`` with random weights (compute does not depend on weight values, and
 nothing is downloaded), then times, on the same modules:
 
-- plain diffusers: the stock pipeline, ``EulerDiscreteScheduler``, bf16;
-- Kiln: ``pipelines.engine.Engine`` built from that pipeline, as a replica runs it.
+- plain diffusers: the stock pipeline, ``EulerDiscreteScheduler``, bf16, eager;
+- Kiln: ``pipelines.engine.Engine`` built from that pipeline with the GPU fast path
+  (``pipelines.fast_path``: regional ``torch.compile``, LoRA hotswap slot, VAE policy,
+  FA3 where available) applied as a replica applies it, compile and warm-up timed.
 
 Per case it prints the median latency (after a warm-up), images/s, peak GPU memory, each
 Kiln figure's ratio to plain diffusers, and the share of the compute floor: the FLOPs of
 the UNet calls and the VAE decode (``FlopCounterMode`` on the real shapes) divided by the
-bf16 matmul rate measured in the same run. Figures print as soon as they are known.
+bf16 matmul rate measured in the same run. Then, per family: the style-switch time under
+compile (random-weight LoRAs of rank 16 and 32 hot-swapped, with dynamo's graph count
+before and after), and with ``torchao`` importable the FP8 fast path, reported separately
+with its output's difference from bf16 at the same seed. Figures print as they come.
 
     PYTHONPATH=. python3 benchmarks/gpu_generate.py            # full: < 8 min on an H100
-    PYTHONPATH=. python3 benchmarks/gpu_generate.py --quick    # SDXL n=1 only: < 3 min
+    PYTHONPATH=. python3 benchmarks/gpu_generate.py --quick    # SDXL 30 steps n=1: < 3 min
     PYTHONPATH=. python3 benchmarks/gpu_generate.py --device cpu --tiny   # smoke test
 
 Imports only weights/ and pipelines/ (never serving/), so it runs from a source tree on a
@@ -24,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import importlib.util
 import math
 import statistics
 import sys
@@ -59,7 +66,9 @@ class Case:
 FULL_CASES = (
     Case("sdxl", 1024, 1024, 30, 1, repeats=3),
     Case("sdxl", 1024, 1024, 30, 8, repeats=2),
-    Case("sd15", 512, 512, 30, 1, repeats=3),
+    Case("sdxl", 1024, 1024, 20, 1, repeats=3),
+    Case("sdxl", 1024, 1024, 20, 8, repeats=2),
+    Case("sd15", 512, 512, 30, 1, repeats=5),
 )
 QUICK_CASES = (Case("sdxl", 1024, 1024, 30, 1, repeats=3),)
 TINY_CASES = (
@@ -67,6 +76,8 @@ TINY_CASES = (
     Case("sdxl", 64, 64, 2, 2, repeats=2),
     Case("sd15", 64, 64, 2, 1, repeats=2),
 )
+# Style switching under compile: random LoRAs of these ranks on the attention projections.
+STYLE_RANKS = (16, 32, 16)
 # Warm-up calls are short: every step runs the same kernels at the same shapes, so two
 # steps select them all (cuBLAS/cuDNN heuristics, allocator pools) at a fraction of the cost.
 WARMUP_STEPS = 2
@@ -191,33 +202,63 @@ def build_pipeline(family: str, device: str, dtype: Any, tiny: bool) -> Any:
     return assemble_pipeline(family, modules)
 
 
-def kiln_engine(family: str, pipe: Any, case: Case) -> tuple[Any, Any]:
-    """Kiln's Engine over ``pipe`` (as ``Engine.load`` prepares it) and the case's params."""
-    from pipelines.engine import Engine
-    from pipelines.params import GenerationParams
+def bench_spec(family: str, cases: Sequence[Case]) -> Any:
+    """A catalog entry for the family's random-weight pipeline offering the cases' sizes."""
     from weights.catalog import ModelSpec
 
-    divisor = math.gcd(case.width, case.height)
-    spec = ModelSpec(
+    ratios = []
+    for case in cases:
+        divisor = math.gcd(case.width, case.height)
+        ratios.append(f"{case.width // divisor}:{case.height // divisor}")
+    long_side = max(max(c.width, c.height) for c in cases)
+    return ModelSpec(
         id=f"bench-{family}",
         kind="base",
         family=family,
         source=Path("random-weights"),
-        resolutions={"bench": max(case.width, case.height)},
-        aspect_ratios=(f"{case.width // divisor}:{case.height // divisor}",),
+        resolutions={"bench": long_side},
+        aspect_ratios=tuple(dict.fromkeys(ratios)),
         credits={"bench": 0.0},
         default_resolution="bench",
-        default_steps=case.steps,
+        default_steps=cases[0].steps,
         default_guidance=GUIDANCE,
         default_scheduler="euler",
     )
-    engine = Engine(spec, pipe)
+
+
+def kiln_engine(
+    family: str, pipe: Any, cases: Sequence[Case], options: Any, warmup_batch: bool = True
+) -> tuple[Any, Any]:
+    """Kiln's Engine over ``pipe`` with the fast path ``options`` applied (None: eager, as
+    ``Engine.load`` without one); returns it and the fast-path report."""
+    from pipelines.engine import Engine
+    from pipelines.fast_path import apply_fast_path
+
+    engine = Engine(bench_spec(family, cases), pipe)
+    if options is None:
+        return engine, None
+    sizes = list(dict.fromkeys((c.width, c.height) for c in cases))
+    return engine, apply_fast_path(engine, options, warmup_sizes=sizes, warmup_batch=warmup_batch)
+
+
+def case_params(engine: Any, case: Case, style: Any = None, seed: int = SEED) -> Any:
+    """The case's request, resolved against the engine's catalog entry."""
+    from pipelines.params import GenerationParams
+
     params = GenerationParams.build(
-        spec, prompt=PROMPT, negative_prompt=NEGATIVE, n=case.n, seed=SEED, steps=case.steps
+        engine.spec,
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        n=case.n,
+        seed=seed,
+        steps=case.steps,
+        width=case.width,
+        height=case.height,
+        style=style,
     )
     if (params.width, params.height) != (case.width, case.height):
         raise ValueError(f"{case.name}: Kiln resolved {params.width}x{params.height}")
-    return engine, params
+    return params
 
 
 # --------------------------------------------------------------------------- measuring
@@ -366,27 +407,152 @@ def versions() -> str:
     )
 
 
+# --------------------------------------------------------- styles and FP8 (fast path)
+
+
+def random_lora_file(unet: Any, path: Path, seed: int, rank: int) -> Path:
+    """A random rank-``rank`` LoRA on every attention projection of ``unet`` (diffusers'
+    key layout), written to ``path``: a style's cost does not depend on its values."""
+    import torch
+    from safetensors.torch import save_file
+
+    from pipelines.style_adapters import SLOT_TARGETS
+
+    generator = torch.Generator("cpu").manual_seed(seed)
+    tensors = {}
+    for name, module in unet.named_modules():
+        if not name.endswith(SLOT_TARGETS):
+            continue
+        base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
+        if not isinstance(base, torch.nn.Linear):
+            continue
+        a = torch.randn(rank, base.in_features, generator=generator) / base.in_features**0.5
+        b = torch.randn(base.out_features, rank, generator=generator) * 0.01
+        tensors[f"unet.{name}.lora_A.weight"] = a.to(torch.bfloat16)
+        tensors[f"unet.{name}.lora_B.weight"] = b.to(torch.bfloat16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path))
+    return path
+
+
+def unique_graphs() -> int:
+    """Graphs dynamo has compiled in this process: unchanged means nothing recompiled."""
+    import torch
+
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+def style_switch(engine: Any, case: Case, device: str, folder: Path) -> None:
+    """Load random styles, switch among them, and generate with one: times and recompiles."""
+    from pipelines.params import StyleRef
+
+    styles = [
+        StyleRef(f"bench_r{rank}_{i}", str(random_lora_file(
+            engine.pipe.unet, folder / f"style_{i}_r{rank}.safetensors", seed=i, rank=rank
+        )))
+        for i, rank in enumerate(STYLE_RANKS)
+    ]  # fmt: skip
+    mode = "hotswap into the compiled slot" if engine.styles.hotswap else "eager adapters"
+    graphs = unique_graphs()
+    loads = []
+    for style in styles:
+        started = time.perf_counter()
+        engine.styles.activate(style)
+        sync(device)
+        loads.append(time.perf_counter() - started)
+    switches = []
+    for _ in range(3):
+        for style in [*styles, None]:
+            started = time.perf_counter()
+            engine.styles.activate(style)
+            sync(device)
+            switches.append(time.perf_counter() - started)
+    styled = measure(
+        kiln_runner(engine, case_params(engine, case, style=styles[0])),
+        dataclasses.replace(case, repeats=1),
+        device,
+    )
+    recompiled = unique_graphs() - graphs
+    say(
+        f"{case.family} style switch ({mode}, ranks {', '.join(map(str, STYLE_RANKS))}): "
+        f"first load + swap median {statistics.median(loads) * 1e3:.1f} ms, switch between "
+        f"loaded styles median {statistics.median(switches) * 1e3:.1f} ms "
+        f"(max {max(switches) * 1e3:.1f} ms); {case.name} with a style {styled.median:.3f} s; "
+        f"graphs compiled by style loads, switches and the styled calls: {recompiled}"
+    )
+    engine.styles.activate(None)
+
+
+def fp8_compare(engine: Any, case: Case, device: str, bf16: Measurement, floor: float) -> None:
+    """The same engine with FP8 UNet matmuls: latency and the output's distance from bf16."""
+    import numpy as np
+
+    from pipelines.fast_path import FastPathError, quantize_fp8
+
+    try:
+        quantize_fp8(engine.pipe.unet, engine.device)
+    except FastPathError as exc:
+        say(f"{case.family} fp8: skipped ({exc})")
+        return
+    started = time.perf_counter()
+    fp8 = measure(kiln_runner(engine, case_params(engine, case)), case, device)
+    say(f"{case.name} fp8 (recompile + measure {time.perf_counter() - started:.1f} s):")
+    say(report("fp8", fp8, floor, bf16))
+    ours = np.asarray(fp8.last[0].images[0], dtype=np.float64)
+    base = np.asarray(bf16.last[0].images[0], dtype=np.float64)
+    error = np.abs(ours - base)
+    mse = float((error**2).mean())
+    psnr = float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
+    say(
+        f"  {'':<6} fp8 vs bf16 at seed {SEED} (uint8 pixels): mean |diff| {error.mean():.2f}, "
+        f"max {error.max():.0f}, PSNR {psnr:.1f} dB (random weights: a numerics figure, "
+        "not an image-quality one)"
+    )
+
+
 # -------------------------------------------------------------------------------- main
 
 
-def run_cases(cases: Sequence[Case], device: str, dtype: Any, tiny: bool) -> dict[str, tuple]:
+@dataclass(frozen=True)
+class RunConfig:
+    """What a run does beyond the cases."""
+
+    fast_path: Any  # FastPathOptions, or None for the eager engine
+    styles: bool
+    fp8: bool
+    budget_s: float
+    warmup_batch: bool
+
+
+def run_cases(
+    cases: Sequence[Case], device: str, dtype: Any, tiny: bool, config: RunConfig
+) -> dict[str, tuple]:
     """Time every case, plain then Kiln, printing as it goes; returns the figures by name."""
+    import tempfile
+
     import torch
 
     cuda = torch.device(device).type == "cuda"
+    run_started = time.perf_counter()
     size, iterations = (8192, 50) if cuda else (512, 5)
     rate = matmul_rate(device, dtype, size, iterations)
     say(f"matmul {size}^3 {str(dtype).removeprefix('torch.')}: {rate / 1e12:.4g} TFLOP/s")
 
+    def elapsed() -> float:
+        return time.perf_counter() - run_started
+
     results: dict[str, tuple] = {}
     for family in dict.fromkeys(c.family for c in cases):
+        if results and elapsed() > 0.8 * config.budget_s:
+            say(f"{family}: skipped ({elapsed():.0f} s used of the {config.budget_s:.0f} s budget)")
+            continue
         started = time.perf_counter()
         pipe = build_pipeline(family, device, dtype, tiny)
         params = sum(p.numel() for p in pipe.unet.parameters())
         say(f"{family}: built in {time.perf_counter() - started:.1f} s (UNet {params / 1e6:.1f}M)")
         family_cases = [c for c in cases if c.family == family]
-        # Plain first for every case: whatever the engine changes on the shared modules
-        # (the fast path will compile them) must not leak into the plain runs.
+        # Plain first for every case: what the fast path changes on the shared modules
+        # (compiled blocks, the style slot) must not leak into the plain runs.
         floors: dict[Case, float] = {}
         plain: dict[Case, Measurement] = {}
         for case in family_cases:
@@ -400,9 +566,22 @@ def run_cases(cases: Sequence[Case], device: str, dtype: Any, tiny: bool) -> dic
             )
             plain[case] = measure(plain_runner(pipe, case, device), case, device)
             say(report("plain", plain[case], floors[case], None))
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        started = time.perf_counter()
+        engine, fast = kiln_engine(
+            family, pipe, family_cases, config.fast_path, config.warmup_batch
+        )
+        if fast is not None:
+            say(
+                f"{family} fast path: {time.perf_counter() - started:.1f} s to apply "
+                f"(compile set-up {fast.compile_s:.1f} s, warm-up with compiling "
+                f"{fast.warmup_s:.1f} s over {fast.warmup_calls} calls); {fast.summary()}"
+            )
+        first: Measurement | None = None
         for case in family_cases:
-            engine, case_params = kiln_engine(family, pipe, case)
-            kiln = measure(kiln_runner(engine, case_params), case, device)
+            kiln = measure(kiln_runner(engine, case_params(engine, case)), case, device)
+            first = first or kiln
             say(f"{case.name}:")
             say(report("kiln", kiln, floors[case], plain[case]))
             phases = kiln.last[0].timings
@@ -411,7 +590,15 @@ def run_cases(cases: Sequence[Case], device: str, dtype: Any, tiny: bool) -> dic
                 + ", ".join(f"{k} {phases[k]:.3f} s" for k in ("encode", "denoise", "decode"))
             )
             results[case.name] = (plain[case], kiln, floors[case])
-        del pipe
+        if config.styles:
+            with tempfile.TemporaryDirectory(prefix="kiln-bench-styles-") as folder:
+                style_switch(engine, family_cases[0], device, Path(folder))
+        if config.fp8 and first is not None:
+            if elapsed() > 0.6 * config.budget_s:
+                say(f"{family} fp8: skipped ({elapsed():.0f} s used: its recompile would not fit)")
+            else:
+                fp8_compare(engine, family_cases[0], device, first, floors[family_cases[0]])
+        del engine, pipe
         if cuda:
             torch.cuda.empty_cache()
     return results
@@ -419,9 +606,16 @@ def run_cases(cases: Sequence[Case], device: str, dtype: Any, tiny: bool) -> dic
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="SDXL n=1 only (< 3 min)")
+    parser.add_argument("--quick", action="store_true", help="SDXL 30 steps n=1 (< 3 min)")
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu with --tiny")
     parser.add_argument("--tiny", action="store_true", help="tiny models: a smoke test on CPU")
+    parser.add_argument("--eager", action="store_true", help="Kiln without the fast path")
+    parser.add_argument("--compile", default="auto", help="the fast path's compile: auto|on|off")
+    parser.add_argument("--compile-backend", default="inductor")
+    parser.add_argument("--compile-mode", default=None)
+    parser.add_argument("--cuda-graphs", action="store_true", help="compile reduce-overhead")
+    parser.add_argument("--no-styles", action="store_true", help="skip the style switch")
+    parser.add_argument("--no-fp8", action="store_true", help="skip FP8 (needs torchao)")
     args = parser.parse_args(argv)
 
     import torch
@@ -432,19 +626,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.device.startswith("cuda") and not args.tiny:
         say("gpu_generate: full-size models need CUDA; on CPU run with --tiny")
         return 2
+    from pipelines.fast_path import FastPathOptions
+
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     cases = TINY_CASES if args.tiny else QUICK_CASES if args.quick else FULL_CASES
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
     say(f"gpu_generate on {name}: {versions()}")
+    fast_path = None
+    if not args.eager:
+        fast_path = FastPathOptions(
+            compile=args.compile,
+            compile_backend=args.compile_backend,
+            compile_mode=args.compile_mode,
+            cuda_graphs=args.cuda_graphs,
+        )
+    fp8 = not (args.no_fp8 or args.quick or args.eager)
+    if fp8 and importlib.util.find_spec("torchao") is None:
+        say("fp8: skipped (torchao is not installed)")
+        fp8 = False
+    config = RunConfig(
+        fast_path=fast_path,
+        styles=not args.no_styles,
+        fp8=fp8 and args.device.startswith("cuda"),
+        # Skip what would pass the GPU budget (8 min full, 3 min quick); a smoke run does all.
+        budget_s=math.inf if args.tiny else 170.0 if args.quick else 450.0,
+        warmup_batch=any(c.n > 1 for c in cases),
+    )
     # Random weights can overflow to NaN images; their cost is the same, the cast warns.
     warnings.filterwarnings("ignore", message="invalid value encountered in cast")
     started = time.perf_counter()
-    results = run_cases(cases, args.device, dtype, args.tiny)
+    results = run_cases(cases, args.device, dtype, args.tiny, config)
     say(f"summary ({time.perf_counter() - started:.0f} s):")
     for case_name, (plain, kiln, floor) in results.items():
         say(
-            f"  {case_name}: plain {plain.median:.3f} s, kiln {kiln.median:.3f} s "
-            f"({kiln.median / plain.median:.3f}x), floor {floor:.3f} s "
+            f"  {case_name}: plain {plain.median:.3f} s ({plain.images_per_s:.3f} img/s), "
+            f"kiln {kiln.median:.3f} s ({kiln.images_per_s:.3f} img/s): "
+            f"{plain.median / kiln.median:.2f}x faster, floor {floor:.3f} s "
             f"(kiln at {floor / kiln.median:.1%} of it)"
         )
     return 0

@@ -137,11 +137,15 @@ class FastPathReport:
 
 
 def apply_fast_path(
-    engine_or_pipe: Any, options: FastPathOptions, warmup_sizes: list[tuple[int, int]] | None = None
+    engine_or_pipe: Any,
+    options: FastPathOptions,
+    warmup_sizes: list[tuple[int, int]] | None = None,
+    warmup_batch: bool = True,
 ) -> FastPathReport:
     """Apply ``options`` to an ``Engine`` (or a bare diffusers pipeline: no styles, no
     warm-up) in place; ``warmup_sizes`` (width, height) default to the model's catalog
-    sizes. Raises ``FastPathError`` for an option that cannot be honoured."""
+    sizes, ``warmup_batch`` adds a batched call. Raises ``FastPathError`` for an option
+    that cannot be honoured."""
     import torch
 
     engine = engine_or_pipe if hasattr(engine_or_pipe, "styles") else None
@@ -183,7 +187,7 @@ def apply_fast_path(
         engine.styles.enable_hotswap(options.lora_hotswap_rank)
         report.applied.append(f"lora_hotswap(rank {options.lora_hotswap_rank})")
     if options.fp8:
-        _quantize_fp8(unet, device)
+        quantize_fp8(unet, device)
         report.applied.append("fp8")
     if compiling:
         started = time.perf_counter()
@@ -198,7 +202,7 @@ def apply_fast_path(
         report.skipped["warmup"] = "eager on CPU: nothing to compile or tune"
     else:
         started = time.perf_counter()
-        report.warmup_calls = warm_up(engine, warmup_sizes)
+        report.warmup_calls = warm_up(engine, warmup_sizes, warmup_batch)
         report.warmup_s = time.perf_counter() - started
         # Compiling is lazy: its cost lands in the first calls, i.e. in the warm-up.
         report.applied.append("warmup")
@@ -263,7 +267,7 @@ def compiled_modules(module: Any) -> list[str]:
     ]
 
 
-def warm_up(engine: Any, sizes: list[tuple[int, int]] | None = None) -> int:
+def warm_up(engine: Any, sizes: list[tuple[int, int]] | None = None, batch: bool = True) -> int:
     """Short calls at every catalog size (n=1) and one batched call; returns how many.
 
     Runs in the base model (no style): with hotswap the style slot is in the graph either
@@ -274,7 +278,7 @@ def warm_up(engine: Any, sizes: list[tuple[int, int]] | None = None) -> int:
     if sizes is None:
         sizes = [tuple(int(x) for x in size.split("x")) for size in spec.sizes]
     calls = [(w, h, 1) for w, h in sizes]
-    if sizes:
+    if sizes and batch:
         # A second batch size marks the batch dimension dynamic now, not at the first
         # batched request.
         calls.append((sizes[0][0], sizes[0][1], 2))
@@ -314,7 +318,9 @@ def _flash_attention_3(device: Any, report: FastPathReport) -> None:
     report.applied.append("fa3")
 
 
-def _quantize_fp8(unet: Any, device: Any) -> None:
+def quantize_fp8(unet: Any, device: Any) -> None:
+    """The UNet's linear layers (not LoRA's) as FP8 weights with dynamic per-row FP8
+    activations, in place; ``FastPathError`` without torchao or a capable GPU."""
     import torch
 
     if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
