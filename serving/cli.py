@@ -408,6 +408,8 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     for built in _build_tiny(catalog):
         print(f"built tiny model {built}")
     options = BatchOptions(Path(args.out), tenant_id, args.address, args.workers)
+    # Ray Data's per-dataset INFO lines would break the progress bar's line.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     bar = ProgressBar()
     try:
         summary = run_batch(settings, catalog, lines, options, on_progress=bar.update)
