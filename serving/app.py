@@ -43,19 +43,11 @@ class KilnIngress:
     ):
         from serving.image_to_prompt.client import RayImageToPromptClient
         from serving.logs import configure_replica_logging
-        from serving.model_client import ON_DEMAND_READY_S, RayModelClient
-        from serving.placement import on_demand_models
 
         configure_replica_logging()
         self.settings = settings
         self.catalog = catalog
-        models = [catalog.get(model_id) for model_id in handles]
-        # Scale-to-zero models are probed only by requests (a probe would wake them).
-        self.models = RayModelClient(
-            handles,
-            on_demand=on_demand_models(settings, models),
-            ready_ttl_s=min(ON_DEMAND_READY_S, settings.model_idle_s / 2),
-        )
+        self.models = model_client(settings, catalog, handles)
         clip = catalog.first_component("clip")
         self.image_to_prompt = RayImageToPromptClient(clip_handle, clip.id if clip else None)
 
@@ -71,6 +63,21 @@ class KilnIngress:
             echo_request_id=False,
             image_to_prompt=self.image_to_prompt,
         )
+
+
+def model_client(settings: Settings, catalog: Catalog, handles: dict[str, Any]) -> Any:
+    """The ingress's ``RayModelClient`` over the model handles; it must know which models
+    scale to zero (probed only by requests: a probe would wake them)."""
+    from serving.model_client import ON_DEMAND_READY_S, RayModelClient
+    from serving.placement import on_demand_models
+
+    models = [catalog.get(model_id) for model_id in handles]
+    return RayModelClient(
+        handles,
+        on_demand=on_demand_models(settings, models),
+        # Well inside the idle timeout: readiness lapses before the replica can go.
+        ready_ttl_s=min(ON_DEMAND_READY_S, settings.model_idle_s / 2),
+    )
 
 
 def model_deployment_options(

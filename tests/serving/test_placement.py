@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.app import build_application, model_deployment_options
+from serving.app import build_application, model_client, model_deployment_options
 from serving.model_deployment import ModelDeployment
 from serving.placement import on_demand_models, placement_for
 from serving.settings import Settings, SettingsError
@@ -60,6 +60,14 @@ def test_catalog_entries_set_fractional_gpus_and_scale_to_zero(tmp_path: Path):
     deployment = ModelDeployment.options(name="tiny-sd15", **small)
     assert deployment._deployment_config.autoscaling_config.min_replicas == 0
     assert on_demand_models(settings, list(catalog)) == {"tiny-sd15"}
+
+
+def test_the_ingress_client_knows_which_models_may_be_asleep(tmp_path: Path):
+    catalog = catalog_with(tmp_path, SHARED_CARD)
+    handles = {model_id: object() for model_id in ("tiny-sd15", "tiny-sdxl")}  # not called
+    client = model_client(Settings(model_idle_s=4), catalog, handles)
+    assert client.on_demand == {"tiny-sd15"} and client.ready_ttl_s == 2.0
+    assert not client.is_ready("tiny-sd15")  # asleep until a request wakes it
 
 
 def test_settings_make_every_model_scale_to_zero(tmp_path: Path):
