@@ -38,8 +38,9 @@ ones that stay correct for every request a replica may get. In order of applicat
   style switch copies weights and never recompiles (pipelines/style_adapters.py).
 - ``warmup`` (default on): one 2-step call per catalog size of the model (every step runs
   the same kernels), plus one batched call, so compiling and cuDNN/cuBLAS kernel choice
-  happen at start, not inside the first requests. Skipped on CPU without compile: eager
-  CPU calls have nothing to warm.
+  happen at start, not inside the first requests. Skipped on CPU without compile (eager
+  CPU calls have nothing to warm) and for instruct/inpaint models (their calls need input
+  images: they compile on their first requests).
 
 Decided where the issue is silent: the style slot exists from start-up on every compiled
 replica that may serve styles, so base-model calls also run its (zeroed) LoRA matmuls —
@@ -200,6 +201,8 @@ def apply_fast_path(
         report.skipped["warmup"] = "off" if not options.warmup else "no engine"
     elif not (compiling or device.type == "cuda"):
         report.skipped["warmup"] = "eager on CPU: nothing to compile or tune"
+    elif "text_to_image" not in engine.tasks:
+        report.skipped["warmup"] = f"a {engine.spec.kind} model warms up on its first requests"
     else:
         started = time.perf_counter()
         report.warmup_calls = warm_up(engine, warmup_sizes, warmup_batch)

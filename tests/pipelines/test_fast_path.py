@@ -203,3 +203,11 @@ def test_settings_build_the_options_from_kiln_env_names():
         Settings.from_env({"KILN_COMPILE": "always"})
     with pytest.raises(SettingsError, match="KILN_VAE_DTYPE"):
         Settings.from_env({"KILN_VAE_DTYPE": "fp8"})
+
+
+def test_an_instruct_model_compiles_but_warms_up_on_first_requests(catalog):
+    options = FastPathOptions(compile="on", compile_backend="aot_eager")
+    engine = Engine.load(catalog.get("tiny-instruct"), device="cpu", fast_path=options)
+    report = engine.fast_path_report
+    assert report.compiled_modules > 0 and report.warmup_calls == 0
+    assert "instruct" in report.skipped["warmup"]
