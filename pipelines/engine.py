@@ -11,7 +11,8 @@ unmasked latents back each step) and ``controlnet`` (one sibling per ControlNet
 component, the ControlNet loaded once). An ``instruct`` model serves ``instruct`` only.
 
 ``generate`` takes requests that share one ``GenerationParams.batch_key`` (DESIGN.md §3)
-and runs them in as few pipeline calls as possible. It is blocking torch work: callers on
+and runs them in as few pipeline calls as possible (a call that runs out of CUDA memory is
+run again with half the images, ``pipelines.oom``). It is blocking torch work: callers on
 an event loop run it in a thread, one call at a time per engine.
 
 Per-call state on the shared modules (the scheduler, the active LoRA style and its
