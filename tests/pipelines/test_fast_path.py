@@ -62,14 +62,14 @@ def test_style_switches_under_compile_never_recompile(catalog, three_styles):
     spec = catalog.get("tiny-sd15")
     eager = Engine.load(spec, device="cpu")
     fast = Engine.load(spec, device="cpu")
-    # Warm-up at one size (n=1, then n=2): each size compiles afresh on 2 slow cores.
-    report = apply_fast_path(fast, AOT_EAGER, warmup_sizes=[(128, 128)])
-    assert report.compiled_modules > 0 and report.warmup_calls == 2
+    # Warm-up at the one size used here, n=1 only: every new shape compiles on 2 cores.
+    report = apply_fast_path(fast, AOT_EAGER, warmup_sizes=[(128, 128)], warmup_batch=False)
+    assert report.compiled_modules > 0 and report.warmup_calls == 1
     assert fast.styles.hotswap and HOTSWAP_SLOT in fast.pipe.unet.peft_config
 
     graphs = unique_graphs()
     a, b, c = three_styles
-    order = [None, a, b, c, StyleRef(a.id, a.path, 0.5), a, None, c]
+    order = [None, a, b, c, StyleRef(a.id, a.path, 0.5), a, None]
     images = [run(fast, style) for style in order]
     assert unique_graphs() == graphs, "a style switch recompiled the denoiser"
     assert fast.styles.slot.swaps >= 5 and fast.styles.slot.rebuilds == 0
@@ -78,7 +78,7 @@ def test_style_switches_under_compile_never_recompile(catalog, three_styles):
     for style, image in zip(order, images, strict=True):
         assert np.abs(image - run(eager, style)).max() <= 2, style
     # Hotswap swaps: each style differs from the base and from the others ...
-    base, with_a, with_b, with_c, half_a, again_a, base_again, _ = images
+    base, with_a, with_b, with_c, half_a, again_a, base_again = images
     for one, other in [(base, with_a), (with_a, with_b), (with_b, with_c), (with_a, half_a)]:
         assert np.abs(one - other).mean() > 1
     # ... and coming back gives the same image again.
