@@ -16,7 +16,8 @@ An entry (one JSON object a line)::
     {"line": 7, "kind": "generation", "request": {...recorded form...},
      "seeds": [...], "outputs": ["000007-0.png"], "sha256": ["..."],
      "asset_ids": ["..."], "credits_charged": 1, "timings": {...},
-     "node_id": "...", "run_id": "...", "tenant_id": "...", "error": null}
+     "node_id": "...", "run_id": "...", "tenant_id": "...", "metered": true,
+     "error": null}
 """
 
 from __future__ import annotations

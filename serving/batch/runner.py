@@ -229,7 +229,11 @@ def run_batch(
         if not manifest.is_complete(previous.get(line.number), line.kind, line.recorded)
     ]
     tenant_id, priced = accounting(settings, catalog, options.tenant_id)
-    run = {"run_id": f"run_{secrets.token_hex(6)}", "tenant_id": options.tenant_id}
+    run = {
+        "run_id": f"run_{secrets.token_hex(6)}",
+        "tenant_id": tenant_id,  # the operator tenant when unmetered: it owns the assets
+        "metered": options.tenant_id is not None,
+    }
     progress = Progress(sum(line.images for line in todo), len(todo))
     ran = failed = images = 0
     stopped = False

@@ -94,7 +94,8 @@ def test_forty_lines_then_a_no_op_rerun_then_identical_pixels_in_a_fresh_folder(
         assert e["kind"] == line.kind and e["request"] == line.recorded
         assert len(e["seeds"]) == len(e["asset_ids"]) == len(e["outputs"]) == line.images
         assert e["outputs"][0] == f"{line.number:06d}-0.png" and e["node_id"]
-        assert e["timings"]["line_total"] > 0 and e["tenant_id"] is None
+        assert e["timings"]["line_total"] > 0
+        assert (e["tenant_id"], e["metered"]) == (OPERATOR_TENANT_ID, False)
         for name, digest in zip(e["outputs"], e["sha256"], strict=True):
             assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
     assert by_line[40]["seeds"] == [42]
@@ -184,7 +185,7 @@ def test_cli_refuses_invalid_lines_then_skip_invalid_runs_the_rest_charging_the_
     assert by_line[5]["error"]["status"] == 404 and by_line[5]["credits_charged"] == 0
     assert by_line[6]["error"]["status"] == 402
     assert by_line[6]["error"]["code"] == "insufficient_credits"
-    assert all(e["tenant_id"] == tenant.id for e in by_line.values())
+    assert all((e["tenant_id"], e["metered"]) == (tenant.id, True) for e in by_line.values())
     assert sorted(p.name for p in out.glob("*.png")) == [
         "000001-0.png", "000003-0.png", "000007-0.png"
     ]  # fmt: skip
