@@ -105,6 +105,7 @@ def test_compile_off_and_auto_on_cpu_compile_nothing(catalog):
         assert "compile" in engine.fast_path_report.skipped
 
 
+@pytest.mark.slow
 def test_fused_qkv_is_refused_with_styles_and_refuses_styles(catalog, tiny_sd15_loras):
     spec = catalog.get("tiny-sd15")
     style = StyleRef("sty_a", str(tiny_sd15_loras[0]))
@@ -123,6 +124,7 @@ def test_fused_qkv_is_refused_with_styles_and_refuses_styles(catalog, tiny_sd15_
     assert fused.styles.loaded == []
 
 
+@pytest.mark.slow
 def test_tiled_vae_decode_engages_above_the_threshold(catalog):
     spec = catalog.get("tiny-sd15")
     engine = Engine.load(spec, device="cpu")
@@ -211,3 +213,62 @@ def test_an_instruct_model_compiles_but_warms_up_on_first_requests(catalog):
     report = engine.fast_path_report
     assert report.compiled_modules > 0 and report.warmup_calls == 0
     assert "instruct" in report.skipped["warmup"]
+
+
+@pytest.fixture(scope="module")
+def text_encoder_style(catalog, tmp_path_factory) -> StyleRef:
+    """A style with LoRA layers on both the UNet and the text encoder (tiny-sd15)."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from transformers import CLIPTextModel
+
+    source = catalog.get("tiny-sd15").source
+    torch.manual_seed(7)
+    unet = UNet2DConditionModel.from_pretrained(source / "unet")
+    unet.add_adapter(
+        LoraConfig(r=2, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_v"])
+    )
+    encoder = CLIPTextModel.from_pretrained(source / "text_encoder")
+    targets = ["q_proj", "k_proj", "v_proj", "out_proj"]
+    encoder.add_adapter(LoraConfig(r=4, init_lora_weights=False, target_modules=targets))
+    out = tmp_path_factory.mktemp("te_style")
+    StableDiffusionPipeline.save_lora_weights(
+        out,
+        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+        text_encoder_lora_layers=convert_state_dict_to_diffusers(
+            get_peft_model_state_dict(encoder)
+        ),
+        weight_name="style_te.safetensors",
+    )
+    return StyleRef("sty_te", str(out / "style_te.safetensors"))
+
+
+@pytest.mark.slow
+def test_hotswap_slot_matches_named_adapters(catalog, three_styles, text_encoder_style):
+    """The slot without compiling: normalised states (rank padding, alpha, strength) and
+    text-encoder adapters give the images ordinary named adapters give."""
+    spec = catalog.get("tiny-sd15")
+    eager = Engine.load(spec, device="cpu")
+    swapped = Engine.load(spec, device="cpu")
+    swapped.styles.enable_hotswap(16)
+    te = text_encoder_style
+    order = [te, three_styles[2], None, StyleRef(te.id, te.path, 0.6), three_styles[0], te]
+    for style in order:
+        assert np.abs(run(swapped, style) - run(eager, style)).max() <= 2, style
+    assert swapped.styles.slot.rebuilds == 0
+    assert "sty_te" in swapped.pipe.text_encoder.peft_config  # an ordinary adapter there
+    assert HOTSWAP_SLOT not in getattr(swapped.pipe.text_encoder, "peft_config", {})
+    with pytest.raises(RuntimeError, match="before the first style"):
+        swapped.styles.enable_hotswap(16)
+
+
+@pytest.mark.slow
+def test_a_style_above_the_slot_rank_is_refused(catalog, three_styles):
+    engine = Engine.load(catalog.get("tiny-sd15"), device="cpu")
+    engine.styles.enable_hotswap(4)  # style C has rank 8
+    with pytest.raises(StyleLoadError, match="rank 8 is above"):
+        run(engine, three_styles[2])
+    assert engine.styles.loaded == []
+    run(engine, three_styles[0])  # rank 4 fits
