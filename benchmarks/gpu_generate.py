@@ -640,13 +640,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             compile_mode=args.compile_mode,
             cuda_graphs=args.cuda_graphs,
         )
+    if not args.no_styles and importlib.util.find_spec("peft") is None:
+        say("style switch: skipped (peft is not installed)")
     fp8 = not (args.no_fp8 or args.quick or args.eager)
     if fp8 and importlib.util.find_spec("torchao") is None:
         say("fp8: skipped (torchao is not installed)")
         fp8 = False
     config = RunConfig(
         fast_path=fast_path,
-        styles=not args.no_styles,
+        # Styles are LoRA adapters through peft: without it there is nothing to switch.
+        styles=not args.no_styles and importlib.util.find_spec("peft") is not None,
         fp8=fp8 and args.device.startswith("cuda"),
         # Skip what would pass the GPU budget (8 min full, 3 min quick); a smoke run does all.
         budget_s=math.inf if args.tiny else 170.0 if args.quick else 450.0,

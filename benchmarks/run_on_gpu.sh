@@ -7,7 +7,11 @@
 #
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-#     --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1 open_clip_torch ftfy wcwidth
+#     --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1 open_clip_torch ftfy wcwidth \
+#     peft==0.21.2 torchao
+#
+# peft: LoRA styles and the fast path's hotswap slot (without it the style switch and the
+# slot are skipped, said so); torchao: the FP8 figures (skipped without it).
 #
 # Usage: bash benchmarks/run_on_gpu.sh            # gpu tests, then the full benchmark
 #        BENCH_ARGS=--quick bash benchmarks/run_on_gpu.sh

@@ -50,6 +50,7 @@ style arrives.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from dataclasses import dataclass, field
@@ -183,6 +184,10 @@ def apply_fast_path(
 
     compiling = options.compiles_on(device.type)
     hotswap = compiling and engine is not None and not options.fused_qkv
+    if hotswap and importlib.util.find_spec("peft") is None:
+        # Without peft no style can load at all: there is nothing to swap.
+        report.skipped["lora_hotswap"] = "peft is not installed"
+        hotswap = False
     if hotswap:
         # Before compiling (and before FP8): the slot is part of the compiled graph.
         engine.styles.enable_hotswap(options.lora_hotswap_rank)

@@ -272,3 +272,20 @@ def test_a_style_above_the_slot_rank_is_refused(catalog, three_styles):
         run(engine, three_styles[2])
     assert engine.styles.loaded == []
     run(engine, three_styles[0])  # rank 4 fits
+
+
+@pytest.mark.gpu
+def test_on_cuda_the_default_fast_path_compiles_and_swaps_styles(catalog, three_styles):
+    """As a GPU replica runs it: inductor by block, the style slot, no recompiles."""
+    spec = catalog.get("tiny-sd15")
+    eager = Engine.load(spec, device="cuda")
+    fast = Engine.load(spec, device="cuda")
+    report = apply_fast_path(fast, FastPathOptions(), warmup_sizes=[(128, 128)])
+    assert "compile" not in report.skipped and fast.styles.hotswap
+    graphs = unique_graphs()
+    order = [None, *three_styles, StyleRef(three_styles[0].id, three_styles[0].path, 0.5)]
+    images = [run(fast, style) for style in order]
+    assert unique_graphs() == graphs
+    for style, image in zip(order, images, strict=True):
+        assert np.abs(image - run(eager, style)).mean() < 4, style  # bf16 kernels differ
+    assert np.abs(images[0] - images[1]).mean() > 1
