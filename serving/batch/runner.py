@@ -221,6 +221,7 @@ def run_batch(
     """Run every line not already done into ``options.out_dir`` (see the module
     docstring); raises ``UnknownTenant`` for an unknown ``tenant_id`` before anything runs."""
     started = time.monotonic()
+    tenant_id, priced = accounting(settings, catalog, options.tenant_id)
     manifest = Manifest(options.out_dir)
     previous = manifest.prepare()
     todo = [
@@ -228,7 +229,6 @@ def run_batch(
         for line in lines
         if not manifest.is_complete(previous.get(line.number), line.kind, line.recorded)
     ]
-    tenant_id, priced = accounting(settings, catalog, options.tenant_id)
     run = {
         "run_id": f"run_{secrets.token_hex(6)}",
         "tenant_id": tenant_id,  # the operator tenant when unmetered: it owns the assets

@@ -7,9 +7,11 @@ import pytest
 
 from serving.batch.runner import (
     OPERATOR_TENANT_ID,
+    BatchOptions,
     UnknownBatchTenant,
     accounting,
     resolve_tenant,
+    run_batch,
     unmetered,
 )
 from serving.credits.charging import unit_price
@@ -35,6 +37,15 @@ def test_a_metered_run_keeps_the_prices_and_checks_the_tenant(batch_settings, ca
     assert accounting(batch_settings, catalog, studio.id) == (studio.id, catalog)
     with pytest.raises(UnknownTenant):
         accounting(batch_settings, catalog, "ten_nobody")
+
+
+def test_an_unknown_tenant_stops_a_run_before_anything_is_written(
+    batch_settings, catalog, tmp_path
+):
+    out = tmp_path / "out"
+    with pytest.raises(UnknownTenant):
+        run_batch(batch_settings, catalog, [], BatchOptions(out, tenant_id="ten_nobody"))
+    assert not out.exists()
 
 
 def test_an_unmetered_run_is_the_operator_tenant_at_price_zero(batch_settings, catalog):
