@@ -2,8 +2,9 @@
 the same services as HTTP.
 
 Each actor builds ``serving.api.create_app`` over a ``LocalModelClient`` (engines in the
-actor, loaded on first use) and calls ``ServingGenerations``/``ServingEdits``/
-``ServingAgentic.create`` with the line's request and tenant, so validation, styles,
+actor: the pool's model loaded when the actor starts, any other on first use) and calls
+``ServingGenerations``/``ServingEdits``/``ServingAgentic.create`` with the line's request
+and tenant, so validation, styles,
 pins, references, watermarks, licenses, asset storage and charging are exactly HTTP's.
 The request id is ``batch-<run id>-line-<n>``: the ledger's reservation reference names
 the run and line.
@@ -13,6 +14,10 @@ file bytes: PNGs encoded here from the response's pixels (the watermarked previe
 style image, as HTTP answers it), with the line's recorded request, kind, number and the
 image's seed as ``tEXt`` chunks, so a file's bytes are a function of its pixels and its
 request only (the asset's own PNG carries its asset id, which differs per run).
+
+A failed line's error is the API's error object plus its ``status``, exactly what the
+route would have answered; an internal error (500) says no more than HTTP does, and its
+traceback goes to the actor's log (Ray's session log folder).
 """
 
 from __future__ import annotations
