@@ -4,8 +4,8 @@ the same services as HTTP.
 Each actor builds ``serving.api.create_app`` over a ``LocalModelClient`` (engines in the
 actor: the pool's model loaded when the actor starts, any other on first use) and calls
 ``ServingGenerations``/``ServingEdits``/``ServingAgentic.create`` with the line's request
-and tenant, so validation, styles,
-pins, references, watermarks, licenses, asset storage and charging are exactly HTTP's.
+and tenant, so validation, styles, pins, references, watermarks, licenses, asset storage
+and charging are exactly HTTP's.
 The request id is ``batch-<run id>-line-<n>``: the ledger's reservation reference names
 the run and line.
 
