@@ -120,7 +120,10 @@ class FastPathOptions:
 
 @dataclass
 class FastPathReport:
-    """What ``apply_fast_path`` did: applied names, skipped ones with the reason, seconds."""
+    """What ``apply_fast_path`` did: applied names, skipped ones with the reason, seconds.
+
+    ``compile_s`` is wrapping the blocks; compiling itself is lazy and happens in the
+    warm-up calls, so ``warmup_s`` holds it."""
 
     applied: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
