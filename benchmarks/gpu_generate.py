@@ -495,7 +495,11 @@ def fp8_compare(engine: Any, case: Case, device: str, bf16: Measurement, floor: 
         say(f"{case.family} fp8: skipped ({exc})")
         return
     started = time.perf_counter()
-    fp8 = measure(kiln_runner(engine, case_params(engine, case)), case, device)
+    try:
+        fp8 = measure(kiln_runner(engine, case_params(engine, case)), case, device)
+    except Exception as exc:  # noqa: BLE001 - the run's other figures must still print
+        say(f"{case.family} fp8: failed after quantizing ({type(exc).__name__}: {exc})")
+        return
     say(f"{case.name} fp8 (recompile + measure {time.perf_counter() - started:.1f} s):")
     say(report("fp8", fp8, floor, bf16))
     ours = np.asarray(fp8.last[0].images[0], dtype=np.float64)
