@@ -417,6 +417,8 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
         bar.close()
         print("kiln: interrupted; finished lines are kept, a rerun resumes", file=sys.stderr)
         return 130
+    except ConnectionError as exc:  # ray.init found no cluster at --address
+        raise _CommandFailed(f"cannot reach the Ray cluster: {exc}") from None
     bar.close()
     print(summary_text(summary))
     return 1 if summary.failed else 0
