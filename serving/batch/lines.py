@@ -64,11 +64,6 @@ class BatchLine:
         megabytes; the digest still tells any change apart)."""
         return recorded_request(self.kind, self.request)
 
-    def canonical(self) -> str:
-        """Canonical JSON of ``{"kind", "request"}`` in recorded form: equal iff the line
-        would run the same request."""
-        return canonical_json({"kind": self.kind, "request": self.recorded})
-
 
 @dataclass(frozen=True)
 class InvalidLine:
