@@ -206,3 +206,26 @@ def test_cli_refuses_invalid_lines_then_skip_invalid_runs_the_rest_charging_the_
             query = select(assets.c.id).where(assets.c.tenant_id == tenant.id)
             owned = {row.id for row in conn.execute(query)}
     assert owned == {a for n in (1, 3, 7) for a in by_line[n]["asset_ids"]}
+
+
+def test_should_stop_ends_the_run_after_the_line_that_saw_it(
+    local_ray, catalog, batch_settings, tmp_path
+):
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [gen(f"kiln {i}") for i in range(4)])
+    lines = parse_file(jobs, catalog, batch_settings)
+    out = tmp_path / "out"
+    seen: list[dict] = []
+    summary = run_batch(
+        batch_settings,
+        catalog,
+        lines,
+        BatchOptions(out, workers=1),
+        on_progress=seen.append,
+        should_stop=lambda: len(seen) >= 1,
+    )
+    assert summary.stopped and (summary.ran, summary.images) == (1, 1)
+    assert [(f["lines_done"], f["lines_total"]) for f in seen] == [(1, 4)]
+    entries = read_manifest(out)
+    assert len(entries) == 1 and entries[0]["error"] is None
+    assert sorted(p.name for p in out.glob("*.png")) == entries[0]["outputs"]
+    assert leftovers(out) == []
