@@ -205,6 +205,10 @@ class LocalModelClient:
         """Always empty: engines load on first use, inside the request."""
         return []
 
+    def load(self, model_id: str) -> None:
+        """Load ``model_id``'s engine now (on the engine thread), not at its first request."""
+        self._executor.submit(self._engine, model_id).result()
+
     def _engine(self, model_id: str) -> Any:
         from pipelines.engine import Engine
 

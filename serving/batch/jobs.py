@@ -25,16 +25,16 @@ Decisions (the issue is silent on them):
   *every* line failed produced nothing and is ``failed``, its error naming the first
   failures (nothing was charged: a failed line charges nothing).
 - **Cancellation.** ``DELETE /v1/jobs/{id}`` stops the batch at the next finished line
-  (``should_stop``); the runner then drops the lines in flight and its workers go. Lines
-  already finished stay: their images are the tenant's assets and were charged when
-  delivered, exactly as separate HTTP requests would have been. The job ends
-  ``cancelled``, and its last progress report (``stage: "cancelled"``) lists the lines
-  kept with their asset ids (``kept``). The ledger is then reconciled with the run,
-  line by line through each line's request id (its reservation reference): a line cut
-  off mid-way by its worker's end left its credits held, and they are released here
-  (``released``); a line that a worker finished after the stop was delivered and charged
-  but never reached the job, so it is named with its credits (``finished_after_cancel``;
-  its images are in ``GET /v1/assets``).
+  (``should_stop``); the runner's workers then start no further line and the lines
+  already running are finished and recorded. Lines finished stay: their images are the
+  tenant's assets and were charged when delivered, exactly as separate HTTP requests
+  would have been. The job ends ``cancelled``, and its last progress report (``stage:
+  "cancelled"``) lists the lines kept with their asset ids (``kept``). The ledger is
+  then reconciled with the run, line by line through each line's request id (its
+  reservation reference), for what a drained stop cannot cover (a worker process that
+  died mid-line): credits still held are released (``released``), and a line charged
+  whose result never reached the job is named with its credits
+  (``finished_after_cancel``; its images are in ``GET /v1/assets``).
 """
 
 from __future__ import annotations

@@ -31,7 +31,10 @@ Decisions where the issue is silent:
   recorded request, and intact outputs (present, matching sha256) is skipped; failed lines
   run again on a rerun.
 - **Stopping.** ``should_stop`` is asked after every finished line; when it answers true
-  the run stops there (the lines in flight are dropped, and rerun next time).
+  the run's ``StopSignal`` actor is set: workers run no further line (each asks it
+  before starting one), and the driver drains the lines already running and records
+  them, so every line that was charged has its entry and files (a job's cancel leaves no
+  credits held and no delivered image unlisted). Lines not started run on a rerun.
 """
 
 from __future__ import annotations
@@ -243,22 +246,27 @@ def run_batch(
             len(lines) - len(todo),
         )  # fmt: skip
         with ray_session(settings, options.address):
+            import ray
+
+            signal = ray.remote(num_cpus=0)(StopSignal).remote()
             for model, group in _groups(todo).items():
-                pool = _run_pool(settings, priced, tenant_id, run, group, options)
-                # closing(): a stop ends the pool's execution now, not at garbage collection.
-                with contextlib.closing(pool) as results:
-                    for line, result in results:
-                        outputs, digests = manifest.write_outputs(line.number, result.images)
-                        manifest.append(_entry(line, result, outputs, digests, run))
-                        ran += 1
-                        failed += result.error is not None
-                        images += len(outputs)
-                        figures = progress.advance(line.images)
-                        if on_progress is not None:
-                            on_progress(figures)
-                        if should_stop is not None and should_stop():
-                            stopped = True
-                            break
+                pool = _run_pool(settings, priced, tenant_id, run, group, options, signal)
+                for line, result in pool:
+                    if result.stopped:  # reached its worker after the stop: not run
+                        continue
+                    outputs, digests = manifest.write_outputs(line.number, result.images)
+                    manifest.append(_entry(line, result, outputs, digests, run))
+                    ran += 1
+                    failed += result.error is not None
+                    images += len(outputs)
+                    figures = progress.advance(line.images)
+                    if on_progress is not None:
+                        on_progress(figures)
+                    if not stopped and should_stop is not None and should_stop():
+                        stopped = True
+                        # Workers start no further line; the ones running are drained.
+                        ray.get(signal.set.remote())
+                        logger.info("batch %s: stopping; draining lines in flight", run["run_id"])
                 logger.info("batch %s: pool of %s done", run["run_id"], model or "(by asset)")
                 if stopped:
                     break
@@ -277,6 +285,19 @@ def run_batch(
     )
 
 
+class StopSignal:
+    """A run's stop flag, as a Ray actor every worker of every node can ask."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 def _run_pool(
     settings: Settings,
     catalog: Catalog,
@@ -284,6 +305,7 @@ def _run_pool(
     run: dict,
     group: list[BatchLine],
     options: BatchOptions,
+    stop_signal: Any = None,
 ) -> Iterator[tuple[BatchLine, Any]]:
     """One model's pool: (line, ``LineResult``) as each line finishes, in no fixed order."""
     import pickle
@@ -312,6 +334,7 @@ def _run_pool(
             "tenant_id": tenant_id,
             "run_id": run["run_id"],
             "model": group[0].model,
+            "stop_signal": stop_signal,
         },
         batch_size=1,
         **resources,

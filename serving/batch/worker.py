@@ -55,6 +55,7 @@ class LineResult:
     timings: dict[str, float] = field(default_factory=dict)
     node_id: str = ""
     error: dict[str, Any] | None = None
+    stopped: bool = False  # not run: the run was stopping when the line reached its worker
 
 
 def request_id(run_id: str, number: int) -> str:
@@ -94,7 +95,13 @@ class BatchWorker:
     """
 
     def __init__(
-        self, settings: Settings, catalog: Catalog, tenant_id: str, run_id: str, model: str = ""
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        tenant_id: str,
+        run_id: str,
+        model: str = "",
+        stop_signal: Any = None,
     ):
         import torch
 
@@ -104,16 +111,23 @@ class BatchWorker:
 
         # Ray sets OMP_NUM_THREADS=1 in fractional-CPU actors: say what we want.
         torch.set_num_threads(settings.effective_torch_threads())
-        client = LocalModelClient(catalog, settings.engine_device, settings.styles_per_replica)
+        client = LocalModelClient(
+            catalog,
+            settings.engine_device,
+            settings.styles_per_replica,
+            fast_path=settings.fast_path(),
+        )
         self.state = create_app(settings, catalog, client).state.kiln
         self.tenant = Tenant(id=tenant_id)
         self.run_id = run_id
+        # The run's ``StopSignal`` actor (serving.batch.runner): asked before each line.
+        self.stop_signal = stop_signal
         self.loop = asyncio.new_event_loop()
         self.node_id = _node_id()
         if model:
             # Loaded now, not by the first line: the pool waits for every actor to be
             # ready before it hands out lines, so lines spread over all of them.
-            client._engine(model)
+            client.load(model)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         payloads = [
@@ -128,6 +142,9 @@ class BatchWorker:
 
         kind, request = line["kind"], line["request"]
         result = LineResult(number, node_id=self.node_id)
+        if self._stopping():
+            result.stopped = True
+            return result
         started = time.perf_counter()
         try:
             response = self.loop.run_until_complete(self._create(kind, request, number))
@@ -169,6 +186,13 @@ class BatchWorker:
             body = AgenticGenerationRequest.model_validate_json(json.dumps(request))
             return await ServingAgentic(state).create(body, self.tenant, request_id=rid)
         raise ValueError(f"unknown kind {kind!r}")
+
+    def _stopping(self) -> bool:
+        if self.stop_signal is None:
+            return False
+        import ray
+
+        return bool(ray.get(self.stop_signal.is_set.remote()))
 
 
 def _node_id() -> str:
