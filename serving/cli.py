@@ -412,16 +412,49 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     bar = ProgressBar()
     try:
-        summary = run_batch(settings, catalog, lines, options, on_progress=bar.update)
+        with GracefulInterrupt() as interrupt:
+            summary = run_batch(
+                settings,
+                catalog,
+                lines,
+                options,
+                on_progress=bar.update,
+                should_stop=interrupt.requested.is_set,
+            )
     except KeyboardInterrupt:
         bar.close()
-        print("kiln: interrupted; finished lines are kept, a rerun resumes", file=sys.stderr)
+        print("kiln: aborted; finished lines are kept, a rerun resumes", file=sys.stderr)
         return 130
     except ConnectionError as exc:  # ray.init found no cluster at --address
         raise _CommandFailed(f"cannot reach the Ray cluster: {exc}") from None
     bar.close()
     print(summary_text(summary))
+    if summary.stopped:
+        print("kiln: stopped by Ctrl-C after the lines in flight; a rerun resumes", file=sys.stderr)
+        return 130
     return 1 if summary.failed else 0
+
+
+class GracefulInterrupt:
+    """The first Ctrl-C asks a batch to stop after the lines in flight (they were charged:
+    they are finished and recorded); a second one aborts at once (``KeyboardInterrupt``)."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._previous: Any = None
+
+    def __enter__(self) -> GracefulInterrupt:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested.is_set():
+            raise KeyboardInterrupt
+        self.requested.set()
+        print("\nkiln: stopping after the lines in flight (Ctrl-C again aborts)", file=sys.stderr)
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -126,3 +126,49 @@ def test_a_sigkilled_driver_loses_only_in_flight_lines_and_both_nodes_work(
         assert (out / name).stat().st_mtime_ns == mtime
     # The rerun's pool of two actors spread over the two nodes (Ray Data's SPREAD).
     assert {e["node_id"] for e in summary.entries if e["line"] not in done_before} == node_ids()
+
+
+def test_ctrl_c_stops_after_the_lines_in_flight_and_leaves_no_credits_held(
+    two_nodes, catalog, batch_settings, kiln_home, tmp_path
+):
+    """SIGINT to the driver's process group, as a terminal's Ctrl-C sends it: the lines
+    running finish and are recorded (they were charged), no further line starts, exit 130,
+    and the tenant's balance holds nothing."""
+    from serving.ledger import Ledger
+
+    count = 12
+    jobs = write_jsonl(
+        tmp_path / "jobs.jsonl",
+        [gen(f"kiln {i}", resolution="256px", steps=4) for i in range(count)],
+    )
+    with Ledger(batch_settings.database_url) as ledger:
+        tenant = ledger.create_tenant("ctrl-c")
+        ledger.grant(tenant.id, 100)
+    out = tmp_path / "out"
+    log = tmp_path / "kiln.log"
+    env = {**os.environ, "KILN_HOME": str(kiln_home), "HF_HUB_OFFLINE": "1",
+           "KILN_DATABASE_URL": batch_settings.database_url, "KILN_TORCH_THREADS": "1"}  # fmt: skip
+    command = [sys.executable, "-m", "serving.cli", "batch", str(jobs), "--out", str(out),
+               "--address", two_nodes.address, "--workers", "2", "--tenant", tenant.id]  # fmt: skip
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    manifest = out / MANIFEST
+    wait_for(lambda: manifest.exists() and manifest.read_bytes().count(b"\n") >= 1, 240,
+             proc, log)  # fmt: skip
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, log.read_text()
+    assert "stopping after the lines in flight" in log.read_text()
+
+    entries = read_manifest(out)
+    assert 1 <= len(entries) < count, "the stop should land mid-run"
+    assert all(e["error"] is None for e in entries)
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(
+        name for e in entries for name in e["outputs"]
+    )
+    assert leftovers(out) == []
+    with Ledger(batch_settings.database_url) as ledger:
+        balance = ledger.balance(tenant.id)
+    charged = sum(e["credits_charged"] for e in entries)
+    assert charged > 0 and (balance.available, balance.held) == (100 - charged, 0)
