@@ -6,6 +6,7 @@ test's ledger, assets and outputs live in its own tmp folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,12 @@ def batch_settings(tmp_path: Path) -> Settings:
     actor (two actors share the 2 cores)."""
     home = tmp_path / "home"
     return Settings(home=home, secret="s", torch_threads=1)
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray per test module (a start costs seconds on 2 cores)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -100,14 +100,6 @@ def make_app(tmp_path: Path, kiln_home: Path, catalog) -> Iterator[Callable[...,
         state.ledger.close()
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 # Refusals: nothing stored, nothing charged, no job.
 
 
@@ -193,7 +185,7 @@ def test_a_batch_needs_an_api_key(make_app):
 
 @pytest.mark.slow
 def test_a_batch_job_renders_the_tenants_assets_at_http_prices(
-    ray_cluster, make_app, make_client, catalog
+    local_ray, make_app, make_client, catalog
 ):
     app = make_app()
     client = make_client(app, credits=50)
@@ -266,7 +258,7 @@ def test_a_batch_job_renders_the_tenants_assets_at_http_prices(
 
 
 @pytest.mark.slow
-def test_cancelling_a_running_batch_stops_it(ray_cluster, make_app, make_client):
+def test_cancelling_a_running_batch_stops_it(local_ray, make_app, make_client):
     app = make_app()
     client = make_client(app, credits=500)
     lines = 30
@@ -300,7 +292,7 @@ def test_cancelling_a_running_batch_stops_it(ray_cluster, make_app, make_client)
 
 @pytest.mark.slow
 def test_a_batch_whose_every_line_fails_is_failed_and_charges_nothing(
-    ray_cluster, make_app, make_client
+    local_ray, make_app, make_client
 ):
     app = make_app()
     client = make_client(app, credits=0)  # no pre-check: each line meets its own 402
