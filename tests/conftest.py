@@ -64,9 +64,7 @@ def engines(catalog):
     from pipelines.engine import Engine
 
     components = tuple(catalog.components.values())
-    return {
-        spec.id: Engine.load(spec, device="cpu", components=components) for spec in catalog
-    }
+    return {spec.id: Engine.load(spec, device="cpu", components=components) for spec in catalog}
 
 
 # Databases: a SQLite file, and a real PostgreSQL server (KILN_TEST_POSTGRES_URL, which
