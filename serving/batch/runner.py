@@ -9,12 +9,14 @@ Decisions where the issue is silent:
 - **Pools one after the other.** Lines are grouped by the model they run on (in order of
   first appearance) and each group is a ``from_items(...).map_batches(BatchWorker, ...)``
   pool of ``workers`` actors; the pools run in turn, so each gets every GPU (or core) of
-  the cluster, and a model's weights load once per actor. Actors ask for
-  ``KILN_GPUS_PER_REPLICA`` GPUs (default: 1 where the cluster has one) or, on CPU,
+  the cluster, and a model's weights load once per actor. Actors ask for the GPU share
+  the model's serving replicas get (its ``gpus`` in models.toml, else
+  ``KILN_GPUS_PER_REPLICA``, default 1 where the cluster has GPUs) and
   ``KILN_REPLICA_CPUS`` logical CPUs; Ray Data spreads them over the nodes. A pool hands
   out its first line once every actor has loaded its model (so lines spread over all of
   them), one line in flight an actor.
-- **Workers.** ``BatchOptions.workers``, else one per GPU on a GPU cluster, else the
+- **Workers.** ``BatchOptions.workers``, else as many as the cluster's GPUs hold at that
+  share on a GPU cluster, else the
   cluster's CPUs divided by the torch threads of one actor (``KILN_TORCH_THREADS``, default
   the cores less one); never more than the pool's lines.
 - **Ray.** An already connected Ray is used as it is; else ``address`` (or
@@ -54,7 +56,7 @@ from serving.batch.lines import BatchLine
 from serving.batch.manifest import Manifest
 from serving.batch.progress import Progress
 from serving.settings import Settings
-from weights.catalog import Catalog
+from weights.catalog import Catalog, ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -168,12 +170,17 @@ def ray_session(settings: Settings, address: str | None) -> Iterator[None]:
         ray.shutdown()
 
 
-def pool_resources(settings: Settings, workers: int | None, lines: int) -> dict[str, Any]:
-    """``map_batches`` arguments of one model pool: actors and their CPUs/GPUs."""
+def pool_resources(
+    settings: Settings, workers: int | None, lines: int, spec: ModelSpec | None = None
+) -> dict[str, Any]:
+    """``map_batches`` arguments of one model pool: actors and their CPUs/GPUs (the GPU
+    share of ``spec``'s serving replicas: its catalog ``gpus``, else the settings')."""
     import ray
 
+    from serving.placement import placement_for
+
     resources = ray.cluster_resources()
-    gpus = settings.effective_gpus_per_replica(float(resources.get("GPU", 0.0)))
+    gpus = placement_for(settings, spec, float(resources.get("GPU", 0.0))).gpus
     if workers is None:
         if gpus > 0:
             workers = max(1, int(resources.get("GPU", 0.0) / gpus))
@@ -324,7 +331,9 @@ def _run_pool(
         {"number": line.number, "line": json.dumps({"kind": line.kind, "request": line.request})}
         for line in group
     ]
-    resources = pool_resources(settings, options.workers, len(group))
+    model = group[0].model
+    spec = catalog.get(model) if model in catalog else None
+    resources = pool_resources(settings, options.workers, len(group), spec)
     logger.info("pool %s: %d line(s) on %s", group[0].model, len(group), resources)
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         BatchWorker,

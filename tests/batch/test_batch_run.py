@@ -223,3 +223,20 @@ def test_should_stop_starts_no_further_line_and_records_the_lines_in_flight(
     outputs = sorted(name for e in entries for name in e["outputs"])
     assert sorted(p.name for p in out.glob("*.png")) == outputs
     assert leftovers(out) == []
+
+
+def test_a_pool_asks_for_the_models_gpu_share_from_the_catalog(local_ray, catalog, batch_settings):
+    from dataclasses import replace
+
+    from serving.batch.runner import pool_resources
+
+    spec = catalog.get("tiny-sd15")
+    shared = replace(spec, extra={**spec.extra, "gpus": 0.5})
+    resources = pool_resources(batch_settings, 3, 10, shared)
+    assert resources["num_gpus"] == 0.5
+    assert resources["num_cpus"] == batch_settings.replica_cpus
+    assert resources["compute"].min_size == resources["compute"].max_size == 3
+    # Without a catalog share: the settings' (none on a CPU cluster); never more actors
+    # than lines.
+    plain = pool_resources(batch_settings, 3, 2, spec)
+    assert plain["num_gpus"] == 0.0 and plain["compute"].max_size == 2
