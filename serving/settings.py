@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.content_credentials import C2paSigner
+from pipelines.fast_path import DEFAULT_TILE_MIN_PIXELS
 from pipelines.params import GenerationDefaults
 
 if TYPE_CHECKING:
@@ -378,7 +379,7 @@ class Settings:
     cuda_graphs: bool = False
     fused_qkv: bool = False
     channels_last: bool = False
-    vae_tile_min_pixels: int = 1536 * 1536
+    vae_tile_min_pixels: int = DEFAULT_TILE_MIN_PIXELS
     vae_dtype: str = "auto"
     fa3: bool = True
     fp8: bool = False
