@@ -58,7 +58,7 @@ from serving.image_inputs import load_image_input
 from serving.imaging import b64
 from serving.pins.conditioning import embed_input
 from serving.state import AppState
-from weights.catalog import ModelSpec
+from weights.catalog import Catalog, ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -114,17 +114,38 @@ def budget_of(request: AgenticGenerationRequest, settings: Any) -> Budget:
     return budget
 
 
-def base_model(state: AppState, model: str | None) -> ModelSpec:
+def base_model(catalog: Catalog, model: str | None) -> ModelSpec:
     """The requested base model (404 unknown, 400 not a base model), or the first one."""
     if model is None:
-        bases = [spec for spec in state.catalog if spec.kind == "base"]
+        bases = [spec for spec in catalog if spec.kind == "base"]
         if not bases:
             raise ParamError("model", "the catalog has no base model")
         return bases[0]
-    spec = state.catalog.get(model)
+    spec = catalog.get(model)
     if spec.kind != "base":
         raise ParamError("model", f"model {model!r} is not a base model")
     return spec
+
+
+def check_request(
+    request: AgenticGenerationRequest, catalog: Catalog, settings: Any
+) -> tuple[ModelSpec, Budget, Any]:
+    """What an agentic request is refused for before the tenant's images or credits are
+    touched (``create``, and ``kiln batch`` before anything runs): the prompts, the base
+    model, the budget, references xor recipe, the components' choices. Returns the model,
+    the budget and the choices."""
+    check_prompt(request.prompt, "prompt", settings.max_prompt_chars)
+    check_prompt(request.negative_prompt, "negative_prompt", settings.max_prompt_chars)
+    if not request.prompt.strip():
+        raise ParamError("prompt", "prompt must not be empty")
+    spec = base_model(catalog, request.model)
+    budget = budget_of(request, settings)
+    choices = choices_of(request.components)
+    if (request.references is None) == (request.recipe is None):
+        raise ParamError("references", "give exactly one of references and recipe")
+    if request.references is not None:
+        check_choices(choices, len(request.references))  # before decoding anything
+    return spec, budget, choices
 
 
 async def reference_prompts(
@@ -200,18 +221,9 @@ class ServingAgentic:
         state = self.state
         settings = state.settings
         started = time.perf_counter()
-        check_prompt(request.prompt, "prompt", settings.max_prompt_chars)
-        check_prompt(request.negative_prompt, "negative_prompt", settings.max_prompt_chars)
-        if not request.prompt.strip():
-            raise ParamError("prompt", "prompt must not be empty")
-        spec = base_model(state, request.model)
-        budget = budget_of(request, settings)
-        choices = choices_of(request.components)
-        if (request.references is None) == (request.recipe is None):
-            raise ParamError("references", "give exactly one of references and recipe")
+        spec, budget, choices = check_request(request, state.catalog, settings)
         images: list[np.ndarray] | None = None
         if request.references is not None:
-            check_choices(choices, len(request.references))
             images = await load_references(state, tenant, request.references)
             recipe = await asyncio.to_thread(extract_recipe, images, choices)
         else:

@@ -235,29 +235,9 @@ def _check_edit(request: Any, catalog: Catalog, settings: Settings, images: dict
 
 def _check_agentic(request: Any, catalog: Catalog, settings: Settings, _: dict) -> str:
     """What ``ServingAgentic.create`` refuses before reserving, tenant and images aside."""
-    from agentic.recipe import check_choices
-    from serving.agentic.protocol import choices_of
-    from serving.agentic.serving import budget_of
-    from serving.generations.protocol import check_prompt
+    from serving.agentic.serving import check_request
 
-    check_prompt(request.prompt, "prompt", settings.max_prompt_chars)
-    check_prompt(request.negative_prompt, "negative_prompt", settings.max_prompt_chars)
-    if not request.prompt.strip():
-        raise ParamError("prompt", "prompt must not be empty")
-    if request.model is None:
-        bases = [spec for spec in catalog if spec.kind == "base"]
-        if not bases:
-            raise ParamError("model", "the catalog has no base model")
-        spec = bases[0]
-    else:
-        spec = catalog.get(request.model)
-        if spec.kind != "base":
-            raise ParamError("model", f"model {request.model!r} is not a base model")
-    budget_of(request, settings)
-    if (request.references is None) == (request.recipe is None):
-        raise ParamError("references", "give exactly one of references and recipe")
-    if request.references is not None:
-        check_choices(choices_of(request.components), len(request.references))
+    spec, _budget, _choices = check_request(request, catalog, settings)
     return spec.id
 
 
