@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "cuda")
 SECRET_FILE = "secret.key"
+# The shortest KILN_SECRET or KILN_ADMIN_KEY Kiln accepts.
+MIN_KEY_CHARS = 32
 
 
 class SettingsError(ValueError):
@@ -274,6 +276,54 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "KILN_BATCH_MAX_LINES", "batch_max_lines", _positive_int,
         "most request lines in one POST /v1/batches upload (default 10000)",
     ),
+    # Request bodies (serving/body_limits.py): read only after the caller is known, and
+    # counted while they stream, at the Serve proxy and in the app.
+    EnvVar(
+        "KILN_BODY_MAX_JSON", "body_max_json", _positive_int,
+        "largest JSON request body (generations, edits, agentic, pins, image-to-prompt, "
+        "admin, ...), in bytes (default 64 MiB)",
+    ),
+    EnvVar(
+        "KILN_BODY_MAX_IMAGES", "body_max_images", _positive_int,
+        "largest multipart image upload (POST /v1/images/edits, /v1/images/variations), "
+        "in bytes (default 64 MiB)",
+    ),
+    EnvVar(
+        "KILN_BODY_MAX_STYLE", "body_max_style", _positive_int,
+        "largest POST /v1/styles upload, in bytes (default: KILN_STYLE_MAX_BYTES + 1 MiB)",
+    ),
+    EnvVar(
+        "KILN_BODY_MAX_TRAINING", "body_max_training", _positive_int,
+        "largest POST /v1/styles/train upload, in bytes (default: 50 images of "
+        "KILN_TRAINING_IMAGE_MAX_BYTES + 1 MiB)",
+    ),
+    EnvVar(
+        "KILN_MULTIPART_MAX_PARTS", "multipart_max_parts", _positive_int,
+        "most parts (files and fields) in one multipart request (default 128)",
+    ),
+    EnvVar(
+        "KILN_SVG_MAX_CONCURRENT", "svg_max_concurrent", _positive_int,
+        "SVG traces one ingress process runs at once; more answer 429 (default 2)",
+    ),
+    EnvVar(
+        "KILN_EVENT_STREAMS_PER_TENANT", "event_streams_per_tenant", _positive_int,
+        "open GET /v1/jobs/{id}/events streams a tenant may hold per ingress process; more "
+        "answer 429 (default 32)",
+    ),
+    EnvVar(
+        "KILN_RESERVATION_LEASE_S", "reservation_lease_s", _positive_float,
+        "seconds a credit reservation stays held without a renewal; the request or job "
+        "holding it renews it while alive, and the sweeper releases expired ones "
+        "(default 600)",
+    ),
+    EnvVar(
+        "KILN_STYLE_IMPORTS_MAX", "style_imports_max", _positive_int,
+        "most private styles a tenant may import (default 50)",
+    ),
+    EnvVar(
+        "KILN_STYLE_IMPORTS_MAX_BYTES", "style_imports_max_bytes", _positive_int,
+        "most bytes of private style files a tenant may keep (default 2 GiB)",
+    ),
     # The GPU fast path (pipelines/fast_path.py): each optimisation's off switch.
     EnvVar(
         "KILN_COMPILE", "compile", _compile_choice,
@@ -373,6 +423,16 @@ class Settings:
     model_idle_s: float = 300.0
     batch_max_bytes: int = 64 * 1024 * 1024
     batch_max_lines: int = 10_000
+    body_max_json: int = 64 * 1024 * 1024
+    body_max_images: int = 64 * 1024 * 1024
+    body_max_style: int | None = None
+    body_max_training: int | None = None
+    multipart_max_parts: int = 128
+    svg_max_concurrent: int = 2
+    event_streams_per_tenant: int = 32
+    reservation_lease_s: float = 600.0
+    style_imports_max: int = 50
+    style_imports_max_bytes: int = 2 * 1024 * 1024 * 1024
     compile: str = "auto"
     compile_backend: str = "inductor"
     compile_mode: str | None = None
@@ -384,6 +444,16 @@ class Settings:
     fa3: bool = True
     fp8: bool = False
     warmup: bool = True
+
+    def __post_init__(self) -> None:
+        # A short key is guessable: refuse it at start rather than sign URLs or admit an
+        # admin with it. Unset or empty still means "generate one" (43 random characters).
+        for name, value in (("KILN_SECRET", self.secret), ("KILN_ADMIN_KEY", self.admin_key)):
+            if value and len(value) < MIN_KEY_CHARS:
+                raise SettingsError(
+                    f"{name} is {len(value)} characters, shorter than {MIN_KEY_CHARS}: "
+                    f"set a longer random value, or leave it unset to have one generated"
+                )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

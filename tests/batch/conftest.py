@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from secrets_for_tests import TEST_SECRET
 
 from serving.settings import Settings
 
@@ -19,7 +20,7 @@ def batch_settings(tmp_path: Path) -> Settings:
     """A run's settings: its own KILN_HOME (ledger, assets) in tmp, one torch thread an
     actor (two actors share the 2 cores)."""
     home = tmp_path / "home"
-    return Settings(home=home, secret="s", torch_threads=1)
+    return Settings(home=home, secret=TEST_SECRET, torch_threads=1)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
+from secrets_for_tests import TEST_SECRET
 from sqlalchemy import func, select
 
 from serving.api import create_app
@@ -86,7 +87,7 @@ def make_app(tmp_path: Path, kiln_home: Path, catalog) -> Iterator[Callable[...,
 
     def make(**overrides: Any) -> FastAPI:
         # Two torch threads: one Ray Data worker on 2 cores (one model load per batch).
-        settings = Settings(home=tmp_path, secret="test-secret", torch_threads=2,
+        settings = Settings(home=tmp_path, secret=TEST_SECRET, torch_threads=2,
                             database=f"sqlite:///{tmp_path / 'kiln.db'}", **overrides)  # fmt: skip
         app = create_app(settings, catalog, LocalModelClient(catalog, device="cpu"))
         made.append(app)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 
 # The session server's KILN_ADMIN_KEY.
-ADMIN_KEY = "kiln_e2e-admin-key-not-secret"
+ADMIN_KEY = "kiln_e2e-admin-key-not-for-production-0001"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from secrets_for_tests import TEST_SECRET
 from sqlalchemy import select
 
 from serving.api import create_app
@@ -20,7 +21,7 @@ from serving.settings import Settings
 def settings(tmp_path: Path, db_url: str) -> Settings:
     """Settings on a fresh database; trainings are a few steps unless a test asks."""
     return Settings(
-        home=tmp_path, secret="test-secret", database=db_url, training_steps=2, training_rank=4
+        home=tmp_path, secret=TEST_SECRET, database=db_url, training_steps=2, training_rank=4
     )
 
 

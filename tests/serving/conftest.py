@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from secrets_for_tests import TEST_SECRET
 
 from serving.api import create_app
 from serving.model_client import LocalModelClient
@@ -26,7 +27,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(home: Path) -> Settings:
-    return Settings(home=home, secret="test-secret")
+    return Settings(home=home, secret=TEST_SECRET)
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def local_models(catalog) -> LocalModelClient:
 
 @pytest.fixture
 def image_app(tmp_path: Path, catalog, local_models: LocalModelClient):
-    return create_app(Settings(home=tmp_path, secret="s"), catalog, local_models)
+    return create_app(Settings(home=tmp_path, secret=TEST_SECRET), catalog, local_models)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from secrets_for_tests import TEST_SECRET
 from skimage import data
 
 from agentic.colour import downsample
@@ -42,7 +43,7 @@ def models(catalog) -> LocalModelClient:
 
 @pytest.fixture
 def app(tmp_path, catalog, models):
-    settings = Settings(home=tmp_path, secret="s", image_max_pixels=20_000)
+    settings = Settings(home=tmp_path, secret=TEST_SECRET, image_max_pixels=20_000)
     return create_app(settings, catalog, models)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from secrets_for_tests import TEST_SECRET
 
 from serving.api import create_app
 from serving.model_client import LocalModelClient
@@ -52,7 +53,7 @@ def test_models_list_sizes_features_prices_defaults(client: TestClient):
 
 
 def test_server_defaults_show_in_the_listing(home: Path, make_client):
-    settings = Settings(home=home, secret="s", default_steps=9, default_scheduler="ddim")
+    settings = Settings(home=home, secret=TEST_SECRET, default_steps=9, default_scheduler="ddim")
     catalog = load_catalog(home)
     client = make_client(create_app(settings, catalog, LocalModelClient(catalog)))
     defaults = client.get("/v1/models/tiny-sdxl").json()["defaults"]
@@ -147,7 +148,7 @@ def test_internal_errors_are_500_with_request_id_and_no_traceback(home: Path, ma
         '[models.ghost]\nkind = "base"\nfamily = "sd15"\nsource = "models/ghost"\n'
         'aspect_ratios = ["1:1"]\nresolutions = {"64px" = 64}\ncredits = {"64px" = 1}\n'
     )
-    settings = Settings(home=home, secret="s")
+    settings = Settings(home=home, secret=TEST_SECRET)
     catalog = load_catalog(home)
     client = make_client(
         create_app(settings, catalog, LocalModelClient(catalog, device="cpu")), credits=10

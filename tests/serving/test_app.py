@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from secrets_for_tests import TEST_SECRET
+
 from serving.app import build_application, model_deployment_options
 from serving.settings import Settings
 from weights.catalog import load_catalog
@@ -24,7 +26,7 @@ def test_model_deployment_options_follow_settings():
 
 
 def test_build_application_binds_without_a_cluster(tmp_path: Path):
-    settings = Settings(home=tmp_path, secret="s")
+    settings = Settings(home=tmp_path, secret=TEST_SECRET)
     app = build_application(settings, load_catalog(tmp_path), cluster_gpus=0)
     assert type(app).__name__ == "Application"
 

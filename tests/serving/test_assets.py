@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from secrets_for_tests import TEST_SECRET
 from sqlalchemy import insert, select, update
 
 from pipelines.content_credentials import GENERATION_ASSERTION, read_c2pa_manifest
@@ -50,7 +51,7 @@ def ledger(db_url: str):
 
 @pytest.fixture
 def app(tmp_path: Path, catalog, models, ledger):
-    return create_app(Settings(home=tmp_path, secret="s"), catalog, models, ledger=ledger)
+    return create_app(Settings(home=tmp_path, secret=TEST_SECRET), catalog, models, ledger=ledger)
 
 
 @pytest.fixture
@@ -399,7 +400,7 @@ def test_retention_sweeper_runs_once_per_interval(app, alice: TestClient):
 
 
 def test_assets_and_licenses_survive_a_restart(tmp_path: Path, catalog, models, db_url: str):
-    settings = Settings(home=tmp_path, secret="s", database=db_url)
+    settings = Settings(home=tmp_path, secret=TEST_SECRET, database=db_url)
     first = create_app(settings, catalog, models)
     state = first.state.kiln
     tenant = state.accounts.create_tenant("studio")
@@ -435,7 +436,7 @@ def test_originals_carry_a_c2pa_manifest_when_a_certificate_is_set(
     cert, key = tmp_path / "chain.pem", tmp_path / "key.pem"
     cert.write_bytes(c2pa_credentials.chain_pem)
     key.write_bytes(c2pa_credentials.key_pem)
-    settings = Settings(home=tmp_path, secret="s", c2pa_cert=cert, c2pa_key=key)
+    settings = Settings(home=tmp_path, secret=TEST_SECRET, c2pa_cert=cert, c2pa_key=key)
     client = make_client(create_app(settings, catalog, models, ledger=ledger))
     image = client.post(GEN, json={**BASE_256, "resolution": "128px"}).json()["data"][0]
     data = client.get(f"/v1/assets/{image['asset_id']}/original").content

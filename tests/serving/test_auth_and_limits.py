@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from secrets_for_tests import TEST_SECRET
 
 from serving.accounts import Accounts, ensure_admin_key, hash_key, prepare_admin
 from serving.api import create_app
@@ -42,13 +43,17 @@ def test_configured_admin_key_is_ensured_at_every_start(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'kiln.db'}"
     with Ledger(url) as ledger:
         accounts = Accounts(ledger)
-        assert ensure_admin_key(accounts, tmp_path, "kiln_configured") is None
-        principal = accounts.authenticate("kiln_configured")
+        assert (
+            ensure_admin_key(accounts, tmp_path, "kiln_configured-admin-key-for-tests-0001") is None
+        )
+        principal = accounts.authenticate("kiln_configured-admin-key-for-tests-0001")
         assert principal is not None and principal.is_admin
         accounts.revoke(principal.key_id)
-        assert accounts.authenticate("kiln_configured") is None
-        ensure_admin_key(accounts, tmp_path, "kiln_configured")  # a restart revives it
-        assert accounts.authenticate("kiln_configured") is not None
+        assert accounts.authenticate("kiln_configured-admin-key-for-tests-0001") is None
+        ensure_admin_key(
+            accounts, tmp_path, "kiln_configured-admin-key-for-tests-0001"
+        )  # a restart revives it
+        assert accounts.authenticate("kiln_configured-admin-key-for-tests-0001") is not None
     assert not (tmp_path / "admin.key").exists()
 
 
@@ -88,7 +93,7 @@ def test_tenant_over_its_concurrency_cap_gets_429(home: Path, make_client):
         'aspect_ratios = ["1:1"]\nresolutions = {"64px" = 64}\ncredits = {"64px" = 1}\n'
     )
     catalog = load_catalog(home)
-    settings = Settings(home=home, secret="s", tenant_max_concurrent=1)
+    settings = Settings(home=home, secret=TEST_SECRET, tenant_max_concurrent=1)
     app = create_app(settings, catalog, LocalModelClient(catalog, device="cpu"))
     client = make_client(app)
     other = make_client(app, name="other")

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from secrets_for_tests import TEST_SECRET
 
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
@@ -68,7 +69,7 @@ def test_forty_concurrent_requests_from_ten_credits(
     home: Path, unit_catalog: Catalog, ledger: Ledger
 ):
     models = InstantModels()
-    app = create_app(Settings(home=home, secret="s"), unit_catalog, models, ledger=ledger)
+    app = create_app(Settings(home=home, secret=TEST_SECRET), unit_catalog, models, ledger=ledger)
     headers = tenant_with(app, 10)
     openai_body = {"model": "tiny-sdxl", "prompt": "a kiln", "size": "128x128"}
     bodies = [(GEN, {**CHEAP, "seed": i}) if i % 2 else (OPENAI, openai_body) for i in range(40)]
@@ -85,7 +86,7 @@ def test_forty_concurrent_requests_from_ten_credits(
 
 def test_a_failing_model_charges_nothing(home: Path, unit_catalog: Catalog, ledger: Ledger):
     models = InstantModels(fail=True)
-    app = create_app(Settings(home=home, secret="s"), unit_catalog, models, ledger=ledger)
+    app = create_app(Settings(home=home, secret=TEST_SECRET), unit_catalog, models, ledger=ledger)
     headers = tenant_with(app, 10)
     responses = asyncio.run(post_all(app, headers, [(GEN, {**CHEAP, "n": 4})]))
     assert responses[0].status_code == 500

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import ray
 import yaml
+from secrets_for_tests import TEST_SECRET
 
 from serving.app import INGRESS_NAME, build_app, build_application
 from serving.settings import Settings, setting_names
@@ -36,7 +37,9 @@ def builder_deployments(home: Path) -> dict[str, Any]:
     name (Serve's own application builder, as the controller runs it)."""
     from ray.serve._private.build_app import build_app as serve_build
 
-    app = build_application(Settings(home=home, secret="s"), load_catalog(home), cluster_gpus=0)
+    app = build_application(
+        Settings(home=home, secret=TEST_SECRET), load_catalog(home), cluster_gpus=0
+    )
     return {d.name: d for d in serve_build(app, name="kiln").deployments}
 
 

@@ -20,6 +20,7 @@ from edit_samples import (
 )  # noqa: F401 (fixtures)
 from fastapi.testclient import TestClient
 from PIL import Image
+from secrets_for_tests import TEST_SECRET
 
 from serving.api import create_app
 from serving.model_client import LocalModelClient
@@ -177,7 +178,7 @@ def test_bad_input_is_refused_and_costs_nothing(alice, change, status, param):
 
 def test_an_oversize_image_is_413_before_decoding(tmp_path, catalog, local_models, make_client):
     app = create_app(
-        Settings(home=tmp_path, secret="s", image_max_bytes=1000), catalog, local_models
+        Settings(home=tmp_path, secret=TEST_SECRET, image_max_bytes=1000), catalog, local_models
     )
     client = make_client(app, credits=10)
     body = {"tool": "recreate", "image": png_b64(photo()), "prompt": "x"}
@@ -234,7 +235,9 @@ credits = {{ "128px" = 1 }}
     )
     local = load_catalog(catalog.get("tiny-sd15").source.parent.parent, extra)
     ensure_tiny_models([local.get("tiny-sd15-inpaint")])
-    app = create_app(Settings(home=tmp_path, secret="s"), local, LocalModelClient(local, "cpu"))
+    app = create_app(
+        Settings(home=tmp_path, secret=TEST_SECRET), local, LocalModelClient(local, "cpu")
+    )
     client = make_client(app, credits=20)
     image, mask = photo(), box_mask()
     body = {"tool": "replace", "model": "tiny-sd15", "image": png_b64(image),

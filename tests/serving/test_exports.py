@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from secrets_for_tests import TEST_SECRET
 
 from serving.api import create_app
 from serving.assets import ImageRecord
@@ -29,7 +30,7 @@ UPSCALE, REMOVE_BG, VECTORIZE, LICENSE = 4, 2, 3, 20  # default_models.toml [pri
 def app(tmp_path: Path, catalog):
     with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
         models = LocalModelClient(catalog, device="cpu")  # never asked: no generation here
-        application = create_app(Settings(home=tmp_path, secret="s"), catalog, models,
+        application = create_app(Settings(home=tmp_path, secret=TEST_SECRET), catalog, models,
                                  ledger=ledger)  # fmt: skip
         yield application
         application.state.kiln.job_runner.close()
@@ -250,7 +251,7 @@ def test_without_an_upscaler_lanczos_must_be_asked_for(tmp_path: Path, catalog, 
         k: v for k, v in catalog.components.items() if v.kind != "upscaler"
     })  # fmt: skip
     with Ledger(f"sqlite:///{tmp_path / 'bare.db'}") as ledger:
-        app = create_app(Settings(home=tmp_path, secret="s"), bare,
+        app = create_app(Settings(home=tmp_path, secret=TEST_SECRET), bare,
                          LocalModelClient(bare, device="cpu"), ledger=ledger)  # fmt: skip
         client = make_client(app, credits=100)
         parent = make_asset(app, client)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from secrets_for_tests import TEST_SECRET
 
 from pipelines.image_to_prompt.vocabulary import shipped_vocabulary
 from serving.api import create_app
@@ -39,7 +40,7 @@ def clip_home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app(clip_home):
-    settings = Settings(home=clip_home, secret="s", image_max_bytes=200_000)
+    settings = Settings(home=clip_home, secret=TEST_SECRET, image_max_bytes=200_000)
     catalog = load_catalog(clip_home)
     return create_app(settings, catalog, models=None)  # type: ignore[arg-type]
 
@@ -164,7 +165,7 @@ def test_an_idempotent_retry_is_not_charged_twice(alice):
 def test_no_clip_in_the_catalog_is_503(tmp_path, make_client):
     catalog = load_catalog(tmp_path)
     catalog.components.clear()
-    app = create_app(Settings(home=tmp_path, secret="s"), catalog, models=None)  # type: ignore[arg-type]
+    app = create_app(Settings(home=tmp_path, secret=TEST_SECRET), catalog, models=None)  # type: ignore[arg-type]
     client = make_client(app, credits=5)
     response = client.post(ROUTE, json={"image": png_b64()})
     assert response.status_code == 503

@@ -7,6 +7,7 @@ import asyncio
 
 import numpy as np
 import pytest
+from secrets_for_tests import TEST_SECRET
 
 from pipelines.image_to_prompt.pipeline import ImageToPromptParams
 from serving.app import build_application
@@ -32,7 +33,7 @@ def test_the_clip_runs_on_cpu_unless_settings_give_it_a_gpu_share():
 
 
 def test_the_app_binds_one_clip_deployment_for_the_catalogs_clip(tmp_path):
-    settings = Settings(home=tmp_path, secret="s", clip_gpus=0.1)
+    settings = Settings(home=tmp_path, secret=TEST_SECRET, clip_gpus=0.1)
     app = build_application(settings, load_catalog(tmp_path), cluster_gpus=1)
     clip = app._bound_deployment.init_args[3]
     assert clip._bound_deployment.name == CLIP_DEPLOYMENT
@@ -56,7 +57,7 @@ def test_a_replica_embeds_the_vocabulary_once_at_start_and_answers(tmp_path):
     catalog = load_catalog(tmp_path)
     component = catalog.component("tiny-clip")
     build_tiny_component(component.tiny, component.source)
-    settings = Settings(home=tmp_path, secret="s", torch_threads=1)
+    settings = Settings(home=tmp_path, secret=TEST_SECRET, torch_threads=1)
     replica = ClipDeployment.func_or_class(settings, component)
     assert replica.pipeline.embedding_source == "computed"
     assert list((tmp_path / "cache" / "image_to_prompt").glob("*.safetensors"))

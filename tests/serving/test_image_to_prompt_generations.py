@@ -11,6 +11,7 @@ import io
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from secrets_for_tests import TEST_SECRET
 
 from pipelines.image_to_prompt.vocabulary import shipped_vocabulary
 from serving.api import create_app
@@ -43,7 +44,9 @@ def home(tmp_path_factory):
 @pytest.fixture(scope="module")
 def app(home):
     catalog = load_catalog(home)
-    return create_app(Settings(home=home, secret="s"), catalog, LocalModelClient(catalog, "cpu"))
+    return create_app(
+        Settings(home=home, secret=TEST_SECRET), catalog, LocalModelClient(catalog, "cpu")
+    )
 
 
 @pytest.fixture

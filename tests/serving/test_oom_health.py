@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from secrets_for_tests import TEST_SECRET
 
 from pipelines.oom import OutOfGpuMemory
 from pipelines.output import GenerationOutput
@@ -105,7 +106,7 @@ class ReplicaClient:
 def test_a_generation_that_does_not_fit_is_503_and_charges_nothing(
     tmp_path, catalog, replica, out_of_memory, make_client
 ):
-    app = create_app(Settings(home=tmp_path, secret="s"), catalog, ReplicaClient(replica))
+    app = create_app(Settings(home=tmp_path, secret=TEST_SECRET), catalog, ReplicaClient(replica))
     client: TestClient = make_client(app, credits=50)
     with client:
         r = client.post(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from edit_samples import balance, box_mask, decode, outside_feather, photo, png
+from secrets_for_tests import TEST_SECRET
 
 from serving.api import create_app
 from serving.settings import Settings
@@ -120,7 +121,7 @@ def test_bad_edits_are_refused_and_cost_nothing(alice, files_change, data_change
 
 def test_an_oversize_upload_is_413(tmp_path, catalog, local_models, make_client):
     app = create_app(
-        Settings(home=tmp_path, secret="s", image_max_bytes=2000), catalog, local_models
+        Settings(home=tmp_path, secret=TEST_SECRET, image_max_bytes=2000), catalog, local_models
     )
     client = make_client(app, credits=10)
     files = {"image": ("in.png", png(photo(200, 200, seed=1)), "image/png")}

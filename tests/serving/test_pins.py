@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from secrets_for_tests import TEST_SECRET
 
 from serving.api import create_app
 from serving.auth import Tenant
@@ -31,7 +32,7 @@ def models(catalog) -> LocalModelClient:
 
 @pytest.fixture
 def app(tmp_path, catalog, models):
-    settings = Settings(home=tmp_path, secret="s", image_max_bytes=64 * 1024)
+    settings = Settings(home=tmp_path, secret=TEST_SECRET, image_max_bytes=64 * 1024)
     return create_app(settings, catalog, models)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from secrets_for_tests import TEST_SECRET
 
 from serving.app import build_application, model_client, model_deployment_options
 from serving.model_deployment import ModelDeployment
@@ -73,7 +74,7 @@ def test_the_ingress_client_knows_which_models_may_be_asleep(tmp_path: Path):
 def test_settings_make_every_model_scale_to_zero(tmp_path: Path):
     catalog = load_catalog(tmp_path)
     env = {"KILN_MODEL_MIN_REPLICAS": "0", "KILN_MODEL_MAX_REPLICAS": "2"}
-    settings = Settings.from_env(env, home=str(tmp_path), secret="s")
+    settings = Settings.from_env(env, home=str(tmp_path), secret=TEST_SECRET)
     placement = placement_for(settings, catalog.get("tiny-sdxl"), cluster_gpus=0)
     assert (placement.min_replicas, placement.max_replicas, placement.gpus) == (0, 2, 0.0)
     assert on_demand_models(settings, list(catalog)) == set(catalog.ids())
@@ -96,7 +97,7 @@ def test_settings_make_every_model_scale_to_zero(tmp_path: Path):
 def test_bad_placement_entries_stop_the_build_naming_the_entry(tmp_path, entry, message):
     catalog = catalog_with(tmp_path, f"[models.tiny-sd15]\n{entry}\n")
     with pytest.raises(CatalogError, match=f"catalog entry 'tiny-sd15': {message}"):
-        build_application(Settings(home=tmp_path, secret="s"), catalog, cluster_gpus=0)
+        build_application(Settings(home=tmp_path, secret=TEST_SECRET), catalog, cluster_gpus=0)
 
 
 def test_settings_with_a_min_over_the_max_are_refused(tmp_path: Path):

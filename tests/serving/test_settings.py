@@ -47,14 +47,14 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_BATCH_WAIT_S": "0.05",
         "KILN_MAX_QUEUED": "100",
         "KILN_URL_TTL_S": "60",
-        "KILN_SECRET": "k",
+        "KILN_SECRET": "k" * 32,
         "KILN_PUBLIC_URL": "https://kiln.example",
         "KILN_MAX_PROMPT_CHARS": "500",
         "KILN_DEFAULT_STEPS": "12",
         "KILN_DEFAULT_GUIDANCE": "3.5",
         "KILN_DEFAULT_SCHEDULER": "ddim",
         "KILN_DATABASE_URL": "postgresql+psycopg://kiln@db/kiln",
-        "KILN_ADMIN_KEY": "kiln_admin",
+        "KILN_ADMIN_KEY": "kiln_admin-key-for-settings-tests-0001",
         "KILN_TENANT_MAX_CONCURRENT": "2",
         "KILN_ASSET_RETENTION_DAYS": "30",
         "KILN_C2PA_CERT": str(tmp_path / "chain.pem"),
@@ -96,6 +96,16 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_FA3": "0",
         "KILN_FP8": "1",
         "KILN_WARMUP": "0",
+        "KILN_BODY_MAX_JSON": "6000",
+        "KILN_BODY_MAX_IMAGES": "7000",
+        "KILN_BODY_MAX_STYLE": "8000",
+        "KILN_BODY_MAX_TRAINING": "9000",
+        "KILN_MULTIPART_MAX_PARTS": "11",
+        "KILN_SVG_MAX_CONCURRENT": "3",
+        "KILN_EVENT_STREAMS_PER_TENANT": "12",
+        "KILN_RESERVATION_LEASE_S": "45.5",
+        "KILN_STYLE_IMPORTS_MAX": "13",
+        "KILN_STYLE_IMPORTS_MAX_BYTES": "14000",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
@@ -105,10 +115,10 @@ def test_every_variable_is_read(tmp_path: Path):
     assert (s.effective_torch_threads(), s.effective_ray_num_cpus()) == (3, 4)
     assert s.ray_address == "ray://head:10001"
     assert (s.max_batch_size, s.batch_wait_s, s.max_queued, s.url_ttl_s) == (4, 0.05, 100, 60)
-    assert (s.secret, s.public_url, s.max_prompt_chars) == ("k", "https://kiln.example", 500)
+    assert (s.secret, s.public_url, s.max_prompt_chars) == ("k" * 32, "https://kiln.example", 500)
     assert s.generation_defaults == GenerationDefaults(steps=12, guidance=3.5, scheduler="ddim")
     assert s.database_url == "postgresql+psycopg://kiln@db/kiln"
-    assert (s.admin_key, s.tenant_max_concurrent) == ("kiln_admin", 2)
+    assert (s.admin_key, s.tenant_max_concurrent) == ("kiln_admin-key-for-settings-tests-0001", 2)
     assert s.asset_retention_days == 30 and s.assets_dir == tmp_path / "assets"
     assert (s.c2pa_cert, s.c2pa_key) == (tmp_path / "chain.pem", tmp_path / "key.pem")
     assert s.c2pa_alg == "es384"
@@ -125,6 +135,11 @@ def test_every_variable_is_read(tmp_path: Path):
     assert (s.batch_max_bytes, s.batch_max_lines) == (5000, 7)
     assert (s.oom_retry, s.oom_max_failures) == (False, 5)
     assert (s.model_min_replicas, s.model_max_replicas, s.model_idle_s) == (0, 4, 90.0)
+    assert (s.body_max_json, s.body_max_images) == (6000, 7000)
+    assert (s.body_max_style, s.body_max_training, s.multipart_max_parts) == (8000, 9000, 11)
+    assert (s.svg_max_concurrent, s.event_streams_per_tenant) == (3, 12)
+    assert s.reservation_lease_s == 45.5
+    assert (s.style_imports_max, s.style_imports_max_bytes) == (13, 14000)
     fast = s.fast_path()  # every fast-path variable reaches the engine's options
     assert (fast.compile, fast.compile_backend, fast.mode) == (
         "off", "aot_eager", "max-autotune-no-cudagraphs",
@@ -132,7 +147,7 @@ def test_every_variable_is_read(tmp_path: Path):
     assert (fast.fused_qkv, fast.channels_last, fast.vae_tile_min_pixels) == (True, True, 0)
     assert (fast.vae_dtype, fast.fa3, fast.fp8, fast.warmup) == ("fp32", False, True, False)
     assert fast.lora_hotswap_rank == 32
-    assert "kiln_admin" not in repr(s)
+    assert "kiln_admin-key-for-settings-tests-0001" not in repr(s)
 
 
 def test_empty_values_mean_unset():
@@ -188,9 +203,9 @@ def test_models_share_the_gpus_when_there_are_fewer_gpus_than_models():
 
 
 def test_settings_pickle_and_hide_the_secret():
-    s = Settings(secret="hunter2", port=9000)
+    s = Settings(secret="hunter2-hunter2-hunter2-hunter2-hunter2", port=9000)
     assert pickle.loads(pickle.dumps(s)) == s
-    assert "hunter2" not in repr(s)
+    assert "hunter2-hunter2-hunter2-hunter2-hunter2" not in repr(s)
 
 
 def test_secret_is_created_once_private_and_reused(tmp_path: Path):
@@ -200,5 +215,23 @@ def test_secret_is_created_once_private_and_reused(tmp_path: Path):
     assert len(key) >= 32 and path.read_text().strip() == key
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert s.effective_secret() == key == load_or_create_secret(path)
-    assert Settings(home=tmp_path / "home", secret="explicit").effective_secret() == "explicit"
+    assert (
+        Settings(
+            home=tmp_path / "home", secret="explicit-secret-for-settings-tests-0001"
+        ).effective_secret()
+        == "explicit-secret-for-settings-tests-0001"
+    )
     assert [p.name for p in path.parent.iterdir()] == ["secret.key"], "no temp files left"
+
+
+@pytest.mark.parametrize("variable", ["KILN_SECRET", "KILN_ADMIN_KEY"])
+def test_a_short_secret_or_admin_key_is_refused_naming_the_variable(variable: str):
+    with pytest.raises(SettingsError, match=f"{variable} is 31 characters"):
+        Settings.from_env({variable: "x" * 31})
+    field = "secret" if variable == "KILN_SECRET" else "admin_key"
+    with pytest.raises(SettingsError, match=variable):
+        Settings(**{field: "short"})
+    assert getattr(Settings.from_env({variable: "x" * 32}), field) == "x" * 32
+    # Unset or empty still means "generate one".
+    assert getattr(Settings.from_env({variable: ""}), field) is None
+    assert getattr(Settings(**{field: ""}), field) == ""

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from secrets_for_tests import TEST_SECRET
 
 from serving.api import create_app
 from serving.model_client import LocalModelClient
@@ -29,7 +30,7 @@ def models(catalog) -> LocalModelClient:
 
 @pytest.fixture
 def app(tmp_path, catalog, models):
-    return create_app(Settings(home=tmp_path, secret="s"), catalog, models)
+    return create_app(Settings(home=tmp_path, secret=TEST_SECRET), catalog, models)
 
 
 @pytest.fixture

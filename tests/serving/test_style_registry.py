@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from secrets_for_tests import TEST_SECRET
 from sqlalchemy import func, select
 
 from pipelines.params import ParamError
@@ -171,7 +172,9 @@ def models(catalog) -> LocalModelClient:
 
 @pytest.fixture
 def app(tmp_path: Path, catalog, models):
-    settings = Settings(home=tmp_path, secret="s", style_max_bytes=1 << 20, style_max_rank=4)
+    settings = Settings(
+        home=tmp_path, secret=TEST_SECRET, style_max_bytes=1 << 20, style_max_rank=4
+    )
     return create_app(settings, catalog, models)
 
 
