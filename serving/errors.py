@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -22,6 +21,7 @@ from pipelines.oom import RETRY_AFTER_S as OOM_RETRY_AFTER_S
 from pipelines.oom import OutOfGpuMemory
 from pipelines.params import ParamError
 from serving.accounts.service import UnknownKey
+from serving.api_error import REQUEST_ID_HEADER, ApiError
 from serving.assets.service import LicenseRequired, UnknownAsset
 from serving.image_inputs import UploadTooLarge
 from serving.jobs.service import UnknownJob
@@ -34,53 +34,6 @@ from styles.lora_file import StyleFileError, StyleFileTooLarge
 from weights.catalog import CatalogError, UnknownModelError
 
 logger = logging.getLogger(__name__)
-
-REQUEST_ID_HEADER = "x-request-id"
-
-# OpenAI's error types by status, so SDKs raise the matching exception class.
-ERROR_TYPES: dict[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "insufficient_credits",
-    403: "permission_error",
-    404: "invalid_request_error",
-    405: "invalid_request_error",
-    409: "conflict_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    500: "server_error",
-    503: "service_unavailable",
-}
-
-
-@dataclass
-class ApiError(Exception):
-    """An error answer: status, message, the offending field (``param``) and a code."""
-
-    status: int
-    message: str
-    param: str | None = None
-    code: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        super().__init__(self.message)
-
-    @property
-    def type(self) -> str:
-        return ERROR_TYPES.get(self.status, "server_error" if self.status >= 500 else "error")
-
-    def body(self) -> dict[str, Any]:
-        """The OpenAI error object."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
 
 
 def not_found(message: str, code: str = "not_found") -> ApiError:
