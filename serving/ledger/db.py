@@ -2,9 +2,14 @@
 
 SQLite (the embedded default) gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for every
 transaction: writers from many processes then queue on the database lock instead of
-failing with "database is locked" half-way through. PostgreSQL (``postgresql+psycopg://``)
-runs at READ COMMITTED, where the ledger's conditional UPDATEs re-check their condition
-against the committed row, which is all the no-double-spend guarantee needs.
+failing with "database is locked" half-way through. Read-only work goes through
+``read_only(engine)``, whose transactions begin DEFERRED (plain ``BEGIN``): under WAL a
+reader takes no lock and sees the last commit while a writer works, so status polls and
+progress streams never queue behind writers, nor writers behind them.
+
+PostgreSQL (``postgresql+psycopg://``) runs at READ COMMITTED, where the ledger's
+conditional UPDATEs re-check their condition against the committed row, which is all the
+no-double-spend guarantee needs.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# The execution option that marks an engine's transactions as read-only (``read_only``).
+READ_ONLY_OPTION = "kiln_read_only"
 # Any constant: concurrent starts on PostgreSQL take turns migrating under this lock.
 MIGRATION_LOCK_KEY = 0x6B696C6E  # "kiln"
 
@@ -73,7 +80,20 @@ def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: object) -> No
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A reader's deferred BEGIN takes no lock until it reads, and a read under WAL never
+    # takes the write lock; a writer's IMMEDIATE takes it up front (see the module doc).
+    if connection.get_execution_options().get(READ_ONLY_OPTION):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_only(engine: Engine) -> Engine:
+    """``engine`` for read-only transactions: the same pool, but on SQLite each transaction
+    begins DEFERRED, so it neither waits for nor blocks a writer (WAL). Never write through
+    it: a write would have to upgrade a read lock, which SQLite may refuse as busy at
+    once. On PostgreSQL reads take no locks anyway, and this changes nothing."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

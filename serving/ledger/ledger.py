@@ -4,17 +4,30 @@ Every change is one transaction that appends entries and moves the tenant's ``ba
 row with a *conditional* UPDATE (``... WHERE available >= :x``; zero rows means not enough
 credits). The database, not a Python lock, decides between concurrent requests, so the
 balance never goes negative with many threads, processes or machines spending at once.
+
+Leases. A reservation holds its credits until ``expires`` (``reservation_lease_s``, from
+``KILN_RESERVATION_LEASE_S``); its holder renews it while alive (``renew``: a request's
+task in ``serving.credits.charging``, the job runner for queued and running jobs), so only
+a holder that died or stalled for a whole lease lets it expire. ``sweep_expired`` releases
+expired reservations, each with a conditional UPDATE that a renewal committed first wins,
+and stamps ``swept_at``. A holder that settles afterwards gets a logged no-op: ``release``
+returns 0, and ``capture`` charges nothing and returns ``None`` (the holder stalled past
+the lease, its credits were already given back; charging now could only double-book or
+overdraw). The sweep runs for one tenant before each of its reservations (its credits
+are never refused for a hold nobody owns) and when its balance is read, and for everyone
+at server start and with the stale-job reaper (``serving.jobs.runner``).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, insert, select, update
 
-from serving.ledger.db import create_ledger_engine, migrate
+from serving.ledger.db import create_ledger_engine, migrate, read_only
 from serving.ledger.idempotency import IdempotencyKeys
 from serving.ledger.schema import balances, entries, reservations, tenants
 from serving.ledger.types import (
@@ -27,6 +40,11 @@ from serving.ledger.types import (
     UnknownReservation,
     UnknownTenant,
 )
+
+logger = logging.getLogger(__name__)
+
+# KILN_RESERVATION_LEASE_S's default, for ledgers opened without settings (tools, tests).
+DEFAULT_RESERVATION_LEASE_S = 600.0
 
 
 def now() -> datetime:
@@ -45,14 +63,25 @@ def _positive(amount: int) -> int:
 
 
 class Ledger:
-    """Credits of every tenant, in the database at ``url`` (migrated on open)."""
+    """Credits of every tenant, in the database at ``url`` (migrated on open); a
+    reservation's lease is ``reservation_lease_s``."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, run_migrations: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        run_migrations: bool = True,
+        reservation_lease_s: float = DEFAULT_RESERVATION_LEASE_S,
+    ) -> None:
         self.url = url
         self.engine: Engine = create_ledger_engine(url, pool_size=pool_size)
+        # Reads that must not queue behind writers (SQLite): balances, entries, sweeps' scans.
+        self.reader: Engine = read_only(self.engine)
         if run_migrations:
             migrate(self.engine)
         self.idempotency = IdempotencyKeys(self.engine)
+        self.reservation_lease = timedelta(seconds=reservation_lease_s)
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -98,12 +127,18 @@ class Ledger:
             return self._append(conn, tenant_id, "grant", amount, 0, None, reference)
 
     def reserve(self, tenant_id: str, amount: int, reference: str | None = None) -> Reservation:
-        """Hold ``amount`` credits before any work; raises ``InsufficientCredits``."""
+        """Hold ``amount`` credits before any work, for one lease (``renew`` keeps it);
+        raises ``InsufficientCredits``. The tenant's expired reservations are released
+        first, in the same transaction."""
         _positive(amount)
         reservation = Reservation(
             id=f"res_{secrets.token_hex(12)}", tenant_id=tenant_id, amount=amount
         )
+        at = now()
         with self.engine.begin() as conn:
+            # Reservation rows before the balance row, as capture and release lock them.
+            for row in conn.execute(self._expired(at, tenant_id)).all():
+                self._sweep_one(conn, row.id, at)
             self._debit(conn, tenant_id, amount, hold=True)
             conn.execute(
                 insert(reservations).values(
@@ -113,17 +148,19 @@ class Ledger:
                     captured=0,
                     state="open",
                     reference=reference,
-                    created=now(),
+                    created=at,
+                    expires=at + self.reservation_lease,
                 )
             )
             self._append(conn, tenant_id, "reserve", -amount, amount, reservation.id, reference)
         return reservation
 
-    def capture(self, reservation: Reservation | str, amount: int) -> Entry:
+    def capture(self, reservation: Reservation | str, amount: int) -> Entry | None:
         """Spend ``amount`` of an open reservation (call once per delivered image).
 
         Captures add up to at most the reserved amount; past it, or after ``release``,
-        this raises ``LedgerError`` and spends nothing.
+        this raises ``LedgerError`` and spends nothing. After the sweeper released the
+        reservation (its lease ran out) it is a logged no-op: ``None``, nothing charged.
         """
         _positive(amount)
         reservation_id = _reservation_id(reservation)
@@ -140,6 +177,16 @@ class Ledger:
             )
             row = self._reservation_row(conn, reservation_id)
             if moved.rowcount != 1:
+                if row.swept_at is not None:
+                    logger.error(
+                        "capture of %d on reservation %s (%s) after the sweeper released it "
+                        "at %s: its holder outlived the lease; not charged",
+                        amount,
+                        reservation_id,
+                        row.reference,
+                        row.swept_at,
+                    )
+                    return None
                 if row.state != "open":
                     raise LedgerError(f"reservation {reservation_id} is already released")
                 left = row.amount - row.captured
@@ -160,28 +207,45 @@ class Ledger:
     def release(self, reservation: Reservation | str) -> int:
         """Return the uncaptured rest of a reservation; the amount returned.
 
-        Idempotent: a second release (or one racing another) returns 0 and changes nothing.
+        Idempotent: a second release (or one racing another, or the sweeper's) returns 0
+        and changes nothing; one after the sweeper's is logged.
         """
         reservation_id = _reservation_id(reservation)
         with self.engine.begin() as conn:
-            closed = conn.execute(
+            rest = self._release_in(conn, reservation_id, reservations.c.id == reservation_id)
+        return rest or 0
+
+    def renew(self, reservation: Reservation | str, at: datetime | None = None) -> bool:
+        """Push an open reservation's lease to a full lease after ``at`` (now); ``False``
+        when it is no longer open (settled, or released by the sweeper)."""
+        at = at or now()
+        with self.engine.begin() as conn:
+            renewed = conn.execute(
                 update(reservations)
-                .where(reservations.c.id == reservation_id, reservations.c.state == "open")
-                .values(state="released")
+                .where(
+                    reservations.c.id == _reservation_id(reservation),
+                    reservations.c.state == "open",
+                )
+                .values(expires=at + self.reservation_lease)
             )
-            row = self._reservation_row(conn, reservation_id)
-            if closed.rowcount != 1:
-                return 0
-            rest = row.amount - row.captured
-            if rest == 0:
-                return 0
-            conn.execute(
-                update(balances)
-                .where(balances.c.tenant_id == row.tenant_id)
-                .values(available=balances.c.available + rest, held=balances.c.held - rest)
-            )
-            self._append(conn, row.tenant_id, "release", rest, -rest, reservation_id, row.reference)
-            return rest
+        return renewed.rowcount == 1
+
+    def sweep_expired(
+        self, at: datetime | None = None, tenant_id: str | None = None
+    ) -> dict[str, int]:
+        """Release every open reservation whose lease ended before ``at`` (now), of one
+        tenant or of all; ``{reservation id: credits returned}``. Found by a read that
+        takes no lock, so a sweep that finds nothing costs no write transaction."""
+        at = at or now()
+        with self.reader.begin() as conn:
+            expired = [row.id for row in conn.execute(self._expired(at, tenant_id)).all()]
+        swept: dict[str, int] = {}
+        for reservation_id in expired:
+            with self.engine.begin() as conn:
+                rest = self._sweep_one(conn, reservation_id, at)
+            if rest is not None:
+                swept[reservation_id] = rest
+        return swept
 
     def purchase(self, tenant_id: str, amount: int, reference: str | None = None) -> Entry:
         """Spend ``amount`` at once on a license; raises ``InsufficientCredits``."""
@@ -199,7 +263,7 @@ class Ledger:
 
     def balance(self, tenant_id: str) -> Balance:
         """The tenant's available and held credits; raises ``UnknownTenant``."""
-        with self.engine.begin() as conn:
+        with self.reader.begin() as conn:
             row = conn.execute(
                 select(balances.c.available, balances.c.held).where(
                     balances.c.tenant_id == tenant_id
@@ -215,11 +279,64 @@ class Ledger:
         if before is not None:
             query = query.where(entries.c.id < before)
         query = query.order_by(entries.c.id.desc()).limit(limit)
-        with self.engine.begin() as conn:
+        with self.reader.begin() as conn:
             rows = conn.execute(query).all()
         return [_entry(row) for row in rows]
 
     # Internals
+
+    def _expired(self, at: datetime, tenant_id: str | None) -> Any:
+        query = select(reservations.c.id).where(
+            reservations.c.state == "open", reservations.c.expires <= at
+        )
+        if tenant_id is not None:
+            query = query.where(reservations.c.tenant_id == tenant_id)
+        return query.order_by(reservations.c.expires)
+
+    def _sweep_one(self, conn: Connection, reservation_id: str, at: datetime) -> int | None:
+        # Still expired as committed: a renewal that got in first keeps its reservation.
+        still_expired = (reservations.c.id == reservation_id) & (reservations.c.expires <= at)
+        rest = self._release_in(conn, reservation_id, still_expired, swept_at=at)
+        if rest is not None:
+            logger.warning(
+                "reservation %s expired unsettled (its holder died or stalled past the "
+                "lease); released %d credit(s)",
+                reservation_id,
+                rest,
+            )
+        return rest
+
+    def _release_in(
+        self, conn: Connection, reservation_id: str, which: Any, swept_at: datetime | None = None
+    ) -> int | None:
+        """Close the open reservation ``which`` selects and return its rest to the balance;
+        the credits returned, or ``None`` when it was not open (nothing changed)."""
+        values: dict[str, Any] = {"state": "released"}
+        if swept_at is not None:
+            values["swept_at"] = swept_at
+        closed = conn.execute(
+            update(reservations).where(which, reservations.c.state == "open").values(values)
+        )
+        row = self._reservation_row(conn, reservation_id)
+        if closed.rowcount != 1:
+            if swept_at is None and row.swept_at is not None:
+                logger.warning(
+                    "release of reservation %s (%s): the sweeper released it at %s already; "
+                    "nothing to return",
+                    reservation_id,
+                    row.reference,
+                    row.swept_at,
+                )
+            return None
+        rest = row.amount - row.captured
+        if rest:
+            conn.execute(
+                update(balances)
+                .where(balances.c.tenant_id == row.tenant_id)
+                .values(available=balances.c.available + rest, held=balances.c.held - rest)
+            )
+            self._append(conn, row.tenant_id, "release", rest, -rest, reservation_id, row.reference)
+        return rest
 
     def _debit(self, conn: Connection, tenant_id: str, amount: int, *, hold: bool) -> None:
         # The conditional UPDATE is the whole guard: the database re-checks

@@ -90,11 +90,18 @@ class BalanceRow(Base):
 
 
 class ReservationRow(Base):
+    """Credits held for one request or job. ``expires`` is its lease (migration 0009): the
+    holder pushes it on while alive, and an open reservation past it belongs to a process
+    that died, so the sweeper releases it and stamps ``swept_at``. Both are NULL only on
+    rows released before leases existed."""
+
     __tablename__ = "reservations"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("captured >= 0 AND captured <= amount", name="captured_in_range"),
         CheckConstraint(_in("state", RESERVATION_STATES), name="state_known"),
+        # The sweeper's question: open and expired (few rows, however long the history).
+        Index("ix_reservations_state_expires", "state", "expires"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -104,6 +111,8 @@ class ReservationRow(Base):
     state: Mapped[str] = mapped_column(String(16), default="open")
     reference: Mapped[str | None] = mapped_column(String(200))
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class EntryRow(Base):
