@@ -17,6 +17,7 @@ from serving.assets.retention import RetentionSweeper
 from serving.assets.service import Assets
 from serving.assets.store import BlobStore
 from serving.batch.api_router import router as batches_router
+from serving.body_guard import BodyGuard, BodyLimits
 from serving.credits.api_router import router as credits_router
 from serving.edits.api_router import router as edits_router
 from serving.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavailable
@@ -90,6 +91,14 @@ def create_app(
     )
     for exc_type in HANDLED_EXCEPTIONS:
         app.add_exception_handler(exc_type, handle_exception)
+    # The caller first, then the body's bytes counted (inside the request context, so
+    # its 401s and 413s carry the request id and are counted in the metrics).
+    app.add_middleware(
+        BodyGuard,
+        limits=BodyLimits.of(settings),
+        authenticate=app.state.kiln.accounts.authenticate,
+        remember_principal=True,
+    )
     app.add_middleware(RequestContextMiddleware, metrics=metrics, echo_request_id=echo_request_id)
     app.include_router(models_router)
     app.include_router(generations_router)

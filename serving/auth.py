@@ -13,7 +13,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from serving.errors import ApiError
+from serving.api_error import ApiError
+from serving.credentials import PRINCIPAL_STATE, api_key_from, invalid_key
 from serving.state import StateDep
 
 
@@ -30,23 +31,18 @@ class Tenant:
         return self.role == "admin"
 
 
-def unauthorized(message: str, code: str) -> ApiError:
-    """A 401 in the error shape, with the challenge HTTP asks for."""
-    return ApiError(401, message, code=code, headers={"www-authenticate": "Bearer"})
-
-
 async def current_tenant(request: Request, state: StateDep) -> Tenant:
-    """The caller's tenant from its API key; 401 when the key is missing, unknown or revoked."""
-    header = request.headers.get("authorization")
-    if not header:
-        raise unauthorized("missing API key: send 'Authorization: Bearer <key>'", "missing_api_key")
-    scheme, _, key = header.partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
-        raise unauthorized("malformed Authorization header: use 'Bearer <key>'", "invalid_api_key")
-    principal = await asyncio.to_thread(state.accounts.authenticate, key)
+    """The caller's tenant from its API key; 401 when the key is missing, unknown or revoked.
+
+    The body guard has normally authenticated the request already (before reading its
+    body) and left the principal on ``request.state``; otherwise the key is looked up here.
+    """
+    principal = getattr(request.state, PRINCIPAL_STATE, None)
     if principal is None:
-        raise unauthorized("invalid or revoked API key", "invalid_api_key")
+        key = api_key_from(request.headers.get("authorization"))
+        principal = await asyncio.to_thread(state.accounts.authenticate, key)
+    if principal is None:
+        raise invalid_key()
     return Tenant(id=principal.tenant_id, key_id=principal.key_id, role=principal.role)
 
 

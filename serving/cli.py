@@ -52,6 +52,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from ray import serve
 
     from serving.app import build_application
+    from serving.body_guard import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
     settings = settings.with_overrides(host=args.host, port=args.port)
     _prepare_admin(settings)
@@ -64,7 +65,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
+    # Serve's HTTP proxy reads request bodies first: it installs the body guard from this
+    # variable, which the proxy processes of a local Ray inherit from this one.
+    os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
     if settings.ray_address:
+        logger.warning(
+            "joining the Ray cluster at %s: its nodes must have been started with %s=%s "
+            "for the HTTP proxy to check keys and body limits (README: Scaling out)",
+            settings.ray_address, PROXY_CALLBACK_ENV, PROXY_CALLBACK,
+        )  # fmt: skip
         ray.init(address=settings.ray_address, include_dashboard=False)
     else:
         ray.init(num_cpus=settings.effective_ray_num_cpus(), include_dashboard=False)

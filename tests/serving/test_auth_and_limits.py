@@ -18,6 +18,7 @@ from weights.catalog import load_catalog
 
 GEN = "/v1/generations"
 CHEAP = {"model": "tiny-sdxl", "prompt": "a kiln", "steps": 1}
+CONFIGURED_KEY = "kiln_configured-admin-key-for-tests-0001"
 
 
 def test_first_admin_key_is_generated_once_into_a_private_file(tmp_path: Path):
@@ -43,17 +44,13 @@ def test_configured_admin_key_is_ensured_at_every_start(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'kiln.db'}"
     with Ledger(url) as ledger:
         accounts = Accounts(ledger)
-        assert (
-            ensure_admin_key(accounts, tmp_path, "kiln_configured-admin-key-for-tests-0001") is None
-        )
-        principal = accounts.authenticate("kiln_configured-admin-key-for-tests-0001")
+        assert ensure_admin_key(accounts, tmp_path, CONFIGURED_KEY) is None
+        principal = accounts.authenticate(CONFIGURED_KEY)
         assert principal is not None and principal.is_admin
         accounts.revoke(principal.key_id)
-        assert accounts.authenticate("kiln_configured-admin-key-for-tests-0001") is None
-        ensure_admin_key(
-            accounts, tmp_path, "kiln_configured-admin-key-for-tests-0001"
-        )  # a restart revives it
-        assert accounts.authenticate("kiln_configured-admin-key-for-tests-0001") is not None
+        assert accounts.authenticate(CONFIGURED_KEY) is None
+        ensure_admin_key(accounts, tmp_path, CONFIGURED_KEY)  # a restart revives it
+        assert accounts.authenticate(CONFIGURED_KEY) is not None
     assert not (tmp_path / "admin.key").exists()
 
 
