@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 import ray
 import yaml
+from ray._common.utils import import_attr
 from secrets_for_tests import TEST_SECRET
 
 from serving.app import INGRESS_NAME, build_app, build_application
+from serving.body_guard import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from serving.settings import Settings, setting_names
 from weights.catalog import load_catalog
 
@@ -44,6 +46,8 @@ def builder_deployments(home: Path) -> dict[str, Any]:
 
 
 def test_serve_yaml_is_a_deploy_config_of_the_real_builder(serve_config):
+    # A Serve config cannot set the proxy's middlewares: the nodes' environment does.
+    assert f"{PROXY_CALLBACK_ENV}={PROXY_CALLBACK}" in SERVE_YAML.read_text()
     from ray.serve.schema import ServeDeploySchema
 
     ServeDeploySchema.model_validate(serve_config)
@@ -91,6 +95,9 @@ def test_rayservice_runs_the_same_app_on_a_cpu_head_and_gpu_workers(serve_config
     for pod, container in ((head, head_container), (gpu_group, worker)):
         env = {e["name"]: e for e in container["env"]}
         database = env["KILN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        # The Serve proxy of every pod runs the body guard (serving/body_guard.py).
+        callback = env[PROXY_CALLBACK_ENV]["value"]
+        assert callback == PROXY_CALLBACK and callable(import_attr(callback))
         assert database["name"] and database["key"]
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["template"]["spec"]["volumes"]}
