@@ -67,7 +67,12 @@ async def download_asset(
     """The original as a file: PNG (as stored), JPEG, WebP or SVG (traced), at its own
     size or at ``long_side``. Shrinking and converting are free; a ``long_side`` above the
     original's is an upscale (``upscale`` price), SVG costs ``vectorize``. Nothing is
-    stored: to keep an upscale as an asset, POST ``…/upscale``."""
+    stored: to keep an upscale as an asset, POST ``…/upscale``.
+
+    SVG is traced at most 2048 px on the long side (``long_side`` sets the drawing's
+    size, through its ``viewBox``), and a server process traces ``KILN_SVG_MAX_CONCURRENT``
+    at once: past that, 429 ``svg_concurrency_limit`` with ``retry-after``, nothing
+    charged."""
     vector = (
         VectorizeParams(colormode, color_precision, filter_speckle, mode)
         if format == "svg" else None

@@ -16,7 +16,9 @@ to ``SYNC_MAX_PIXELS`` of result answer synchronously; bigger upscales become an
 ``upscale`` job (202, progress per tile over SSE), because finishing an 8K image alone
 (invisible mark, PNG) takes many seconds on a CPU. Downloads are renditions, never
 stored: format conversion and shrinking are free, a ``long_side`` above the original's
-is an upscale (charged ``upscale``), SVG is charged ``vectorize``.
+is an upscale (charged ``upscale``), SVG is charged ``vectorize``. An SVG is traced from the
+asset file decoded straight to the working resolution (``png_strips``), so its memory
+does not follow the asset's pixels; the routes cap traces per process (``trace_slots``).
 
 Models are loaded once per process on first use and kept (``_loaded``).
 """
@@ -257,10 +259,10 @@ def render_download(
     _, data = assets.original(tenant_id, asset_id)
     if plan.long_side is None and plan.format == "png":
         return data  # the original file itself, metadata and marks included
+    if plan.format == "svg":
+        return render_svg(data, plan.long_side, vector)
     pixels = decode_asset(data)
     height, width = pixels.shape[:2]
-    if plan.format == "svg":
-        return _svg(pixels, plan.long_side, vector)
     if plan.long_side is not None and plan.long_side > max(width, height):
         upscaler = upscaler_of(catalog, device) if plan.method == "model" else None
         pixels = upscale(pixels, UpscaleParams(plan.long_side, plan.method), upscaler)
@@ -282,19 +284,15 @@ def encode(pixels: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _svg(pixels: np.ndarray, long_side: int | None, vector: Any) -> bytes:
-    """Traced at the original's pixels; ``long_side`` sets the drawing's size (a vector
-    scales without a resample: the paths keep their coordinates under a viewBox)."""
+def render_svg(data: bytes, long_side: int | None, vector: Any = None) -> bytes:
+    """The SVG of an asset file: traced at the working resolution (``pipelines.vectorize``,
+    at most 2048 px, decoded straight to it), drawn at ``long_side`` or the asset's own
+    size. Memory does not grow with the asset's pixels beyond its file bytes."""
     from pipelines.upscale import target_size
-    from pipelines.vectorize import VectorizeParams, vectorize
+    from pipelines.vectorize import VectorizeParams, vectorize, work_factor
+    from serving.exports.png_strips import decode_reduced, png_size
 
-    height, width = pixels.shape[:2]
-    svg = vectorize(pixels, vector or VectorizeParams())
-    if long_side is not None:
-        w, h = target_size(width, height, long_side)
-        svg = svg.replace(
-            f'width="{width}" height="{height}"',
-            f'width="{w}" height="{h}" viewBox="0 0 {width} {height}"',
-            1,
-        )
-    return svg.encode()
+    width, height = png_size(data)
+    pixels = decode_reduced(data, work_factor(width, height))
+    size = target_size(width, height, long_side) if long_side is not None else None
+    return vectorize(pixels, vector or VectorizeParams(), size or (width, height)).encode()

@@ -12,6 +12,7 @@ from serving.credits.charging import reserve
 from serving.exports import service
 from serving.exports.jobs import submit_upscale
 from serving.exports.protocol import ExportResponse, UpscaleRequest
+from serving.exports.trace_slots import TRACES
 from serving.jobs.service import Job
 from serving.state import AppState
 
@@ -79,10 +80,17 @@ class ServingExports:
         if vector is not None:
             vector.checked()
         total = sum(state.catalog.price_of(op) for op in plan.operations)
-        async with reserve(state.ledger, tenant.id, total, 1, f"download:{asset.id}") as charge:
-            data = await asyncio.to_thread(
-                service.render_download, state.assets, state.catalog, tenant.id, asset.id,
-                plan, vector, self.device,
-            )  # fmt: skip
-            charged = await charge.capture(1)
+        args = (state.assets, state.catalog, tenant.id, asset.id, plan, vector, self.device)
+        # 429 before credits are reserved: a full house charges nothing.
+        slot = TRACES.take(state.settings.svg_max_concurrent) if fmt == "svg" else None
+        try:
+            async with reserve(state.ledger, tenant.id, total, 1, f"download:{asset.id}") as charge:
+                if slot is None:
+                    data = await asyncio.to_thread(service.render_download, *args)
+                else:
+                    data = await asyncio.to_thread(slot.run, service.render_download, *args)
+                charged = await charge.capture(1)
+        finally:
+            if slot is not None:
+                slot.abandon()  # a no-op once the trace ran: its thread gave the slot back
         return data, service.MEDIA_TYPES[fmt], charged

@@ -1,14 +1,16 @@
-"""Vector export: flat shapes become filled SVG paths of their colours."""
+"""Vector export: flat shapes become filled SVG paths of their colours, traced at a bounded
+working resolution from bytes, drawn at the size the caller declares."""
 
 from __future__ import annotations
 
+import tracemalloc
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
 from pipelines.params import ParamError
-from pipelines.vectorize import VectorizeParams, vectorize
+from pipelines.vectorize import WORK_LONG_SIDE, VectorizeParams, vectorize, work_factor
 
 SVG = "{http://www.w3.org/2000/svg}"
 SHAPES = {(220, 30, 30), (30, 160, 40), (30, 60, 200)}
@@ -87,3 +89,55 @@ def test_bad_parameters_name_their_field(params: VectorizeParams, field: str):
     with pytest.raises(ParamError) as caught:
         params.checked()
     assert caught.value.param == field
+
+
+# Memory: a bounded working resolution, and bytes rather than a Python object per pixel
+
+
+def shapes(width: int, height: int) -> np.ndarray:
+    """``three_shapes`` drawn in proportion to the canvas: the same picture at any size."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    y, x = yy / height, xx / width
+    image = np.full((height, width, 3), 255, np.uint8)
+    image[(y > 0.06) & (y < 0.38) & (x > 0.05) & (x < 0.4)] = (220, 30, 30)
+    image[(y - 0.72) ** 2 + (x - 0.25) ** 2 < 0.04] = (30, 160, 40)
+    image[(y > 0.12) & (y < 0.88) & (x > 0.55) & (x < 0.95)] = (30, 60, 200)
+    return image
+
+
+def test_a_big_image_is_traced_at_the_working_resolution_and_keeps_its_size():
+    assert WORK_LONG_SIDE == 2048
+    svg = vectorize(shapes(2100, 1050))  # halved to 1050 x 525 to fit 2048 px
+    root = ET.fromstring(svg)
+    assert (root.get("width"), root.get("height"), root.get("viewBox")) == (
+        "2100", "1050", "0 0 1050 525",
+    )  # fmt: skip
+    for shape in SHAPES:
+        assert any(near(c, shape) for c in fills(svg)), shape
+
+
+def test_the_declared_drawing_size_is_the_callers():
+    root = ET.fromstring(vectorize(three_shapes(), size=(800, 640)))
+    assert (root.get("width"), root.get("height"), root.get("viewBox")) == (
+        "800", "640", "0 0 200 160",
+    )  # fmt: skip
+
+
+def test_vtracer_is_handed_bytes_not_a_python_object_per_pixel():
+    image = shapes(1024, 1024)
+    vectorize(image[:64, :64])  # first call: vtracer's module and Pillow's plugins
+    tracemalloc.start()
+    try:
+        vectorize(image)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # One PNG buffer of the 3 MiB of pixels (and its copy); a tuple per pixel was 100+ MiB.
+    assert peak < 16 * 2**20, peak / 2**20
+
+
+def test_work_factor_is_the_smallest_that_fits():
+    assert work_factor(2048, 100) == 1
+    assert work_factor(2049, 100) == 2
+    assert work_factor(4096, 4096) == 2
+    assert work_factor(4320, 7680) == 4  # 8K UHD is traced at 1920 px

@@ -7,6 +7,9 @@ in tests/serving/test_assets.py)."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,7 +21,9 @@ from secrets_for_tests import TEST_SECRET
 
 from serving.api import create_app
 from serving.assets import ImageRecord
-from serving.exports import service
+from serving.errors import ApiError
+from serving.exports import service, trace_slots
+from serving.exports.trace_slots import TRACES
 from serving.ledger import Ledger
 from serving.model_client import LocalModelClient
 from serving.settings import Settings
@@ -156,6 +161,127 @@ def test_downloads_in_every_format(alice: TestClient):
     assert {"#DC1E1E", "#1EA028", "#1E3CC8"} <= fills
     assert balance(alice) == 100 - UPSCALE - VECTORIZE
     assert asset_count(alice) == 1  # downloads are renditions, never stored
+
+
+# SVG: traced at a working resolution, a few at a time per process
+
+
+def test_a_big_svg_is_traced_small_and_drawn_at_long_side(alice: TestClient):
+    parent = make_asset(alice.app, alice, size=(2400, 1600))
+    svg = alice.get(f"/v1/assets/{parent}/download", params={"format": "svg", "long_side": 7680})
+    assert svg.status_code == 200, svg.text
+    root = ET.fromstring(svg.content)
+    # Drawn at 7680 x 5120; traced at 1200 x 800 (2400 px halved to fit 2048 px).
+    assert (root.get("width"), root.get("height")) == ("7680", "5120")
+    assert root.get("viewBox") == "0 0 1200 800"
+    own = ET.fromstring(
+        alice.get(f"/v1/assets/{parent}/download", params={"format": "svg"}).content
+    )
+    assert (own.get("width"), own.get("height"), own.get("viewBox")) == (
+        "2400",
+        "1600",
+        "0 0 1200 800",
+    )
+
+
+def test_svg_traces_past_the_process_limit_are_429_and_charge_nothing(alice: TestClient):
+    parent = make_asset(alice.app, alice)
+    url = f"/v1/assets/{parent}/download"
+    limit = alice.app.state.kiln.settings.svg_max_concurrent
+    held = [TRACES.take(limit) for _ in range(limit)]  # every slot busy with another trace
+    try:
+        refused = alice.get(url, params={"format": "svg"})
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["retry-after"] == str(trace_slots.RETRY_AFTER_S)
+        error = refused.json()["error"]
+        assert error["code"] == "svg_concurrency_limit" and error["type"] == "rate_limit_error"
+        assert alice.get(url, params={"format": "webp"}).status_code == 200  # rasters: no cap
+        assert balance(alice) == 100
+    finally:
+        for slot in held:
+            slot.abandon()
+    assert alice.get(url, params={"format": "svg"}).status_code == 200
+    assert TRACES.running == 0  # the trace gave its slot back
+    assert balance(alice) == 100 - VECTORIZE
+
+
+def test_a_refused_svg_download_gives_its_slot_back(app, make_client):
+    poor = make_client(app, credits=1, name="poor")
+    parent = make_asset(app, poor)
+    response = poor.get(f"/v1/assets/{parent}/download", params={"format": "svg"})
+    assert response.status_code == 402
+    assert TRACES.running == 0
+
+
+# The resident high-water mark a fresh process adds while it traces the PNG at argv[1]
+# (after a warm-up trace, so imports and first calls are not counted), in MiB.
+PEAK_OF_ONE_TRACE = """
+import ctypes, io, sys
+from pathlib import Path
+from PIL import Image
+from serving.exports.service import render_svg
+
+def status(field):
+    with open("/proc/self/status") as lines:
+        return next(int(line.split()[1]) for line in lines if line.startswith(field + ":"))
+
+buf = io.BytesIO()
+Image.new("RGB", (64, 64), (200, 40, 40)).save(buf, "PNG")
+render_svg(buf.getvalue(), None)
+data = Path(sys.argv[1]).read_bytes()
+ctypes.CDLL("libc.so.6").malloc_trim(0)
+Path("/proc/self/clear_refs").write_text("5")
+before = status("VmRSS")
+svg = render_svg(data, 7680)
+print((status("VmHWM") - before) / 1024, len(svg))
+"""
+
+
+def shapes(side: int) -> np.ndarray:
+    """Flat shapes drawn in proportion to ``side``: the same picture at every size."""
+    image = np.full((side, side, 3), 255, np.uint8)
+    q = side // 8
+    image[q : 3 * q, q : 4 * q] = (220, 30, 30)
+    image[4 * q : 7 * q, 2 * q : 5 * q] = (30, 160, 40)
+    image[2 * q : 6 * q, 5 * q : 7 * q] = (30, 60, 200)
+    return image
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+def test_svg_memory_does_not_grow_with_the_assets_pixels(tmp_path: Path):
+    peaks = {}
+    for side in (2048, 4096):
+        path = tmp_path / f"{side}.png"
+        Image.fromarray(shapes(side)).save(path, compress_level=1)
+        done = subprocess.run(
+            [sys.executable, "-c", PEAK_OF_ONE_TRACE, str(path)], capture_output=True,
+            text=True, check=True, cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+        peaks[side] = float(done.stdout.split()[0])
+    # Both are traced at 2048 px. Decoding the 4096 px one whole would add 48 MiB (RGB)
+    # before reducing it; a tuple per pixel, GiBs.
+    assert peaks[4096] - peaks[2048] < 24, peaks
+
+
+def test_a_slot_is_held_while_its_trace_runs_even_if_the_request_is_gone():
+    slots = trace_slots.TraceSlots()
+    started, finish = threading.Event(), threading.Event()
+    slot = slots.take(1)
+    worker = threading.Thread(target=slot.run, args=(lambda: started.set() or finish.wait(),))
+    worker.start()
+    started.wait(5)
+    slot.abandon()  # the client hung up: the thread still traces
+    with pytest.raises(ApiError) as full:
+        slots.take(1)
+    assert full.value.status == 429
+    finish.set()
+    worker.join(5)
+    assert slots.running == 0
+    never_ran = slots.take(1)
+    never_ran.abandon()  # cancelled before its thread started (or refused with 402)
+    with pytest.raises(RuntimeError):
+        never_ran.run(lambda: None)
+    assert slots.running == 0
 
 
 # Style images: only with a license
