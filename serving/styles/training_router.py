@@ -1,9 +1,10 @@
 """``POST /v1/styles/train``: train a private style from 5-50 images, as a job.
 
-The multipart body is parsed here rather than by FastAPI's ``File``/``Form`` parameters,
-because FastAPI reads the whole body before any of the route's code runs: the
-``Content-Length`` of the request is checked first (413 before a byte is read), then
-each image's size before it is decoded and its pixel count before it is decompressed
+The body guard (``serving.body_guard``) has authenticated the caller and holds the body
+to ``KILN_BODY_MAX_TRAINING`` (each file to ``KILN_TRAINING_IMAGE_MAX_BYTES``) as it
+streams. The form is parsed here rather than by FastAPI's ``File``/``Form`` parameters so
+that the request's fields are checked before any image is decoded, each image's size
+before it is decoded and its pixel count before it is decompressed
 (``serving.jobs.style_training``). Validation, then credits, then storage: a refused
 request charges nothing and stores nothing.
 """
@@ -19,7 +20,6 @@ from starlette.datastructures import UploadFile
 
 from pipelines.params import ParamError
 from serving.auth import TenantDep
-from serving.image_inputs import UploadTooLarge
 from serving.jobs.protocol import JobObject
 from serving.jobs.style_training import (
     StyleTrainingRequest,
@@ -32,9 +32,6 @@ from serving.state import AppState, StateDep
 from styles.training import MAX_IMAGES
 
 router = APIRouter(tags=["styles"])
-
-# Room for the text fields and multipart framing on top of the images themselves.
-_FORM_OVERHEAD = 1 << 20
 
 _BODY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -77,10 +74,6 @@ async def train_style(request: Request, state: StateDep, tenant: TenantDep) -> J
     alone. Price: the catalog's ``style_training``, charged only on success; a tenant's
     first private style is free."""
     settings = state.settings
-    limit = MAX_IMAGES * settings.training_image_max_bytes + _FORM_OVERHEAD
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise UploadTooLarge("images", f"the request is {length} bytes, over {limit}")
     form = await request.form(max_files=MAX_IMAGES + 1, max_fields=MAX_IMAGES + 16)
     try:
         uploads = form.getlist("images")

@@ -13,7 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from job_helpers import image_files, png, wait_done
 
+from serving.api import create_app
 from serving.jobs import Jobs
+from serving.model_client import LocalModelClient
 
 MODEL = "tiny-sd15"
 
@@ -200,14 +202,20 @@ def test_bad_uploads_are_refused_with_nothing_stored_or_charged(
     _nothing_stored_or_charged(app, client)
 
 
-def test_a_request_over_the_total_size_is_refused_before_it_is_read(app, make_client, settings):
+def test_a_request_over_the_total_size_is_refused_before_it_is_read(
+    make_client, settings, catalog
+):
+    # The body guard (serving/body_guard.py) holds the training route to
+    # KILN_BODY_MAX_TRAINING, whatever each image's size.
+    small = settings.with_overrides(body_max_training=5000)
+    app = create_app(small, catalog, LocalModelClient(catalog, device="cpu"))
     client = make_client(app)
-    app.state.kiln.settings = settings.with_overrides(training_image_max_bytes=1000)
     response = client.post(
         "/v1/styles/train", data={"name": "Orange", "model": MODEL}, files=image_files(6)
     )
     assert response.status_code == 413
-    assert response.json()["error"]["code"] == "upload_too_large"
+    error = response.json()["error"]
+    assert error["code"] == "request_too_large" and "KILN_BODY_MAX_TRAINING" in error["message"]
     _nothing_stored_or_charged(app, client)
 
 
