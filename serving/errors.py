@@ -23,7 +23,7 @@ from pipelines.params import ParamError
 from serving.accounts.service import UnknownKey
 from serving.api_error import REQUEST_ID_HEADER, ApiError
 from serving.assets.service import LicenseRequired, UnknownAsset
-from serving.image_inputs import UploadTooLarge
+from serving.image_inputs import UnsupportedImageFormat, UploadTooLarge
 from serving.jobs.service import UnknownJob
 from serving.ledger.types import IdempotencyConflict, InsufficientCredits, UnknownTenant
 from serving.licenses.service import LicenseNotRequired, UnknownLicense
@@ -77,6 +77,8 @@ def api_error_for(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, RequestValidationError):
         return validation_error(exc.errors())
+    if isinstance(exc, UnsupportedImageFormat):
+        return ApiError(400, str(exc), param=exc.param, code="unsupported_image_format")
     if isinstance(exc, ParamError):
         return ApiError(400, str(exc), param=exc.param, code="invalid_value")
     if isinstance(exc, UnknownModelError):
@@ -101,7 +103,9 @@ def api_error_for(exc: BaseException) -> ApiError:
     if isinstance(exc, UnknownLicense):
         return not_found(str(exc), code="license_not_found")
     if isinstance(exc, LicenseRequired):
-        return ApiError(403, str(exc), code="license_required")
+        # ``param``: the request's field where the asset was an input (asset_rights).
+        param = getattr(exc, "param", None)
+        return ApiError(403, str(exc), param=param, code="license_required")
     if isinstance(exc, LicenseNotRequired):
         return ApiError(400, str(exc), code="license_not_required")
     if isinstance(exc, UnknownCursor):

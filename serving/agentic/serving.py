@@ -12,7 +12,11 @@ Decisions where the issue is silent:
 - a style-kind asset as a reference must be licensed (403 otherwise): agentic images are
   free for commercial use, so they may not launder an unlicensed style image;
 - a generation takes references or a saved recipe, not both; from a recipe, structure
-  guidance comes from the recipe's thumbnail of the composition source;
+  guidance comes from the recipe's thumbnail of the composition source. Every
+  reference's thumbnail in a client's recipe must be an image (a missing or empty one is
+  a 400 naming it, as any bad image): it is decoded through the input decoder's limits
+  before credits are held, and re-encoded at the recipe's own thumbnail size, so the
+  agent never decodes a client's bytes;
 - image-to-prompt (where the server has it) describes up to ``PROMPT_REFERENCES`` of the
   references, heaviest composition source first; where the model's family has an
   IP-Adapter, the references' mean embedding steers at ``STYLE_ADAPTER_SCALE``. Both run
@@ -39,7 +43,8 @@ from agentic.agent import (
     check_budget,
     grading_cube,
 )
-from agentic.recipe import MAX_REFERENCES, Recipe, check_choices, extract_recipe
+from agentic.composition import thumbnail_png
+from agentic.recipe import MAX_REFERENCES, Choice, Recipe, check_choices, extract_recipe
 from pipelines.params import AdapterConditioning, AdapterImage, ParamError
 from serving.agentic.protocol import (
     AgenticExtractRequest,
@@ -50,11 +55,12 @@ from serving.agentic.protocol import (
     ReferenceImage,
     choices_of,
 )
-from serving.assets.service import ImageRecord, LicenseRequired
+from serving.asset_rights import Use
+from serving.assets.service import ImageRecord
 from serving.auth import Tenant
 from serving.credits.charging import reserve
 from serving.generations.protocol import check_prompt
-from serving.image_inputs import load_image_input
+from serving.image_inputs import decode_b64_image, load_image_input
 from serving.imaging import b64
 from serving.pins.conditioning import embed_input
 from serving.state import AppState
@@ -86,12 +92,30 @@ async def load_references(
             tenant,
             image=reference.image,
             asset_id=reference.asset_id,
+            use=Use.REFERENCE,
             param=f"references.{index}.image",
+            asset_param=f"references.{index}.asset_id",
         )
-        if loaded.source is not None and loaded.source.license_state == "required":
-            raise LicenseRequired(loaded.source.id)
         images.append(loaded.pixels)
     return images
+
+
+def checked_recipe(raw: Any, choices: dict[str, Choice], settings: Any) -> Recipe:
+    """A client's saved recipe: its shape (400 on ``recipe``), then each reference's
+    ``composition.thumbnail_png`` decoded within the input-image limits (400/413 naming
+    it) and re-encoded at the recipe's thumbnail size. Blocking (decodes images)."""
+    Recipe.from_json(raw, choices)  # the shape first: what follows may index freely
+    references = []
+    for index, reference in enumerate(raw["references"]):
+        composition = dict(reference["composition"])
+        param = f"recipe.references.{index}.composition.thumbnail_png"
+        text = composition.get("thumbnail_png")
+        if not isinstance(text, str):
+            raise ParamError(param, f"{param} must be a base64 PNG")
+        image = decode_b64_image(text, param, settings)
+        composition["thumbnail_png"] = thumbnail_png(np.asarray(image))
+        references.append({**reference, "composition": composition})
+    return Recipe.from_json({**raw, "references": references}, choices)
 
 
 def budget_of(request: AgenticGenerationRequest, settings: Any) -> Budget:
@@ -227,7 +251,7 @@ class ServingAgentic:
             images = await load_references(state, tenant, request.references)
             recipe = await asyncio.to_thread(extract_recipe, images, choices)
         else:
-            recipe = Recipe.from_json(request.recipe or {}, choices)
+            recipe = await asyncio.to_thread(checked_recipe, request.recipe, choices, settings)
         controlnet = state.catalog.first_component("controlnet", spec.family)
         agent_request = AgentRequest(
             prompt=request.prompt,

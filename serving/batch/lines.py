@@ -6,9 +6,10 @@ Each line is a JSON object in the native request shape of its route plus a ``kin
 (``POST /v1/agentic/generations``). A line is checked with the same pydantic class as the
 route, then with the checks the route makes before it reserves anything that need no
 tenant: the model exists and offers the size, steps and scheduler (``to_params``), the
-edit tool's fields, the agentic budget and components, every image decodes within the
-input limits, a mask has its image's size. What needs a tenant (styles, pins, assets) is
-checked when the line runs, and fails that line only.
+edit tool's fields, the agentic budget and components, every image (a saved recipe's
+thumbnails too) decodes within the input limits and is a PNG, JPEG or WebP, a mask has
+its image's size. What needs a tenant (styles, pins, assets and their rights) is checked
+when the line runs, by the route's own service, and fails that line only.
 
 Decisions where the issue is silent:
 
@@ -234,10 +235,13 @@ def _check_edit(request: Any, catalog: Catalog, settings: Settings, images: dict
 
 
 def _check_agentic(request: Any, catalog: Catalog, settings: Settings, _: dict) -> str:
-    """What ``ServingAgentic.create`` refuses before reserving, tenant and images aside."""
-    from serving.agentic.serving import check_request
+    """What ``ServingAgentic.create`` refuses before reserving, tenant aside: a saved
+    recipe's thumbnails are decoded as the route decodes them."""
+    from serving.agentic.serving import check_request, checked_recipe
 
-    spec, _budget, _choices = check_request(request, catalog, settings)
+    spec, _budget, choices = check_request(request, catalog, settings)
+    if request.recipe is not None:
+        checked_recipe(request.recipe, choices, settings)
     return spec.id
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipelines.edit_tools import PreparedEdit, composite, erase_prompts, prepare_edit
 from pipelines.params import GenerationParams, ParamError
+from serving.asset_rights import Use
 from serving.auth import Tenant
 from serving.edits.protocol import EditRequest, EditResponse
 from serving.generations.protocol import GeneratedImage
@@ -131,7 +132,7 @@ class ServingEdits:
         state = self.state
         request.check_tool()
         source = await load_image_input(
-            state, tenant, image=request.image, asset_id=request.asset_id
+            state, tenant, image=request.image, asset_id=request.asset_id, use=Use.DERIVE
         )
         mask = None
         if request.mask is not None:

@@ -19,6 +19,7 @@ from pipelines.params import (
     ParamError,
     resolve_size,
 )
+from serving.asset_rights import Use
 from serving.assets.delivery import Delivered, deliver_images
 from serving.auth import Tenant
 from serving.credits.charging import Charge, reserve, unit_price
@@ -140,7 +141,13 @@ async def guidance_inputs(
     reference = request.reference
     if reference is not None:
         out.reference = await load_image_input(
-            state, tenant, image=reference.image, asset_id=reference.asset_id, param="reference"
+            state,
+            tenant,
+            image=reference.image,
+            asset_id=reference.asset_id,
+            use=Use.REFERENCE,
+            param="reference",
+            asset_param="reference.asset_id",
         )
         pixels = out.reference.pixels
         if reference.mode == "img2img":

@@ -15,6 +15,7 @@ from pipelines.image_to_prompt.pipeline import (
     ImageToPromptParams,
 )
 from pipelines.image_to_prompt.vocabulary import check_extract, check_method
+from serving.asset_rights import Use
 from serving.auth import Tenant
 from serving.credits.charging import reserve
 from serving.image_inputs import load_image_input
@@ -49,7 +50,13 @@ async def extract(
     check_field(field, prefix)
     params = ImageToPromptParams(field.extract, field.method, top_k, prompt)
     image = await load_image_input(
-        state, tenant, image=field.image, asset_id=field.asset_id, param=f"{prefix}image"
+        state,
+        tenant,
+        image=field.image,
+        asset_id=field.asset_id,
+        use=Use.REFERENCE,
+        param=f"{prefix}image",
+        asset_param=f"{prefix}asset_id",
     )
     return await state.image_to_prompt.extract(image.pixels, params)
 
@@ -69,7 +76,7 @@ class ServingImageToPrompt:
         check_field(request)
         params = ImageToPromptParams(request.extract, request.method, request.top_k)
         image = await load_image_input(
-            state, tenant, image=request.image, asset_id=request.asset_id
+            state, tenant, image=request.image, asset_id=request.asset_id, use=Use.REFERENCE
         )
         async with (
             state.limiter.slot(tenant.id),

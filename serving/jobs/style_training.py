@@ -109,8 +109,9 @@ def check_request(
 
 def decode_training_image(data: bytes, index: int, settings: Settings) -> Image.Image:
     """One uploaded image as RGB under the training limits: bytes checked before decoding
-    and pixels before decompressing (``UploadTooLarge``), anything but an image refused
-    (``ParamError``)."""
+    and pixels before decompressing (``UploadTooLarge``), anything but a still PNG, JPEG
+    or WebP refused (``UnsupportedImageFormat``, ``ParamError``), upright and in RGB as
+    every input image (``serving.image_inputs``)."""
     limits = ImageLimits.training(settings)
     return decode_image(data, f"images[{index}]", settings, limits=limits)
 

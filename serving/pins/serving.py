@@ -16,6 +16,7 @@ import logging
 import numpy as np
 
 from pipelines.params import ParamError
+from serving.asset_rights import Use
 from serving.auth import Tenant
 from serving.errors import ApiError
 from serving.image_inputs import load_image_input
@@ -42,14 +43,28 @@ class ServingPins:
             raise ParamError(
                 "images", f"a pin takes 1-{MAX_PIN_IMAGES} images (images + asset_ids), got {count}"
             )
+        # A pin steers new images: its assets are references (asset_rights), so an
+        # unlicensed style image is refused before anything is embedded or stored.
         inputs = [
             await load_image_input(
-                self.state, tenant, image=text, asset_id=None, param=f"images.{i}"
+                self.state,
+                tenant,
+                image=text,
+                asset_id=None,
+                use=Use.REFERENCE,
+                param=f"images.{i}",
             )
             for i, text in enumerate(request.images)
         ] + [
-            await load_image_input(self.state, tenant, image=None, asset_id=asset_id)
-            for asset_id in request.asset_ids
+            await load_image_input(
+                self.state,
+                tenant,
+                image=None,
+                asset_id=asset_id,
+                use=Use.REFERENCE,
+                asset_param=f"asset_ids.{i}",
+            )
+            for i, asset_id in enumerate(request.asset_ids)
         ]
         pixels = [await asyncio.to_thread(embed_input, i.pixels) for i in inputs]
         embeddings = await self._embed(pixels)

@@ -144,3 +144,33 @@ def test_without_a_folder_paths_are_refused_and_base64_is_taken(tmp_path, catalo
 )
 def test_a_path_is_told_from_base64_by_its_dot(value, path):
     assert is_path(value) is path
+
+
+def test_recipe_thumbnails_and_image_formats_are_checked_before_anything_runs(tmp_path, catalog):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from agentic.recipe import extract_recipe
+
+    write_images(tmp_path)
+    recipe = extract_recipe([np.full((32, 32, 3), 90, np.uint8)]).to_json()
+    empty = json.loads(json.dumps(recipe))
+    empty["references"][0]["composition"]["thumbnail_png"] = ""
+    gif = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(gif, format="GIF")
+    lines, invalid = parse(
+        [
+            agentic_line(references=None, recipe=recipe),
+            agentic_line(references=None, recipe=empty),
+            edit_line(image=base64.b64encode(gif.getvalue()).decode()),
+        ],
+        tmp_path,
+        catalog,
+    )
+    assert [line.number for line in lines] == [1]
+    assert [x.message for x in invalid] == [
+        "line 2: recipe.references.0.composition.thumbnail_png is empty",
+        "line 3: image is a GIF image: Kiln takes still PNG, JPEG and WebP images",
+    ]

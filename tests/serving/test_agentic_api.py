@@ -204,3 +204,58 @@ def test_asset_references_are_the_callers_own_and_style_images_need_a_license(
     assert balance(alice) == 100
     r = alice.post(EXTRACT, json={"references": [{"asset_id": mine}]})
     assert r.status_code == 200 and r.json()["recipe"]["references"][0]["width"] == 64
+
+
+def _png_b64_of(image: Image.Image, fmt: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+THUMBNAIL = "recipe.references.0.composition.thumbnail_png"
+HUGE = "12000x12000"
+
+
+@pytest.mark.parametrize(
+    ("thumbnail", "status", "code"),
+    [
+        ("", 400, "invalid_value"),
+        (None, 400, "invalid_value"),  # the key left out
+        (7, 400, "invalid_value"),
+        ("not base64!", 400, "invalid_value"),
+        ("GIF", 400, "unsupported_image_format"),
+        (HUGE, 413, "upload_too_large"),  # the header says so: nothing is decompressed
+    ],
+)
+def test_a_recipes_thumbnails_go_through_the_input_decoder(
+    alice, references, thumbnail, status, code
+):
+    recipe = alice.post(EXTRACT, json={"references": references}).json()["recipe"]
+    composition = recipe["references"][0]["composition"]
+    if thumbnail is None:
+        del composition["thumbnail_png"]
+    elif thumbnail == "GIF":
+        composition["thumbnail_png"] = _png_b64_of(Image.new("RGB", (8, 8)), "GIF")
+    elif thumbnail == HUGE:
+        composition["thumbnail_png"] = _png_b64_of(Image.new("1", (12000, 12000)))
+    else:
+        composition["thumbnail_png"] = thumbnail
+    r = alice.post(GENERATE, json={**FAST, "prompt": "x", "recipe": recipe, "candidates": 1})
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code and r.json()["error"]["param"] == THUMBNAIL
+    assert balance(alice) == 100 and alice.get("/v1/assets").json()["data"] == []
+
+
+def test_a_recipes_thumbnail_is_re_encoded_small_before_the_agent_sees_it(tmp_path):
+    from agentic.composition import THUMB_SIDE
+    from agentic.recipe import extract_recipe
+    from serving.agentic.serving import checked_recipe
+
+    settings = Settings(home=tmp_path, secret=TEST_SECRET)
+    raw = extract_recipe([downsample(data.coffee(), 64)]).to_json()
+    big = np.zeros((300, 400, 3), np.uint8)
+    raw["references"][0]["composition"]["thumbnail_png"] = png_b64(big)
+    recipe = checked_recipe(raw, {}, settings)
+    thumbnail = recipe.references[0].composition.thumbnail
+    with Image.open(io.BytesIO(base64.b64decode(thumbnail))) as image:
+        assert image.format == "PNG" and max(image.size) == THUMB_SIDE
