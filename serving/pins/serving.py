@@ -45,26 +45,19 @@ class ServingPins:
             )
         # A pin steers new images: its assets are references (asset_rights), so an
         # unlicensed style image is refused before anything is embedded or stored.
+        given = [(text, None, f"images.{i}") for i, text in enumerate(request.images)]
+        given += [(None, asset, f"asset_ids.{i}") for i, asset in enumerate(request.asset_ids)]
         inputs = [
             await load_image_input(
                 self.state,
                 tenant,
-                image=text,
-                asset_id=None,
-                use=Use.REFERENCE,
-                param=f"images.{i}",
-            )
-            for i, text in enumerate(request.images)
-        ] + [
-            await load_image_input(
-                self.state,
-                tenant,
-                image=None,
+                image=image,
                 asset_id=asset_id,
                 use=Use.REFERENCE,
-                asset_param=f"asset_ids.{i}",
+                param=param,
+                asset_param=param,
             )
-            for i, asset_id in enumerate(request.asset_ids)
+            for image, asset_id, param in given
         ]
         pixels = [await asyncio.to_thread(embed_input, i.pixels) for i in inputs]
         embeddings = await self._embed(pixels)
