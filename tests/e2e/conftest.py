@@ -29,6 +29,9 @@ SHUTDOWN_TIMEOUT_S = 60
 # tests' concurrency (8).
 MAX_QUEUED = 16
 SESSION_CREDITS = 1_000_000
+# The JSON body limit of the session server (test_body_limits_live.py streams past it):
+# below the 64 MiB default so the proxy's memory bound is measured with a clear margin.
+BODY_MAX_JSON = 32 * 1024 * 1024
 
 
 @dataclass
@@ -108,9 +111,12 @@ def server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[LiveServer]:
     """The session's live server (``catalog`` builds the tiny models first, once)."""
     log = tmp_path_factory.mktemp("server") / "kiln-serve.log"
     # A short model queue, so a burst in test_server.py reaches the 503 path.
-    live = start_server(
-        kiln_home, log, {"KILN_MAX_QUEUED": str(MAX_QUEUED), "KILN_ADMIN_KEY": ADMIN_KEY}
-    )
+    env = {
+        "KILN_MAX_QUEUED": str(MAX_QUEUED),
+        "KILN_ADMIN_KEY": ADMIN_KEY,
+        "KILN_BODY_MAX_JSON": str(BODY_MAX_JSON),
+    }
+    live = start_server(kiln_home, log, env)
     yield live
     code = stop_server(live)
     assert code == 0, f"kiln serve exited with {code} after SIGINT:\n{live.log_tail()}"
