@@ -6,12 +6,13 @@ the routes are ``GET /v1/jobs/{id}``, ``GET /v1/jobs/{id}/events`` (SSE) and
 """
 
 from serving.jobs.runner import JobKind, JobRunner, UnknownJobKind, execute_job, register_kind
-from serving.jobs.service import Job, JobCancelled, JobEvent, Jobs, UnknownJob
+from serving.jobs.service import Job, JobCancelled, JobEvent, JobFailed, Jobs, UnknownJob
 
 __all__ = [
     "Job",
     "JobCancelled",
     "JobEvent",
+    "JobFailed",
     "JobKind",
     "JobRunner",
     "Jobs",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Header
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from serving.auth import TenantDep
+from serving.credentials import api_key_from
 from serving.jobs.protocol import JobObject
 from serving.jobs.serving import ServingJobs
 from serving.state import StateDep
@@ -27,6 +31,7 @@ async def get_job(job_id: str, state: StateDep, tenant: TenantDep) -> JobObject:
 )
 async def job_events(
     job_id: str,
+    request: Request,
     state: StateDep,
     tenant: TenantDep,
     last_event_id: int | None = Header(None, description="resume after this event"),
@@ -34,14 +39,37 @@ async def job_events(
     """The job's events as Server-Sent Events, from the first (or after
     ``Last-Event-ID``) until the job ends: ``event: state`` (queued, running, succeeded
     with its result, failed with its error, cancelled) and ``event: progress`` (step,
-    total, loss), each with ``id:`` its number."""
+    total, loss), each with ``id:`` its number. A tenant holds at most
+    ``KILN_EVENT_STREAMS_PER_TENANT`` streams per server process (429
+    ``too_many_streams``); a stream whose API key is revoked ends within seconds with an
+    ``event: error`` carrying the 401 error body."""
     serving = ServingJobs(state)
     await serving.check(tenant, job_id)
-    return StreamingResponse(
-        serving.events(tenant, job_id, after=last_event_id or 0),
+    key = api_key_from(request.headers.get("authorization"))
+    release = serving.open_stream(tenant)
+    return EventStream(
+        serving.events(tenant, job_id, key, after=last_event_id or 0),
+        on_close=release,
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
+
+
+class EventStream(StreamingResponse):
+    """A streaming response that calls ``on_close`` when it ends however it ends (the
+    stream finished, the client went away, an error): a stream slot is never leaked."""
+
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None], **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self.content = content
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+            await self.content.aclose()  # a client that left mid-wait leaves it suspended
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobObject)

@@ -25,7 +25,14 @@ class JobObject(BaseModel):
     result: dict[str, Any] | None = Field(
         description="what a succeeded job made (a style_training job: style_id, style)"
     )
-    error: str | None = Field(description="why a failed job failed")
+    error: str | None = Field(
+        description="why a failed job failed, in words for the client (an internal error "
+        "is named by the job's id only: the server log has its detail)"
+    )
+    error_code: str | None = Field(
+        description="a failed job's error code: internal_error, worker_lost, or the code "
+        "the API gives the client error that ended it (insufficient_credits, …)"
+    )
     cancel_requested: bool
     credits: int = Field(description="credits the job costs if it succeeds (0 when free)")
     created: datetime
@@ -42,6 +49,7 @@ class JobObject(BaseModel):
             params=job.params,
             result=job.result,
             error=job.error,
+            error_code=job.error_code,
             cancel_requested=job.cancel_requested,
             credits=job.price,
             created=job.created,

@@ -16,7 +16,16 @@ record its result, its failure or its cancellation, and always *settle*: release
 left of the job's credit reservation (its function captured what it earned) and delete
 the job's workspace (``KILN_HOME/jobs/<id>``). Settling comes before the final state is
 written, so whoever sees a finished job also sees its credits settled and its partial
-work gone.
+work gone. A failure is told to the client as a ``JobFailed`` says it, or else as a
+generic message and ``internal_error`` (exception texts carry paths, SQL and CUDA
+messages); its detail goes to the log under the job's id.
+
+Credits held by a job stay held while it is alive: its reservation's lease is renewed by
+the runner that submitted it from submission until its worker returns (so a job queued
+behind others, or waiting hours for a GPU, is never swept), and by ``execute_job`` while
+it runs (``kiln styles train`` has no runner). A process that dies with its jobs stops
+renewing; the sweeper then gives their credits back after one lease, at this runner's
+start or with the stale-job reaper, whichever comes first (``reap_stale``).
 
 Backends: under Ray (``ray.is_initialized()``, as in every Serve replica) a job is a
 Ray task with the kind's resources from settings (training: ``KILN_TRAINING_GPUS``, else
@@ -39,8 +48,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from serving.jobs.service import ACTIVE_STATES, Job, JobCancelled, Jobs, UnknownJob
+from serving.jobs.service import ACTIVE_STATES, Job, JobCancelled, JobFailed, Jobs, UnknownJob
 from serving.ledger import Ledger
+from serving.ledger.leases import LeaseKeeper
 from serving.settings import Settings
 from weights.catalog import Catalog, load_catalog
 
@@ -139,10 +149,14 @@ class JobContext:
         if self.jobs.cancel_requested(self.job.id):
             raise JobCancelled(self.job.id)
 
-    def capture(self, amount: int) -> None:
-        """Spend ``amount`` of the job's reservation (what it earned; the rest returns)."""
-        if amount and self.job.reservation_id is not None:
-            self.ledger.capture(self.job.reservation_id, amount)
+    def capture(self, amount: int) -> int:
+        """Spend ``amount`` of the job's reservation (what it earned; the rest returns);
+        the credits charged: 0 when there is nothing to charge, or when the sweeper
+        released the reservation after the job stalled past its lease (logged)."""
+        if not amount or self.job.reservation_id is None:
+            return 0
+        entry = self.ledger.capture(self.job.reservation_id, amount)
+        return 0 if entry is None else amount
 
 
 def settle(job: Job, ledger: Ledger, settings: Settings) -> None:
@@ -169,8 +183,13 @@ def execute_job(
     ``KeyboardInterrupt`` (the CLI's Ctrl-C) cancels the job and propagates.
     """
     own_ledger = ledger is None
-    ledger = ledger or Ledger(settings.database_url, run_migrations=False)
+    ledger = ledger or Ledger(
+        settings.database_url,
+        run_migrations=False,
+        reservation_lease_s=settings.reservation_lease_s,
+    )
     jobs = Jobs(ledger.engine)
+    leases = LeaseKeeper(ledger, name=f"kiln-leases-{job_id}")
     try:
         job = jobs.load(job_id)
         if not jobs.start(job_id):
@@ -178,6 +197,7 @@ def execute_job(
             logger.info("job %s not started: it is %s", job_id, jobs.load(job_id).state)
             return jobs.load(job_id)
         job = jobs.load(job_id)
+        leases.keep(job.reservation_id)
         outcome: dict[str, Any] = {}
         try:
             function = job_kind(job.kind).function()
@@ -200,10 +220,15 @@ def execute_job(
             raise
         except Exception as exc:
             logger.exception("job %s (%s) failed", job_id, job.kind)
-            outcome = {"state": "failed", "error": _message(exc)}
+            error, code = public_error(exc, job_id)
+            outcome = {"state": "failed", "error": error, "error_code": code}
         finally:
+            leases.close()  # before settling: a renewal must not race the release
             settle(job, ledger, settings)
             state = outcome.pop("state", "failed")
+            if state == "failed":
+                outcome.setdefault("error", INTERNAL_ERROR.format(job_id=job_id))
+                outcome.setdefault("error_code", "internal_error")
             jobs.finish(job_id, state, **outcome)
             logger.info("job %s (%s) %s", job_id, job.kind, state)
         return jobs.load(job_id)
@@ -212,10 +237,24 @@ def execute_job(
             ledger.close()
 
 
-def _message(exc: BaseException) -> str:
-    # Domain errors explain themselves; anything else is named by its type.
-    text = str(exc).strip()
-    return text if text else type(exc).__name__
+# What a client is told of a failure whose detail is not for it (see the log, by job id).
+INTERNAL_ERROR = (
+    "the job failed on an internal error (job {job_id}); the server log has the details"
+)
+
+
+def public_error(exc: BaseException, job_id: str) -> tuple[str, str]:
+    """What the client is told of a job's failure: a ``JobFailed``'s message and code,
+    a client error's (4xx: credits, a bad parameter, a license) as the API would answer
+    it, else a generic message and ``internal_error``, or the 5xx's own code."""
+    if isinstance(exc, JobFailed):
+        return str(exc), exc.code
+    from serving.errors import api_error_for
+
+    answer = api_error_for(exc)
+    if answer.status < 500:
+        return answer.message, answer.code or "invalid_request"
+    return INTERNAL_ERROR.format(job_id=job_id), answer.code or "internal_error"
 
 
 def _ray_ready() -> bool:
@@ -243,7 +282,10 @@ REAP_EVERY_S = 3600.0
 
 
 class JobRunner:
-    """Starts submitted jobs: as Ray tasks where Ray runs, else on a worker thread."""
+    """Starts submitted jobs: as Ray tasks where Ray runs, else on a worker thread. Keeps
+    the credits of the jobs it started held until their workers return; made at server
+    start, it releases the holds whose lease ran out while no process was alive to renew
+    them."""
 
     def __init__(self, settings: Settings, ledger: Ledger, catalog: Catalog) -> None:
         self.settings = settings
@@ -252,6 +294,8 @@ class JobRunner:
         self.jobs = Jobs(ledger.engine)
         self._executor: ThreadPoolExecutor | None = None
         self._pending: set[Any] = set()
+        self._leases = LeaseKeeper(ledger, name="kiln-job-leases")
+        self.sweep_reservations()
         self._last_reap = float("-inf")  # the first submit looks for abandoned jobs
 
     def submit(self, job: Job) -> None:
@@ -260,12 +304,28 @@ class JobRunner:
         if time.monotonic() - self._last_reap > REAP_EVERY_S:
             self._last_reap = time.monotonic()
             self.reap_stale()
-        if _ray_ready():
-            self._submit_ray(job, kind)
-        else:
-            self._submit_thread(job)
+            self.sweep_reservations()
+        # Renewed from now until the worker returns: queued, the job holds its credits.
+        self._leases.keep(job.reservation_id)
+        try:
+            future = self._submit_ray(job, kind) if _ray_ready() else self._submit_thread(job)
+        except BaseException:
+            self._leases.drop(job.reservation_id)
+            raise
+        future.add_done_callback(lambda _: self._leases.drop(job.reservation_id))
 
-    def _submit_thread(self, job: Job) -> None:
+    def sweep_reservations(self) -> dict[str, int]:
+        """Release every reservation whose lease ran out (its holder died); logged."""
+        swept = self.ledger.sweep_expired()
+        if swept:
+            logger.warning(
+                "released %d expired reservation(s), %d credit(s) in all",
+                len(swept),
+                sum(swept.values()),
+            )
+        return swept
+
+    def _submit_thread(self, job: Job) -> Future:
         if self._executor is None:
             # One at a time: jobs are heavy and torch uses every core already.
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="kiln-job")
@@ -274,8 +334,9 @@ class JobRunner:
         )
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
+        return future
 
-    def _submit_ray(self, job: Job, kind: JobKind) -> None:
+    def _submit_ray(self, job: Job, kind: JobKind) -> Future:
         import ray
 
         if callable(kind.target):
@@ -289,6 +350,7 @@ class JobRunner:
         self._pending.add(future)
         future.add_done_callback(lambda done: self._ray_task_done(job.id, done))
         logger.info("job %s (%s) submitted as a Ray task %s", job.id, job.kind, resources)
+        return future
 
     def _ray_task_done(self, job_id: str, future: Future) -> None:
         self._pending.discard(future)
@@ -301,8 +363,13 @@ class JobRunner:
         job = self.jobs.load(job_id)
         if not job.done:
             settle(job, self.ledger, self.settings)
-            message = f"the job's worker died: {type(error).__name__}"
-            self.jobs.finish(job_id, "failed", error=message, from_states=ACTIVE_STATES)
+            self.jobs.finish(
+                job_id,
+                "failed",
+                error="the job's worker died; it was given up",
+                error_code="worker_lost",
+                from_states=ACTIVE_STATES,
+            )
 
     def reap_stale(self, now: datetime | None = None) -> list[str]:
         """Fail and settle jobs whose worker is gone (a process that died with a thread
@@ -316,7 +383,9 @@ class JobRunner:
         for job in self.jobs.stale(now - STALE_RUNNING, now - STALE_QUEUED):
             silent = "stopped reporting" if job.state == "running" else "never started"
             message = f"the job's worker {silent}; it was given up"
-            if self.jobs.finish(job.id, "failed", error=message, from_states=ACTIVE_STATES):
+            if self.jobs.finish(
+                job.id, "failed", error=message, error_code="worker_lost", from_states=ACTIVE_STATES
+            ):
                 settle(job, self.ledger, self.settings)
                 logger.warning("job %s: %s", job.id, message)
                 reaped.append(job.id)
@@ -335,7 +404,8 @@ class JobRunner:
         return job
 
     def close(self) -> None:
-        """Stop taking jobs; running thread jobs finish."""
+        """Stop taking jobs; running thread jobs finish (and renew their own leases)."""
+        self._leases.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
 

@@ -21,6 +21,11 @@ them shares memory with another, so every fact about a job is a row. Rules:
   job orders writers, so events of one job commit in number order and a reader that asks
   for "after n" never skips one.
 - Another tenant's job is unknown (``UnknownJob``, HTTP 404), never forbidden.
+- Reads (status, events, cancel checks) run on ``read_only(engine)``: on SQLite they take
+  no lock, so polls and progress streams never queue behind the writers. Every write
+  signals the job in this process after it commits (``serving.jobs.watch.SIGNALS``).
+- A failed job keeps a public ``error`` and ``error_code``: a ``JobFailed``'s own words,
+  or a generic message for anything else (whose detail only the log has).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
+from serving.jobs.watch import SIGNALS
+from serving.ledger.db import read_only
 from serving.ledger.ledger import as_utc
 from serving.ledger.schema import JOB_STATES, job_events, jobs
 
@@ -54,6 +61,16 @@ class JobCancelled(Exception):
     """Raised inside a job's work when cancellation was requested: stop, keep nothing."""
 
 
+class JobFailed(Exception):
+    """A job's own failure, told to its client as it is: the message and ``code`` must be
+    fit for the client (no paths, SQL or library messages). Any other exception a job
+    raises is answered with a generic message (``serving.jobs.runner``)."""
+
+    def __init__(self, message: str, code: str = "job_failed") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass(frozen=True)
 class Job:
     """A job as every layer sees it."""
@@ -66,6 +83,7 @@ class Job:
     progress: dict[str, Any]
     result: dict[str, Any] | None
     error: str | None
+    error_code: str | None
     cancel_requested: bool
     price: int
     reservation_id: str | None
@@ -106,6 +124,7 @@ class Jobs:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.reader = read_only(engine)
 
     # The ingress: create, read, cancel
 
@@ -140,6 +159,7 @@ class Jobs:
                 )
             )
             _append_event(conn, job_id, "state", {"state": "queued"})
+        SIGNALS.changed(job_id)
         return self.load(job_id)
 
     def get(self, tenant_id: str, job_id: str) -> Job:
@@ -158,6 +178,7 @@ class Jobs:
 
     def count(self, tenant_id: str, kind: str, states: tuple[str, ...]) -> int:
         """How many of the tenant's jobs of ``kind`` are in one of ``states``."""
+        # On the writer: a price decided from this count queues behind submissions.
         with self.engine.begin() as conn:
             return conn.execute(
                 select(func.count())
@@ -193,20 +214,30 @@ class Jobs:
                 ).rowcount
                 if asked:
                     _append_event(conn, job_id, "state", {"state": "running", "cancelling": True})
+        SIGNALS.changed(job_id)
         return self.load(job_id), bool(ended)
 
     def events(self, job_id: str, after: int = 0, limit: int = 500) -> list[JobEvent]:
         """The job's events numbered above ``after``, oldest first."""
-        with self.engine.begin() as conn:
-            rows = conn.execute(
-                select(job_events)
-                .where(job_events.c.job_id == job_id, job_events.c.seq > after)
-                .order_by(job_events.c.seq)
-                .limit(limit)
-            ).all()
-        return [
-            JobEvent(row.seq, row.type, json.loads(row.data), as_utc(row.created)) for row in rows
-        ]
+        with self.reader.begin() as conn:
+            return _events(conn, job_id, after, limit)
+
+    def watch(
+        self, tenant_id: str, job_id: str, after: int = 0, limit: int = 500
+    ) -> tuple[Job, list[JobEvent]]:
+        """The tenant's job and its events above ``after``, in one read (a stream's poll).
+
+        The job is read *before* its events: a job seen finished has written all of its
+        events (its last state event commits with the state). Events are asked for only
+        when the job's counter says there are new ones, so a quiet job costs one lookup.
+        """
+        with self.reader.begin() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
+            if row is None or row.tenant_id != tenant_id:
+                raise UnknownJob(job_id)
+            job = _job(row._mapping)
+            events = _events(conn, job_id, after, limit) if job.event_seq > after else []
+        return job, events
 
     # The worker: start, report, finish
 
@@ -221,6 +252,8 @@ class Jobs:
             ).rowcount
             if moved:
                 _append_event(conn, job_id, "state", {"state": "running"})
+        if moved:
+            SIGNALS.changed(job_id)
         return bool(moved)
 
     def report(self, job_id: str, progress: dict[str, Any]) -> bool:
@@ -232,15 +265,15 @@ class Jobs:
                 .values(progress=json.dumps(progress), updated=_now())
             )
             _append_event(conn, job_id, "progress", progress)
-            return bool(
-                conn.execute(
-                    select(jobs.c.cancel_requested).where(jobs.c.id == job_id)
-                ).scalar_one()
-            )
+            cancel = conn.execute(
+                select(jobs.c.cancel_requested).where(jobs.c.id == job_id)
+            ).scalar_one()
+        SIGNALS.changed(job_id)
+        return bool(cancel)
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether someone asked the job to stop."""
-        with self.engine.begin() as conn:
+        with self.reader.begin() as conn:
             return bool(
                 conn.execute(
                     select(jobs.c.cancel_requested).where(jobs.c.id == job_id)
@@ -254,10 +287,12 @@ class Jobs:
         *,
         result: dict[str, Any] | None = None,
         error: str | None = None,
+        error_code: str | None = None,
         from_states: tuple[str, ...] = ("running",),
     ) -> bool:
         """running -> ``state`` (succeeded, failed or cancelled); False if not running.
 
+        ``error`` and ``error_code`` are what the client is told (public words only).
         ``from_states=ACTIVE_STATES`` also ends a queued job: for a job whose worker died
         before it could start it."""
         if state not in TERMINAL_STATES:
@@ -274,6 +309,7 @@ class Jobs:
                     state=state,
                     result=None if result is None else json.dumps(result),
                     error=error,
+                    error_code=error_code,
                     updated=now,
                     finished=now,
                 )
@@ -284,13 +320,17 @@ class Jobs:
                     data["result"] = result
                 if error is not None:
                     data["error"] = error
+                if error_code is not None:
+                    data["error_code"] = error_code
                 _append_event(conn, job_id, "state", data)
+        if moved:
+            SIGNALS.changed(job_id)
         return bool(moved)
 
     def stale(self, running_before: datetime, queued_before: datetime) -> list[Job]:
         """Jobs nobody is working on any more: running ones whose worker stopped reporting
         before ``running_before``, queued ones never started by ``queued_before``."""
-        with self.engine.begin() as conn:
+        with self.reader.begin() as conn:
             rows = conn.execute(
                 select(jobs).where(
                     or_(
@@ -302,9 +342,19 @@ class Jobs:
         return [_job(row._mapping) for row in rows]
 
     def _find(self, job_id: str) -> Job | None:
-        with self.engine.begin() as conn:
+        with self.reader.begin() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
         return None if row is None else _job(row._mapping)
+
+
+def _events(conn: Connection, job_id: str, after: int, limit: int) -> list[JobEvent]:
+    rows = conn.execute(
+        select(job_events)
+        .where(job_events.c.job_id == job_id, job_events.c.seq > after)
+        .order_by(job_events.c.seq)
+        .limit(limit)
+    ).all()
+    return [JobEvent(row.seq, row.type, json.loads(row.data), as_utc(row.created)) for row in rows]
 
 
 def _append_event(conn: Connection, job_id: str, type_: str, data: dict[str, Any]) -> int:
@@ -333,6 +383,7 @@ def _job(row: Any) -> Job:
         progress=json.loads(row["progress"]),
         result=None if row["result"] is None else json.loads(row["result"]),
         error=row["error"],
+        error_code=row["error_code"],
         cancel_requested=bool(row["cancel_requested"]),
         price=row["price"],
         reservation_id=row["reservation_id"],

@@ -294,7 +294,10 @@ class JobRow(Base):
     params: Mapped[str] = mapped_column(Text)
     progress: Mapped[str] = mapped_column(Text)
     result: Mapped[str | None] = mapped_column(Text)
+    # What the client is told of a failure (public words only; the log has the detail),
+    # and its code (migration 0010).
     error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     price: Mapped[int] = mapped_column(BigInteger, default=0)
     reservation_id: Mapped[str | None] = mapped_column(ForeignKey("reservations.id"))

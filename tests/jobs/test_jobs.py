@@ -4,6 +4,8 @@ workspace, and another tenant's job does not exist."""
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 import time
@@ -13,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from serving.jobs import JobCancelled, JobKind, Jobs, UnknownJob, UnknownJobKind, register_kind
+from serving.jobs import (
+    JobCancelled,
+    JobFailed,
+    JobKind,
+    Jobs,
+    UnknownJob,
+    UnknownJobKind,
+    register_kind,
+)
 from serving.jobs.runner import JOB_KINDS, JobContext, JobRunner, execute_job, workspace_of
 from serving.ledger import Ledger
 from serving.settings import Settings
@@ -48,9 +58,22 @@ def kinds() -> Iterator[None]:
     def fails(ctx: JobContext) -> dict:
         raise RuntimeError("the kiln is cold")
 
+    def leaks(ctx: JobContext) -> dict:
+        # What library errors carry: a path, a statement, a device message.
+        raise RuntimeError(
+            "(sqlite3.OperationalError) no such table: SELECT secret FROM "
+            "/srv/kiln/home/kiln.db; CUDA error: an illegal memory access was encountered"
+        )
+
+    def refuses(ctx: JobContext) -> dict:
+        raise JobFailed("every line of the batch failed", code="batch_failed")
+
     saved = dict(JOB_KINDS)
     register_kind("counts", JobKind(counts))
     register_kind("fails", JobKind(fails))
+    register_kind("leaks", JobKind(leaks))
+    register_kind("refuses", JobKind(refuses))
+    register_kind("insolvent", JobKind(insolvent))
     yield
     JOB_KINDS.clear()
     JOB_KINDS.update(saved)
@@ -137,8 +160,41 @@ def test_a_failing_job_is_failed_and_charges_nothing(ledger: Ledger, settings: S
     reservation = ledger.reserve(tenant.id, 30)
     job = jobs.create(tenant.id, "fails", {}, price=30, reservation_id=reservation.id)
     done = execute_job(settings, job.id, ledger=ledger, catalog=load_catalog(settings.home))
-    assert (done.state, done.error) == ("failed", "the kiln is cold")
+    assert (done.state, done.error_code) == ("failed", "internal_error")
     assert ledger.balance(tenant.id).available == 50
+
+
+def insolvent(ctx: JobContext) -> dict:
+    ctx.ledger.reserve(ctx.job.tenant_id, 10_000)  # InsufficientCredits: a client's error
+    return {}
+
+
+def test_a_jobs_error_tells_the_client_no_internals(
+    ledger: Ledger, settings: Settings, kinds, caplog
+):
+    jobs = Jobs(ledger.engine)
+    tenant = ledger.create_tenant("studio")
+    catalog = load_catalog(settings.home)
+    job = jobs.create(tenant.id, "leaks", {})
+    with caplog.at_level(logging.ERROR, logger="serving.jobs.runner"):
+        done = execute_job(settings, job.id, ledger=ledger, catalog=catalog)
+    assert (done.state, done.error_code) == ("failed", "internal_error")
+    assert job.id in done.error  # what to quote to the operator
+    for secret in ("sqlite3", "SELECT", "/srv/kiln", "kiln.db", "CUDA", "RuntimeError"):
+        assert secret not in done.error
+        assert secret not in json.dumps([e.data for e in jobs.events(job.id)])
+    # The detail is in the log, under the job's id.
+    logged = [r for r in caplog.records if job.id in r.getMessage()]
+    assert logged and "/srv/kiln/home/kiln.db" in logged[0].exc_text
+    # A job's own failure, and a client's error (402), are told as they are.
+    refused = execute_job(
+        settings, jobs.create(tenant.id, "refuses", {}).id, ledger=ledger, catalog=catalog
+    )
+    assert (refused.error, refused.error_code) == ("every line of the batch failed", "batch_failed")
+    poor = execute_job(
+        settings, jobs.create(tenant.id, "insolvent", {}).id, ledger=ledger, catalog=catalog
+    )
+    assert poor.error_code == "insufficient_credits" and "not enough credits" in poor.error
 
 
 def test_unknown_kinds_are_refused_loudly(ledger: Ledger, settings: Settings):
@@ -148,9 +204,9 @@ def test_unknown_kinds_are_refused_loudly(ledger: Ledger, settings: Settings):
     runner = JobRunner(settings, ledger, load_catalog(settings.home))
     with pytest.raises(UnknownJobKind, match="unknown job kind 'pottery'; known: .*style_training"):
         runner.submit(job)
-    # Should one reach a worker anyway, it fails with the reason.
+    # Should one reach a worker anyway, it fails (the reason is the operator's: the log).
     done = execute_job(settings, job.id, ledger=ledger, catalog=load_catalog(settings.home))
-    assert done.state == "failed" and "unknown job kind 'pottery'" in done.error
+    assert (done.state, done.error_code) == ("failed", "internal_error")
 
 
 def test_the_thread_runner_runs_submitted_jobs(ledger: Ledger, settings: Settings, kinds):
@@ -239,6 +295,7 @@ def test_jobs_whose_worker_is_gone_are_failed_and_settled(ledger: Ledger, settin
     assert sorted(runner.reap_stale(now + timedelta(hours=1))) == sorted([silent.id, reporting.id])
     assert jobs.load(silent.id).state == "failed"
     assert "stopped reporting" in jobs.load(silent.id).error
+    assert jobs.load(silent.id).error_code == "worker_lost"
     assert jobs.load(waiting.id).state == "queued"
     assert runner.reap_stale(now + timedelta(days=2)) == [waiting.id]
     assert jobs.load(waiting.id).state == "failed"

@@ -43,7 +43,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("reservations") as batch:
-        batch.drop_index("ix_reservations_state_expires")
-        batch.drop_column("swept_at")
-        batch.drop_column("expires")
+    # Not in batch mode: on SQLite that rebuilds the table, and dropping the old one fails
+    # while ledger entries and jobs reference its rows. SQLite (3.35+) drops a column in
+    # place once no index covers it.
+    op.drop_index("ix_reservations_state_expires", table_name="reservations")
+    op.drop_column("reservations", "swept_at")
+    op.drop_column("reservations", "expires")
