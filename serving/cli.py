@@ -283,7 +283,8 @@ def cmd_styles_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-TRAINING_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# The formats every image input accepts (serving.image_inputs): PNG, JPEG, WebP.
+TRAINING_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 class _ProgressBar:
