@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from weights.catalog import ComponentSpec, ModelSpec
+from weights.home import private_dir
 from weights.loading import quiet_progress_bars
 from weights.tokenizer import EOS, MAX_LENGTH, VOCAB_SIZE, clip_tokenizer
 
@@ -217,7 +218,7 @@ def build_tiny(family: str, out_dir: Path) -> Path:
         known = list(TINY_BUILDERS)
         raise KeyError(f"no tiny builder for family {family!r}; known: {known}") from None
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir.parent)  # often the first folder made under KILN_HOME
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     quiet_progress_bars()
     try:
@@ -305,7 +306,7 @@ def build_tiny_component(name: str, out: Path) -> Path:
     """Build tiny component ``name`` at ``out`` atomically (written beside it, renamed in)."""
     builder = component_builder(name)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(out.parent)
     staging_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     staged = staging_dir / out.name
     quiet_progress_bars()

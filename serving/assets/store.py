@@ -4,7 +4,8 @@ A file is named by the SHA-256 of its bytes, so two assets with the same bytes s
 file, a file is never rewritten with other content, and the name alone verifies it. The
 two-character fan-out keeps directories small. On a cluster the folder is a shared mount
 (DESIGN.md §6); writes are atomic (temp file, then rename), so a reader never sees half a
-file.
+file. Folders are made 0700 and files 0600 (``weights.home``): tenants' images are nobody
+else's on the host.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import re
 import secrets
 from pathlib import Path
+
+from weights.home import open_private, private_dir
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
@@ -37,10 +40,11 @@ class BlobStore:
         path = self.path(digest, media_type)
         if path.is_file():
             return digest
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
         try:
-            tmp.write_bytes(data)
+            with open_private(tmp) as out:
+                out.write(data)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)

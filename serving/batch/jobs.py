@@ -56,6 +56,7 @@ from serving.jobs.service import Job, Jobs, new_job_id
 from serving.ledger import Ledger
 from serving.ledger.schema import reservations
 from serving.settings import Settings
+from weights.home import DIR_MODE, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ def submit_batch(
     job_id = new_job_id()
     workspace = workspace_of(settings, job_id)
     try:
-        workspace.mkdir(parents=True)
+        private_dir(workspace.parent)
+        workspace.mkdir(DIR_MODE)  # a fresh id: never there already
         with open(workspace / LINES_FILE, "w", encoding="utf-8") as f:
             for line in lines:
                 f.write(json.dumps(asdict(line), separators=(",", ":")) + "\n")

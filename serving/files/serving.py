@@ -1,5 +1,6 @@
-"""Files behind ``response_format=url``: stored under ``KILN_HOME/files``, served by
-expiring HMAC-signed URLs that need no API key (as OpenAI's image URLs do).
+"""Files behind ``response_format=url``: stored under ``KILN_HOME/files`` (folder 0700, files
+0600: ``weights.home``), served by expiring HMAC-signed URLs that need no API key (as
+OpenAI's image URLs do).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 from serving.errors import ApiError, not_found
 from serving.files.protocol import FILE_ID, SignedFileRef
 from serving.imaging import MEDIA_TYPES
+from weights.home import open_private, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +44,11 @@ class FileStore:
         """Store ``data`` (blocking I/O: call off the event loop); returns the file id."""
         if fmt not in MEDIA_TYPES:
             raise ValueError(f"unknown format {fmt!r}")
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         file_id = f"{uuid.uuid4().hex}.{fmt}"
         tmp = self.root / f".{file_id}.part"
-        tmp.write_bytes(data)
+        with open_private(tmp) as out:
+            out.write(data)
         tmp.replace(self.root / file_id)
         self._maybe_purge()
         return file_id

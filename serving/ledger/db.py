@@ -24,6 +24,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 
+from weights.home import private_file
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -44,7 +46,9 @@ def create_ledger_engine(url: str, *, pool_size: int = 5) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600 before SQLite opens it (SQLite would make it 0644), so the
+            # -wal and -shm files, which SQLite gives the database's mode, are 0600 too.
+            private_file(Path(parsed.database))
         engine = create_engine(
             url,
             pool_size=pool_size,

@@ -34,6 +34,7 @@ from serving.pins.record import (
     PinRecord,
     new_pin_id,
 )
+from weights.home import private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def _write_atomically(path: Path, tensors: dict[str, np.ndarray], metadata: dict
     from safetensors.numpy import save
 
     data = save(tensors, metadata=metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # tenants' embeddings; mkstemp makes the file 0600
     fd, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
