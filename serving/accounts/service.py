@@ -17,6 +17,7 @@ from serving.accounts.keys import generate_key, hash_key, key_prefix
 from serving.ledger import Ledger, Tenant
 from serving.ledger.ledger import as_utc
 from serving.ledger.schema import api_keys, balances, tenants
+from weights.home import private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def prepare_admin(database_url: str, home: Path, configured: str | None) -> str 
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by its owner only (0600 from the start)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
