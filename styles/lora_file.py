@@ -26,7 +26,8 @@ What is checked, in order, so that the cheap checks refuse a bad file before any
    imported style can be swapped into a compiled model without recompiling.
 
 The file stored is the uploaded file, byte for byte, named by its SHA-256
-(``styles.record.style_file_path``): importing the same bytes twice stores one file.
+(``styles.record.style_file_path``): importing the same bytes twice stores one file. It
+is private to Kiln's user (folder 0700, file 0600: ``weights.home``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import Any
 
 from styles.record import style_file_path
 from weights.catalog import FAMILIES, ModelSpec
+from weights.home import open_private, private_dir
 from weights.loading import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -485,22 +487,38 @@ def inspect_lora(path: Path, spec: ModelSpec, *, max_bytes: int, max_rank: int) 
     )
 
 
-def store_lora_file(path: Path, styles_dir: Path, sha256: str) -> tuple[Path, bool]:
-    """Copy ``path`` to its content address under ``styles_dir`` atomically (temp file,
-    then rename); returns the stored path and whether this call created it (False when
-    the same bytes were stored before)."""
-    target = style_file_path(styles_dir, sha256)
-    if target.is_file():
-        return target, False
-    styles_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+def stage_lora_file(path: Path, styles_dir: Path) -> Path:
+    """A private copy of ``path`` (0600, flushed to disk) beside the content addresses in
+    ``styles_dir``, so that ``store_lora_file`` puts it in place with one rename. The
+    caller removes it if it is not used."""
+    private_dir(styles_dir)
+    staged = styles_dir / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
     try:
-        with open(path, "rb") as src, open(tmp, "wb") as dst:
+        with open(path, "rb") as src, open_private(staged) as dst:
             for chunk in iter(lambda: src.read(1 << 20), b""):
                 dst.write(chunk)
             dst.flush()
             os.fsync(dst.fileno())
-        os.replace(tmp, target)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return staged
+
+
+def store_lora_file(
+    path: Path, styles_dir: Path, sha256: str, *, staged: Path | None = None
+) -> tuple[Path, bool]:
+    """Make sure the bytes of ``path`` are at their content address under ``styles_dir``;
+    returns the address and whether this call put them there (False when the same bytes
+    were stored before). ``staged`` (``stage_lora_file`` of ``path``) is renamed into
+    place when given; otherwise ``path`` is copied through a staged file. Either way a
+    reader never sees half a file."""
+    target = style_file_path(styles_dir, sha256)
+    if target.is_file():
+        return target, False
+    copy = staged if staged is not None else stage_lora_file(path, styles_dir)
+    try:
+        os.replace(copy, target)
     finally:
-        tmp.unlink(missing_ok=True)
+        copy.unlink(missing_ok=True)
     return target, True

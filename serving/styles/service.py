@@ -13,11 +13,19 @@ Rules:
   not leak (DESIGN.md §5). Who may create an artist style (the admin) is the caller's
   check: the HTTP route and the CLI, which both know who is asking.
 - Importing validates everything first (fields, then the file: ``styles.lora_file``) and
-  stores nothing on a refusal: no row, no file. The file goes in before its row, so a row
-  never names a missing file; if the row cannot be written, a file this import created
-  and no other row names is removed again.
+  stores nothing on a refusal: no row, no file. A row never names a missing file: the row
+  is written and the file put in place in one transaction; if the transaction fails, a
+  file this import created and no other row names is removed again.
 - Files are shared by content: two styles of the same bytes name one file, and deleting
-  a style removes its file only when no other style names it.
+  a style removes its file only when no other style names it. Imports and deletes of the
+  same bytes take turns on the file (``serving.styles.files``), so a delete never
+  removes the file of a style an import of the same bytes is registering.
+- A tenant's own imports (``within_quota``: the upload route with a tenant's key) are
+  bounded by ``StyleQuota`` (``serving.styles.quota``); trained styles and the admin's
+  imports count toward it but are never refused by it (training is paid for, and
+  refusing its result would waste it). The check and the row are one transaction, under
+  a lock on the tenant's row (SQLite: the write lock), so imports in parallel at the
+  edge cannot both pass.
 - Trained private styles register through ``import_file`` too: the training job's file
   gets the same checks as an upload.
 """
@@ -26,19 +34,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, or_, select
+from sqlalchemy import Connection, Engine, delete, insert, or_, select
 
 from pipelines.params import ParamError
 from serving.ledger.ledger import as_utc
 from serving.ledger.schema import styles, tenants
 from serving.ledger.types import UnknownTenant
 from serving.settings import Settings
-from styles.lora_file import inspect_lora, store_lora_file
+from serving.styles.files import is_named, lock_file, set_aside
+from serving.styles.quota import StyleQuota, StyleUsage, usage_of
+from styles.lora_file import inspect_lora, stage_lora_file, store_lora_file
 from styles.record import (
     DEFAULT_STRENGTH,
     MAX_STRENGTH,
@@ -112,7 +123,8 @@ class StyleImport:
 
 
 class Styles:
-    """Style records in the database at ``engine``, files under ``styles_dir``.
+    """Style records in the database at ``engine``, files under ``styles_dir``; ``quota``
+    bounds imports ``within_quota`` (None: no bound).
 
     Blocking I/O (database, files, torch for the validation): call off the event loop.
     """
@@ -125,12 +137,14 @@ class Styles:
         *,
         max_bytes: int,
         max_rank: int,
+        quota: StyleQuota | None = None,
     ) -> None:
         self.engine = engine
         self.catalog = catalog
         self.styles_dir = styles_dir
         self.max_bytes = max_bytes
         self.max_rank = max_rank
+        self.quota = quota
 
     @classmethod
     def from_settings(cls, engine: Engine, catalog: Catalog, settings: Settings) -> Styles:
@@ -141,13 +155,18 @@ class Styles:
             settings.styles_dir,
             max_bytes=settings.style_max_bytes,
             max_rank=settings.style_max_rank,
+            quota=StyleQuota(settings.style_imports_max, settings.style_imports_max_bytes),
         )
 
-    def import_file(self, path: Path, request: StyleImport, owner: str | None) -> StyleRecord:
+    def import_file(
+        self, path: Path, request: StyleImport, owner: str | None, *, within_quota: bool = False
+    ) -> StyleRecord:
         """Validate the LoRA at ``path`` for ``request.base_model``, store it, register it.
 
-        ``owner`` is the tenant of a private style and None for an artist one. Raises
-        ``ParamError`` (a bad field), ``UnknownModelError``, ``UnknownTenant``,
+        ``owner`` is the tenant of a private style and None for an artist one;
+        ``within_quota``: a tenant's own import, bounded by ``quota`` (the upload route
+        with a tenant's key; not training, not the admin). Raises ``ParamError`` (a bad
+        field), ``UnknownModelError``, ``UnknownTenant``, ``StyleQuotaExceeded``,
         ``StyleFileError`` (the file; ``StyleFileTooLarge`` for its size); nothing is
         stored then.
         """
@@ -155,8 +174,12 @@ class Styles:
         if (request.kind == "private") != (owner is not None):
             raise ParamError("kind", "a private style has an owner; an artist style has none")
         spec = self.catalog.get(request.base_model)
+        quota = self.quota if within_quota and owner is not None else None
         if owner is not None:
-            self._check_tenant(owner)
+            # An unknown tenant or a full quota is refused before the file is parsed; the
+            # check that counts is repeated with the row below.
+            with self.engine.begin() as conn:
+                self._admit(conn, owner, path.stat().st_size, quota)
         info = inspect_lora(path, spec, max_bytes=self.max_bytes, max_rank=self.max_rank)
         record = StyleRecord(
             id=new_style_id(),
@@ -171,20 +194,39 @@ class Styles:
             default_strength=request.default_strength,
             created=datetime.now(UTC),
         )
-        stored, created = store_lora_file(path, self.styles_dir, info.sha256)
+        # The copy is made outside the transaction, so the lock is held for one rename,
+        # not for writing up to KILN_STYLE_MAX_BYTES.
+        target = style_file_path(self.styles_dir, info.sha256)
+        staged = None if target.is_file() else stage_lora_file(path, self.styles_dir)
+        created = False
         try:
             with self.engine.begin() as conn:
+                if owner is not None:
+                    self._admit(conn, owner, info.bytes, quota, lock=True)
+                lock_file(conn, info.sha256)
                 conn.execute(insert(styles).values(**_row(record)))
+                # Under the file's lock: a delete of the last style of these bytes has
+                # either removed the file (so it is stored again here) or waits for this
+                # row, which will name it.
+                _, created = store_lora_file(path, self.styles_dir, info.sha256, staged=staged)
         except BaseException:
             if created:
                 self._remove_file_unless_named(info.sha256)
             raise
+        finally:
+            if staged is not None:
+                staged.unlink(missing_ok=True)
         logger.info(
             "imported %s style %s (%s, %s layout, rank %d, %d layers) for %s",
             record.kind, record.id, spec.id, info.layout, info.rank, info.layers,
             owner or "everyone",
         )  # fmt: skip
         return record
+
+    def usage(self, tenant_id: str) -> StyleUsage:
+        """What ``tenant_id``'s private styles hold, as the quota counts it."""
+        with self.engine.begin() as conn:
+            return usage_of(conn, self.styles_dir, tenant_id)
 
     def get(self, tenant_id: str, style_id: str) -> StyleRecord:
         """The style ``style_id`` if ``tenant_id`` may use it; ``UnknownStyle`` otherwise
@@ -221,37 +263,63 @@ class Styles:
         """Delete a style: its owner may delete a private one, the admin any. Its file
         goes when no other style names it. ``UnknownStyle`` for a style the caller cannot
         see, ``StyleAdminOnly`` for an artist style without ``admin``."""
-        with self.engine.begin() as conn:
-            where = styles.c.id == style_id
-            if not admin:
-                where = where & _visible_to(tenant_id)
-            row = conn.execute(select(styles).where(where)).one_or_none()
-            if row is None:
-                raise UnknownStyle(style_id)
-            record = _record(row._mapping)
-            if record.kind == "artist" and not admin:
-                raise StyleAdminOnly("deleting")
-            conn.execute(delete(styles).where(styles.c.id == style_id))
-        self._remove_file_unless_named(record.sha256)
+        aside: Path | None = None
+        try:
+            with self.engine.begin() as conn:
+                where = styles.c.id == style_id
+                if not admin:
+                    where = where & _visible_to(tenant_id)
+                row = conn.execute(select(styles).where(where)).one_or_none()
+                if row is None:
+                    raise UnknownStyle(style_id)
+                record = _record(row._mapping)
+                if record.kind == "artist" and not admin:
+                    raise StyleAdminOnly("deleting")
+                lock_file(conn, record.sha256)
+                conn.execute(delete(styles).where(styles.c.id == style_id))
+                if not is_named(conn, record.sha256):
+                    # Moved aside under the lock and removed once the delete is
+                    # committed: an import of these bytes after this point stores them
+                    # anew, and a failed commit puts the file back for the row it keeps.
+                    aside = set_aside(self.file_path(record))
+        except BaseException:
+            if aside is not None:
+                os.replace(aside, self.file_path(record))
+            raise
+        if aside is not None:
+            aside.unlink(missing_ok=True)
         return record
 
     def file_path(self, record: StyleRecord) -> Path:
         """The LoRA file of ``record`` (what ``load_lora_weights`` is given)."""
         return style_file_path(self.styles_dir, record.sha256)
 
-    def _check_tenant(self, tenant_id: str) -> None:
-        with self.engine.begin() as conn:
-            found = conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id)).first()
-        if found is None:
-            raise UnknownTenant(tenant_id)
+    def _admit(
+        self,
+        conn: Connection,
+        owner: str,
+        size: int,
+        quota: StyleQuota | None,
+        *,
+        lock: bool = False,
+    ) -> None:
+        """``UnknownTenant`` unless ``owner`` exists; ``StyleQuotaExceeded`` if one more
+        style of ``size`` bytes would pass ``quota``. With ``lock`` the tenant's row stays
+        locked until the transaction ends (PostgreSQL; SQLite's write lock already
+        serialises), so parallel imports of one tenant are counted one after another."""
+        query = select(tenants.c.id).where(tenants.c.id == owner)
+        if lock:
+            query = query.with_for_update()
+        if conn.execute(query).first() is None:
+            raise UnknownTenant(owner)
+        if quota is not None:
+            quota.check(usage_of(conn, self.styles_dir, owner), size)
 
     def _remove_file_unless_named(self, sha256: str) -> None:
         with self.engine.begin() as conn:
-            named = conn.execute(
-                select(func.count()).select_from(styles).where(styles.c.sha256 == sha256)
-            ).scalar_one()
-        if not named:
-            style_file_path(self.styles_dir, sha256).unlink(missing_ok=True)
+            lock_file(conn, sha256)
+            if not is_named(conn, sha256):
+                style_file_path(self.styles_dir, sha256).unlink(missing_ok=True)
 
 
 def _visible_to(tenant_id: str) -> Any:

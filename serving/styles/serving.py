@@ -40,7 +40,10 @@ class ServingStyles:
         owner = tenant.id if request.kind == "private" else None
         path = await asyncio.to_thread(_spool, file, max_bytes)
         try:
-            record = await asyncio.to_thread(self.styles.import_file, path, request, owner)
+            # A tenant's own import is bounded by its quota; the admin's is not.
+            record = await asyncio.to_thread(
+                self.styles.import_file, path, request, owner, within_quota=not tenant.is_admin
+            )
         finally:
             path.unlink(missing_ok=True)
         return StyleObject.of(record)
