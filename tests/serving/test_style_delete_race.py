@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 import serving.styles.service as style_service
 from serving.ledger import Ledger
@@ -85,3 +85,18 @@ def test_imports_and_deletes_of_the_same_bytes_in_parallel_never_lose_a_file(
     assert missing == []
     every_row_has_its_file(registry)
     assert not any(registry.styles_dir.iterdir())
+
+
+def test_a_delete_whose_commit_fails_puts_the_file_back(registry, ledger, tiny_sd15_loras):
+    alice = ledger.create_tenant("alice").id
+    record = registry.import_file(tiny_sd15_loras[0], StyleImport("kept", "tiny-sd15"), alice)
+
+    def fail_once(_conn) -> None:
+        event.remove(registry.engine, "commit", fail_once)
+        raise RuntimeError("the database went away at the commit")
+
+    event.listen(registry.engine, "commit", fail_once)
+    with pytest.raises(RuntimeError, match="went away"):
+        registry.delete(alice, record.id)
+    assert registry.get(alice, record.id) == record  # rolled back: the row stays...
+    every_row_has_its_file(registry)  # ...and so does its file, under its own name

@@ -99,6 +99,10 @@ def test_the_number_of_styles_is_429_past_the_quota_and_a_delete_frees_a_place(
     assert stored(app.state.kiln.settings.styles_dir) == files
     assert ledger_entries(app) == entries_before
     assert alice.get("/v1/credits").json()["balance"] == 5
+    # The quota is checked before the file is parsed: a full tenant's bad file is 429 too.
+    noise = tmp_path / "noise.safetensors"
+    noise.write_bytes(b"not a LoRA" * 100)
+    assert upload(alice, noise).status_code == 429
     assert upload(bob, loras[2]).status_code == 201  # another tenant's quota is its own
 
     assert alice.delete(f"/v1/styles/{first['id']}").status_code == 200
