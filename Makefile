@@ -37,9 +37,11 @@ format: $(STAMP)
 build-tiny: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/kiln weights build-tiny
 
+# CPU benchmarks; each script also takes --smoke (tests/benchmarks runs them all that way).
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/serving_overhead.py
 	$(BIN)/python benchmarks/delivery_cost.py
+	$(BIN)/python benchmarks/svg_memory.py
 
 # On a CUDA machine; runs from the source tree (no install needed beyond torch/diffusers).
 bench-gpu:

@@ -1,6 +1,7 @@
 """What agentic extraction costs: 10 references of 1024x1024 on CPU, all four components.
 
     .venv/bin/python benchmarks/agentic_extract.py [--references 10] [--side 1024] [--repeats 3]
+    .venv/bin/python benchmarks/agentic_extract.py --smoke   # 3 references of 128 px, once
 
 The references are scikit-image's bundled colour photographs (inside the package, nothing
 downloaded) resized to ``--side`` square. Prints, measured in one run, the median over
@@ -79,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--references", type=int, default=10)
     parser.add_argument("--side", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="3 references of 128 px, once")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.references, args.side, args.repeats = 3, 128, 1
     images = references(args.references, args.side)
     total = median_s(lambda: extract_recipe(images), args.repeats)
     print(f"references: {len(images)} x {args.side}x{args.side} RGB")

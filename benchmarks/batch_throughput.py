@@ -11,7 +11,7 @@ worker uses one. Two rates per run:
 - steady: images after the first finished line / time from the first to the last
   finished line: the rate once the pool is up, what a long overnight batch sees.
 
-    .venv/bin/python benchmarks/batch_throughput.py [--lines 24] [--steps 4] [--quick]
+    .venv/bin/python benchmarks/batch_throughput.py [--lines 24] [--steps 4] [--quick|--smoke]
 
 Prints a markdown table and the 2-worker/1-worker ratios; figures are this machine's.
 """
@@ -78,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4, help="denoising steps a line")
     parser.add_argument("--threads", type=int, default=1, help="torch threads an actor")
     parser.add_argument("--quick", action="store_true", help="6 lines of 2 steps")
+    parser.add_argument("--smoke", action="store_true", help="4 lines of 1 step: it runs")
     args = parser.parse_args(argv)
     if args.quick:
         args.lines, args.steps = 6, 2
+    if args.smoke:
+        args.lines, args.steps = 4, 1
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("ray", "ray.data", "serving", "weights", "pipelines"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -6,7 +6,7 @@ encoding with metadata, for style kinds a visibly marked preview, optionally a C
 manifest, and the content-addressed write. This prints, per image size, the median time of
 each variant and its ratio to the plain PNG encode the ingress did before assets existed.
 
-    .venv/bin/python benchmarks/delivery_cost.py [--sizes 512 1024] [--repeats 5]
+    .venv/bin/python benchmarks/delivery_cost.py [--sizes 512 1024] [--repeats 5] [--smoke]
 
 Images are smooth gradients with pixel noise (what a generated image's statistics look
 like to the watermark); the figures are CPU time on whatever machine runs this.
@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="256 px, once")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.repeats = [256], 1
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     signer = throwaway_signer()
     payload = provenance_payload("bench request")

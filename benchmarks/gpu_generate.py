@@ -20,6 +20,7 @@ with its output's difference from bf16 at the same seed. Figures print as they c
     PYTHONPATH=. python3 benchmarks/gpu_generate.py            # full: < 8 min on an H100
     PYTHONPATH=. python3 benchmarks/gpu_generate.py --quick    # SDXL 30 steps n=1: < 3 min
     PYTHONPATH=. python3 benchmarks/gpu_generate.py --device cpu --tiny   # smoke test
+    PYTHONPATH=. python3 benchmarks/gpu_generate.py --smoke               # the same
 
 Imports only weights/ and pipelines/ (never serving/), so it runs from a source tree on a
 machine with torch, transformers and the diffusers/open_clip wheels (benchmarks/run_on_gpu.sh).
@@ -620,7 +621,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cuda-graphs", action="store_true", help="compile reduce-overhead")
     parser.add_argument("--no-styles", action="store_true", help="skip the style switch")
     parser.add_argument("--no-fp8", action="store_true", help="skip FP8 (needs torchao)")
+    parser.add_argument("--smoke", action="store_true", help="= --device cpu --tiny")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.device, args.tiny = "cpu", True
 
     import torch
 

@@ -1,7 +1,7 @@
 """Image-to-prompt on the tiny open_clip: what the text-embedding cache saves, and the cost
 of one image once the embeddings are in memory. Prints figures measured in one run.
 
-    .venv/bin/python benchmarks/image_to_prompt.py [--repeats 20]
+    .venv/bin/python benchmarks/image_to_prompt.py [--repeats 20] [--smoke]
 
 A replica computes the vocabulary's embeddings once (or reads them from the safetensors
 cache a previous replica wrote); every request then costs one image forward pass and a
@@ -15,15 +15,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="2 repeats")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeats = 2
     os.environ["HF_HUB_OFFLINE"] = "1"
     from PIL import Image
 
@@ -63,7 +67,8 @@ def main() -> None:
         f"one image, everything, precise (embeddings in memory): median "
         f"{statistics.median(per_call) * 1000:.1f} ms over {args.repeats}"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,7 +3,7 @@
 embedding a pin's pictures once, and the parameters the slots add.
 
     .venv/bin/python benchmarks/ip_adapter_sources.py [--model tiny-sd15] [--device cpu]
-        [--steps 4] [--size 128] [--repeats 5] [--threads 1]
+        [--steps 4] [--size 128] [--repeats 5] [--threads 1] [--smoke]
 
 Each figure is the median of ``--repeats`` timed calls after a warm-up, all in one run,
 with its ratio against the call on a model that never loaded an adapter. ``--model`` is
@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
+    parser.add_argument("--smoke", action="store_true", help="64 px, 1 step, once")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.size, args.steps, args.repeats = 64, 1, 1
     import torch
 
     # One thread: on a shared CPU, OpenMP teams wait on each other and swamp the figures.

@@ -7,15 +7,18 @@
    HTTP. Prints the ratio (goal: >= 1.8x from dynamic batching).
 
     python benchmarks/serving_overhead.py [--model tiny-sdxl] [--n 1] [--size 128x128]
+    python benchmarks/serving_overhead.py --smoke   # 2 runs, 2 clients, 2 steps: it runs
 
 Self-contained: builds the tiny models into a temp KILN_HOME (or ``--home``), starts and
-stops its own server. Nothing is downloaded.
+stops its own server with a fresh admin key, and makes a tenant with credits through the
+admin API (tenant, key, grant) whose key every request sends. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -41,12 +44,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path, port: int, logfile: Path) -> subprocess.Popen:
+def start_server(home: Path, port: int, logfile: Path, admin_key: str) -> subprocess.Popen:
     import httpx
 
     script = Path(sys.executable).with_name("kiln")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "serving.cli"]
-    env = {**os.environ, "KILN_HOME": str(home)}
+    env = {**os.environ, "KILN_HOME": str(home), "KILN_ADMIN_KEY": admin_key}
     with logfile.open("wb") as out:
         process = subprocess.Popen(
             [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -68,6 +71,24 @@ def start_server(home: Path, port: int, logfile: Path) -> subprocess.Popen:
     raise SystemExit(f"kiln serve not ready after {STARTUP_TIMEOUT_S}s; see {logfile}")
 
 
+def tenant_key(url: str, admin_key: str, credits: int) -> str:
+    """A new tenant's API key, the tenant granted ``credits``, all through the admin API."""
+    import httpx
+
+    with httpx.Client(
+        base_url=url, timeout=60, headers={"authorization": f"Bearer {admin_key}"}
+    ) as admin:
+        tenant = admin.post("/v1/admin/tenants", json={"name": "serving-overhead bench"})
+        tenant.raise_for_status()
+        tenant_id = tenant.json()["id"]
+        key = admin.post(f"/v1/admin/tenants/{tenant_id}/keys")
+        key.raise_for_status()
+        admin.post(
+            f"/v1/admin/tenants/{tenant_id}/credits", json={"amount": credits}
+        ).raise_for_status()
+    return key.json()["key"]
+
+
 def stop_server(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGINT)
     try:
@@ -76,7 +97,7 @@ def stop_server(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="tiny-sdxl")
     parser.add_argument("--n", type=int, default=1, help="images per request")
@@ -85,7 +106,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed calls per side")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--home", type=Path, help="KILN_HOME (default: a temp dir)")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="2 runs, 2 clients, 2 steps")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.runs, args.clients, args.steps = 2, 2, 2
 
     import httpx
     import torch
@@ -107,7 +131,8 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     logfile = home / "bench-server.log"
     started = time.perf_counter()
-    server = start_server(home, port, logfile)
+    admin_key = secrets.token_urlsafe(32)  # Kiln refuses admin keys under 32 characters
+    server = start_server(home, port, logfile, admin_key)
     log(f"server ready at {url} ({time.perf_counter() - started:.1f}s; log {logfile})")
 
     # Same threads as a replica gets, so the two sides do the same torch work.
@@ -127,7 +152,10 @@ def main() -> None:
     )
 
     try:
-        with httpx.Client(base_url=url, timeout=600) as http:
+        # Every request below is one image's credits; a grant well past what the run uses.
+        key = tenant_key(url, admin_key, credits=100 * (args.runs + 2 + 2 * args.clients) * args.n)
+        auth = {"authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=url, timeout=600, headers=auth) as http:
             replica_s: list[float] = []
 
             def over_http(payload: dict) -> float:
@@ -180,7 +208,8 @@ def main() -> None:
     finally:
         stop_server(server)
         log("server stopped")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

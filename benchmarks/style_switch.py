@@ -2,6 +2,7 @@
 one, and (what Kiln never does) reloading the base pipeline from disk.
 
     .venv/bin/python benchmarks/style_switch.py [--model tiny-sd15] [--device cpu] [--repeats 5]
+    .venv/bin/python benchmarks/style_switch.py --smoke   # rank 4, once
 
 Each figure is the median of ``--repeats`` timed runs after a warm-up, measured in one
 run, with the ratio against the reload. The styles are random rank-``--rank`` LoRAs on the
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="rank 4, once")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.rank, args.repeats = 4, 1
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     home = Path(os.environ.get("KILN_HOME", "~/.kiln")).expanduser()

@@ -1,10 +1,10 @@
 """benchmarks/gpu_generate.py cannot rot: its functions run here on CPU.
 
-The fast path's compile is CUDA-only by default, so here the run covers its CPU part and
-the style switch with eager adapters; the compiled paths are tests/pipelines/test_fast_path.py.
-
-The timed path runs on Kiln's tiny models; the full-size path (shipped configs, FLOP
-count on the real shapes) runs on the meta device, which needs no memory and no compute.
+The timed path's smoke run (``--smoke``: tiny models on CPU, the fast path's CPU part and
+the style switch with eager adapters) is checked line by line in
+test_benchmark_scripts_smoke.py; the compiled paths are tests/pipelines/test_fast_path.py.
+Here: the refusal without CUDA, and the full-size path (shipped configs, FLOP count on the
+real shapes) on the meta device, which needs no memory and no compute.
 """
 
 from __future__ import annotations
@@ -32,23 +32,6 @@ def bench():
 def test_full_size_needs_cuda_or_tiny(bench, capsys) -> None:
     assert bench.main(["--device", "cpu"]) == 2
     assert "--tiny" in capsys.readouterr().out
-
-
-@pytest.mark.slow
-def test_tiny_cpu_run_prints_every_figure(bench, capsys) -> None:
-    assert bench.main(["--device", "cpu", "--tiny"]) == 0
-    out = capsys.readouterr().out
-    assert "TFLOP/s" in out
-    for case in bench.TINY_CASES:
-        assert f"{case.name}: UNet call" in out
-        assert f"  {case.name}: plain" in out  # summary line
-    assert out.count("vs plain: latency") == len(bench.TINY_CASES)
-    assert out.count("kiln phases") == len(bench.TINY_CASES)
-    for family in ("sdxl", "sd15"):
-        # The fast path as a CPU replica applies it (no compile), and a style switch.
-        assert f"{family} fast path:" in out and "skipped: fa3 (not on CUDA)" in out
-        assert f"{family} style switch (eager adapters, ranks 16, 32, 16)" in out
-    assert "graphs compiled by style loads, switches and the styled calls: 0" in out
 
 
 @pytest.mark.slow

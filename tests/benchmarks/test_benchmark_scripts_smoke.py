@@ -1,0 +1,114 @@
+"""No benchmark can break silently: every ``benchmarks/*.py`` runs with ``--smoke``.
+
+Each script runs as a user would run it, in its own process from the repository root,
+offline, with a temp ``KILN_HOME`` whose ``models/`` is this session's tiny models (built
+once by the ``catalog`` fixture) and no other ``KILN_*`` variable from the caller's shell.
+It must exit 0 and print figures; scripts listed in ``PRINTS`` must print those lines too
+(their figures' labels: a script that stops measuring something fails here). Discovery is
+a glob, so a new script that has no ``--smoke`` fails this test until it gets one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+# Every script; ``_name.py`` is a helper the scripts import, not a benchmark.
+SCRIPTS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_"))
+# A smoke run is seconds to a minute; a server's start on a busy 2-core machine is more.
+TIMEOUT_S = 300
+# A figure: a number with a unit or a ratio.
+FIGURE = re.compile(r"\d\s*(ms|s|MiB|KiB|GiB|x|%|img/s|TFLOP/s)(\W|$)", re.MULTILINE)
+
+# What each script's smoke run prints, at least.
+PRINTS: dict[str, tuple[str, ...]] = {
+    "agentic_extract.py": (
+        "references: 3 x 128x128 RGB", "per reference:", "  palette: ", "  grading: ",
+        "  lighting: ", "  composition: ",
+    ),
+    "batch_throughput.py": ("| 1 | 4 |", "| 2 | 4 |", "scaling 2 vs 1 worker: end to end"),
+    "delivery_cost.py": (
+        "| 256² | plain PNG (before assets) |", "| 256² | base asset: mark + PNG + store |",
+        "| 256² | style asset: + visible preview |", "| 256² | base asset + C2PA manifest |",
+    ),
+    "gpu_generate.py": (
+        "TFLOP/s", "vs plain: latency", "kiln phases", "sdxl fast path:", "sd15 fast path:",
+        "skipped: fa3 (not on CUDA)",
+        "sdxl style switch (eager adapters, ranks 16, 32, 16)",
+        "sd15 style switch (eager adapters, ranks 16, 32, 16)",
+        "graphs compiled by style loads, switches and the styled calls: 0",
+        "summary (",
+    ),
+    "image_to_prompt.py": ("computed / cached:", "one image, everything, precise"),
+    "ip_adapter_sources.py": ("no adapter loaded (before)", "4 source(s)", "embed 4 pictures"),
+    "serving_overhead.py": (
+        "overhead ratio http/direct =", "time outside the pipeline call",
+        "throughput ratio concurrent/sequential =", "server stopped",
+    ),
+    "style_switch.py": (
+        "| reload the base pipeline from disk |", "| switch between loaded styles |",
+    ),
+    "svg_memory.py": (
+        "| 512² (", "before: tuple per pixel (reference)", "512²: before / after: peak memory",
+        "after: peak",
+    ),
+    "upscale.py": (
+        "| tiled (128 px tiles) | 512x288 |", "| untiled | 512x288 |",
+        "untiled / tiled peak memory:",
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def smoke_home(catalog, kiln_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A KILN_HOME of its own whose ``models/`` are the session's tiny models."""
+    home = tmp_path_factory.mktemp("bench_home")
+    (home / "models").symlink_to(kiln_home / "models", target_is_directory=True)
+    return home
+
+
+def smoke_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
+    env.update(HF_HUB_OFFLINE="1", KILN_HOME=str(home), PYTHONPATH=str(ROOT),
+               TOKENIZERS_PARALLELISM="false")  # fmt: skip
+    return env
+
+
+def run_smoke(script: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Exit status and output (stdout and stderr: some scripts log their tables)."""
+    # A session of its own, so a timeout also ends what it started (a server, Ray).
+    process = subprocess.Popen(
+        [sys.executable, str(script), "--smoke"], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"{script.name} --smoke ran past {TIMEOUT_S}s:\n{output[-4000:]}")
+    return process.returncode, output
+
+
+def test_every_script_is_known_or_new():
+    assert SCRIPTS, "no benchmarks found"
+    missing = sorted(set(PRINTS) - {script.name for script in SCRIPTS})
+    assert not missing, f"PRINTS names scripts that are gone: {missing}"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[script.name for script in SCRIPTS])
+def test_the_smoke_run_exits_0_and_prints_its_figures(script: Path, smoke_home: Path):
+    code, output = run_smoke(script, smoke_env(smoke_home))
+    assert code == 0, f"{script.name} --smoke exited {code}:\n{output[-4000:]}"
+    assert FIGURE.search(output), f"{script.name} --smoke printed no figure:\n{output[-4000:]}"
+    absent = [line for line in PRINTS.get(script.name, ()) if line not in output]
+    assert not absent, f"{script.name} --smoke did not print {absent}:\n{output[-4000:]}"
