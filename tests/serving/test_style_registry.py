@@ -1,20 +1,23 @@
 """Styles in serving: the registry on SQLite and PostgreSQL (``db_url``), and the
 ``/v1/styles`` routes through the real app: import in both layouts, refusals that store
-nothing, admin-only artist styles, and isolation of private styles between tenants."""
+nothing, admin-only artist styles, isolation of private styles between tenants, and
+deletes racing imports of the same bytes (never a style without its file)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 from fastapi.testclient import TestClient
 from secrets_for_tests import TEST_SECRET
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
+import serving.styles.service as style_service
 from pipelines.params import ParamError
 from serving.api import create_app
 from serving.ledger import Ledger, UnknownTenant
@@ -160,6 +163,85 @@ def test_registry_refusals_store_nothing(registry, ledger, loras, bad_files):
     with pytest.raises(StyleFileTooLarge):
         small.import_file(loras["kohya"], StyleImport("n", "tiny-sd15"), alice)
     assert stored_state(registry) == (0, [])
+
+
+# Shared files: a delete while the same bytes are imported, on both databases
+
+
+def every_row_has_its_file(registry: Styles) -> None:
+    with registry.engine.begin() as conn:
+        shas = set(conn.execute(select(styles_table.c.sha256)).scalars())
+    names = sorted(p.name for p in registry.styles_dir.iterdir())
+    # No row without its file, no file without a row, nothing staged or set aside left.
+    assert names == sorted(f"{sha}.safetensors" for sha in shas)
+
+
+def test_a_delete_while_the_same_bytes_are_imported_keeps_the_new_styles_file(
+    registry, ledger, loras, monkeypatch
+):
+    lora = loras["kohya"]
+    alice = ledger.create_tenant("alice").id
+    old = registry.import_file(lora, StyleImport("old", "tiny-sd15"), alice)
+
+    # The import of the same bytes is held just after its file is in place (the file is
+    # already there: the old style's). The old style is deleted in another thread then,
+    # given 0.5 s to finish: a correct registry makes it wait for the import instead.
+    real_store = style_service.store_lora_file
+    deleting = threading.Thread(target=registry.delete, args=(alice, old.id))
+
+    def store_then_delete(*args, **kwargs):
+        stored = real_store(*args, **kwargs)
+        deleting.start()
+        deleting.join(0.5)
+        return stored
+
+    monkeypatch.setattr(style_service, "store_lora_file", store_then_delete)
+    new = registry.import_file(lora, StyleImport("new", "tiny-sd15"), alice)
+    deleting.join(30)
+    assert not deleting.is_alive()
+
+    assert [s.id for s in registry.list(alice)] == [new.id]
+    assert registry.file_path(new).read_bytes() == lora.read_bytes()
+    every_row_has_its_file(registry)
+
+
+def test_imports_and_deletes_of_the_same_bytes_in_parallel_never_lose_a_file(
+    registry, ledger, loras
+):
+    lora = loras["kohya"]
+    tenants = [ledger.create_tenant(name).id for name in ("alice", "bob")]
+    missing: list[str] = []
+
+    def churn(tenant: str) -> None:
+        for round_ in range(12):
+            record = registry.import_file(lora, StyleImport(f"r{round_}", "tiny-sd15"), tenant)
+            if not registry.file_path(record).is_file():
+                missing.append(record.id)
+            registry.delete(tenant, record.id)
+
+    threads = [threading.Thread(target=churn, args=(t,)) for t in tenants]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert missing == []
+    every_row_has_its_file(registry)
+    assert not any(registry.styles_dir.iterdir())
+
+
+def test_a_delete_whose_commit_fails_puts_the_file_back(registry, ledger, loras):
+    alice = ledger.create_tenant("alice").id
+    record = registry.import_file(loras["kohya"], StyleImport("kept", "tiny-sd15"), alice)
+
+    def fail_once(_conn) -> None:
+        event.remove(registry.engine, "commit", fail_once)
+        raise RuntimeError("the database went away at the commit")
+
+    event.listen(registry.engine, "commit", fail_once)
+    with pytest.raises(RuntimeError, match="went away"):
+        registry.delete(alice, record.id)
+    assert registry.get(alice, record.id) == record  # rolled back: the row stays...
+    every_row_has_its_file(registry)  # ...and so does its file, under its own name
 
 
 # The routes, through the real app
