@@ -43,6 +43,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, or_, select
 
 from pipelines.params import ParamError
+from serving.ledger.db import read_only
 from serving.ledger.ledger import as_utc
 from serving.ledger.schema import styles, tenants
 from serving.ledger.types import UnknownTenant
@@ -176,9 +177,9 @@ class Styles:
         spec = self.catalog.get(request.base_model)
         quota = self.quota if within_quota and owner is not None else None
         if owner is not None:
-            # An unknown tenant or a full quota is refused before the file is parsed; the
-            # check that counts is repeated with the row below.
-            with self.engine.begin() as conn:
+            # An unknown tenant or a full quota is refused before the file is parsed (a
+            # read: it waits for no writer); the check that counts is made with the row.
+            with read_only(self.engine).begin() as conn:
                 self._admit(conn, owner, path.stat().st_size, quota)
         info = inspect_lora(path, spec, max_bytes=self.max_bytes, max_rank=self.max_rank)
         record = StyleRecord(
@@ -225,7 +226,7 @@ class Styles:
 
     def usage(self, tenant_id: str) -> StyleUsage:
         """What ``tenant_id``'s private styles hold, as the quota counts it."""
-        with self.engine.begin() as conn:
+        with read_only(self.engine).begin() as conn:
             return usage_of(conn, self.styles_dir, tenant_id)
 
     def get(self, tenant_id: str, style_id: str) -> StyleRecord:
