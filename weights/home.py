@@ -65,18 +65,18 @@ def open_private(path: Path) -> BinaryIO:
 
 def private_file(path: Path) -> Path:
     """Make sure ``path`` exists, creating it empty with mode 0600 (and its folders 0700)
-    when missing; an existing file is kept as it is, with a warning if others may read it.
+    when missing; an existing file or folder is kept as it is, with a warning if others
+    may read it.
 
     For SQLite's ``kiln.db``: SQLite creates a new database 0644, and its ``-wal`` and
     ``-shm`` files with the database's own mode, so a database file that starts 0600
     keeps all three private.
     """
     path = Path(path)
-    private_dir(path.parent)
+    warn_if_shared(private_dir(path.parent))  # quiet for a folder made here, 0700
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError:
-        warn_if_shared(path.parent)
         warn_if_shared(path)
     else:
         os.close(fd)

@@ -87,21 +87,27 @@ def test_a_new_home_and_everything_stored_in_it_are_private(
     assert mode(home.parent) == 0o700  # Kiln made it on the way
 
 
-def test_a_home_kiln_finds_keeps_its_mode_and_is_warned_about_once(tmp_path, caplog, umask):
-    home = tmp_path / "shared"
-    home.mkdir()
-    home.chmod(0o750)  # a group's mount, on purpose or not: the operator decides
-    database = home / "kiln.db"
-    database.touch(0o644)
-    database.chmod(0o644)  # as an older Kiln (SQLite's default mode) left it
+def test_a_home_or_database_kiln_finds_keeps_its_mode_and_is_warned_about_once(
+    tmp_path, caplog, umask
+):
+    shared = tmp_path / "shared"  # a group's mount, on purpose or not: the operator decides
+    shared.mkdir()
+    shared.chmod(0o750)
+    older = tmp_path / "older"  # a private home where an older Kiln left SQLite's 0644
+    older.mkdir(0o700)
+    (older / "kiln.db").touch()
+    (older / "kiln.db").chmod(0o644)
     with caplog.at_level(logging.WARNING, logger="weights.home"):
         for _ in range(2):
-            Ledger(sqlite_url(database)).close()
-    assert (mode(home), mode(database)) == (0o750, 0o644)
+            for home in (shared, older):
+                Ledger(sqlite_url(home / "kiln.db")).close()
+    assert mode(shared) == 0o750 and mode(shared / "kiln.db") == 0o600  # the new file: Kiln's
+    assert mode(older / "kiln.db") == 0o644
     warned = [r.getMessage() for r in caplog.records if r.name == "weights.home"]
     assert len(warned) == 2, warned
-    assert f"{home} has mode 750" in warned[0] and f"chmod 700 {home}" in warned[0]
-    assert f"{database} has mode 644" in warned[1] and f"chmod 600 {database}" in warned[1]
+    assert f"{shared} has mode 750" in warned[0] and f"chmod 700 {shared}" in warned[0]
+    db = older / "kiln.db"
+    assert f"{db} has mode 644" in warned[1] and f"chmod 600 {db}" in warned[1]
 
 
 def test_folders_are_0700_whatever_the_umask(tmp_path, umask):
