@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.accounts.keys import generate_key, hash_key, key_prefix
 from serving.ledger import Ledger, Tenant
+from serving.ledger.db import read_only
 from serving.ledger.ledger import as_utc
 from serving.ledger.schema import api_keys, balances, tenants
 from weights.home import private_dir
@@ -111,7 +112,9 @@ class Accounts:
         query = select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.role).where(
             api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
         )
-        with self.engine.begin() as conn:
+        # Every request authenticates (twice under Serve: proxy and app): a read that must
+        # not queue behind SQLite's write lock.
+        with read_only(self.engine).begin() as conn:
             row = conn.execute(query).one_or_none()
         if row is None:
             return None

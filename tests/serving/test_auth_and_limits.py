@@ -124,3 +124,21 @@ def test_idempotency_key_in_flight_is_409(client: TestClient):
     )
     assert r.status_code == 409 and r.json()["error"]["code"] == "idempotency_key_in_flight"
     assert [e["kind"] for e in client.get("/v1/credits").json()["entries"]] == ["grant"]
+
+
+def test_authenticating_does_not_wait_for_a_writer(tmp_path: Path):
+    """Every request authenticates; on SQLite that read must not queue behind the write
+    lock another request holds (a long ledger transaction, a migration)."""
+    import time
+
+    with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
+        accounts = Accounts(ledger)
+        tenant = accounts.create_tenant("studio")
+        key = accounts.create_key(tenant.id).key
+        with ledger.engine.begin() as writer:  # BEGIN IMMEDIATE: holds the write lock
+            writer.exec_driver_sql("UPDATE tenants SET name = 'held' WHERE id = ?", (tenant.id,))
+            started = time.perf_counter()
+            principal = accounts.authenticate(key)
+            waited = time.perf_counter() - started
+        assert principal is not None and principal.tenant_id == tenant.id
+        assert waited < 1.0, f"authentication waited {waited:.1f}s for the writer"
