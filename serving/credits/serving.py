@@ -16,10 +16,14 @@ class ServingCredits:
         self.state = state
 
     async def get(self, tenant: Tenant, limit: int, before: int | None) -> CreditsResponse:
-        """Balance and the newest ``limit`` entries (``before``: an entry id, to page back)."""
+        """Balance and the newest ``limit`` entries (``before``: an entry id, to page back).
+        Holds whose lease ran out (their request's process died) are released first, so
+        the balance shown is what the tenant can spend; finding none costs one lock-free
+        read."""
         ledger = self.state.ledger
 
         def read() -> CreditsResponse:
+            ledger.sweep_expired(tenant_id=tenant.id)
             balance = ledger.balance(tenant.id)
             entries = ledger.entries(tenant.id, limit=limit, before=before)
             return CreditsResponse(

@@ -225,7 +225,7 @@ def run_style_training(ctx: JobContext) -> dict[str, Any]:
         StyleImport(params["name"], spec.id, "private", (trigger,) if trigger else ()),
         owner=ctx.job.tenant_id,
     )
-    ctx.capture(ctx.job.price)
+    charged = ctx.capture(ctx.job.price)
     logger.info("job %s registered private style %s", ctx.job.id, record.id)
     return {
         "style_id": record.id,
@@ -233,5 +233,5 @@ def run_style_training(ctx: JobContext) -> dict[str, Any]:
         "steps": trained.steps,
         "final_loss": trained.final_loss,
         "seconds": round(trained.seconds, 3),
-        "credits_charged": ctx.job.price,
+        "credits_charged": charged,
     }
