@@ -24,10 +24,13 @@ from secrets_for_tests import TEST_SECRET
 from sqlalchemy import select
 
 from serving.accounts import Accounts
+from serving.api import create_app
 from serving.credits.charging import reserve
 from serving.ledger import Balance, Ledger
 from serving.ledger.ledger import as_utc, now
 from serving.ledger.schema import reservations
+from serving.model_client import LocalModelClient
+from serving.settings import Settings
 
 SERVER = Path(__file__).with_name("app_server.py")
 LEASE_S = 1.5
@@ -144,3 +147,21 @@ def test_a_request_that_outlived_its_lease_delivers_free_and_is_refunded_once(db
         assert ledger.balance(tenant.id) == Balance(available=10, held=0)
         kinds = [e.kind for e in reversed(ledger.entries(tenant.id))]
         assert kinds == ["grant", "reserve", "release"]  # one refund, by the sweeper
+
+
+def test_the_balance_a_tenant_reads_has_its_expired_holds_released(
+    tmp_path: Path, catalog, make_client
+):
+    settings = Settings(home=tmp_path, secret=TEST_SECRET, database=f"sqlite:///{tmp_path}/k.db")
+    app = create_app(settings, catalog, LocalModelClient(catalog, device="cpu"))
+    client = make_client(app, credits=10)
+    ledger = app.state.kiln.ledger
+    ledger.reserve(client.tenant_id, 6)  # a request whose process then died
+    assert client.get("/v1/credits").json()["held"] == 6  # within its lease: still held
+    with ledger.engine.begin() as conn:  # ...and one lease later
+        conn.execute(reservations.update().values(expires=now() - timedelta(seconds=1)))
+    credits = client.get("/v1/credits").json()
+    assert (credits["balance"], credits["held"]) == (10, 0)
+    assert (credits["entries"][0]["kind"], credits["entries"][0]["amount"]) == ("release", 6)
+    assert ledger.sweep_expired() == {}  # released once
+    ledger.close()
