@@ -114,11 +114,11 @@ def api_error_for(exc: BaseException) -> ApiError:
         return not_found(str(exc), code="style_not_found")
     if isinstance(exc, StyleAdminOnly):
         return ApiError(403, str(exc), code="admin_required")
+    if isinstance(exc, StyleFileTooLarge):
+        # Over HTTP the body guard cuts such a file as it streams, with the same answer.
+        return ApiError(413, str(exc), param=exc.param, code="upload_too_large")
     if isinstance(exc, StyleFileError):
-        # Over the size limit answers 400: issue 4 lists it with the other bad style files
-        # (DESIGN.md §5 would say 413). Either way it is refused before a byte is parsed.
-        code = "file_too_large" if isinstance(exc, StyleFileTooLarge) else "invalid_style_file"
-        return ApiError(400, str(exc), param=exc.param, code=code)
+        return ApiError(400, str(exc), param=exc.param, code="invalid_style_file")
     if isinstance(exc, UnknownJob):
         return not_found(str(exc), code="job_not_found")
     if isinstance(exc, UnknownPin):

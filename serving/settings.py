@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.content_credentials import C2paSigner
 from pipelines.fast_path import DEFAULT_TILE_MIN_PIXELS
 from pipelines.params import GenerationDefaults
+from weights.home import private_dir
 
 if TYPE_CHECKING:
     from pipelines.fast_path import FastPathOptions
@@ -629,7 +630,7 @@ def load_or_create_secret(path: Path) -> str:
     """
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # may be the first thing Kiln makes of KILN_HOME: 0700
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

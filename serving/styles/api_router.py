@@ -31,9 +31,11 @@ async def import_style(
     default_strength: Annotated[float, Form()] = DEFAULT_STRENGTH,
 ) -> StyleObject:
     """Import a LoRA style: kohya/civitai or diffusers/peft layout, safetensors only,
-    checked against ``model``'s architecture, rank and size limits (400 and nothing
-    stored when refused). An artist style (``kind=artist``) needs the admin key and is
-    visible to every tenant; a private one belongs to the caller alone."""
+    checked against ``model``'s architecture and rank (400 and nothing stored when
+    refused); a file over ``KILN_STYLE_MAX_BYTES`` is cut as it streams (413). An artist
+    style (``kind=artist``) needs the admin key and is visible to every tenant; a private
+    one belongs to the caller alone, within the tenant's quota (``KILN_STYLE_IMPORTS_MAX``
+    styles: 429, ``KILN_STYLE_IMPORTS_MAX_BYTES``: 413; code ``style_quota_exceeded``)."""
     words = tuple(w for field in trigger_words for w in field.split(","))
     request = StyleImport(name, model, kind, words, default_strength)
     return await ServingStyles(state).create(tenant, file, request)

@@ -214,6 +214,7 @@ def test_secret_is_created_once_private_and_reused(tmp_path: Path):
     path = tmp_path / "home" / "secret.key"
     assert len(key) >= 32 and path.read_text().strip() == key
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700, "a KILN_HOME made here is private"
     assert s.effective_secret() == key == load_or_create_secret(path)
     assert (
         Settings(
