@@ -52,7 +52,7 @@ from sqlalchemy import select
 
 from serving.batch.lines import BatchLine, InvalidLine
 from serving.jobs.runner import JobContext, workspace_of
-from serving.jobs.service import Job, Jobs, new_job_id
+from serving.jobs.service import Job, JobFailed, Jobs, new_job_id
 from serving.ledger import Ledger
 from serving.ledger.schema import reservations
 from serving.settings import Settings
@@ -74,8 +74,12 @@ _LOOKUP_CHUNK = 500
 CANCEL_POLL_S = 0.5
 
 
-class BatchFailed(RuntimeError):
-    """Every line of a batch failed: the job failed (and charged nothing)."""
+class BatchFailed(JobFailed):
+    """Every line of a batch failed: the job failed (and charged nothing). Its message
+    lists the lines' own API errors, public already, so the client is told it as is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="batch_failed")
 
 
 def submit_batch(
