@@ -202,9 +202,7 @@ def test_bad_uploads_are_refused_with_nothing_stored_or_charged(
     _nothing_stored_or_charged(app, client)
 
 
-def test_a_request_over_the_total_size_is_refused_before_it_is_read(
-    make_client, settings, catalog
-):
+def test_a_request_over_the_total_size_is_refused_before_it_is_read(make_client, settings, catalog):
     # The body guard (serving/body_guard.py) holds the training route to
     # KILN_BODY_MAX_TRAINING, whatever each image's size.
     small = settings.with_overrides(body_max_training=5000)
