@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,12 +27,12 @@ from pathlib import Path
 
 import httpx
 import psutil
+from _server import KilnServe, tenant_key
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 MiB = 1 << 20
 CHUNK = 256 * 1024
-STARTUP_TIMEOUT_S = 300
 
 
 def log(message: str) -> None:
@@ -109,44 +108,6 @@ def measure(
     return row
 
 
-def tenant_key(url: str, admin_key: str) -> str:
-    admin = {"authorization": f"Bearer {admin_key}"}
-    tenant = httpx.post(f"{url}/v1/admin/tenants", json={"name": "bench"}, headers=admin)
-    tenant.raise_for_status()
-    key = httpx.post(f"{url}/v1/admin/tenants/{tenant.json()['id']}/keys", headers=admin)
-    key.raise_for_status()
-    return key.json()["key"]
-
-
-def start_kiln_serve(home: Path, admin_key: str) -> tuple[subprocess.Popen, str]:
-    from socket import socket
-
-    with socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = Path(sys.executable).with_name("kiln")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "serving.cli"]
-    env = {**os.environ, "KILN_HOME": str(home), "KILN_ADMIN_KEY": admin_key}
-    log_file = (home / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log_file, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"kiln serve exited; see {home / 'serve.log'}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    process.kill()
-    raise SystemExit("kiln serve did not become ready")
-
-
 def start_app_in_process(home: Path, admin_key: str) -> str:
     """The FastAPI app under uvicorn in a thread (no Ray): the smoke run's server."""
     import uvicorn
@@ -177,7 +138,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="in-process app, 16 MiB")
     args = parser.parse_args()
 
-    process = None
+    server = None
     with tempfile.TemporaryDirectory(prefix="kiln-body-") as tmp:
         admin_key = args.admin_key or f"kiln_bench-{secrets.token_urlsafe(32)}"
         total = (16 if args.smoke else args.mib) * MiB
@@ -189,10 +150,11 @@ def main() -> int:
             processes = {"app": psutil.Process()}
         else:
             log("starting kiln serve (builds the tiny models first) ...")
-            process, url = start_kiln_serve(Path(tmp), admin_key)
-            processes = serve_processes(process.pid)
+            server = KilnServe.start(Path(tmp), admin_key)
+            url = server.url
+            processes = serve_processes(server.process.pid)
         try:
-            key = tenant_key(url, admin_key)
+            key = tenant_key(url, admin_key, name="body-memory bench")
             authorized = {"authorization": f"Bearer {key}", "content-type": "application/json"}
             log(f"{total / MiB:.0f} MiB at POST /v1/generations; memory growth by process:")
             cases = [
@@ -207,9 +169,8 @@ def main() -> int:
                 log(f"  {name:22s} {row['answer']:34s} taken {row['taken_mib']:6.1f} MiB "
                     f"in {row['s']:5.2f} s   {growth}")  # fmt: skip
         finally:
-            if process is not None:
-                process.send_signal(2)
-                process.wait(60)
+            if server is not None:
+                server.stop()
     return 0
 
 

@@ -19,82 +19,20 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-os.environ["HF_HUB_OFFLINE"] = "1"
+from _server import KilnServe, tenant_key
 
-STARTUP_TIMEOUT_S = 300
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(home: Path, port: int, logfile: Path, admin_key: str) -> subprocess.Popen:
-    import httpx
-
-    script = Path(sys.executable).with_name("kiln")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "serving.cli"]
-    env = {**os.environ, "KILN_HOME": str(home), "KILN_ADMIN_KEY": admin_key}
-    with logfile.open("wb") as out:
-        process = subprocess.Popen(
-            [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"kiln serve exited early; see {logfile}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise SystemExit(f"kiln serve not ready after {STARTUP_TIMEOUT_S}s; see {logfile}")
-
-
-def tenant_key(url: str, admin_key: str, credits: int) -> str:
-    """A new tenant's API key, the tenant granted ``credits``, all through the admin API."""
-    import httpx
-
-    with httpx.Client(
-        base_url=url, timeout=60, headers={"authorization": f"Bearer {admin_key}"}
-    ) as admin:
-        tenant = admin.post("/v1/admin/tenants", json={"name": "serving-overhead bench"})
-        tenant.raise_for_status()
-        tenant_id = tenant.json()["id"]
-        key = admin.post(f"/v1/admin/tenants/{tenant_id}/keys")
-        key.raise_for_status()
-        admin.post(
-            f"/v1/admin/tenants/{tenant_id}/credits", json={"amount": credits}
-        ).raise_for_status()
-    return key.json()["key"]
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,13 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     ensure_tiny_models(catalog)
     log(f"tiny models ready under {home} ({time.perf_counter() - started:.1f}s)")
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    logfile = home / "bench-server.log"
     started = time.perf_counter()
     admin_key = secrets.token_urlsafe(32)  # Kiln refuses admin keys under 32 characters
-    server = start_server(home, port, logfile, admin_key)
-    log(f"server ready at {url} ({time.perf_counter() - started:.1f}s; log {logfile})")
+    server = KilnServe.start(home, admin_key)
+    url = server.url
+    log(f"server ready at {url} ({time.perf_counter() - started:.1f}s; log {server.log})")
 
     # Same threads as a replica gets, so the two sides do the same torch work.
     torch.set_num_threads(settings.effective_torch_threads())
@@ -153,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         # Every request below is one image's credits; a grant well past what the run uses.
-        key = tenant_key(url, admin_key, credits=100 * (args.runs + 2 + 2 * args.clients) * args.n)
+        credits = 100 * (args.runs + 2 + 2 * args.clients) * args.n
+        key = tenant_key(url, admin_key, credits, name="serving-overhead bench")
         auth = {"authorization": f"Bearer {key}"}
         with httpx.Client(base_url=url, timeout=600, headers=auth) as http:
             replica_s: list[float] = []
@@ -206,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"throughput ratio concurrent/sequential = {sequential / concurrent:.2f}x  "
                 "(goal >= 1.8x)")  # fmt: skip
     finally:
-        stop_server(server)
+        server.stop()
         log("server stopped")
     return 0
 
