@@ -2,28 +2,81 @@
 kill it, or to measure it apart from its clients): ``create_app`` over a
 ``LocalModelClient`` (tiny models on CPU), served by uvicorn.
 
-Run as ``python tests/serving/app_server.py PORT``; settings come from the ``KILN_*`` environment
-as for ``kiln serve`` (``KILN_HOME``, ``KILN_DATABASE_URL``, ``KILN_RESERVATION_LEASE_S``,
-``KILN_EVENT_STREAMS_PER_TENANT``, …). Tenants and keys are made by the test through the
-same database. Ready when ``GET /healthz`` answers.
+``start(home, database_url, log, env)`` runs ``python tests/serving/app_server.py PORT``
+on a free port and returns once ``GET /healthz`` answers. Settings come from the
+``KILN_*`` environment as for ``kiln serve`` (``KILN_HOME``, ``KILN_DATABASE_URL``,
+``KILN_RESERVATION_LEASE_S``, ``KILN_EVENT_STREAMS_PER_TENANT``, …); tenants and keys are
+made by the test through the same database.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import subprocess
 import sys
+import time
+from pathlib import Path
 
-import torch
-import uvicorn
+STARTUP_TIMEOUT_S = 120
 
-from serving.api import create_app
-from serving.ledger import Ledger
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
-from weights.catalog import load_catalog
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(
+    home: Path, database_url: str, log: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """This server over ``home`` and ``database_url`` (its output appended to ``log``);
+    the process and its URL, once it answers."""
+    import httpx
+    from secrets_for_tests import TEST_SECRET
+
+    port = free_port()
+    environ = {
+        **os.environ,
+        "KILN_HOME": str(home),
+        "KILN_DATABASE_URL": database_url,
+        "KILN_SECRET": TEST_SECRET,
+        "KILN_TORCH_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        **(env or {}),
+    }
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, __file__, str(port)], env=environ, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the server did not answer:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
 
 
 def main(port: int) -> None:
+    import torch
+    import uvicorn
+
+    from serving.api import create_app
+    from serving.ledger import Ledger
+    from serving.model_client import LocalModelClient
+    from serving.settings import Settings
+    from weights.catalog import load_catalog
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings.from_env()
     torch.set_num_threads(settings.effective_torch_threads())

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import app_server
 import httpx
 from secrets_for_tests import TEST_SECRET
 from sqlalchemy import select
@@ -32,41 +29,11 @@ from serving.ledger.schema import reservations
 from serving.model_client import LocalModelClient
 from serving.settings import Settings
 
-SERVER = Path(__file__).with_name("app_server.py")
 LEASE_S = 1.5
+LEASE = {"KILN_RESERVATION_LEASE_S": str(LEASE_S)}
 # A generation that runs far longer than the test: tiny-sd15 at 256 px, 200 steps.
 SLOW = {"model": "tiny-sd15", "prompt": "a slow kiln", "resolution": "256px", "steps": 200, "n": 2}
 PRICE = 4  # 2 credits an image at 256 px
-
-
-def start_server(home: Path, database_url: str, log: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "KILN_HOME": str(home),
-        "KILN_DATABASE_URL": database_url,
-        "KILN_SECRET": TEST_SECRET,
-        "KILN_RESERVATION_LEASE_S": str(LEASE_S),
-        "KILN_TORCH_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(SERVER), str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
 
 
 def open_reservation(ledger: Ledger, tenant_id: str):
@@ -87,7 +54,7 @@ def test_a_killed_servers_hold_is_released_after_the_lease_on_the_next_start(
     ledger.grant(tenant.id, 100)
     key = accounts.create_key(tenant.id).key
     log = tmp_path / "server.log"
-    first, url = start_server(kiln_home, db_url, log)
+    first, url = app_server.start(kiln_home, db_url, log, LEASE)
     try:
 
         def generate() -> None:
@@ -119,7 +86,7 @@ def test_a_killed_servers_hold_is_released_after_the_lease_on_the_next_start(
     assert left is not None and left.id == held.id  # the hold outlived its process
     wait_s = (as_utc(left.expires) - now()).total_seconds()
     time.sleep(max(0.0, wait_s) + 0.2)  # past the lease: nobody renewed it
-    second, _ = start_server(kiln_home, db_url, log)
+    second, _ = app_server.start(kiln_home, db_url, log, LEASE)
     try:
         assert ledger.balance(tenant.id) == Balance(available=100, held=0)
         [release] = [e for e in ledger.entries(tenant.id) if e.kind == "release"]

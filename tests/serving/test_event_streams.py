@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
 import selectors
 import socket
 import sqlite3
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import app_server
 import httpx
 import psutil
 import pytest
@@ -39,14 +37,7 @@ from serving.ledger import Ledger
 from serving.model_client import LocalModelClient
 from serving.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
 STREAMS_CAP = 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -80,7 +71,7 @@ def live(tmp_path: Path, catalog) -> Iterator[Live]:
         event_streams_per_tenant=STREAMS_CAP,
     )
     app = create_app(settings, catalog, LocalModelClient(catalog, device="cpu"))
-    port = free_port()
+    port = app_server.free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -298,39 +289,6 @@ GENERATIONS = 10
 GENERATION = {"model": "tiny-sd15", "prompt": "a kiln at dusk", "steps": 8, "resolution": "128px"}
 
 
-def start_app_server(home: Path, database_url: str, log: Path) -> tuple[subprocess.Popen, str]:
-    """``tests/serving/app_server.py`` on a free port; returns once it answers."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "KILN_HOME": str(home),
-        "KILN_DATABASE_URL": database_url,
-        "KILN_SECRET": TEST_SECRET,
-        "KILN_EVENT_STREAMS_PER_TENANT": str(STREAMS + 10),
-        "KILN_TORCH_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "serving" / "app_server.py"), str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
-
-
 def generation_seconds(client: httpx.Client, count: int) -> list[float]:
     took = []
     for _ in range(count):
@@ -400,7 +358,12 @@ def test_fifty_open_streams_leave_another_tenants_generations_alone(
             step += 1
             jobs.report(job.id, {"step": step, "total": 1_000_000})
 
-    process, url = start_app_server(kiln_home, database_url, tmp_path / "server.log")
+    process, url = app_server.start(
+        kiln_home,
+        database_url,
+        tmp_path / "server.log",
+        {"KILN_EVENT_STREAMS_PER_TENANT": str(STREAMS + 10)},
+    )
     server = psutil.Process(process.pid)
     ticker = threading.Thread(target=worker, daemon=True)
     ticker.start()
