@@ -14,8 +14,8 @@ and stamps ``swept_at``. A holder that settles afterwards gets a logged no-op: `
 returns 0, and ``capture`` charges nothing and returns ``None`` (the holder stalled past
 the lease, its credits were already given back; charging now could only double-book or
 overdraw). The sweep runs for one tenant before each of its reservations (its credits
-are never refused for a hold nobody owns) and when its balance is read, and for everyone
-at server start and with the stale-job reaper (``serving.jobs.runner``).
+are never refused for a hold nobody owns) and when it reads ``GET /v1/credits``, and for
+everyone at server start and with the stale-job reaper (``serving.jobs.runner``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine, Row, Select, insert, select, update
 
 from serving.ledger.db import create_ledger_engine, migrate, read_only
 from serving.ledger.idempotency import IdempotencyKeys
@@ -285,7 +285,7 @@ class Ledger:
 
     # Internals
 
-    def _expired(self, at: datetime, tenant_id: str | None) -> Any:
+    def _expired(self, at: datetime, tenant_id: str | None) -> Select[tuple[str]]:
         query = select(reservations.c.id).where(
             reservations.c.state == "open", reservations.c.expires <= at
         )
