@@ -11,7 +11,8 @@ model's deployment, tests with a tiny in-process engine.
   from its blurred layout. Composition strength s maps to ControlNet scale s, or to an
   img2img denoising strength of 1 - 0.6 s; strength 0 is plain text-to-image.
 - act: ``candidates`` images per requested image in one call, then lighting, grading and
-  palette transfer at their strengths (in that order: palette last hits its swatches).
+  palette transfer at their strengths, and last the grading's landing on its statistics
+  (``finish``).
 - critique: score every candidate (agentic.critique), keep the best ``n``.
 - refine: for the worst-scoring component, change what drives it: a transfer strength
   (palette, grading, lighting: raised toward 1 and re-applied to the kept candidates'
@@ -31,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from agentic.colour import to_uint8
 from agentic.composition import structure_image, thumbnail_pixels
 from agentic.critique import Scores, score
-from agentic.grading import cube_lut
-from agentic.grading import transfer as grade
-from agentic.lighting import relight
-from agentic.palette import palette_transfer
+from agentic.grading import cube_lut, fit_grading, land
+from agentic.lighting import relight, relight_lab
+from agentic.palette import palette_lab
 from agentic.recipe import Recipe
 from pipelines.params import (
     MAX_IMAGES,
@@ -125,17 +126,29 @@ def check_budget(n: int, budget: Budget) -> None:
 
 
 def finish(raw: np.ndarray, recipe: Recipe, knobs: dict[str, float]) -> np.ndarray:
-    """Lighting, grading then palette transfer of ``raw`` at the knobs' strengths."""
+    """Lighting, grading, palette transfer of ``raw`` at the knobs' strengths, then the
+    grading's landing: all in float Lab, rolled into the sRGB cube once at the end.
+
+    The palette step moves the statistics the grading set (issue 17: by up to a third of
+    the way back on photographs), so when grading is on, its landing runs last and puts
+    the Lab mean and covariance back on the grading's goal; the palette keeps which
+    colours go where. With every strength 0 the raw image comes back untouched."""
+    if not any(knobs[name] > 0.0 for name in TRANSFERS):
+        return raw
     targets = recipe.components
-    pixels = relight(raw, targets["lighting"].target, knobs["lighting"])
-    pixels = grade(pixels, targets["grading"].target, knobs["grading"])
-    return palette_transfer(pixels, targets["palette"].target, knobs["palette"])
+    lab = relight_lab(raw, targets["lighting"].target, knobs["lighting"])
+    fit = None
+    if knobs["grading"] > 0.0:
+        fit = fit_grading(lab, targets["grading"].target, knobs["grading"])
+        lab = fit.apply(lab)
+    lab = palette_lab(lab, targets["palette"].target, knobs["palette"])
+    return to_uint8(land(lab, fit).apply(lab))
 
 
 def grading_cube(candidate: Candidate, recipe: Recipe, size: int = LUT_SIZE) -> str:
-    """The grading step applied to ``candidate`` as a ``.cube`` 3D LUT: the linear Lab
-    transfer from its relit raw image to the recipe's grading at its strength (one pass:
-    what a LUT can hold), so a colourist can apply the look elsewhere."""
+    """The grading step applied to ``candidate`` as a ``.cube`` 3D LUT: the transfer from
+    its relit raw image to the recipe's grading at its strength (without the palette
+    step, which a colourist's grade does not have), to apply the look elsewhere."""
     targets = recipe.components
     relit = relight(candidate.raw, targets["lighting"].target, candidate.knobs["lighting"])
     return cube_lut(

@@ -1,12 +1,18 @@
 """Colour grading: what a reference's colour looks like, and moving an image toward it.
 
 A grading is the Lab mean and covariance of an image (the "look": its cast, its
-saturation, how its colours co-vary) and per-channel RGB tone curves (quantiles). It is
-applied to another image by a linear colour transfer in Lab, at a strength:
+saturation, how its colours co-vary), the quantile functions of its Lab colours along the
+directions of ``agentic.transfer.BASES`` (the shape of that look: a skewed night sky, a
+poster's two colours) and per-channel RGB tone curves. All are read off a point sample
+of the image (every k-th pixel, long side at most ``STATS_SIDE``): an area-averaged
+thumbnail shrinks the spread, by up to 2 Lab units on scikit-image's hubble_deep_field.
 
-- ``reinhard``: per-channel mean and standard deviation (Reinhard et al. 2001, in Lab);
+It is applied to another image (``agentic.transfer``: shape, moments, landing) at a
+strength; the linear moment step is one of
+
 - ``mk``: the Monge–Kantorovich linear map, the optimal transport map between the two
-  Gaussians (Pitié & Kokaram 2007), written here: the library usually used for it is GPL.
+  Gaussians (Pitié & Kokaram 2007), written here: the library usually used for it is GPL;
+- ``reinhard``: per-channel mean and standard deviation (Reinhard et al. 2001, in Lab).
 
 ``grading_distance`` is the 2-Wasserstein distance between the two Gaussians, in Lab
 units: exactly what the MK map drives to zero, so it is the critique's measure too.
@@ -15,29 +21,49 @@ A grading exports as a ``.cube`` 3D LUT of the transfer from a source image to i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from agentic.colour import as_float_rgb, downsample, lab_to_rgb, rgb_to_lab, to_uint8
+from agentic.colour import as_float_rgb, rgb_to_lab, to_uint8
+from agentic.gamut import RollOff
+from agentic.transfer import (
+    BASES,
+    IDENTITY,
+    QUANTILES,
+    Affine,
+    Landing,
+    Shape,
+    direction_quantiles,
+    fit_landing,
+    fit_shape,
+    goal_of,
+    linear_map,
+    moments,
+    point_sample,
+    w2,
+)
 
 CURVE_POINTS = 17
 METHODS = ("mk", "reinhard")
-# Regularises a near-singular covariance (a flat image) before square roots and inverses.
-EPS = 1e-3
+STATS_SIDE = 512  # moments are read off a point sample at most this long
+SHAPE_SIDE = 256  # quantiles, off a sparser one (sorting is the cost)
+_QUANTILE_SHAPE = (len(BASES), 3, QUANTILES)
 
 
 @dataclass(frozen=True)
 class Grading:
-    """Lab mean (3), Lab covariance (3x3) and RGB tone curves (3 x CURVE_POINTS, 0-1)."""
+    """Lab mean (3), Lab covariance (3x3), RGB tone curves (3 x CURVE_POINTS, 0-1) and
+    Lab quantiles along ``BASES`` (len(BASES) x 3 x QUANTILES; None in recipes saved
+    before they existed, which then transfer by moments alone)."""
 
     mean: np.ndarray
     cov: np.ndarray
     curves: np.ndarray
+    quantiles: np.ndarray | None = None
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "lab_mean": [round(float(v), 3) for v in self.mean],
             "lab_cov": [[round(float(v), 3) for v in row] for row in self.cov],
             "tone_curves": {
@@ -45,6 +71,9 @@ class Grading:
                 for channel, curve in zip("rgb", self.curves, strict=True)
             },
         }
+        if self.quantiles is not None:
+            data["lab_quantiles"] = np.round(self.quantiles, 2).tolist()
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> Grading:
@@ -53,120 +82,113 @@ class Grading:
         curves = np.asarray([data["tone_curves"][c] for c in "rgb"], np.float64)
         if mean.shape != (3,) or cov.shape != (3, 3) or curves.shape != (3, CURVE_POINTS):
             raise ValueError("a grading has a 3-value lab_mean, a 3x3 lab_cov and 3 curves")
-        return cls(mean, (cov + cov.T) / 2.0, curves)
+        quantiles = data.get("lab_quantiles")
+        if quantiles is not None:
+            quantiles = np.asarray(quantiles, np.float64)
+            if quantiles.shape != _QUANTILE_SHAPE:
+                raise ValueError(f"a grading's lab_quantiles are {_QUANTILE_SHAPE} numbers")
+            # An edited recipe may break the order; a quantile function never decreases.
+            quantiles = np.maximum.accumulate(quantiles, axis=-1)
+        return cls(mean, (cov + cov.T) / 2.0, curves, quantiles)
 
 
 def lab_stats(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of Lab pixels."""
-    flat = lab.reshape(-1, 3).astype(np.float64)
-    return flat.mean(axis=0), np.cov(flat, rowvar=False)
+    return moments(lab)
 
 
 def extract_grading(pixels: np.ndarray) -> Grading:
-    """The grading of uint8 RGB ``pixels`` (measured on a downsampled copy)."""
-    small = downsample(pixels)
-    mean, cov = lab_stats(rgb_to_lab(small))
-    rgb = as_float_rgb(small).reshape(-1, 3)
-    curves = np.quantile(rgb, np.linspace(0.0, 1.0, CURVE_POINTS), axis=0).T
-    return Grading(mean, cov, curves)
+    """The grading of uint8 RGB ``pixels`` (measured on point samples)."""
+    sample = np.ascontiguousarray(point_sample(pixels, STATS_SIDE).reshape(1, -1, 3))
+    lab = rgb_to_lab(sample)[0]
+    mean, cov = moments(lab)
+    step = max(1, -(-len(lab) // SHAPE_SIDE**2))
+    sparse = lab[::step]
+    curves = np.quantile(
+        as_float_rgb(sample)[0][::step], np.linspace(0.0, 1.0, CURVE_POINTS), axis=0
+    ).T
+    return Grading(mean, cov, curves, direction_quantiles(sparse))
 
 
 def blend_gradings(gradings: list[Grading], weights: list[float]) -> Grading:
-    """Weighted mean of means, covariances and curves (a blend of looks, not the pooled
-    distribution: two opposite casts average to neutral instead of a wide spread)."""
+    """Weighted mean of means, covariances, curves and quantile functions (a blend of
+    looks, not the pooled distribution: two opposite casts average to neutral instead of
+    a wide spread; averaged quantile functions are the 1-D Wasserstein barycentre)."""
     w = np.asarray(weights, np.float64)
     w = w / w.sum()
+
+    def mean(values: list[np.ndarray]) -> np.ndarray:
+        return sum(wi * v for wi, v in zip(w, values, strict=True))
+
+    quantiles = [g.quantiles for g in gradings]
     return Grading(
-        sum(wi * g.mean for wi, g in zip(w, gradings, strict=True)),
-        sum(wi * g.cov for wi, g in zip(w, gradings, strict=True)),
-        sum(wi * g.curves for wi, g in zip(w, gradings, strict=True)),
+        mean([g.mean for g in gradings]),
+        mean([g.cov for g in gradings]),
+        mean([g.curves for g in gradings]),
+        None if any(q is None for q in quantiles) else mean(quantiles),
     )
-
-
-def _sqrtm(matrix: np.ndarray) -> np.ndarray:
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2.0)
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
-
-
-def _inv_sqrtm(matrix: np.ndarray) -> np.ndarray:
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2.0)
-    return (vectors / np.sqrt(np.clip(values, EPS, None))) @ vectors.T
 
 
 def grading_distance(a: Grading, b: Grading) -> float:
     """2-Wasserstein distance between the Lab Gaussians of two gradings (Lab units)."""
-    root_a = _sqrtm(a.cov)
-    cross = _sqrtm(root_a @ b.cov @ root_a)
-    trace = np.trace(a.cov) + np.trace(b.cov) - 2.0 * np.trace(cross)
-    return float(np.sqrt(max(float(np.sum((a.mean - b.mean) ** 2)) + max(trace, 0.0), 0.0)))
+    return w2((a.mean, a.cov), (b.mean, b.cov))
 
 
-def mk_matrix(source_cov: np.ndarray, target_cov: np.ndarray) -> np.ndarray:
-    """The Monge–Kantorovich linear map between two covariances:
-    T = Σs^-½ (Σs^½ Σt Σs^½)^½ Σs^-½, the unique symmetric positive map with T Σs T = Σt."""
-    eye = np.eye(3) * EPS
-    root = _sqrtm(source_cov + eye)
-    inv_root = _inv_sqrtm(source_cov + eye)
-    return inv_root @ _sqrtm(root @ (target_cov + eye) @ root) @ inv_root
+@dataclass(frozen=True)
+class GradingFit:
+    """The grading step fitted to one image: its shape map (None without quantiles), the
+    linear map onto ``goal``, and ``goal``, the statistics a landing aims at."""
+
+    shape: Shape | None
+    linear: Affine
+    goal: tuple[np.ndarray, np.ndarray]
+    method: str
+
+    def apply(self, lab: np.ndarray) -> np.ndarray:
+        shaped = self.shape.apply(lab) if self.shape is not None else lab
+        return self.linear.apply(shaped)
 
 
-def lab_transform(
-    source: Grading, target: Grading, method: str = "mk", strength: float = 1.0
-) -> Callable[[np.ndarray], np.ndarray]:
-    """The Lab -> Lab map that moves ``source``'s statistics to ``target``'s at
-    ``strength`` (0: identity, 1: the full transfer)."""
+def fit_grading(
+    lab: np.ndarray, target: Grading, strength: float = 1.0, method: str = "mk"
+) -> GradingFit:
+    """The grading step for Lab ``lab`` (HxWx3 or Nx3) toward ``target`` at ``strength``
+    (0: identity, 1: the full transfer), fitted on a point sample of it."""
     if method not in METHODS:
         raise ValueError(f"unknown transfer method {method!r}; known: {', '.join(METHODS)}")
-    if method == "mk":
-        matrix = mk_matrix(source.cov, target.cov)
-    else:
-        source_sd = np.sqrt(np.clip(np.diag(source.cov), EPS, None))
-        matrix = np.diag(np.sqrt(np.clip(np.diag(target.cov), 0.0, None)) / source_sd)
-    # Blend the maps, not the images: at strength s, x -> x + s (T(x - μs) + μt - x).
-    blended = (1.0 - strength) * np.eye(3) + strength * matrix
-    offset = strength * (target.mean - matrix @ source.mean)
+    sample = np.asarray(point_sample(lab), np.float64)
+    goal = goal_of(moments(sample), (target.mean, target.cov), strength)
+    shape = None
+    if target.quantiles is not None and strength > 0.0:
+        shape = fit_shape(sample, target.quantiles, strength)
+        sample = shape.apply(sample)
+    return GradingFit(shape, linear_map(moments(sample), goal, method), goal, method)
 
-    def apply(lab: np.ndarray) -> np.ndarray:
-        flat = lab.reshape(-1, 3).astype(np.float64) @ blended.T + offset
-        return flat.reshape(lab.shape).astype(np.float32)
 
-    return apply
+def land(lab: np.ndarray, fit: GradingFit | None) -> Landing:
+    """How Lab ``lab`` (after the grading step and anything since) enters the sRGB cube:
+    landed on ``fit``'s goal, or only rolled off when no grading was applied."""
+    sample = np.asarray(point_sample(lab), np.float64)
+    if fit is None:
+        return Landing(IDENTITY, RollOff.fit(sample))
+    return fit_landing(sample, fit.goal, fit.method)
 
 
 def transfer(
-    pixels: np.ndarray,
-    target: Grading,
-    strength: float = 1.0,
-    method: str = "mk",
-    passes: int = 3,
+    pixels: np.ndarray, target: Grading, strength: float = 1.0, method: str = "mk"
 ) -> np.ndarray:
     """``pixels`` (uint8 RGB) graded toward ``target`` at ``strength``; uint8 RGB back.
 
-    Gamut clipping after a big move (a dark photograph stretched to a bright, wide look)
-    leaves the result short of the target; each further pass re-measures and moves again
-    from where the last one landed, so ``passes`` linear steps undo most of the clipping.
-    At a strength below 1 the first pass is the blend and later passes aim at the blended
-    statistics, so the strength still means "this far".
+    Shape, moments, landing (``agentic.transfer``): at strength 1 the result's Lab mean
+    and covariance land on the target's as nearly as the sRGB cube allows; below 1, on
+    the blend of the image's own and the target's, so the strength still means "this far".
     """
     if strength <= 0.0:
         return pixels
     lab = rgb_to_lab(pixels)
-    start = _grading_of_lab(rgb_to_lab(downsample(pixels)))
-    goal = Grading(
-        (1.0 - strength) * start.mean + strength * target.mean,
-        (1.0 - strength) * start.cov + strength * target.cov,
-        target.curves,
-    )
-    current = start
-    for _ in range(passes):
-        lab = rgb_to_lab(lab_to_rgb(lab_transform(current, goal, method, 1.0)(lab)))
-        current = _grading_of_lab(rgb_to_lab(downsample(lab_to_rgb(lab))))
-    return to_uint8(lab_to_rgb(lab))
-
-
-def _grading_of_lab(lab: np.ndarray) -> Grading:
-    mean, cov = lab_stats(lab)
-    return Grading(mean, cov, np.zeros((3, CURVE_POINTS)))
+    fit = fit_grading(lab, target, strength, method)
+    graded = fit.apply(lab)
+    return to_uint8(land(graded, fit).apply(graded))
 
 
 def cube_lut(
@@ -178,16 +200,18 @@ def cube_lut(
     title: str = "Kiln agentic grading",
 ) -> str:
     """The transfer of ``source_pixels`` to ``target`` as an Adobe/Resolve ``.cube`` 3D
-    LUT of ``size``³ entries (red varies fastest, as the format requires): the single
-    linear map of ``transfer(..., passes=1)``, which a LUT can hold exactly."""
+    LUT of ``size``³ entries (red varies fastest, as the format requires): ``transfer``'s
+    maps, fitted on the source, evaluated on the grid (a colour -> colour function once
+    fitted, so the LUT holds it up to its grid spacing)."""
     if not 2 <= size <= 256:
         raise ValueError(f"a .cube LUT has 2-256 points per axis, got {size}")
-    mean, cov = lab_stats(rgb_to_lab(downsample(source_pixels)))
-    source = Grading(mean, cov, np.zeros((3, CURVE_POINTS)))
+    lab = rgb_to_lab(source_pixels)
+    fit = fit_grading(lab, target, strength, method)
+    landing = land(fit.apply(lab), fit)
     axis = np.linspace(0.0, 1.0, size, dtype=np.float32)
     blue, green, red = np.meshgrid(axis, axis, axis, indexing="ij")
     grid = np.stack([red, green, blue], axis=-1).reshape(1, -1, 3)
-    mapped = lab_to_rgb(lab_transform(source, target, method, strength)(rgb_to_lab(grid)))[0]
+    mapped = landing.apply(fit.apply(rgb_to_lab(grid)))[0]
     lines = [f'TITLE "{title}"', f"LUT_3D_SIZE {size}", "DOMAIN_MIN 0 0 0", "DOMAIN_MAX 1 1 1"]
     lines += [f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in mapped]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agentic.colour import as_float_rgb, downsample, lab_to_rgb, rgb_to_lab, to_uint8
+from agentic.colour import as_float_rgb, downsample, rgb_to_lab, to_uint8
+from agentic.gamut import roll_off
 
 LIGHT_SIDE = 128
 HIGH_KEY = 65.0
@@ -202,12 +203,14 @@ def lighting_vector(lighting: Lighting) -> np.ndarray:
     )
 
 
-def relight(pixels: np.ndarray, target: Lighting, strength: float) -> np.ndarray:
-    """Move an image's L* median and contrast toward ``target`` and add the target's
-    directional fall-off, at ``strength`` (0-1). Chroma untouched; uint8 RGB back."""
-    if strength <= 0.0:
-        return pixels
+def relight_lab(pixels: np.ndarray, target: Lighting, strength: float) -> np.ndarray:
+    """``pixels`` (uint8 RGB) with their L* median and contrast moved toward ``target``
+    and the target's directional fall-off added, at ``strength`` (0-1), as float CIELAB.
+    Chroma untouched; L* is not clipped (the caller rolls it into the sRGB cube once, after
+    the other transfers: a clip here would flatten what they could still use)."""
     lab = rgb_to_lab(pixels).astype(np.float64)
+    if strength <= 0.0:
+        return lab
     lightness = lab[..., 0]
     own = extract_lighting(pixels)
     own_sd = max(lightness.std(), 1e-3)
@@ -221,5 +224,12 @@ def relight(pixels: np.ndarray, target: Lighting, strength: float) -> np.ndarray
     own_tilt = (own.direction[0] * xs + own.direction[1] * ys) * own.slope / 2.0 * gain
     tilt = (target.direction[0] * xs + target.direction[1] * ys) * target.slope / 2.0
     matched = matched - own_tilt + tilt
-    lab[..., 0] = np.clip(lightness + strength * (matched - lightness), 0.0, 100.0)
-    return to_uint8(lab_to_rgb(lab.astype(np.float32)))
+    lab[..., 0] = lightness + strength * (matched - lightness)
+    return lab
+
+
+def relight(pixels: np.ndarray, target: Lighting, strength: float) -> np.ndarray:
+    """``relight_lab`` rolled into the sRGB cube (``agentic.gamut``); uint8 RGB back."""
+    if strength <= 0.0:
+        return pixels
+    return to_uint8(roll_off(relight_lab(pixels, target, strength)))

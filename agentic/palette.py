@@ -52,9 +52,14 @@ class Swatch:
 
 def extract_palette(pixels: np.ndarray, clusters: int = CLUSTERS) -> list[Swatch]:
     """The palette of uint8 RGB ``pixels``, largest share first."""
+    return palette_of_lab(rgb_to_lab(downsample(pixels, PALETTE_SIDE)).reshape(-1, 3), clusters)
+
+
+def palette_of_lab(lab: np.ndarray, clusters: int = CLUSTERS) -> list[Swatch]:
+    """The palette of Nx3 CIELAB colours (in or out of the sRGB gamut), largest first."""
     import cv2
 
-    lab = rgb_to_lab(downsample(pixels, PALETTE_SIDE)).reshape(-1, 3)
+    lab = np.ascontiguousarray(lab, dtype=np.float32)
     k = min(clusters, len(lab))
     cv2.setRNGSeed(SEED)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
@@ -117,32 +122,44 @@ def palette_distance(target: list[Swatch], candidate: list[Swatch]) -> float:
     return (forward + backward) / 2.0
 
 
-def palette_transfer(pixels: np.ndarray, target: list[Swatch], strength: float) -> np.ndarray:
-    """Move the image's own palette toward ``target`` at ``strength`` (0-1).
+def palette_lab(lab: np.ndarray, target: list[Swatch], strength: float) -> np.ndarray:
+    """Move float CIELAB ``lab`` (HxWx3)'s own palette toward ``target`` at ``strength``
+    (0-1); float CIELAB back, not clipped (the caller rolls it into the sRGB cube).
 
     The image's swatches are matched one to one with the target's (minimum total ΔE2000,
     Hungarian); every pixel moves by the offsets of its soft-assigned swatches, so flat
-    areas take the target colour and gradients stay smooth. Returns uint8 RGB.
+    areas take the target colour and gradients stay smooth.
     """
     from scipy.optimize import linear_sum_assignment
 
-    from agentic.colour import lab_to_uint8
-
+    lab = np.asarray(lab, np.float64)
     if strength <= 0.0:
-        return pixels
-    own = extract_palette(pixels)
+        return lab
+    # The image's own palette is read off the colours it is about to move (a point
+    # sample at most PALETTE_SIDE long), not off a clipped rendering of them: offsets
+    # from clipped swatches would push colours already out of gamut further out.
+    step = max(1, -(-max(lab.shape[:2]) // PALETTE_SIDE))
+    own = palette_of_lab(lab[::step, ::step].reshape(-1, 3))
     own_lab = np.array([s.lab for s in own])
     target_lab = np.array([s.lab for s in target])
     rows, cols = linear_sum_assignment(delta_e_matrix(own_lab, target_lab))
     offsets = np.zeros_like(own_lab)
     offsets[rows] = target_lab[cols] - own_lab[rows]
-    lab = rgb_to_lab(pixels)
-    flat = lab.reshape(-1, 3).astype(np.float64)
+    flat = lab.reshape(-1, 3)
     # Soft assignment by Euclidean Lab distance (a ΔE2000 per pixel would cost 10x more).
     d2 = ((flat[:, None, :] - own_lab[None, :, :]) ** 2).sum(axis=2)
     logits = -d2 / (2.0 * 10.0**2)
     logits -= logits.max(axis=1, keepdims=True)
     soft = np.exp(logits)
     soft /= soft.sum(axis=1, keepdims=True)
-    moved = flat + strength * (soft @ offsets)
-    return lab_to_uint8(moved.reshape(lab.shape).astype(np.float32))
+    return (flat + strength * (soft @ offsets)).reshape(lab.shape)
+
+
+def palette_transfer(pixels: np.ndarray, target: list[Swatch], strength: float) -> np.ndarray:
+    """``palette_lab`` on uint8 RGB ``pixels``, rolled into the sRGB cube; uint8 RGB back."""
+    from agentic.colour import to_uint8
+    from agentic.gamut import roll_off
+
+    if strength <= 0.0:
+        return pixels
+    return to_uint8(roll_off(palette_lab(rgb_to_lab(pixels), target, strength)))

@@ -81,15 +81,17 @@ class ReferenceFeatures:
 def extract_features(pixels: np.ndarray) -> ReferenceFeatures:
     """Measure all four components of one uint8 RGB reference.
 
-    Every extractor works at ``WORK_SIDE`` px or less, so the reference is downsampled
-    once here instead of once per extractor (a 1024 px photograph: 4x less resizing)."""
+    The palette, lighting and composition work at ``WORK_SIDE`` px or less, so the
+    reference is downsampled once for them instead of once per extractor (a 1024 px
+    photograph: 4x less resizing). The grading reads its statistics off a point sample
+    of the full image instead: area-averaging shrinks the spread it measures."""
     height, width = pixels.shape[:2]
-    pixels = downsample(pixels)
+    small = downsample(pixels)
     return ReferenceFeatures(
-        palette=extract_palette(pixels),
+        palette=extract_palette(small),
         grading=extract_grading(pixels),
-        lighting=extract_lighting(pixels),
-        composition=extract_composition(pixels),
+        lighting=extract_lighting(small),
+        composition=extract_composition(small),
         width=int(width),
         height=int(height),
     )

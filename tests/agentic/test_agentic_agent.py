@@ -78,7 +78,7 @@ def test_the_agent_plans_acts_critiques_and_refines_on_the_tiny_model(catalog, g
     refines = [e for e in result.trace if e["step"] == "refine"]
     assert all(e["best_score_after"] >= e["best_score_before"] for e in refines)
     assert refines[0]["best_score_before"] == critique_best
-    assert result.best_score >= critique_best
+    assert round(result.best_score, 4) >= critique_best  # the trace rounds to 4 places
 
 
 def test_a_refinement_raises_the_score_where_a_transfer_was_too_weak(catalog, generate):

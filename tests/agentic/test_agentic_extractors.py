@@ -111,9 +111,15 @@ def test_cube_lut_reproduces_the_transfer():
     src, goal = photo("chelsea"), extract_grading(photo("coffee"))
     text = cube_lut(src, goal, size=33)
     assert "LUT_3D_SIZE 33" in text and len(text.splitlines()) == 4 + 33**3
-    through_lut = apply_cube(src, read_cube(text))
-    direct = transfer(src, goal, passes=1)  # a LUT is one linear map
-    assert np.abs(through_lut.astype(int) - direct.astype(int)).mean() < 1.5
+    # Fitted on the source, the transfer is a colour -> colour map; a LUT holds it up to
+    # trilinear interpolation between its grid points (the shape step is not linear), so
+    # the gap shrinks as the grid gets finer.
+    direct = transfer(src, goal).astype(int)
+    gaps = [
+        np.abs(apply_cube(src, read_cube(cube_lut(src, goal, size=size))) - direct).mean()
+        for size in (33, 65)
+    ]
+    assert gaps[0] < 3.0 and gaps[1] < 1.5 and gaps[1] < gaps[0] / 1.5, gaps
 
 
 def test_lighting_key_of_synthetic_high_and_low_key_images():
