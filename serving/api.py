@@ -68,7 +68,7 @@ def create_app(
         description="Self-hosted image generation: native and OpenAI-compatible routes.",
     )
     metrics = Metrics()
-    ledger = ledger or Ledger(settings.database_url)
+    ledger = ledger or Ledger.of(settings)
     assets = Assets(ledger.engine, BlobStore(settings.assets_dir), settings.c2pa_signer())
     app.state.kiln = AppState(
         settings=settings,

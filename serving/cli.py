@@ -145,7 +145,7 @@ def _accounts(settings: Settings) -> Iterator[Any]:
     from serving.accounts import Accounts, UnknownKey
     from serving.ledger import Ledger, UnknownTenant
 
-    accounts = Accounts(Ledger(settings.database_url))
+    accounts = Accounts(Ledger.of(settings))
     try:
         yield accounts
     except (UnknownTenant, UnknownKey) as exc:
@@ -211,7 +211,7 @@ def cmd_assets_purge(args: argparse.Namespace, settings: Settings) -> int:
     if days is None or days < 1:
         print("kiln: give --days N (at least 1) or set KILN_ASSET_RETENTION_DAYS", file=sys.stderr)
         return 2
-    ledger = Ledger(settings.database_url)
+    ledger = Ledger.of(settings)
     try:
         purged = Assets(ledger.engine, BlobStore(settings.assets_dir)).purge_expired(days)
     finally:
@@ -249,7 +249,7 @@ def cmd_styles_import(args: argparse.Namespace, settings: Settings) -> int:
         trigger_words=tuple(args.trigger),
         default_strength=args.strength,
     )
-    ledger = Ledger(settings.database_url)
+    ledger = Ledger.of(settings)
     try:
         styles = Styles.from_settings(ledger.engine, catalog, settings)
         record = styles.import_file(path, request, args.tenant)
@@ -269,7 +269,7 @@ def cmd_styles_list(args: argparse.Namespace, settings: Settings) -> int:
     from serving.ledger import Ledger
     from serving.styles import Styles
 
-    ledger = Ledger(settings.database_url)
+    ledger = Ledger.of(settings)
     try:
         styles = Styles.from_settings(ledger.engine, _load_catalog(settings), settings)
         records = styles.list(args.tenant) if args.tenant else styles.all()
@@ -341,7 +341,7 @@ def cmd_styles_train(args: argparse.Namespace, settings: Settings) -> int:
         steps=args.steps,
         seed=args.seed,
     )
-    ledger = Ledger(settings.database_url)
+    ledger = Ledger.of(settings)
     try:
         request = check_request(request, len(files), settings, catalog)
         _build_tiny_model(catalog.get(args.model))

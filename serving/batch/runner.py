@@ -102,7 +102,7 @@ def resolve_tenant(settings: Settings, id_or_name: str) -> str:
     from serving.ledger import Ledger
     from serving.ledger.schema import tenants
 
-    with Ledger(settings.database_url) as ledger, ledger.engine.begin() as conn:
+    with Ledger.of(settings) as ledger, ledger.engine.begin() as conn:
         found = conn.execute(select(tenants.c.id).where(tenants.c.id == id_or_name)).first()
         if found is not None:
             return found.id
@@ -133,7 +133,7 @@ def accounting(settings: Settings, catalog: Catalog, tenant_id: str | None) -> t
     from serving.ledger import Ledger
     from serving.ledger.schema import balances, tenants
 
-    with Ledger(settings.database_url) as ledger:
+    with Ledger.of(settings) as ledger:
         if tenant_id is not None:
             ledger.tenant(tenant_id)  # UnknownTenant before anything runs
             return tenant_id, catalog

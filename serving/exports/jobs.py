@@ -74,10 +74,11 @@ def run_upscale_job(ctx: JobContext) -> dict[str, Any]:
     except BaseException:
         assets.delete(ctx.job.tenant_id, child.id)
         raise
-    ctx.capture(ctx.job.price)
+    # What was really charged: nothing if the hold was swept in a stall past its lease.
+    charged = ctx.capture(ctx.job.price)
     logger.info("job %s stored upscale %s of %s", ctx.job.id, child.id, parent.id)
     return {
         "asset_id": child.id,
         "asset": AssetObject.of(child).model_dump(mode="json"),
-        "credits_charged": ctx.job.price,
+        "credits_charged": charged,
     }

@@ -183,11 +183,7 @@ def execute_job(
     ``KeyboardInterrupt`` (the CLI's Ctrl-C) cancels the job and propagates.
     """
     own_ledger = ledger is None
-    ledger = ledger or Ledger(
-        settings.database_url,
-        run_migrations=False,
-        reservation_lease_s=settings.reservation_lease_s,
-    )
+    ledger = ledger or Ledger.of(settings, run_migrations=False)
     jobs = Jobs(ledger.engine)
     leases = LeaseKeeper(ledger, name=f"kiln-leases-{job_id}")
     try:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Row, Select, insert, select, update
 
@@ -40,6 +40,9 @@ from serving.ledger.types import (
     UnknownReservation,
     UnknownTenant,
 )
+
+if TYPE_CHECKING:
+    from serving.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,15 @@ class Ledger:
             migrate(self.engine)
         self.idempotency = IdempotencyKeys(self.engine)
         self.reservation_lease = timedelta(seconds=reservation_lease_s)
+
+    @classmethod
+    def of(cls, settings: Settings, *, run_migrations: bool = True) -> Ledger:
+        """The ledger ``settings`` name: its database and reservation lease."""
+        return cls(
+            settings.database_url,
+            run_migrations=run_migrations,
+            reservation_lease_s=settings.reservation_lease_s,
+        )
 
     def close(self) -> None:
         """Close pooled connections."""

@@ -72,7 +72,6 @@ def main(port: int) -> None:
     import uvicorn
 
     from serving.api import create_app
-    from serving.ledger import Ledger
     from serving.model_client import LocalModelClient
     from serving.settings import Settings
     from weights.catalog import load_catalog
@@ -81,8 +80,8 @@ def main(port: int) -> None:
     settings = Settings.from_env()
     torch.set_num_threads(settings.effective_torch_threads())
     catalog = load_catalog(settings.home, settings.catalog_path)
-    ledger = Ledger(settings.database_url, reservation_lease_s=settings.reservation_lease_s)
-    app = create_app(settings, catalog, LocalModelClient(catalog, device="cpu"), ledger=ledger)
+    # The app opens its ledger from the settings, KILN_RESERVATION_LEASE_S included.
+    app = create_app(settings, catalog, LocalModelClient(catalog, device="cpu"))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
