@@ -58,3 +58,10 @@ class ApiError(Exception):
                 "code": self.code,
             }
         }
+
+
+def too_many_requests(message: str, code: str, retry_after_s: float) -> ApiError:
+    """A 429 with ``retry-after``: a cap of the caller's, or of this server, is full now
+    and frees up on its own (a slot, a stream, a trace)."""
+    retry = str(max(1, round(retry_after_s)))
+    return ApiError(429, message, code=code, headers={"retry-after": retry})

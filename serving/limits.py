@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from serving.errors import ApiError
+from serving.api_error import too_many_requests
 from serving.ledger.schema import tenant_slots
 
 logger = logging.getLogger(__name__)
@@ -102,11 +102,10 @@ class ConcurrencyLimiter:
                 await asyncio.to_thread(self.release, taken)
             raise
         if held is None:
-            raise ApiError(
-                429,
+            raise too_many_requests(
                 f"too many concurrent requests: this tenant may run {self.limit} at once",
-                code="tenant_concurrency_limit",
-                headers={"retry-after": str(RETRY_AFTER_S)},
+                "tenant_concurrency_limit",
+                RETRY_AFTER_S,
             )
         renewing = asyncio.create_task(self._keep_renewed(held))
         try:

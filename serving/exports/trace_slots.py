@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from serving.errors import ApiError
+from serving.api_error import too_many_requests
 
 T = TypeVar("T")
 
@@ -75,12 +75,11 @@ class TraceSlots:
         """A slot, or ``ApiError`` 429 with ``retry-after`` when ``limit`` are taken."""
         with self._lock:
             if self._running >= limit:
-                raise ApiError(
-                    429,
+                raise too_many_requests(
                     f"too many SVG exports at once: this server traces {limit} at a time; "
                     "try again shortly",
-                    code="svg_concurrency_limit",
-                    headers={"retry-after": str(RETRY_AFTER_S)},
+                    "svg_concurrency_limit",
+                    RETRY_AFTER_S,
                 )
             self._running += 1
         return TraceSlot(self)

@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
-from serving.api_error import ApiError
+from serving.api_error import ApiError, too_many_requests
 from serving.auth import Tenant
 from serving.credentials import invalid_key
 from serving.jobs.protocol import JobObject, sse_message
@@ -73,12 +73,11 @@ class ServingJobs:
         taken); returns what frees it."""
         cap = self.state.settings.event_streams_per_tenant
         if not STREAMS.acquire(tenant.id, cap):
-            raise ApiError(
-                429,
+            raise too_many_requests(
                 f"too many open event streams: a tenant may hold {cap} at once "
                 "(KILN_EVENT_STREAMS_PER_TENANT); close one or poll GET /v1/jobs/{id}",
-                code="too_many_streams",
-                headers={"retry-after": str(STREAMS_RETRY_AFTER_S)},
+                "too_many_streams",
+                STREAMS_RETRY_AFTER_S,
             )
         return lambda: STREAMS.release(tenant.id)
 
