@@ -56,7 +56,7 @@ from serving.jobs.service import Job, JobFailed, Jobs, new_job_id
 from serving.ledger import Ledger
 from serving.ledger.schema import reservations
 from serving.settings import Settings
-from weights.home import DIR_MODE, private_dir
+from weights.home import DIR_MODE, open_private, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +99,9 @@ def submit_batch(
     try:
         private_dir(workspace.parent)
         workspace.mkdir(DIR_MODE)  # a fresh id: never there already
-        with open(workspace / LINES_FILE, "w", encoding="utf-8") as f:
+        with open_private(workspace / LINES_FILE) as f:  # the tenant's requests: 0600
             for line in lines:
-                f.write(json.dumps(asdict(line), separators=(",", ":")) + "\n")
+                f.write((json.dumps(asdict(line), separators=(",", ":")) + "\n").encode())
         kinds: dict[str, int] = {}
         for line in lines:
             kinds[line.kind] = kinds.get(line.kind, 0) + 1

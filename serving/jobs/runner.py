@@ -53,6 +53,7 @@ from serving.ledger import Ledger
 from serving.ledger.leases import LeaseKeeper
 from serving.settings import Settings
 from weights.catalog import Catalog, load_catalog
+from weights.home import private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +198,7 @@ def execute_job(
         outcome: dict[str, Any] = {}
         try:
             function = job_kind(job.kind).function()
-            workspace = workspace_of(settings, job_id)
-            workspace.mkdir(parents=True, exist_ok=True)
+            workspace = private_dir(workspace_of(settings, job_id))  # tenants' inputs: 0700
             context = JobContext(
                 job=job,
                 settings=settings,

@@ -50,6 +50,7 @@ from styles.training import (
     train_lora,
 )
 from weights.catalog import Catalog
+from weights.home import DIR_MODE, open_private, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +148,13 @@ def submit_style_training(
     reservation = ledger.reserve(tenant_id, price, f"{KIND}:{job_id}") if price else None
     workspace = workspace_of(settings, job_id)
     try:
-        workspace.mkdir(parents=True)
+        private_dir(workspace.parent)
+        workspace.mkdir(DIR_MODE)  # a fresh id: never there already
         files = []
         for index, image in enumerate(images):
             name = f"{index:03d}.png"
-            image.save(workspace / name, format="PNG")
+            with open_private(workspace / name) as out:  # a tenant's photos: 0600
+                image.save(out, format="PNG")
             files.append(name)
         captions = list(request.captions)
         if len(captions) == 1:

@@ -117,3 +117,31 @@ def test_folders_are_0700_whatever_the_umask(tmp_path, umask):
     assert mode(tmp_path / "a") == mode(made) == 0o700
     umask(0)  # would leave a plain mkdir world-writable
     assert mode(private_dir(tmp_path / "c")) == 0o700
+
+
+def test_a_jobs_staged_inputs_are_private(tmp_path, catalog, umask):
+    """A training's photos and a batch's request lines wait in the job's workspace until a
+    worker takes them: a tenant's data, 0700 folders and 0600 files like the rest."""
+    from serving.batch.jobs import submit_batch
+    from serving.batch.lines import parse_batch
+    from serving.jobs.style_training import StyleTrainingRequest, submit_style_training
+
+    settings = Settings(home=tmp_path / "kiln", secret=TEST_SECRET)
+    with Ledger(settings.database_url) as ledger:
+        tenant = ledger.create_tenant("studio")
+        ledger.grant(tenant.id, 100)
+        photos = [Image.new("RGB", (32, 32), (i * 40, 90, 200)) for i in range(5)]
+        submit_style_training(
+            tenant.id, StyleTrainingRequest(name="Ink", model="tiny-sd15"), photos,
+            settings=settings, catalog=catalog, ledger=ledger,
+        )  # fmt: skip
+        lines, invalid = parse_batch(
+            '{"kind": "generation", "model": "tiny-sd15", "prompt": "a kiln"}',
+            base_dir=None, catalog=catalog, settings=settings,
+        )  # fmt: skip
+        assert not invalid
+        submit_batch(settings, ledger, tenant.id, lines, [])
+    folders, files = modes_under(settings.jobs_dir)
+    assert len(folders) == 3 and len(files) == 6, (folders, files)  # 5 photos, 1 JSONL
+    assert folders == dict.fromkeys(folders, 0o700), folders
+    assert files == dict.fromkeys(files, 0o600), files
