@@ -4,8 +4,8 @@ A grading is the Lab mean and covariance of an image (the "look": its cast, its
 saturation, how its colours co-vary), the quantile functions of its Lab colours along the
 directions of ``agentic.transfer.BASES`` (the shape of that look: a skewed night sky, a
 poster's two colours) and per-channel RGB tone curves. All are read off a point sample
-of the image (every k-th pixel, long side at most ``STATS_SIDE``): an area-averaged
-thumbnail shrinks the spread, by up to 2 Lab units on scikit-image's hubble_deep_field.
+of the image (``STATS_SIDE``² single pixels drawn at random): an area-averaged thumbnail
+shrinks the spread, by up to 2 Lab units on scikit-image's hubble_deep_field.
 
 It is applied to another image (``agentic.transfer``: shape, moments, landing) at a
 strength; the linear moment step is one of
@@ -46,7 +46,7 @@ from agentic.transfer import (
 
 CURVE_POINTS = 17
 METHODS = ("mk", "reinhard")
-STATS_SIDE = 512  # moments are read off a point sample at most this long
+STATS_SIDE = 512  # moments are read off a point sample of at most this many px squared
 SHAPE_SIDE = 256  # quantiles, off a sparser one (sorting is the cost)
 _QUANTILE_SHAPE = (len(BASES), 3, QUANTILES)
 
@@ -103,7 +103,7 @@ def extract_grading(pixels: np.ndarray) -> Grading:
     lab = rgb_to_lab(sample)[0]
     mean, cov = moments(lab)
     step = max(1, -(-len(lab) // SHAPE_SIDE**2))
-    sparse = lab[::step]
+    sparse = lab[::step]  # every k-th of randomly drawn pixels: still a random sample
     curves = np.quantile(
         as_float_rgb(sample)[0][::step], np.linspace(0.0, 1.0, CURVE_POINTS), axis=0
     ).T
@@ -160,8 +160,7 @@ def fit_grading(
     goal = goal_of(moments(sample), (target.mean, target.cov), strength)
     shape = None
     if target.quantiles is not None and strength > 0.0:
-        shape = fit_shape(sample, target.quantiles, strength)
-        sample = shape.apply(sample)
+        shape, sample = fit_shape(sample, target.quantiles, strength)
     return GradingFit(shape, linear_map(moments(sample), goal, method), goal, method)
 
 

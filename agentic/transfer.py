@@ -21,9 +21,9 @@ palette step, run after the grading, moved them again. The transfer is now three
 
 At strength s the goal is the blend (1 - s) x the image's own statistics + s x the
 grading's, and the shape step moves each colour s of the way: the result lands on the
-blend, so strength is monotone. Everything is fitted on a point sample (every k-th pixel:
-an area average would shrink the spread being matched) and is a fixed colour -> colour
-map once fitted, so a ``.cube`` LUT holds it.
+blend, so strength is monotone. Everything is fitted on a point sample (single pixels
+drawn at random: an area average would shrink the spread being matched) and is a fixed
+colour -> colour map once fitted, so a ``.cube`` LUT holds it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ QUANTILES = len(LEVELS)
 ROUNDS = 3  # passes over the rotated bases before the final pass on the Lab axes
 MIN_STEP = 0.1  # least step of a reference's quantile function, in its mean steps
 LANDING_STEPS = 8  # moment corrections tried at most after the roll-off
-SAMPLE_SIDE = 256  # fits run on a point sample with at most this long side
+SAMPLE_SIDE = 128  # fits run on a point sample of at most this many pixels squared
+SAMPLE_SEED = 17
 # Regularises a near-singular covariance (a flat image) before square roots and inverses.
 EPS = 1e-3
 
@@ -72,13 +73,16 @@ BASES = (
 )
 
 
-def point_sample(lab: np.ndarray, side: int = SAMPLE_SIDE) -> np.ndarray:
-    """Every k-th pixel of HxWx3 ``lab`` (long side at most ``side``) as Nx3; already
-    flat (Nx3) colours pass through."""
-    if lab.ndim == 2:
-        return lab
-    step = max(1, -(-max(lab.shape[:2]) // side))
-    return lab[::step, ::step].reshape(-1, 3)
+def point_sample(pixels: np.ndarray, side: int = SAMPLE_SIDE) -> np.ndarray:
+    """At most ``side``² pixels of HxWx3 ``pixels`` as Nx3 (all of them when there are
+    no more), drawn at random with a fixed seed: the same image gives the same sample.
+    Not every k-th pixel: a decoder's 8-px pattern makes a regular grid a biased sample
+    (a stride of 2 read a tiny-sd15 image's mean L* 1.7 units low). Nx3 passes through."""
+    flat = pixels.reshape(-1, 3)
+    if pixels.ndim == 2 or len(flat) <= side * side:
+        return flat
+    chosen = np.random.default_rng(SAMPLE_SEED).choice(len(flat), side * side, replace=False)
+    return flat[np.sort(chosen)]
 
 
 def quantile_functions(values: np.ndarray) -> np.ndarray:
@@ -175,18 +179,18 @@ class Shape:
 
 def _step(flat: np.ndarray, basis: np.ndarray, own: np.ndarray, target: np.ndarray) -> np.ndarray:
     projected = flat @ basis
-    mapped = np.empty_like(projected)
     for k in range(3):
-        levels = np.interp(projected[:, k], own[k], LEVELS)
-        mapped[:, k] = np.interp(levels, LEVELS, target[k])
-    return flat + (mapped - projected) @ basis.T
+        # Rank (own quantiles -> levels) then value (levels -> target quantiles): both
+        # piecewise linear on the same levels, so one interpolation is both.
+        projected[:, k] = np.interp(projected[:, k], own[k], target[k])
+    return projected @ basis.T  # the basis is orthonormal: back to Lab
 
 
 def _unflattened(quantiles: np.ndarray) -> np.ndarray:
     """``quantiles`` (..., QUANTILES) with every step at least ``MIN_STEP`` of an even
-    spread's step over the same levels, rescaled back onto their ends: a plateau (a reference's crushed blacks or
-    blown whites) becomes a steep ramp, so no stretch of the image maps onto one value;
-    quantile functions without plateaus barely move."""
+    spread's step over the same levels, rescaled back onto their ends: a plateau (a
+    reference's crushed blacks or blown whites) becomes a steep ramp, so no stretch of
+    the image maps onto one value; quantile functions without plateaus barely move."""
     first, last = quantiles[..., :1], quantiles[..., -1:]
     floor = MIN_STEP * (last - first) * np.diff(LEVELS)
     steps = np.maximum(np.diff(quantiles, axis=-1), floor)
@@ -201,9 +205,13 @@ def _own_quantiles(projected: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(own + np.arange(QUANTILES) * 1e-9, axis=1)
 
 
-def fit_shape(sample: np.ndarray, quantiles: np.ndarray, strength: float) -> Shape:
-    """The sliced transfer of Nx3 Lab ``sample`` onto a grading's ``quantiles``."""
-    flat = np.asarray(sample, np.float64)
+def fit_shape(
+    sample: np.ndarray, quantiles: np.ndarray, strength: float
+) -> tuple[Shape, np.ndarray]:
+    """The sliced transfer of Nx3 Lab ``sample`` onto a grading's ``quantiles``, and
+    ``sample`` moved by it."""
+    start = np.asarray(sample, np.float64)
+    flat = start
     order = [*range(1, len(BASES))] * ROUNDS + [0]  # the Lab axes last: their marginals hold
     steps = []
     for index in order:
@@ -212,7 +220,7 @@ def fit_shape(sample: np.ndarray, quantiles: np.ndarray, strength: float) -> Sha
         target = _unflattened(np.asarray(quantiles[index], np.float64))
         steps.append((basis, own, target))
         flat = _step(flat, basis, own, target)
-    return Shape(tuple(steps), strength)
+    return Shape(tuple(steps), strength), start + strength * (flat - start)
 
 
 def goal_of(
