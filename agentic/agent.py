@@ -10,9 +10,8 @@ model's deployment, tests with a tiny in-process engine.
   heaviest source: a ControlNet on its edges where the caller names one, else img2img
   from its blurred layout. Composition strength s maps to ControlNet scale s, or to an
   img2img denoising strength of 1 - 0.6 s; strength 0 is plain text-to-image.
-- act: ``candidates`` images per requested image in one call, then lighting, grading and
-  palette transfer at their strengths, and last the grading's landing on its statistics
-  (``finish``).
+- act: ``candidates`` images per requested image in one call, finished by the lighting,
+  grading and palette transfers at their strengths (``agentic.finishing``).
 - critique: score every candidate (agentic.critique), keep the best ``n``.
 - refine: for the worst-scoring component, change what drives it: a transfer strength
   (palette, grading, lighting: raised toward 1 and re-applied to the kept candidates'
@@ -32,12 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from agentic.colour import to_uint8
 from agentic.composition import structure_image, thumbnail_pixels
 from agentic.critique import Scores, score
-from agentic.grading import cube_lut, fit_grading, land
-from agentic.lighting import relight, relight_lab
-from agentic.palette import palette_lab
+from agentic.finishing import TRANSFERS, finish
+from agentic.grading import cube_lut
+from agentic.lighting import relight
 from agentic.recipe import Recipe
 from pipelines.params import (
     MAX_IMAGES,
@@ -56,7 +54,6 @@ from weights.catalog import ModelSpec
 logger = logging.getLogger(__name__)
 
 GenerateFn = Callable[[GenerationParams], list[np.ndarray]]
-TRANSFERS = ("palette", "grading", "lighting")
 IMG2IMG_SPAN = 0.6  # composition strength 1 -> img2img denoising strength 0.4
 STRENGTH_STEP = 0.25
 GUIDANCE_FACTOR = 0.75
@@ -123,26 +120,6 @@ def check_budget(n: int, budget: Budget) -> None:
         raise ParamError(
             "candidates", f"n x candidates must be at most {MAX_IMAGES} (one call), got {total}"
         )
-
-
-def finish(raw: np.ndarray, recipe: Recipe, knobs: dict[str, float]) -> np.ndarray:
-    """Lighting, grading, palette transfer of ``raw`` at the knobs' strengths, then the
-    grading's landing: all in float Lab, rolled into the sRGB cube once at the end.
-
-    The palette step moves the statistics the grading set (issue 17: by up to a third of
-    the way back on photographs), so when grading is on, its landing runs last and puts
-    the Lab mean and covariance back on the grading's goal; the palette keeps which
-    colours go where. With every strength 0 the raw image comes back untouched."""
-    if not any(knobs[name] > 0.0 for name in TRANSFERS):
-        return raw
-    targets = recipe.components
-    lab = relight_lab(raw, targets["lighting"].target, knobs["lighting"])
-    fit = None
-    if knobs["grading"] > 0.0:
-        fit = fit_grading(lab, targets["grading"].target, knobs["grading"])
-        lab = fit.apply(lab)
-    lab = palette_lab(lab, targets["palette"].target, knobs["palette"])
-    return to_uint8(land(lab, fit).apply(lab))
 
 
 def grading_cube(candidate: Candidate, recipe: Recipe, size: int = LUT_SIZE) -> str:

@@ -92,11 +92,6 @@ class Grading:
         return cls(mean, (cov + cov.T) / 2.0, curves, quantiles)
 
 
-def lab_stats(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of Lab pixels."""
-    return moments(lab)
-
-
 def extract_grading(pixels: np.ndarray) -> Grading:
     """The grading of uint8 RGB ``pixels`` (measured on point samples)."""
     sample = np.ascontiguousarray(point_sample(pixels, STATS_SIDE).reshape(1, -1, 3))

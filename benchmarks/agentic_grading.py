@@ -145,7 +145,7 @@ def measure(
     name: str, ref: np.ndarray, run_agent: Callable[[np.ndarray], tuple], model: str, seed: int
 ) -> dict:
     """Every figure of one reference's row."""
-    from agentic.agent import finish
+    from agentic.finishing import finish
 
     candidate, recipe = run_agent(ref)
     raw, knobs = candidate.raw, candidate.knobs

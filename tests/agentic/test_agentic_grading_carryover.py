@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from agentic.agent import Agent, AgentRequest, Budget, finish
+from agentic.agent import Agent, AgentRequest, Budget
 from agentic.colour import rgb_to_lab
+from agentic.finishing import finish
 from agentic.gamut import roll_off
 from agentic.grading import Grading, extract_grading, grading_distance, transfer
 from agentic.measures import (
