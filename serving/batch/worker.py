@@ -197,9 +197,9 @@ class BatchWorker:
 
 def _node_id() -> str:
     """The Ray node this actor runs on ("" outside Ray)."""
-    try:
-        import ray
+    import ray
 
-        return ray.get_runtime_context().get_node_id()
-    except Exception:  # not in a Ray worker (a direct call in a test or tool)
+    # Asked outside Ray, the runtime context would start a local Ray of its own.
+    if not ray.is_initialized():
         return ""
+    return ray.get_runtime_context().get_node_id()

@@ -58,3 +58,15 @@ def test_a_batch_line_refuses_an_unlicensed_style_reference_then_runs_licensed(w
     assert result.error is None and len(result.images) == 1
     made = state.assets.get(tenant_id, result.asset_ids[0])
     assert made.kind == "base" and made.parent_id == asset
+
+
+def test_a_worker_called_outside_ray_starts_no_ray(worker):
+    """A worker called directly (a test, a tool) runs its line without a local Ray: one
+    started behind the caller's back would make later in-process job runners send their
+    jobs to it."""
+    import ray
+
+    request = {k: v for k, v in gen(seed=3).items() if k != "kind"}
+    worker.tenant = type(worker.tenant)(id=worker.state.accounts.create_tenant("t").id)
+    worker.run_line(1, {"kind": "generation", "request": request})
+    assert not ray.is_initialized()
