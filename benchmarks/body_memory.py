@@ -3,8 +3,9 @@
 Streams a large body of zeros at ``POST /v1/generations`` three ways — no API key, a key
 with a chunked body, a key with a ``Content-Length`` over the limit — and prints, for each,
 what the server answered, how many MiB it took before answering, and how much the
-resident memory of Ray Serve's HTTP proxy and of the ingress replica grew (peak during the
-stream minus before, read by pid with psutil).
+private resident memory (RSS less shared pages: ``private_rss``) of Ray Serve's HTTP
+proxy and of the ingress replica grew (peak during the stream minus before, read by pid
+with psutil).
 
     python benchmarks/body_memory.py                      # starts its own kiln serve
     python benchmarks/body_memory.py --url http://127.0.0.1:8000 --admin-key KEY
@@ -37,6 +38,14 @@ CHUNK = 256 * 1024
 
 def log(message: str) -> None:
     print(message, flush=True)
+
+
+def private_rss(process: psutil.Process) -> int:
+    """Resident memory of the process's own: RSS less its shared pages (files mapped, and
+    Ray's object store, the shared-memory arena through which the proxy hands a body to
+    the replica: its pages count in both processes' RSS and are Ray's pool, reused)."""
+    info = process.memory_info()
+    return info.rss - info.shared
 
 
 def serve_processes(server_pid: int | None = None) -> dict[str, psutil.Process]:
@@ -85,14 +94,14 @@ def measure(
     url: str, processes: dict[str, psutil.Process], headers: dict[str, str], total: int,
     chunked: bool,
 ) -> dict[str, float | str]:  # fmt: skip
-    start = {name: p.memory_info().rss for name, p in processes.items()}
+    start = {name: private_rss(p) for name, p in processes.items()}
     peak = dict(start)
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
             for name, process in processes.items():
-                peak[name] = max(peak[name], process.memory_info().rss)
+                peak[name] = max(peak[name], private_rss(process))
             time.sleep(0.01)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -17,12 +17,9 @@ that, on every request:
    most the family's file limit (Starlette caps text fields only) → 413 naming the field.
 
 Where it runs. Under ``kiln serve`` and ``serve deploy`` the first reader of a body is Ray
-Serve's HTTP proxy, which forwards it to the ingress replica through an unbounded queue;
-``kiln serve`` sets ``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` to ``PROXY_CALLBACK`` so
-the proxy on every node installs this guard (``proxy_middlewares``), reading settings and
-the ledger's URL from the node's ``KILN_*`` environment (a cluster sets both on every node
-before ``ray start``: deploy/). The FastAPI app installs the same guard too
-(``serving.api``), for runs without Serve and as a second line behind the proxy.
+Serve's HTTP proxy, which installs this guard itself (``serving.serve_proxy``). The
+FastAPI app installs the same guard too (``serving.api``), for runs without Serve and as
+a second line behind the proxy.
 
 The route families (``ROUTE_FAMILIES``), each with a limit on the whole body and one on a
 file part of a multipart body:
@@ -45,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -53,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import Headers
-from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.api_error import ApiError
@@ -64,9 +59,6 @@ if TYPE_CHECKING:
     from serving.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
-PROXY_CALLBACK = "serving.body_guard:proxy_middlewares"
 
 # Routes anyone may call: health, metrics, the API docs, signed file URLs (their HMAC is
 # the credential) and Ray Serve's own health and route probes (Kubernetes probes them).
@@ -357,40 +349,3 @@ class _Guarded:
                 raise
             # The app saw the disconnect we made (ClientDisconnect): expected, answered.
             logger.debug("request body refused mid-stream; the app stopped", exc_info=True)
-
-
-class LedgerKeys:
-    """``authenticate`` for the Serve proxy: the ledger's API keys, opened on first use
-    (a proxy starts before anyone calls it, and must not fail if the database is late)."""
-
-    def __init__(self, database_url: str) -> None:
-        self.database_url = database_url
-        self._accounts: Any = None
-        self._lock = threading.Lock()
-
-    def __call__(self, key: str) -> Principal | None:
-        with self._lock:
-            if self._accounts is None:
-                from serving.accounts.service import Accounts
-                from serving.ledger import Ledger
-
-                # The ingress migrates the database; the proxy only reads keys.
-                ledger = Ledger(self.database_url, pool_size=2, run_migrations=False)
-                self._accounts = Accounts(ledger)
-        return self._accounts.authenticate(key)
-
-
-def proxy_middlewares() -> list[Middleware]:
-    """Ray Serve's HTTP proxy callback (``PROXY_CALLBACK``): the body guard, with the
-    limits and ledger of the node's ``KILN_*`` environment."""
-    from serving.settings import Settings
-
-    settings = Settings.from_env()
-    logger.info("Serve proxy: body guard on (%s)", settings.database_url.split(":", 1)[0])
-    return [
-        Middleware(
-            BodyGuard,
-            limits=BodyLimits.of(settings),
-            authenticate=LedgerKeys(settings.database_url),
-        )
-    ]

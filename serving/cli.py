@@ -52,7 +52,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from ray import serve
 
     from serving.app import build_application
-    from serving.body_guard import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+    from serving.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
     settings = settings.with_overrides(host=args.host, port=args.port)
     _prepare_admin(settings)

@@ -1,7 +1,8 @@
 """Request bodies against the live ``kiln serve``: Ray Serve's HTTP proxy is the first
 reader of a body, and it must neither take one from an unknown caller nor buffer more than
-a route's limit (serving/body_guard.py). The memory of the proxy and of the ingress
-replica is read by pid (psutil) while 300 MiB streams at them.
+a route's limit (serving/body_guard.py, serving/serve_proxy.py). The private resident
+memory of the proxy and of the ingress replica is read by pid (psutil) while 300 MiB
+streams at them.
 """
 
 from __future__ import annotations
@@ -18,12 +19,20 @@ import pytest
 from live_accounts import TenantKey
 from raw_http import stream_body
 
-from serving.body_guard import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+from serving.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV, READ_AHEAD_BYTES
 
 MiB = 1 << 20
 STREAM = 300 * MiB
 JSON_LIMIT = 32 * MiB  # the session server's KILN_BODY_MAX_JSON (tests/e2e/conftest.py)
 SLACK = 16 * MiB
+
+
+def private_rss(process: psutil.Process) -> int:
+    """Resident memory of the process's own: RSS less its shared pages (files mapped, and
+    Ray's object store, the shared-memory arena through which the proxy hands a body to
+    the replica: its pages count in both processes' RSS and are Ray's pool, reused)."""
+    info = process.memory_info()
+    return info.rss - info.shared
 
 
 def _serve_process(server_pid: int, marker: str) -> psutil.Process:
@@ -47,14 +56,14 @@ def serve_processes(server) -> dict[str, psutil.Process]:
 @contextmanager
 def peak_growth(processes: dict[str, psutil.Process]) -> Iterator[dict[str, int]]:
     """RSS growth of each process over the block, sampled every 10 ms (peak - start)."""
-    start = {name: p.memory_info().rss for name, p in processes.items()}
+    start = {name: private_rss(p) for name, p in processes.items()}
     peak = dict(start)
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
             for name, process in processes.items():
-                peak[name] = max(peak[name], process.memory_info().rss)
+                peak[name] = max(peak[name], private_rss(process))
             time.sleep(0.01)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -106,3 +115,5 @@ def test_an_authenticated_stream_over_the_limit_is_413_with_bounded_memory(
         assert result.sent < SLACK  # refused by its Content-Length, unread
     for name, grown in growth.items():
         assert grown <= JSON_LIMIT + SLACK, f"{name} grew {grown / MiB:.0f} MiB"
+    # The proxy holds a bounded read-ahead, whatever the route's limit.
+    assert growth["proxy"] <= 2 * READ_AHEAD_BYTES + SLACK, growth

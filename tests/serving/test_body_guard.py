@@ -18,11 +18,11 @@ import httpx
 import pytest
 import uvicorn
 from PIL import Image
-from raw_http import CHUNK, stream_body
+from raw_http import stream_body
 from secrets_for_tests import TEST_SECRET
 
 from serving.api import create_app
-from serving.body_guard import BodyCounter, BodyLimits, BodyRefused, proxy_middlewares
+from serving.body_guard import BodyCounter, BodyLimits, BodyRefused
 from serving.model_client import LocalModelClient
 from serving.settings import Settings
 from weights.catalog import load_catalog
@@ -232,12 +232,3 @@ def test_the_counter_refuses_at_the_first_byte_past_a_limit():
         counter.feed(b"\0")
     assert limits.for_route("POST", "/v1/styles/train/").family == "training"
     assert limits.for_route("GET", "/v1/styles").family == "json"
-
-
-def test_the_serve_proxy_callback_builds_the_guard_from_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("KILN_HOME", str(tmp_path))
-    monkeypatch.setenv("KILN_BODY_MAX_JSON", "12345")
-    (middleware,) = proxy_middlewares()
-    limits = middleware.kwargs["limits"]
-    assert limits.for_route("POST", "/v1/generations").max_bytes == 12345
-    assert CHUNK  # the raw client's chunk is what the slack above is measured against

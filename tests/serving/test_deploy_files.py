@@ -15,7 +15,7 @@ from ray._common.utils import import_attr
 from secrets_for_tests import TEST_SECRET
 
 from serving.app import INGRESS_NAME, build_app, build_application
-from serving.body_guard import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+from serving.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from serving.settings import Settings, setting_names
 from weights.catalog import load_catalog
 
