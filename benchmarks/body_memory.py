@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from _peak import peak_growth
 from _server import KilnServe, tenant_key
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -38,14 +39,6 @@ CHUNK = 256 * 1024
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-def private_rss(process: psutil.Process) -> int:
-    """Resident memory of the process's own: RSS less its shared pages (files mapped, and
-    Ray's object store, the shared-memory arena through which the proxy hands a body to
-    the replica: its pages count in both processes' RSS and are Ray's pool, reused)."""
-    info = process.memory_info()
-    return info.rss - info.shared
 
 
 def serve_processes(server_pid: int | None = None) -> dict[str, psutil.Process]:
@@ -94,26 +87,12 @@ def measure(
     url: str, processes: dict[str, psutil.Process], headers: dict[str, str], total: int,
     chunked: bool,
 ) -> dict[str, float | str]:  # fmt: skip
-    start = {name: private_rss(p) for name, p in processes.items()}
-    peak = dict(start)
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            for name, process in processes.items():
-                peak[name] = max(peak[name], private_rss(process))
-            time.sleep(0.01)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    began = time.perf_counter()
-    outcome, sent = stream(url, headers, total, chunked)
-    seconds = time.perf_counter() - began
-    time.sleep(0.5)
-    done.set()
-    sampler.join()
+    with peak_growth(processes) as growth:
+        began = time.perf_counter()
+        outcome, sent = stream(url, headers, total, chunked)
+        seconds = time.perf_counter() - began
     row: dict[str, float | str] = {"answer": outcome, "taken_mib": sent / MiB, "s": seconds}
-    row.update({f"{name}_mib": (peak[name] - start[name]) / MiB for name in processes})
+    row.update({f"{name}_mib": grown / MiB for name, grown in growth.items()})
     return row
 
 

@@ -7,11 +7,9 @@ streams at them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
@@ -21,18 +19,16 @@ from raw_http import stream_body
 
 from serving.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV, READ_AHEAD_BYTES
 
+# The benchmarks' sampler of other processes' private memory (benchmarks/_peak.py).
+_PEAK = Path(__file__).resolve().parents[2] / "benchmarks" / "_peak.py"
+_spec = importlib.util.spec_from_file_location("kiln_bench_peak", _PEAK)
+peak = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(peak)
+
 MiB = 1 << 20
 STREAM = 300 * MiB
 JSON_LIMIT = 32 * MiB  # the session server's KILN_BODY_MAX_JSON (tests/e2e/conftest.py)
 SLACK = 16 * MiB
-
-
-def private_rss(process: psutil.Process) -> int:
-    """Resident memory of the process's own: RSS less its shared pages (files mapped, and
-    Ray's object store, the shared-memory arena through which the proxy hands a body to
-    the replica: its pages count in both processes' RSS and are Ray's pool, reused)."""
-    info = process.memory_info()
-    return info.rss - info.shared
 
 
 def _serve_process(server_pid: int, marker: str) -> psutil.Process:
@@ -53,31 +49,6 @@ def serve_processes(server) -> dict[str, psutil.Process]:
     }
 
 
-@contextmanager
-def peak_growth(processes: dict[str, psutil.Process]) -> Iterator[dict[str, int]]:
-    """RSS growth of each process over the block, sampled every 10 ms (peak - start)."""
-    start = {name: private_rss(p) for name, p in processes.items()}
-    peak = dict(start)
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            for name, process in processes.items():
-                peak[name] = max(peak[name], private_rss(process))
-            time.sleep(0.01)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    growth: dict[str, int] = {}
-    try:
-        yield growth
-    finally:
-        time.sleep(0.5)  # let the last forwarded bytes land in the ingress
-        done.set()
-        sampler.join()
-        growth.update({name: peak[name] - start[name] for name in processes})
-
-
 def _target(server) -> tuple[str, int]:
     parts = urlsplit(server.url)
     return parts.hostname or "127.0.0.1", parts.port or 80
@@ -89,7 +60,7 @@ def test_the_serve_proxy_runs_the_body_guard(serve_processes):
 
 def test_an_unauthenticated_stream_is_refused_by_the_proxy_unread(server, serve_processes):
     host, port = _target(server)
-    with peak_growth(serve_processes) as growth:
+    with peak.peak_growth(serve_processes) as growth:
         result = stream_body(host, port, "/v1/generations", {}, total=STREAM)
     assert result.status == 401, result.response[:300]
     assert json.loads(result.body)["error"]["code"] == "missing_api_key"
@@ -104,7 +75,7 @@ def test_an_authenticated_stream_over_the_limit_is_413_with_bounded_memory(
 ):
     host, port = _target(server)
     headers = {**tenant.headers, "content-type": "application/json"}
-    with peak_growth(serve_processes) as growth:
+    with peak.peak_growth(serve_processes) as growth:
         result = stream_body(host, port, "/v1/generations", headers, STREAM, chunked=chunked)
     assert result.status == 413, result.response[:300]
     assert json.loads(result.body)["error"]["code"] == "request_too_large"
