@@ -42,6 +42,7 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/serving_overhead.py
 	$(BIN)/python benchmarks/delivery_cost.py
 	$(BIN)/python benchmarks/svg_memory.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/body_memory.py
 
 # On a CUDA machine; runs from the source tree (no install needed beyond torch/diffusers).
 bench-gpu:
