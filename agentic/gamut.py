@@ -18,6 +18,10 @@ The cube aimed at is ``MARGIN`` inside the true one: a colour on the true face r
 or 255, and a delivered 0 or 255 is what issue 17's clipping check counts as detail lost;
 colours that pile up against the face show in its near-extreme count instead. A fitted
 roll-off is a fixed colour -> colour function, so a LUT can hold it.
+
+``srgb_of_lab`` and ``lab_of_srgb`` convert both ways without clipping (the sRGB curve
+extended oddly below 0, CIELAB's linear segment below its knee), so a transfer can work
+in sRGB, the space whose gamut is the cube, on colours still outside it.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ _XYZ_TO_RGB = np.array(
         [0.055648, -0.204043, 1.057311],
     ]
 )
-_LUMINANCE = np.linalg.inv(_XYZ_TO_RGB)[1]  # Y of linear R, G, B
+_RGB_TO_XYZ = np.linalg.inv(_XYZ_TO_RGB)
+_LUMINANCE = _RGB_TO_XYZ[1]  # Y of linear R, G, B
 _DELTA = 6.0 / 29.0
 
 
@@ -63,6 +68,37 @@ def lab_to_linear(lab: np.ndarray) -> np.ndarray:
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
     xyz = np.where(f > _DELTA, f**3, 3.0 * _DELTA**2 * (f - 4.0 / 29.0)) * _WHITE
     return xyz @ _XYZ_TO_RGB.T
+
+
+def linear_to_lab(linear: np.ndarray) -> np.ndarray:
+    """Linear sRGB (..., 3) -> CIELAB (..., 3), float64; the inverse of ``lab_to_linear``
+    (out-of-range values included)."""
+    t = (np.asarray(linear, np.float64) @ _RGB_TO_XYZ.T) / _WHITE
+    f = np.where(t > _DELTA**3, np.cbrt(t), t / (3.0 * _DELTA**2) + 4.0 / 29.0)
+    return np.stack(
+        [
+            116.0 * f[..., 1] - 16.0,
+            500.0 * (f[..., 0] - f[..., 1]),
+            200.0 * (f[..., 1] - f[..., 2]),
+        ],
+        axis=-1,
+    )
+
+
+def srgb_of_lab(lab: np.ndarray) -> np.ndarray:
+    """CIELAB (..., 3) -> sRGB-encoded RGB (0-1 inside the cube), float64, not clipped."""
+    linear = lab_to_linear(lab)
+    size = np.abs(linear)
+    encoded = np.where(size <= 0.0031308, 12.92 * size, 1.055 * np.power(size, 1.0 / 2.4) - 0.055)
+    return np.sign(linear) * encoded
+
+
+def lab_of_srgb(rgb: np.ndarray) -> np.ndarray:
+    """sRGB-encoded RGB (..., 3), in the cube or not -> CIELAB (..., 3), float64."""
+    rgb = np.asarray(rgb, np.float64)
+    size = np.abs(rgb)
+    linear = np.where(size <= 0.04045, size / 12.92, ((size + 0.055) / 1.055) ** 2.4)
+    return linear_to_lab(np.sign(rgb) * linear)
 
 
 def encode_srgb(linear: np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@
 A grading is the Lab mean and covariance of an image (the "look": its cast, its
 saturation, how its colours co-vary), the quantile functions of its Lab colours along the
 directions of ``agentic.transfer.BASES`` (the shape of that look: a skewed night sky, a
-poster's two colours) and per-channel RGB tone curves. All are read off a point sample
+poster's two colours), the same in sRGB (where the gamut is the cube: the landing carries
+the shape there so that saturated colours stay on the cube's surface, as the
+reference's do) and per-channel RGB tone curves. All are read off a point sample
 of the image (``STATS_SIDE``² single pixels drawn at random): an area-averaged thumbnail
 shrinks the spread, by up to 2 Lab units on scikit-image's hubble_deep_field.
 
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agentic.colour import as_float_rgb, rgb_to_lab, to_uint8
-from agentic.gamut import RollOff
+from agentic.gamut import RollOff, srgb_of_lab
 from agentic.transfer import (
     BASES,
     IDENTITY,
@@ -38,6 +40,7 @@ from agentic.transfer import (
     fit_landing,
     fit_shape,
     goal_of,
+    inner_quantiles,
     linear_map,
     moments,
     point_sample,
@@ -53,14 +56,16 @@ _QUANTILE_SHAPE = (len(BASES), 3, QUANTILES)
 
 @dataclass(frozen=True)
 class Grading:
-    """Lab mean (3), Lab covariance (3x3), RGB tone curves (3 x CURVE_POINTS, 0-1) and
-    Lab quantiles along ``BASES`` (len(BASES) x 3 x QUANTILES; None in recipes saved
-    before they existed, which then transfer by moments alone)."""
+    """Lab mean (3), Lab covariance (3x3), RGB tone curves (3 x CURVE_POINTS, 0-1), Lab
+    quantiles along ``BASES`` (len(BASES) x 3 x QUANTILES) and sRGB ones (0-1, the same
+    shape). Quantiles are None in recipes saved before they existed: without Lab ones a
+    grading transfers by moments alone, without sRGB ones the landing skips its shape."""
 
     mean: np.ndarray
     cov: np.ndarray
     curves: np.ndarray
     quantiles: np.ndarray | None = None
+    rgb_quantiles: np.ndarray | None = None
 
     def to_json(self) -> dict:
         data = {
@@ -73,6 +78,8 @@ class Grading:
         }
         if self.quantiles is not None:
             data["lab_quantiles"] = np.round(self.quantiles, 2).tolist()
+        if self.rgb_quantiles is not None:
+            data["rgb_quantiles"] = np.round(self.rgb_quantiles, 4).tolist()
         return data
 
     @classmethod
@@ -82,14 +89,20 @@ class Grading:
         curves = np.asarray([data["tone_curves"][c] for c in "rgb"], np.float64)
         if mean.shape != (3,) or cov.shape != (3, 3) or curves.shape != (3, CURVE_POINTS):
             raise ValueError("a grading has a 3-value lab_mean, a 3x3 lab_cov and 3 curves")
-        quantiles = data.get("lab_quantiles")
-        if quantiles is not None:
-            quantiles = np.asarray(quantiles, np.float64)
-            if quantiles.shape != _QUANTILE_SHAPE:
-                raise ValueError(f"a grading's lab_quantiles are {_QUANTILE_SHAPE} numbers")
-            # An edited recipe may break the order; a quantile function never decreases.
-            quantiles = np.maximum.accumulate(quantiles, axis=-1)
-        return cls(mean, (cov + cov.T) / 2.0, curves, quantiles)
+        quantiles = _quantiles_of(data, "lab_quantiles")
+        rgb_quantiles = _quantiles_of(data, "rgb_quantiles")
+        return cls(mean, (cov + cov.T) / 2.0, curves, quantiles, rgb_quantiles)
+
+
+def _quantiles_of(data: dict, key: str) -> np.ndarray | None:
+    quantiles = data.get(key)
+    if quantiles is None:
+        return None
+    quantiles = np.asarray(quantiles, np.float64)
+    if quantiles.shape != _QUANTILE_SHAPE:
+        raise ValueError(f"a grading's {key} are {_QUANTILE_SHAPE} numbers")
+    # An edited recipe may break the order; a quantile function never decreases.
+    return np.maximum.accumulate(quantiles, axis=-1)
 
 
 def extract_grading(pixels: np.ndarray) -> Grading:
@@ -99,10 +112,9 @@ def extract_grading(pixels: np.ndarray) -> Grading:
     mean, cov = moments(lab)
     step = max(1, -(-len(lab) // SHAPE_SIDE**2))
     sparse = lab[::step]  # every k-th of randomly drawn pixels: still a random sample
-    curves = np.quantile(
-        as_float_rgb(sample)[0][::step], np.linspace(0.0, 1.0, CURVE_POINTS), axis=0
-    ).T
-    return Grading(mean, cov, curves, direction_quantiles(sparse))
+    rgb = as_float_rgb(sample)[0][::step]
+    curves = np.quantile(rgb, np.linspace(0.0, 1.0, CURVE_POINTS), axis=0).T
+    return Grading(mean, cov, curves, direction_quantiles(sparse), direction_quantiles(rgb))
 
 
 def blend_gradings(gradings: list[Grading], weights: list[float]) -> Grading:
@@ -115,12 +127,15 @@ def blend_gradings(gradings: list[Grading], weights: list[float]) -> Grading:
     def mean(values: list[np.ndarray]) -> np.ndarray:
         return sum(wi * v for wi, v in zip(w, values, strict=True))
 
-    quantiles = [g.quantiles for g in gradings]
+    def mean_or_none(values: list[np.ndarray | None]) -> np.ndarray | None:
+        return None if any(v is None for v in values) else mean(values)
+
     return Grading(
         mean([g.mean for g in gradings]),
         mean([g.cov for g in gradings]),
         mean([g.curves for g in gradings]),
-        None if any(q is None for q in quantiles) else mean(quantiles),
+        mean_or_none([g.quantiles for g in gradings]),
+        mean_or_none([g.rgb_quantiles for g in gradings]),
     )
 
 
@@ -132,12 +147,14 @@ def grading_distance(a: Grading, b: Grading) -> float:
 @dataclass(frozen=True)
 class GradingFit:
     """The grading step fitted to one image: its shape map (None without quantiles), the
-    linear map onto ``goal``, and ``goal``, the statistics a landing aims at."""
+    linear map onto ``goal``; ``goal`` and ``rgb_target`` (sRGB quantiles, None without
+    them) are what a landing aims at."""
 
     shape: Shape | None
     linear: Affine
     goal: tuple[np.ndarray, np.ndarray]
     method: str
+    rgb_target: np.ndarray | None = None
 
     def apply(self, lab: np.ndarray) -> np.ndarray:
         shaped = self.shape.apply(lab) if self.shape is not None else lab
@@ -153,10 +170,17 @@ def fit_grading(
         raise ValueError(f"unknown transfer method {method!r}; known: {', '.join(METHODS)}")
     sample = np.asarray(point_sample(lab), np.float64)
     goal = goal_of(moments(sample), (target.mean, target.cov), strength)
+    rgb_target = None
+    if target.rgb_quantiles is not None and strength > 0.0:
+        # The blend of the image's own quantile functions and the reference's (in the
+        # cube the roll-off aims at): the landing's shape at this strength.
+        own = direction_quantiles(srgb_of_lab(sample))
+        rgb_target = (1.0 - strength) * own + strength * inner_quantiles(target.rgb_quantiles)
     shape = None
     if target.quantiles is not None and strength > 0.0:
         shape, sample = fit_shape(sample, target.quantiles, strength)
-    return GradingFit(shape, linear_map(moments(sample), goal, method), goal, method)
+    linear = linear_map(moments(sample), goal, method)
+    return GradingFit(shape, linear, goal, method, rgb_target)
 
 
 def land(lab: np.ndarray, fit: GradingFit | None) -> Landing:
@@ -164,8 +188,8 @@ def land(lab: np.ndarray, fit: GradingFit | None) -> Landing:
     landed on ``fit``'s goal, or only rolled off when no grading was applied."""
     sample = np.asarray(point_sample(lab), np.float64)
     if fit is None:
-        return Landing(IDENTITY, RollOff.fit(sample))
-    return fit_landing(sample, fit.goal, fit.method)
+        return Landing(None, IDENTITY, RollOff.fit(sample))
+    return fit_landing(sample, fit.goal, fit.method, fit.rgb_target)
 
 
 def transfer(
