@@ -59,9 +59,11 @@ class Tolerance:
 FLOAT_MATH = Tolerance(2, 0.2)
 # The agent finishes its image with colour statistics fitted on the candidate (palette,
 # grading LUT, gamut mapping): a one-level difference in the UNet's output is carried
-# through those fits and spread. Measured as above: max 4 levels, mean 0.070, 6.9 % of
-# values changed. The sRGB landing of issue 17's grading (7dcf801) moved it by mean 11.6.
-AGENTIC_FINISH = Tolerance(8, 0.5)
+# through those fits and spread unevenly. Measured as above with 7dcf801's grading: max
+# 6 levels, mean 0.083, 8.2 % of values changed (before it: max 4, mean 0.070). The max
+# gets room (a few pixels may move further on another machine); the mean is what tells
+# a change: the sRGB landing of issue 17's grading (7dcf801) moved it by mean 11.6.
+AGENTIC_FINISH = Tolerance(16, 0.5)
 # Pixels this far (px) or farther from an edit's mask box are copied from the input by
 # numpy (the tools dilate and feather the mask by at most 10 px at 100 px: erase's
 # 6 + 3 + 1), so they are compared exactly.
