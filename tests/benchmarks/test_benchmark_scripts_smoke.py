@@ -35,6 +35,11 @@ PRINTS: dict[str, tuple[str, ...]] = {
         "references: 3 x 128x128 RGB", "per reference:", "  palette: ", "  grading: ",
         "  lighting: ", "  composition: ",
     ),
+    "agentic_grading.py": (
+        "tiny-sd15 128px, seed 8", "tiny-sd15 256px, seed 8", "-- tuning set",
+        "-- reported: synthetic extremes", "delivered cut median", "delivered 2x cut median",
+        "monotone in strength:",
+    ),
     "batch_throughput.py": ("| 1 | 4 |", "| 2 | 4 |", "scaling 2 vs 1 worker: end to end"),
     "delivery_cost.py": (
         "| 256² | plain PNG (before assets) |", "| 256² | base asset: mark + PNG + store |",
