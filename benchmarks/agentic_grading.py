@@ -19,7 +19,7 @@ they change what is generated, not how the transfers move it. From the kept cand
   (lighting at the agent's strength in every finished column);
 - both: the agent's finished image;
 - delivered: that image through the API's finishing (``pipelines.finishing.finish_image``
-  with the invisible mark's payload ``serving.assets`` derives, PNG), decoded back;
+  with the invisible mark's payload ``serving.core.assets`` derives, PNG), decoded back;
 - delivered 2x: the same for that image doubled by nearest neighbour (the same colour
   statistics at twice the size: the mark at 256 px for a 128 px image, at 512 px for a
   256 px one; tiny-sd15 makes nothing larger than 256 px);
@@ -128,13 +128,13 @@ def reference(name: str) -> np.ndarray:
 
 
 def delivered_pixels(pixels: np.ndarray, model: str, prompt: str, seed: int) -> np.ndarray:
-    """``pixels`` finished as ``serving.assets`` finishes an agentic asset (invisible mark
+    """``pixels`` finished as ``serving.core.assets`` finishes an agentic asset (invisible mark
     from the request's provenance key, PNG), decoded back to uint8 RGB."""
     from PIL import Image
 
     from pipelines.finishing import FinishOptions, finish_image
     from pipelines.watermark import provenance_payload
-    from serving.assets.service import ImageRecord, license_required
+    from serving.core.assets.service import ImageRecord, license_required
 
     height, width = pixels.shape[:2]
     record = ImageRecord(

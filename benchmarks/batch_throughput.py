@@ -30,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from serving.batch.lines import parse_batch  # noqa: E402
-from serving.batch.runner import BatchOptions, run_batch  # noqa: E402
-from serving.settings import Settings  # noqa: E402
+from serving.core.settings import Settings  # noqa: E402
+from serving.http.batch.lines import parse_batch  # noqa: E402
+from serving.ray.batch.runner import BatchOptions, run_batch  # noqa: E402
 
 logger = logging.getLogger("batch_throughput")
 

@@ -100,10 +100,10 @@ def start_app_in_process(home: Path, admin_key: str) -> str:
     """The FastAPI app under uvicorn in a thread (no Ray): the smoke run's server."""
     import uvicorn
 
-    from serving.accounts import prepare_admin
-    from serving.api import create_app
-    from serving.model_client import LocalModelClient
-    from serving.settings import Settings
+    from serving.core.accounts import prepare_admin
+    from serving.core.model_client import LocalModelClient
+    from serving.core.settings import Settings
+    from serving.http.app import create_app
     from weights.catalog import load_catalog
 
     settings = Settings(home=home, admin_key=admin_key, body_max_json=4 * MiB)

@@ -31,8 +31,8 @@ from pipelines.content_credentials import C2paSigner  # noqa: E402
 from pipelines.finishing import FinishOptions, finish_image  # noqa: E402
 from pipelines.throwaway_chain import make_throwaway_chain  # noqa: E402
 from pipelines.watermark import provenance_payload  # noqa: E402
-from serving.assets.store import BlobStore  # noqa: E402
-from serving.imaging import encode_image  # noqa: E402
+from serving.core.assets.store import BlobStore  # noqa: E402
+from serving.core.imaging import encode_image  # noqa: E402
 
 logger = logging.getLogger("delivery_cost")
 

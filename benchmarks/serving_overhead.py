@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipelines.engine import Engine
     from pipelines.params import GenerationParams
-    from serving.settings import Settings
+    from serving.core.settings import Settings
     from weights.catalog import load_catalog
     from weights.tiny import ensure_tiny_models
 

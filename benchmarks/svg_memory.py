@@ -9,7 +9,7 @@ Peak = VmHWM minus the resident size just before: what one request adds to the i
 on top of the file bytes it already holds. The picture is the same at every size (flat
 shapes over a soft gradient with light noise, in proportion to the canvas).
 
-- after: ``serving.exports.service.render_svg``, what ``GET …/download?format=svg`` runs:
+- after: ``serving.core.exports.service.render_svg``, what ``GET …/download?format=svg`` runs:
   the PNG decoded in strips straight to at most 2048 px, vtracer handed a PNG buffer.
 - before (reference only, kept here, not in Kiln): the code it replaced: the PNG decoded
   whole, a Python tuple per pixel handed to ``vtracer.convert_pixels_to_svg`` at full
@@ -60,7 +60,7 @@ def before_svg(data: bytes, long_side: int | None) -> bytes:
     """Reference only: the SVG export as it was before issue 16 (a tuple per pixel)."""
     import vtracer
 
-    from serving.exports.service import decode_asset
+    from serving.core.exports.service import decode_asset
 
     pixels = decode_asset(data)
     height, width = pixels.shape[:2]
@@ -77,7 +77,7 @@ def before_svg(data: bytes, long_side: int | None) -> bytes:
 def measure_one(path: Path, variant: str) -> dict[str, float]:
     """In this (fresh) process: one export of the PNG at ``path``; MiB added, seconds."""
     from pipelines.provenance import encode_png
-    from serving.exports.service import render_svg
+    from serving.core.exports.service import render_svg
 
     export = render_svg if variant == "after" else before_svg
     export(encode_png(picture(64), {}), None)  # warm-up: imports, vtracer's first call

@@ -19,7 +19,7 @@ import numpy as np
 from pipelines.watermark import as_rgb_array
 
 # zlib level when the caller names none: level 1 encodes about twice as fast as PIL's
-# default 6 for files ~40% larger (serving/imaging.py measured it); encode time counts more.
+# default 6 for files ~40% larger (serving/core/imaging.py measured it); encode time counts more.
 DEFAULT_PNG_LEVEL = 1
 # The PNG specification's limit on a text chunk keyword.
 MAX_KEY_LENGTH = 79

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from serving.settings import Settings, SettingsError
+from serving.core.settings import Settings, SettingsError
 
 logger = logging.getLogger("kiln")
 
@@ -51,8 +51,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import ray
     from ray import serve
 
-    from serving.app import build_application
-    from serving.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+    from serving.ray.app import build_application
+    from serving.ray.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
     settings = settings.with_overrides(host=args.host, port=args.port)
     _prepare_admin(settings)
@@ -95,8 +95,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _prepare_admin(settings: Settings) -> str | None:
     """Migrate the database, ensure the admin key; print a newly generated one, once."""
-    from serving.accounts import prepare_admin
-    from serving.accounts.service import ADMIN_KEY_FILE
+    from serving.core.accounts import prepare_admin
+    from serving.core.accounts.service import ADMIN_KEY_FILE
 
     admin_key = prepare_admin(settings.database_url, settings.home, settings.admin_key)
     if admin_key is not None:
@@ -142,8 +142,8 @@ class _CommandFailed(Exception):
 @contextlib.contextmanager
 def _accounts(settings: Settings) -> Iterator[Any]:
     """Accounts on the configured database, closed afterwards; unknown ids become errors."""
-    from serving.accounts import Accounts, UnknownKey
-    from serving.ledger import Ledger, UnknownTenant
+    from serving.core.accounts import Accounts, UnknownKey
+    from serving.core.ledger import Ledger, UnknownTenant
 
     accounts = Accounts(Ledger.of(settings))
     try:
@@ -204,8 +204,8 @@ def cmd_credits_grant(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_assets_purge(args: argparse.Namespace, settings: Settings) -> int:
     """Delete unlicensed assets older than N days (a cron job's retention sweep)."""
-    from serving.assets import Assets, BlobStore
-    from serving.ledger import Ledger
+    from serving.core.assets import Assets, BlobStore
+    from serving.core.ledger import Ledger
 
     days = args.days or settings.asset_retention_days
     if days is None or days < 1:
@@ -226,8 +226,8 @@ def cmd_styles_import(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from pipelines.params import ParamError
-    from serving.ledger import Ledger, UnknownTenant
-    from serving.styles import StyleImport, Styles
+    from serving.core.ledger import Ledger, UnknownTenant
+    from serving.core.styles import StyleImport, Styles
     from styles.lora_file import StyleFileError
     from weights.catalog import UnknownModelError
 
@@ -266,8 +266,8 @@ def cmd_styles_import(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_styles_list(args: argparse.Namespace, settings: Settings) -> int:
     """List every style, or those one tenant may use (``--tenant``)."""
-    from serving.ledger import Ledger
-    from serving.styles import Styles
+    from serving.core.ledger import Ledger
+    from serving.core.styles import Styles
 
     ledger = Ledger.of(settings)
     try:
@@ -283,7 +283,7 @@ def cmd_styles_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# The formats every image input accepts (serving.image_inputs): PNG, JPEG, WebP.
+# The formats every image input accepts (serving.core.image_inputs): PNG, JPEG, WebP.
 TRAINING_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
@@ -314,16 +314,16 @@ def cmd_styles_train(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from pipelines.params import ParamError
-    from serving.image_inputs import UploadTooLarge
-    from serving.jobs.runner import execute_job
-    from serving.jobs.style_training import (
+    from serving.core.image_inputs import UploadTooLarge
+    from serving.core.jobs.runner import execute_job
+    from serving.core.jobs.style_training import (
         StyleTrainingRequest,
         check_image_bytes,
         check_request,
         decode_training_image,
         submit_style_training,
     )
-    from serving.ledger import InsufficientCredits, Ledger, UnknownTenant
+    from serving.core.ledger import InsufficientCredits, Ledger, UnknownTenant
     from weights.catalog import UnknownModelError
 
     folder = Path(args.dir)
@@ -391,9 +391,9 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     listed and nothing runs (exit 2) unless ``--skip-invalid``; exit 1 if a line failed."""
     from pathlib import Path
 
-    from serving.batch.lines import parse_batch
-    from serving.batch.progress import ProgressBar, summary_text
-    from serving.batch.runner import BatchOptions, UnknownBatchTenant, resolve_tenant, run_batch
+    from serving.http.batch.lines import parse_batch
+    from serving.ray.batch.progress import ProgressBar, summary_text
+    from serving.ray.batch.runner import BatchOptions, UnknownBatchTenant, resolve_tenant, run_batch
 
     path = Path(args.file)
     if not path.is_file():

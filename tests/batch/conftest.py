@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from secrets_for_tests import TEST_SECRET
 
-from serving.settings import Settings
+from serving.core.settings import Settings
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from serving.batch.runner import (
+from serving.core.credits.charging import unit_price
+from serving.core.ledger import Ledger, UnknownTenant
+from serving.ray.batch.runner import (
     OPERATOR_TENANT_ID,
     BatchOptions,
     UnknownBatchTenant,
@@ -14,8 +16,6 @@ from serving.batch.runner import (
     run_batch,
     unmetered,
 )
-from serving.credits.charging import unit_price
-from serving.ledger import Ledger, UnknownTenant
 
 
 def test_a_tenant_is_found_by_id_or_by_its_only_name(batch_settings):

@@ -19,9 +19,9 @@ import pytest
 from batch_helpers import gen, leftovers, read_manifest, write_jsonl
 from PIL import Image
 
-from serving.batch.lines import parse_batch
-from serving.batch.manifest import MANIFEST, Manifest
-from serving.batch.runner import BatchOptions, run_batch
+from serving.http.batch.lines import parse_batch
+from serving.ray.batch.manifest import MANIFEST, Manifest
+from serving.ray.batch.runner import BatchOptions, run_batch
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +134,7 @@ def test_ctrl_c_stops_after_the_lines_in_flight_and_leaves_no_credits_held(
     """SIGINT to the driver's process group, as a terminal's Ctrl-C sends it: the lines
     running finish and are recorded (they were charged), no further line starts, exit 130,
     and the tenant's balance holds nothing."""
-    from serving.ledger import Ledger
+    from serving.core.ledger import Ledger
 
     count = 12
     jobs = write_jsonl(

@@ -16,9 +16,9 @@ from batch_helpers import leftovers, read_manifest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from serving.batch.manifest import Manifest, output_name, write_atomic
-from serving.batch.progress import Progress, ProgressBar, summary_text
-from serving.batch.worker import output_png
+from serving.ray.batch.manifest import Manifest, output_name, write_atomic
+from serving.ray.batch.progress import Progress, ProgressBar, summary_text
+from serving.ray.batch.worker import output_png
 
 
 def entry(number: int, data: bytes = b"img", **fields) -> dict:
@@ -120,7 +120,7 @@ def test_output_pngs_are_a_function_of_pixels_and_request():
 
 def test_progress_figures_rate_and_eta(monkeypatch):
     clock = iter([100.0, 110.0, 120.0])
-    monkeypatch.setattr("serving.batch.progress.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("serving.ray.batch.progress.time.monotonic", lambda: next(clock))
     progress = Progress(images_total=10, lines_total=5)
     first = progress.advance(2)
     assert first == {"images_done": 2, "images_total": 10, "lines_done": 1, "lines_total": 5,

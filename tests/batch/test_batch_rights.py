@@ -1,4 +1,4 @@
-"""Batch lines decide an asset's rights as their route does (serving/asset_rights.py):
+"""Batch lines decide an asset's rights as their route does (serving/core/asset_rights.py):
 a worker (built as Ray Data builds one, called directly) refuses a line that uses an
 unlicensed style image as a reference, charging and storing nothing, and runs the line
 once the image is licensed."""
@@ -9,9 +9,9 @@ import pytest
 import torch
 from batch_helpers import gen
 
-from serving.assets.service import ImageRecord
-from serving.batch.worker import BatchWorker
-from serving.ledger.types import Balance
+from serving.core.assets.service import ImageRecord
+from serving.core.ledger.types import Balance
+from serving.ray.batch.worker import BatchWorker
 
 
 @pytest.fixture

@@ -24,12 +24,12 @@ from batch_helpers import (
 from PIL import Image
 from sqlalchemy import select
 
-from serving.batch.lines import parse_batch
-from serving.batch.runner import OPERATOR_TENANT_ID, BatchOptions, run_batch
 from serving.cli import main
-from serving.ledger import Ledger
-from serving.ledger.schema import assets, entries
-from serving.settings import Settings
+from serving.core.ledger import Ledger
+from serving.core.ledger.schema import assets, entries
+from serving.core.settings import Settings
+from serving.http.batch.lines import parse_batch
+from serving.ray.batch.runner import OPERATOR_TENANT_ID, BatchOptions, run_batch
 
 pytestmark = pytest.mark.slow
 
@@ -228,7 +228,7 @@ def test_should_stop_starts_no_further_line_and_records_the_lines_in_flight(
 def test_a_pool_asks_for_the_models_gpu_share_from_the_catalog(local_ray, catalog, batch_settings):
     from dataclasses import replace
 
-    from serving.batch.runner import pool_resources
+    from serving.ray.batch.runner import pool_resources
 
     spec = catalog.get("tiny-sd15")
     shared = replace(spec, extra={**spec.extra, "gpus": 0.5})

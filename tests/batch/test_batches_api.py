@@ -19,10 +19,10 @@ from PIL import Image
 from secrets_for_tests import TEST_SECRET
 from sqlalchemy import func, select
 
-from serving.api import create_app
-from serving.ledger.schema import jobs
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.ledger.schema import jobs
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
 
 
 def gen(prompt: str = "a kiln", **fields: Any) -> dict[str, Any]:
@@ -309,9 +309,9 @@ def test_a_batch_whose_every_line_fails_is_failed_and_charges_nothing(
 
 
 def test_reconciling_a_stopped_run_releases_holds_and_names_late_lines(tmp_path):
-    from serving.batch.jobs import reconcile_stopped_run
-    from serving.batch.worker import request_id
-    from serving.ledger import Ledger
+    from serving.core.ledger import Ledger
+    from serving.ray.batch.jobs import reconcile_stopped_run
+    from serving.ray.batch.worker import request_id
 
     with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
         tenant = ledger.create_tenant("studio").id

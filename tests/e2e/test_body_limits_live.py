@@ -1,6 +1,6 @@
 """Request bodies against the live ``kiln serve``: Ray Serve's HTTP proxy is the first
 reader of a body, and it must neither take one from an unknown caller nor buffer more than
-a route's limit (serving/body_guard.py, serving/serve_proxy.py). The private resident
+a route's limit (serving/http/body_guard.py, serving/ray/serve_proxy.py). The private resident
 memory of the proxy and of the ingress replica is read by pid (psutil) while 300 MiB
 streams at them.
 """
@@ -17,7 +17,7 @@ import pytest
 from live_accounts import TenantKey
 from raw_http import stream_body
 
-from serving.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV, READ_AHEAD_BYTES
+from serving.ray.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV, READ_AHEAD_BYTES
 
 # The benchmarks' sampler of other processes' private memory (benchmarks/_peak.py).
 _PEAK = Path(__file__).resolve().parents[2] / "benchmarks" / "_peak.py"

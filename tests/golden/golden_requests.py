@@ -76,7 +76,7 @@ class GoldenRequest:
 
     name: str
     covers: str  # what kind of image this pins, for a reader
-    method: str  # "POST", "GET", or "BATCH" (a line run by serving.batch.worker)
+    method: str  # "POST", "GET", or "BATCH" (a line run by serving.ray.batch.worker)
     path: str = ""
     json: dict[str, Any] | None = None
     form: dict[str, str] | None = None  # multipart text fields
@@ -323,7 +323,7 @@ REQUESTS: tuple[GoldenRequest, ...] = (
     ),
     GoldenRequest(
         "batch_line",
-        "a kiln batch line (generation) through serving.batch.worker.BatchWorker: the "
+        "a kiln batch line (generation) through serving.ray.batch.worker.BatchWorker: the "
         "PNG the batch writes, with its tEXt chunks",
         "BATCH",
         json={"kind": "generation",

@@ -1,11 +1,11 @@
 """Running the golden request set through the real app, as a client would.
 
-One app (``serving.api.create_app`` over a ``LocalModelClient``: tiny models in this
+One app (``serving.http.app.create_app`` over a ``LocalModelClient``: tiny models in this
 process, no Ray) and one tenant serve the whole set. Everything is set up over HTTP, with
 the admin key: the tenant, its credits and key, the two LoRA styles (``POST /v1/styles``,
 artist with the admin key, private with the tenant's) and the two pins (``POST
 /v1/pins``), so the run leans on no internal object the core refactor may move. The
-batch line runs through ``serving.batch.worker.BatchWorker.run_line`` in this process
+batch line runs through ``serving.ray.batch.worker.BatchWorker.run_line`` in this process
 (as ``tests/batch`` does), on the same KILN_HOME and tenant.
 
 Requests run on first ask and are cached (a test of one request runs only it and the
@@ -26,10 +26,10 @@ from fastapi.testclient import TestClient
 from golden_requests import BY_NAME, GoldenRequest, input_b64, input_png
 from secrets_for_tests import TEST_ADMIN_KEY, TEST_SECRET
 
-from serving.accounts import prepare_admin
-from serving.api import create_app
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.accounts import prepare_admin
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
 
 _PLACEHOLDER = re.compile(r"\{(asset|style|pin):([a-z0-9_]+)\}")
 # Fields of an answer that differ on every run (ids, times, file hashes of PNGs that
@@ -61,7 +61,7 @@ class GoldenRun:
             torch_threads=torch.get_num_threads(),
         )
         self.catalog = catalog
-        # As a server start does (serving.app.build_app): the configured admin key is live.
+        # As a server start does (serving.ray.app.build_app): the configured admin key is live.
         prepare_admin(self.settings.database_url, home, TEST_ADMIN_KEY)
         self.app = create_app(self.settings, catalog, LocalModelClient(catalog, device="cpu"))
         self.admin = _client(self.app, TEST_ADMIN_KEY)
@@ -158,7 +158,7 @@ class GoldenRun:
         return Delivered(data, answer, asset_id)
 
     def _run_batch_line(self, request: GoldenRequest) -> Delivered:
-        from serving.batch.worker import BatchWorker
+        from serving.ray.batch.worker import BatchWorker
 
         if self._worker is None:
             self._worker = BatchWorker(self.settings, self.catalog, self.tenant_id, "golden")

@@ -5,7 +5,7 @@ Committed beside this file, generated from unchanged code:
 - ``openapi.json``: the app's OpenAPI document (``create_app(...).openapi()``), stored as
   generated. Nothing in it needed normalising: it holds no path (the test checks that the
   KILN_HOME and catalog paths are absent), no machine-dependent value, and only Kiln's
-  own version (``serving.api.API_VERSION``); its key order is the code's declaration
+  own version (``serving.http.app.API_VERSION``); its key order is the code's declaration
   order (identical under PYTHONHASHSEED 0, 1, 2 and other KILN_* settings). The
   comparison ignores object key order anyway (JSON objects are unordered) and reports
   the changed paths and schemas by name. Its ``openapi`` version and schema layout come

@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from secrets_for_tests import TEST_SECRET
 from sqlalchemy import select
 
-from serving.api import create_app
-from serving.ledger.schema import jobs
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.ledger.schema import jobs
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from job_helpers import png
 
 from serving.cli import main
-from serving.ledger import Ledger
+from serving.core.ledger import Ledger
 
 
 @pytest.fixture

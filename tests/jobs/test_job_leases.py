@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from serving.jobs import JobKind, Jobs, register_kind
-from serving.jobs.runner import JOB_KINDS, JobContext, JobRunner
-from serving.ledger import Balance, Ledger
-from serving.ledger.ledger import now
-from serving.settings import Settings
+from serving.core.jobs import JobKind, Jobs, register_kind
+from serving.core.jobs.runner import JOB_KINDS, JobContext, JobRunner
+from serving.core.ledger import Balance, Ledger
+from serving.core.ledger.ledger import now
+from serving.core.settings import Settings
 from weights.catalog import load_catalog
 
 LEASE_S = 1.0

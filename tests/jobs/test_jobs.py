@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.jobs import (
+from serving.core.jobs import (
     JobCancelled,
     JobFailed,
     JobKind,
@@ -24,9 +24,9 @@ from serving.jobs import (
     UnknownJobKind,
     register_kind,
 )
-from serving.jobs.runner import JOB_KINDS, JobContext, JobRunner, execute_job, workspace_of
-from serving.ledger import Ledger
-from serving.settings import Settings
+from serving.core.jobs.runner import JOB_KINDS, JobContext, JobRunner, execute_job, workspace_of
+from serving.core.ledger import Ledger
+from serving.core.settings import Settings
 from weights.catalog import load_catalog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,7 +176,7 @@ def test_a_jobs_error_tells_the_client_no_internals(
     tenant = ledger.create_tenant("studio")
     catalog = load_catalog(settings.home)
     job = jobs.create(tenant.id, "leaks", {})
-    with caplog.at_level(logging.ERROR, logger="serving.jobs.runner"):
+    with caplog.at_level(logging.ERROR, logger="serving.core.jobs.runner"):
         done = execute_job(settings, job.id, ledger=ledger, catalog=catalog)
     assert (done.state, done.error_code) == ("failed", "internal_error")
     assert job.id in done.error  # what to quote to the operator
@@ -224,9 +224,9 @@ def test_the_thread_runner_runs_submitted_jobs(ledger: Ledger, settings: Setting
 # cancel only through the database.
 WORKER = """
 import sys, time
-from serving.jobs import JobKind, register_kind
-from serving.jobs.runner import execute_job
-from serving.settings import Settings
+from serving.core.jobs import JobKind, register_kind
+from serving.core.jobs.runner import execute_job
+from serving.core.settings import Settings
 
 def slow(ctx):
     (ctx.workspace / "partial.bin").write_bytes(b"x")

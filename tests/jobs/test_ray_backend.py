@@ -9,16 +9,16 @@ from collections.abc import Iterator
 import pytest
 from job_helpers import png
 
-from serving.jobs import Jobs
-from serving.jobs.runner import JobRunner
-from serving.jobs.style_training import (
+from serving.core.jobs import Jobs
+from serving.core.jobs.runner import JobRunner
+from serving.core.jobs.style_training import (
     StyleTrainingRequest,
     check_request,
     decode_training_image,
     submit_style_training,
 )
-from serving.ledger import Ledger
-from serving.settings import Settings
+from serving.core.ledger import Ledger
+from serving.core.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_a_training_job_runs_as_a_ray_task(ray_cluster, catalog, tmp_path, caplo
             tenant.id, request, images, settings=settings, catalog=catalog, ledger=ledger
         )
         runner = JobRunner(settings, ledger, catalog)
-        with caplog.at_level("INFO", logger="serving.jobs.runner"):
+        with caplog.at_level("INFO", logger="serving.core.jobs.runner"):
             runner.submit(job)
         assert "submitted as a Ray task {'num_cpus': 0.5, 'num_gpus': 0.0}" in caplog.text
         jobs = Jobs(ledger.engine)

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from job_helpers import image_files, png, wait_done
 
-from serving.api import create_app
-from serving.jobs import Jobs
-from serving.model_client import LocalModelClient
+from serving.core.jobs import Jobs
+from serving.core.model_client import LocalModelClient
+from serving.http.app import create_app
 
 MODEL = "tiny-sd15"
 
@@ -203,7 +203,7 @@ def test_bad_uploads_are_refused_with_nothing_stored_or_charged(
 
 
 def test_a_request_over_the_total_size_is_refused_before_it_is_read(make_client, settings, catalog):
-    # The body guard (serving/body_guard.py) holds the training route to
+    # The body guard (serving/http/body_guard.py) holds the training route to
     # KILN_BODY_MAX_TRAINING, whatever each image's size.
     small = settings.with_overrides(body_max_training=5000)
     app = create_app(small, catalog, LocalModelClient(catalog, device="cpu"))

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from serving.ledger import Ledger
+from serving.core.ledger import Ledger
 
 
 @pytest.fixture

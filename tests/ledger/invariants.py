@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from serving.ledger import Balance, Ledger
-from serving.ledger.schema import entries
+from serving.core.ledger import Balance, Ledger
+from serving.core.ledger.schema import entries
 
 
 def assert_consistent(ledger: Ledger, tenant_id: str) -> Balance:

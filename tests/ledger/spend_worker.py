@@ -12,7 +12,7 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from serving.ledger import InsufficientCredits, Ledger
+from serving.core.ledger import InsufficientCredits, Ledger
 
 
 def main(url: str, tenant_id: str, attempts: int, threads: int) -> None:

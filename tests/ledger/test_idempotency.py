@@ -11,7 +11,7 @@ import pytest
 from invariants import assert_consistent
 from sqlalchemy import func, select
 
-from serving.ledger import (
+from serving.core.ledger import (
     Balance,
     IdempotencyConflict,
     IdempotencyKeys,
@@ -19,8 +19,8 @@ from serving.ledger import (
     StoredResponse,
     body_hash,
 )
-from serving.ledger.idempotency import IN_FLIGHT_LEASE, KEY_TTL, ClaimLost
-from serving.ledger.schema import idempotency_keys
+from serving.core.ledger.idempotency import IN_FLIGHT_LEASE, KEY_TTL, ClaimLost
+from serving.core.ledger.schema import idempotency_keys
 
 
 def generate(ledger: Ledger, tenant_id: str, key: str, body: bytes) -> StoredResponse:

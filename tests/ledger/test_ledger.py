@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from invariants import assert_consistent
 
-from serving.ledger import (
+from serving.core.ledger import (
     Balance,
     InsufficientCredits,
     Ledger,

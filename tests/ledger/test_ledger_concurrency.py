@@ -14,7 +14,7 @@ from pathlib import Path
 
 from invariants import assert_consistent
 
-from serving.ledger import Balance, InsufficientCredits, Ledger
+from serving.core.ledger import Balance, InsufficientCredits, Ledger
 
 WORKER = Path(__file__).with_name("spend_worker.py")
 REPO = Path(__file__).resolve().parents[2]

@@ -14,10 +14,10 @@ import pytest
 from invariants import assert_consistent
 from sqlalchemy import select
 
-from serving.ledger import Balance, Ledger, LedgerError
-from serving.ledger.db import downgrade, migrate
-from serving.ledger.ledger import now
-from serving.ledger.schema import reservations
+from serving.core.ledger import Balance, Ledger, LedgerError
+from serving.core.ledger.db import downgrade, migrate
+from serving.core.ledger.ledger import now
+from serving.core.ledger.schema import reservations
 
 LEASE = timedelta(seconds=600)  # the ledger fixture's: KILN_RESERVATION_LEASE_S's default
 
@@ -82,7 +82,7 @@ def test_settling_a_swept_reservation_is_a_logged_no_op(ledger: Ledger, caplog):
     ledger.capture(reservation, 1)
     assert ledger.sweep_expired(at=now() + LEASE + timedelta(seconds=1)) == {reservation.id: 3}
     entries = len(ledger.entries(tenant.id))
-    with caplog.at_level(logging.WARNING, logger="serving.ledger.ledger"):
+    with caplog.at_level(logging.WARNING, logger="serving.core.ledger.ledger"):
         # Its holder wakes from a stall longer than the lease and settles as usual.
         assert ledger.capture(reservation, 1) is None  # delivered, not charged
         assert ledger.release(reservation) == 0  # no second refund

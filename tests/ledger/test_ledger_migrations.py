@@ -16,9 +16,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from serving.ledger import Ledger, create_ledger_engine, migrate
-from serving.ledger.db import alembic_config, current_revision, downgrade
-from serving.ledger.schema import Base
+from serving.core.ledger import Ledger, create_ledger_engine, migrate
+from serving.core.ledger.db import alembic_config, current_revision, downgrade
+from serving.core.ledger.schema import Base
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"tenants", "balances", "reservations", "ledger_entries", "idempotency_keys"}
@@ -48,7 +48,7 @@ def test_migrations_on_empty_then_migrated_database(db_url: str):
 def test_processes_starting_together_migrate_once(db_url: str):
     # Several server processes (ingress replicas) open a brand-new database at once.
     script = (
-        "import sys; from serving.ledger import Ledger; print('ready', flush=True); "
+        "import sys; from serving.core.ledger import Ledger; print('ready', flush=True); "
         "sys.stdin.readline(); "
         "ledger = Ledger(sys.argv[1]); ledger.create_tenant('p'); ledger.close()"
     )

@@ -171,7 +171,7 @@ def test_fp8_off_cuda_is_a_clear_error(catalog):
 
 
 def test_settings_build_the_options_from_kiln_env_names():
-    from serving.settings import Settings, SettingsError
+    from serving.core.settings import Settings, SettingsError
 
     env = {
         "KILN_COMPILE": "on",

@@ -71,9 +71,9 @@ def main(port: int) -> None:
     import torch
     import uvicorn
 
-    from serving.api import create_app
-    from serving.model_client import LocalModelClient
-    from serving.settings import Settings
+    from serving.core.model_client import LocalModelClient
+    from serving.core.settings import Settings
+    from serving.http.app import create_app
     from weights.catalog import load_catalog
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from secrets_for_tests import TEST_SECRET
 
-from serving.api import create_app
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
 from weights.catalog import Catalog, load_catalog
 
 

@@ -12,8 +12,8 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from serving.ledger import Ledger
-from serving.limits import ConcurrencyLimiter
+from serving.core.ledger import Ledger
+from serving.core.limits import ConcurrencyLimiter
 
 
 def main(url: str, tenant_id: str, cap: int, attempts: int) -> None:

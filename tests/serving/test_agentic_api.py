@@ -16,9 +16,9 @@ from skimage import data
 
 from agentic.colour import downsample
 from agentic.grading import read_cube
-from serving.api import create_app
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
 
 EXTRACT = "/v1/agentic/extract"
 GENERATE = "/v1/agentic/generations"
@@ -172,7 +172,7 @@ def test_bad_input_is_refused_and_charges_nothing(alice, references, route, chan
 
 
 def _stored_asset(app, tenant_id: str, kind: str) -> str:
-    from serving.assets.service import ImageRecord
+    from serving.core.assets.service import ImageRecord
 
     pixels = downsample(data.rocket(), 64)
     record = ImageRecord(
@@ -249,7 +249,7 @@ def test_a_recipes_thumbnails_go_through_the_input_decoder(
 def test_a_recipes_thumbnail_is_re_encoded_small_before_the_agent_sees_it(tmp_path):
     from agentic.composition import THUMB_SIDE
     from agentic.recipe import extract_recipe
-    from serving.agentic.serving import checked_recipe
+    from serving.http.agentic.serving import checked_recipe
 
     settings = Settings(home=tmp_path, secret=TEST_SECRET)
     raw = extract_recipe([downsample(data.coffee(), 64)]).to_json()

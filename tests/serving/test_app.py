@@ -9,8 +9,8 @@ from pathlib import Path
 
 from secrets_for_tests import TEST_SECRET
 
-from serving.app import build_application, model_deployment_options
-from serving.settings import Settings
+from serving.core.settings import Settings
+from serving.ray.app import build_application, model_deployment_options
 from weights.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def test_build_application_binds_without_a_cluster(tmp_path: Path):
 
 def test_ingress_modules_do_not_import_torch():
     code = (
-        "import sys, serving.app, serving.api, serving.cli, serving.model_deployment;"
+        "import sys, serving.ray.app, serving.http.app, serving.cli, serving.ray.model_deployment;"
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

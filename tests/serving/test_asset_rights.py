@@ -1,4 +1,4 @@
-"""An asset's rights wherever its pixels enter another image (serving/asset_rights.py),
+"""An asset's rights wherever its pixels enter another image (serving/core/asset_rights.py),
 one test per entry point through the real app on the tiny models: an unlicensed artist-
 or private-style image is refused (403 ``license_required``, naming the field) as a
 reference, pin, image-to-prompt or agentic source, charging and storing nothing; once
@@ -14,7 +14,7 @@ import pytest
 from edit_samples import balance, box_mask, photo, png_b64
 from fastapi.testclient import TestClient
 
-from serving.assets.service import ImageRecord
+from serving.core.assets.service import ImageRecord
 
 GEN = "/v1/generations"
 FAST = {"model": "tiny-sd15", "resolution": "128px", "steps": 2, "seed": 3}
@@ -133,4 +133,4 @@ def test_only_the_input_loader_and_exports_read_an_asset_for_its_pixels():
         for path in SERVING.rglob("*.py")
         if re.search(r"\bassets\.source\b", path.read_text())
     )
-    assert readers == ["serving/exports/service.py", "serving/image_inputs.py"]
+    assert readers == ["serving/core/exports/service.py", "serving/core/image_inputs.py"]

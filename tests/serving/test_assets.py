@@ -23,14 +23,14 @@ from sqlalchemy import insert, select, update
 from pipelines.content_credentials import GENERATION_ASSERTION, read_c2pa_manifest
 from pipelines.provenance import read_png_metadata
 from pipelines.watermark import decode_invisible_watermark, provenance_payload
-from serving.api import create_app
-from serving.assets import Assets, ImageRecord
-from serving.assets.retention import RetentionSweeper
-from serving.ledger import Ledger
-from serving.ledger.schema import assets as assets_table
-from serving.licenses import RIGHTS
-from serving.model_client import LocalModelClient
-from serving.settings import Settings, SettingsError
+from serving.core.assets import Assets, ImageRecord
+from serving.core.assets.retention import RetentionSweeper
+from serving.core.ledger import Ledger
+from serving.core.ledger.schema import assets as assets_table
+from serving.core.licenses import RIGHTS
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings, SettingsError
+from serving.http.app import create_app
 
 GEN = "/v1/generations"
 BASE_256 = {"model": "tiny-sd15", "prompt": "a red kiln", "resolution": "256px", "seed": 7}

@@ -9,11 +9,11 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from secrets_for_tests import TEST_SECRET
 
-from serving.accounts import Accounts, ensure_admin_key, hash_key, prepare_admin
-from serving.api import create_app
-from serving.ledger import Ledger, body_hash
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.accounts import Accounts, ensure_admin_key, hash_key, prepare_admin
+from serving.core.ledger import Ledger, body_hash
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
 from weights.catalog import load_catalog
 
 GEN = "/v1/generations"

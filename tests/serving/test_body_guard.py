@@ -21,10 +21,10 @@ from PIL import Image
 from raw_http import stream_body
 from secrets_for_tests import TEST_SECRET
 
-from serving.api import create_app
-from serving.body_guard import BodyCounter, BodyLimits, BodyRefused
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
+from serving.http.body_guard import BodyCounter, BodyLimits, BodyRefused
 from weights.catalog import load_catalog
 
 MiB = 1 << 20

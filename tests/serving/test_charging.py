@@ -15,9 +15,9 @@ from secrets_for_tests import TEST_SECRET
 
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
-from serving.api import create_app
-from serving.ledger import Ledger
-from serving.settings import Settings
+from serving.core.ledger import Ledger
+from serving.core.settings import Settings
+from serving.http.app import create_app
 from weights.catalog import Catalog
 
 GEN = "/v1/generations"

@@ -43,8 +43,8 @@ def test_build_tiny_reports_models_and_manifests(catalog, kiln_home, capsys):
 
 
 def test_tenants_keys_and_credits_on_the_database(tmp_path, monkeypatch, capsys):
-    from serving.accounts import Accounts
-    from serving.ledger import Ledger
+    from serving.core.accounts import Accounts
+    from serving.core.ledger import Ledger
 
     monkeypatch.setenv("KILN_HOME", str(tmp_path))
     monkeypatch.delenv("KILN_DATABASE_URL", raising=False)
@@ -77,9 +77,9 @@ def test_assets_purge_deletes_old_unlicensed_assets(tmp_path, monkeypatch, capsy
     import numpy as np
     from sqlalchemy import update
 
-    from serving.assets import Assets, BlobStore, ImageRecord
-    from serving.ledger import Ledger
-    from serving.ledger.schema import assets as assets_table
+    from serving.core.assets import Assets, BlobStore, ImageRecord
+    from serving.core.ledger import Ledger
+    from serving.core.ledger.schema import assets as assets_table
 
     monkeypatch.setenv("KILN_HOME", str(tmp_path))
     monkeypatch.delenv("KILN_DATABASE_URL", raising=False)
@@ -108,7 +108,7 @@ def test_assets_purge_deletes_old_unlicensed_assets(tmp_path, monkeypatch, capsy
 
 def test_serve_prints_a_generated_admin_key_once(tmp_path, capsys):
     from serving.cli import _prepare_admin
-    from serving.settings import Settings
+    from serving.core.settings import Settings
 
     settings = Settings(home=tmp_path)
     key = _prepare_admin(settings)

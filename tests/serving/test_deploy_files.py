@@ -14,9 +14,9 @@ import yaml
 from ray._common.utils import import_attr
 from secrets_for_tests import TEST_SECRET
 
-from serving.app import INGRESS_NAME, build_app, build_application
-from serving.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
-from serving.settings import Settings, setting_names
+from serving.core.settings import Settings, setting_names
+from serving.ray.app import INGRESS_NAME, build_app, build_application
+from serving.ray.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from weights.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +95,7 @@ def test_rayservice_runs_the_same_app_on_a_cpu_head_and_gpu_workers(serve_config
     for pod, container in ((head, head_container), (gpu_group, worker)):
         env = {e["name"]: e for e in container["env"]}
         database = env["KILN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
-        # The Serve proxy of every pod runs the body guard (serving/body_guard.py).
+        # The Serve proxy of every pod runs the body guard (serving/http/body_guard.py).
         callback = env[PROXY_CALLBACK_ENV]["value"]
         assert callback == PROXY_CALLBACK and callable(import_attr(callback))
         assert database["name"] and database["key"]

@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from secrets_for_tests import TEST_SECRET
 
-from serving.api import create_app
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
 
 EDITS = "/v1/edits"
 
@@ -102,7 +102,7 @@ def test_an_edit_of_an_asset_is_derived_from_it(alice):
 def test_an_edit_of_a_style_asset_is_watermarked_and_license_gated(
     image_app, alice, tiny_sd15_loras
 ):
-    from serving.styles import StyleImport
+    from serving.core.styles import StyleImport
 
     request = StyleImport(name="ink", base_model="tiny-sd15", kind="artist")
     style = image_app.state.kiln.styles.import_file(tiny_sd15_loras[0], request, None)

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from pipelines.params import ParamError
-from serving.errors import ApiError, api_error_for, validation_error
+from serving.http.errors import ApiError, api_error_for, validation_error
 from weights.catalog import UnknownModelError
 
 

@@ -29,13 +29,13 @@ import uvicorn
 from secrets_for_tests import TEST_SECRET
 from sqlalchemy import event
 
-from serving.accounts import Accounts
-from serving.api import create_app
-from serving.jobs import JobKind, Jobs, register_kind
-from serving.jobs.runner import JOB_KINDS, JobContext
-from serving.ledger import Ledger
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.accounts import Accounts
+from serving.core.jobs import JobKind, Jobs, register_kind
+from serving.core.jobs.runner import JOB_KINDS, JobContext
+from serving.core.ledger import Ledger
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
 
 STREAMS_CAP = 2
 

@@ -19,14 +19,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from secrets_for_tests import TEST_SECRET
 
-from serving.api import create_app
-from serving.assets import ImageRecord
-from serving.errors import ApiError
-from serving.exports import service, trace_slots
-from serving.exports.trace_slots import TRACES
-from serving.ledger import Ledger
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.assets import ImageRecord
+from serving.core.exports import service, trace_slots
+from serving.core.exports.trace_slots import TRACES
+from serving.core.ledger import Ledger
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
+from serving.http.errors import ApiError
 
 UPSCALE, REMOVE_BG, VECTORIZE, LICENSE = 4, 2, 3, 20  # default_models.toml [prices]
 
@@ -219,7 +219,7 @@ PEAK_OF_ONE_TRACE = """
 import ctypes, io, sys
 from pathlib import Path
 from PIL import Image
-from serving.exports.service import render_svg
+from serving.core.exports.service import render_svg
 
 def status(field):
     with open("/proc/self/status") as lines:

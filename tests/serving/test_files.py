@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.errors import ApiError
-from serving.files.protocol import SignedFileRef
-from serving.files.serving import FileStore
+from serving.core.files.refs import SignedFileRef
+from serving.core.files.store import FileStore
+from serving.http.errors import ApiError
 
 
 def flip(digit: str) -> str:

@@ -16,12 +16,12 @@ import pytest
 from PIL import Image
 from secrets_for_tests import TEST_SECRET
 
-from serving.accounts import prepare_admin
-from serving.api import create_app
-from serving.ledger import Ledger
-from serving.ledger.db import sqlite_url
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.accounts import prepare_admin
+from serving.core.ledger import Ledger
+from serving.core.ledger.db import sqlite_url
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
 from weights.home import private_dir
 
 
@@ -122,9 +122,9 @@ def test_folders_are_0700_whatever_the_umask(tmp_path, umask):
 def test_a_jobs_staged_inputs_are_private(tmp_path, catalog, umask):
     """A training's photos and a batch's request lines wait in the job's workspace until a
     worker takes them: a tenant's data, 0700 folders and 0600 files like the rest."""
-    from serving.batch.jobs import submit_batch
-    from serving.batch.lines import parse_batch
-    from serving.jobs.style_training import StyleTrainingRequest, submit_style_training
+    from serving.core.jobs.style_training import StyleTrainingRequest, submit_style_training
+    from serving.http.batch.lines import parse_batch
+    from serving.ray.batch.jobs import submit_batch
 
     settings = Settings(home=tmp_path / "kiln", secret=TEST_SECRET)
     with Ledger(settings.database_url) as ledger:

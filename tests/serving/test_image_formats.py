@@ -1,4 +1,4 @@
-"""The input decoder's formats and colour modes (serving/image_inputs.py): still PNG,
+"""The input decoder's formats and colour modes (serving/core/image_inputs.py): still PNG,
 JPEG (MPO included) and WebP only, every other format and every animation a 400
 ``unsupported_image_format`` naming the field on every route, charging and storing
 nothing; colour modes made RGB/RGBA correctly (CMYK, 16-bit, LAB, palette with
@@ -19,10 +19,10 @@ from PIL import Image
 from secrets_for_tests import TEST_SECRET
 
 from pipelines.params import ParamError
-from serving.errors import api_error_for
-from serving.image_inputs import UnsupportedImageFormat, decode_image, finish_pixels
-from serving.jobs.style_training import decode_training_image
-from serving.settings import Settings
+from serving.core.image_inputs import UnsupportedImageFormat, decode_image, finish_pixels
+from serving.core.jobs.style_training import decode_training_image
+from serving.core.settings import Settings
+from serving.http.errors import api_error_for
 
 
 @pytest.fixture(scope="module")

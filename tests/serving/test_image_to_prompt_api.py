@@ -14,9 +14,9 @@ from PIL import Image
 from secrets_for_tests import TEST_SECRET
 
 from pipelines.image_to_prompt.vocabulary import shipped_vocabulary
-from serving.api import create_app
-from serving.assets.service import ImageRecord
-from serving.settings import Settings
+from serving.core.assets.service import ImageRecord
+from serving.core.settings import Settings
+from serving.http.app import create_app
 from weights.catalog import load_catalog
 from weights.tiny import build_tiny_component
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving.imaging import encode_image
+from serving.core.imaging import encode_image
 
 
 @pytest.fixture

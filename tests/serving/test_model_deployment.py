@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pipelines.params import GenerationParams, StyleRef
-from serving.model_deployment import BatchItem, ModelDeployment
-from serving.settings import Settings
+from serving.core.settings import Settings
+from serving.ray.model_deployment import BatchItem, ModelDeployment
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,10 @@ from secrets_for_tests import TEST_SECRET
 from pipelines.oom import OutOfGpuMemory
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
-from serving.api import create_app
-from serving.errors import api_error_for
-from serving.model_deployment import BatchItem, ModelDeployment
-from serving.settings import Settings
+from serving.core.settings import Settings
+from serving.http.app import create_app
+from serving.http.errors import api_error_for
+from serving.ray.model_deployment import BatchItem, ModelDeployment
 
 MODEL = "tiny-sd15"
 

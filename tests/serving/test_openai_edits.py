@@ -10,8 +10,8 @@ import pytest
 from edit_samples import balance, box_mask, decode, outside_feather, photo, png
 from secrets_for_tests import TEST_SECRET
 
-from serving.api import create_app
-from serving.settings import Settings
+from serving.core.settings import Settings
+from serving.http.app import create_app
 
 EDITS = "/v1/images/edits"
 VARIATIONS = "/v1/images/variations"

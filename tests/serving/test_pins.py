@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from secrets_for_tests import TEST_SECRET
 
-from serving.api import create_app
-from serving.auth import Tenant
-from serving.model_client import LocalModelClient
-from serving.pins.conditioning import adapter_conditioning, reference_conditioning
-from serving.settings import Settings
+from serving.core.model_client import LocalModelClient
+from serving.core.pins.conditioning import adapter_conditioning, reference_conditioning
+from serving.core.settings import Settings
+from serving.http.app import create_app
+from serving.http.auth import Tenant
 
 PINS = "/v1/pins"
 GEN = "/v1/generations"
@@ -177,7 +177,7 @@ def test_an_oversize_image_is_413_before_decoding(app, alice):
 
 
 def test_a_replica_embeds_on_its_engine_thread(catalog):
-    from serving.model_deployment import ModelDeployment
+    from serving.ray.model_deployment import ModelDeployment
 
     settings = Settings(device="cpu", torch_threads=2)
     replica = ModelDeployment.func_or_class(

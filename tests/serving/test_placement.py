@@ -1,4 +1,4 @@
-"""Model deployment placement from settings and catalog entries (serving.placement), as the
+"""Model deployment placement from settings and catalog entries (serving.ray.placement), as the
 app builder turns it into Serve options; no cluster is started."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from secrets_for_tests import TEST_SECRET
 
-from serving.app import build_application, model_client, model_deployment_options
-from serving.model_deployment import ModelDeployment
-from serving.placement import on_demand_models, placement_for
-from serving.settings import Settings, SettingsError
+from serving.core.settings import Settings, SettingsError
+from serving.ray.app import build_application, model_client, model_deployment_options
+from serving.ray.model_deployment import ModelDeployment
+from serving.ray.placement import on_demand_models, placement_for
 from weights.catalog import CatalogError, load_catalog
 
 SHARED_CARD = """

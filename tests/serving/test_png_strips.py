@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving.exports.png_strips import decode_reduced, png_size
+from serving.core.exports.png_strips import decode_reduced, png_size
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,7 @@ def test_bytes_that_are_no_png_or_a_cut_one_are_refused():
 PEAK_OF_ONE_DECODE = """
 import ctypes, sys
 from pathlib import Path
-from serving.exports.png_strips import decode_reduced
+from serving.core.exports.png_strips import decode_reduced
 
 def status(field):
     with open("/proc/self/status") as lines:

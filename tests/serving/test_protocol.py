@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from pipelines.params import GenerationDefaults, ParamError
-from serving.generations.protocol import GenerationRequest
-from serving.openai_images.protocol import ImageGenerationRequest
+from serving.http.generations.protocol import GenerationRequest
+from serving.http.openai_images.protocol import ImageGenerationRequest
 from weights.catalog import load_catalog
 
 

@@ -20,14 +20,14 @@ import httpx
 from secrets_for_tests import TEST_SECRET
 from sqlalchemy import select
 
-from serving.accounts import Accounts
-from serving.api import create_app
-from serving.credits.charging import reserve
-from serving.ledger import Balance, Ledger
-from serving.ledger.ledger import as_utc, now
-from serving.ledger.schema import reservations
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
+from serving.core.accounts import Accounts
+from serving.core.credits.charging import reserve
+from serving.core.ledger import Balance, Ledger
+from serving.core.ledger.ledger import as_utc, now
+from serving.core.ledger.schema import reservations
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.http.app import create_app
 
 LEASE_S = 1.5
 LEASE = {"KILN_RESERVATION_LEASE_S": str(LEASE_S)}

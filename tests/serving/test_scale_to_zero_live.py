@@ -17,11 +17,11 @@ import time
 import pytest
 
 from pipelines.params import GenerationParams
-from serving.app import model_deployment_options
-from serving.errors import ApiError
-from serving.model_client import RayModelClient
-from serving.model_deployment import ModelDeployment
-from serving.settings import Settings
+from serving.core.model_client import RayModelClient
+from serving.core.settings import Settings
+from serving.http.errors import ApiError
+from serving.ray.app import model_deployment_options
+from serving.ray.model_deployment import ModelDeployment
 
 MODEL = "tiny-sd15"
 LOAD_TIMEOUT_S = 180.0

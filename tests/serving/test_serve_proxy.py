@@ -1,4 +1,4 @@
-"""Kiln in Ray Serve's HTTP proxy (serving/serve_proxy.py): the proxy callback builds the
+"""Kiln in Ray Serve's HTTP proxy (serving/ray/serve_proxy.py): the proxy callback builds the
 body guard from the environment, and the proxy's receive queue holds a bounded amount of
 a body ahead of the replica (Serve's own queue takes everything the client sends)."""
 
@@ -10,7 +10,7 @@ import pytest
 from ray.serve._private import proxy
 from ray.serve._private.http_util import MessageQueue
 
-from serving.serve_proxy import bound_read_ahead, proxy_middlewares
+from serving.ray.serve_proxy import bound_read_ahead, proxy_middlewares
 
 
 @pytest.fixture

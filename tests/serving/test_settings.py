@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.params import GenerationDefaults
-from serving.settings import ENV_VARS, Settings, SettingsError, load_or_create_secret
+from serving.core.settings import ENV_VARS, Settings, SettingsError, load_or_create_secret
 
 
 def test_defaults_without_environment(tmp_path: Path):

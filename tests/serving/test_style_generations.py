@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from secrets_for_tests import TEST_SECRET
 
-from serving.api import create_app
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
-from serving.styles import StyleImport
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.core.styles import StyleImport
+from serving.http.app import create_app
 
 GEN = "/v1/generations"
 OPENAI = "/v1/images/generations"

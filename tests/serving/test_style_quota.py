@@ -14,14 +14,14 @@ from fastapi.testclient import TestClient
 from secrets_for_tests import TEST_SECRET
 from sqlalchemy import func, select
 
-import serving.styles.service as style_service
-from serving.api import create_app
-from serving.ledger import Ledger
-from serving.ledger.schema import entries
-from serving.ledger.schema import styles as styles_table
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
-from serving.styles import StyleImport, StyleQuota, StyleQuotaExceeded, Styles, StyleUsage
+import serving.core.styles.service as style_service
+from serving.core.ledger import Ledger
+from serving.core.ledger.schema import entries
+from serving.core.ledger.schema import styles as styles_table
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.core.styles import StyleImport, StyleQuota, StyleQuotaExceeded, Styles, StyleUsage
+from serving.http.app import create_app
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "styles"))
 from lora_makers import kohya_lora  # noqa: E402

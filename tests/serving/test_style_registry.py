@@ -17,14 +17,14 @@ from fastapi.testclient import TestClient
 from secrets_for_tests import TEST_SECRET
 from sqlalchemy import event, func, select
 
-import serving.styles.service as style_service
+import serving.core.styles.service as style_service
 from pipelines.params import ParamError
-from serving.api import create_app
-from serving.ledger import Ledger, UnknownTenant
-from serving.ledger.schema import styles as styles_table
-from serving.model_client import LocalModelClient
-from serving.settings import Settings
-from serving.styles import StyleAdminOnly, StyleImport, Styles, UnknownStyle
+from serving.core.ledger import Ledger, UnknownTenant
+from serving.core.ledger.schema import styles as styles_table
+from serving.core.model_client import LocalModelClient
+from serving.core.settings import Settings
+from serving.core.styles import StyleAdminOnly, StyleImport, Styles, UnknownStyle
+from serving.http.app import create_app
 from styles.lora_file import StyleFileError, StyleFileTooLarge, sha256_of
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "styles"))

@@ -1,0 +1,1 @@
+"""Charging: reserve before any work, capture per delivered image, release the rest."""

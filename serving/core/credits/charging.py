@@ -1,0 +1,78 @@
+"""Charging a generation: reserve the whole price before any work, capture per delivered
+image, release the rest whatever happens (a failure or a partial batch charges only what
+was delivered).
+
+While the request runs, a task renews the reservation's lease (``KILN_RESERVATION_LEASE_S``)
+every quarter lease, so a long generation keeps its hold however long it takes, and a
+process that dies mid-request leaves it held for at most one lease: then the sweeper
+(``Ledger.sweep_expired``) gives it back. A request that stalled past its lease and finds
+its reservation swept delivers what it made free of charge (``Charge.charged`` counts
+what was really captured); the ledger logs it. Never charging twice is the safe side.
+
+Prices are whole credits: the catalog refuses fractional prices (``weights.catalog``),
+because the ledger counts integers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from serving.core.ledger import Ledger, Reservation
+from serving.core.ledger.leases import keep_renewed
+from weights.catalog import ModelSpec
+
+
+def unit_price(spec: ModelSpec, resolution: str) -> int:
+    """Credits per image of ``spec`` at ``resolution`` (whole, as the catalog guarantees)."""
+    return int(spec.price(resolution, 1))
+
+
+@dataclass
+class Charge:
+    """An open reservation of ``unit × n`` credits and what has been captured of it."""
+
+    ledger: Ledger
+    reservation: Reservation | None
+    unit: int
+    charged: int = 0
+
+    async def capture(self, images: int) -> int:
+        """Spend the price of ``images`` delivered images (one ledger entry each); what
+        has been charged in all. A reservation the sweeper released charges nothing."""
+        if self.reservation is None or self.unit == 0 or images == 0:
+            return self.charged
+        reservation = self.reservation
+
+        def spend() -> int:
+            captured = (self.ledger.capture(reservation, self.unit) for _ in range(images))
+            return sum(self.unit for entry in captured if entry is not None)
+
+        self.charged += await asyncio.to_thread(spend)
+        return self.charged
+
+
+@asynccontextmanager
+async def reserve(
+    ledger: Ledger, tenant_id: str, unit: int, n: int, reference: str | None
+) -> AsyncIterator[Charge]:
+    """Reserve ``unit × n`` (``InsufficientCredits`` → 402 before any work), renew its
+    lease while the block runs; on leaving, release whatever was not captured, also on
+    errors and cancellation.
+    """
+    total = unit * n
+    reference = reference[:200] if reference else None  # the ledger's column width
+    if total == 0:  # a free model: nothing to hold
+        yield Charge(ledger, None, unit)
+        return
+    reservation = await asyncio.to_thread(ledger.reserve, tenant_id, total, reference)
+    charge = Charge(ledger, reservation, unit)
+    renewing = asyncio.create_task(keep_renewed(ledger, reservation))
+    try:
+        yield charge
+    finally:
+        renewing.cancel()  # a renewal still in its thread finds the reservation closed
+        # Shielded: a client that hangs up must not leave its credits held.
+        await asyncio.shield(asyncio.to_thread(ledger.release, reservation))

@@ -1,0 +1,1 @@
+"""What a generation resolves before it runs: the style it uses."""

@@ -1,0 +1,92 @@
+"""How the HTTP side reaches the image-to-prompt CLIP: one small interface, two
+implementations, as ``serving.core.model_client`` does for the diffusion models.
+
+``RayImageToPromptClient`` calls the CLIP's Serve deployment (``ClipDeployment``) through
+its handle; ``LocalImageToPromptClient`` loads the CLIP in this process on first use
+(tests, tools). Either answers 503 ``not_deployed`` when the catalog has no ``clip``
+component.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipelines.image_to_prompt.embeddings import CACHE_SUBDIR
+from pipelines.image_to_prompt.pipeline import ImageToPromptOutput, ImageToPromptParams
+from serving.http.errors import api_error_for, service_unavailable
+
+logger = logging.getLogger(__name__)
+
+
+def no_clip() -> Exception:
+    return service_unavailable(
+        "image-to-prompt needs a CLIP component in the catalog ([components.<id>] with "
+        'kind = "clip"); none is installed',
+        code="not_deployed",
+    )
+
+
+class ImageToPromptClient(Protocol):
+    """Runs image-to-prompt on the served CLIP."""
+
+    component_id: str | None
+
+    async def extract(self, pixels: np.ndarray, params: ImageToPromptParams) -> ImageToPromptOutput:
+        """Prompt and scored terms for uint8 HxWx3 RGB ``pixels``."""
+        ...
+
+
+class RayImageToPromptClient:
+    """Through the CLIP deployment's handle (``None``: no CLIP deployed)."""
+
+    def __init__(self, handle: Any | None, component_id: str | None):
+        self.handle = handle
+        self.component_id = component_id
+
+    async def extract(self, pixels: np.ndarray, params: ImageToPromptParams) -> ImageToPromptOutput:
+        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+        if self.handle is None:
+            raise no_clip()
+        try:
+            return await self.handle.extract.remote(pixels, params)
+        except (BackPressureError, DeploymentUnavailableError) as exc:
+            raise api_error_for(exc) from exc
+
+
+class LocalImageToPromptClient:
+    """The catalog's first CLIP in this process, loaded on first use, one call at a time
+    on one thread (as in a replica)."""
+
+    def __init__(self, catalog: Any, home: Path, device: str = "cpu"):
+        component = catalog.first_component("clip")
+        self.component = component
+        self.component_id = component.id if component is not None else None
+        self.cache_dir = Path(home) / CACHE_SUBDIR
+        self.device = device
+        self.pipeline: Any = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="local-clip")
+
+    def _extract_sync(self, pixels: np.ndarray, params: ImageToPromptParams) -> ImageToPromptOutput:
+        from PIL import Image
+
+        from pipelines.image_to_prompt.pipeline import ImageToPrompt
+
+        if self.pipeline is None:
+            logger.info("loading CLIP %s in-process", self.component_id)
+            self.pipeline = ImageToPrompt.load(
+                self.component, cache_dir=self.cache_dir, device=self.device
+            )
+        return self.pipeline(Image.fromarray(pixels), params)
+
+    async def extract(self, pixels: np.ndarray, params: ImageToPromptParams) -> ImageToPromptOutput:
+        if self.component is None:
+            raise no_clip()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._extract_sync, pixels, params)

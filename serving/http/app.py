@@ -1,0 +1,135 @@
+"""The FastAPI app: routers of every endpoint family, error mapping, middleware.
+
+``create_app`` knows nothing of Ray: the Serve ingress passes a ``RayModelClient``, tools
+and tests a ``LocalModelClient``. Building the app reads no environment variable and
+loads no model; it opens (and migrates) the ledger's database unless given a ``Ledger``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Response
+
+from serving.core.accounts import Accounts
+from serving.core.assets.retention import RetentionSweeper
+from serving.core.assets.service import Assets
+from serving.core.assets.store import BlobStore
+from serving.core.files.store import FileStore
+from serving.core.image_to_prompt.client import ImageToPromptClient, LocalImageToPromptClient
+from serving.core.jobs import JobRunner, Jobs
+from serving.core.ledger import Ledger
+from serving.core.licenses.service import Licenses
+from serving.core.limits import ConcurrencyLimiter
+from serving.core.metrics import CONTENT_TYPE, Metrics
+from serving.core.model_client import ModelClient
+from serving.core.settings import Settings
+from serving.core.state import AppState, StateDep
+from serving.core.styles.service import Styles
+from serving.http.admin.api_router import router as admin_router
+from serving.http.agentic.api_router import router as agentic_router
+from serving.http.assets.api_router import router as assets_router
+from serving.http.batch.api_router import router as batches_router
+from serving.http.body_guard import BodyGuard, BodyLimits
+from serving.http.credits.api_router import router as credits_router
+from serving.http.edits.api_router import router as edits_router
+from serving.http.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavailable
+from serving.http.exports.api_router import router as exports_router
+from serving.http.files.api_router import router as files_router
+from serving.http.generations.api_router import router as generations_router
+from serving.http.image_to_prompt.api_router import router as image_to_prompt_router
+from serving.http.jobs.api_router import router as jobs_router
+from serving.http.licenses.api_router import router as licenses_router
+from serving.http.middleware import RequestContextMiddleware
+from serving.http.models.api_router import router as models_router
+from serving.http.openai_images.api_router import router as openai_images_router
+from serving.http.pins.api_router import router as pins_router
+from serving.http.styles.api_router import router as styles_router
+from serving.http.styles.training_router import router as style_training_router
+from weights.catalog import Catalog
+
+API_VERSION = "0.1.0"
+
+
+def create_app(
+    settings: Settings,
+    catalog: Catalog,
+    models: ModelClient,
+    *,
+    echo_request_id: bool = True,
+    ledger: Ledger | None = None,
+    image_to_prompt: ImageToPromptClient | None = None,
+) -> FastAPI:
+    """The HTTP API over ``models``. ``echo_request_id=False`` behind Ray Serve's proxy,
+    which sets ``x-request-id`` on responses itself. ``ledger`` defaults to one on
+    ``settings.database_url``.
+    """
+    app = FastAPI(
+        title="Kiln",
+        version=API_VERSION,
+        description="Self-hosted image generation: native and OpenAI-compatible routes.",
+    )
+    metrics = Metrics()
+    ledger = ledger or Ledger.of(settings)
+    assets = Assets(ledger.engine, BlobStore(settings.assets_dir), settings.c2pa_signer())
+    app.state.kiln = AppState(
+        settings=settings,
+        catalog=catalog,
+        models=models,
+        files=FileStore(settings.files_dir, settings.effective_secret(), settings.url_ttl_s),
+        metrics=metrics,
+        ledger=ledger,
+        accounts=Accounts(ledger),
+        limiter=ConcurrencyLimiter(settings.tenant_max_concurrent, ledger.engine),
+        assets=assets,
+        licenses=Licenses(ledger, assets),
+        retention=RetentionSweeper(assets, settings.asset_retention_days),
+        styles=Styles.from_settings(ledger.engine, catalog, settings),
+        jobs=Jobs(ledger.engine),
+        job_runner=JobRunner(settings, ledger, catalog),
+        # The Serve ingress passes its deployment's client; tools and tests load in-process.
+        image_to_prompt=image_to_prompt
+        or LocalImageToPromptClient(catalog, settings.home, settings.clip_device),
+    )
+    for exc_type in HANDLED_EXCEPTIONS:
+        app.add_exception_handler(exc_type, handle_exception)
+    # The caller first, then the body's bytes counted (inside the request context, so
+    # its 401s and 413s carry the request id and are counted in the metrics).
+    app.add_middleware(
+        BodyGuard,
+        limits=BodyLimits.of(settings),
+        authenticate=app.state.kiln.accounts.authenticate,
+        remember_principal=True,
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, echo_request_id=echo_request_id)
+    app.include_router(models_router)
+    app.include_router(generations_router)
+    app.include_router(edits_router)
+    app.include_router(openai_images_router)
+    app.include_router(files_router)
+    app.include_router(credits_router)
+    app.include_router(assets_router)
+    app.include_router(licenses_router)
+    app.include_router(exports_router)
+    app.include_router(pins_router)
+    app.include_router(admin_router)
+    app.include_router(style_training_router)
+    app.include_router(styles_router)
+    app.include_router(jobs_router)
+    app.include_router(agentic_router)
+    app.include_router(image_to_prompt_router)
+    app.include_router(batches_router)
+
+    @app.get("/healthz", tags=["system"])
+    async def healthz(state: StateDep) -> dict:
+        """Ready: every model is loaded (503 with ``retry-after`` while any is loading)."""
+        loading = state.models.unready()
+        if loading:
+            message = f"models still loading: {', '.join(loading)}"
+            raise service_unavailable(message, retry_after_s=5, code="model_loading")
+        return {"status": "ok", "models": state.catalog.ids()}
+
+    @app.get("/metrics", tags=["system"], response_class=Response)
+    async def prometheus_metrics(state: StateDep) -> Response:
+        """Prometheus text exposition."""
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    return app

@@ -1,0 +1,57 @@
+"""HTTP routes of the caller's assets: list, metadata, preview, original, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+
+from serving.core.state import StateDep
+from serving.http.assets.protocol import AssetList, AssetObject, DeletedAsset
+from serving.http.assets.serving import ServingAssets
+from serving.http.auth import TenantDep
+
+router = APIRouter(tags=["assets"])
+
+PNG = {200: {"content": {"image/png": {}}}}
+
+
+def _png(data: bytes, filename: str | None = None) -> Response:
+    # private: a tenant's image; shared caches must not keep it.
+    headers = {"cache-control": "private"}
+    if filename:
+        headers["content-disposition"] = f'attachment; filename="{filename}"'
+    return Response(data, media_type="image/png", headers=headers)
+
+
+@router.get("/v1/assets", response_model=AssetList)
+async def list_assets(
+    state: StateDep,
+    tenant: TenantDep,
+    limit: int = Query(20, ge=1, le=100),
+    after: str | None = Query(None, description="the last id of the previous page"),
+) -> AssetList:
+    """The caller's images, newest first."""
+    return await ServingAssets(state).list(tenant, limit, after)
+
+
+@router.get("/v1/assets/{asset_id}", response_model=AssetObject)
+async def get_asset(asset_id: str, state: StateDep, tenant: TenantDep) -> AssetObject:
+    """One of the caller's images: how it was made, its license state, its files."""
+    return await ServingAssets(state).get(tenant, asset_id)
+
+
+@router.get("/v1/assets/{asset_id}/preview", response_class=Response, responses=PNG)
+async def get_preview(asset_id: str, state: StateDep, tenant: TenantDep) -> Response:
+    """The preview: under a visible watermark for style images, else the original."""
+    return _png(await ServingAssets(state).preview(tenant, asset_id))
+
+
+@router.get("/v1/assets/{asset_id}/original", response_class=Response, responses=PNG)
+async def get_original(asset_id: str, state: StateDep, tenant: TenantDep) -> Response:
+    """The original PNG; 403 ``license_required`` for a style image not licensed yet."""
+    return _png(await ServingAssets(state).original(tenant, asset_id), f"{asset_id}.png")
+
+
+@router.delete("/v1/assets/{asset_id}", response_model=DeletedAsset)
+async def delete_asset(asset_id: str, state: StateDep, tenant: TenantDep) -> DeletedAsset:
+    """Delete the image and its files (the ledger and any license keep their records)."""
+    return await ServingAssets(state).delete(tenant, asset_id)

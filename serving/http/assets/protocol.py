@@ -1,0 +1,80 @@
+"""Wire shapes of the asset routes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from serving.core.assets.service import Asset
+
+
+class AssetLicense(BaseModel):
+    """Whether the original needs a license: ``free`` (base, agentic), ``required``
+    (style image, not licensed yet) or ``licensed`` (with the license's id)."""
+
+    state: str
+    license_id: str | None
+
+
+class AssetObject(BaseModel):
+    """A stored image and how it was made. ``preview_url`` and ``original_url`` are
+    paths on this server (send the API key); the original answers 403
+    ``license_required`` while ``license.state`` is ``required``."""
+
+    object: str = "asset"
+    id: str
+    kind: str = Field(description="base | artist_style | private_style | agentic")
+    model: str
+    style: str | None
+    prompt: str
+    negative_prompt: str | None
+    seed: int
+    params: dict[str, Any]
+    width: int
+    height: int
+    media_type: str
+    bytes: int = Field(description="size of the original file")
+    sha256: str = Field(description="SHA-256 of the original file, as licenses certify it")
+    invisible_watermark: str | None = Field(
+        description="hex payload of the invisible provenance mark; null under 256 px"
+    )
+    visible_watermark: bool = Field(description="the preview carries the visible mark")
+    license: AssetLicense
+    generation_id: str | None
+    parent_id: str | None = Field(
+        None, description="the asset this one was derived from (edit, variation, export)"
+    )
+    created: datetime
+    preview_url: str
+    original_url: str
+
+    @classmethod
+    def of(cls, asset: Asset) -> AssetObject:
+        # The record's own fields carry over by name (pydantic drops the internal ones:
+        # tenant_id, preview_sha256, license_id); the rest is derived here.
+        return cls.model_validate(
+            {
+                **asdict(asset),
+                "visible_watermark": asset.license_required,
+                "license": AssetLicense(state=asset.license_state, license_id=asset.license_id),
+                "preview_url": f"/v1/assets/{asset.id}/preview",
+                "original_url": f"/v1/assets/{asset.id}/original",
+            }
+        )
+
+
+class AssetList(BaseModel):
+    """One page of the caller's assets, newest first; pass the last id as ``after``."""
+
+    object: str = "list"
+    data: list[AssetObject]
+    has_more: bool
+
+
+class DeletedAsset(BaseModel):
+    object: str = "asset.deleted"
+    id: str
+    deleted: bool = True

@@ -1,0 +1,303 @@
+"""Parsing a batch file (JSONL): one request a line, validated by the HTTP code before
+anything runs.
+
+Each line is a JSON object in the native request shape of its route plus a ``kind``:
+``generation`` (``POST /v1/generations``), ``edit`` (``POST /v1/edits``) or ``agentic``
+(``POST /v1/agentic/generations``). A line is checked with the same pydantic class as the
+route, then with the checks the route makes before it reserves anything that need no
+tenant: the model exists and offers the size, steps and scheduler (``to_params``), the
+edit tool's fields, the agentic budget and components, every image (a saved recipe's
+thumbnails too) decodes within the input limits and is a PNG, JPEG or WebP, a mask has
+its image's size. What needs a tenant (styles, pins, assets and their rights) is checked
+when the line runs, by the route's own service, and fails that line only.
+
+Decisions where the issue is silent:
+
+- An image field (``reference.image``, ``image_to_prompt.image``, an edit's ``image`` and
+  ``mask``, an agentic ``references[i].image``) holds base64 (or a ``data:`` URL), or a
+  *path*: a value with a ``.`` in it, which base64 never has (``"in/cat.png"``). Paths
+  are read relative to the JSONL file's folder (absolute paths as they are) and inlined as
+  base64, so a line's request is self-contained. Without a folder (an HTTP upload) a path
+  is an invalid line.
+- A line without ``seed`` gets one: the first 4 bytes of the SHA-256 of its line number
+  and canonical JSON (images inlined). Reruns, and runs into a fresh folder, therefore
+  make the same pixels; two equal lines at different numbers make different images.
+- Blank lines are skipped but count: line numbers are the file's own, 1-based.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from pipelines.params import ParamError
+from serving.core.image_inputs import ImageLimits, UploadTooLarge, check_mask_size, decode_b64_image
+from serving.core.settings import Settings
+from serving.http.errors import api_error_for, validation_error
+from weights.catalog import Catalog, UnknownModelError
+
+KINDS = ("generation", "edit", "agentic")
+# How an inlined image appears in a line's recorded request (manifest, PNG metadata).
+DIGEST_PREFIX = "sha256:"
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """One valid line: what runs, exactly as the HTTP route would receive it."""
+
+    number: int  # 1-based line number in the file
+    kind: str  # "generation" | "edit" | "agentic"
+    request: dict  # the request JSON, images inlined as base64, ``kind`` removed, seed filled
+    model: str = ""  # the model whose worker pool runs it ("" when it depends on a tenant)
+    images: int = 1  # images the line asks for (``n``): the progress bar's unit
+
+    @property
+    def recorded(self) -> dict:
+        """The request with each inlined image replaced by ``sha256:<hex>`` of its base64
+        text: what the manifest and the PNG metadata keep (a line's images can be
+        megabytes; the digest still tells any change apart)."""
+        return recorded_request(self.kind, self.request)
+
+
+@dataclass(frozen=True)
+class InvalidLine:
+    """A line refused before anything runs."""
+
+    number: int
+    message: str  # e.g. "line 7: prompt: field required"
+
+
+class _Invalid(Exception):
+    """A line-level refusal raised inside parsing; becomes an ``InvalidLine``."""
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 kept: one text per value."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def derived_seed(number: int, kind: str, request: dict) -> int:
+    """The seed of a line that gave none: stable across runs, distinct per line number."""
+    text = f"{number}\n{canonical_json({'kind': kind, 'request': request})}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+# Image slots of each kind: (container getter, key, param name for errors).
+_Slot = tuple[dict, str, str]
+
+
+def _image_slots(kind: str, request: dict) -> Iterator[_Slot]:
+    """Where a request of ``kind`` may carry images, as (dict, key, param)."""
+
+    def sub(name: str) -> dict | None:
+        value = request.get(name)
+        return value if isinstance(value, dict) else None
+
+    if kind == "generation":
+        for name in ("reference", "image_to_prompt"):
+            if (part := sub(name)) is not None:
+                yield part, "image", f"{name}.image"
+    elif kind == "edit":
+        yield request, "image", "image"
+        yield request, "mask", "mask"
+        if (part := sub("image_to_prompt")) is not None:
+            yield part, "image", "image_to_prompt.image"
+    elif kind == "agentic":
+        references = request.get("references")
+        if isinstance(references, list):
+            for index, reference in enumerate(references):
+                if isinstance(reference, dict):
+                    yield reference, "image", f"references.{index}.image"
+
+
+def is_path(value: str) -> bool:
+    """A path names a file with a suffix; base64 and ``data:`` URLs never hold a ``.``."""
+    return "." in value and not value.startswith("data:")
+
+
+def recorded_request(kind: str, request: dict) -> dict:
+    """``request`` with each image replaced by ``sha256:<hex>`` (see ``BatchLine.recorded``)."""
+    copy = json.loads(json.dumps(request))
+    for part, key, _ in _image_slots(kind, copy):
+        value = part.get(key)
+        if isinstance(value, str):
+            part[key] = DIGEST_PREFIX + hashlib.sha256(value.encode()).hexdigest()
+    return copy
+
+
+def _inline_path(value: str, param: str, base_dir: Path | None, settings: Settings) -> str:
+    """The file at ``value`` (relative to ``base_dir``) as base64, within the byte limit."""
+    if base_dir is None:
+        raise _Invalid(f"{param}: file paths are not accepted here; send the image as base64")
+    path = base_dir / value
+    if not path.is_file():
+        raise _Invalid(f"{param}: no file {value} (relative to {base_dir})")
+    try:
+        ImageLimits.of(settings).check_bytes(path.stat().st_size, param)
+    except UploadTooLarge as exc:
+        raise _Invalid(str(exc)) from None
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _inline_images(
+    kind: str, request: dict, base_dir: Path | None, settings: Settings
+) -> dict[str, Any]:
+    """Replace paths by base64 in place; decode every image (limits, bad bytes); the
+    decoded images by param."""
+    decoded: dict[str, Any] = {}
+    for part, key, param in _image_slots(kind, request):
+        value = part.get(key)
+        if not isinstance(value, str):
+            continue  # a wrong type is pydantic's to report
+        if is_path(value):
+            value = _inline_path(value, param, base_dir, settings)
+            part[key] = value
+        try:
+            decoded[param] = decode_b64_image(value, param, settings)
+        except (ParamError, UploadTooLarge) as exc:
+            raise _Invalid(_param_message(exc)) from None
+    return decoded
+
+
+def _param_message(exc: BaseException) -> str:
+    """``param: message`` of a refused request, as the HTTP error would name it."""
+    error = api_error_for(exc)
+    if error.param and not error.message.startswith(error.param):
+        return f"{error.param}: {error.message}"
+    return error.message
+
+
+def _request_model(kind: str) -> type[BaseModel]:
+    if kind == "generation":
+        from serving.http.generations.protocol import GenerationRequest
+
+        return GenerationRequest
+    if kind == "edit":
+        from serving.http.edits.protocol import EditRequest
+
+        return EditRequest
+    from serving.http.agentic.protocol import AgenticGenerationRequest
+
+    return AgenticGenerationRequest
+
+
+def _check_generation(request: Any, catalog: Catalog, settings: Settings, _: dict) -> str:
+    """What ``ServingGenerations.create`` refuses before reserving, tenant aside."""
+    from serving.http.generations.protocol import check_prompt
+
+    spec = catalog.get(request.model)
+    if request.style is None and request.style_strength is not None:
+        raise ParamError("style_strength", "style_strength needs a style")
+    prompt = request.prompt
+    if prompt is None and request.image_to_prompt is None:
+        raise ParamError("prompt", "give a prompt, image_to_prompt, or both")
+    check_prompt(prompt, "prompt", settings.max_prompt_chars)
+    # Size, n, steps, guidance and scheduler resolved as the route resolves them. Where the
+    # route may run without words (an extract becomes the prompt; img2img from a reference
+    # takes a blank one) any text stands in for the prompt.
+    img2img = request.reference is not None and request.reference.mode == "img2img"
+    if request.image_to_prompt is not None or (img2img and not (prompt or "").strip()):
+        prompt = "stand-in"
+    request.to_params(
+        spec,
+        settings.generation_defaults,
+        max_prompt_chars=settings.max_prompt_chars,
+        prompt=prompt,
+    )
+    return spec.id
+
+
+def _check_edit(request: Any, catalog: Catalog, settings: Settings, images: dict) -> str:
+    """What ``ServingEdits.create`` refuses before reserving, tenant aside."""
+    from serving.http.edits.serving import choose_model, edit_task, inpaint_model
+    from serving.http.generations.protocol import check_prompt
+
+    request.check_tool()
+    image, mask = images.get("image"), images.get("mask")
+    if (request.image is None) == (request.asset_id is None):
+        raise ParamError("image", "give exactly one of image (base64) and asset_id")
+    if image is not None and mask is not None:
+        check_mask_size(mask.size, image.size, "mask")
+    masked = request.mask is not None
+    check_prompt(request.prompt, "prompt", settings.max_prompt_chars)
+    check_prompt(request.negative_prompt, "negative_prompt", settings.max_prompt_chars)
+    if request.model is None and request.asset_id is not None:
+        return ""  # the source asset's model, known once the tenant's asset is read
+    spec = choose_model(catalog, request.tool, request.model, None, masked=masked)
+    return inpaint_model(catalog, spec, edit_task(request.tool, masked)).id
+
+
+def _check_agentic(request: Any, catalog: Catalog, settings: Settings, _: dict) -> str:
+    """What ``ServingAgentic.create`` refuses before reserving, tenant aside: a saved
+    recipe's thumbnails are decoded as the route decodes them."""
+    from serving.http.agentic.serving import check_request, checked_recipe
+
+    spec, _budget, choices = check_request(request, catalog, settings)
+    if request.recipe is not None:
+        checked_recipe(request.recipe, choices, settings)
+    return spec.id
+
+
+_CHECKS: dict[str, Callable[[Any, Catalog, Settings, dict], str]] = {
+    "generation": _check_generation,
+    "edit": _check_edit,
+    "agentic": _check_agentic,
+}
+
+
+def parse_line(
+    number: int, text: str, *, base_dir: Path | None, catalog: Catalog, settings: Settings
+) -> BatchLine:
+    """One non-blank line → a ``BatchLine``; raises ``ValueError`` with the reason (no
+    ``line N:`` prefix)."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(raw, dict):
+        raise ValueError("a line must be a JSON object")
+    kind = raw.pop("kind", None)
+    if kind is None:
+        raise ValueError(f"kind: field required ({' | '.join(KINDS)})")
+    if kind not in KINDS:
+        raise ValueError(f"kind: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    try:
+        images = _inline_images(kind, raw, base_dir, settings)
+        model_class = _request_model(kind)
+        request = model_class.model_validate_json(json.dumps(raw))
+        model = _CHECKS[kind](request, catalog, settings, images)
+    except _Invalid as exc:
+        raise ValueError(str(exc)) from None
+    except ValidationError as exc:
+        raise ValueError(validation_error(exc.errors()).message) from None
+    except (ParamError, UnknownModelError, UploadTooLarge) as exc:
+        raise ValueError(_param_message(exc)) from None
+    if raw.get("seed") is None:
+        raw["seed"] = derived_seed(number, kind, raw)
+    return BatchLine(number, kind, raw, model, int(raw.get("n", 1)))
+
+
+def parse_batch(
+    text: str, *, base_dir: Path | None, catalog: Catalog, settings: Settings
+) -> tuple[list[BatchLine], list[InvalidLine]]:
+    """Every line of a JSONL batch, valid ones and refused ones (see the module
+    docstring); blank lines are skipped."""
+    lines: list[BatchLine] = []
+    invalid: list[InvalidLine] = []
+    for number, text_line in enumerate(text.splitlines(), start=1):
+        if not text_line.strip():
+            continue
+        try:
+            lines.append(
+                parse_line(number, text_line, base_dir=base_dir, catalog=catalog, settings=settings)
+            )
+        except ValueError as exc:
+            invalid.append(InvalidLine(number, f"line {number}: {exc}"))
+    return lines, invalid

@@ -1,0 +1,23 @@
+"""HTTP route of the caller's credits."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from serving.core.state import StateDep
+from serving.http.auth import TenantDep
+from serving.http.credits.protocol import CreditsResponse
+from serving.http.credits.serving import ServingCredits
+
+router = APIRouter(tags=["credits"])
+
+
+@router.get("/v1/credits", response_model=CreditsResponse)
+async def get_credits(
+    state: StateDep,
+    tenant: TenantDep,
+    limit: int = Query(50, ge=1, le=1000),
+    before: int | None = None,
+) -> CreditsResponse:
+    """The caller's balance and ledger entries, newest first."""
+    return await ServingCredits(state).get(tenant, limit, before)

@@ -1,0 +1,1 @@
+"""HTTP routes and wire models of exports: upscale, background removal, downloads."""

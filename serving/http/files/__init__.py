@@ -1,0 +1,1 @@
+"""HTTP route of signed file URLs."""

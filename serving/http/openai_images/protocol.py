@@ -1,0 +1,81 @@
+"""OpenAI Images API wire format (``POST /v1/images/generations``).
+
+Field names and response shape are OpenAI's, so the official SDK works unchanged. Kiln's
+own knobs (``negative_prompt``, ``seed``, ``steps``, ``guidance``, ``scheduler``) ride
+along as extra fields (the SDK's ``extra_body``). Fields OpenAI defines that have no
+meaning here (``quality``, ``user``, ``style``, ``moderation``) are accepted and ignored;
+ones that would change the result and that Kiln cannot honour are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.params import MAX_IMAGES, GenerationDefaults, GenerationParams, StyleRef
+from serving.http.generations.protocol import SamplingFields
+from weights.catalog import ModelSpec
+
+
+class ImageGenerationRequest(SamplingFields):
+    """OpenAI's image generation request. ``size`` is one of the model's ``"WxH"``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt: str
+    model: str | None = Field(
+        None, description="model id, or a style id (its base model); default: the catalog's first"
+    )
+    n: int | None = Field(1, ge=1, le=MAX_IMAGES)
+    size: str | None = Field("auto", description="one of the model's sizes, or 'auto'")
+    response_format: Literal["b64_json", "url"] | None = "b64_json"
+    output_format: Literal["png", "jpeg", "webp"] | None = "png"
+    output_compression: int | None = Field(None, ge=0, le=100)
+    background: Literal["auto", "opaque"] | None = None
+    stream: Literal[False] | None = None
+    quality: str | None = None
+    user: str | None = None
+    style: str | None = None
+    moderation: str | None = None
+
+    def to_params(
+        self,
+        spec: ModelSpec,
+        defaults: GenerationDefaults,
+        *,
+        max_prompt_chars: int,
+        style: StyleRef | None = None,
+        prompt: str | None = None,
+    ) -> GenerationParams:
+        """The resolved pipeline parameters; raises ``ParamError`` naming the bad field.
+
+        ``style``: the style ``model`` named, if it named one (its base model is ``spec``)."""
+        return self.build_params(
+            spec,
+            defaults,
+            max_prompt_chars,
+            prompt=self.prompt if prompt is None else prompt,
+            n=self.n if self.n is not None else 1,
+            style=style,
+            size=self.size,
+        )
+
+
+class ImageObject(BaseModel):
+    """One image: ``b64_json`` or ``url``, by the request's ``response_format``, and
+    Kiln's ``asset_id`` (an extra field the OpenAI SDKs keep)."""
+
+    b64_json: str | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+    asset_id: str | None = None
+
+
+class ImagesResponse(BaseModel):
+    """OpenAI's images response."""
+
+    created: int
+    data: list[ImageObject]
+    output_format: str | None = None
+    size: str | None = None

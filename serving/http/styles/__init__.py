@@ -1,0 +1,1 @@
+"""HTTP routes and wire models of styles: import, list, read, delete, train."""

@@ -1,1 +1,0 @@
-"""Alembic migrations of the ledger's database; ``serving.ledger.db.migrate`` runs them."""

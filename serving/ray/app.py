@@ -1,0 +1,170 @@
+"""The Ray Serve application: a CPU ingress (FastAPI) and one deployment per base model.
+
+Used by ``kiln serve`` and by ``serve deploy deploy/serve.yaml``
+(``import_path: serving.ray.app:build_app``). Replica counts and resources set here are
+defaults (settings, and each model's catalog entry: ``serving.ray.placement``); the YAML's
+``deployments`` entries override them by deployment name (the ingress is
+``KilnIngress``, each model's deployment is named by its model id).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from serving.core.settings import Settings
+from serving.ray.placement import placement_for
+from weights.catalog import Catalog, ModelSpec, load_catalog
+
+logger = logging.getLogger(__name__)
+
+INGRESS_NAME = "KilnIngress"
+# Enough concurrent HTTP requests on the ingress to absorb bursts of a few hundred; the
+# per-model queues (KILN_MAX_QUEUED) decide when to answer 503.
+INGRESS_MAX_ONGOING = 1024
+
+
+@serve.deployment(name=INGRESS_NAME)
+@serve.ingress()
+class KilnIngress:
+    """HTTP in, model handles out. Imports no torch: images arrive as numpy arrays."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        handles: dict[str, Any],
+        clip_handle: Any | None = None,
+    ):
+        from serving.core.image_to_prompt.client import RayImageToPromptClient
+        from serving.core.logs import configure_replica_logging
+
+        configure_replica_logging()
+        self.settings = settings
+        self.catalog = catalog
+        self.models = model_client(settings, catalog, handles)
+        clip = catalog.first_component("clip")
+        self.image_to_prompt = RayImageToPromptClient(clip_handle, clip.id if clip else None)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        """Serve calls this after ``__init__``: the FastAPI app for this replica."""
+        from serving.http.app import create_app
+
+        # Serve's proxy echoes or generates x-request-id on every response itself.
+        return create_app(
+            self.settings,
+            self.catalog,
+            self.models,
+            echo_request_id=False,
+            image_to_prompt=self.image_to_prompt,
+        )
+
+
+def model_client(settings: Settings, catalog: Catalog, handles: dict[str, Any]) -> Any:
+    """The ingress's ``RayModelClient`` over the model handles; it must know which models
+    scale to zero (probed only by requests: a probe would wake them)."""
+    from serving.core.model_client import ON_DEMAND_READY_S, RayModelClient
+    from serving.ray.placement import on_demand_models
+
+    models = [catalog.get(model_id) for model_id in handles]
+    return RayModelClient(
+        handles,
+        on_demand=on_demand_models(settings, models),
+        # Well inside the idle timeout: readiness lapses before the replica can go.
+        ready_ttl_s=min(ON_DEMAND_READY_S, settings.model_idle_s / 2),
+    )
+
+
+def model_deployment_options(
+    settings: Settings,
+    cluster_gpus: float,
+    deployments: int = 1,
+    spec: ModelSpec | None = None,
+) -> dict[str, Any]:
+    """Serve options of a model deployment, from settings and ``spec``'s catalog entry
+    (GPU share, replica range, scale to zero: ``serving.ray.placement``)."""
+    placement = placement_for(settings, spec, cluster_gpus, deployments)
+    return {
+        "ray_actor_options": {"num_cpus": placement.cpus, "num_gpus": placement.gpus},
+        # A replica is "busy" at one batch in flight: the autoscaler's target.
+        **placement.replica_options(target_ongoing_requests=settings.max_batch_size),
+        # Twice the batch: the next batch fills while the current one runs.
+        "max_ongoing_requests": 2 * settings.max_batch_size,
+        "max_queued_requests": settings.max_queued,
+        # Loading a real checkpoint can take minutes on a cold disk.
+        "health_check_timeout_s": 120,
+        "graceful_shutdown_timeout_s": 30,
+    }
+
+
+def build_application(
+    settings: Settings, catalog: Catalog | None = None, cluster_gpus: float | None = None
+) -> Application:
+    """The bound application for ``settings`` (catalog loaded from KILN_HOME if not given)."""
+    from serving.ray.model_deployment import ModelDeployment
+
+    catalog = catalog or load_catalog(settings.home, settings.catalog_path)
+    if cluster_gpus is None:
+        cluster_gpus = _cluster_gpus()
+    # Resolved once here so every ingress replica signs file URLs with the same key.
+    settings = replace(settings, secret=settings.effective_secret())
+    # Every diffusion model gets a deployment: base, instruct-edit and inpainting models.
+    specs = [spec for spec in catalog if spec.kind in ("base", "instruct", "inpaint")]
+    options = {
+        spec.id: model_deployment_options(settings, cluster_gpus, len(specs), spec)
+        for spec in specs
+    }
+    handles = {
+        spec.id: ModelDeployment.options(name=spec.id, **options[spec.id]).bind(
+            settings, spec, tuple(catalog.components.values())
+        )
+        for spec in specs
+    }
+    ingress = KilnIngress.options(
+        ray_actor_options={"num_cpus": settings.ingress_cpus},
+        max_ongoing_requests=INGRESS_MAX_ONGOING,
+    )
+    logger.info(
+        "app: %d model deployment(s): %s",
+        len(handles),
+        ", ".join(f"{i} ({o['ray_actor_options']['num_gpus']} GPU)" for i, o in options.items()),
+    )
+    return ingress.bind(settings, catalog, handles, _clip_deployment(settings, catalog))
+
+
+def _clip_deployment(settings: Settings, catalog: Catalog) -> Application | None:
+    """The image-to-prompt CLIP deployment of the catalog's first ``clip`` component."""
+    from serving.ray.image_to_prompt.deployment import ClipDeployment, clip_deployment_options
+
+    component = catalog.first_component("clip")
+    if component is None:
+        return None
+    return ClipDeployment.options(**clip_deployment_options(settings)).bind(settings, component)
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """Serve's application builder: settings from the environment, ``args`` override them.
+
+    ``args`` keys are settings field names (``max_batch_size: 4``), as in the ``args`` of
+    an application in ``deploy/serve.yaml``.
+    """
+    from serving.core.accounts import prepare_admin
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    settings = Settings.from_env(**dict(args or {}))
+    if prepare_admin(settings.database_url, settings.home, settings.admin_key) is not None:
+        logger.warning("generated the first admin key into %s", settings.home / "admin.key")
+    return build_application(settings)
+
+
+def _cluster_gpus() -> float:
+    import ray
+
+    if not ray.is_initialized():
+        return 0.0
+    return float(ray.cluster_resources().get("GPU", 0.0))

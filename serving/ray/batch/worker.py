@@ -1,0 +1,205 @@
+"""The Ray Data worker of a batch: one actor holds the app's state and runs lines through
+the same services as HTTP.
+
+Each actor builds ``serving.http.app.create_app`` over a ``LocalModelClient`` (engines in the
+actor: the pool's model loaded when the actor starts, any other on first use) and calls
+``ServingGenerations``/``ServingEdits``/``ServingAgentic.create`` with the line's request
+and tenant, so validation, styles, pins, references, watermarks, licenses, asset storage
+and charging are exactly HTTP's.
+The request id is ``batch-<run id>-line-<n>``: the ledger's reservation reference names
+the run and line.
+
+What comes back to the driver is one pickled ``LineResult`` per line, holding the final
+file bytes: PNGs encoded here from the response's pixels (the watermarked preview for a
+style image, as HTTP answers it), with the line's recorded request, kind, number and the
+image's seed as ``tEXt`` chunks, so a file's bytes are a function of its pixels and its
+request only (the asset's own PNG carries its asset id, which differs per run).
+
+A failed line's error is the API's error object plus its ``status``, exactly what the
+route would have answered; an internal error (500) says no more than HTTP does, and its
+traceback goes to the actor's log (Ray's session log folder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import pickle
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from serving.core.settings import Settings
+from serving.http.batch.lines import canonical_json, recorded_request
+from weights.catalog import Catalog
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LineResult:
+    """What a worker made of one line: the files' bytes, or the error in the API's shape."""
+
+    number: int
+    images: list[bytes] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    asset_ids: list[str] = field(default_factory=list)
+    credits_charged: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    node_id: str = ""
+    error: dict[str, Any] | None = None
+    stopped: bool = False  # not run: the run was stopping when the line reached its worker
+
+
+def request_id(run_id: str, number: int) -> str:
+    """The request id (and ledger reference) of line ``number`` of run ``run_id``."""
+    return f"batch-{run_id}-line-{number}"
+
+
+def encode_png(pixels: np.ndarray, text: dict[str, str]) -> bytes:
+    """A PNG of ``pixels`` with ``text`` as tEXt chunks: the same bytes for the same
+    pixels and text (fixed compression, no timestamps)."""
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info, compress_level=6)
+    return buffer.getvalue()
+
+
+def output_png(b64_png: str, number: int, kind: str, recorded: dict, seed: int) -> bytes:
+    """The batch file of one answered image (see the module docstring)."""
+    with Image.open(io.BytesIO(base64.b64decode(b64_png))) as image:
+        mode = "RGBA" if "A" in image.getbands() else "RGB"
+        pixels = np.asarray(image.convert(mode))
+    text = {
+        "kiln:request": canonical_json({"kind": kind, "request": recorded}),
+        "kiln:line": str(number),
+        "kiln:seed": str(seed),
+    }
+    return encode_png(pixels, text)
+
+
+class BatchWorker:
+    """A Ray Data callable class: ``map_batches(BatchWorker, ...)`` makes a pool of these.
+
+    A batch is a dict of columns ``number`` and ``line`` (the JSON of ``{"kind",
+    "request"}``); the answer has ``number`` and ``payload`` (a pickled ``LineResult``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        tenant_id: str,
+        run_id: str,
+        model: str = "",
+        stop_signal: Any = None,
+    ):
+        import torch
+
+        from serving.core.model_client import LocalModelClient
+        from serving.http.app import create_app
+        from serving.http.auth import Tenant
+
+        # Ray sets OMP_NUM_THREADS=1 in fractional-CPU actors: say what we want.
+        torch.set_num_threads(settings.effective_torch_threads())
+        client = LocalModelClient(
+            catalog,
+            settings.engine_device,
+            settings.styles_per_replica,
+            fast_path=settings.fast_path(),
+        )
+        self.state = create_app(settings, catalog, client).state.kiln
+        self.tenant = Tenant(id=tenant_id)
+        self.run_id = run_id
+        # The run's ``StopSignal`` actor (serving.ray.batch.runner): asked before each line.
+        self.stop_signal = stop_signal
+        self.loop = asyncio.new_event_loop()
+        self.node_id = _node_id()
+        if model:
+            # Loaded now, not by the first line: the pool waits for every actor to be
+            # ready before it hands out lines, so lines spread over all of them.
+            client.load(model)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        payloads = [
+            pickle.dumps(self.run_line(int(number), json.loads(str(line))))
+            for number, line in zip(batch["number"], batch["line"], strict=True)
+        ]
+        return {"number": np.asarray(batch["number"]), "payload": np.array(payloads, dtype=object)}
+
+    def run_line(self, number: int, line: dict[str, Any]) -> LineResult:
+        """Run one line; any failure becomes the line's error (the run goes on)."""
+        from serving.http.errors import api_error_for
+
+        kind, request = line["kind"], line["request"]
+        result = LineResult(number, node_id=self.node_id)
+        if self._stopping():
+            result.stopped = True
+            return result
+        started = time.perf_counter()
+        try:
+            response = self.loop.run_until_complete(self._create(kind, request, number))
+        except Exception as exc:
+            error = api_error_for(exc)
+            if error.status >= 500:
+                logger.error("batch line %d failed", number, exc_info=exc)
+            result.error = {"status": error.status, **error.body()["error"]}
+            result.timings = {"line_total": time.perf_counter() - started}
+            return result
+        recorded = recorded_request(kind, request)
+        for image in response.data:
+            result.images.append(output_png(image.b64_json, number, kind, recorded, image.seed))
+            result.seeds.append(image.seed)
+            result.asset_ids.append(image.asset_id)
+        result.credits_charged = response.credits_charged
+        result.timings = {**response.timings, "line_total": time.perf_counter() - started}
+        return result
+
+    async def _create(self, kind: str, request: dict[str, Any], number: int) -> Any:
+        """The route's service call for ``kind``, with the route's request class."""
+        state, rid = self.state, request_id(self.run_id, number)
+        if kind == "generation":
+            from serving.http.generations.protocol import GenerationRequest
+            from serving.http.generations.serving import ServingGenerations
+
+            body = GenerationRequest.model_validate_json(json.dumps(request))
+            return await ServingGenerations(state).create(body, self.tenant, request_id=rid)
+        if kind == "edit":
+            from serving.http.edits.protocol import EditRequest
+            from serving.http.edits.serving import ServingEdits
+
+            body = EditRequest.model_validate_json(json.dumps(request))
+            return await ServingEdits(state).create(body, self.tenant, request_id=rid)
+        if kind == "agentic":
+            from serving.http.agentic.protocol import AgenticGenerationRequest
+            from serving.http.agentic.serving import ServingAgentic
+
+            body = AgenticGenerationRequest.model_validate_json(json.dumps(request))
+            return await ServingAgentic(state).create(body, self.tenant, request_id=rid)
+        raise ValueError(f"unknown kind {kind!r}")
+
+    def _stopping(self) -> bool:
+        if self.stop_signal is None:
+            return False
+        import ray
+
+        return bool(ray.get(self.stop_signal.is_set.remote()))
+
+
+def _node_id() -> str:
+    """The Ray node this actor runs on ("" outside Ray)."""
+    import ray
+
+    # Asked outside Ray, the runtime context would start a local Ray of its own.
+    if not ray.is_initialized():
+        return ""
+    return ray.get_runtime_context().get_node_id()

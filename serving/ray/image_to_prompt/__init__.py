@@ -1,0 +1,1 @@
+"""The image-to-prompt CLIP deployment."""
