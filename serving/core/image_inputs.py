@@ -45,7 +45,7 @@ from serving.core.assets.service import Asset
 from serving.core.settings import Settings
 
 if TYPE_CHECKING:
-    from serving.core.state import AppState
+    from serving.core.app import KilnCore
     from serving.http.auth import Tenant
 
 
@@ -250,7 +250,7 @@ def check_mask_size(mask_size: tuple[int, int], image_size: tuple[int, int], par
 
 
 async def load_image_input(
-    state: AppState,
+    state: KilnCore,
     tenant: Tenant,
     *,
     image: str | None,

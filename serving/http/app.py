@@ -9,27 +9,19 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Response
 
-from serving.core.accounts import Accounts
-from serving.core.assets.retention import RetentionSweeper
-from serving.core.assets.service import Assets
-from serving.core.assets.store import BlobStore
-from serving.core.files.store import FileStore
-from serving.core.image_to_prompt.client import ImageToPromptClient, LocalImageToPromptClient
-from serving.core.jobs import JobRunner, Jobs
+from serving.core.app import build_core
+from serving.core.image_to_prompt.client import ImageToPromptClient
 from serving.core.ledger import Ledger
-from serving.core.licenses.service import Licenses
-from serving.core.limits import ConcurrencyLimiter
-from serving.core.metrics import CONTENT_TYPE, Metrics
+from serving.core.metrics import CONTENT_TYPE
 from serving.core.model_client import ModelClient
 from serving.core.settings import Settings
-from serving.core.state import AppState, StateDep
-from serving.core.styles.service import Styles
 from serving.http.admin.api_router import router as admin_router
 from serving.http.agentic.api_router import router as agentic_router
 from serving.http.assets.api_router import router as assets_router
 from serving.http.batch.api_router import router as batches_router
 from serving.http.body_guard import BodyGuard, BodyLimits
 from serving.http.credits.api_router import router as credits_router
+from serving.http.deps import CoreDep
 from serving.http.edits.api_router import router as edits_router
 from serving.http.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavailable
 from serving.http.exports.api_router import router as exports_router
@@ -67,28 +59,8 @@ def create_app(
         version=API_VERSION,
         description="Self-hosted image generation: native and OpenAI-compatible routes.",
     )
-    metrics = Metrics()
-    ledger = ledger or Ledger.of(settings)
-    assets = Assets(ledger.engine, BlobStore(settings.assets_dir), settings.c2pa_signer())
-    app.state.kiln = AppState(
-        settings=settings,
-        catalog=catalog,
-        models=models,
-        files=FileStore(settings.files_dir, settings.effective_secret(), settings.url_ttl_s),
-        metrics=metrics,
-        ledger=ledger,
-        accounts=Accounts(ledger),
-        limiter=ConcurrencyLimiter(settings.tenant_max_concurrent, ledger.engine),
-        assets=assets,
-        licenses=Licenses(ledger, assets),
-        retention=RetentionSweeper(assets, settings.asset_retention_days),
-        styles=Styles.from_settings(ledger.engine, catalog, settings),
-        jobs=Jobs(ledger.engine),
-        job_runner=JobRunner(settings, ledger, catalog),
-        # The Serve ingress passes its deployment's client; tools and tests load in-process.
-        image_to_prompt=image_to_prompt
-        or LocalImageToPromptClient(catalog, settings.home, settings.clip_device),
-    )
+    core = build_core(settings, catalog, models, ledger=ledger, image_to_prompt=image_to_prompt)
+    app.state.kiln = core
     for exc_type in HANDLED_EXCEPTIONS:
         app.add_exception_handler(exc_type, handle_exception)
     # The caller first, then the body's bytes counted (inside the request context, so
@@ -96,10 +68,12 @@ def create_app(
     app.add_middleware(
         BodyGuard,
         limits=BodyLimits.of(settings),
-        authenticate=app.state.kiln.accounts.authenticate,
+        authenticate=core.accounts.authenticate,
         remember_principal=True,
     )
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, echo_request_id=echo_request_id)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=core.metrics, echo_request_id=echo_request_id
+    )
     app.include_router(models_router)
     app.include_router(generations_router)
     app.include_router(edits_router)
@@ -119,7 +93,7 @@ def create_app(
     app.include_router(batches_router)
 
     @app.get("/healthz", tags=["system"])
-    async def healthz(state: StateDep) -> dict:
+    async def healthz(state: CoreDep) -> dict:
         """Ready: every model is loaded (503 with ``retry-after`` while any is loading)."""
         loading = state.models.unready()
         if loading:
@@ -128,7 +102,7 @@ def create_app(
         return {"status": "ok", "models": state.catalog.ids()}
 
     @app.get("/metrics", tags=["system"], response_class=Response)
-    async def prometheus_metrics(state: StateDep) -> Response:
+    async def prometheus_metrics(state: CoreDep) -> Response:
         """Prometheus text exposition."""
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 

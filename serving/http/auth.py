@@ -14,8 +14,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from serving.core.errors import ApiError
-from serving.core.state import StateDep
 from serving.http.credentials import PRINCIPAL_STATE, api_key_from, invalid_key
+from serving.http.deps import CoreDep
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Tenant:
         return self.role == "admin"
 
 
-async def current_tenant(request: Request, state: StateDep) -> Tenant:
+async def current_tenant(request: Request, state: CoreDep) -> Tenant:
     """The caller's tenant from its API key; 401 when the key is missing, unknown or revoked.
 
     The body guard has normally authenticated the request already (before reading its

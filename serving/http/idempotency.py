@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from fastapi import Request, Response
 from pydantic import BaseModel
 
+from serving.core.app import KilnCore
 from serving.core.ledger import body_hash
 from serving.core.ledger.idempotency import ClaimLost
-from serving.core.state import AppState
 from serving.http.auth import Tenant
 from serving.http.errors import ApiError
 
@@ -38,7 +38,7 @@ def json_response(model: BaseModel, exclude_none: bool) -> tuple[bytes, Response
 
 
 async def run_idempotent(
-    state: AppState,
+    state: KilnCore,
     tenant: Tenant,
     request: Request,
     produce: Callable[[], Awaitable[BaseModel]],

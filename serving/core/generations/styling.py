@@ -21,7 +21,7 @@ import asyncio
 from dataclasses import dataclass
 
 from pipelines.params import ParamError, StyleRef
-from serving.core.state import AppState
+from serving.core.app import KilnCore
 from serving.http.auth import Tenant
 from styles.record import StyleRecord, style_file_path
 from weights.catalog import ModelSpec
@@ -43,13 +43,13 @@ class ChosenStyle:
         return f"{', '.join(words)}, {prompt}"
 
 
-async def find_style(state: AppState, tenant: Tenant, style_id: str) -> StyleRecord:
+async def find_style(state: KilnCore, tenant: Tenant, style_id: str) -> StyleRecord:
     """The style ``style_id`` as the caller may use it (404 otherwise)."""
     return await asyncio.to_thread(state.styles.resolve, tenant.id, style_id)
 
 
 def choose_style(
-    state: AppState, record: StyleRecord, strength: float | None, spec: ModelSpec
+    state: KilnCore, record: StyleRecord, strength: float | None, spec: ModelSpec
 ) -> ChosenStyle:
     """Check ``record`` fits ``spec``; the pipeline's reference to it at ``strength``."""
     if record.base_model != spec.id:

@@ -16,7 +16,7 @@ delivered nothing; and a CLIP pass is negligible beside a diffusion call. Only `
 from __future__ import annotations
 
 from pipelines.params import ParamError
-from serving.core.state import AppState
+from serving.core.app import KilnCore
 from serving.http.auth import Tenant
 from serving.http.image_to_prompt.protocol import ImageToPromptField
 from serving.http.image_to_prompt.serving import extract
@@ -25,7 +25,7 @@ FIELD = "image_to_prompt"
 
 
 async def prompt_with_extract(
-    state: AppState, tenant: Tenant, prompt: str | None, field: ImageToPromptField | None
+    state: KilnCore, tenant: Tenant, prompt: str | None, field: ImageToPromptField | None
 ) -> str:
     """The prompt a generation or edit runs with.
 

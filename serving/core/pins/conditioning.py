@@ -25,8 +25,8 @@ from serving.core.pins.service import Pins
 from weights.catalog import Catalog, ComponentSpec, ModelSpec
 
 if TYPE_CHECKING:
+    from serving.core.app import KilnCore
     from serving.core.settings import Settings
-    from serving.core.state import AppState
     from serving.http.auth import Tenant
 
 # Pins one generation may name (each one more attention per cross-attention layer).
@@ -35,7 +35,7 @@ MAX_PINS_PER_GENERATION = 4
 EMBED_SHORT_SIDE = 448
 
 
-def pins_of(state: AppState) -> Pins:
+def pins_of(state: KilnCore) -> Pins:
     """The pin service over the app's database and ``KILN_HOME/pins``."""
     return Pins(state.ledger.engine, state.settings.home / "pins")
 
@@ -88,7 +88,7 @@ def embed_input(pixels: np.ndarray) -> np.ndarray:
 
 
 async def adapter_conditioning(
-    state: AppState, tenant: Tenant, spec: ModelSpec, pin_ids: list[str]
+    state: KilnCore, tenant: Tenant, spec: ModelSpec, pin_ids: list[str]
 ) -> AdapterConditioning | None:
     """The conditioning of a generation's ``pins`` on ``spec`` (None for no pins).
 
@@ -119,7 +119,7 @@ async def adapter_conditioning(
 
 
 async def reference_conditioning(
-    state: AppState, spec: ModelSpec, image: np.ndarray, scale: float
+    state: KilnCore, spec: ModelSpec, image: np.ndarray, scale: float
 ) -> AdapterConditioning:
     """A reference image in mode ``ip_adapter``: embedded by ``spec``'s replica, applied at
     ``scale`` (0-2; 400 otherwise, or for a model without an IP-Adapter)."""

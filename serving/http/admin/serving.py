@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from serving.core.accounts import ApiKey
-from serving.core.state import AppState
+from serving.core.app import KilnCore
 from serving.http.admin.protocol import (
     BalanceResponse,
     CreatedKey,
@@ -22,7 +22,7 @@ def key_info(key: ApiKey) -> KeyInfo:
 class ServingAdmin:
     """``/v1/admin/...``: every method runs its database work off the event loop."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
 
     async def create_tenant(self, name: str) -> TenantResponse:

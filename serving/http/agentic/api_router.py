@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from serving.core.state import StateDep
 from serving.http.agentic.protocol import (
     AgenticExtractRequest,
     AgenticExtractResponse,
@@ -13,6 +12,7 @@ from serving.http.agentic.protocol import (
 )
 from serving.http.agentic.serving import ServingAgentic
 from serving.http.auth import TenantDep
+from serving.http.deps import CoreDep
 from serving.http.errors import request_id_of
 from serving.http.idempotency import run_idempotent
 
@@ -21,7 +21,7 @@ router = APIRouter(tags=["agentic"])
 
 @router.post("/v1/agentic/extract", response_model=AgenticExtractResponse)
 async def extract(
-    body: AgenticExtractRequest, state: StateDep, tenant: TenantDep
+    body: AgenticExtractRequest, state: CoreDep, tenant: TenantDep
 ) -> AgenticExtractResponse:
     """A recipe (palette, grading, lighting, composition) from 1-10 references. Free."""
     return await ServingAgentic(state).extract(body, tenant)
@@ -29,7 +29,7 @@ async def extract(
 
 @router.post("/v1/agentic/generations", response_model=AgenticGenerationResponse)
 async def create_generation(
-    body: AgenticGenerationRequest, request: Request, state: StateDep, tenant: TenantDep
+    body: AgenticGenerationRequest, request: Request, state: CoreDep, tenant: TenantDep
 ) -> Response:
     """Images carrying a recipe's components, with their scores and the agent's trace.
 

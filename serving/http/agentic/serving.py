@@ -46,13 +46,13 @@ from agentic.agent import (
 from agentic.composition import thumbnail_png
 from agentic.recipe import MAX_REFERENCES, Choice, Recipe, check_choices, extract_recipe
 from pipelines.params import AdapterConditioning, AdapterImage, ParamError
+from serving.core.app import KilnCore
 from serving.core.asset_rights import Use
 from serving.core.assets.service import ImageRecord
 from serving.core.credits.charging import reserve
 from serving.core.image_inputs import decode_b64_image, load_image_input
 from serving.core.imaging import b64
 from serving.core.pins.conditioning import embed_input
-from serving.core.state import AppState
 from serving.http.agentic.protocol import (
     AgenticExtractRequest,
     AgenticExtractResponse,
@@ -79,7 +79,7 @@ STYLE_ADAPTER_SCALE = 0.5
 
 
 async def load_references(
-    state: AppState, tenant: Tenant, references: list[AgenticReference] | None
+    state: KilnCore, tenant: Tenant, references: list[AgenticReference] | None
 ) -> list[np.ndarray]:
     """1-10 references as uint8 RGB, through the shared image limits."""
     count = len(references or [])
@@ -173,7 +173,7 @@ def check_request(
 
 
 async def reference_prompts(
-    state: AppState, images: list[np.ndarray], recipe: Recipe
+    state: KilnCore, images: list[np.ndarray], recipe: Recipe
 ) -> tuple[tuple[str, ...], list[str]]:
     """Image-to-prompt text of the heaviest references where the server has the feature;
     otherwise nothing, and a note why."""
@@ -198,7 +198,7 @@ async def reference_prompts(
 
 
 async def style_conditioning(
-    state: AppState, spec: ModelSpec, images: list[np.ndarray] | None
+    state: KilnCore, spec: ModelSpec, images: list[np.ndarray] | None
 ) -> tuple[AdapterConditioning | None, str]:
     """The mean IP-Adapter embedding of the references, at ``STYLE_ADAPTER_SCALE``, where
     the model's family has an IP-Adapter; otherwise None and a note why."""
@@ -221,7 +221,7 @@ async def style_conditioning(
 class ServingAgentic:
     """``/v1/agentic/*`` against the model handles."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
 
     async def extract(

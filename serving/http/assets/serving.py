@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from serving.core.state import AppState
+from serving.core.app import KilnCore
 from serving.http.assets.protocol import AssetList, AssetObject, DeletedAsset
 from serving.http.auth import Tenant
 
@@ -12,7 +12,7 @@ from serving.http.auth import Tenant
 class ServingAssets:
     """``/v1/assets`` and its sub-resources."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.assets = state.assets
 
     async def list(self, tenant: Tenant, limit: int, after: str | None) -> AssetList:

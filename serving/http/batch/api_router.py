@@ -27,9 +27,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-from serving.core.state import AppState, StateDep
+from serving.core.app import KilnCore
 from serving.http.auth import TenantDep
 from serving.http.batch.lines import BatchLine, InvalidLine, parse_batch
+from serving.http.deps import CoreDep
 from serving.http.errors import ApiError
 from serving.http.jobs.protocol import JobObject
 from serving.ray.batch.jobs import submit_batch
@@ -88,7 +89,7 @@ _JSONL_SCHEMA: dict[str, Any] = {"type": "string", "description": "the JSONL its
         ],
     },
 )
-async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
+async def create_batch(request: Request, state: CoreDep, tenant: TenantDep) -> JSONResponse:
     """Render a JSONL of requests as a ``batch`` job (202 and the job).
 
     Each line is one request of ``POST /v1/generations``, ``/v1/edits`` or
@@ -143,7 +144,7 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
 
 
 def _submit(
-    state: AppState,
+    state: KilnCore,
     tenant_id: str,
     lines: list[BatchLine],
     skipped: list[InvalidLine],

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from serving.core.state import StateDep
 from serving.http.auth import TenantDep
 from serving.http.credits.protocol import CreditsResponse
 from serving.http.credits.serving import ServingCredits
+from serving.http.deps import CoreDep
 
 router = APIRouter(tags=["credits"])
 
 
 @router.get("/v1/credits", response_model=CreditsResponse)
 async def get_credits(
-    state: StateDep,
+    state: CoreDep,
     tenant: TenantDep,
     limit: int = Query(50, ge=1, le=1000),
     before: int | None = None,

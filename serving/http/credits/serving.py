@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from serving.core.state import AppState
+from serving.core.app import KilnCore
 from serving.http.auth import Tenant
 from serving.http.credits.protocol import CreditsResponse, LedgerEntry
 
@@ -12,7 +12,7 @@ from serving.http.credits.protocol import CreditsResponse, LedgerEntry
 class ServingCredits:
     """``GET /v1/credits``."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
 
     async def get(self, tenant: Tenant, limit: int, before: int | None) -> CreditsResponse:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from serving.core.state import StateDep
 from serving.http.auth import TenantDep
+from serving.http.deps import CoreDep
 from serving.http.edits.protocol import EditRequest, EditResponse
 from serving.http.edits.serving import ServingEdits
 from serving.http.errors import request_id_of
@@ -16,7 +16,7 @@ router = APIRouter(tags=["edits"])
 
 @router.post("/v1/edits", response_model=EditResponse)
 async def create_edit(
-    body: EditRequest, request: Request, state: StateDep, tenant: TenantDep
+    body: EditRequest, request: Request, state: CoreDep, tenant: TenantDep
 ) -> Response:
     """Instruct, replace, recreate or erase on ``image`` or ``asset_id``. Results have the
     input's size; outside the (feathered) mask they keep its pixels exactly. Charged the

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipelines.edit_tools import PreparedEdit, composite, erase_prompts, prepare_edit
 from pipelines.params import GenerationParams, ParamError
+from serving.core.app import KilnCore
 from serving.core.asset_rights import Use
 from serving.core.image_inputs import (
     InputImage,
@@ -26,7 +27,6 @@ from serving.core.image_inputs import (
     load_image_input,
 )
 from serving.core.image_to_prompt.mixing import prompt_with_extract
-from serving.core.state import AppState
 from serving.http.auth import Tenant
 from serving.http.edits.protocol import EditRequest, EditResponse
 from serving.http.generations.protocol import GeneratedImage
@@ -82,7 +82,7 @@ def choose_model(
 
 
 def decode_mask(
-    state: AppState, text: str, size: tuple[int, int], param: str = "mask"
+    state: KilnCore, text: str, size: tuple[int, int], param: str = "mask"
 ) -> np.ndarray:
     """A native mask (white = edit) as uint8 HxW; it must have the image's size."""
     mask = decode_b64_image(text, param, state.settings)
@@ -123,7 +123,7 @@ async def prepare_for(
 class ServingEdits:
     """``POST /v1/edits``."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
 
     async def create(
@@ -197,7 +197,7 @@ class ServingEdits:
 
 
 async def run_image_task(
-    state: AppState,
+    state: KilnCore,
     tenant: Tenant,
     spec: ModelSpec,
     params: GenerationParams,

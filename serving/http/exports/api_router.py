@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from pipelines.vectorize import VectorizeParams
-from serving.core.state import StateDep
 from serving.http.auth import TenantDep
+from serving.http.deps import CoreDep
 from serving.http.exports.protocol import ExportResponse, RemoveBackgroundRequest, UpscaleRequest
 from serving.http.exports.serving import ServingExports
 from serving.http.jobs.protocol import JobObject
@@ -28,7 +28,7 @@ FILES = {200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {},
     responses={202: {"model": JobObject, "description": "a big upscale, as a job"}},
 )
 async def upscale_asset(
-    asset_id: str, body: UpscaleRequest, state: StateDep, tenant: TenantDep
+    asset_id: str, body: UpscaleRequest, state: CoreDep, tenant: TenantDep
 ) -> ExportResponse | JSONResponse:
     """Upscale to ``long_side`` (1-7680) or ``scale`` x; a new asset derived from this one.
 
@@ -44,7 +44,7 @@ async def upscale_asset(
 
 @router.post("/v1/assets/{asset_id}/remove-background", response_model=ExportResponse)
 async def remove_background(
-    asset_id: str, state: StateDep, tenant: TenantDep, body: RemoveBackgroundRequest | None = None
+    asset_id: str, state: CoreDep, tenant: TenantDep, body: RemoveBackgroundRequest | None = None
 ) -> ExportResponse:
     """Cut the subject out: a new RGBA asset whose background is transparent. Price: the
     catalog's ``remove_background``."""
@@ -54,7 +54,7 @@ async def remove_background(
 @router.get("/v1/assets/{asset_id}/download", response_class=Response, responses=FILES)
 async def download_asset(
     asset_id: str,
-    state: StateDep,
+    state: CoreDep,
     tenant: TenantDep,
     format: str = Query("png", description="png | jpeg | webp | svg"),
     long_side: int | None = Query(None, description="1-7680; above the original: upscaled"),

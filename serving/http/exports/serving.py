@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from serving.core.app import KilnCore
 from serving.core.credits.charging import reserve
 from serving.core.exports import service
 from serving.core.exports.jobs import submit_upscale
 from serving.core.exports.trace_slots import TRACES
 from serving.core.jobs.service import Job
-from serving.core.state import AppState
 from serving.http.assets.protocol import AssetObject
 from serving.http.auth import Tenant
 from serving.http.exports.protocol import ExportResponse, UpscaleRequest
@@ -20,7 +20,7 @@ from serving.http.exports.protocol import ExportResponse, UpscaleRequest
 class ServingExports:
     """``/v1/assets/{id}/upscale``, ``…/remove-background``, ``…/download``."""
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: KilnCore) -> None:
         self.state = state
         self.device = state.settings.device  # resolved where the model loads
 

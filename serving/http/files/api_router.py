@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from serving.core.files.refs import SignedFileRef
-from serving.core.state import StateDep
+from serving.http.deps import CoreDep
 
 router = APIRouter(tags=["files"])
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["files"])
 )
 async def get_file(
     file_id: str,
-    state: StateDep,
+    state: CoreDep,
     expires: str | None = None,
     sig: str | None = None,
 ) -> FileResponse:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from serving.core.state import StateDep
 from serving.http.auth import TenantDep
+from serving.http.deps import CoreDep
 from serving.http.errors import request_id_of
 from serving.http.generations.protocol import GenerationRequest, GenerationResponse
 from serving.http.generations.serving import ServingGenerations
@@ -18,7 +18,7 @@ router = APIRouter(tags=["generations"])
 async def create_generation(
     body: GenerationRequest,
     request: Request,
-    state: StateDep,
+    state: CoreDep,
     tenant: TenantDep,
 ) -> Response:
     """Text-to-image with Kiln's parameters; images come back as base64 PNG.

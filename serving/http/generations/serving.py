@@ -19,6 +19,7 @@ from pipelines.params import (
     ParamError,
     resolve_size,
 )
+from serving.core.app import KilnCore
 from serving.core.asset_rights import Use
 from serving.core.assets.delivery import Delivered, deliver_images
 from serving.core.credits.charging import Charge, reserve, unit_price
@@ -26,7 +27,6 @@ from serving.core.generations.styling import ChosenStyle, choose_style, find_sty
 from serving.core.image_inputs import InputImage, derived_kind, load_image_input
 from serving.core.image_to_prompt.mixing import prompt_with_extract
 from serving.core.pins.conditioning import adapter_conditioning, combine, reference_conditioning
-from serving.core.state import AppState
 from serving.http.auth import Tenant
 from serving.http.generations.protocol import GeneratedImage, GenerationRequest, GenerationResponse
 from weights.catalog import ModelSpec
@@ -42,7 +42,7 @@ class Generated:
     generation_id: str = ""
 
 
-async def generate(state: AppState, params: GenerationParams) -> Generated:
+async def generate(state: KilnCore, params: GenerationParams) -> Generated:
     """Run ``params`` on its model and count the delivered images."""
     started = time.perf_counter()
     output = await state.models.generate(params)
@@ -64,7 +64,7 @@ def asset_kind(spec: ModelSpec, style: ChosenStyle | None) -> str:
 
 
 async def generate_and_deliver(
-    state: AppState,
+    state: KilnCore,
     tenant: Tenant,
     spec: ModelSpec,
     params: GenerationParams,
@@ -131,7 +131,7 @@ class GuidanceInputs:
 
 
 async def guidance_inputs(
-    state: AppState, tenant: Tenant, spec: ModelSpec, request: GenerationRequest
+    state: KilnCore, tenant: Tenant, spec: ModelSpec, request: GenerationRequest
 ) -> GuidanceInputs:
     """Resolve ``reference`` and ``pins`` once: img2img from the reference (cover-cropped
     to the generation's size), or IP-Adapter conditioning from the reference and the pins
@@ -168,7 +168,7 @@ async def guidance_inputs(
 class ServingGenerations:
     """``POST /v1/generations`` against the model handles."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
 
     async def create(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from serving.core.state import StateDep
 from serving.http.auth import TenantDep
+from serving.http.deps import CoreDep
 from serving.http.errors import request_id_of
 from serving.http.idempotency import run_idempotent
 from serving.http.image_to_prompt.protocol import ImageToPromptRequest, ImageToPromptResponse
@@ -16,7 +16,7 @@ router = APIRouter(tags=["image-to-prompt"])
 
 @router.post("/v1/image-to-prompt", response_model=ImageToPromptResponse)
 async def image_to_prompt(
-    body: ImageToPromptRequest, request: Request, state: StateDep, tenant: TenantDep
+    body: ImageToPromptRequest, request: Request, state: CoreDep, tenant: TenantDep
 ) -> Response:
     """Attributes of an image (``extract``) as prompt text in a ``method`` wording, with the
     scored terms of every vocabulary list it drew from. Charges the catalog's

@@ -15,10 +15,10 @@ from pipelines.image_to_prompt.pipeline import (
     ImageToPromptParams,
 )
 from pipelines.image_to_prompt.vocabulary import check_extract, check_method
+from serving.core.app import KilnCore
 from serving.core.asset_rights import Use
 from serving.core.credits.charging import reserve
 from serving.core.image_inputs import load_image_input
-from serving.core.state import AppState
 from serving.http.auth import Tenant
 from serving.http.image_to_prompt.protocol import (
     ImageToPromptField,
@@ -37,7 +37,7 @@ def check_field(field: ImageToPromptField, prefix: str = "") -> None:
 
 
 async def extract(
-    state: AppState,
+    state: KilnCore,
     tenant: Tenant,
     field: ImageToPromptField,
     *,
@@ -64,7 +64,7 @@ async def extract(
 class ServingImageToPrompt:
     """``POST /v1/image-to-prompt`` against the CLIP client."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
 
     async def create(

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from serving.core.state import StateDep
 from serving.http.auth import TenantDep
 from serving.http.credentials import api_key_from
+from serving.http.deps import CoreDep
 from serving.http.jobs.protocol import JobObject
 from serving.http.jobs.serving import ServingJobs
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["jobs"])
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobObject)
-async def get_job(job_id: str, state: StateDep, tenant: TenantDep) -> JobObject:
+async def get_job(job_id: str, state: CoreDep, tenant: TenantDep) -> JobObject:
     """One of the caller's jobs: state, last progress (step, total, loss), result or error.
     Another tenant's job is 404."""
     return await ServingJobs(state).get(tenant, job_id)
@@ -32,7 +32,7 @@ async def get_job(job_id: str, state: StateDep, tenant: TenantDep) -> JobObject:
 async def job_events(
     job_id: str,
     request: Request,
-    state: StateDep,
+    state: CoreDep,
     tenant: TenantDep,
     last_event_id: int | None = Header(None, description="resume after this event"),
 ) -> StreamingResponse:
@@ -73,7 +73,7 @@ class EventStream(StreamingResponse):
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobObject)
-async def cancel_job(job_id: str, state: StateDep, tenant: TenantDep) -> JobObject:
+async def cancel_job(job_id: str, state: CoreDep, tenant: TenantDep) -> JobObject:
     """Cancel the caller's job: a queued job ends at once, a running one stops at its next
     step (``cancel_requested`` until then); partial work is discarded and held credits
     return. A finished job is answered as it is."""

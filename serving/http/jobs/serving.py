@@ -31,9 +31,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
+from serving.core.app import KilnCore
 from serving.core.errors import ApiError, too_many_requests
 from serving.core.jobs.watch import KEYS, SIGNALS, STREAMS
-from serving.core.state import AppState
 from serving.http.auth import Tenant
 from serving.http.credentials import invalid_key
 from serving.http.jobs.protocol import JobObject, sse_message
@@ -54,7 +54,7 @@ STREAMS_RETRY_AFTER_S = 5
 class ServingJobs:
     """``GET /v1/jobs/{id}``, ``GET /v1/jobs/{id}/events``, ``DELETE /v1/jobs/{id}``."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
 
     async def get(self, tenant: Tenant, job_id: str) -> JobObject:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from serving.core.state import StateDep
 from serving.http.auth import TenantDep
+from serving.http.deps import CoreDep
 from serving.http.licenses.protocol import LicenseCertificate, LicenseList, PurchaseResponse
 from serving.http.licenses.serving import ServingLicenses
 
@@ -13,7 +13,7 @@ router = APIRouter(tags=["licenses"])
 
 
 @router.post("/v1/assets/{asset_id}/license", response_model=PurchaseResponse)
-async def purchase_license(asset_id: str, state: StateDep, tenant: TenantDep) -> PurchaseResponse:
+async def purchase_license(asset_id: str, state: CoreDep, tenant: TenantDep) -> PurchaseResponse:
     """Buy the perpetual, worldwide license of one style image (price: the catalog's
     ``[prices] license``). Idempotent: buying again answers the same certificate and
     charges nothing. Base and agentic images are free: 400 ``license_not_required``."""
@@ -22,7 +22,7 @@ async def purchase_license(asset_id: str, state: StateDep, tenant: TenantDep) ->
 
 @router.get("/v1/licenses", response_model=LicenseList)
 async def list_licenses(
-    state: StateDep,
+    state: CoreDep,
     tenant: TenantDep,
     limit: int = Query(20, ge=1, le=100),
     after: str | None = Query(None, description="the last id of the previous page"),
@@ -32,6 +32,6 @@ async def list_licenses(
 
 
 @router.get("/v1/licenses/{license_id}", response_model=LicenseCertificate)
-async def get_license(license_id: str, state: StateDep, tenant: TenantDep) -> LicenseCertificate:
+async def get_license(license_id: str, state: CoreDep, tenant: TenantDep) -> LicenseCertificate:
     """One of the caller's license certificates."""
     return await ServingLicenses(state).get(tenant, license_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from serving.core.state import AppState
+from serving.core.app import KilnCore
 from serving.http.auth import Tenant
 from serving.http.licenses.protocol import LicenseCertificate, LicenseList, PurchaseResponse
 
@@ -12,7 +12,7 @@ from serving.http.licenses.protocol import LicenseCertificate, LicenseList, Purc
 class ServingLicenses:
     """``POST /v1/assets/{id}/license``, ``GET /v1/licenses[/{id}]``."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
 
     async def purchase(self, tenant: Tenant, asset_id: str) -> PurchaseResponse:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.core.state import StateDep
 from serving.http.auth import TenantDep
+from serving.http.deps import CoreDep
 from serving.http.models.protocol import ModelCard, ModelList
 from serving.http.models.serving import ServingModels
 
@@ -13,7 +13,7 @@ router = APIRouter(tags=["models"])
 
 
 @router.get("/v1/models", response_model=ModelList)
-async def list_models(state: StateDep, tenant: TenantDep) -> ModelList:
+async def list_models(state: CoreDep, tenant: TenantDep) -> ModelList:
     """The catalog as a prompt bar shows it: sizes, features, prices, defaults."""
     return ServingModels(state).list(tenant)
 
@@ -21,7 +21,7 @@ async def list_models(state: StateDep, tenant: TenantDep) -> ModelList:
 @router.get("/v1/models/{model_id}", response_model=ModelCard)
 async def get_model(
     model_id: str,
-    state: StateDep,
+    state: CoreDep,
     tenant: TenantDep,
 ) -> ModelCard:
     """One model of the catalog."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.core.state import AppState
+from serving.core.app import KilnCore
 from serving.http.auth import Tenant
 from serving.http.models.protocol import ModelCard, ModelList
 from weights.catalog import ModelSpec
@@ -11,7 +11,7 @@ from weights.catalog import ModelSpec
 class ServingModels:
     """Answers model listing and lookup from the catalog and server defaults."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
 
     def list(self, tenant: Tenant | None) -> ModelList:

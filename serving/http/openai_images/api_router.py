@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from serving.core.state import StateDep
 from serving.http.auth import TenantDep
+from serving.http.deps import CoreDep
 from serving.http.errors import request_id_of
 from serving.http.idempotency import run_idempotent
 from serving.http.openai_images.edits import ServingOpenAIEdits
@@ -21,7 +21,7 @@ router = APIRouter(tags=["openai"])
 async def create_image(
     body: ImageGenerationRequest,
     request: Request,
-    state: StateDep,
+    state: CoreDep,
     tenant: TenantDep,
 ) -> Response:
     """OpenAI's image generation, on Kiln's models and sizes (charged per image; an
@@ -37,7 +37,7 @@ async def create_image(
 
 
 @router.post("/v1/images/edits", response_model=ImagesResponse, response_model_exclude_none=True)
-async def edit_image(request: Request, state: StateDep, tenant: TenantDep) -> Response:
+async def edit_image(request: Request, state: CoreDep, tenant: TenantDep) -> Response:
     """OpenAI's image edit (multipart: ``image`` or repeated ``image[]``, optional ``mask``
     whose alpha 0 marks the edit, ``prompt``, ``n``, ``size``, ``response_format``). Charged
     the catalog's price of its tool per image."""
@@ -54,7 +54,7 @@ async def edit_image(request: Request, state: StateDep, tenant: TenantDep) -> Re
 @router.post(
     "/v1/images/variations", response_model=ImagesResponse, response_model_exclude_none=True
 )
-async def create_variation(request: Request, state: StateDep, tenant: TenantDep) -> Response:
+async def create_variation(request: Request, state: CoreDep, tenant: TenantDep) -> Response:
     """OpenAI's image variation (multipart ``image``, ``n``, ``size``, ``response_format``):
     an img2img of the image with no prompt. Charged the catalog's price of its tool per image."""
     service = ServingOpenAIEdits(state)

@@ -35,9 +35,9 @@ from starlette.datastructures import UploadFile
 
 from pipelines.edit_tools import cover, erase_prompts, mask_from_alpha
 from pipelines.params import MAX_IMAGES, AdapterConditioning, ParamError, resolve_size
+from serving.core.app import KilnCore
 from serving.core.image_inputs import check_image_bytes, check_mask_size, decode_image
 from serving.core.pins.conditioning import combine, ip_adapter_for, reference_conditioning
-from serving.core.state import AppState
 from serving.http.auth import Tenant
 from serving.http.edits.serving import (
     edit_strength,
@@ -125,7 +125,7 @@ async def read_form(request: Request, fields: type[BaseModel]) -> tuple[Any, dic
         raise validation_error(exc.errors()) from None
 
 
-async def read_image(upload: UploadFile, param: str, state: AppState) -> Any:
+async def read_image(upload: UploadFile, param: str, state: KilnCore) -> Any:
     """One uploaded file as a loaded PIL image (alpha kept): 413 by its size before a
     byte is decoded, then the shared pixel and format checks."""
     if upload.size is not None:
@@ -134,7 +134,7 @@ async def read_image(upload: UploadFile, param: str, state: AppState) -> Any:
     return await asyncio.to_thread(decode_image, data, param, state.settings, keep_alpha=True)
 
 
-def choose_openai_model(state: AppState, requested: str | None) -> ModelSpec:
+def choose_openai_model(state: KilnCore, requested: str | None) -> ModelSpec:
     """The request's model, or the catalog's first base model."""
     if requested is not None:
         return state.catalog.get(requested)
@@ -155,7 +155,7 @@ def fit_to_size(spec: ModelSpec, size: str | None, pixels: np.ndarray, mask: np.
 class ServingOpenAIEdits:
     """``POST /v1/images/edits`` and ``POST /v1/images/variations``."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
 
     async def edit(

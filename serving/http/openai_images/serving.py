@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 
 from pipelines.params import ParamError
+from serving.core.app import KilnCore
 from serving.core.assets.delivery import Delivered
 from serving.core.generations.styling import choose_style, find_style
 from serving.core.imaging import b64, encode_image
-from serving.core.state import AppState
 from serving.http.auth import Tenant
 from serving.http.generations.serving import generate_and_deliver
 from serving.http.openai_images.protocol import ImageGenerationRequest, ImageObject, ImagesResponse
@@ -28,7 +28,7 @@ def delivered_bytes(delivered: list[Delivered], fmt: str, compression: int | Non
 class ServingOpenAIImages:
     """``POST /v1/images/generations``."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
 
     def default_model(self) -> str:
@@ -91,7 +91,7 @@ class ResponseOptions:
 
 
 async def images_response(
-    state: AppState, delivered: list[Delivered], options: ResponseOptions, prompt: str
+    state: KilnCore, delivered: list[Delivered], options: ResponseOptions, prompt: str
 ) -> ImagesResponse:
     """OpenAI's images response for delivered assets: base64, or signed URLs under the
     server's public URL (or ``options.base_url``); ``output_compression`` applies to JPEG

@@ -16,12 +16,12 @@ import logging
 import numpy as np
 
 from pipelines.params import ParamError
+from serving.core.app import KilnCore
 from serving.core.asset_rights import Use
 from serving.core.image_inputs import load_image_input
 from serving.core.pins.conditioning import embed_input, models_for, pins_of
 from serving.core.pins.record import MAX_PIN_IMAGES, PinRecord
 from serving.core.pins.service import check_pin_fields
-from serving.core.state import AppState
 from serving.http.auth import Tenant
 from serving.http.errors import ApiError
 from serving.http.pins.protocol import DeletedPin, PinCreate, PinList, PinObject
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 class ServingPins:
     """``/v1/pins`` and ``/v1/pins/{id}``."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
         self.pins = pins_of(state)
 

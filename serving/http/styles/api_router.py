@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from serving.core.state import StateDep
 from serving.core.styles.service import StyleImport
 from serving.http.auth import TenantDep
+from serving.http.deps import CoreDep
 from serving.http.styles.protocol import DeletedStyle, StyleList, StyleObject
 from serving.http.styles.serving import ServingStyles
 from styles.record import DEFAULT_STRENGTH
@@ -19,7 +19,7 @@ router = APIRouter(tags=["styles"])
 
 @router.post("/v1/styles", response_model=StyleObject, status_code=201)
 async def import_style(
-    state: StateDep,
+    state: CoreDep,
     tenant: TenantDep,
     file: Annotated[UploadFile, File(description="the LoRA, a .safetensors file")],
     name: Annotated[str, Form()],
@@ -42,19 +42,19 @@ async def import_style(
 
 
 @router.get("/v1/styles", response_model=StyleList)
-async def list_styles(state: StateDep, tenant: TenantDep) -> StyleList:
+async def list_styles(state: CoreDep, tenant: TenantDep) -> StyleList:
     """The styles the caller may use: every artist style and its own private ones."""
     return await ServingStyles(state).list(tenant)
 
 
 @router.get("/v1/styles/{style_id}", response_model=StyleObject)
-async def get_style(style_id: str, state: StateDep, tenant: TenantDep) -> StyleObject:
+async def get_style(style_id: str, state: CoreDep, tenant: TenantDep) -> StyleObject:
     """One style the caller may use (another tenant's private style is 404)."""
     return await ServingStyles(state).get(tenant, style_id)
 
 
 @router.delete("/v1/styles/{style_id}", response_model=DeletedStyle)
-async def delete_style(style_id: str, state: StateDep, tenant: TenantDep) -> DeletedStyle:
+async def delete_style(style_id: str, state: CoreDep, tenant: TenantDep) -> DeletedStyle:
     """Delete a style: the owner its private style, the admin any (a tenant's key on an
     artist style is 403). Its file goes when no other style shares it."""
     return await ServingStyles(state).delete(tenant, style_id)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import UploadFile
 
-from serving.core.state import AppState
+from serving.core.app import KilnCore
 from serving.core.styles.service import StyleImport
 from serving.http.auth import Tenant
 from serving.http.errors import ApiError
@@ -23,7 +23,7 @@ _CHUNK = 1 << 20
 class ServingStyles:
     """``/v1/styles`` and ``/v1/styles/{id}``."""
 
-    def __init__(self, state: AppState):
+    def __init__(self, state: KilnCore):
         self.state = state
         self.styles = state.styles
 

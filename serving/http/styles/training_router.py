@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from pipelines.params import ParamError
+from serving.core.app import KilnCore
 from serving.core.jobs.style_training import (
     StyleTrainingRequest,
     check_image_bytes,
@@ -26,8 +27,8 @@ from serving.core.jobs.style_training import (
     decode_training_image,
     submit_style_training,
 )
-from serving.core.state import AppState, StateDep
 from serving.http.auth import TenantDep
+from serving.http.deps import CoreDep
 from serving.http.jobs.protocol import JobObject
 from styles.training import MAX_IMAGES
 
@@ -67,7 +68,7 @@ _BODY_SCHEMA: dict[str, Any] = {
         }
     },
 )
-async def train_style(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
+async def train_style(request: Request, state: CoreDep, tenant: TenantDep) -> JSONResponse:
     """Start training a private style (202 and the job; follow ``/v1/jobs/{id}``).
 
     On success the job's result names the new style (``style_id``), owned by the caller
@@ -94,7 +95,7 @@ async def train_style(request: Request, state: StateDep, tenant: TenantDep) -> J
     return JSONResponse(body, status_code=202, headers={"location": f"/v1/jobs/{job.id}"})
 
 
-def _submit(state: AppState, tenant_id: str, training: StyleTrainingRequest, images: list) -> Any:
+def _submit(state: KilnCore, tenant_id: str, training: StyleTrainingRequest, images: list) -> Any:
     job = submit_style_training(
         tenant_id,
         training,
