@@ -1,6 +1,6 @@
 """The error value every Kiln answer uses, in a leaf module that imports nothing of Kiln.
 
-``ApiError`` carries status, message, the offending field (``param``), a code and extra
+``KilnError`` carries status, message, the offending field (``param``), a code and extra
 headers; ``body()`` is OpenAI's error object ``{"error": {"message", "type", "param",
 "code"}}``. It lives here, apart from ``serving.http.errors`` (which maps every domain
 exception), so that light processes — the Ray Serve HTTP proxy's body guard — can answer
@@ -32,7 +32,7 @@ ERROR_TYPES: dict[int, str] = {
 
 
 @dataclass
-class ApiError(Exception):
+class KilnError(Exception):
     """An error answer: status, message, the offending field (``param``) and a code."""
 
     status: int
@@ -60,8 +60,8 @@ class ApiError(Exception):
         }
 
 
-def too_many_requests(message: str, code: str, retry_after_s: float) -> ApiError:
+def too_many_requests(message: str, code: str, retry_after_s: float) -> KilnError:
     """A 429 with ``retry-after``: a cap of the caller's, or of this server, is full now
     and frees up on its own (a slot, a stream, a trace)."""
     retry = str(max(1, round(retry_after_s)))
-    return ApiError(429, message, code=code, headers={"retry-after": retry})
+    return KilnError(429, message, code=code, headers={"retry-after": retry})

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from serving.core.errors import ApiError
+from serving.core.errors import KilnError
 from serving.http.credentials import PRINCIPAL_STATE, api_key_from, invalid_key
 from serving.http.deps import CoreDep
 
@@ -53,7 +53,7 @@ TenantDep = Annotated[Tenant, Depends(current_tenant)]
 async def admin_tenant(tenant: TenantDep) -> Tenant:
     """The caller, who must hold an admin key (403 otherwise)."""
     if not tenant.is_admin:
-        raise ApiError(403, "this route needs the admin key", code="admin_required")
+        raise KilnError(403, "this route needs the admin key", code="admin_required")
     return tenant
 
 

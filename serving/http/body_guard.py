@@ -51,7 +51,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.core.errors import ApiError
+from serving.core.errors import KilnError
 from serving.http.credentials import PRINCIPAL_STATE, api_key_from, invalid_key
 
 if TYPE_CHECKING:
@@ -142,13 +142,13 @@ def is_public(path: str) -> bool:
 class BodyRefused(Exception):
     """A body over one of its limits; ``error`` is the 413 to answer."""
 
-    def __init__(self, error: ApiError) -> None:
+    def __init__(self, error: KilnError) -> None:
         super().__init__(error.message)
         self.error = error
 
 
 def too_large(message: str, code: str, param: str | None = None) -> BodyRefused:
-    return BodyRefused(ApiError(413, message, param=param, code=code))
+    return BodyRefused(KilnError(413, message, param=param, code=code))
 
 
 @dataclass
@@ -244,7 +244,7 @@ class BodyCounter:
             )
 
 
-async def send_error(error: ApiError, send: Send) -> None:
+async def send_error(error: KilnError, send: Send) -> None:
     """Answer ``error`` and close the connection (its body, if any, stays unread)."""
     body = json.dumps(error.body()).encode()
     headers = {**error.headers, "content-type": "application/json", "connection": "close"}
@@ -284,7 +284,7 @@ class BodyGuard:
         if not is_public(path):
             try:
                 principal = await self._principal(headers.get("authorization"))
-            except ApiError as error:
+            except KilnError as error:
                 await send_error(error, send)
                 return
             if self.remember_principal:
@@ -295,7 +295,7 @@ class BodyGuard:
             message = (
                 f"the request body is {length} bytes, over {limit.max_bytes} ({limit.setting})"
             )
-            await send_error(ApiError(413, message, code="request_too_large"), send)
+            await send_error(KilnError(413, message, code="request_too_large"), send)
             return
         await _Guarded(self.app, BodyCounter(limit, self.limits, headers.get("content-type")))(
             scope, receive, send

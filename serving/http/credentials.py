@@ -9,16 +9,16 @@ password) extends this function, not its callers.
 
 from __future__ import annotations
 
-from serving.core.errors import ApiError
+from serving.core.errors import KilnError
 
 # Where the body guard leaves the principal it authenticated (``request.state``), so the
 # route's dependency does not look the key up a second time.
 PRINCIPAL_STATE = "kiln_principal"
 
 
-def unauthorized(message: str, code: str) -> ApiError:
+def unauthorized(message: str, code: str) -> KilnError:
     """A 401 in the error shape, with the challenge HTTP asks for."""
-    return ApiError(401, message, code=code, headers={"www-authenticate": "Bearer"})
+    return KilnError(401, message, code=code, headers={"www-authenticate": "Bearer"})
 
 
 def api_key_from(authorization: str | None) -> str:
@@ -32,6 +32,6 @@ def api_key_from(authorization: str | None) -> str:
     return key
 
 
-def invalid_key() -> ApiError:
+def invalid_key() -> KilnError:
     """The 401 for a key that is unknown or revoked."""
     return unauthorized("invalid or revoked API key", "invalid_api_key")

@@ -2,8 +2,8 @@
 
 Every error Kiln answers has OpenAI's shape ``{"error": {"message", "type", "param",
 "code"}}``. Services raise domain exceptions (``ParamError``, ``UnknownModelError``,
-``ApiError``, Ray's ``BackPressureError``); ``api_error_for`` turns any of them into an
-``ApiError`` value and ``error_response`` renders it. Nothing else picks status codes.
+``KilnError``, Ray's ``BackPressureError``); ``api_error_for`` turns any of them into an
+``KilnError`` value and ``error_response`` renders it. Nothing else picks status codes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pipelines.oom import OutOfGpuMemory
 from pipelines.params import ParamError
 from serving.core.accounts.service import UnknownKey
 from serving.core.assets.service import LicenseRequired, UnknownAsset
-from serving.core.errors import REQUEST_ID_HEADER, ApiError
+from serving.core.errors import REQUEST_ID_HEADER, KilnError
 from serving.core.image_inputs import UnsupportedImageFormat, UploadTooLarge
 from serving.core.jobs.service import UnknownJob
 from serving.core.ledger.types import IdempotencyConflict, InsufficientCredits, UnknownTenant
@@ -36,17 +36,17 @@ from weights.catalog import CatalogError, UnknownModelError
 logger = logging.getLogger(__name__)
 
 
-def not_found(message: str, code: str = "not_found") -> ApiError:
+def not_found(message: str, code: str = "not_found") -> KilnError:
     """A 404 that says nothing about whether the thing exists for someone else."""
-    return ApiError(404, message, code=code)
+    return KilnError(404, message, code=code)
 
 
 def service_unavailable(
     message: str, retry_after_s: float = 1.0, code: str = "overloaded"
-) -> ApiError:
+) -> KilnError:
     """A 503 with ``retry-after``: queues are full (``overloaded``) or a model is loading."""
     retry = str(max(1, round(retry_after_s)))
-    return ApiError(503, message, code=code, headers={"retry-after": retry})
+    return KilnError(503, message, code=code, headers={"retry-after": retry})
 
 
 def _ray_unavailable_types() -> tuple[type[BaseException], ...]:
@@ -70,22 +70,22 @@ def _unwrap_ray(exc: BaseException) -> BaseException:
     return exc
 
 
-def api_error_for(exc: BaseException) -> ApiError:
+def api_error_for(exc: BaseException) -> KilnError:
     """The single mapping from an exception to the error a client sees."""
     exc = _unwrap_ray(exc)
-    if isinstance(exc, ApiError):
+    if isinstance(exc, KilnError):
         return exc
     if isinstance(exc, RequestValidationError):
         return validation_error(exc.errors())
     if isinstance(exc, UnsupportedImageFormat):
-        return ApiError(400, str(exc), param=exc.param, code="unsupported_image_format")
+        return KilnError(400, str(exc), param=exc.param, code="unsupported_image_format")
     if isinstance(exc, ParamError):
-        return ApiError(400, str(exc), param=exc.param, code="invalid_value")
+        return KilnError(400, str(exc), param=exc.param, code="invalid_value")
     if isinstance(exc, UnknownModelError):
-        return ApiError(404, str(exc), param="model", code="model_not_found")
+        return KilnError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, InsufficientCredits):
         # The OpenAI SDK retries unknown statuses unless told not to.
-        return ApiError(
+        return KilnError(
             402,
             f"not enough credits: this request needs {exc.needed}, {exc.available} available",
             code="insufficient_credits",
@@ -93,7 +93,7 @@ def api_error_for(exc: BaseException) -> ApiError:
         )
     if isinstance(exc, IdempotencyConflict):
         code = {"body_mismatch": "idempotency_key_reused", "in_flight": "idempotency_key_in_flight"}
-        return ApiError(409, str(exc), param="Idempotency-Key", code=code[exc.reason])
+        return KilnError(409, str(exc), param="Idempotency-Key", code=code[exc.reason])
     if isinstance(exc, UnknownTenant):
         return not_found(f"no tenant {exc.tenant_id!r}", code="tenant_not_found")
     if isinstance(exc, UnknownKey):
@@ -105,30 +105,30 @@ def api_error_for(exc: BaseException) -> ApiError:
     if isinstance(exc, LicenseRequired):
         # ``param``: the request's field where the asset was an input (asset_rights).
         param = getattr(exc, "param", None)
-        return ApiError(403, str(exc), param=param, code="license_required")
+        return KilnError(403, str(exc), param=param, code="license_required")
     if isinstance(exc, LicenseNotRequired):
-        return ApiError(400, str(exc), code="license_not_required")
+        return KilnError(400, str(exc), code="license_not_required")
     if isinstance(exc, UnknownCursor):
-        return ApiError(400, f"{exc}: not one of your ids", param="after", code="invalid_value")
+        return KilnError(400, f"{exc}: not one of your ids", param="after", code="invalid_value")
     if isinstance(exc, UnknownStyle):
         return not_found(str(exc), code="style_not_found")
     if isinstance(exc, StyleAdminOnly):
-        return ApiError(403, str(exc), code="admin_required")
+        return KilnError(403, str(exc), code="admin_required")
     if isinstance(exc, StyleFileTooLarge):
         # Over HTTP the body guard cuts such a file as it streams, with the same answer.
-        return ApiError(413, str(exc), param=exc.param, code="upload_too_large")
+        return KilnError(413, str(exc), param=exc.param, code="upload_too_large")
     if isinstance(exc, StyleFileError):
-        return ApiError(400, str(exc), param=exc.param, code="invalid_style_file")
+        return KilnError(400, str(exc), param=exc.param, code="invalid_style_file")
     if isinstance(exc, UnknownJob):
         return not_found(str(exc), code="job_not_found")
     if isinstance(exc, UnknownPin):
         return not_found(str(exc), code="pin_not_found")
     if isinstance(exc, UploadTooLarge):
-        return ApiError(413, str(exc), param=exc.param, code="upload_too_large")
+        return KilnError(413, str(exc), param=exc.param, code="upload_too_large")
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
             return not_found("no such route; see /docs for the API")
-        return ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        return KilnError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
     if isinstance(exc, OutOfGpuMemory):
         # The card is full right now (other work, fragmentation): a retry may fit.
         return service_unavailable(f"{exc}; retry later", OOM_RETRY_AFTER_S, code="out_of_memory")
@@ -138,7 +138,7 @@ def api_error_for(exc: BaseException) -> ApiError:
         return service_unavailable("server busy: the model's queue is full; retry later", retry)
     if isinstance(exc, CatalogError):
         logger.error("catalog error while serving: %s", exc)
-    return ApiError(500, "internal server error", code="internal_error")
+    return KilnError(500, "internal server error", code="internal_error")
 
 
 def _loc_param(loc: tuple[Any, ...] | list[Any]) -> str | None:
@@ -148,15 +148,15 @@ def _loc_param(loc: tuple[Any, ...] | list[Any]) -> str | None:
     return ".".join(parts) or None
 
 
-def validation_error(errors: list[dict[str, Any]] | Any) -> ApiError:
+def validation_error(errors: list[dict[str, Any]] | Any) -> KilnError:
     """A 400 from pydantic/FastAPI errors: ``param`` is the first bad field's dotted name."""
     errors = list(errors)
     if not errors:
-        return ApiError(400, "invalid request")
+        return KilnError(400, "invalid request")
     first = errors[0]
     if first.get("type") == "json_invalid":
         reason = (first.get("ctx") or {}).get("error", "malformed JSON")
-        return ApiError(400, f"request body is not valid JSON: {reason}", code="invalid_json")
+        return KilnError(400, f"request body is not valid JSON: {reason}", code="invalid_json")
     messages = []
     for err in errors:
         param = _loc_param(err.get("loc", ()))
@@ -167,7 +167,7 @@ def validation_error(errors: list[dict[str, Any]] | Any) -> ApiError:
     param = _loc_param(first.get("loc", ()))
     if first.get("type") == "missing" and param is None:
         messages = ["request body is required"]
-    return ApiError(400, "; ".join(messages), param=param, code="invalid_value")
+    return KilnError(400, "; ".join(messages), param=param, code="invalid_value")
 
 
 def request_id_of(request: Request) -> str | None:
@@ -175,8 +175,8 @@ def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None) or request.headers.get(REQUEST_ID_HEADER)
 
 
-def error_response(error: ApiError, request_id: str | None = None) -> JSONResponse:
-    """Render an ``ApiError`` as the JSON response, with its headers and the request id."""
+def error_response(error: KilnError, request_id: str | None = None) -> JSONResponse:
+    """Render an ``KilnError`` as the JSON response, with its headers and the request id."""
     headers = dict(error.headers)
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
@@ -186,7 +186,7 @@ def error_response(error: ApiError, request_id: str | None = None) -> JSONRespon
 async def handle_exception(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI exception handler for every mapped exception type."""
     error = api_error_for(exc)
-    if error.status == 503 and isinstance(exc, ApiError):
+    if error.status == 503 and isinstance(exc, KilnError):
         # Expected and answered with retry-after (a model loading, a full queue): one
         # line, not a traceback per health probe.
         logger.warning("request %s: %s", request_id_of(request), error.message)
@@ -197,7 +197,7 @@ async def handle_exception(request: Request, exc: Exception) -> JSONResponse:
 
 # Exception types registered with FastAPI; anything else is caught by the middleware.
 HANDLED_EXCEPTIONS: tuple[type[Exception], ...] = (
-    ApiError,
+    KilnError,
     RequestValidationError,
     ParamError,
     UnknownModelError,

@@ -23,7 +23,7 @@ from serving.core.app import KilnCore
 from serving.core.ledger import body_hash
 from serving.core.ledger.idempotency import ClaimLost
 from serving.http.auth import Tenant
-from serving.http.errors import ApiError
+from serving.http.errors import KilnError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ async def run_idempotent(
     if key is None:
         return json_response(await produce(), exclude_none)[1]
     if not key.strip() or len(key) > MAX_KEY_CHARS:
-        raise ApiError(
+        raise KilnError(
             400,
             f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters",
             param="Idempotency-Key",

@@ -7,12 +7,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from pipelines.params import ParamError
-from serving.http.errors import ApiError, api_error_for, validation_error
+from serving.http.errors import KilnError, api_error_for, validation_error
 from weights.catalog import UnknownModelError
 
 
 def test_body_has_the_openai_shape():
-    body = ApiError(400, "bad n", param="n", code="invalid_value").body()
+    body = KilnError(400, "bad n", param="n", code="invalid_value").body()
     assert body == {
         "error": {
             "message": "bad n",

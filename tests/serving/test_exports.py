@@ -26,7 +26,7 @@ from serving.core.ledger import Ledger
 from serving.core.model_client import LocalModelClient
 from serving.core.settings import Settings
 from serving.http.app import create_app
-from serving.http.errors import ApiError
+from serving.http.errors import KilnError
 
 UPSCALE, REMOVE_BG, VECTORIZE, LICENSE = 4, 2, 3, 20  # default_models.toml [prices]
 
@@ -271,7 +271,7 @@ def test_a_slot_is_held_while_its_trace_runs_even_if_the_request_is_gone():
     worker.start()
     started.wait(5)
     slot.abandon()  # the client hung up: the thread still traces
-    with pytest.raises(ApiError) as full:
+    with pytest.raises(KilnError) as full:
         slots.take(1)
     assert full.value.status == 429
     finish.set()

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from serving.core.files.refs import SignedFileRef
 from serving.core.files.store import FileStore
-from serving.http.errors import ApiError
+from serving.http.errors import KilnError
 
 
 def flip(digit: str) -> str:
@@ -39,13 +39,13 @@ def test_signed_url_round_trip_and_refusals(tmp_path):
         SignedFileRef("../secret.key", query["expires"], query["sig"]),
     ]
     for ref in bad:
-        with pytest.raises(ApiError) as info:
+        with pytest.raises(KilnError) as info:
             store.resolve(ref, now=1000.0)
         assert info.value.status == 404
-    with pytest.raises(ApiError):  # expired
+    with pytest.raises(KilnError):  # expired
         store.resolve(SignedFileRef(file_id, query["expires"], query["sig"]), now=1061.0)
     other = FileStore(tmp_path, "another secret", ttl_s=60)
-    with pytest.raises(ApiError):
+    with pytest.raises(KilnError):
         other.resolve(SignedFileRef(file_id, query["expires"], query["sig"]), now=1000.0)
 
 
@@ -53,7 +53,7 @@ def test_a_valid_signature_for_a_missing_file_is_the_same_404(tmp_path):
     store = FileStore(tmp_path, "secret", ttl_s=60)
     missing = "0" * 32 + ".png"
     expires = int(time.time()) + 30
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(KilnError) as info:
         store.resolve(SignedFileRef(missing, str(expires), store.sign(missing, expires)))
     assert info.value.message == "file not found or link expired"
 

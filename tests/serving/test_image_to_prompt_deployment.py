@@ -45,10 +45,10 @@ def test_the_app_binds_one_clip_deployment_for_the_catalogs_clip(tmp_path):
 
 
 def test_without_a_deployment_the_ray_client_answers_503():
-    from serving.http.errors import ApiError
+    from serving.http.errors import KilnError
 
     client = RayImageToPromptClient(None, None)
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(KilnError) as info:
         asyncio.run(client.extract(np.zeros((8, 8, 3), np.uint8), ImageToPromptParams()))
     assert info.value.status == 503 and info.value.code == "not_deployed"
 

@@ -19,7 +19,7 @@ import pytest
 from pipelines.params import GenerationParams
 from serving.core.model_client import RayModelClient
 from serving.core.settings import Settings
-from serving.http.errors import ApiError
+from serving.http.errors import KilnError
 from serving.ray.app import model_deployment_options
 from serving.ray.model_deployment import ModelDeployment
 
@@ -66,7 +66,7 @@ def test_a_model_scaled_to_zero_answers_503_while_it_loads_on_first_use(
     assert client.unready() == []  # a health check neither waits for it nor wakes it
 
     async def scenario() -> None:
-        with pytest.raises(ApiError) as loading:
+        with pytest.raises(KilnError) as loading:
             await client.generate(params)
         assert (loading.value.status, loading.value.code) == (503, "model_loading")
         assert loading.value.headers["retry-after"]
@@ -76,7 +76,7 @@ def test_a_model_scaled_to_zero_answers_503_while_it_loads_on_first_use(
             while True:
                 try:
                     return await client.generate(params)
-                except ApiError as exc:
+                except KilnError as exc:
                     assert exc.code == "model_loading"
                     if time.monotonic() > deadline:
                         raise

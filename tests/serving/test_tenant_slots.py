@@ -18,7 +18,7 @@ from sqlalchemy import event
 
 from serving.core.ledger import Ledger
 from serving.core.limits import LEASE, ConcurrencyLimiter
-from serving.http.errors import ApiError
+from serving.http.errors import KilnError
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("slot_worker.py")
@@ -128,7 +128,7 @@ def test_many_tasks_in_two_processes_never_exceed_the_cap(ledgers):
                 await asyncio.sleep(0.02)
                 inside -= 1
             outcomes.append("ran")
-        except ApiError as exc:
+        except KilnError as exc:
             assert exc.status == 429 and exc.code == "tenant_concurrency_limit"
             assert exc.headers == {"retry-after": "1"}
             outcomes.append("429")

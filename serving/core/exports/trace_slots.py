@@ -72,7 +72,7 @@ class TraceSlots:
         return self._running
 
     def take(self, limit: int) -> TraceSlot:
-        """A slot, or ``ApiError`` 429 with ``retry-after`` when ``limit`` are taken."""
+        """A slot, or ``KilnError`` 429 with ``retry-after`` when ``limit`` are taken."""
         with self._lock:
             if self._running >= limit:
                 raise too_many_requests(

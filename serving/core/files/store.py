@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from serving.core.files.refs import FILE_ID, SignedFileRef
 from serving.core.imaging import MEDIA_TYPES
-from serving.http.errors import ApiError, not_found
+from serving.http.errors import KilnError, not_found
 from weights.home import open_private, private_dir
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 PURGE_EVERY_S = 300.0
 
 
-def _not_found() -> ApiError:
+def _not_found() -> KilnError:
     # One answer for unknown, expired and tampered: existence never leaks.
     return not_found("file not found or link expired")
 

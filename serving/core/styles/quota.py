@@ -14,12 +14,12 @@ from pathlib import Path
 
 from sqlalchemy import Connection, select
 
-from serving.core.errors import ApiError
+from serving.core.errors import KilnError
 from serving.core.ledger.schema import styles
 from styles.record import style_file_path
 
 
-class StyleQuotaExceeded(ApiError):
+class StyleQuotaExceeded(KilnError):
     """A tenant's own import past its quota: 429 for the number of styles, 413 for the
     bytes. ``x-should-retry: false``: waiting does not help, deleting a style does."""
 

@@ -31,7 +31,7 @@ from serving.core.app import KilnCore
 from serving.http.auth import TenantDep
 from serving.http.batch.lines import BatchLine, InvalidLine, parse_batch
 from serving.http.deps import CoreDep
-from serving.http.errors import ApiError
+from serving.http.errors import KilnError
 from serving.http.jobs.protocol import JobObject
 from serving.ray.batch.jobs import submit_batch
 
@@ -110,7 +110,7 @@ async def create_batch(request: Request, state: CoreDep, tenant: TenantDep) -> J
         data = await _read_body(request, settings.batch_max_bytes)
         skip = _flag(skip_query)
     else:
-        raise ApiError(
+        raise KilnError(
             400,
             "send the JSONL as a multipart file field `file`, or as the body with "
             f"content type application/jsonl (got {media or 'none'!r})",
@@ -120,9 +120,9 @@ async def create_batch(request: Request, state: CoreDep, tenant: TenantDep) -> J
     text = _text(data)
     count = sum(1 for line in text.splitlines() if line.strip())
     if count == 0:
-        raise ApiError(400, "the file has no request lines", param="file", code="empty_file")
+        raise KilnError(400, "the file has no request lines", param="file", code="empty_file")
     if count > settings.batch_max_lines:
-        raise ApiError(
+        raise KilnError(
             413,
             f"the file has {count} request lines, over {settings.batch_max_lines} "
             "(KILN_BATCH_MAX_LINES)",
@@ -135,7 +135,7 @@ async def create_batch(request: Request, state: CoreDep, tenant: TenantDep) -> J
     if invalid and not skip:
         raise _invalid_lines(invalid)
     if not lines:
-        raise ApiError(
+        raise KilnError(
             400, f"no valid request line: {_named(invalid)}", param="file", code="invalid_lines"
         )
     job = await asyncio.to_thread(_submit, state, tenant.id, lines, invalid, filename)
@@ -184,10 +184,10 @@ async def _read_form(
     try:
         upload = form.get("file")
         if upload is None:
-            raise ApiError(400, "the JSONL file field `file` is required", param="file",
+            raise KilnError(400, "the JSONL file field `file` is required", param="file",
                            code="invalid_value")  # fmt: skip
         if not isinstance(upload, UploadFile):
-            raise ApiError(400, "`file` must be a file field", param="file", code="invalid_value")
+            raise KilnError(400, "`file` must be a file field", param="file", code="invalid_value")
         if upload.size is not None and upload.size > limit:
             raise _too_large(f"the file is {upload.size} bytes")
         data = await upload.read(limit + 1)
@@ -195,15 +195,15 @@ async def _read_form(
             raise _too_large(f"the file is over {limit} bytes")
         skip = form.get("skip_invalid")
         if skip is not None and not isinstance(skip, str):
-            raise ApiError(400, "skip_invalid must be a text field", param="skip_invalid",
+            raise KilnError(400, "skip_invalid must be a text field", param="skip_invalid",
                            code="invalid_value")  # fmt: skip
         return data, upload.filename, skip
     finally:
         await form.close()
 
 
-def _too_large(what: str) -> ApiError:
-    return ApiError(413, f"{what}; a batch upload is at most the KILN_BATCH_MAX_BYTES limit",
+def _too_large(what: str) -> KilnError:
+    return KilnError(413, f"{what}; a batch upload is at most the KILN_BATCH_MAX_BYTES limit",
                     param="file", code="upload_too_large")  # fmt: skip
 
 
@@ -213,7 +213,7 @@ def _flag(value: str | None) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ApiError(400, f"skip_invalid must be true or false, not {value!r}",
+    raise KilnError(400, f"skip_invalid must be true or false, not {value!r}",
                    param="skip_invalid", code="invalid_value")  # fmt: skip
 
 
@@ -222,7 +222,7 @@ def _text(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ApiError(
+        raise KilnError(
             400,
             f"the file is not UTF-8 text (byte {exc.start}); JSONL is UTF-8",
             param="file",
@@ -236,12 +236,12 @@ def _named(invalid: list[InvalidLine]) -> str:
     return named + (f"; and {more} more" if more > 0 else "")
 
 
-def _invalid_lines(invalid: list[InvalidLine]) -> ApiError:
+def _invalid_lines(invalid: list[InvalidLine]) -> KilnError:
     numbers = ", ".join(str(line.number) for line in invalid[:MAX_NUMBERED_LINES])
     if len(invalid) > MAX_NUMBERED_LINES:
         numbers += ", …"
     plural = "s" if len(invalid) > 1 else ""
-    return ApiError(
+    return KilnError(
         400,
         f"invalid line{plural} {numbers}; nothing was run (send skip_invalid=true to run "
         f"the rest): {_named(invalid)}",

@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from serving.core.app import KilnCore
-from serving.core.errors import ApiError, too_many_requests
+from serving.core.errors import KilnError, too_many_requests
 from serving.core.jobs.watch import KEYS, SIGNALS, STREAMS
 from serving.http.auth import Tenant
 from serving.http.credentials import invalid_key
@@ -125,6 +125,6 @@ class ServingJobs:
             return True
 
 
-def _error_message(error: ApiError) -> str:
+def _error_message(error: KilnError) -> str:
     """A last SSE message carrying an error in the API's error shape."""
     return f"event: error\ndata: {json.dumps(error.body(), separators=(',', ':'))}\n\n"

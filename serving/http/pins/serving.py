@@ -23,7 +23,7 @@ from serving.core.pins.conditioning import embed_input, models_for, pins_of
 from serving.core.pins.record import MAX_PIN_IMAGES, PinRecord
 from serving.core.pins.service import check_pin_fields
 from serving.http.auth import Tenant
-from serving.http.errors import ApiError
+from serving.http.errors import KilnError
 from serving.http.pins.protocol import DeletedPin, PinCreate, PinList, PinObject
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class ServingPins:
                 model.id, component.id, pixels
             )
         if not embeddings:
-            raise ApiError(
+            raise KilnError(
                 400,
                 "no IP-Adapter is installed: pins need one (see /v1/models)",
                 param="kind",

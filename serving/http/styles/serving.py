@@ -13,7 +13,7 @@ from fastapi import UploadFile
 from serving.core.app import KilnCore
 from serving.core.styles.service import StyleImport
 from serving.http.auth import Tenant
-from serving.http.errors import ApiError
+from serving.http.errors import KilnError
 from serving.http.styles.protocol import DeletedStyle, StyleList, StyleObject
 from styles.lora_file import check_size
 
@@ -31,7 +31,7 @@ class ServingStyles:
         """Import the uploaded LoRA: an artist style (admin key only) or the caller's
         private style. The upload is checked for size before it is read."""
         if request.kind == "artist" and not tenant.is_admin:
-            raise ApiError(
+            raise KilnError(
                 403, "importing an artist style needs the admin key", code="admin_required"
             )
         max_bytes = self.state.settings.style_max_bytes
