@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipelines.loaded_model import LoadedModel
 from pipelines.oom import OomRecovery
 from pipelines.output import GenerationOutput
 from pipelines.params import DEFAULT_IMAGE_GUIDANCE, GenerationParams
@@ -49,7 +50,7 @@ DERIVED_TASKS = ("image_to_image", "inpaint", "controlnet")
 logger = logging.getLogger(__name__)
 
 
-class Engine:
+class Engine(LoadedModel):
     """A loaded base model and the pipelines derived from it."""
 
     def __init__(
@@ -61,17 +62,11 @@ class Engine:
     ) -> None:
         from pipelines.prompt_weighting import PromptEncoder
 
-        self.spec = spec
-        self.pipe = pipe
-        self.device = pipe.device
+        super().__init__(spec, pipe, components)
         self.prompt_encoder = PromptEncoder(pipe)
         self._scheduler_config = pipe.scheduler.config
         self._schedulers: dict[str, Any] = {}
         self._siblings: dict[str, Any] = {LOADED_TASK[spec.kind]: pipe}
-        # Catalog components that fit this model's family (ControlNets, IP-Adapters), by id.
-        self.components = {c.id: c for c in components if c.fits(spec.family)}
-        # The IP-Adapter component loaded on the shared UNet, if any (pipelines.ip_adapter).
-        self.ip_adapter_loaded: str | None = None
         # Adapters live on the shared UNet and text encoders: siblings see them too.
         self.styles = StyleAdapters(pipe, style_capacity)
         # What the GPU fast path applied, when ``load`` was given one.
@@ -117,9 +112,6 @@ class Engine:
         has_controlnet = bool(self.components_of("controlnet"))
         derived = [t for t in DERIVED_TASKS if t != "controlnet" or has_controlnet]
         return ("text_to_image", *derived)
-
-    def components_of(self, kind: str) -> list[ComponentSpec]:
-        return [c for c in self.components.values() if c.kind == kind]
 
     def pipeline(self, task: str, control: str | None = None) -> Any:
         """The pipeline for ``task`` (``control``: the ControlNet component of a

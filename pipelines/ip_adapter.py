@@ -39,15 +39,14 @@ import logging
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from pipelines.loaded_model import LoadedModel
 from pipelines.params import AdapterConditioning
 from weights.catalog import ComponentSpec
-
-if TYPE_CHECKING:
-    from pipelines.engine import Engine
+from weights.checks import refuse_pickle, refuse_pickle_folder
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +66,16 @@ class _EngineAdapters:
     slots: int = 0
 
 
-_STATE: weakref.WeakKeyDictionary[Engine, _EngineAdapters] = weakref.WeakKeyDictionary()
+_STATE: weakref.WeakKeyDictionary[LoadedModel, _EngineAdapters] = weakref.WeakKeyDictionary()
 
 
-def _state(engine: Engine) -> _EngineAdapters:
+def _state(engine: LoadedModel) -> _EngineAdapters:
     if engine not in _STATE:
         _STATE[engine] = _EngineAdapters()
     return _STATE[engine]
 
 
-def _component(engine: Engine, component_id: str) -> ComponentSpec:
+def _component(engine: LoadedModel, component_id: str) -> ComponentSpec:
     component = engine.components.get(component_id)
     if component is None or component.kind != "ip_adapter":
         known = ", ".join(c.id for c in engine.components_of("ip_adapter")) or "none"
@@ -90,8 +89,6 @@ def _component(engine: Engine, component_id: str) -> ComponentSpec:
 
 def adapter_files(component: ComponentSpec) -> tuple[Path, Path]:
     """(adapter weights file, image encoder folder) of an IP-Adapter component."""
-    from weights.loading import refuse_pickle, refuse_pickle_folder
-
     source = component.source
     if not source.is_dir():
         raise IPAdapterError(f"IP-Adapter {component.id!r}: {source} is not a folder")
@@ -116,7 +113,7 @@ def adapter_files(component: ComponentSpec) -> tuple[Path, Path]:
     return weights, encoder
 
 
-def _image_encoder(engine: Engine, component_id: str) -> tuple[Any, Any]:
+def _image_encoder(engine: LoadedModel, component_id: str) -> tuple[Any, Any]:
     """The component's CLIP vision encoder and image processor, loaded once per engine."""
     state = _state(engine)
     if component_id not in state.encoders:
@@ -136,7 +133,7 @@ def _image_encoder(engine: Engine, component_id: str) -> tuple[Any, Any]:
     return state.encoders[component_id]
 
 
-def embed_images(engine: Engine, component_id: str, images: list[np.ndarray]) -> np.ndarray:
+def embed_images(engine: LoadedModel, component_id: str, images: list[np.ndarray]) -> np.ndarray:
     """CLIP image embeddings of ``images`` (uint8 HxWx3) for IP-Adapter ``component_id``:
     float32 ``(len(images), dim)``, what ``AdapterImage.embeds`` carries. Blocking torch
     work; on a replica's engine thread."""
@@ -155,7 +152,7 @@ def embed_images(engine: Engine, component_id: str, images: list[np.ndarray]) ->
     return embeds.float().cpu().numpy()
 
 
-def load_adapter(engine: Engine, component_id: str) -> None:
+def load_adapter(engine: LoadedModel, component_id: str) -> None:
     """Load IP-Adapter ``component_id`` onto the engine's shared UNet (replacing another
     one); its siblings see it through the shared modules."""
     from safetensors import safe_open
@@ -199,7 +196,7 @@ def _ip_processors(unet: Any) -> list[Any]:
     ]
 
 
-def _ensure_slots(engine: Engine, wanted: int) -> int:
+def _ensure_slots(engine: LoadedModel, wanted: int) -> int:
     """At least ``wanted`` slots, each new one tied to slot 0's modules (no new weights)."""
     state = _state(engine)
     unet = engine.pipe.unet
@@ -216,7 +213,7 @@ def _ensure_slots(engine: Engine, wanted: int) -> int:
 
 
 def adapter_call_kwargs(
-    engine: Engine,
+    engine: LoadedModel,
     conditioning: AdapterConditioning | None,
     images: int,
     guidance: float | None = None,

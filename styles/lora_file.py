@@ -45,8 +45,8 @@ from typing import Any
 
 from styles.record import style_file_path
 from weights.catalog import FAMILIES, ModelSpec
+from weights.checks import ModelLoadError
 from weights.home import open_private, private_dir
-from weights.loading import ModelLoadError
 
 logger = logging.getLogger(__name__)
 

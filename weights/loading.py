@@ -2,31 +2,18 @@
 
 Two sources are supported: a diffusers folder (``from_pretrained``) and a single-file
 ``.safetensors`` checkpoint (see ``weights.single_file``). Pickle formats are refused:
-loading them runs arbitrary code.
+loading them runs arbitrary code (``weights.checks``).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-from weights.catalog import PICKLE_SUFFIXES, ComponentSpec, ModelSpec
+from weights.catalog import ComponentSpec, ModelSpec
+from weights.checks import ModelLoadError, refuse_pickle, refuse_pickle_folder
 
 logger = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """A model's files are missing or in a format Kiln refuses."""
-
-
-def refuse_pickle(path: Path) -> None:
-    """Raise for pickle checkpoints (.ckpt, .bin, .pt, .pth): they execute code on load."""
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise ModelLoadError(
-            f"{path.name}: pickle checkpoints ({', '.join(PICKLE_SUFFIXES)}) are refused "
-            "because loading them can run arbitrary code; convert to .safetensors"
-        )
 
 
 # Instruction-edit pipelines (catalog kind ``instruct``), by family.
@@ -99,17 +86,6 @@ def load_pipeline(spec: ModelSpec, device: str, dtype: Any) -> Any:
         pipe.watermark = None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
-
-
-def refuse_pickle_folder(folder: Path) -> None:
-    """A diffusers folder whose weights exist only as pickles is refused, not loaded."""
-    pickles = [p for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
-    safes = list(folder.rglob("*.safetensors"))
-    if pickles and not safes:
-        raise ModelLoadError(
-            f"{folder}: weights are pickle files ({pickles[0].name}); only .safetensors "
-            "is loaded because pickles can run code"
-        )
 
 
 def quiet_progress_bars() -> None:

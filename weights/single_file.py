@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from weights.catalog import ModelSpec
-from weights.loading import ModelLoadError, refuse_pickle
+from weights.checks import ModelLoadError, refuse_pickle
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from _original_layout import (
 from safetensors.torch import save_file
 
 from weights.catalog import PICKLE_SUFFIXES, CatalogError, load_catalog
-from weights.loading import ModelLoadError, load_pipeline
+from weights.checks import ModelLoadError
+from weights.loading import load_pipeline
 from weights.single_file import config_dir, load_single_file, shipped_config_dir
 
 FP32 = torch.float32
