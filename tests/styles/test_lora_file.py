@@ -16,11 +16,10 @@ from styles.lora_file import (
     DEFAULT_MAX_BYTES,
     StyleFileError,
     StyleFileTooLarge,
-    inspect_lora,
-    module_shapes,
     sha256_of,
     store_lora_file,
 )
+from styles.lora_fit import inspect_lora, module_shapes
 from styles.record import style_file_path
 from weights.single_file import shipped_config_dir
 

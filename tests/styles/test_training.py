@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from styles.lora_file import inspect_lora
+from styles.lora_fit import inspect_lora
 from styles.training import (
     TrainingError,
     TrainingExample,

@@ -12,7 +12,7 @@ Rules:
   Another tenant's private style is *unknown*, never "forbidden", so its existence does
   not leak (DESIGN.md §5). Who may create an artist style (the admin) is the caller's
   check: the HTTP route and the CLI, which both know who is asking.
-- Importing validates everything first (fields, then the file: ``styles.lora_file``) and
+- Importing validates everything first (fields, then the file: ``styles.lora_fit``) and
   stores nothing on a refusal: no row, no file. A row never names a missing file: the row
   is written and the file put in place in one transaction; if the transaction fails, a
   file this import created and no other row names is removed again.
@@ -50,7 +50,8 @@ from serving.core.ledger.types import UnknownTenant
 from serving.core.settings import Settings
 from serving.core.styles.files import is_named, lock_file, set_aside
 from serving.core.styles.quota import StyleQuota, StyleUsage, usage_of
-from styles.lora_file import inspect_lora, stage_lora_file, store_lora_file
+from styles.lora_file import stage_lora_file, store_lora_file
+from styles.lora_fit import inspect_lora
 from styles.record import (
     DEFAULT_STRENGTH,
     MAX_STRENGTH,

@@ -1,0 +1,352 @@
+"""Whether a LoRA file is one Kiln may serve on a base model, and what it is.
+
+    info = inspect_lora(path, spec, max_bytes=256 << 20, max_rank=64)   # StyleFileError
+
+What is checked, in order, so that the cheap checks refuse a bad file before any parsing:
+
+1. Size, from the file system, before a byte is read (``StyleFileTooLarge``).
+2. Format: safetensors only, its header checked against the file (both
+   ``styles.lora_file``).
+3. Layout: diffusers' own converters read it, exactly as ``load_lora_weights`` will —
+   ``<Pipeline>.lora_state_dict`` turns kohya/civitai keys (``lora_unet_…``,
+   ``lora_te_…``, ``lora_te1_…``/``lora_te2_…``, with SDXL's SGM block numbers mapped by
+   the UNet config as SDXL's loader does) into diffusers keys, then the UNet and text
+   encoder keys go through the same ``convert_*_to_peft`` steps the loaders take. No key
+   map is written here.
+4. Fit: every targeted module must exist in the base model's UNet or text encoder(s),
+   with the in/out features (and conv kernel) the LoRA's matrices need. The modules come
+   from the model's *config*, built on the meta device: no weights are read and nothing
+   is downloaded. So an SD 1.5 LoRA on an SDXL model (or the reverse) is refused with
+   the first module that does not fit, and where the LoRA fits another family's shipped
+   configuration the message says so.
+5. Rank: the largest rank over all layers must not exceed ``max_rank``. It is the same
+   number the GPU fast path gives ``enable_lora_hotswap(target_rank=…)``, so any
+   imported style can be swapped into a compiled model without recompiling.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from styles.lora_file import StyleFileError, check_size, load_tensors, read_header, sha256_of
+from weights.catalog import FAMILIES, ModelSpec
+from weights.checks import ModelLoadError
+
+DEFAULT_MAX_RANK = 64
+# The LoRA layers the base model's loaders take: the UNet and the text encoder(s).
+_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+# The text-encoder modules diffusers' loader reads a LoRA's rank from.
+_TEXT_RANKED = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+_KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+# Families whose pipeline passes its UNet config to ``lora_state_dict`` (SDXL's
+# ``load_lora_weights`` does, to map kohya's SGM block numbers; SD 1.5's does not), so
+# the file is read here exactly as it will be loaded.
+_MAPS_SGM_BLOCKS = {"sd15": False, "sdxl": True}
+
+
+@dataclass(frozen=True)
+class LoraInfo:
+    """What an accepted LoRA file is: for which family, how big, which layers."""
+
+    sha256: str
+    bytes: int
+    family: str
+    layout: str  # "kohya" (lora_unet_…/lora_te_…) or "diffusers" (unet.…/text_encoder.…)
+    rank: int  # the largest rank over all layers
+    layers: int  # modules the LoRA changes, UNet and text encoders together
+    unet_layers: int
+    text_encoder_layers: tuple[str, ...]  # components with layers: text_encoder(_2)
+
+
+@dataclass(frozen=True)
+class _Module:
+    kind: str  # linear | conv
+    in_features: int
+    out_features: int
+    kernel: tuple[int, ...] = ()
+
+
+# 3: layout, through diffusers' converters
+
+
+def layout_of(keys: list[str]) -> str:
+    """``kohya`` when every key is kohya/civitai-style, else ``diffusers``."""
+    return "kohya" if all(k.startswith(_KOHYA_PREFIXES) for k in keys) else "diffusers"
+
+
+def to_peft_layers(
+    tensors: dict[str, Any], family: str, unet_config: Any, flat: frozenset[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """component -> module name -> {"lora_A": tensor, "lora_B": tensor}, as diffusers'
+    loaders see the file: ``lora_state_dict`` (kohya conversion), then the UNet's and the
+    text encoders' own ``convert_*_to_peft`` steps. ``flat``: the text encoders whose
+    modules have no ``text_model.`` level (``flat_text_encoders``)."""
+    from diffusers.utils import (
+        convert_state_dict_to_diffusers,
+        convert_state_dict_to_peft,
+        convert_unet_state_dict_to_peft,
+    )
+
+    cls = _pipeline_cls(family)
+    kwargs = {"unet_config": unet_config} if _MAPS_SGM_BLOCKS[family] else {}
+    try:
+        state_dict, _alphas = cls.lora_state_dict(dict(tensors), **kwargs)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise StyleFileError(f"diffusers cannot read this LoRA's layout: {exc}") from None
+    by_component: dict[str, dict[str, Any]] = {}
+    stray = []
+    for key, value in state_dict.items():
+        component, _, rest = key.partition(".")
+        if component in _COMPONENTS and rest:
+            by_component.setdefault(component, {})[rest] = value
+        else:
+            stray.append(key)
+    if stray:
+        raise StyleFileError(
+            f"not a LoRA for a {family} pipeline: {len(stray)} key(s) belong to neither the "
+            f"UNet nor a text encoder, e.g. {stray[0]!r}"
+        )
+    layers: dict[str, dict[str, dict[str, Any]]] = {}
+    for component, sd in by_component.items():
+        try:
+            if component == "unet":
+                # As UNet2DConditionModel.load_lora_adapter: converted unless already peft.
+                if "lora_A" not in next(iter(sd)):
+                    sd = convert_unet_state_dict_to_peft(sd)
+            else:
+                # As diffusers' _load_lora_into_text_encoder.
+                sd = convert_state_dict_to_peft(convert_state_dict_to_diffusers(sd))
+                if component in flat:
+                    sd = {k.removeprefix("text_model."): v for k, v in sd.items()}
+        except ValueError as exc:
+            raise StyleFileError(f"diffusers cannot read the {component} layers: {exc}") from None
+        layers[component] = _pair_up(component, sd)
+        # diffusers sizes a text encoder's adapter from these layers alone; with none of
+        # them it cannot load the encoder's LoRA at all.
+        if component != "unet" and not any(n.endswith(_TEXT_RANKED) for n in layers[component]):
+            raise StyleFileError(
+                f"its {component} layers include none of {', '.join(_TEXT_RANKED)}, "
+                "which diffusers needs to load text-encoder LoRA layers"
+            )
+    if not layers:
+        raise StyleFileError("the file holds no LoRA layers for the UNet or a text encoder")
+    return layers
+
+
+def _pair_up(component: str, sd: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    modules: dict[str, dict[str, Any]] = {}
+    for key, value in sd.items():
+        for part in ("lora_A", "lora_B"):
+            suffix = f".{part}.weight"
+            if key.endswith(suffix):
+                modules.setdefault(key.removesuffix(suffix), {})[part] = value
+                break
+        else:
+            raise StyleFileError(
+                f"{component}.{key}: only plain LoRA layers (lora_A/lora_B, lora_down/lora_up) "
+                "are supported, not LoHa, LoKr, DoRA or other adapter kinds"
+            )
+    for name, pair in modules.items():
+        if len(pair) != 2:
+            missing = "lora_B (up)" if "lora_B" not in pair else "lora_A (down)"
+            raise StyleFileError(f"{component}.{name}: the LoRA layer has no {missing} matrix")
+    return modules
+
+
+# 4: fit against the base model, on the meta device
+
+
+def model_config_dir(spec: ModelSpec) -> Path:
+    """The diffusers folder whose configs describe ``spec``'s architecture."""
+    if spec.source.is_dir():
+        if not (spec.source / "model_index.json").is_file():
+            raise ModelLoadError(f"model {spec.id!r}: {spec.source} has no model_index.json")
+        return spec.source
+    if spec.source.suffix.lower() == ".safetensors":
+        from weights.single_file import config_dir
+
+        return config_dir(spec)
+    raise ModelLoadError(f"model {spec.id!r}: {spec.source} does not exist")
+
+
+@functools.lru_cache(maxsize=16)
+def module_shapes(config_dir: str) -> dict[str, dict[str, _Module]]:
+    """component -> module name -> shape of every Linear and Conv2d a LoRA may target,
+    from the folder's configs on the meta device (no weights read, cached per folder)."""
+    import diffusers
+    import torch
+    import transformers
+
+    folder = Path(config_dir)
+    index = json.loads((folder / "model_index.json").read_text())
+    shapes: dict[str, dict[str, _Module]] = {}
+    for component in _COMPONENTS:
+        if not isinstance(index.get(component), list) or index[component][1] is None:
+            continue
+        library, class_name = index[component]
+        sub = folder / component
+        with torch.device("meta"):
+            if library == "diffusers":
+                cls = getattr(diffusers, class_name)
+                model = cls.from_config(cls.load_config(sub))
+            else:
+                cls = getattr(transformers, class_name)
+                model = cls(cls.config_class.from_pretrained(sub))
+        shapes[component] = _shapes_of(model)
+    return shapes
+
+
+def _shapes_of(model: Any) -> dict[str, _Module]:
+    import torch
+
+    out: dict[str, _Module] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            out[name] = _Module("linear", module.in_features, module.out_features)
+        elif isinstance(module, torch.nn.Conv2d):
+            kernel = tuple(module.kernel_size)
+            out[name] = _Module("conv", module.in_channels, module.out_channels, kernel)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _unet_config(config_dir: str) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    # lora_state_dict reads attributes (``layers_per_block``) from a model's config.
+    config = UNet2DConditionModel.load_config(Path(config_dir) / "unet")
+    return _Attrs(config)
+
+
+class _Attrs(dict):
+    """A config dict that also answers attribute access, as a model's ``config`` does."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def flat_text_encoders(shapes: dict[str, dict[str, _Module]]) -> frozenset[str]:
+    """Text encoders without a ``text_model.`` level: transformers 5 flattened
+    ``CLIPTextModel`` (not ``CLIPTextModelWithProjection``). LoRA files still carry the
+    prefix, which diffusers' loader strips for such an encoder, as ``to_peft_layers`` does."""
+    return frozenset(
+        c
+        for c, names in shapes.items()
+        if c != "unet" and not any(n.startswith("text_model.") for n in names)
+    )
+
+
+def misfit(
+    layers: dict[str, dict[str, dict[str, Any]]], shapes: dict[str, dict[str, _Module]]
+) -> str | None:
+    """Why ``layers`` do not fit a model of ``shapes`` (the first reason), or None."""
+    for component, modules in layers.items():
+        if component not in shapes:
+            return f"it has {component} layers and the model has no {component}"
+        targets = shapes[component]
+        for name, pair in sorted(modules.items()):
+            a, b = pair["lora_A"], pair["lora_B"]
+            where = f"{component}.{name}"
+            module = targets.get(name)
+            if module is None:
+                return f"{where} is not a module of the model's {component}"
+            if a.ndim < 2 or b.ndim < 2 or a.shape[0] != b.shape[1]:
+                return (
+                    f"{where}: down/up matrices {tuple(a.shape)} and {tuple(b.shape)} "
+                    "do not form a LoRA"
+                )
+            kernel = tuple(a.shape[2:]) if module.kind == "conv" else ()
+            fits = (
+                a.shape[1] == module.in_features
+                and b.shape[0] == module.out_features
+                and (module.kind == "linear") == (a.ndim == 2)
+                and kernel == module.kernel
+            )
+            if not fits:
+                want = f"{module.in_features} in, {module.out_features} out"
+                if module.kind == "conv":
+                    want += f", kernel {module.kernel}"
+                got = f"{a.shape[1]} in, {b.shape[0]} out"
+                if a.ndim > 2:
+                    got += f", kernel {tuple(a.shape[2:])}"
+                return f"{where} is {want} in the model, {got} in the LoRA"
+    return None
+
+
+def _pipeline_cls(family: str) -> Any:
+    import diffusers
+
+    return getattr(diffusers, FAMILIES[family].pipeline_class)
+
+
+def _other_family_fit(tensors: dict[str, Any], family: str) -> str | None:
+    """The family whose shipped full-size config the LoRA fits, other than ``family``."""
+    from weights.single_file import shipped_config_dir
+
+    for other in FAMILIES:
+        if other == family:
+            continue
+        try:
+            folder = str(shipped_config_dir(other))
+            shapes = module_shapes(folder)
+            layers = to_peft_layers(
+                tensors, other, _unet_config(folder), flat_text_encoders(shapes)
+            )
+        except (StyleFileError, ModelLoadError):
+            continue
+        if misfit(layers, shapes) is None:
+            return other
+    return None
+
+
+# The whole check
+
+
+def inspect_lora(path: Path, spec: ModelSpec, *, max_bytes: int, max_rank: int) -> LoraInfo:
+    """Check that ``path`` is a LoRA Kiln may serve on ``spec``; raises ``StyleFileError``
+    (``StyleFileTooLarge`` for size) with the reason, or ``ModelLoadError`` when the
+    model's own files are missing (a server problem, not the upload's)."""
+    size = path.stat().st_size
+    check_size(size, max_bytes)
+    header = read_header(path, size)
+    tensors = load_tensors(path, header)
+    layout = layout_of(list(tensors))
+
+    folder = str(model_config_dir(spec))
+    shapes = module_shapes(folder)
+    layers = to_peft_layers(tensors, spec.family, _unet_config(folder), flat_text_encoders(shapes))
+    reason = misfit(layers, shapes)
+    if reason is not None:
+        other = _other_family_fit(tensors, spec.family)
+        hint = (
+            f"; it fits the {other} family, not {spec.family}"
+            if other
+            else f"; is it a LoRA for another model or family than {spec.family}?"
+        )
+        raise StyleFileError(f"the LoRA does not fit model {spec.id!r}: {reason}{hint}")
+
+    rank = max(int(p["lora_A"].shape[0]) for m in layers.values() for p in m.values())
+    if rank > max_rank:
+        raise StyleFileError(
+            f"the LoRA has rank {rank}, over the limit of {max_rank} (KILN_STYLE_MAX_RANK, "
+            "also the GPU fast path's hotswap target rank)"
+        )
+    unet_layers = len(layers.get("unet", {}))
+    text = tuple(c for c in _COMPONENTS if c != "unet" and c in layers)
+    return LoraInfo(
+        sha256=sha256_of(path),
+        bytes=size,
+        family=spec.family,
+        layout=layout,
+        rank=rank,
+        layers=sum(len(m) for m in layers.values()),
+        unet_layers=unet_layers,
+        text_encoder_layers=text,
+    )
