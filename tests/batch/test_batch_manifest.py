@@ -16,8 +16,9 @@ from batch_helpers import leftovers, read_manifest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from serving.cli.progress import BatchBar, summary_text
 from serving.ray.batch.manifest import Manifest, output_name, write_atomic
-from serving.ray.batch.progress import Progress, ProgressBar, summary_text
+from serving.ray.batch.progress import Progress
 from serving.ray.batch.worker import output_png
 
 
@@ -131,7 +132,7 @@ def test_progress_figures_rate_and_eta(monkeypatch):
 
 def test_the_bar_and_the_summary_say_what_happened():
     stream = io.StringIO()
-    bar = ProgressBar(stream)
+    bar = BatchBar(stream)
     bar.update({"images_done": 5, "images_total": 10, "images_per_s": 2.5, "eta_s": 2.0,
                 "lines_done": 5, "lines_total": 10})  # fmt: skip
     bar.close()

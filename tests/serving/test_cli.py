@@ -107,7 +107,7 @@ def test_assets_purge_deletes_old_unlicensed_assets(tmp_path, monkeypatch, capsy
 
 
 def test_serve_prints_a_generated_admin_key_once(tmp_path, capsys):
-    from serving.cli import _prepare_admin
+    from serving.cli.serve import _prepare_admin
     from serving.core.settings import Settings
 
     settings = Settings(home=tmp_path)

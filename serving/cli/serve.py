@@ -1,0 +1,84 @@
+"""``kiln serve``: a local Ray (or the cluster at ``KILN_RAY_ADDRESS``), the Serve app,
+until Ctrl-C; a newly generated admin key is printed once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+
+from serving.cli.base import Command, build_tiny, load_catalog
+from serving.core.settings import Settings
+
+logger = logging.getLogger("kiln")
+
+APP_NAME = "kiln"
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Start a local Ray (or join ``KILN_RAY_ADDRESS``), deploy, serve until interrupted."""
+    import ray
+    from ray import serve
+
+    from serving.ray.app import build_application
+    from serving.ray.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+
+    settings = settings.with_overrides(host=args.host, port=args.port)
+    _prepare_admin(settings)
+    catalog = load_catalog(settings)
+    built = build_tiny(catalog)
+    for path in built:
+        print(f"built tiny model {path}")
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    # Serve's HTTP proxy reads request bodies first: it installs the body guard from this
+    # variable, which the proxy processes of a local Ray inherit from this one.
+    os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
+    if settings.ray_address:
+        logger.warning(
+            "joining the Ray cluster at %s: its nodes must have been started with %s=%s "
+            "for the HTTP proxy to check keys and body limits (README: Scaling out)",
+            settings.ray_address, PROXY_CALLBACK_ENV, PROXY_CALLBACK,
+        )  # fmt: skip
+        ray.init(address=settings.ray_address, include_dashboard=False)
+    else:
+        ray.init(num_cpus=settings.effective_ray_num_cpus(), include_dashboard=False)
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.run(build_application(settings, catalog), name=APP_NAME, route_prefix="/")
+        url = f"http://{settings.host}:{settings.port}"
+        logger.info("Kiln serving %s at %s", ", ".join(catalog.ids()), url)
+        print(f"Kiln is serving at {url} (API docs at {url}/docs); Ctrl-C stops it", flush=True)
+        # A short timeout keeps the main thread responsive to signals.
+        while not stop.wait(0.5):
+            pass
+        print("shutting down", flush=True)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+def _prepare_admin(settings: Settings) -> str | None:
+    """Migrate the database, ensure the admin key; print a newly generated one, once."""
+    from serving.core.accounts import prepare_admin
+    from serving.core.accounts.service import ADMIN_KEY_FILE
+
+    admin_key = prepare_admin(settings.database_url, settings.home, settings.admin_key)
+    if admin_key is not None:
+        print(f"admin API key (shown once; also in {settings.home / ADMIN_KEY_FILE}):")
+        print(f"  {admin_key}", flush=True)
+    return admin_key
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="listen address (default KILN_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default KILN_PORT or 8000)")
+
+
+SERVE = Command("serve", "start the HTTP server (local Ray)", cmd_serve, _serve_arguments)
