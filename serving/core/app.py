@@ -2,10 +2,14 @@
 catalog and a model client, once per process (the HTTP app, a batch worker, a tool).
 
 ``KilnCore`` holds the domain services (accounts, ledger, assets, licenses, styles,
-jobs, files, the concurrency cap) and what they run on (settings, catalog, the model
-client port, the image-to-prompt client port, metrics). Adapters reach the core through
-it: ``serving.http`` puts it on the FastAPI app, ``serving.ray`` builds one per batch
-worker. It knows nothing of HTTP or Ray.
+pins, jobs, files, the concurrency cap), what they run on (settings, catalog, the model
+client port, the image-to-prompt client port, metrics) and the use cases, each built
+once here with its dependencies: the paid path every image goes through (``paid``),
+``generations``, ``image_to_prompt``. Adapters reach the core through it:
+``serving.http`` puts it on the FastAPI app, ``serving.ray`` builds one per batch worker,
+and call a use case with a tenant id, a frozen order and a request id, e.g.
+``await core.generations.create(tenant_id, order, request_id)``. It knows nothing of HTTP
+or Ray.
 """
 
 from __future__ import annotations
@@ -17,13 +21,20 @@ from serving.core.assets.retention import RetentionSweeper
 from serving.core.assets.service import Assets
 from serving.core.assets.store import BlobStore
 from serving.core.files.store import FileStore
+from serving.core.generations.service import Generations
+from serving.core.generations.styling import StyleChooser
+from serving.core.image_inputs import ImageInputs
 from serving.core.image_to_prompt.client import ImageToPromptClient, LocalImageToPromptClient
+from serving.core.image_to_prompt.service import ImageToPrompt
 from serving.core.jobs import JobRunner, Jobs
 from serving.core.ledger import Ledger
 from serving.core.licenses.service import Licenses
 from serving.core.limits import ConcurrencyLimiter
 from serving.core.metrics import Metrics
 from serving.core.model_client import ModelClient
+from serving.core.paid_images import PaidImages
+from serving.core.pins.conditioning import Conditioning
+from serving.core.pins.service import Pins
 from serving.core.settings import Settings
 from serving.core.styles.service import Styles
 from weights.catalog import Catalog
@@ -47,7 +58,14 @@ class KilnCore:
     styles: Styles
     jobs: Jobs
     job_runner: JobRunner
-    image_to_prompt: ImageToPromptClient
+    pins: Pins
+    clip: ImageToPromptClient  # the image-to-prompt port
+    inputs: ImageInputs
+    conditioning: Conditioning
+    # Use cases
+    paid: PaidImages
+    image_to_prompt: ImageToPrompt
+    generations: Generations
 
 
 def build_core(
@@ -63,21 +81,51 @@ def build_core(
     (the Serve ingress passes its deployment's client)."""
     ledger = ledger or Ledger.of(settings)
     assets = Assets(ledger.engine, BlobStore(settings.assets_dir), settings.c2pa_signer())
+    metrics = Metrics()
+    limiter = ConcurrencyLimiter(settings.tenant_max_concurrent, ledger.engine)
+    retention = RetentionSweeper(assets, settings.asset_retention_days)
+    styles = Styles.from_settings(ledger.engine, catalog, settings)
+    pins = Pins(ledger.engine, settings.home / "pins")
+    clip = image_to_prompt or LocalImageToPromptClient(catalog, settings.home, settings.clip_device)
+    inputs = ImageInputs(settings, assets)
+    paid = PaidImages(
+        ledger=ledger,
+        limiter=limiter,
+        models=models,
+        assets=assets,
+        retention=retention,
+        metrics=metrics,
+    )
+    extracts = ImageToPrompt(catalog=catalog, clip=clip, inputs=inputs, paid=paid)
+    conditioning = Conditioning(catalog, settings, models, pins)
     return KilnCore(
         settings=settings,
         catalog=catalog,
         models=models,
         files=FileStore(settings.files_dir, settings.effective_secret(), settings.url_ttl_s),
-        metrics=Metrics(),
+        metrics=metrics,
         ledger=ledger,
         accounts=Accounts(ledger),
-        limiter=ConcurrencyLimiter(settings.tenant_max_concurrent, ledger.engine),
+        limiter=limiter,
         assets=assets,
         licenses=Licenses(ledger, assets),
-        retention=RetentionSweeper(assets, settings.asset_retention_days),
-        styles=Styles.from_settings(ledger.engine, catalog, settings),
+        retention=retention,
+        styles=styles,
         jobs=Jobs(ledger.engine),
         job_runner=JobRunner(settings, ledger, catalog),
-        image_to_prompt=image_to_prompt
-        or LocalImageToPromptClient(catalog, settings.home, settings.clip_device),
+        pins=pins,
+        clip=clip,
+        inputs=inputs,
+        conditioning=conditioning,
+        paid=paid,
+        image_to_prompt=extracts,
+        generations=Generations(
+            settings=settings,
+            catalog=catalog,
+            styles=StyleChooser(styles, settings.styles_dir),
+            inputs=inputs,
+            conditioning=conditioning,
+            image_to_prompt=extracts,
+            paid=paid,
+        ),
     )

@@ -2,7 +2,7 @@
 
 One decision, ``admit(asset, use, param)``, for every place where one of the caller's
 assets becomes the input of a new image. It is called by
-``serving.core.image_inputs.load_image_input``, which requires a ``use``, and that is the
+``serving.core.image_inputs.ImageInputs.load``, which requires a ``use``, and that is the
 only way serving code reads an asset's pixels for a new image
 (``tests/serving/test_asset_rights.py`` checks that nothing else but exports calls
 ``Assets.source``). The rule (DESIGN.md §1):

@@ -29,24 +29,20 @@ image is, is decided by ``serving.core.asset_rights`` for the input's ``Use``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from pipelines.params import ParamError
 from serving.core.asset_rights import Use, admit
-from serving.core.assets.service import Asset
+from serving.core.assets.service import Asset, Assets
 from serving.core.settings import Settings
-
-if TYPE_CHECKING:
-    from serving.core.app import KilnCore
-    from serving.http.auth import Tenant
 
 
 @dataclass(frozen=True)
@@ -249,38 +245,53 @@ def check_mask_size(mask_size: tuple[int, int], image_size: tuple[int, int], par
         )
 
 
-async def load_image_input(
-    state: KilnCore,
-    tenant: Tenant,
-    *,
-    image: str | None,
-    asset_id: str | None,
-    use: Use,
-    param: str = "image",
-    asset_param: str = "asset_id",
-    keep_alpha: bool = False,
-) -> InputImage:
-    """Exactly one of base64 ``image`` or the caller's ``asset_id``, decoded off the loop.
+@dataclass(frozen=True)
+class ImageSource:
+    """An input image as a request names it: exactly one of base64 ``image`` (a
+    ``data:`` URL works) and one of the caller's assets (``asset_id``)."""
 
-    An asset is admitted for ``use`` (``serving.core.asset_rights.admit``: 403 for an
-    unlicensed style image used as a reference) before its pixels are decoded; errors
-    about it name ``asset_param``."""
-    import asyncio
+    image: str | None = None
+    asset_id: str | None = None
 
-    if (image is None) == (asset_id is None):
-        raise ParamError(param, f"give exactly one of {param} (base64) and asset_id")
-    settings = state.settings
-    if image is not None:
+
+class ImageInputs:
+    """The caller's input images: ``load`` is the one way serving code reads an asset's
+    pixels for a new image (exports aside), so every input is admitted by
+    ``serving.core.asset_rights.admit`` for its ``Use``."""
+
+    def __init__(self, settings: Settings, assets: Assets) -> None:
+        self.settings = settings
+        self.assets = assets
+
+    async def load(
+        self,
+        tenant_id: str,
+        source: ImageSource,
+        *,
+        use: Use,
+        param: str = "image",
+        asset_param: str = "asset_id",
+        keep_alpha: bool = False,
+    ) -> InputImage:
+        """``source``'s image (exactly one of base64 ``image`` and the caller's
+        ``asset_id``), decoded off the loop.
+
+        An asset is admitted for ``use`` (403 for an unlicensed style image used as a
+        reference) before its pixels are decoded; errors about it name ``asset_param``."""
+        if (source.image is None) == (source.asset_id is None):
+            raise ParamError(param, f"give exactly one of {param} (base64) and asset_id")
+        settings = self.settings
+        if source.image is not None:
+            decoded = await asyncio.to_thread(
+                decode_b64_image, source.image, param, settings, keep_alpha=keep_alpha
+            )
+            return InputImage(decoded)
+        asset, data = await asyncio.to_thread(self.assets.source, tenant_id, source.asset_id)
+        kind = admit(asset, use, asset_param)
         decoded = await asyncio.to_thread(
-            decode_b64_image, image, param, settings, keep_alpha=keep_alpha
+            decode_image, data, asset_param, settings, keep_alpha=keep_alpha
         )
-        return InputImage(decoded)
-    asset, data = await asyncio.to_thread(state.assets.source, tenant.id, asset_id)
-    kind = admit(asset, use, asset_param)
-    decoded = await asyncio.to_thread(
-        decode_image, data, asset_param, settings, keep_alpha=keep_alpha
-    )
-    return InputImage(decoded, asset, kind)
+        return InputImage(decoded, asset, kind)
 
 
 def derived_kind(sources: list[InputImage], default: str) -> str:

@@ -126,7 +126,7 @@ def test_an_edit_of_a_licensed_style_image_is_a_style_image_again(alice):
 
 
 def test_only_the_input_loader_and_exports_read_an_asset_for_its_pixels():
-    """A later entry point must read assets through ``load_image_input`` (which asks
+    """A later entry point must read assets through ``ImageInputs.load`` (which asks
     ``asset_rights.admit``); exports keep their own, stricter license rule."""
     readers = sorted(
         str(path.relative_to(SERVING.parent))

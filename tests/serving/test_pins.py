@@ -15,10 +15,8 @@ from PIL import Image
 from secrets_for_tests import TEST_SECRET
 
 from serving.core.model_client import LocalModelClient
-from serving.core.pins.conditioning import adapter_conditioning, reference_conditioning
 from serving.core.settings import Settings
 from serving.http.app import create_app
-from serving.http.auth import Tenant
 
 PINS = "/v1/pins"
 GEN = "/v1/generations"
@@ -119,26 +117,24 @@ def test_a_pin_steers_generations_repeatably_and_never_leaks(app, alice):
 
 def test_conditioning_uses_per_kind_scales_and_names_models_with_an_adapter(app, alice):
     state = app.state.kiln
-    tenant = Tenant(alice.tenant_id)
+    conditioning, tenant = state.conditioning, alice.tenant_id
     character = make_pin(alice, "character")["id"]
     product = make_pin(alice, "product", seeds=(3,))["id"]
     spec = state.catalog.get("tiny-sdxl")
-    adapter = asyncio.run(adapter_conditioning(state, tenant, spec, [character, product]))
+    adapter = asyncio.run(conditioning.pins(tenant, spec, [character, product]))
     assert adapter.component == "tiny-ip-adapter-sdxl"
     assert [(s.name, s.scale, s.embeds.shape) for s in adapter.sources] == [
         (character, state.settings.pin_scale_character, (2, 48)),
         (product, state.settings.pin_scale_product, (1, 48)),
     ]
-    assert asyncio.run(adapter_conditioning(state, tenant, spec, [])) is None
+    assert asyncio.run(conditioning.pins(tenant, spec, [])) is None
     with pytest.raises(Exception, match="tiny-sd15, tiny-sdxl") as refused:
-        asyncio.run(
-            adapter_conditioning(state, tenant, state.catalog.get("tiny-instruct"), [product])
-        )
+        asyncio.run(conditioning.pins(tenant, state.catalog.get("tiny-instruct"), [product]))
     assert refused.value.param == "pins"
     with pytest.raises(Exception, match="more than once"):
-        asyncio.run(adapter_conditioning(state, tenant, spec, [product, product]))
+        asyncio.run(conditioning.pins(tenant, spec, [product, product]))
     image = np.zeros((40, 40, 3), np.uint8)
-    reference = asyncio.run(reference_conditioning(state, spec, image, 0.5))
+    reference = asyncio.run(conditioning.reference(spec, image, 0.5))
     assert reference.component == "tiny-ip-adapter-sdxl"
     assert [(s.name, s.scale, s.embeds.shape) for s in reference.sources] == [
         ("reference", 0.5, (1, 48))

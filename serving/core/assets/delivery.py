@@ -1,14 +1,29 @@
-"""Delivering a generation's images: each becomes an asset (finished, stored, recorded)
-and the bytes the response carries (preview for style kinds, original otherwise)."""
+"""Delivering made images: each becomes an asset (finished: marks and metadata; stored;
+recorded) and the pixels and PNG bytes the answer carries (preview for style kinds,
+original otherwise).
+
+    made = [Made(pixels, generation_record(params, pixels, seed, keep, generation_id))]
+    delivered = store_images(assets, tenant_id, made)     # blocking
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.output import GenerationOutput
+import numpy as np
+
 from pipelines.params import GenerationParams
 from serving.core.assets.service import Asset, Assets, ImageRecord
+
+
+@dataclass(frozen=True)
+class Made:
+    """One image a model step made, before it is finished and stored: its pixels and the
+    asset row it will be stored under."""
+
+    pixels: np.ndarray  # uint8 HxWx3
+    record: ImageRecord
 
 
 @dataclass(frozen=True)
@@ -17,22 +32,25 @@ class Delivered:
 
     asset: Asset
     png: bytes
-    pixels: Any  # uint8 HxWx3 of ``png``, to re-encode in another format without a decode
+    pixels: Any  # uint8 HxWx3 (x4 with alpha) of ``png``, to re-encode without a decode
 
 
-def deliver_images(
-    assets: Assets,
-    tenant_id: str,
-    params: GenerationParams,
-    output: GenerationOutput,
-    *,
-    kind: str,
-    generation_id: str,
-    style: str | None = None,
-    parent_id: str | None = None,
-) -> list[Delivered]:
-    """Store every image of ``output`` as an asset of ``tenant_id``. Blocking."""
-    settings = {
+@dataclass(frozen=True)
+class Keep:
+    """How a generation's images are kept: their asset kind (the style's, the model's or
+    the one an input's rights impose), the style and the asset they derive from."""
+
+    kind: str
+    style: str | None = None
+    parent_id: str | None = None
+
+
+def generation_record(
+    params: GenerationParams, pixels: np.ndarray, seed: int, keep: Keep, generation_id: str
+) -> ImageRecord:
+    """The asset row of one image of a pipeline call ``params``; its size is the image's
+    own (an edit's images come back at its input's size, not the call's work size)."""
+    settings: dict[str, Any] = {
         "steps": params.steps,
         "guidance": params.guidance,
         "scheduler": params.scheduler,
@@ -43,22 +61,26 @@ def deliver_images(
         settings["strength"] = params.strength
     if params.image_guidance is not None:
         settings["image_guidance"] = params.image_guidance
+    return ImageRecord(
+        kind=keep.kind,
+        model=params.model,
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt or None,
+        seed=seed,
+        width=int(pixels.shape[1]),
+        height=int(pixels.shape[0]),
+        params=settings,
+        style=keep.style,
+        generation_id=generation_id,
+        parent_id=keep.parent_id,
+    )
+
+
+def store_images(assets: Assets, tenant_id: str, made: list[Made]) -> list[Delivered]:
+    """Finish and store every image of ``made`` as an asset of ``tenant_id``, in order.
+    Blocking."""
     delivered = []
-    for pixels, seed in zip(output.images, output.seeds, strict=True):
-        record = ImageRecord(
-            kind=kind,
-            model=params.model,
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt or None,
-            seed=seed,
-            # An edit's images come back at its input's size, not the call's work size.
-            width=int(pixels.shape[1]),
-            height=int(pixels.shape[0]),
-            params=settings,
-            style=style,
-            generation_id=generation_id,
-            parent_id=parent_id,
-        )
-        asset, finished = assets.create(tenant_id, record, pixels)
+    for image in made:
+        asset, finished = assets.create(tenant_id, image.record, image.pixels)
         delivered.append(Delivered(asset, finished.delivered, finished.delivered_pixels))
     return delivered

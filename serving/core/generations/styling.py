@@ -1,6 +1,6 @@
 """A request's style: resolved once, for the caller, against the model it runs on.
 
-    chosen = await resolve_style(state, tenant, "sty_…", strength=None, spec=spec)
+    chosen = await styles.choose(tenant.id, "sty_…", strength=None, spec=spec)
     chosen.ref      # StyleRef for the pipeline (adapter name, file, strength)
     chosen.prompt("a harbour")  # the prompt with the style's trigger words
 
@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipelines.params import ParamError, StyleRef
-from serving.core.app import KilnCore
-from serving.http.auth import Tenant
+from serving.core.styles.service import Styles
 from styles.record import StyleRecord, style_file_path
 from weights.catalog import ModelSpec
+
+# Asset kind of a model's own images: instruct-edit and inpaint models make base-kind images.
+MODEL_ASSET_KINDS = {"base": "base", "instruct": "base", "inpaint": "base"}
 
 
 @dataclass(frozen=True)
@@ -43,20 +46,35 @@ class ChosenStyle:
         return f"{', '.join(words)}, {prompt}"
 
 
-async def find_style(state: KilnCore, tenant: Tenant, style_id: str) -> StyleRecord:
-    """The style ``style_id`` as the caller may use it (404 otherwise)."""
-    return await asyncio.to_thread(state.styles.resolve, tenant.id, style_id)
+def asset_kind(spec: ModelSpec, style: ChosenStyle | None) -> str:
+    """The asset kind of a generation: the style's (watermarked, licensed) or the model's."""
+    return style.record.asset_kind if style is not None else MODEL_ASSET_KINDS[spec.kind]
 
 
-def choose_style(
-    state: KilnCore, record: StyleRecord, strength: float | None, spec: ModelSpec
-) -> ChosenStyle:
-    """Check ``record`` fits ``spec``; the pipeline's reference to it at ``strength``."""
-    if record.base_model != spec.id:
-        raise ParamError(
-            "style",
-            f"style {record.id!r} is for model {record.base_model!r}, not {spec.id!r}",
-        )
-    path = style_file_path(state.settings.styles_dir, record.sha256)
-    strength = record.default_strength if strength is None else strength
-    return ChosenStyle(record, StyleRef(record.id, str(path), float(strength)))
+class StyleChooser:
+    """Styles as a request may use them: the caller's own and the shared ones."""
+
+    def __init__(self, styles: Styles, styles_dir: Path) -> None:
+        self.styles = styles
+        self.styles_dir = styles_dir
+
+    async def find(self, tenant_id: str, style_id: str) -> StyleRecord:
+        """The style ``style_id`` as the caller may use it (404 otherwise)."""
+        return await asyncio.to_thread(self.styles.resolve, tenant_id, style_id)
+
+    def fit(self, record: StyleRecord, strength: float | None, spec: ModelSpec) -> ChosenStyle:
+        """Check ``record`` fits ``spec``; the pipeline's reference to it at ``strength``."""
+        if record.base_model != spec.id:
+            raise ParamError(
+                "style",
+                f"style {record.id!r} is for model {record.base_model!r}, not {spec.id!r}",
+            )
+        path = style_file_path(self.styles_dir, record.sha256)
+        strength = record.default_strength if strength is None else strength
+        return ChosenStyle(record, StyleRef(record.id, str(path), float(strength)))
+
+    async def choose(
+        self, tenant_id: str, style_id: str, strength: float | None, spec: ModelSpec
+    ) -> ChosenStyle:
+        """``find`` then ``fit``."""
+        return self.fit(await self.find(tenant_id, style_id), strength, spec)

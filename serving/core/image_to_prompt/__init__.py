@@ -1,1 +1,2 @@
-"""Image-to-prompt: the CLIP client port and the mixing of an extract into a prompt."""
+"""Image-to-prompt: the CLIP client port, the use case (paid extracts and the free
+extract of generations and edits) and the mixing of an extract into a prompt."""

@@ -1,6 +1,6 @@
 """Mixing an image's extract into the prompt of a generation or an edit.
 
-    prompt = await prompt_with_extract(state, tenant, request.prompt, request.image_to_prompt)
+    prompt = await prompt_with_extract(extracts, tenant_id, order.prompt, order.image_to_prompt)
 
 Call it before the request's params are built: it validates the field (400 on
 ``image_to_prompt.extract`` / ``.method``, 400/413 on the image, 404 for another tenant's
@@ -16,16 +16,14 @@ delivered nothing; and a CLIP pass is negligible beside a diffusion call. Only `
 from __future__ import annotations
 
 from pipelines.params import ParamError
-from serving.core.app import KilnCore
-from serving.http.auth import Tenant
-from serving.http.image_to_prompt.protocol import ImageToPromptField
-from serving.http.image_to_prompt.serving import extract
+from serving.core.image_to_prompt.orders import ExtractOrder
+from serving.core.image_to_prompt.service import ImageToPrompt
 
 FIELD = "image_to_prompt"
 
 
 async def prompt_with_extract(
-    state: KilnCore, tenant: Tenant, prompt: str | None, field: ImageToPromptField | None
+    image_to_prompt: ImageToPrompt, tenant_id: str, prompt: str | None, field: ExtractOrder | None
 ) -> str:
     """The prompt a generation or edit runs with.
 
@@ -40,5 +38,5 @@ async def prompt_with_extract(
         if prompt is None:
             raise ParamError("prompt", f"give a prompt, {FIELD}, or both")
         return prompt
-    out = await extract(state, tenant, field, prompt=prompt, prefix=f"{FIELD}.")
+    out = await image_to_prompt.extract(tenant_id, field, prompt=prompt, prefix=f"{FIELD}.")
     return out.prompt

@@ -1,11 +1,11 @@
 """Pins and IP-Adapter references as a generation's ``AdapterConditioning``.
 
-What the generation routes call (the ingress; embeddings of references come from the
-model's replica, pins' from their files):
+What the generation use cases call (in the ingress; embeddings of references come from
+the model's replica, pins' from their files):
 
     adapter = combine(
-        await adapter_conditioning(state, tenant, spec, request.pins or []),
-        await reference_conditioning(state, spec, pixels, scale),   # mode "ip_adapter"
+        await conditioning.pins(tenant.id, spec, order.pins),
+        await conditioning.reference(spec, pixels, scale),   # mode "ip_adapter"
     )
     GenerationParams.build(..., adapter=adapter)
 
@@ -16,28 +16,20 @@ it beside other pins and a reference (``pipelines.ip_adapter``: one slot per sou
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 
 from pipelines.params import AdapterConditioning, AdapterImage, ParamError
+from serving.core.model_client import ModelClient
 from serving.core.pins.service import Pins
+from serving.core.settings import Settings
 from weights.catalog import Catalog, ComponentSpec, ModelSpec
-
-if TYPE_CHECKING:
-    from serving.core.app import KilnCore
-    from serving.core.settings import Settings
-    from serving.http.auth import Tenant
 
 # Pins one generation may name (each one more attention per cross-attention layer).
 MAX_PINS_PER_GENERATION = 4
 # Images travel to the replica at most this short side: CLIP encoders see 224 px crops.
 EMBED_SHORT_SIDE = 448
-
-
-def pins_of(state: KilnCore) -> Pins:
-    """The pin service over the app's database and ``KILN_HOME/pins``."""
-    return Pins(state.ledger.engine, state.settings.home / "pins")
 
 
 def pin_scale(settings: Settings, kind: str) -> float:
@@ -87,48 +79,59 @@ def embed_input(pixels: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
 
 
-async def adapter_conditioning(
-    state: KilnCore, tenant: Tenant, spec: ModelSpec, pin_ids: list[str]
-) -> AdapterConditioning | None:
-    """The conditioning of a generation's ``pins`` on ``spec`` (None for no pins).
+class Conditioning:
+    """IP-Adapter conditioning of a generation: its pins and its reference image."""
 
-    404 (``UnknownPin``) for a pin that is not the caller's; 400 for a model without an
-    IP-Adapter, more than ``MAX_PINS_PER_GENERATION`` pins, a pin named twice, or a pin
-    made before the model's IP-Adapter was installed.
-    """
-    if not pin_ids:
-        return None
-    if len(pin_ids) > MAX_PINS_PER_GENERATION:
-        raise ParamError("pins", f"at most {MAX_PINS_PER_GENERATION} pins per generation")
-    if len(set(pin_ids)) != len(pin_ids):
-        raise ParamError("pins", "a pin is named more than once")
-    pins = pins_of(state)
-    records = [await asyncio.to_thread(pins.get, tenant.id, pin_id) for pin_id in pin_ids]
-    component = ip_adapter_for(state.catalog, spec, "pins")
-    sources = []
-    for record in records:
-        if component.id not in record.components:
-            raise ParamError(
-                "pins",
-                f"pin {record.id} was made before IP-Adapter {component.id!r} was "
-                "installed; create it again to use it with this model",
-            )
-        embeds = (await asyncio.to_thread(pins.embeddings, record))[component.id]
-        sources.append(AdapterImage(record.id, embeds, pin_scale(state.settings, record.kind)))
-    return AdapterConditioning(component.id, tuple(sources))
+    def __init__(
+        self, catalog: Catalog, settings: Settings, models: ModelClient, pins: Pins
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.models = models
+        self.pins_service = pins
 
+    async def pins(
+        self, tenant_id: str, spec: ModelSpec, pin_ids: Sequence[str]
+    ) -> AdapterConditioning | None:
+        """The conditioning of a generation's ``pins`` on ``spec`` (None for no pins).
 
-async def reference_conditioning(
-    state: KilnCore, spec: ModelSpec, image: np.ndarray, scale: float
-) -> AdapterConditioning:
-    """A reference image in mode ``ip_adapter``: embedded by ``spec``'s replica, applied at
-    ``scale`` (0-2; 400 otherwise, or for a model without an IP-Adapter)."""
-    component = ip_adapter_for(state.catalog, spec, "reference.mode")
-    if not 0.0 <= scale <= 2.0:
-        raise ParamError("reference.scale", f"scale must be 0-2, got {scale}")
-    pixels = await asyncio.to_thread(embed_input, image)
-    embeds = await state.models.embed_images(spec.id, component.id, [pixels])
-    return AdapterConditioning(component.id, (AdapterImage("reference", embeds, scale),))
+        404 (``UnknownPin``) for a pin that is not the caller's; 400 for a model without
+        an IP-Adapter, more than ``MAX_PINS_PER_GENERATION`` pins, a pin named twice, or a
+        pin made before the model's IP-Adapter was installed.
+        """
+        if not pin_ids:
+            return None
+        if len(pin_ids) > MAX_PINS_PER_GENERATION:
+            raise ParamError("pins", f"at most {MAX_PINS_PER_GENERATION} pins per generation")
+        if len(set(pin_ids)) != len(pin_ids):
+            raise ParamError("pins", "a pin is named more than once")
+        pins = self.pins_service
+        records = [await asyncio.to_thread(pins.get, tenant_id, pin_id) for pin_id in pin_ids]
+        component = ip_adapter_for(self.catalog, spec, "pins")
+        sources = []
+        for record in records:
+            if component.id not in record.components:
+                raise ParamError(
+                    "pins",
+                    f"pin {record.id} was made before IP-Adapter {component.id!r} was "
+                    "installed; create it again to use it with this model",
+                )
+            embeds = (await asyncio.to_thread(pins.embeddings, record))[component.id]
+            scale = pin_scale(self.settings, record.kind)
+            sources.append(AdapterImage(record.id, embeds, scale))
+        return AdapterConditioning(component.id, tuple(sources))
+
+    async def reference(
+        self, spec: ModelSpec, image: np.ndarray, scale: float
+    ) -> AdapterConditioning:
+        """A reference image in mode ``ip_adapter``: embedded by ``spec``'s replica,
+        applied at ``scale`` (0-2; 400 otherwise, or for a model without an IP-Adapter)."""
+        component = ip_adapter_for(self.catalog, spec, "reference.mode")
+        if not 0.0 <= scale <= 2.0:
+            raise ParamError("reference.scale", f"scale must be 0-2, got {scale}")
+        pixels = await asyncio.to_thread(embed_input, image)
+        embeds = await self.models.embed_images(spec.id, component.id, [pixels])
+        return AdapterConditioning(component.id, (AdapterImage("reference", embeds, scale),))
 
 
 def combine(*conditionings: AdapterConditioning | None) -> AdapterConditioning | None:

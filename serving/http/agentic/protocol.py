@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentic.recipe import Choice
 from pipelines.params import MAX_SEED
-from serving.http.generations.protocol import MAX_STEPS
+from serving.core.generations.params import MAX_STEPS
 
 
 class AgenticReference(BaseModel):

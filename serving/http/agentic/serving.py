@@ -50,7 +50,8 @@ from serving.core.app import KilnCore
 from serving.core.asset_rights import Use
 from serving.core.assets.service import ImageRecord
 from serving.core.credits.charging import reserve
-from serving.core.image_inputs import decode_b64_image, load_image_input
+from serving.core.generations.params import check_prompt
+from serving.core.image_inputs import ImageSource, decode_b64_image
 from serving.core.imaging import b64
 from serving.core.pins.conditioning import embed_input
 from serving.http.agentic.protocol import (
@@ -63,7 +64,6 @@ from serving.http.agentic.protocol import (
     choices_of,
 )
 from serving.http.auth import Tenant
-from serving.http.generations.protocol import check_prompt
 from weights.catalog import Catalog, ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -87,11 +87,9 @@ async def load_references(
         raise ParamError("references", f"give 1 to {MAX_REFERENCES} references, got {count}")
     images = []
     for index, reference in enumerate(references or []):
-        loaded = await load_image_input(
-            state,
-            tenant,
-            image=reference.image,
-            asset_id=reference.asset_id,
+        loaded = await state.inputs.load(
+            tenant.id,
+            ImageSource(reference.image, reference.asset_id),
             use=Use.REFERENCE,
             param=f"references.{index}.image",
             asset_param=f"references.{index}.asset_id",
@@ -177,7 +175,7 @@ async def reference_prompts(
 ) -> tuple[tuple[str, ...], list[str]]:
     """Image-to-prompt text of the heaviest references where the server has the feature;
     otherwise nothing, and a note why."""
-    client = getattr(state, "image_to_prompt", None)
+    client = state.clip
     if client is None:
         return (), ["image-to-prompt: not installed on this server; skipped"]
     try:

@@ -5,11 +5,12 @@ Each line is a JSON object in the native request shape of its route plus a ``kin
 ``generation`` (``POST /v1/generations``), ``edit`` (``POST /v1/edits``) or ``agentic``
 (``POST /v1/agentic/generations``). A line is checked with the same pydantic class as the
 route, then with the checks the route makes before it reserves anything that need no
-tenant: the model exists and offers the size, steps and scheduler (``to_params``), the
-edit tool's fields, the agentic budget and components, every image (a saved recipe's
-thumbnails too) decodes within the input limits and is a PNG, JPEG or WebP, a mask has
-its image's size. What needs a tenant (styles, pins, assets and their rights) is checked
-when the line runs, by the route's own service, and fails that line only.
+tenant (the core's ``check_generation`` and the like): the model exists and offers the
+size, steps and scheduler, the edit tool's fields, the agentic budget and components,
+every image (a saved recipe's thumbnails too) decodes within the input limits and is a
+PNG, JPEG or WebP, a mask has its image's size. What needs a tenant (styles, pins,
+assets and their rights) is checked when the line runs, by the route's own service, and
+fails that line only.
 
 Decisions where the issue is silent:
 
@@ -189,35 +190,16 @@ def _request_model(kind: str) -> type[BaseModel]:
 
 
 def _check_generation(request: Any, catalog: Catalog, settings: Settings, _: dict) -> str:
-    """What ``ServingGenerations.create`` refuses before reserving, tenant aside."""
-    from serving.http.generations.protocol import check_prompt
+    """What ``Generations.create`` refuses before reserving, tenant aside."""
+    from serving.core.generations.service import check_generation
 
-    spec = catalog.get(request.model)
-    if request.style is None and request.style_strength is not None:
-        raise ParamError("style_strength", "style_strength needs a style")
-    prompt = request.prompt
-    if prompt is None and request.image_to_prompt is None:
-        raise ParamError("prompt", "give a prompt, image_to_prompt, or both")
-    check_prompt(prompt, "prompt", settings.max_prompt_chars)
-    # Size, n, steps, guidance and scheduler resolved as the route resolves them. Where the
-    # route may run without words (an extract becomes the prompt; img2img from a reference
-    # takes a blank one) any text stands in for the prompt.
-    img2img = request.reference is not None and request.reference.mode == "img2img"
-    if request.image_to_prompt is not None or (img2img and not (prompt or "").strip()):
-        prompt = "stand-in"
-    request.to_params(
-        spec,
-        settings.generation_defaults,
-        max_prompt_chars=settings.max_prompt_chars,
-        prompt=prompt,
-    )
-    return spec.id
+    return check_generation(request.to_order(), catalog, settings)
 
 
 def _check_edit(request: Any, catalog: Catalog, settings: Settings, images: dict) -> str:
     """What ``ServingEdits.create`` refuses before reserving, tenant aside."""
+    from serving.core.generations.params import check_prompt
     from serving.http.edits.serving import choose_model, edit_task, inpaint_model
-    from serving.http.generations.protocol import check_prompt
 
     request.check_tool()
     image, mask = images.get("image"), images.get("mask")

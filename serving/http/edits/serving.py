@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -19,18 +20,21 @@ from pipelines.edit_tools import PreparedEdit, composite, erase_prompts, prepare
 from pipelines.params import GenerationParams, ParamError
 from serving.core.app import KilnCore
 from serving.core.asset_rights import Use
+from serving.core.assets.delivery import Keep
+from serving.core.generations.params import build_params
+from serving.core.generations.styling import MODEL_ASSET_KINDS
 from serving.core.image_inputs import (
+    ImageSource,
     InputImage,
     check_mask_size,
     decode_b64_image,
     derived_kind,
-    load_image_input,
 )
 from serving.core.image_to_prompt.mixing import prompt_with_extract
+from serving.core.paid_images import ImageResult, Price
 from serving.http.auth import Tenant
 from serving.http.edits.protocol import EditRequest, EditResponse
 from serving.http.generations.protocol import GeneratedImage
-from serving.http.generations.serving import MODEL_ASSET_KINDS, generate_and_deliver
 from weights.catalog import Catalog, ModelSpec
 
 # Recreate's strength when the request leaves it out: keeps the layout, changes the rest.
@@ -131,8 +135,8 @@ class ServingEdits:
     ) -> EditResponse:
         state = self.state
         request.check_tool()
-        source = await load_image_input(
-            state, tenant, image=request.image, asset_id=request.asset_id, use=Use.DERIVE
+        source = await state.inputs.load(
+            tenant.id, ImageSource(request.image, request.asset_id), use=Use.DERIVE
         )
         mask = None
         if request.mask is not None:
@@ -151,21 +155,24 @@ class ServingEdits:
             # Resolved (and refused, when bad) before anything is charged; free inside an
             # edit as inside a generation (serving/core/image_to_prompt/mixing.py).
             prompt = await prompt_with_extract(
-                state, tenant, request.prompt, request.image_to_prompt
+                state.image_to_prompt,
+                tenant.id,
+                request.prompt,
+                request.image_to_prompt.to_extract(),
             )
             request = request.model_copy(update={"prompt": prompt})
         params = self.params(request, spec, prepared)
-        done, delivered, charge = await run_image_task(
+        result = await run_image_task(
             state, tenant, spec, params, request_id, source, original, prepared, request.tool
         )
         return EditResponse(
-            id=done.generation_id,
+            id=result.id,
             created=int(time.time()),
             model=spec.id,
             tool=request.tool,
-            data=[GeneratedImage.of(d) for d in delivered],
-            credits_charged=charge.charged,
-            timings=done.timings,
+            data=[GeneratedImage.of(d) for d in result.images],
+            credits_charged=result.credits_charged,
+            timings=result.timings,
         )
 
     def params(
@@ -182,11 +189,10 @@ class ServingEdits:
         elif tool == "erase":
             prompt, negative = erase_prompts(request.objects, negative)
         strength = edit_strength(tool, request.strength)
-        sampling = request.model_copy(update={"negative_prompt": negative})
-        return sampling.build_params(
+        return build_params(
             spec,
-            settings.generation_defaults,
-            settings.max_prompt_chars,
+            settings,
+            replace(request.sampling(), negative_prompt=negative),
             prompt=prompt,
             n=request.n,
             task=task,
@@ -206,22 +212,20 @@ async def run_image_task(
     original: np.ndarray,
     prepared: PreparedEdit,
     operation: str,
-):
+) -> ImageResult[None]:
     """The paid path of an edit or variation: the ``operation``'s price per image (the
     tool's: instruct, replace, recreate, erase, variation), the input's
     rights carried to the results (``source``: the input, None for a bare upload), each
     result composited over the original."""
     asset = source.source if source is not None else None
     sources = [source] if source is not None else []
-    return await generate_and_deliver(
-        state,
-        tenant,
-        spec,
-        params,
-        request_id,
-        unit=state.catalog.price_of(operation),
+    keep = Keep(
         kind=derived_kind(sources, MODEL_ASSET_KINDS[spec.kind]),
-        style_id=asset.style if asset is not None else None,
+        style=asset.style if asset is not None else None,
         parent_id=asset.id if asset is not None else None,
-        finish=lambda image: composite(original, image, prepared),
     )
+    price = Price(state.catalog.price_of(operation), params.n)
+    order = state.paid.generation(
+        params, price, keep, finish=lambda image: composite(original, image, prepared)
+    )
+    return await state.paid.images(tenant.id, order, request_id)

@@ -1,4 +1,5 @@
-"""HTTP route of native generation."""
+"""HTTP route of native generation: the wire request converted once, the core's
+``generations`` use case, the answer encoded as base64 PNG."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from serving.http.auth import TenantDep
 from serving.http.deps import CoreDep
 from serving.http.errors import request_id_of
 from serving.http.generations.protocol import GenerationRequest, GenerationResponse
-from serving.http.generations.serving import ServingGenerations
 from serving.http.idempotency import run_idempotent
 
 router = APIRouter(tags=["generations"])
@@ -18,7 +18,7 @@ router = APIRouter(tags=["generations"])
 async def create_generation(
     body: GenerationRequest,
     request: Request,
-    state: CoreDep,
+    core: CoreDep,
     tenant: TenantDep,
 ) -> Response:
     """Text-to-image with Kiln's parameters; images come back as base64 PNG.
@@ -26,7 +26,10 @@ async def create_generation(
     Charges the model's price per delivered image (``credits_charged``); an
     ``Idempotency-Key`` header makes retries safe.
     """
-    service = ServingGenerations(state)
-    return await run_idempotent(
-        state, tenant, request, lambda: service.create(body, tenant, request_id_of(request))
-    )
+    order = body.to_order()
+
+    async def answer() -> GenerationResponse:
+        result = await core.generations.create(tenant.id, order, request_id_of(request))
+        return GenerationResponse.of(result)
+
+    return await run_idempotent(core, tenant, request, answer)

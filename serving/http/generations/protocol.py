@@ -1,37 +1,26 @@
 """Wire shapes of the native ``POST /v1/generations``.
 
-The request converts itself once into ``GenerationParams`` (``to_params``) with the
-precedence request, then server settings, then the model's catalog defaults; no later
-layer reads the raw request again.
+The request converts itself once into the core's ``GenerationOrder`` (``to_order``); the
+core resolves it into pipeline parameters with the precedence request, then server
+settings, then the model's catalog defaults, and no later layer reads the raw request
+again. ``GenerationResponse.of`` encodes the core's result (base64 PNG).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import time
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.params import (
-    MAX_IMAGES,
-    MAX_SEED,
-    GenerationDefaults,
-    GenerationParams,
-    ParamError,
-    StyleRef,
-)
+from pipelines.params import MAX_IMAGES, MAX_SEED
 from serving.core.assets.delivery import Delivered
+from serving.core.generations.orders import GenerationOrder, ReferenceOrder
+from serving.core.generations.params import MAX_STEPS, Sampling
+from serving.core.generations.service import Generation
+from serving.core.image_inputs import ImageSource
 from serving.core.imaging import b64
 from serving.http.image_to_prompt.protocol import ImageToPromptField
-from weights.catalog import ModelSpec
-
-# A ceiling on steps so one request cannot hold a replica for an hour.
-MAX_STEPS = 200
-
-
-def check_prompt(prompt: str | None, param: str, max_chars: int) -> None:
-    """Reject prompts longer than the server allows (before tokenising anything)."""
-    if prompt is not None and len(prompt) > max_chars:
-        raise ParamError(param, f"{param} is {len(prompt)} characters; the limit is {max_chars}")
 
 
 class SamplingFields(BaseModel):
@@ -46,35 +35,14 @@ class SamplingFields(BaseModel):
         None, ge=0, le=2, description="how strongly the style applies (default: the style's)"
     )
 
-    def build_params(
-        self,
-        spec: ModelSpec,
-        defaults: GenerationDefaults,
-        max_prompt_chars: int,
-        *,
-        prompt: str,
-        n: int,
-        style: StyleRef | None = None,
-        **call: Any,
-    ) -> GenerationParams:
-        """Check prompt lengths, then resolve everything once into ``GenerationParams``.
-
-        ``call``: the size (``resolution``/``aspect_ratio``/``size``, or ``width`` and
-        ``height`` for image tasks) and the task's fields (``GenerationParams.build``)."""
-        check_prompt(prompt, "prompt", max_prompt_chars)
-        check_prompt(self.negative_prompt, "negative_prompt", max_prompt_chars)
-        return GenerationParams.build(
-            spec,
-            prompt=prompt,
+    def sampling(self) -> Sampling:
+        """The knobs as the core takes them."""
+        return Sampling(
             negative_prompt=self.negative_prompt,
-            n=n,
             seed=self.seed,
             steps=self.steps,
             guidance=self.guidance,
             scheduler=self.scheduler,
-            defaults=defaults,
-            style=style,
-            **call,
         )
 
 
@@ -90,6 +58,11 @@ class ReferenceImage(BaseModel):
     mode: Literal["img2img", "ip_adapter"] = "img2img"
     strength: float = Field(0.6, gt=0, le=1, description="img2img: how much may change")
     scale: float = Field(0.6, ge=0, le=2, description="ip_adapter: how strongly it steers")
+
+    def to_order(self) -> ReferenceOrder:
+        return ReferenceOrder(
+            ImageSource(self.image, self.asset_id), self.mode, self.strength, self.scale
+        )
 
 
 # Most pins one generation may carry.
@@ -117,31 +90,20 @@ class GenerationRequest(SamplingFields):
         None, description="an image whose extract joins the prompt (the user's words win)"
     )
 
-    def to_params(
-        self,
-        spec: ModelSpec,
-        defaults: GenerationDefaults,
-        *,
-        max_prompt_chars: int,
-        style: StyleRef | None = None,
-        prompt: str | None = None,
-        **call: Any,
-    ) -> GenerationParams:
-        """The resolved pipeline parameters; raises ``ParamError`` naming the bad field.
-
-        ``style`` is the resolved ``self.style``; ``prompt`` the prompt with the style's
-        trigger words, where the caller added them; ``call`` the task fields a reference
-        or pins resolved to (``GenerationParams.build``)."""
-        return self.build_params(
-            spec,
-            defaults,
-            max_prompt_chars,
-            prompt=self.prompt if prompt is None else prompt,
+    def to_order(self) -> GenerationOrder:
+        """The request as the core takes it."""
+        return GenerationOrder(
+            model=self.model,
+            prompt=self.prompt,
             n=self.n,
-            style=style,
             resolution=self.resolution,
             aspect_ratio=self.aspect_ratio,
-            **call,
+            sampling=self.sampling(),
+            style=self.style,
+            style_strength=self.style_strength,
+            reference=self.reference.to_order() if self.reference else None,
+            pins=tuple(self.pins or ()),
+            image_to_prompt=self.image_to_prompt.to_extract() if self.image_to_prompt else None,
         )
 
 
@@ -188,3 +150,14 @@ class GenerationResponse(BaseModel):
     data: list[GeneratedImage]
     credits_charged: int = Field(description="credits spent: price per image × images")
     timings: dict[str, float]
+
+    @classmethod
+    def of(cls, result: Generation) -> GenerationResponse:
+        return cls(
+            id=result.id,
+            created=int(time.time()),
+            model=result.model,
+            data=[GeneratedImage.of(d) for d in result.images],
+            credits_charged=result.credits_charged,
+            timings=result.timings,
+        )

@@ -10,7 +10,7 @@ from serving.http.errors import request_id_of
 from serving.http.idempotency import run_idempotent
 from serving.http.openai_images.edits import ServingOpenAIEdits
 from serving.http.openai_images.protocol import ImageGenerationRequest, ImagesResponse
-from serving.http.openai_images.serving import ServingOpenAIImages
+from serving.http.openai_images.responses import ResponseOptions, images_response
 
 router = APIRouter(tags=["openai"])
 
@@ -21,19 +21,24 @@ router = APIRouter(tags=["openai"])
 async def create_image(
     body: ImageGenerationRequest,
     request: Request,
-    state: CoreDep,
+    core: CoreDep,
     tenant: TenantDep,
 ) -> Response:
     """OpenAI's image generation, on Kiln's models and sizes (charged per image; an
     ``Idempotency-Key`` header makes retries safe)."""
-    service = ServingOpenAIImages(state)
-    return await run_idempotent(
-        state,
-        tenant,
-        request,
-        lambda: service.create(body, tenant, str(request.base_url), request_id_of(request)),
-        exclude_none=True,
+    order = body.to_order()
+    options = ResponseOptions(
+        body.response_format or "b64_json",
+        body.output_format or "png",
+        body.output_compression,
+        str(request.base_url),
     )
+
+    async def answer() -> ImagesResponse:
+        result = await core.generations.create_openai(tenant.id, order, request_id_of(request))
+        return await images_response(core, result.images, options)
+
+    return await run_idempotent(core, tenant, request, answer, exclude_none=True)
 
 
 @router.post("/v1/images/edits", response_model=ImagesResponse, response_model_exclude_none=True)

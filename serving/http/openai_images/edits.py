@@ -36,8 +36,9 @@ from starlette.datastructures import UploadFile
 from pipelines.edit_tools import cover, erase_prompts, mask_from_alpha
 from pipelines.params import MAX_IMAGES, AdapterConditioning, ParamError, resolve_size
 from serving.core.app import KilnCore
+from serving.core.generations.params import build_params
 from serving.core.image_inputs import check_image_bytes, check_mask_size, decode_image
-from serving.core.pins.conditioning import combine, ip_adapter_for, reference_conditioning
+from serving.core.pins.conditioning import combine, ip_adapter_for
 from serving.http.auth import Tenant
 from serving.http.edits.serving import (
     edit_strength,
@@ -49,7 +50,7 @@ from serving.http.edits.serving import (
 from serving.http.errors import validation_error
 from serving.http.generations.protocol import SamplingFields
 from serving.http.openai_images.protocol import ImagesResponse
-from serving.http.openai_images.serving import ResponseOptions, images_response
+from serving.http.openai_images.responses import ResponseOptions, images_response
 from weights.catalog import ModelSpec
 
 # A variation's strength when the request leaves it out.
@@ -235,8 +236,8 @@ class ServingOpenAIEdits:
             return None
         ip_adapter_for(self.state.catalog, spec, "image")  # 400 naming models with one
         conditionings = [
-            await reference_conditioning(
-                self.state, spec, np.asarray(image.convert("RGB")), REFERENCE_SCALE
+            await self.state.conditioning.reference(
+                spec, np.asarray(image.convert("RGB")), REFERENCE_SCALE
             )
             for image in images
         ]
@@ -254,12 +255,13 @@ class ServingOpenAIEdits:
         state = self.state
         settings = state.settings
         prepared = await prepare_for(spec, call.pixels, call.mask, erase=call.erase)
+        sampling = fields.sampling()
         if call.negative_prompt is not None:
-            fields = fields.model_copy(update={"negative_prompt": call.negative_prompt})
-        params = fields.build_params(
+            sampling = replace(sampling, negative_prompt=call.negative_prompt)
+        params = build_params(
             spec,
-            settings.generation_defaults,
-            settings.max_prompt_chars,
+            settings,
+            sampling,
             prompt=call.prompt,
             n=fields.n,
             task=call.task,
@@ -267,10 +269,10 @@ class ServingOpenAIEdits:
             adapter=call.adapter,
             **prepared.call_fields(),
         )
-        _, delivered, _ = await run_image_task(
+        result = await run_image_task(
             state, tenant, spec, params, request_id, None, call.pixels, prepared, call.operation
         )
         options = ResponseOptions(
             fields.response_format, fields.output_format, fields.output_compression, base_url
         )
-        return await images_response(state, delivered, options, call.prompt)
+        return await images_response(state, result.images, options)

@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.params import MAX_IMAGES, GenerationDefaults, GenerationParams, StyleRef
+from pipelines.params import MAX_IMAGES
+from serving.core.generations.orders import GenerationOrder
 from serving.http.generations.protocol import SamplingFields
-from weights.catalog import ModelSpec
 
 
 class ImageGenerationRequest(SamplingFields):
@@ -39,26 +39,16 @@ class ImageGenerationRequest(SamplingFields):
     style: str | None = None
     moderation: str | None = None
 
-    def to_params(
-        self,
-        spec: ModelSpec,
-        defaults: GenerationDefaults,
-        *,
-        max_prompt_chars: int,
-        style: StyleRef | None = None,
-        prompt: str | None = None,
-    ) -> GenerationParams:
-        """The resolved pipeline parameters; raises ``ParamError`` naming the bad field.
-
-        ``style``: the style ``model`` named, if it named one (its base model is ``spec``)."""
-        return self.build_params(
-            spec,
-            defaults,
-            max_prompt_chars,
-            prompt=self.prompt if prompt is None else prompt,
+    def to_order(self) -> GenerationOrder:
+        """The request as the core takes it (``Generations.create_openai``: ``model`` may
+        name a style)."""
+        return GenerationOrder(
+            model=self.model,
+            prompt=self.prompt,
             n=self.n if self.n is not None else 1,
-            style=style,
             size=self.size,
+            sampling=self.sampling(),
+            style_strength=self.style_strength,
         )
 
 

@@ -18,8 +18,8 @@ import numpy as np
 from pipelines.params import ParamError
 from serving.core.app import KilnCore
 from serving.core.asset_rights import Use
-from serving.core.image_inputs import load_image_input
-from serving.core.pins.conditioning import embed_input, models_for, pins_of
+from serving.core.image_inputs import ImageSource
+from serving.core.pins.conditioning import embed_input, models_for
 from serving.core.pins.record import MAX_PIN_IMAGES, PinRecord
 from serving.core.pins.service import check_pin_fields
 from serving.http.auth import Tenant
@@ -34,7 +34,7 @@ class ServingPins:
 
     def __init__(self, state: KilnCore):
         self.state = state
-        self.pins = pins_of(state)
+        self.pins = state.pins
 
     async def create(self, tenant: Tenant, request: PinCreate) -> PinObject:
         name = check_pin_fields(request.kind, request.name)
@@ -48,11 +48,9 @@ class ServingPins:
         given = [(text, None, f"images.{i}") for i, text in enumerate(request.images)]
         given += [(None, asset, f"asset_ids.{i}") for i, asset in enumerate(request.asset_ids)]
         inputs = [
-            await load_image_input(
-                self.state,
-                tenant,
-                image=image,
-                asset_id=asset_id,
+            await self.state.inputs.load(
+                tenant.id,
+                ImageSource(image, asset_id),
                 use=Use.REFERENCE,
                 param=param,
                 asset_param=param,

@@ -3,9 +3,9 @@ the same services as HTTP.
 
 Each actor builds ``serving.http.app.create_app`` over a ``LocalModelClient`` (engines in the
 actor: the pool's model loaded when the actor starts, any other on first use) and calls
-``ServingGenerations``/``ServingEdits``/``ServingAgentic.create`` with the line's request
-and tenant, so validation, styles, pins, references, watermarks, licenses, asset storage
-and charging are exactly HTTP's.
+the core's use cases (``generations``; edits and agentic through their HTTP services)
+with the line's request and tenant, so validation, styles, pins, references, watermarks,
+licenses, asset storage and charging are exactly HTTP's.
 The request id is ``batch-<run id>-line-<n>``: the ledger's reservation reference names
 the run and line.
 
@@ -168,11 +168,11 @@ class BatchWorker:
         """The route's service call for ``kind``, with the route's request class."""
         state, rid = self.state, request_id(self.run_id, number)
         if kind == "generation":
-            from serving.http.generations.protocol import GenerationRequest
-            from serving.http.generations.serving import ServingGenerations
+            from serving.http.generations.protocol import GenerationRequest, GenerationResponse
 
-            body = GenerationRequest.model_validate_json(json.dumps(request))
-            return await ServingGenerations(state).create(body, self.tenant, request_id=rid)
+            order = GenerationRequest.model_validate_json(json.dumps(request)).to_order()
+            result = await state.generations.create(self.tenant.id, order, rid)
+            return GenerationResponse.of(result)
         if kind == "edit":
             from serving.http.edits.protocol import EditRequest
             from serving.http.edits.serving import ServingEdits

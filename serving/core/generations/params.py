@@ -1,0 +1,69 @@
+"""A request's sampling knobs and their one conversion into ``GenerationParams``.
+
+Every image request (native and OpenAI generations, edits, variations, batch lines)
+resolves its pipeline call here, once, with the precedence *request → server settings →
+model defaults* (DESIGN.md §3); no later layer reads the request again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.params import GenerationParams, ParamError, StyleRef
+from serving.core.settings import Settings
+from weights.catalog import ModelSpec
+
+# A ceiling on steps so one request cannot hold a replica for an hour (the wire models
+# bound their ``steps`` fields by it).
+MAX_STEPS = 200
+
+
+def check_prompt(prompt: str | None, param: str, max_chars: int) -> None:
+    """Reject prompts longer than the server allows (before tokenising anything)."""
+    if prompt is not None and len(prompt) > max_chars:
+        raise ParamError(param, f"{param} is {len(prompt)} characters; the limit is {max_chars}")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Kiln's sampling knobs, shared by every image request; None: the server's or the
+    model's default."""
+
+    negative_prompt: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    scheduler: str | None = None
+
+
+def build_params(
+    spec: ModelSpec,
+    settings: Settings,
+    sampling: Sampling,
+    *,
+    prompt: str,
+    n: int,
+    style: StyleRef | None = None,
+    **call: Any,
+) -> GenerationParams:
+    """Check prompt lengths, then resolve everything once into ``GenerationParams``
+    (``ParamError`` names the bad field).
+
+    ``call``: the size (``resolution``/``aspect_ratio``/``size``, or ``width`` and
+    ``height`` for image tasks) and the task's fields (``GenerationParams.build``)."""
+    check_prompt(prompt, "prompt", settings.max_prompt_chars)
+    check_prompt(sampling.negative_prompt, "negative_prompt", settings.max_prompt_chars)
+    return GenerationParams.build(
+        spec,
+        prompt=prompt,
+        negative_prompt=sampling.negative_prompt,
+        n=n,
+        seed=sampling.seed,
+        steps=sampling.steps,
+        guidance=sampling.guidance,
+        scheduler=sampling.scheduler,
+        defaults=settings.generation_defaults,
+        style=style,
+        **call,
+    )

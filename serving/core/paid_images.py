@@ -1,0 +1,232 @@
+"""The one paid path every image Kiln makes goes through, and its paid extracts too.
+
+    order = paid.generation(params, Price(unit, params.n), Keep(kind, style, parent))
+    result = await paid.images(tenant.id, order, request_id)   # ImageResult
+    result.images[0].pixels, result.images[0].asset, result.credits_charged
+
+The use cases (``serving.core.generations``, ``.edits``, ``.openai_images``,
+``.agentic``; batch lines and asynchronous jobs call the same use cases) do steps 1-2 and
+build an ``ImageOrder``; this module does the rest, the same way for all of them:
+
+1. validate: the request's fields, its model, style, size, budget, tool;
+2. rights: every input image through ``ImageInputs.load``, which asks
+   ``serving.core.asset_rights.admit`` (403 for an unlicensed style reference).
+   A request refused by 1-2 reserves nothing, charges nothing and stores nothing;
+3. a slot of the tenant's concurrency cap (429), then the reservation of the whole
+   price (``Price``: ``unit`` × ``units``; 402 before any work), its lease renewed while
+   the order runs (``serving.core.credits.charging``);
+4. the order's model step (``Render``) on the ``ModelClient`` port: one pipeline call
+   (``PaidImages.generation``, with an edit's composite applied to each image) or the
+   agent's rounds; it gives each image's pixels and asset row (``Made``);
+5. finish and store: ``Assets.create`` marks each image (the visible mark on style
+   previews, the invisible provenance mark), writes its metadata and stores it;
+6. capture what was delivered (one ledger entry per image, or the order's flat price
+   once), release the rest: also on a failure, a partial batch, a cancellation;
+7. an ``ImageResult``: the delivered pixels and asset rows, typed; encoding them
+   (base64, URLs, OpenAI's shape) is the adapter's business.
+
+Image-to-prompt goes through steps 1-3 and 6 too (``PaidImages.text``): it is priced per
+extract and makes words, not pixels, so it has no image to finish or store and its
+result is the model step's text. Pins and agentic extraction are free and do not come here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from pipelines.output import GenerationOutput
+from pipelines.params import GenerationParams
+from serving.core.assets.delivery import Delivered, Keep, Made, generation_record, store_images
+from serving.core.assets.retention import RetentionSweeper
+from serving.core.assets.service import Assets
+from serving.core.credits.charging import Charge, reserve
+from serving.core.ledger import Ledger
+from serving.core.limits import ConcurrencyLimiter
+from serving.core.metrics import Metrics
+from serving.core.model_client import ModelClient
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Price:
+    """What an order holds and charges: ``unit`` credits for each of ``units``.
+
+    ``per_image``: one unit is captured per delivered image (generations, edits,
+    variations: a partial batch charges only what it delivered); otherwise the order is
+    one flat price, captured whole once it delivered (agentic, an extract)."""
+
+    unit: int
+    units: int
+    per_image: bool = True
+
+    def captured(self, delivered: int) -> int:
+        """Units to capture for ``delivered`` images (or answers)."""
+        if self.per_image:
+            return delivered
+        return self.units if delivered else 0
+
+
+@dataclass(frozen=True)
+class Rendering(Generic[T]):
+    """What an order's model step made: the images to store, in order, the step's own
+    timings (seconds) and what else it has to say (``detail``: None for a pipeline
+    call, the agent's plan and trace for agentic)."""
+
+    images: list[Made]
+    timings: dict[str, float]
+    detail: T
+
+
+# The model step of an order: given the generation id its assets will carry.
+Render = Callable[[str], Awaitable[Rendering[T]]]
+
+
+@dataclass(frozen=True)
+class ImageOrder(Generic[T]):
+    """A validated image request, ready for the paid path: which model, at what price,
+    and its model step. ``id_prefix`` starts the generation id (``gen``, ``agen``);
+    ``started`` (``time.perf_counter()``) is when the request began, where its
+    ``server_total`` counts from there rather than from the model step."""
+
+    model: str
+    price: Price
+    render: Render[T]
+    id_prefix: str = "gen"
+    started: float | None = None
+
+
+@dataclass(frozen=True)
+class ImageResult(Generic[T]):
+    """A delivered order: its generation id, model, the images (asset rows and pixels, in
+    order), the credits captured, the timings (the model step's plus ``deliver`` and
+    ``server_total``) and the model step's ``detail``."""
+
+    id: str
+    model: str
+    images: list[Delivered]
+    credits_charged: int
+    timings: dict[str, float]
+    detail: T
+
+
+@dataclass(frozen=True)
+class TextResult(Generic[T]):
+    """A paid answer that is not an image (an extract): what the model step gave and the
+    credits captured."""
+
+    made: T
+    credits_charged: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class PaidImages:
+    """The paid path (see the module docstring), built once by ``build_core``."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        limiter: ConcurrencyLimiter,
+        models: ModelClient,
+        assets: Assets,
+        retention: RetentionSweeper,
+        metrics: Metrics,
+    ) -> None:
+        self.ledger = ledger
+        self.limiter = limiter
+        self.models = models
+        self.assets = assets
+        self.retention = retention
+        self.metrics = metrics
+
+    @asynccontextmanager
+    async def _held(
+        self, tenant_id: str, price: Price, request_id: str | None
+    ) -> AsyncIterator[Charge]:
+        """Steps 3 and 6: a slot, the reservation (renewed), the release of what the
+        block did not capture, also on errors and cancellation."""
+        async with (
+            self.limiter.slot(tenant_id),
+            reserve(self.ledger, tenant_id, price.unit, price.units, request_id) as charge,
+        ):
+            yield charge
+
+    async def images(
+        self, tenant_id: str, order: ImageOrder[T], request_id: str | None = None
+    ) -> ImageResult[T]:
+        """Run ``order`` for ``tenant_id`` through steps 3-7; ``request_id`` names its
+        reservation in the ledger."""
+        generation_id = f"{order.id_prefix}_{uuid.uuid4().hex}"
+        async with self._held(tenant_id, order.price, request_id) as charge:
+            started = time.perf_counter()
+            rendering = await order.render(generation_id)
+            t0 = time.perf_counter()
+            delivered = await asyncio.to_thread(
+                store_images, self.assets, tenant_id, rendering.images
+            )
+            timings = {**rendering.timings, "deliver": time.perf_counter() - t0}
+            await charge.capture(order.price.captured(len(delivered)))
+        self.retention.maybe_start()
+        began = started if order.started is None else order.started
+        timings["server_total"] = time.perf_counter() - began
+        return ImageResult(
+            generation_id, order.model, delivered, charge.charged, timings, rendering.detail
+        )
+
+    async def text(
+        self,
+        tenant_id: str,
+        price: Price,
+        request_id: str | None,
+        run: Callable[[], Awaitable[T]],
+    ) -> TextResult[T]:
+        """A paid answer of words (image-to-prompt): steps 3, 4 (``run``) and 6, one
+        unit captured once ``run`` answered."""
+        async with self._held(tenant_id, price, request_id) as charge:
+            made = await run()
+            await charge.capture(price.captured(1))
+        return TextResult(made, charge.charged)
+
+    def generation(
+        self,
+        params: GenerationParams,
+        price: Price,
+        keep: Keep,
+        finish: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> ImageOrder[None]:
+        """The order of one pipeline call ``params`` on its model: its images kept as
+        ``keep`` says, each passed through ``finish`` first where given (an edit's
+        composite over its input)."""
+
+        async def render(generation_id: str) -> Rendering[None]:
+            started = time.perf_counter()
+            output = await self.generate(params)
+            timings = {k: float(v) for k, v in output.timings.items()}
+            timings["generate"] = time.perf_counter() - started
+            images = list(output.images)
+            if finish is not None:
+                images = await asyncio.to_thread(lambda: [finish(image) for image in images])
+            made = [
+                Made(pixels, generation_record(params, pixels, seed, keep, generation_id))
+                for pixels, seed in zip(images, output.seeds, strict=True)
+            ]
+            return Rendering(made, timings, None)
+
+        return ImageOrder(params.model, price, render)
+
+    async def generate(self, params: GenerationParams) -> GenerationOutput:
+        """Run ``params`` on its model (the ``ModelClient`` port) and count its images."""
+        output = await self.models.generate(params)
+        if len(output.images) != params.n:
+            raise RuntimeError(f"engine returned {len(output.images)} images for n={params.n}")
+        self.metrics.images.labels(params.model).inc(len(output.images))
+        return output
