@@ -5,7 +5,7 @@ catalog and a model client, once per process (the HTTP app, a batch worker, a to
 pins, jobs, files, the concurrency cap), what they run on (settings, catalog, the model
 client port, the image-to-prompt client port, metrics) and the use cases, each built
 once here with its dependencies: the paid path every image goes through (``paid``),
-``generations``, ``image_to_prompt``. Adapters reach the core through it:
+``generations``, ``edits``, ``image_to_prompt``. Adapters reach the core through it:
 ``serving.http`` puts it on the FastAPI app, ``serving.ray`` builds one per batch worker,
 and call a use case with a tenant id, a frozen order and a request id, e.g.
 ``await core.generations.create(tenant_id, order, request_id)``. It knows nothing of HTTP
@@ -20,6 +20,7 @@ from serving.core.accounts import Accounts
 from serving.core.assets.retention import RetentionSweeper
 from serving.core.assets.service import Assets
 from serving.core.assets.store import BlobStore
+from serving.core.edits.service import Edits
 from serving.core.files.store import FileStore
 from serving.core.generations.service import Generations
 from serving.core.generations.styling import StyleChooser
@@ -66,6 +67,7 @@ class KilnCore:
     paid: PaidImages
     image_to_prompt: ImageToPrompt
     generations: Generations
+    edits: Edits
 
 
 def build_core(
@@ -123,6 +125,14 @@ def build_core(
             settings=settings,
             catalog=catalog,
             styles=StyleChooser(styles, settings.styles_dir),
+            inputs=inputs,
+            conditioning=conditioning,
+            image_to_prompt=extracts,
+            paid=paid,
+        ),
+        edits=Edits(
+            settings=settings,
+            catalog=catalog,
             inputs=inputs,
             conditioning=conditioning,
             image_to_prompt=extracts,

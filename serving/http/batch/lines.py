@@ -39,7 +39,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from pipelines.params import ParamError
-from serving.core.image_inputs import ImageLimits, UploadTooLarge, check_mask_size, decode_b64_image
+from serving.core.image_inputs import ImageLimits, UploadTooLarge, decode_b64_image
 from serving.core.settings import Settings
 from serving.http.errors import api_error_for, validation_error
 from weights.catalog import Catalog, UnknownModelError
@@ -197,23 +197,12 @@ def _check_generation(request: Any, catalog: Catalog, settings: Settings, _: dic
 
 
 def _check_edit(request: Any, catalog: Catalog, settings: Settings, images: dict) -> str:
-    """What ``ServingEdits.create`` refuses before reserving, tenant aside."""
-    from serving.core.generations.params import check_prompt
-    from serving.http.edits.serving import choose_model, edit_task, inpaint_model
+    """What ``Edits.create`` refuses before reserving, tenant aside."""
+    from serving.core.edits.service import check_edit
 
-    request.check_tool()
     image, mask = images.get("image"), images.get("mask")
-    if (request.image is None) == (request.asset_id is None):
-        raise ParamError("image", "give exactly one of image (base64) and asset_id")
-    if image is not None and mask is not None:
-        check_mask_size(mask.size, image.size, "mask")
-    masked = request.mask is not None
-    check_prompt(request.prompt, "prompt", settings.max_prompt_chars)
-    check_prompt(request.negative_prompt, "negative_prompt", settings.max_prompt_chars)
-    if request.model is None and request.asset_id is not None:
-        return ""  # the source asset's model, known once the tenant's asset is read
-    spec = choose_model(catalog, request.tool, request.model, None, masked=masked)
-    return inpaint_model(catalog, spec, edit_task(request.tool, masked)).id
+    sizes = (image.size, mask.size) if image is not None and mask is not None else None
+    return check_edit(request.to_order(), catalog, settings, sizes)
 
 
 def _check_agentic(request: Any, catalog: Catalog, settings: Settings, _: dict) -> str:

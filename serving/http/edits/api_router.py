@@ -1,4 +1,5 @@
-"""HTTP route of native edits."""
+"""HTTP route of native edits: the wire request converted once, the core's ``edits`` use
+case, the answer encoded as base64 PNG."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from fastapi import APIRouter, Request, Response
 from serving.http.auth import TenantDep
 from serving.http.deps import CoreDep
 from serving.http.edits.protocol import EditRequest, EditResponse
-from serving.http.edits.serving import ServingEdits
 from serving.http.errors import request_id_of
 from serving.http.idempotency import run_idempotent
 
@@ -16,12 +16,15 @@ router = APIRouter(tags=["edits"])
 
 @router.post("/v1/edits", response_model=EditResponse)
 async def create_edit(
-    body: EditRequest, request: Request, state: CoreDep, tenant: TenantDep
+    body: EditRequest, request: Request, core: CoreDep, tenant: TenantDep
 ) -> Response:
     """Instruct, replace, recreate or erase on ``image`` or ``asset_id``. Results have the
     input's size; outside the (feathered) mask they keep its pixels exactly. Charged the
     catalog's price of its tool per image; an edit of a style image is a style image."""
-    service = ServingEdits(state)
-    return await run_idempotent(
-        state, tenant, request, lambda: service.create(body, tenant, request_id_of(request))
-    )
+    order = body.to_order()
+
+    async def answer() -> EditResponse:
+        result = await core.edits.create(tenant.id, order, request_id_of(request))
+        return EditResponse.of(result, order.tool)
+
+    return await run_idempotent(core, tenant, request, answer)

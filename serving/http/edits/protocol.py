@@ -1,22 +1,25 @@
 """Wire shapes of the native ``POST /v1/edits``.
 
-One request shape for the four tools; which fields a tool needs is checked once, in
-``EditRequest.check_tool`` (400 naming the field), before anything runs or is charged.
+One request shape for the four tools, converted once into the core's ``EditOrder``
+(``to_order``); which fields a tool needs is checked by the core
+(``EditOrder.check_tool``: 400 naming the field) before anything runs or is charged.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.params import MAX_IMAGES, ParamError
+from pipelines.params import MAX_IMAGES
+from serving.core.edits.orders import EditOrder
+from serving.core.edits.service import Edit
+from serving.core.image_inputs import ImageSource
 from serving.http.generations.protocol import GeneratedImage, SamplingFields
 from serving.http.image_to_prompt.protocol import ImageToPromptField
 
 EditTool = Literal["instruct", "replace", "recreate", "erase"]
-# Tools that need a mask, and the one for which a mask is optional (whole image without).
-MASK_REQUIRED = ("replace", "erase")
 
 
 class EditRequest(SamplingFields):
@@ -53,31 +56,22 @@ class EditRequest(SamplingFields):
         "prompt's own words win); the extract alone when there is no prompt",
     )
 
-    def check_tool(self) -> None:
-        """The fields each tool needs and refuses; ``ParamError`` names the field."""
-        tool = self.tool
-        if tool == "instruct":
-            if not (self.instruction or "").strip():
-                raise ParamError("instruction", "instruct needs an instruction")
-            if self.mask is not None:
-                raise ParamError("mask", "instruct edits the whole image: it takes no mask")
-            if self.prompt is not None:
-                raise ParamError("prompt", "instruct takes an instruction, not a prompt")
-        else:
-            if self.instruction is not None:
-                raise ParamError("instruction", f"{tool} takes no instruction")
-            if self.image_guidance is not None:
-                raise ParamError("image_guidance", "image_guidance is for instruct only")
-        if tool in MASK_REQUIRED and self.mask is None:
-            raise ParamError("mask", f"{tool} needs a mask (white = edit)")
-        if tool == "replace" and not (self.prompt or "").strip() and self.image_to_prompt is None:
-            raise ParamError("prompt", "replace needs a prompt: what goes in the masked region")
-        if tool in ("instruct", "erase") and self.image_to_prompt is not None:
-            raise ParamError("image_to_prompt", f"{tool} takes no image_to_prompt")
-        if tool == "erase" and self.prompt is not None:
-            raise ParamError("prompt", "erase takes no prompt: it fills with the background")
-        if tool != "erase" and self.objects is not None:
-            raise ParamError("objects", "objects is for erase only")
+    def to_order(self) -> EditOrder:
+        """The request as the core takes it."""
+        return EditOrder(
+            tool=self.tool,
+            source=ImageSource(self.image, self.asset_id),
+            model=self.model,
+            mask=self.mask,
+            prompt=self.prompt,
+            instruction=self.instruction,
+            objects=self.objects,
+            strength=self.strength,
+            image_guidance=self.image_guidance,
+            n=self.n,
+            sampling=self.sampling(),
+            image_to_prompt=self.image_to_prompt.to_extract() if self.image_to_prompt else None,
+        )
 
 
 class EditResponse(BaseModel):
@@ -91,3 +85,15 @@ class EditResponse(BaseModel):
     data: list[GeneratedImage]
     credits_charged: int
     timings: dict[str, float]
+
+    @classmethod
+    def of(cls, result: Edit, tool: str) -> EditResponse:
+        return cls(
+            id=result.id,
+            created=int(time.time()),
+            model=result.model,
+            tool=tool,
+            data=[GeneratedImage.of(d) for d in result.images],
+            credits_charged=result.credits_charged,
+            timings=result.timings,
+        )

@@ -1,4 +1,6 @@
-"""HTTP route of the OpenAI Images API."""
+"""HTTP routes of the OpenAI Images API: each converts its wire request once, calls the
+core's use case (``generations.create_openai``, ``edits.create_openai``,
+``edits.variation``) and answers OpenAI's ``ImagesResponse`` (base64 or signed URLs)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from serving.http.auth import TenantDep
 from serving.http.deps import CoreDep
 from serving.http.errors import request_id_of
 from serving.http.idempotency import run_idempotent
-from serving.http.openai_images.edits import ServingOpenAIEdits
+from serving.http.openai_images.forms import ImageEditFields, ImageFormFields, read_form
 from serving.http.openai_images.protocol import ImageGenerationRequest, ImagesResponse
 from serving.http.openai_images.responses import ResponseOptions, images_response
 
@@ -42,31 +44,35 @@ async def create_image(
 
 
 @router.post("/v1/images/edits", response_model=ImagesResponse, response_model_exclude_none=True)
-async def edit_image(request: Request, state: CoreDep, tenant: TenantDep) -> Response:
+async def edit_image(request: Request, core: CoreDep, tenant: TenantDep) -> Response:
     """OpenAI's image edit (multipart: ``image`` or repeated ``image[]``, optional ``mask``
     whose alpha 0 marks the edit, ``prompt``, ``n``, ``size``, ``response_format``). Charged
     the catalog's price of its tool per image."""
-    service = ServingOpenAIEdits(state)
-    return await run_idempotent(
-        state,
-        tenant,
-        request,
-        lambda: service.edit(request, tenant, request_id_of(request)),
-        exclude_none=True,
-    )
+
+    async def answer() -> ImagesResponse:
+        fields, files = await read_form(request, ImageEditFields)
+        order = fields.to_order(files)
+        result = await core.edits.create_openai(tenant.id, order, request_id_of(request))
+        return await images_response(
+            core, result.images, fields.response_options(str(request.base_url))
+        )
+
+    return await run_idempotent(core, tenant, request, answer, exclude_none=True)
 
 
 @router.post(
     "/v1/images/variations", response_model=ImagesResponse, response_model_exclude_none=True
 )
-async def create_variation(request: Request, state: CoreDep, tenant: TenantDep) -> Response:
+async def create_variation(request: Request, core: CoreDep, tenant: TenantDep) -> Response:
     """OpenAI's image variation (multipart ``image``, ``n``, ``size``, ``response_format``):
     an img2img of the image with no prompt. Charged the catalog's price of its tool per image."""
-    service = ServingOpenAIEdits(state)
-    return await run_idempotent(
-        state,
-        tenant,
-        request,
-        lambda: service.variation(request, tenant, request_id_of(request)),
-        exclude_none=True,
-    )
+
+    async def answer() -> ImagesResponse:
+        fields, files = await read_form(request, ImageFormFields)
+        order = fields.to_variation(files)
+        result = await core.edits.variation(tenant.id, order, request_id_of(request))
+        return await images_response(
+            core, result.images, fields.response_options(str(request.base_url))
+        )
+
+    return await run_idempotent(core, tenant, request, answer, exclude_none=True)

@@ -3,7 +3,7 @@ the same services as HTTP.
 
 Each actor builds ``serving.http.app.create_app`` over a ``LocalModelClient`` (engines in the
 actor: the pool's model loaded when the actor starts, any other on first use) and calls
-the core's use cases (``generations``; edits and agentic through their HTTP services)
+the core's use cases (``generations``, ``edits``; agentic through its HTTP service)
 with the line's request and tenant, so validation, styles, pins, references, watermarks,
 licenses, asset storage and charging are exactly HTTP's.
 The request id is ``batch-<run id>-line-<n>``: the ledger's reservation reference names
@@ -174,11 +174,11 @@ class BatchWorker:
             result = await state.generations.create(self.tenant.id, order, rid)
             return GenerationResponse.of(result)
         if kind == "edit":
-            from serving.http.edits.protocol import EditRequest
-            from serving.http.edits.serving import ServingEdits
+            from serving.http.edits.protocol import EditRequest, EditResponse
 
-            body = EditRequest.model_validate_json(json.dumps(request))
-            return await ServingEdits(state).create(body, self.tenant, request_id=rid)
+            edit = EditRequest.model_validate_json(json.dumps(request)).to_order()
+            result = await state.edits.create(self.tenant.id, edit, rid)
+            return EditResponse.of(result, edit.tool)
         if kind == "agentic":
             from serving.http.agentic.protocol import AgenticGenerationRequest
             from serving.http.agentic.serving import ServingAgentic

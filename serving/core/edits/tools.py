@@ -1,0 +1,106 @@
+"""Which model runs an edit tool, which pipeline task it is and at what strength, shared by
+the native and the OpenAI edits (and ``kiln batch``'s line checks).
+
+The model: the request's ``model``; else the source asset's model where it has the tool;
+else the first catalog model that has it. Instruct runs on ``instruct`` models only, the
+other tools on any base model (their inpaint and img2img pipelines are derived from it).
+A tool the chosen model lacks is a 400 naming the models that have it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from pipelines.edit_tools import PreparedEdit, prepare_edit
+from pipelines.params import ParamError
+from serving.core.image_inputs import check_mask_size, decode_b64_image
+from serving.core.settings import Settings
+from weights.catalog import Catalog, ModelSpec
+
+# Recreate's strength when the request leaves it out: keeps the layout, changes the rest.
+RECREATE_STRENGTH = 0.6
+
+
+def has_tool(spec: ModelSpec, tool: str, masked: bool = True) -> bool:
+    """Instruct needs an instruct model; replace, recreate and erase run on base models,
+    and (masked) on dedicated inpaint models."""
+    if tool == "instruct":
+        return spec.kind == "instruct"
+    return spec.kind == "base" or (spec.kind == "inpaint" and masked)
+
+
+def inpaint_model(catalog: Catalog, spec: ModelSpec, task: str) -> ModelSpec:
+    """The model that runs an edit's ``task``: a base model's dedicated ``inpaint_model``
+    for inpainting, where the catalog lists one, else the model itself."""
+    target = spec.extra.get("inpaint_model")
+    if task == "inpaint" and spec.kind == "base" and target is not None:
+        return catalog.get(target)
+    return spec
+
+
+def choose_model(
+    catalog: Catalog,
+    tool: str,
+    requested: str | None,
+    source_model: str | None,
+    masked: bool = True,
+) -> ModelSpec:
+    """The model an edit runs on (see the module docstring); ``ParamError`` when none fits."""
+    having = [spec.id for spec in catalog if has_tool(spec, tool, masked)]
+    if requested is not None:
+        spec = catalog.get(requested)
+        if not has_tool(spec, tool, masked):
+            raise ParamError(
+                "model",
+                f"model {spec.id!r} has no {tool}; models that have it: "
+                f"{', '.join(having) or 'none installed'}",
+            )
+        return spec
+    if source_model in catalog and has_tool(catalog.get(source_model), tool, masked):
+        return catalog.get(source_model)
+    if not having:
+        raise ParamError("tool", f"no installed model has {tool}")
+    # Base models first: a dedicated inpaint model is reached through its base model.
+    having.sort(key=lambda model_id: catalog.get(model_id).kind != "base")
+    return catalog.get(having[0])
+
+
+def decode_mask(
+    settings: Settings, text: str, size: tuple[int, int], param: str = "mask"
+) -> np.ndarray:
+    """A native mask (white = edit) as uint8 HxW; it must have the image's size. Blocking."""
+    mask = decode_b64_image(text, param, settings)
+    check_mask_size(mask.size, size, param)
+    return np.asarray(mask.convert("L"))
+
+
+def edit_task(tool: str, has_mask: bool) -> str:
+    """The pipeline task of an edit tool."""
+    if tool == "instruct":
+        return "instruct"
+    if tool == "recreate" and not has_mask:
+        return "image_to_image"
+    return "inpaint"
+
+
+def edit_strength(tool: str, requested: float | None) -> float:
+    """The request's strength, else recreate's default (keeps the layout), else 1."""
+    if requested is not None:
+        return requested
+    return RECREATE_STRENGTH if tool == "recreate" else 1.0
+
+
+async def prepare_for(
+    spec: ModelSpec, pixels: np.ndarray, mask: np.ndarray | None, erase: bool = False
+) -> PreparedEdit:
+    """``prepare_edit`` at ``spec``'s grid and largest tier, off the event loop."""
+    return await asyncio.to_thread(
+        prepare_edit,
+        pixels,
+        mask,
+        multiple=spec.family_spec.size_multiple,
+        max_side=max(spec.resolutions.values()),
+        erase=erase,
+    )
