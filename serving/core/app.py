@@ -28,6 +28,7 @@ from serving.core.image_inputs import ImageInputs
 from serving.core.image_to_prompt.client import ImageToPromptClient, LocalImageToPromptClient
 from serving.core.image_to_prompt.service import ImageToPrompt
 from serving.core.jobs import JobRunner, Jobs
+from serving.core.jobs.runner import JobBackend
 from serving.core.ledger import Ledger
 from serving.core.licenses.service import Licenses
 from serving.core.limits import ConcurrencyLimiter
@@ -77,10 +78,12 @@ def build_core(
     *,
     ledger: Ledger | None = None,
     image_to_prompt: ImageToPromptClient | None = None,
+    job_backend: JobBackend | None = None,
 ) -> KilnCore:
     """The core over ``models``. ``ledger`` defaults to one on the settings' database
     (opened and migrated); ``image_to_prompt`` to the catalog's CLIP loaded in-process
-    (the Serve ingress passes its deployment's client)."""
+    (the Serve ingress passes its deployment's client); ``job_backend`` to a thread of
+    this process (the Serve ingress passes ``serving.ray.jobs.RayJobBackend``)."""
     ledger = ledger or Ledger.of(settings)
     assets = Assets(ledger.engine, BlobStore(settings.assets_dir), settings.c2pa_signer())
     metrics = Metrics()
@@ -114,7 +117,7 @@ def build_core(
         retention=retention,
         styles=styles,
         jobs=Jobs(ledger.engine),
-        job_runner=JobRunner(settings, ledger, catalog),
+        job_runner=JobRunner(settings, ledger, catalog, job_backend),
         pins=pins,
         clip=clip,
         inputs=inputs,

@@ -54,21 +54,18 @@ class Use(Enum):
 
 
 class ReferenceLicenseRequired(LicenseRequired):
-    """An unlicensed style image used as a reference (HTTP 403 ``license_required``),
-    naming the request's field."""
+    """An unlicensed style image used as a reference (403 ``license_required``), naming
+    the request's field."""
 
     def __init__(self, asset: Asset, param: str) -> None:
-        super().__init__(asset.id)
-        self.param = param
-        self.kind = asset.kind
-
-    def __str__(self) -> str:
-        kind = self.kind.replace("_", "-")
-        return (
-            f"{self.param}: asset {self.asset_id!r} is an unlicensed {kind} image; buy its "
-            f"license (POST /v1/assets/{self.asset_id}/license) to use it as a reference, "
+        kind = asset.kind.replace("_", "-")
+        message = (
+            f"{param}: asset {asset.id!r} is an unlicensed {kind} image; buy its "
+            f"license (POST /v1/assets/{asset.id}/license) to use it as a reference, "
             "pin, image-to-prompt or agentic source"
         )
+        super().__init__(asset.id, message, param=param)
+        self.kind = asset.kind
 
 
 def admit(asset: Asset, use: Use, param: str) -> str | None:

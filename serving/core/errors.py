@@ -2,9 +2,14 @@
 
 ``KilnError`` carries status, message, the offending field (``param``), a code and extra
 headers; ``body()`` is OpenAI's error object ``{"error": {"message", "type", "param",
-"code"}}``. It lives here, apart from ``serving.http.errors`` (which maps every domain
-exception), so that light processes — the Ray Serve HTTP proxy's body guard — can answer
-in the same shape without importing the services.
+"code"}}``. Every domain error of the core subclasses it where it is defined
+(``UnknownAsset`` is a 404 ``asset_not_found`` in ``serving.core.assets.service``), so an
+adapter maps the base type once and no module imports every exception. The lower
+layers' errors (pipelines, weights, styles) cannot subclass a serving type: the core
+translates them in ``serving.core.lower_errors``.
+
+It stays a leaf so that light processes — the Ray Serve HTTP proxy's body guard — can
+answer in the same shape without importing the services.
 """
 
 from __future__ import annotations
@@ -31,9 +36,14 @@ ERROR_TYPES: dict[int, str] = {
 }
 
 
-@dataclass
+# ``eq=False``: an error compares (and hashes) by identity, as every exception does.
+@dataclass(eq=False)
 class KilnError(Exception):
-    """An error answer: status, message, the offending field (``param``) and a code."""
+    """An error answer: status, message, the offending field (``param``) and a code.
+
+    Subclasses give their own ``__init__`` (the domain's arguments) and call this one
+    with their status and code; ``str(error)`` is the message a client is shown.
+    """
 
     status: int
     message: str
@@ -42,7 +52,14 @@ class KilnError(Exception):
     headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        super().__init__(self.message)
+        # Exception's own, not super()'s: a subclass may also derive from a lower
+        # layer's error (UnsupportedImageFormat is a ParamError) with another signature.
+        Exception.__init__(self, self.message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by state, not by constructor arguments (a subclass's differ): an error
+        # raised in a Ray worker arrives whole in the process that asked.
+        return (_rebuild, (type(self), self.__dict__.copy()))
 
     @property
     def type(self) -> str:
@@ -60,8 +77,37 @@ class KilnError(Exception):
         }
 
 
+def _rebuild(cls: type[KilnError], state: dict[str, Any]) -> KilnError:
+    """A pickled ``KilnError`` (any subclass) back from its state."""
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, error.message)
+    return error
+
+
+def not_found(message: str, code: str = "not_found") -> KilnError:
+    """A 404 that says nothing about whether the thing exists for someone else."""
+    return KilnError(404, message, code=code)
+
+
+def internal_error() -> KilnError:
+    """The 500 a client sees for anything unexpected: it tells nothing (see the log)."""
+    return KilnError(500, "internal server error", code="internal_error")
+
+
+def service_unavailable(
+    message: str, retry_after_s: float = 1.0, code: str = "overloaded"
+) -> KilnError:
+    """A 503 with ``retry-after``: queues are full (``overloaded``), a model is loading
+    (``model_loading``), not deployed here (``not_deployed``) or out of memory now."""
+    return KilnError(503, message, code=code, headers={"retry-after": _retry_after(retry_after_s)})
+
+
 def too_many_requests(message: str, code: str, retry_after_s: float) -> KilnError:
     """A 429 with ``retry-after``: a cap of the caller's, or of this server, is full now
     and frees up on its own (a slot, a stream, a trace)."""
-    retry = str(max(1, round(retry_after_s)))
-    return KilnError(429, message, code=code, headers={"retry-after": retry})
+    return KilnError(429, message, code=code, headers={"retry-after": _retry_after(retry_after_s)})
+
+
+def _retry_after(seconds: float) -> str:
+    return str(max(1, round(seconds)))

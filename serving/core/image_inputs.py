@@ -42,6 +42,7 @@ from PIL import Image, ImageOps
 from pipelines.params import ParamError
 from serving.core.asset_rights import Use, admit
 from serving.core.assets.service import Asset, Assets
+from serving.core.errors import KilnError
 from serving.core.settings import Settings
 
 
@@ -77,19 +78,20 @@ _ISO_MEDIA_BRANDS = {
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-class UnsupportedImageFormat(ParamError):
-    """An image in a format Kiln does not take (HTTP 400 ``unsupported_image_format``)."""
+class UnsupportedImageFormat(KilnError, ParamError):
+    """An image in a format Kiln does not take (400 ``unsupported_image_format``); a
+    ``ParamError`` too, as every other refusal of a request's field."""
 
     def __init__(self, param: str, what: str) -> None:
-        super().__init__(param, f"{param} is {what}: Kiln takes still PNG, JPEG and WebP images")
+        message = f"{param} is {what}: Kiln takes still PNG, JPEG and WebP images"
+        KilnError.__init__(self, 400, message, param=param, code="unsupported_image_format")
 
 
-class UploadTooLarge(ValueError):
-    """An upload over a byte or pixel limit, refused before decoding (HTTP 413)."""
+class UploadTooLarge(KilnError):
+    """An upload over a byte or pixel limit, refused before decoding (413)."""
 
     def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
+        super().__init__(413, message, param=param, code="upload_too_large")
 
 
 @dataclass(frozen=True)

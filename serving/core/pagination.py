@@ -10,12 +10,19 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Table, and_, or_, select
 
+from serving.core.errors import KilnError
 
-class UnknownCursor(LookupError):
-    """``after`` names no row of this tenant."""
+
+class UnknownCursor(KilnError):
+    """``after`` names no row of this tenant (400 on ``after``)."""
 
     def __init__(self, after: str) -> None:
-        super().__init__(f"no {after!r} to page after")
+        super().__init__(
+            400,
+            f"no {after!r} to page after: not one of your ids",
+            param="after",
+            code="invalid_value",
+        )
         self.after = after
 
 

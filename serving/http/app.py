@@ -1,8 +1,10 @@
 """The FastAPI app: routers of every endpoint family, error mapping, middleware.
 
-``create_app`` knows nothing of Ray: the Serve ingress passes a ``RayModelClient``, tools
-and tests a ``LocalModelClient``. Building the app reads no environment variable and
-loads no model; it opens (and migrates) the ledger's database unless given a ``Ledger``.
+``create_app`` knows nothing of Ray: the Serve ingress passes Ray's implementations of
+the core's ports (``RayModelClient``, ``RayImageToPromptClient``, ``RayJobBackend``),
+tools and tests a ``LocalModelClient`` and the in-process defaults. Building the app
+reads no environment variable and loads no model; it opens (and migrates) the ledger's
+database unless given a ``Ledger``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 from fastapi import FastAPI, Response
 
 from serving.core.app import build_core
+from serving.core.errors import service_unavailable
 from serving.core.image_to_prompt.client import ImageToPromptClient
+from serving.core.jobs.runner import JobBackend
 from serving.core.ledger import Ledger
 from serving.core.metrics import CONTENT_TYPE
 from serving.core.model_client import ModelClient
@@ -23,7 +27,7 @@ from serving.http.body_guard import BodyGuard, BodyLimits
 from serving.http.credits.api_router import router as credits_router
 from serving.http.deps import CoreDep
 from serving.http.edits.api_router import router as edits_router
-from serving.http.errors import HANDLED_EXCEPTIONS, handle_exception, service_unavailable
+from serving.http.errors import install_error_handler
 from serving.http.exports.api_router import router as exports_router
 from serving.http.files.api_router import router as files_router
 from serving.http.generations.api_router import router as generations_router
@@ -49,20 +53,27 @@ def create_app(
     echo_request_id: bool = True,
     ledger: Ledger | None = None,
     image_to_prompt: ImageToPromptClient | None = None,
+    job_backend: JobBackend | None = None,
 ) -> FastAPI:
     """The HTTP API over ``models``. ``echo_request_id=False`` behind Ray Serve's proxy,
-    which sets ``x-request-id`` on responses itself. ``ledger`` defaults to one on
-    ``settings.database_url``.
+    which sets ``x-request-id`` on responses itself. ``ledger``, ``image_to_prompt`` and
+    ``job_backend`` go to ``build_core`` (the Serve ingress passes Ray's).
     """
     app = FastAPI(
         title="Kiln",
         version=API_VERSION,
         description="Self-hosted image generation: native and OpenAI-compatible routes.",
     )
-    core = build_core(settings, catalog, models, ledger=ledger, image_to_prompt=image_to_prompt)
+    core = build_core(
+        settings,
+        catalog,
+        models,
+        ledger=ledger,
+        image_to_prompt=image_to_prompt,
+        job_backend=job_backend,
+    )
     app.state.kiln = core
-    for exc_type in HANDLED_EXCEPTIONS:
-        app.add_exception_handler(exc_type, handle_exception)
+    install_error_handler(app)
     # The caller first, then the body's bytes counted (inside the request context, so
     # its 401s and 413s carry the request id and are counted in the metrics).
     app.add_middleware(

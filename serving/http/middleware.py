@@ -14,8 +14,9 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.core.errors import REQUEST_ID_HEADER
 from serving.core.metrics import Metrics
-from serving.http.errors import REQUEST_ID_HEADER, api_error_for, error_response
+from serving.http.errors import api_error_for, error_response
 
 logger = logging.getLogger(__name__)
 

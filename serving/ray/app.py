@@ -41,8 +41,8 @@ class KilnIngress:
         handles: dict[str, Any],
         clip_handle: Any | None = None,
     ):
-        from serving.core.image_to_prompt.client import RayImageToPromptClient
         from serving.core.logs import configure_replica_logging
+        from serving.ray.image_to_prompt.client import RayImageToPromptClient
 
         configure_replica_logging()
         self.settings = settings
@@ -54,21 +54,24 @@ class KilnIngress:
     def __serve_build_asgi_app__(self) -> Any:
         """Serve calls this after ``__init__``: the FastAPI app for this replica."""
         from serving.http.app import create_app
+        from serving.ray.jobs import RayJobBackend
 
-        # Serve's proxy echoes or generates x-request-id on every response itself.
+        # Serve's proxy echoes or generates x-request-id on every response itself; jobs
+        # run as Ray tasks with their kind's resources, not on this CPU replica.
         return create_app(
             self.settings,
             self.catalog,
             self.models,
             echo_request_id=False,
             image_to_prompt=self.image_to_prompt,
+            job_backend=RayJobBackend(),
         )
 
 
 def model_client(settings: Settings, catalog: Catalog, handles: dict[str, Any]) -> Any:
     """The ingress's ``RayModelClient`` over the model handles; it must know which models
     scale to zero (probed only by requests: a probe would wake them)."""
-    from serving.core.model_client import ON_DEMAND_READY_S, RayModelClient
+    from serving.ray.model_client import ON_DEMAND_READY_S, RayModelClient
     from serving.ray.placement import on_demand_models
 
     models = [catalog.get(model_id) for model_id in handles]

@@ -23,6 +23,7 @@ from serving.core.ledger.schema import jobs
 from serving.core.model_client import LocalModelClient
 from serving.core.settings import Settings
 from serving.http.app import create_app
+from serving.ray.jobs import RayJobBackend
 
 
 def gen(prompt: str = "a kiln", **fields: Any) -> dict[str, Any]:
@@ -89,7 +90,9 @@ def make_app(tmp_path: Path, kiln_home: Path, catalog) -> Iterator[Callable[...,
         # Two torch threads: one Ray Data worker on 2 cores (one model load per batch).
         settings = Settings(home=tmp_path, secret=TEST_SECRET, torch_threads=2,
                             database=f"sqlite:///{tmp_path / 'kiln.db'}", **overrides)  # fmt: skip
-        app = create_app(settings, catalog, LocalModelClient(catalog, device="cpu"))
+        # Jobs as Ray tasks, as the Serve ingress runs them (the refusals start none).
+        app = create_app(settings, catalog, LocalModelClient(catalog, device="cpu"),
+                         job_backend=RayJobBackend())  # fmt: skip
         made.append(app)
         return app
 

@@ -1,5 +1,6 @@
-"""Under Ray (as in every Serve replica) a job runs as a Ray task in another process with
-the training resources from settings; it reports through the database only."""
+"""On the Ray backend (as the Serve ingress runs its jobs) a job runs as a Ray task in
+another process with the training resources from settings; it reports through the
+database only."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from serving.core.jobs.style_training import (
 )
 from serving.core.ledger import Ledger
 from serving.core.settings import Settings
+from serving.ray.jobs import RayJobBackend
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,8 @@ def test_a_training_job_runs_as_a_ray_task(ray_cluster, catalog, tmp_path, caplo
         job = submit_style_training(
             tenant.id, request, images, settings=settings, catalog=catalog, ledger=ledger
         )
-        runner = JobRunner(settings, ledger, catalog)
-        with caplog.at_level("INFO", logger="serving.core.jobs.runner"):
+        runner = JobRunner(settings, ledger, catalog, RayJobBackend())
+        with caplog.at_level("INFO", logger="serving.ray.jobs"):
             runner.submit(job)
         assert "submitted as a Ray task {'num_cpus': 0.5, 'num_gpus': 0.0}" in caplog.text
         jobs = Jobs(ledger.engine)

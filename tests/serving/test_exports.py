@@ -20,13 +20,13 @@ from PIL import Image
 from secrets_for_tests import TEST_SECRET
 
 from serving.core.assets import ImageRecord
+from serving.core.errors import KilnError
 from serving.core.exports import service, trace_slots
 from serving.core.exports.trace_slots import TRACES
 from serving.core.ledger import Ledger
 from serving.core.model_client import LocalModelClient
 from serving.core.settings import Settings
 from serving.http.app import create_app
-from serving.http.errors import KilnError
 
 UPSCALE, REMOVE_BG, VECTORIZE, LICENSE = 4, 2, 3, 20  # default_models.toml [prices]
 

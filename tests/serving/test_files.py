@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
+from serving.core.errors import KilnError
 from serving.core.files.refs import SignedFileRef
 from serving.core.files.store import FileStore
-from serving.http.errors import KilnError
 
 
 def flip(digit: str) -> str:

@@ -10,9 +10,9 @@ import pytest
 from secrets_for_tests import TEST_SECRET
 
 from pipelines.image_to_prompt.pipeline import ImageToPromptParams
-from serving.core.image_to_prompt.client import RayImageToPromptClient
 from serving.core.settings import Settings
 from serving.ray.app import build_application
+from serving.ray.image_to_prompt.client import RayImageToPromptClient
 from serving.ray.image_to_prompt.deployment import (
     CLIP_DEPLOYMENT,
     ClipDeployment,
@@ -45,7 +45,7 @@ def test_the_app_binds_one_clip_deployment_for_the_catalogs_clip(tmp_path):
 
 
 def test_without_a_deployment_the_ray_client_answers_503():
-    from serving.http.errors import KilnError
+    from serving.core.errors import KilnError
 
     client = RayImageToPromptClient(None, None)
     with pytest.raises(KilnError) as info:

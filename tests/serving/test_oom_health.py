@@ -127,9 +127,13 @@ def test_a_generation_that_does_not_fit_is_503_and_charges_nothing(
 def test_the_error_is_mapped_when_serve_wraps_it():
     from ray.exceptions import RayTaskError
 
+    from serving.ray.errors import core_error
+
     cause = OutOfGpuMemory("out of GPU memory: 1 image(s) of 1024x1024 do not fit")
     wrapped = RayTaskError("ModelDeployment.generate", "Traceback ...", cause)
+    # The Ray client hands the core the replica's own error, not Ray's wrapper.
     for exc in (cause, wrapped, wrapped.as_instanceof_cause()):
-        error = api_error_for(exc)
+        error = api_error_for(core_error(exc))
         assert (error.status, error.code) == (503, "out_of_memory")
+        assert error.message == f"{cause}; retry later"
         assert error.headers["retry-after"] == "10"

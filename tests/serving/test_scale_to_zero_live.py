@@ -17,10 +17,10 @@ import time
 import pytest
 
 from pipelines.params import GenerationParams
-from serving.core.model_client import RayModelClient
+from serving.core.errors import KilnError
 from serving.core.settings import Settings
-from serving.http.errors import KilnError
 from serving.ray.app import model_deployment_options
+from serving.ray.model_client import RayModelClient
 from serving.ray.model_deployment import ModelDeployment
 
 MODEL = "tiny-sd15"

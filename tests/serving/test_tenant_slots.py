@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
+from serving.core.errors import KilnError
 from serving.core.ledger import Ledger
 from serving.core.limits import LEASE, ConcurrencyLimiter
-from serving.http.errors import KilnError
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("slot_worker.py")

@@ -14,6 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from serving.core.accounts.keys import generate_key, hash_key, key_prefix
+from serving.core.errors import KilnError
 from serving.core.ledger import Ledger, Tenant
 from serving.core.ledger.db import read_only
 from serving.core.ledger.ledger import as_utc
@@ -27,11 +28,11 @@ ADMIN_KEY_FILE = "admin.key"
 ROLES = ("admin", "tenant")
 
 
-class UnknownKey(LookupError):
-    """No API key with this id (HTTP 404)."""
+class UnknownKey(KilnError):
+    """No API key with this id (404 ``key_not_found``)."""
 
     def __init__(self, key_id: str) -> None:
-        super().__init__(f"unknown key {key_id!r}")
+        super().__init__(404, f"no API key {key_id!r}", code="key_not_found")
         self.key_id = key_id
 
 

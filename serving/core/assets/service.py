@@ -33,6 +33,7 @@ from pipelines.content_credentials import C2paSigner
 from pipelines.finishing import FinishedImage, FinishOptions, finish_image
 from pipelines.watermark import provenance_payload
 from serving.core.assets.store import BlobStore
+from serving.core.errors import KilnError
 from serving.core.ledger.ledger import as_utc
 from serving.core.ledger.schema import ASSET_KINDS, assets, licenses
 from serving.core.pagination import newest_first
@@ -51,22 +52,25 @@ def license_required(kind: str) -> bool:
     return kind in LICENSED_KINDS
 
 
-class UnknownAsset(LookupError):
-    """No asset with this id for this tenant (another tenant's counts as none: HTTP 404)."""
+class UnknownAsset(KilnError):
+    """No asset with this id for this tenant (another tenant's counts as none: 404)."""
 
     def __init__(self, asset_id: str) -> None:
-        super().__init__(f"no asset {asset_id!r}")
+        super().__init__(404, f"no asset {asset_id!r}", code="asset_not_found")
         self.asset_id = asset_id
 
 
-class LicenseRequired(PermissionError):
-    """The original of a style-kind asset before a license was bought (HTTP 403)."""
+class LicenseRequired(KilnError):
+    """The original of a style-kind asset before a license was bought (403
+    ``license_required``); ``param`` names the request's field where the asset was an
+    input (``serving.core.asset_rights``)."""
 
-    def __init__(self, asset_id: str) -> None:
-        super().__init__(
+    def __init__(self, asset_id: str, message: str | None = None, param: str | None = None):
+        message = message or (
             f"asset {asset_id!r} is a style image: buy its license "
             f"(POST /v1/assets/{asset_id}/license) to download the original"
         )
+        super().__init__(403, message, param=param, code="license_required")
         self.asset_id = asset_id
 
 

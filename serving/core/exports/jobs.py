@@ -17,7 +17,7 @@ from serving.core.exports.service import UpscalePlan, run_upscale
 from serving.core.jobs.runner import JobContext
 from serving.core.jobs.service import Job, Jobs, new_job_id
 from serving.core.ledger import Ledger
-from serving.http.assets.protocol import AssetObject
+from serving.core.objects import asset_object
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,6 @@ def run_upscale_job(ctx: JobContext) -> dict[str, Any]:
     logger.info("job %s stored upscale %s of %s", ctx.job.id, child.id, parent.id)
     return {
         "asset_id": child.id,
-        "asset": AssetObject.of(child).model_dump(mode="json"),
+        "asset": asset_object(child),
         "credits_charged": charged,
     }

@@ -14,9 +14,9 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlencode
 
+from serving.core.errors import KilnError, not_found
 from serving.core.files.refs import FILE_ID, SignedFileRef
 from serving.core.imaging import MEDIA_TYPES
-from serving.http.errors import KilnError, not_found
 from weights.home import open_private, private_dir
 
 logger = logging.getLogger(__name__)

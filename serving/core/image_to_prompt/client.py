@@ -1,10 +1,10 @@
-"""How the HTTP side reaches the image-to-prompt CLIP: one small interface, two
-implementations, as ``serving.core.model_client`` does for the diffusion models.
+"""How the core reaches the image-to-prompt CLIP: the ``ImageToPromptClient`` port and
+an in-process client, as ``serving.core.model_client`` does for the diffusion models.
 
-``RayImageToPromptClient`` calls the CLIP's Serve deployment (``ClipDeployment``) through
-its handle; ``LocalImageToPromptClient`` loads the CLIP in this process on first use
-(tests, tools). Either answers 503 ``not_deployed`` when the catalog has no ``clip``
-component.
+``serving.ray.image_to_prompt.client.RayImageToPromptClient`` calls the CLIP's Serve
+deployment (``ClipDeployment``) through its handle; ``LocalImageToPromptClient``, here,
+loads the CLIP in this process on first use (tests, tools). Either answers 503
+``not_deployed`` (``no_clip``) when the catalog has no ``clip`` component.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import numpy as np
 
 from pipelines.image_to_prompt.embeddings import CACHE_SUBDIR
 from pipelines.image_to_prompt.pipeline import ImageToPromptOutput, ImageToPromptParams
-from serving.http.errors import api_error_for, service_unavailable
+from serving.core.errors import KilnError, service_unavailable
 
 logger = logging.getLogger(__name__)
 
 
-def no_clip() -> Exception:
+def no_clip() -> KilnError:
+    """The 503 of image-to-prompt on a server whose catalog has no CLIP."""
     return service_unavailable(
         "image-to-prompt needs a CLIP component in the catalog ([components.<id>] with "
         'kind = "clip"); none is installed',
@@ -40,24 +41,6 @@ class ImageToPromptClient(Protocol):
     async def extract(self, pixels: np.ndarray, params: ImageToPromptParams) -> ImageToPromptOutput:
         """Prompt and scored terms for uint8 HxWx3 RGB ``pixels``."""
         ...
-
-
-class RayImageToPromptClient:
-    """Through the CLIP deployment's handle (``None``: no CLIP deployed)."""
-
-    def __init__(self, handle: Any | None, component_id: str | None):
-        self.handle = handle
-        self.component_id = component_id
-
-    async def extract(self, pixels: np.ndarray, params: ImageToPromptParams) -> ImageToPromptOutput:
-        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
-
-        if self.handle is None:
-            raise no_clip()
-        try:
-            return await self.handle.extract.remote(pixels, params)
-        except (BackPressureError, DeploymentUnavailableError) as exc:
-            raise api_error_for(exc) from exc
 
 
 class LocalImageToPromptClient:

@@ -1,7 +1,8 @@
-"""Running jobs: a registry of job kinds, one worker function, two execution backends.
+"""Running jobs: a registry of job kinds, one worker function, a port for where it runs.
 
-    runner = JobRunner(settings, ledger, catalog)
-    runner.submit(job)            # a Ray task under Ray Serve, else a thread of this process
+    runner = JobRunner(settings, ledger, catalog)            # jobs on a thread of this process
+    runner = JobRunner(settings, ledger, catalog, RayJobBackend())   # as Ray tasks
+    runner.submit(job)
 
 A *kind* names the function that does the work (``JOB_KINDS``: ``"style_training"`` ->
 ``serving.core.jobs.style_training:run_style_training``). Targets are import paths, resolved
@@ -27,11 +28,15 @@ it runs (``kiln styles train`` has no runner). A process that dies with its jobs
 renewing; the sweeper then gives their credits back after one lease, at this runner's
 start or with the stale-job reaper, whichever comes first (``reap_stale``).
 
-Backends: under Ray (``ray.is_initialized()``, as in every Serve replica) a job is a
-Ray task with the kind's resources from settings (training: ``KILN_TRAINING_GPUS``, else
-a GPU where the cluster has one, and ``KILN_TRAINING_CPUS``, fractional so it fits beside
-the replicas of a 2-core box); elsewhere (``create_app`` with a ``LocalModelClient``,
-the tests) a single worker thread of this process runs jobs one after another.
+Backends (``JobBackend``, the port): ``ThreadJobBackend``, the default, runs jobs one
+after another on a single worker thread of this process (``build_core`` and
+``create_app`` without a backend: tools, tests, an app over a ``LocalModelClient``).
+``serving.ray.jobs.RayJobBackend`` runs each job as a Ray task with the kind's resources
+from settings (training: ``KILN_TRAINING_GPUS``, else a GPU where the cluster has one,
+and ``KILN_TRAINING_CPUS``, fractional so it fits beside the replicas of a 2-core box).
+Who runs under Ray chooses it explicitly: the Serve ingress passes it to ``create_app``
+(``job_backend=``), and so do tests that want jobs as Ray tasks; being in a process
+where Ray happens to be initialised does not change where jobs run.
 """
 
 from __future__ import annotations
@@ -39,18 +44,18 @@ from __future__ import annotations
 import importlib
 import logging
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from serving.core.jobs.service import ACTIVE_STATES, Job, JobCancelled, JobFailed, Jobs, UnknownJob
 from serving.core.ledger import Ledger
 from serving.core.ledger.leases import LeaseKeeper
+from serving.core.lower_errors import kiln_error_for
 from serving.core.settings import Settings
 from weights.catalog import Catalog, load_catalog
 from weights.home import private_dir
@@ -245,29 +250,46 @@ def public_error(exc: BaseException, job_id: str) -> tuple[str, str]:
     it, else a generic message and ``internal_error``, or the 5xx's own code."""
     if isinstance(exc, JobFailed):
         return str(exc), exc.code
-    from serving.http.errors import api_error_for
-
-    answer = api_error_for(exc)
+    answer = kiln_error_for(exc)
     if answer.status < 500:
         return answer.message, answer.code or "invalid_request"
     return INTERNAL_ERROR.format(job_id=job_id), answer.code or "internal_error"
 
 
-def _ray_ready() -> bool:
-    if "ray" not in sys.modules:
-        return False
-    import ray
+class JobBackend(Protocol):
+    """Where submitted jobs run (the port; ``serving.ray.jobs`` has the Ray one)."""
 
-    return ray.is_initialized()
+    def start(
+        self, job: Job, kind: JobKind, settings: Settings, ledger: Ledger, catalog: Catalog
+    ) -> Future[Any]:
+        """Start ``execute_job`` for ``job`` and return at once. The future is done when
+        the worker returned; its exception means the worker died before it could record
+        the job's end. ``ledger`` and ``catalog`` are this process's (a worker elsewhere
+        opens its own)."""
+        ...
+
+    def close(self) -> None:
+        """Start no more jobs; those running finish."""
+        ...
 
 
-def _execute_in_ray(settings: Settings, job_id: str) -> str:
-    """A Ray task's body: torch threads as a replica's, then ``execute_job``."""
-    import torch
+class ThreadJobBackend:
+    """Jobs on one worker thread of this process, one after another: jobs are heavy
+    and torch uses every core already."""
 
-    # Ray sets OMP_NUM_THREADS=1 in fractional-CPU workers; a trainer wants the node's.
-    torch.set_num_threads(settings.effective_torch_threads())
-    return execute_job(settings, job_id).state
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+
+    def start(
+        self, job: Job, kind: JobKind, settings: Settings, ledger: Ledger, catalog: Catalog
+    ) -> Future[Any]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="kiln-job")
+        return self._executor.submit(execute_job, settings, job.id, ledger=ledger, catalog=catalog)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
 
 # A running job reports every step (seconds apart); a queued one waits for resources.
@@ -278,18 +300,24 @@ REAP_EVERY_S = 3600.0
 
 
 class JobRunner:
-    """Starts submitted jobs: as Ray tasks where Ray runs, else on a worker thread. Keeps
-    the credits of the jobs it started held until their workers return; made at server
-    start, it releases the holds whose lease ran out while no process was alive to renew
-    them."""
+    """Starts submitted jobs on its backend (a thread of this process unless given
+    another). Keeps the credits of the jobs it started held until their workers return;
+    made at server start, it releases the holds whose lease ran out while no process was
+    alive to renew them."""
 
-    def __init__(self, settings: Settings, ledger: Ledger, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        catalog: Catalog,
+        backend: JobBackend | None = None,
+    ) -> None:
         self.settings = settings
         self.ledger = ledger
         self.catalog = catalog
+        self.backend = backend or ThreadJobBackend()
         self.jobs = Jobs(ledger.engine)
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: set[Any] = set()
+        self._pending: set[Future[Any]] = set()
         self._leases = LeaseKeeper(ledger, name="kiln-job-leases")
         self.sweep_reservations()
         self._last_reap = float("-inf")  # the first submit looks for abandoned jobs
@@ -304,11 +332,12 @@ class JobRunner:
         # Renewed from now until the worker returns: queued, the job holds its credits.
         self._leases.keep(job.reservation_id)
         try:
-            future = self._submit_ray(job, kind) if _ray_ready() else self._submit_thread(job)
+            future = self.backend.start(job, kind, self.settings, self.ledger, self.catalog)
         except BaseException:
             self._leases.drop(job.reservation_id)
             raise
-        future.add_done_callback(lambda _: self._leases.drop(job.reservation_id))
+        self._pending.add(future)
+        future.add_done_callback(lambda done: self._worker_returned(job, done))
 
     def sweep_reservations(self) -> dict[str, int]:
         """Release every reservation whose lease ran out (its holder died); logged."""
@@ -321,46 +350,19 @@ class JobRunner:
             )
         return swept
 
-    def _submit_thread(self, job: Job) -> Future:
-        if self._executor is None:
-            # One at a time: jobs are heavy and torch uses every core already.
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="kiln-job")
-        future: Future = self._executor.submit(
-            execute_job, self.settings, job.id, ledger=self.ledger, catalog=self.catalog
-        )
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
-        return future
-
-    def _submit_ray(self, job: Job, kind: JobKind) -> Future:
-        import ray
-
-        if callable(kind.target):
-            raise UnknownJobKind(f"{job.kind} (a callable target cannot run as a Ray task)")
-        cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
-        resources = kind.resources(self.settings, cluster_gpus)
-        task = ray.remote(_execute_in_ray).options(name=f"kiln-job-{job.kind}", **resources)
-        # The task runs whether or not its reference is kept; keeping it lets a failure
-        # of the task itself (not of the job: that is a state) reach this log.
-        future = task.remote(self.settings, job.id).future()
-        self._pending.add(future)
-        future.add_done_callback(lambda done: self._ray_task_done(job.id, done))
-        logger.info("job %s (%s) submitted as a Ray task %s", job.id, job.kind, resources)
-        return future
-
-    def _ray_task_done(self, job_id: str, future: Future) -> None:
+    def _worker_returned(self, job: Job, future: Future[Any]) -> None:
         self._pending.discard(future)
-        error = future.exception()
+        self._leases.drop(job.reservation_id)
+        error = None if future.cancelled() else future.exception()
         if error is None:
             return
-        # The task itself died (its worker or node, an import), so it could not record
-        # its end: the job is failed and settled here.
-        logger.error("the Ray task of job %s died: %r", job_id, error)
-        job = self.jobs.load(job_id)
-        if not job.done:
+        # The worker itself died (a Ray task's process or node, an import), so it could
+        # not record the job's end: the job is failed and settled here.
+        logger.error("the worker of job %s died: %r", job.id, error)
+        if not self.jobs.load(job.id).done:
             settle(job, self.ledger, self.settings)
             self.jobs.finish(
-                job_id,
+                job.id,
                 "failed",
                 error="the job's worker died; it was given up",
                 error_code="worker_lost",
@@ -400,17 +402,18 @@ class JobRunner:
         return job
 
     def close(self) -> None:
-        """Stop taking jobs; running thread jobs finish (and renew their own leases)."""
+        """Stop taking jobs; running ones finish (and renew their own leases)."""
         self._leases.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
+        self.backend.close()
 
 
 __all__ = [
     "JOB_KINDS",
+    "JobBackend",
     "JobContext",
     "JobKind",
     "JobRunner",
+    "ThreadJobBackend",
     "UnknownJob",
     "UnknownJobKind",
     "execute_job",

@@ -38,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
+from serving.core.errors import KilnError
 from serving.core.jobs.watch import SIGNALS
 from serving.core.ledger.db import read_only
 from serving.core.ledger.ledger import as_utc
@@ -49,11 +50,12 @@ ACTIVE_STATES = ("queued", "running")
 MAX_ERROR_CHARS = 2000
 
 
-class UnknownJob(LookupError):
-    """No job with this id for this tenant (HTTP 404, also for another tenant's job)."""
+class UnknownJob(KilnError):
+    """No job with this id for this tenant (404 ``job_not_found``, also for another
+    tenant's job)."""
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"no job {job_id!r}")
+        super().__init__(404, f"no job {job_id!r}", code="job_not_found")
         self.job_id = job_id
 
 

@@ -38,9 +38,9 @@ from serving.core.image_inputs import ImageLimits, decode_image
 from serving.core.jobs.runner import JobContext, workspace_of
 from serving.core.jobs.service import Job, Jobs, new_job_id
 from serving.core.ledger import Ledger
+from serving.core.objects import style_object
 from serving.core.settings import Settings
 from serving.core.styles.service import StyleImport, Styles
-from serving.http.styles.protocol import StyleObject
 from styles.training import (
     MAX_IMAGES,
     MIN_IMAGES,
@@ -232,7 +232,7 @@ def run_style_training(ctx: JobContext) -> dict[str, Any]:
     logger.info("job %s registered private style %s", ctx.job.id, record.id)
     return {
         "style_id": record.id,
-        "style": StyleObject.of(record).model_dump(mode="json"),
+        "style": style_object(record),
         "steps": trained.steps,
         "final_loss": trained.final_loss,
         "seconds": round(trained.seconds, 3),

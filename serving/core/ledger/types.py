@@ -1,20 +1,23 @@
-"""The ledger's values and errors: small frozen dataclasses, exceptions the API maps."""
+"""The ledger's values and errors: small frozen dataclasses, and the errors a client is
+told as they are (``KilnError`` subclasses, also ``LedgerError``s)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
+from serving.core.errors import KilnError
+
 
 class LedgerError(Exception):
     """A ledger operation that cannot be done as asked (a programming error upstream)."""
 
 
-class UnknownTenant(LedgerError):
-    """No tenant with this id."""
+class UnknownTenant(KilnError, LedgerError):
+    """No tenant with this id (404 ``tenant_not_found``)."""
 
     def __init__(self, tenant_id: str) -> None:
-        super().__init__(f"unknown tenant {tenant_id!r}")
+        super().__init__(404, f"no tenant {tenant_id!r}", code="tenant_not_found")
         self.tenant_id = tenant_id
 
 
@@ -26,25 +29,31 @@ class UnknownReservation(LedgerError):
         self.reservation_id = reservation_id
 
 
-class InsufficientCredits(LedgerError):
-    """The tenant's available credits do not cover the amount (HTTP 402)."""
+class InsufficientCredits(KilnError, LedgerError):
+    """The tenant's available credits do not cover the amount (402)."""
 
     def __init__(self, tenant_id: str, needed: int, available: int) -> None:
-        super().__init__(f"needs {needed} credits, {available} available")
+        super().__init__(
+            402,
+            f"not enough credits: this request needs {needed}, {available} available",
+            code="insufficient_credits",
+            # The OpenAI SDK retries unknown statuses unless told not to.
+            headers={"x-should-retry": "false"},
+        )
         self.tenant_id = tenant_id
         self.needed = needed
         self.available = available
 
 
-class IdempotencyConflict(LedgerError):
-    """An idempotency key reused with another body, or still in flight (HTTP 409)."""
+class IdempotencyConflict(KilnError, LedgerError):
+    """An idempotency key reused with another body, or still in flight (409)."""
 
     def __init__(self, key: str, reason: str) -> None:
-        what = {
-            "body_mismatch": "was used with a different request body",
-            "in_flight": "is still in flight",
+        what, code = {
+            "body_mismatch": ("was used with a different request body", "idempotency_key_reused"),
+            "in_flight": ("is still in flight", "idempotency_key_in_flight"),
         }[reason]
-        super().__init__(f"idempotency key {key!r} {what}")
+        super().__init__(409, f"idempotency key {key!r} {what}", param="Idempotency-Key", code=code)
         self.key = key
         self.reason = reason
 

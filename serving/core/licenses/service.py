@@ -22,6 +22,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from serving.core.assets.service import Assets
+from serving.core.errors import KilnError
 from serving.core.ledger import Ledger
 from serving.core.ledger.ledger import as_utc
 from serving.core.ledger.schema import licenses
@@ -38,22 +39,24 @@ RIGHTS = (
 )
 
 
-class LicenseNotRequired(ValueError):
-    """A purchase for a base or agentic asset, whose original is already free (HTTP 400)."""
+class LicenseNotRequired(KilnError):
+    """A purchase for a base or agentic asset, whose original is already free (400)."""
 
     def __init__(self, asset_id: str, kind: str) -> None:
         super().__init__(
+            400,
             f"asset {asset_id!r} is a {kind} image: it is free to download and use, "
-            "no license is sold for it"
+            "no license is sold for it",
+            code="license_not_required",
         )
         self.asset_id = asset_id
 
 
-class UnknownLicense(LookupError):
-    """No license with this id for this tenant (HTTP 404)."""
+class UnknownLicense(KilnError):
+    """No license with this id for this tenant (404 ``license_not_found``)."""
 
     def __init__(self, license_id: str) -> None:
-        super().__init__(f"no license {license_id!r}")
+        super().__init__(404, f"no license {license_id!r}", code="license_not_found")
         self.license_id = license_id
 
 

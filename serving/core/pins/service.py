@@ -25,6 +25,7 @@ import numpy as np
 from sqlalchemy import Engine, delete, insert, select
 
 from pipelines.params import ParamError
+from serving.core.errors import KilnError
 from serving.core.ledger.ledger import as_utc
 from serving.core.ledger.schema import pins
 from serving.core.pins.record import (
@@ -39,11 +40,11 @@ from weights.home import private_dir
 logger = logging.getLogger(__name__)
 
 
-class UnknownPin(LookupError):
-    """No pin with this id of this tenant (another tenant's counts as none: HTTP 404)."""
+class UnknownPin(KilnError):
+    """No pin with this id of this tenant (another tenant's counts as none: 404)."""
 
     def __init__(self, pin_id: str) -> None:
-        super().__init__(f"no pin {pin_id!r}")
+        super().__init__(404, f"no pin {pin_id!r}", code="pin_not_found")
         self.pin_id = pin_id
 
 

@@ -43,6 +43,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, or_, select
 
 from pipelines.params import ParamError
+from serving.core.errors import KilnError
 from serving.core.ledger.db import read_only
 from serving.core.ledger.ledger import as_utc
 from serving.core.ledger.schema import styles, tenants
@@ -70,20 +71,22 @@ MAX_TRIGGER_WORDS = 16
 MAX_TRIGGER_CHARS = 64
 
 
-class UnknownStyle(LookupError):
+class UnknownStyle(KilnError):
     """No style with this id that the tenant may use (another's private one counts as
-    none: HTTP 404)."""
+    none: 404 ``style_not_found``)."""
 
     def __init__(self, style_id: str) -> None:
-        super().__init__(f"no style {style_id!r}")
+        super().__init__(404, f"no style {style_id!r}", code="style_not_found")
         self.style_id = style_id
 
 
-class StyleAdminOnly(PermissionError):
-    """An artist style changed by a tenant's key: only the admin may (HTTP 403)."""
+class StyleAdminOnly(KilnError):
+    """An artist style changed by a tenant's key: only the admin may (403)."""
 
     def __init__(self, action: str) -> None:
-        super().__init__(f"{action} an artist style needs the admin key")
+        super().__init__(
+            403, f"{action} an artist style needs the admin key", code="admin_required"
+        )
 
 
 @dataclass(frozen=True)

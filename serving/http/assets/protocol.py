@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from serving.core.assets.service import Asset
+from serving.core.objects import asset_object
 
 
 class AssetLicense(BaseModel):
@@ -53,17 +53,8 @@ class AssetObject(BaseModel):
 
     @classmethod
     def of(cls, asset: Asset) -> AssetObject:
-        # The record's own fields carry over by name (pydantic drops the internal ones:
-        # tenant_id, preview_sha256, license_id); the rest is derived here.
-        return cls.model_validate(
-            {
-                **asdict(asset),
-                "visible_watermark": asset.license_required,
-                "license": AssetLicense(state=asset.license_state, license_id=asset.license_id),
-                "preview_url": f"/v1/assets/{asset.id}/preview",
-                "original_url": f"/v1/assets/{asset.id}/original",
-            }
-        )
+        # From the core's shape, which job results store: the two cannot drift.
+        return cls.model_validate(asset_object(asset))
 
 
 class AssetList(BaseModel):

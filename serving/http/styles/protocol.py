@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from serving.core.objects import style_object
 from styles.record import StyleRecord
 
 
@@ -28,19 +29,8 @@ class StyleObject(BaseModel):
 
     @classmethod
     def of(cls, record: StyleRecord) -> StyleObject:
-        return cls(
-            id=record.id,
-            name=record.name,
-            kind=record.kind,
-            owner=record.owner,
-            base_model=record.base_model,
-            family=record.family,
-            rank=record.rank,
-            trigger_words=list(record.trigger_words),
-            default_strength=record.default_strength,
-            sha256=record.sha256,
-            created=record.created,
-        )
+        # From the core's shape, which a training job's result stores: they cannot drift.
+        return cls.model_validate(style_object(record))
 
 
 class StyleList(BaseModel):

@@ -1,0 +1,59 @@
+"""The lower layers' errors as the core's ``KilnError`` values: one short table.
+
+Pipelines, weights and styles know nothing of serving, so their errors cannot subclass
+``KilnError``; this module says what each means to a client. Anything that is neither a
+``KilnError`` nor in the table is a 500 that tells nothing (its detail goes to the log of
+whoever caught it). It is not ``serving.core.errors`` itself because that module stays
+a leaf the Serve proxy imports without pipelines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pipelines.oom import RETRY_AFTER_S as OOM_RETRY_AFTER_S
+from pipelines.oom import OutOfGpuMemory
+from pipelines.params import ParamError
+from serving.core.errors import KilnError, internal_error, service_unavailable
+from styles.lora_file import StyleFileError, StyleFileTooLarge
+from weights.catalog import CatalogError, UnknownModelError
+
+logger = logging.getLogger(__name__)
+
+
+def _catalog_error(exc: CatalogError) -> KilnError:
+    # A broken catalog entry is the operator's to fix, not the client's to read.
+    logger.error("catalog error while serving: %s", exc)
+    return internal_error()
+
+
+# By exception type; the most derived type of an error's class that is listed wins.
+TRANSLATIONS: dict[type[BaseException], Callable[[Any], KilnError]] = {
+    ParamError: lambda e: KilnError(400, str(e), param=e.param, code="invalid_value"),
+    UnknownModelError: lambda e: KilnError(404, str(e), param="model", code="model_not_found"),
+    # Over HTTP the body guard cuts such a file as it streams, with the same answer.
+    StyleFileTooLarge: lambda e: KilnError(413, str(e), param=e.param, code="upload_too_large"),
+    StyleFileError: lambda e: KilnError(400, str(e), param=e.param, code="invalid_style_file"),
+    # The card is full right now (other work, fragmentation): a retry may fit.
+    OutOfGpuMemory: lambda e: service_unavailable(
+        f"{e}; retry later", OOM_RETRY_AFTER_S, code="out_of_memory"
+    ),
+    CatalogError: _catalog_error,
+}
+
+# The lower layers' error types the table answers (an adapter registers them).
+LOWER_ERROR_TYPES: tuple[type[BaseException], ...] = tuple(TRANSLATIONS)
+
+
+def kiln_error_for(exc: BaseException) -> KilnError:
+    """The error a client is told for ``exc``: itself for a ``KilnError``, the table's
+    translation for a lower layer's error, else a 500 that tells nothing."""
+    if isinstance(exc, KilnError):
+        return exc
+    for cls in type(exc).__mro__:
+        translate = TRANSLATIONS.get(cls)
+        if translate is not None:
+            return translate(exc)
+    return internal_error()

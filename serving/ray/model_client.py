@@ -1,0 +1,155 @@
+"""``RayModelClient``: the core's ``ModelClient`` port over the models' Serve deployments.
+
+It calls each model's deployment through its handle, keyed by model id, and raises what
+the core knows (``serving.ray.errors.core_error``): a replica's own error unwrapped, a
+503 for a full queue.
+
+Readiness: a request to a model whose replica has not answered yet waits
+``READY_WAIT_S`` for a readiness probe, then answers 503 ``model_loading`` with
+``retry-after`` while the probe goes on. An always-on model is probed in the background
+from the first request or ``/healthz`` until it answers, and is then ready for good
+(Serve replaces failed replicas and requests queue for the replacement).
+
+A model that scales to zero (``min_replicas = 0``, ``serving.ray.placement``) is different:
+its replica comes and goes with traffic, and a probe is itself a request that wakes it.
+So it is probed only when a request for it arrives (never by ``/healthz``, which does not
+list it as loading: idle, it has no replica by design), each probe is one try, and its
+readiness lasts ``ready_ttl_s`` after its replica last answered (a probe or a request).
+Past that, the next request probes again: a running replica answers within
+``READY_WAIT_S`` and the request goes on; a removed one is being loaded by that probe and
+the request answers 503 ``model_loading``. Nothing but requests keeps its replica alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import numpy as np
+
+from pipelines.output import GenerationOutput
+from pipelines.params import GenerationParams
+from serving.core.errors import service_unavailable
+from serving.ray.errors import RAY_ERRORS, core_error
+
+logger = logging.getLogger(__name__)
+
+
+# How long a request waits for a readiness answer before a loading model answers 503.
+READY_WAIT_S = 0.5
+# Pause between readiness probes of a model whose replica failed to answer.
+PROBE_RETRY_S = 1.0
+# How long a scale-to-zero model counts as ready after its replica last answered; keep it
+# well below the replica's idle timeout (KILN_MODEL_IDLE_S).
+ON_DEMAND_READY_S = 10.0
+
+
+class RayModelClient:
+    """Generation through the models' Ray Serve deployment handles, keyed by model id."""
+
+    def __init__(
+        self,
+        handles: Mapping[str, Any],
+        on_demand: Collection[str] = (),
+        ready_ttl_s: float = ON_DEMAND_READY_S,
+    ):
+        self.handles = dict(handles)
+        # Models that scale to zero: probed by requests only, ready for ``ready_ttl_s``.
+        self.on_demand = frozenset(on_demand)
+        self.ready_ttl_s = ready_ttl_s
+        self._ready: set[str] = set()
+        self._answered: dict[str, float] = {}  # on-demand model -> its last answer
+        self._probes: dict[str, asyncio.Task] = {}
+
+    def unready(self) -> list[str]:
+        """Always-on models whose deployment has not yet answered a readiness probe
+        (one probe each runs in the background until it does)."""
+        always_on = [model_id for model_id in self.handles if model_id not in self.on_demand]
+        for model_id in always_on:
+            if model_id not in self._ready:
+                self._start_probe(model_id)
+        return [model_id for model_id in always_on if model_id not in self._ready]
+
+    def is_ready(self, model_id: str) -> bool:
+        """Whether a request for ``model_id`` can go to its replica without waiting for
+        a load: an always-on model once answered, a scale-to-zero one recently answered."""
+        if model_id in self.on_demand:
+            answered = self._answered.get(model_id)
+            return answered is not None and time.monotonic() - answered < self.ready_ttl_s
+        return model_id in self._ready
+
+    def _start_probe(self, model_id: str) -> asyncio.Task:
+        probe = self._probes.get(model_id)
+        if probe is None or probe.done():
+            probe = self._probes[model_id] = asyncio.ensure_future(self._probe(model_id))
+        return probe
+
+    def _answered_now(self, model_id: str) -> None:
+        if model_id in self.on_demand:
+            self._answered[model_id] = time.monotonic()
+
+    async def _probe(self, model_id: str) -> None:
+        while True:
+            try:
+                # On a model scaled to zero this waits while Serve starts a replica.
+                await self.handles[model_id].ready.remote()
+            except Exception as exc:
+                logger.info("model %s not ready yet: %s", model_id, exc)
+                if model_id in self.on_demand:
+                    return  # one try: the next request probes again
+                await asyncio.sleep(PROBE_RETRY_S)
+            else:
+                self._answered_now(model_id)
+                if model_id not in self._ready:
+                    self._ready.add(model_id)
+                    logger.info("model %s is ready", model_id)
+                return
+
+    async def _wait_ready(self, model_id: str) -> None:
+        if self.is_ready(model_id):
+            return
+        probe = self._start_probe(model_id)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(probe), READY_WAIT_S)
+        if not self.is_ready(model_id):
+            raise service_unavailable(
+                f"model {model_id!r} is still loading", retry_after_s=5, code="model_loading"
+            )
+
+    async def generate(self, params: GenerationParams) -> GenerationOutput:
+        handle = self.handles.get(params.model)
+        if handle is None:
+            # In the catalog but not deployed (e.g. a kind without a deployment yet).
+            raise service_unavailable(
+                f"model {params.model!r} is not deployed on this server", code="not_deployed"
+            )
+        await self._wait_ready(params.model)
+        try:
+            if params.style is not None:
+                # Routed to a replica that already holds the style (Serve multiplexing).
+                handle = handle.options(multiplexed_model_id=params.style.id)
+            output = await handle.generate.remote(params)
+            self._answered_now(params.model)
+            return output
+        except RAY_ERRORS as exc:
+            raise core_error(exc) from exc
+
+    async def embed_images(
+        self, model_id: str, component_id: str, images: list[np.ndarray]
+    ) -> np.ndarray:
+        handle = self.handles.get(model_id)
+        if handle is None:
+            raise service_unavailable(
+                f"model {model_id!r} is not deployed on this server", code="not_deployed"
+            )
+        await self._wait_ready(model_id)
+        try:
+            embeddings = await handle.embed_images.remote(component_id, images)
+            self._answered_now(model_id)
+            return embeddings
+        except RAY_ERRORS as exc:
+            raise core_error(exc) from exc
