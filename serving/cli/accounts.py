@@ -67,12 +67,13 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_credits_grant(args: argparse.Namespace, settings: Settings) -> int:
     """Grant credits to a tenant; print the new balance."""
+    from serving.core.credits.balances import grant
+
     if args.amount <= 0:
         print("kiln: the amount must be a positive whole number of credits", file=sys.stderr)
         return 2
     with _accounts(settings) as accounts:
-        accounts.ledger.grant(args.tenant_id, args.amount, reference="cli grant")
-        balance = accounts.ledger.balance(args.tenant_id)
+        balance = grant(accounts.ledger, args.tenant_id, args.amount, "cli grant")
     print(f"tenant {args.tenant_id}: balance {balance.available} (held {balance.held})")
     return 0
 

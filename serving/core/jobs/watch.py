@@ -4,8 +4,8 @@
 signals the job's id after its commit, and the progress streams of this process wait on
 that signal instead of asking the database over and over. A write made by another
 process (a Ray task's worker, another ingress replica) raises no signal here: streams
-also poll the database, slowly (``serving.http.jobs.serving.POLL_S``), which bounds how late
-they see it.
+also poll the database, slowly (``serving.core.jobs.follow.POLL_S``), which bounds how
+late they see it.
 
 ``StreamSlots``: the per-tenant cap on open progress streams
 (``KILN_EVENT_STREAMS_PER_TENANT``), counted per process, as each process holds its own

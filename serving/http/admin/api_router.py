@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 
+from serving.core.credits.balances import grant
 from serving.http.admin.protocol import (
     BalanceResponse,
     CreatedKey,
@@ -14,7 +17,6 @@ from serving.http.admin.protocol import (
     KeyList,
     TenantResponse,
 )
-from serving.http.admin.serving import ServingAdmin
 from serving.http.auth import AdminDep
 from serving.http.deps import CoreDep
 
@@ -23,36 +25,40 @@ router = APIRouter(tags=["admin"])
 
 @router.post("/v1/admin/tenants", response_model=TenantResponse, status_code=201)
 async def create_tenant(
-    body: CreateTenantRequest, state: CoreDep, admin: AdminDep
+    body: CreateTenantRequest, core: CoreDep, admin: AdminDep
 ) -> TenantResponse:
     """A new tenant with no credits and no keys."""
-    return await ServingAdmin(state).create_tenant(body.name)
+    tenant = await asyncio.to_thread(core.accounts.create_tenant, body.name)
+    return TenantResponse(id=tenant.id, name=tenant.name, created=tenant.created)
 
 
 @router.post("/v1/admin/tenants/{tenant_id}/keys", response_model=CreatedKey, status_code=201)
 async def create_key(
-    tenant_id: str, state: CoreDep, admin: AdminDep, body: CreateKeyRequest | None = None
+    tenant_id: str, core: CoreDep, admin: AdminDep, body: CreateKeyRequest | None = None
 ) -> CreatedKey:
     """A new API key for the tenant, shown this once."""
     role = body.role if body is not None else "tenant"
-    return await ServingAdmin(state).create_key(tenant_id, role)
+    issued = await asyncio.to_thread(core.accounts.create_key, tenant_id, role)
+    return CreatedKey.from_issued(issued)
 
 
 @router.get("/v1/admin/tenants/{tenant_id}/keys", response_model=KeyList)
-async def list_keys(tenant_id: str, state: CoreDep, admin: AdminDep) -> KeyList:
+async def list_keys(tenant_id: str, core: CoreDep, admin: AdminDep) -> KeyList:
     """The tenant's keys by prefix (revoked ones say when)."""
-    return await ServingAdmin(state).list_keys(tenant_id)
+    keys = await asyncio.to_thread(core.accounts.keys, tenant_id)
+    return KeyList(data=[KeyInfo.of(key) for key in keys])
 
 
 @router.delete("/v1/admin/keys/{key_id}", response_model=KeyInfo)
-async def revoke_key(key_id: str, state: CoreDep, admin: AdminDep) -> KeyInfo:
+async def revoke_key(key_id: str, core: CoreDep, admin: AdminDep) -> KeyInfo:
     """Revoke a key: it answers 401 from now on."""
-    return await ServingAdmin(state).revoke_key(key_id)
+    return KeyInfo.of(await asyncio.to_thread(core.accounts.revoke, key_id))
 
 
 @router.post("/v1/admin/tenants/{tenant_id}/credits", response_model=BalanceResponse)
 async def grant_credits(
-    tenant_id: str, body: GrantRequest, state: CoreDep, admin: AdminDep
+    tenant_id: str, body: GrantRequest, core: CoreDep, admin: AdminDep
 ) -> BalanceResponse:
     """Add credits to the tenant's balance; answers the new balance."""
-    return await ServingAdmin(state).grant(tenant_id, body.amount)
+    balance = await asyncio.to_thread(grant, core.ledger, tenant_id, body.amount, "admin grant")
+    return BalanceResponse(tenant_id=tenant_id, balance=balance.available, held=balance.held)

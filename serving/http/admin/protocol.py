@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.core.accounts import ApiKey, IssuedKey
+
 
 class CreateTenantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -40,11 +42,19 @@ class KeyInfo(BaseModel):
     created: datetime
     revoked_at: datetime | None = None
 
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyInfo:
+        return cls.model_validate(key, from_attributes=True)
+
 
 class CreatedKey(KeyInfo):
     """A new key: ``key`` is shown this once and stored only as a hash."""
 
     key: str
+
+    @classmethod
+    def from_issued(cls, issued: IssuedKey) -> CreatedKey:
+        return cls(key=issued.key, **KeyInfo.of(issued.record).model_dump())
 
 
 class KeyList(BaseModel):

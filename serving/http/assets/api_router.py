@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Query, Response
 
 from serving.http.assets.protocol import AssetList, AssetObject, DeletedAsset
-from serving.http.assets.serving import ServingAssets
 from serving.http.auth import TenantDep
 from serving.http.deps import CoreDep
 
@@ -24,34 +25,38 @@ def _png(data: bytes, filename: str | None = None) -> Response:
 
 @router.get("/v1/assets", response_model=AssetList)
 async def list_assets(
-    state: CoreDep,
+    core: CoreDep,
     tenant: TenantDep,
     limit: int = Query(20, ge=1, le=100),
     after: str | None = Query(None, description="the last id of the previous page"),
 ) -> AssetList:
     """The caller's images, newest first."""
-    return await ServingAssets(state).list(tenant, limit, after)
+    page, more = await asyncio.to_thread(core.assets.list, tenant.id, limit, after)
+    return AssetList(data=[AssetObject.of(a) for a in page], has_more=more)
 
 
 @router.get("/v1/assets/{asset_id}", response_model=AssetObject)
-async def get_asset(asset_id: str, state: CoreDep, tenant: TenantDep) -> AssetObject:
+async def get_asset(asset_id: str, core: CoreDep, tenant: TenantDep) -> AssetObject:
     """One of the caller's images: how it was made, its license state, its files."""
-    return await ServingAssets(state).get(tenant, asset_id)
+    return AssetObject.of(await asyncio.to_thread(core.assets.get, tenant.id, asset_id))
 
 
 @router.get("/v1/assets/{asset_id}/preview", response_class=Response, responses=PNG)
-async def get_preview(asset_id: str, state: CoreDep, tenant: TenantDep) -> Response:
+async def get_preview(asset_id: str, core: CoreDep, tenant: TenantDep) -> Response:
     """The preview: under a visible watermark for style images, else the original."""
-    return _png(await ServingAssets(state).preview(tenant, asset_id))
+    _, data = await asyncio.to_thread(core.assets.preview, tenant.id, asset_id)
+    return _png(data)
 
 
 @router.get("/v1/assets/{asset_id}/original", response_class=Response, responses=PNG)
-async def get_original(asset_id: str, state: CoreDep, tenant: TenantDep) -> Response:
+async def get_original(asset_id: str, core: CoreDep, tenant: TenantDep) -> Response:
     """The original PNG; 403 ``license_required`` for a style image not licensed yet."""
-    return _png(await ServingAssets(state).original(tenant, asset_id), f"{asset_id}.png")
+    _, data = await asyncio.to_thread(core.assets.original, tenant.id, asset_id)
+    return _png(data, f"{asset_id}.png")
 
 
 @router.delete("/v1/assets/{asset_id}", response_model=DeletedAsset)
-async def delete_asset(asset_id: str, state: CoreDep, tenant: TenantDep) -> DeletedAsset:
+async def delete_asset(asset_id: str, core: CoreDep, tenant: TenantDep) -> DeletedAsset:
     """Delete the image and its files (the ledger and any license keep their records)."""
-    return await ServingAssets(state).delete(tenant, asset_id)
+    await asyncio.to_thread(core.assets.delete, tenant.id, asset_id)
+    return DeletedAsset(id=asset_id)

@@ -18,11 +18,11 @@ router = APIRouter(tags=["files"])
 )
 async def get_file(
     file_id: str,
-    state: CoreDep,
+    core: CoreDep,
     expires: str | None = None,
     sig: str | None = None,
 ) -> FileResponse:
     """The bytes behind a ``response_format=url`` link, until it expires."""
-    path, media_type = state.files.resolve(SignedFileRef(file_id, expires, sig))
+    path, media_type = core.files.resolve(SignedFileRef(file_id, expires, sig))
     # private: the URL is a bearer credential; shared caches must not keep the bytes.
     return FileResponse(path, media_type=media_type, headers={"cache-control": "private"})

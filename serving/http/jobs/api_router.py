@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
+from serving.core.jobs.follow import follow, open_stream
 from serving.http.auth import TenantDep
 from serving.http.credentials import api_key_from
 from serving.http.deps import CoreDep
+from serving.http.jobs.events import EventStream, sse_messages
 from serving.http.jobs.protocol import JobObject
-from serving.http.jobs.serving import ServingJobs
 
 router = APIRouter(tags=["jobs"])
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobObject)
-async def get_job(job_id: str, state: CoreDep, tenant: TenantDep) -> JobObject:
+async def get_job(job_id: str, core: CoreDep, tenant: TenantDep) -> JobObject:
     """One of the caller's jobs: state, last progress (step, total, loss), result or error.
     Another tenant's job is 404."""
-    return await ServingJobs(state).get(tenant, job_id)
+    return JobObject.of(await asyncio.to_thread(core.jobs.get, tenant.id, job_id))
 
 
 @router.get(
@@ -32,7 +32,7 @@ async def get_job(job_id: str, state: CoreDep, tenant: TenantDep) -> JobObject:
 async def job_events(
     job_id: str,
     request: Request,
-    state: CoreDep,
+    core: CoreDep,
     tenant: TenantDep,
     last_event_id: int | None = Header(None, description="resume after this event"),
 ) -> StreamingResponse:
@@ -43,38 +43,24 @@ async def job_events(
     ``KILN_EVENT_STREAMS_PER_TENANT`` streams per server process (429
     ``too_many_streams``); a stream whose API key is revoked ends within seconds with an
     ``event: error`` carrying the 401 error body."""
-    serving = ServingJobs(state)
-    await serving.check(tenant, job_id)
+    await asyncio.to_thread(core.jobs.get, tenant.id, job_id)  # 404 before a stream starts
     key = api_key_from(request.headers.get("authorization"))
-    release = serving.open_stream(tenant)
+    release = open_stream(tenant.id, core.settings.event_streams_per_tenant)
+    batches = follow(
+        core.jobs, core.accounts, tenant.id, job_id,
+        key_id=tenant.key_id, key=key, after=last_event_id or 0,
+    )  # fmt: skip
     return EventStream(
-        serving.events(tenant, job_id, key, after=last_event_id or 0),
+        sse_messages(batches),
         on_close=release,
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
 
 
-class EventStream(StreamingResponse):
-    """A streaming response that calls ``on_close`` when it ends however it ends (the
-    stream finished, the client went away, an error): a stream slot is never leaked."""
-
-    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None], **kwargs) -> None:
-        super().__init__(content, **kwargs)
-        self.content = content
-        self.on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.on_close()
-            await self.content.aclose()  # a client that left mid-wait leaves it suspended
-
-
 @router.delete("/v1/jobs/{job_id}", response_model=JobObject)
-async def cancel_job(job_id: str, state: CoreDep, tenant: TenantDep) -> JobObject:
+async def cancel_job(job_id: str, core: CoreDep, tenant: TenantDep) -> JobObject:
     """Cancel the caller's job: a queued job ends at once, a running one stops at its next
     step (``cancel_requested`` until then); partial work is discarded and held credits
     return. A finished job is answered as it is."""
-    return await ServingJobs(state).cancel(tenant, job_id)
+    return JobObject.of(await asyncio.to_thread(core.job_runner.cancel, tenant.id, job_id))

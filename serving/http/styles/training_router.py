@@ -68,19 +68,19 @@ _BODY_SCHEMA: dict[str, Any] = {
         }
     },
 )
-async def train_style(request: Request, state: CoreDep, tenant: TenantDep) -> JSONResponse:
+async def train_style(request: Request, core: CoreDep, tenant: TenantDep) -> JSONResponse:
     """Start training a private style (202 and the job; follow ``/v1/jobs/{id}``).
 
     On success the job's result names the new style (``style_id``), owned by the caller
     alone. Price: the catalog's ``style_training``, charged only on success; a tenant's
     first private style is free."""
-    settings = state.settings
+    settings = core.settings
     form = await request.form(max_files=MAX_IMAGES + 1, max_fields=MAX_IMAGES + 16)
     try:
         uploads = form.getlist("images")
         if any(not isinstance(u, UploadFile) for u in uploads):
             raise ParamError("images", "images must be files (multipart file fields)")
-        training = check_request(_training_request(form), len(uploads), settings, state.catalog)
+        training = check_request(_training_request(form), len(uploads), settings, core.catalog)
         for index, upload in enumerate(uploads):
             if upload.size is not None:
                 check_image_bytes(upload.size, index, settings)
@@ -90,21 +90,21 @@ async def train_style(request: Request, state: CoreDep, tenant: TenantDep) -> JS
             images.append(await asyncio.to_thread(decode_training_image, data, index, settings))
     finally:
         await form.close()
-    job = await asyncio.to_thread(_submit, state, tenant.id, training, images)
+    job = await asyncio.to_thread(_submit, core, tenant.id, training, images)
     body = JobObject.of(job).model_dump(mode="json")
     return JSONResponse(body, status_code=202, headers={"location": f"/v1/jobs/{job.id}"})
 
 
-def _submit(state: KilnCore, tenant_id: str, training: StyleTrainingRequest, images: list) -> Any:
+def _submit(core: KilnCore, tenant_id: str, training: StyleTrainingRequest, images: list) -> Any:
     job = submit_style_training(
         tenant_id,
         training,
         images,
-        settings=state.settings,
-        catalog=state.catalog,
-        ledger=state.ledger,
+        settings=core.settings,
+        catalog=core.catalog,
+        ledger=core.ledger,
     )
-    state.job_runner.submit(job)
+    core.job_runner.submit(job)
     return job
 
 
