@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from serving.core.settings import Settings  # noqa: E402
-from serving.http.batch.lines import parse_batch  # noqa: E402
+from serving.http.batch.parsing import parse_batch  # noqa: E402
 from serving.ray.batch.runner import BatchOptions, run_batch  # noqa: E402
 
 logger = logging.getLogger("batch_throughput")

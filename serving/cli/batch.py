@@ -20,7 +20,7 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     """Render a JSONL batch into ``--out`` on Ray Data (serving/ray/batch): invalid lines
     are listed and nothing runs (exit 2) unless ``--skip-invalid``; exit 1 if a line
     failed."""
-    from serving.http.batch.lines import parse_batch
+    from serving.http.batch.parsing import parse_batch
     from serving.ray.batch.runner import BatchOptions, UnknownBatchTenant, resolve_tenant, run_batch
 
     path = Path(args.file)

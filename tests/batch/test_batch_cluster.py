@@ -19,7 +19,7 @@ import pytest
 from batch_helpers import gen, leftovers, read_manifest, write_jsonl
 from PIL import Image
 
-from serving.http.batch.lines import parse_batch
+from serving.http.batch.parsing import parse_batch
 from serving.ray.batch.manifest import MANIFEST, Manifest
 from serving.ray.batch.runner import BatchOptions, run_batch
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from batch_helpers import agentic_line, edit_line, gen, png_b64, write_images
 
+from serving.core.batches.lines import derived_seed
 from serving.core.settings import Settings
-from serving.http.batch.lines import derived_seed, is_path, parse_batch
+from serving.http.batch.parsing import is_path, parse_batch
 
 
 def parse(lines, tmp_path: Path, catalog, base_dir: Path | None = None, **settings):

@@ -27,10 +27,10 @@ def worker(batch_settings, catalog):
 def style_asset(worker: BatchWorker) -> str:
     import numpy as np
 
-    state = worker.state
+    state = worker.core
     tenant = state.accounts.create_tenant("studio")
     state.ledger.grant(tenant.id, 100)
-    worker.tenant = type(worker.tenant)(id=tenant.id)
+    worker.tenant_id = tenant.id
     pixels = np.full((64, 64, 3), 120, np.uint8)
     record = ImageRecord(
         kind="artist_style", model="tiny-sd15", prompt="x", seed=1, width=64, height=64,
@@ -49,7 +49,7 @@ def test_a_batch_line_refuses_an_unlicensed_style_reference_then_runs_licensed(w
     assert result.error["code"] == "license_required"
     assert result.error["param"] == "reference.asset_id"
     assert result.images == [] and result.credits_charged == 0
-    state, tenant_id = worker.state, worker.tenant.id
+    state, tenant_id = worker.core, worker.tenant_id
     assert state.ledger.balance(tenant_id) == Balance(100, 0)
     assert len(state.assets.list(tenant_id)[0]) == 1  # the style image alone
 
@@ -67,6 +67,6 @@ def test_a_worker_called_outside_ray_starts_no_ray(worker):
     import ray
 
     request = {k: v for k, v in gen(seed=3).items() if k != "kind"}
-    worker.tenant = type(worker.tenant)(id=worker.state.accounts.create_tenant("t").id)
+    worker.tenant_id = worker.core.accounts.create_tenant("t").id
     worker.run_line(1, {"kind": "generation", "request": request})
     assert not ray.is_initialized()

@@ -28,7 +28,7 @@ from serving.cli import main
 from serving.core.ledger import Ledger
 from serving.core.ledger.schema import assets, entries
 from serving.core.settings import Settings
-from serving.http.batch.lines import parse_batch
+from serving.http.batch.parsing import parse_batch
 from serving.ray.batch.runner import OPERATOR_TENANT_ID, BatchOptions, run_batch
 
 pytestmark = pytest.mark.slow

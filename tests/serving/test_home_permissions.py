@@ -122,9 +122,9 @@ def test_folders_are_0700_whatever_the_umask(tmp_path, umask):
 def test_a_jobs_staged_inputs_are_private(tmp_path, catalog, umask):
     """A training's photos and a batch's request lines wait in the job's workspace until a
     worker takes them: a tenant's data, 0700 folders and 0600 files like the rest."""
+    from serving.core.batches.submission import submit_batch
     from serving.core.jobs.style_training import StyleTrainingRequest, submit_style_training
-    from serving.http.batch.lines import parse_batch
-    from serving.ray.batch.jobs import submit_batch
+    from serving.http.batch.parsing import parse_batch
 
     settings = Settings(home=tmp_path / "kiln", secret=TEST_SECRET)
     with Ledger(settings.database_url) as ledger:

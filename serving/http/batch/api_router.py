@@ -28,12 +28,13 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from serving.core.app import KilnCore
+from serving.core.batches.lines import BatchLine, InvalidLine
+from serving.core.batches.submission import submit_batch
+from serving.core.errors import KilnError
 from serving.http.auth import TenantDep
-from serving.http.batch.lines import BatchLine, InvalidLine, parse_batch
+from serving.http.batch.parsing import parse_batch
 from serving.http.deps import CoreDep
-from serving.http.errors import KilnError
 from serving.http.jobs.protocol import JobObject
-from serving.ray.batch.jobs import submit_batch
 
 router = APIRouter(tags=["batches"])
 

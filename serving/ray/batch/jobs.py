@@ -1,9 +1,7 @@
 """The ``batch`` job: a tenant's JSONL of requests, uploaded over HTTP, rendered as a job.
 
-Submitting (the ingress, ``POST /v1/batches``) happens after ``parse_batch`` has checked
-every line, so a refused upload stores nothing and charges nothing: ``submit_batch``
-writes the checked lines (images already inlined, seeds filled in) to the job's
-workspace and creates the queued job. The worker never re-reads the upload.
+Submitting (``POST /v1/batches``) is the core's: ``serving.core.batches.submission``
+stages the checked lines in the job's workspace; the worker reads them from there.
 
 The work (``run_batch_job``, on the job's worker: a Ray task under Serve, else a thread)
 is ``serving.ray.batch.runner.run_batch`` with the job's tenant as the tenant and the job's
@@ -39,33 +37,22 @@ Decisions (the issue is silent on them):
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import threading
 import time
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from serving.core.jobs.runner import JobContext, workspace_of
-from serving.core.jobs.service import Job, JobFailed, Jobs, new_job_id
+from serving.core.batches.submission import LINES_FILE, read_lines
+from serving.core.jobs.runner import JobContext
+from serving.core.jobs.service import JobFailed, Jobs
 from serving.core.ledger import Ledger
 from serving.core.ledger.schema import reservations
-from serving.core.settings import Settings
-from serving.http.batch.lines import BatchLine, InvalidLine
-from weights.home import DIR_MODE, open_private, private_dir
 
 logger = logging.getLogger(__name__)
 
-KIND = "batch"
-LINES_FILE = "lines.jsonl"
 OUTPUT_DIR = "out"
-# Skipped invalid lines kept in the job's params (the count is always kept): the params
-# travel with every GET of the job.
-MAX_LISTED_INVALID = 100
 # Failures named in the error of a job whose every line failed.
 MAX_LISTED_FAILURES = 5
 # Request ids looked up in one query when a cancelled run is reconciled.
@@ -80,49 +67,6 @@ class BatchFailed(JobFailed):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code="batch_failed")
-
-
-def submit_batch(
-    settings: Settings,
-    ledger: Ledger,
-    tenant_id: str,
-    lines: list[BatchLine],
-    skipped: list[InvalidLine],
-    filename: str | None = None,
-) -> Job:
-    """Stage the checked ``lines`` in a new job's workspace and create the queued job
-    (``skipped``: invalid lines left out by ``skip_invalid``). The caller submits it to
-    a runner; on any failure here nothing stays stored."""
-    ledger.tenant(tenant_id)  # UnknownTenant before anything is written
-    job_id = new_job_id()
-    workspace = workspace_of(settings, job_id)
-    try:
-        private_dir(workspace.parent)
-        workspace.mkdir(DIR_MODE)  # a fresh id: never there already
-        with open_private(workspace / LINES_FILE) as f:  # the tenant's requests: 0600
-            for line in lines:
-                f.write((json.dumps(asdict(line), separators=(",", ":")) + "\n").encode())
-        kinds: dict[str, int] = {}
-        for line in lines:
-            kinds[line.kind] = kinds.get(line.kind, 0) + 1
-        params = {
-            "file": filename[:200] if filename else None,
-            "lines": len(lines),
-            "images": sum(line.images for line in lines),
-            "kinds": kinds,
-            "skipped_invalid": len(skipped),
-            "invalid": [asdict(line) for line in skipped[:MAX_LISTED_INVALID]],
-        }
-        return Jobs(ledger.engine).create(tenant_id, KIND, params, job_id=job_id)
-    except BaseException:
-        shutil.rmtree(workspace, ignore_errors=True)
-        raise
-
-
-def read_lines(path: Path) -> list[BatchLine]:
-    """The lines ``submit_batch`` staged."""
-    with open(path, encoding="utf-8") as f:
-        return [BatchLine(**json.loads(text)) for text in f if text.strip()]
 
 
 def line_result(entry: dict[str, Any]) -> dict[str, Any]:

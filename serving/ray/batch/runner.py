@@ -52,8 +52,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from serving.core.batches.lines import BatchLine
 from serving.core.settings import Settings
-from serving.http.batch.lines import BatchLine
 from serving.ray.batch.manifest import Manifest
 from serving.ray.batch.progress import Progress
 from weights.catalog import Catalog, ModelSpec

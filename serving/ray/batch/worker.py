@@ -1,19 +1,20 @@
-"""The Ray Data worker of a batch: one actor holds the app's state and runs lines through
-the same services as HTTP.
+"""The Ray Data worker of a batch: one actor holds an application core and runs lines
+through the same use cases as HTTP.
 
-Each actor builds ``serving.http.app.create_app`` over a ``LocalModelClient`` (engines in the
-actor: the pool's model loaded when the actor starts, any other on first use) and calls
-the core's use cases (``generations``, ``edits``; agentic through its HTTP service)
-with the line's request and tenant, so validation, styles, pins, references, watermarks,
-licenses, asset storage and charging are exactly HTTP's.
-The request id is ``batch-<run id>-line-<n>``: the ledger's reservation reference names
-the run and line.
+Each actor builds the core (``serving.core.app.build_core``, no FastAPI app) over a
+``LocalModelClient`` (engines in the actor: the pool's model loaded when the actor
+starts, any other on first use) and calls its use cases (``generations``, ``edits``,
+``agentic``) with the line's order (its request converted once by the route's own
+request class) and tenant, so validation, styles, pins, references, watermarks,
+licenses, asset storage and charging are exactly HTTP's. The request id is
+``batch-<run id>-line-<n>``: the ledger's reservation reference names the run and line.
 
 What comes back to the driver is one pickled ``LineResult`` per line, holding the final
-file bytes: PNGs encoded here from the response's pixels (the watermarked preview for a
-style image, as HTTP answers it), with the line's recorded request, kind, number and the
-image's seed as ``tEXt`` chunks, so a file's bytes are a function of its pixels and its
-request only (the asset's own PNG carries its asset id, which differs per run).
+file bytes: PNGs encoded once, here, from each delivered image's pixels (the watermarked
+preview for a style image, as HTTP answers it), with the line's recorded request, kind,
+number and the image's seed as ``tEXt`` chunks, so a file's bytes are a function of its
+pixels and its request only (the asset's own PNG carries its asset id, which differs per
+run).
 
 A failed line's error is the API's error object plus its ``status``, exactly what the
 route would have answered; an internal error (500) says no more than HTTP does, and its
@@ -23,7 +24,6 @@ traceback goes to the actor's log (Ray's session log folder).
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import logging
@@ -36,8 +36,10 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from serving.core.batches.lines import canonical_json, recorded_request
+from serving.core.lower_errors import kiln_error_for
+from serving.core.paid_images import ImageResult
 from serving.core.settings import Settings
-from serving.http.batch.lines import canonical_json, recorded_request
 from weights.catalog import Catalog
 
 logger = logging.getLogger(__name__)
@@ -74,17 +76,14 @@ def encode_png(pixels: np.ndarray, text: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
-def output_png(b64_png: str, number: int, kind: str, recorded: dict, seed: int) -> bytes:
-    """The batch file of one answered image (see the module docstring)."""
-    with Image.open(io.BytesIO(base64.b64decode(b64_png))) as image:
-        mode = "RGBA" if "A" in image.getbands() else "RGB"
-        pixels = np.asarray(image.convert(mode))
+def output_png(pixels: np.ndarray, number: int, kind: str, recorded: dict, seed: int) -> bytes:
+    """The batch file of one delivered image (see the module docstring)."""
     text = {
         "kiln:request": canonical_json({"kind": kind, "request": recorded}),
         "kiln:line": str(number),
         "kiln:seed": str(seed),
     }
-    return encode_png(pixels, text)
+    return encode_png(np.ascontiguousarray(pixels, dtype=np.uint8), text)
 
 
 class BatchWorker:
@@ -105,9 +104,8 @@ class BatchWorker:
     ):
         import torch
 
+        from serving.core.app import build_core
         from serving.core.model_client import LocalModelClient
-        from serving.http.app import create_app
-        from serving.http.auth import Tenant
 
         # Ray sets OMP_NUM_THREADS=1 in fractional-CPU actors: say what we want.
         torch.set_num_threads(settings.effective_torch_threads())
@@ -117,8 +115,8 @@ class BatchWorker:
             settings.styles_per_replica,
             fast_path=settings.fast_path(),
         )
-        self.state = create_app(settings, catalog, client).state.kiln
-        self.tenant = Tenant(id=tenant_id)
+        self.core = build_core(settings, catalog, client)
+        self.tenant_id = tenant_id
         self.run_id = run_id
         # The run's ``StopSignal`` actor (serving.ray.batch.runner): asked before each line.
         self.stop_signal = stop_signal
@@ -138,8 +136,6 @@ class BatchWorker:
 
     def run_line(self, number: int, line: dict[str, Any]) -> LineResult:
         """Run one line; any failure becomes the line's error (the run goes on)."""
-        from serving.http.errors import api_error_for
-
         kind, request = line["kind"], line["request"]
         result = LineResult(number, node_id=self.node_id)
         if self._stopping():
@@ -147,44 +143,43 @@ class BatchWorker:
             return result
         started = time.perf_counter()
         try:
-            response = self.loop.run_until_complete(self._create(kind, request, number))
+            made = self.loop.run_until_complete(self._create(kind, request, number))
         except Exception as exc:
-            error = api_error_for(exc)
+            error = kiln_error_for(exc)
             if error.status >= 500:
                 logger.error("batch line %d failed", number, exc_info=exc)
             result.error = {"status": error.status, **error.body()["error"]}
             result.timings = {"line_total": time.perf_counter() - started}
             return result
         recorded = recorded_request(kind, request)
-        for image in response.data:
-            result.images.append(output_png(image.b64_json, number, kind, recorded, image.seed))
-            result.seeds.append(image.seed)
-            result.asset_ids.append(image.asset_id)
-        result.credits_charged = response.credits_charged
-        result.timings = {**response.timings, "line_total": time.perf_counter() - started}
+        for delivered in made.images:
+            seed = delivered.asset.seed
+            result.images.append(output_png(delivered.pixels, number, kind, recorded, seed))
+            result.seeds.append(seed)
+            result.asset_ids.append(delivered.asset.id)
+        result.credits_charged = made.credits_charged
+        result.timings = {**made.timings, "line_total": time.perf_counter() - started}
         return result
 
-    async def _create(self, kind: str, request: dict[str, Any], number: int) -> Any:
-        """The route's service call for ``kind``, with the route's request class."""
-        state, rid = self.state, request_id(self.run_id, number)
+    async def _create(self, kind: str, request: dict[str, Any], number: int) -> ImageResult:
+        """The route's use case for ``kind``, its order converted once from the line's
+        request by the route's own request class."""
+        core, tenant_id, rid = self.core, self.tenant_id, request_id(self.run_id, number)
         if kind == "generation":
-            from serving.http.generations.protocol import GenerationRequest, GenerationResponse
+            from serving.http.generations.protocol import GenerationRequest
 
             order = GenerationRequest.model_validate_json(json.dumps(request)).to_order()
-            result = await state.generations.create(self.tenant.id, order, rid)
-            return GenerationResponse.of(result)
+            return await core.generations.create(tenant_id, order, rid)
         if kind == "edit":
-            from serving.http.edits.protocol import EditRequest, EditResponse
+            from serving.http.edits.protocol import EditRequest
 
             edit = EditRequest.model_validate_json(json.dumps(request)).to_order()
-            result = await state.edits.create(self.tenant.id, edit, rid)
-            return EditResponse.of(result, edit.tool)
+            return await core.edits.create(tenant_id, edit, rid)
         if kind == "agentic":
             from serving.http.agentic.protocol import AgenticGenerationRequest
-            from serving.http.agentic.serving import ServingAgentic
 
-            body = AgenticGenerationRequest.model_validate_json(json.dumps(request))
-            return await ServingAgentic(state).create(body, self.tenant, request_id=rid)
+            agentic = AgenticGenerationRequest.model_validate_json(json.dumps(request)).to_order()
+            return await core.agentic.create(tenant_id, agentic, rid)
         raise ValueError(f"unknown kind {kind!r}")
 
     def _stopping(self) -> bool:

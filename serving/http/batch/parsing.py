@@ -1,5 +1,6 @@
-"""Parsing a batch file (JSONL): one request a line, validated by the HTTP code before
-anything runs.
+"""Parsing a batch file (JSONL): one request a line, checked with the routes' own request
+classes before anything runs; the lines are the core's values
+(``serving.core.batches.lines``).
 
 Each line is a JSON object in the native request shape of its route plus a ``kind``:
 ``generation`` (``POST /v1/generations``), ``edit`` (``POST /v1/edits``) or ``agentic``
@@ -29,108 +30,34 @@ Decisions where the issue is silent:
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from pipelines.params import ParamError
+from serving.core.batches.lines import (
+    KINDS,
+    BatchLine,
+    InvalidLine,
+    derived_seed,
+    image_slots,
+)
 from serving.core.image_inputs import ImageLimits, UploadTooLarge, decode_b64_image
 from serving.core.settings import Settings
 from serving.http.errors import api_error_for, validation_error
 from weights.catalog import Catalog, UnknownModelError
-
-KINDS = ("generation", "edit", "agentic")
-# How an inlined image appears in a line's recorded request (manifest, PNG metadata).
-DIGEST_PREFIX = "sha256:"
-
-
-@dataclass(frozen=True)
-class BatchLine:
-    """One valid line: what runs, exactly as the HTTP route would receive it."""
-
-    number: int  # 1-based line number in the file
-    kind: str  # "generation" | "edit" | "agentic"
-    request: dict  # the request JSON, images inlined as base64, ``kind`` removed, seed filled
-    model: str = ""  # the model whose worker pool runs it ("" when it depends on a tenant)
-    images: int = 1  # images the line asks for (``n``): the progress bar's unit
-
-    @property
-    def recorded(self) -> dict:
-        """The request with each inlined image replaced by ``sha256:<hex>`` of its base64
-        text: what the manifest and the PNG metadata keep (a line's images can be
-        megabytes; the digest still tells any change apart)."""
-        return recorded_request(self.kind, self.request)
-
-
-@dataclass(frozen=True)
-class InvalidLine:
-    """A line refused before anything runs."""
-
-    number: int
-    message: str  # e.g. "line 7: prompt: field required"
 
 
 class _Invalid(Exception):
     """A line-level refusal raised inside parsing; becomes an ``InvalidLine``."""
 
 
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 kept: one text per value."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def derived_seed(number: int, kind: str, request: dict) -> int:
-    """The seed of a line that gave none: stable across runs, distinct per line number."""
-    text = f"{number}\n{canonical_json({'kind': kind, 'request': request})}"
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
-
-
-# Image slots of each kind: (container getter, key, param name for errors).
-_Slot = tuple[dict, str, str]
-
-
-def _image_slots(kind: str, request: dict) -> Iterator[_Slot]:
-    """Where a request of ``kind`` may carry images, as (dict, key, param)."""
-
-    def sub(name: str) -> dict | None:
-        value = request.get(name)
-        return value if isinstance(value, dict) else None
-
-    if kind == "generation":
-        for name in ("reference", "image_to_prompt"):
-            if (part := sub(name)) is not None:
-                yield part, "image", f"{name}.image"
-    elif kind == "edit":
-        yield request, "image", "image"
-        yield request, "mask", "mask"
-        if (part := sub("image_to_prompt")) is not None:
-            yield part, "image", "image_to_prompt.image"
-    elif kind == "agentic":
-        references = request.get("references")
-        if isinstance(references, list):
-            for index, reference in enumerate(references):
-                if isinstance(reference, dict):
-                    yield reference, "image", f"references.{index}.image"
-
-
 def is_path(value: str) -> bool:
     """A path names a file with a suffix; base64 and ``data:`` URLs never hold a ``.``."""
     return "." in value and not value.startswith("data:")
-
-
-def recorded_request(kind: str, request: dict) -> dict:
-    """``request`` with each image replaced by ``sha256:<hex>`` (see ``BatchLine.recorded``)."""
-    copy = json.loads(json.dumps(request))
-    for part, key, _ in _image_slots(kind, copy):
-        value = part.get(key)
-        if isinstance(value, str):
-            part[key] = DIGEST_PREFIX + hashlib.sha256(value.encode()).hexdigest()
-    return copy
 
 
 def _inline_path(value: str, param: str, base_dir: Path | None, settings: Settings) -> str:
@@ -153,7 +80,7 @@ def _inline_images(
     """Replace paths by base64 in place; decode every image (limits, bad bytes); the
     decoded images by param."""
     decoded: dict[str, Any] = {}
-    for part, key, param in _image_slots(kind, request):
+    for part, key, param in image_slots(kind, request):
         value = part.get(key)
         if not isinstance(value, str):
             continue  # a wrong type is pydantic's to report
@@ -206,13 +133,14 @@ def _check_edit(request: Any, catalog: Catalog, settings: Settings, images: dict
 
 
 def _check_agentic(request: Any, catalog: Catalog, settings: Settings, _: dict) -> str:
-    """What ``ServingAgentic.create`` refuses before reserving, tenant aside: a saved
-    recipe's thumbnails are decoded as the route decodes them."""
-    from serving.http.agentic.serving import check_request, checked_recipe
+    """What ``Agentic.create`` refuses before reserving, tenant aside: a saved recipe's
+    thumbnails are decoded as the route decodes them."""
+    from serving.core.agentic.checks import check_agentic, checked_recipe
 
-    spec, _budget, choices = check_request(request, catalog, settings)
-    if request.recipe is not None:
-        checked_recipe(request.recipe, choices, settings)
+    order = request.to_order()
+    spec, _budget = check_agentic(order, catalog, settings)
+    if order.recipe is not None:
+        checked_recipe(order.recipe, order.components, settings)
     return spec.id
 
 
