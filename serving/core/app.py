@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from serving.core.accounts import Accounts
+from serving.core.agentic.service import Agentic
 from serving.core.assets.retention import RetentionSweeper
 from serving.core.assets.service import Assets
 from serving.core.assets.store import BlobStore
@@ -69,6 +70,7 @@ class KilnCore:
     image_to_prompt: ImageToPrompt
     generations: Generations
     edits: Edits
+    agentic: Agentic
 
 
 def build_core(
@@ -139,6 +141,14 @@ def build_core(
             inputs=inputs,
             conditioning=conditioning,
             image_to_prompt=extracts,
+            paid=paid,
+        ),
+        agentic=Agentic(
+            settings=settings,
+            catalog=catalog,
+            models=models,
+            clip=clip,
+            inputs=inputs,
             paid=paid,
         ),
     )

@@ -249,7 +249,7 @@ def test_a_recipes_thumbnails_go_through_the_input_decoder(
 def test_a_recipes_thumbnail_is_re_encoded_small_before_the_agent_sees_it(tmp_path):
     from agentic.composition import THUMB_SIDE
     from agentic.recipe import extract_recipe
-    from serving.http.agentic.serving import checked_recipe
+    from serving.core.agentic.checks import checked_recipe
 
     settings = Settings(home=tmp_path, secret=TEST_SECRET)
     raw = extract_recipe([downsample(data.coffee(), 64)]).to_json()

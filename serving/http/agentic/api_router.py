@@ -1,4 +1,5 @@
-"""HTTP routes of agentic generation."""
+"""HTTP routes of agentic generation: the wire request converted once, the core's
+``agentic`` use case, the answer encoded (the recipe's JSON, base64 PNG)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from serving.http.agentic.protocol import (
     AgenticGenerationRequest,
     AgenticGenerationResponse,
 )
-from serving.http.agentic.serving import ServingAgentic
 from serving.http.auth import TenantDep
 from serving.http.deps import CoreDep
 from serving.http.errors import request_id_of
@@ -21,22 +21,25 @@ router = APIRouter(tags=["agentic"])
 
 @router.post("/v1/agentic/extract", response_model=AgenticExtractResponse)
 async def extract(
-    body: AgenticExtractRequest, state: CoreDep, tenant: TenantDep
+    body: AgenticExtractRequest, core: CoreDep, tenant: TenantDep
 ) -> AgenticExtractResponse:
     """A recipe (palette, grading, lighting, composition) from 1-10 references. Free."""
-    return await ServingAgentic(state).extract(body, tenant)
+    return AgenticExtractResponse.of(await core.agentic.extract(tenant.id, body.to_order()))
 
 
 @router.post("/v1/agentic/generations", response_model=AgenticGenerationResponse)
 async def create_generation(
-    body: AgenticGenerationRequest, request: Request, state: CoreDep, tenant: TenantDep
+    body: AgenticGenerationRequest, request: Request, core: CoreDep, tenant: TenantDep
 ) -> Response:
     """Images carrying a recipe's components, with their scores and the agent's trace.
 
     A flat ``catalog.price_of("agentic")`` credits a generation, whatever ``n``; an
     ``Idempotency-Key`` header makes retries safe.
     """
-    service = ServingAgentic(state)
-    return await run_idempotent(
-        state, tenant, request, lambda: service.create(body, tenant, request_id_of(request))
-    )
+    order = body.to_order()
+
+    async def answer() -> AgenticGenerationResponse:
+        result = await core.agentic.create(tenant.id, order, request_id_of(request))
+        return AgenticGenerationResponse.of(result)
+
+    return await run_idempotent(core, tenant, request, answer)

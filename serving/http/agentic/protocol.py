@@ -2,18 +2,26 @@
 
 Component names, source indices and strengths are checked by ``agentic.recipe`` (400s
 naming ``components.<name>.sources`` / ``.strength``), not by pydantic bounds, so the
-same rules hold for a request and for an edited recipe.
+same rules hold for a request and for an edited recipe. A request converts itself once
+into the core's order (``to_order``); ``AgenticExtractResponse.of`` and
+``AgenticGenerationResponse.of`` encode the core's results (the recipe's JSON, base64 PNG).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentic.recipe import Choice
 from pipelines.params import MAX_SEED
+from serving.core.agentic.orders import AgenticExtractOrder, AgenticOrder
+from serving.core.agentic.results import AgenticGeneration, Extraction, KeptImage
+from serving.core.assets.delivery import Delivered
 from serving.core.generations.params import MAX_STEPS
+from serving.core.image_inputs import ImageSource
+from serving.core.imaging import b64
 
 
 class AgenticReference(BaseModel):
@@ -23,6 +31,9 @@ class AgenticReference(BaseModel):
 
     image: str | None = Field(None, description="base64 PNG/JPEG/WebP (or a data: URL)")
     asset_id: str | None = None
+
+    def to_source(self) -> ImageSource:
+        return ImageSource(self.image, self.asset_id)
 
 
 class ComponentField(BaseModel):
@@ -52,10 +63,21 @@ class AgenticExtractRequest(BaseModel):
         default_factory=dict, description="palette, grading, lighting, composition"
     )
 
+    def to_order(self) -> AgenticExtractOrder:
+        """The request as the core takes it."""
+        return AgenticExtractOrder(
+            tuple(reference.to_source() for reference in self.references),
+            choices_of(self.components),
+        )
+
 
 class AgenticExtractResponse(BaseModel):
     recipe: dict[str, Any]
     timings: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, result: Extraction) -> AgenticExtractResponse:
+        return cls(recipe=result.recipe.to_json(), timings=result.timings)
 
 
 class AgenticGenerationRequest(BaseModel):
@@ -81,6 +103,29 @@ class AgenticGenerationRequest(BaseModel):
         False, description="return each image's grading step as a .cube 3D LUT (17 points)"
     )
 
+    def to_order(self) -> AgenticOrder:
+        """The request as the core takes it."""
+        references = None
+        if self.references is not None:
+            references = tuple(reference.to_source() for reference in self.references)
+        return AgenticOrder(
+            prompt=self.prompt,
+            model=self.model,
+            references=references,
+            recipe=self.recipe,
+            components=choices_of(self.components),
+            n=self.n,
+            candidates=self.candidates,
+            rounds=self.rounds,
+            negative_prompt=self.negative_prompt,
+            resolution=self.resolution,
+            aspect_ratio=self.aspect_ratio,
+            seed=self.seed,
+            steps=self.steps,
+            guidance=self.guidance,
+            grading_lut=self.grading_lut,
+        )
+
 
 class AgenticImage(BaseModel):
     asset_id: str
@@ -91,6 +136,20 @@ class AgenticImage(BaseModel):
     scores: dict[str, Any]
     knobs: dict[str, float] = Field(description="transfer strengths the image was finished at")
     grading_cube: str | None = Field(None, description="the grading step as a .cube 3D LUT")
+
+    @classmethod
+    def of(cls, delivered: Delivered, kept: KeptImage) -> AgenticImage:
+        asset = delivered.asset
+        return cls(
+            asset_id=asset.id,
+            b64_json=b64(delivered.png),
+            seed=asset.seed,
+            width=asset.width,
+            height=asset.height,
+            scores=kept.scores.to_json(),
+            knobs=kept.knobs,
+            grading_cube=kept.grading_cube,
+        )
 
 
 class AgenticGenerationResponse(BaseModel):
@@ -103,3 +162,21 @@ class AgenticGenerationResponse(BaseModel):
     trace: list[dict[str, Any]]
     credits_charged: int
     timings: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, result: AgenticGeneration) -> AgenticGenerationResponse:
+        detail = result.detail
+        return cls(
+            id=result.id,
+            created=int(time.time()),
+            model=result.model,
+            data=[
+                AgenticImage.of(delivered, kept)
+                for delivered, kept in zip(result.images, detail.images, strict=True)
+            ],
+            recipe=detail.recipe.to_json(),
+            plan=detail.plan,
+            trace=detail.trace,
+            credits_charged=result.credits_charged,
+            timings=result.timings,
+        )
