@@ -5,9 +5,10 @@ catalog and a model client, once per process (the HTTP app, a batch worker, a to
 pins, jobs, files, the concurrency cap), what they run on (settings, catalog, the model
 client port, the image-to-prompt client port, metrics) and the use cases, each built
 once here with its dependencies: the paid path every image goes through (``paid``),
-``generations``, ``edits``, ``image_to_prompt``. Adapters reach the core through it:
-``serving.http`` puts it on the FastAPI app, ``serving.ray`` builds one per batch worker,
-and call a use case with a tenant id, a frozen order and a request id, e.g.
+``generations``, ``edits``, ``agentic``, ``image_to_prompt``, ``exports``, ``pinning``
+(making a pin). Adapters reach the core through it: ``serving.http`` puts it on the
+FastAPI app, ``serving.ray`` builds one per batch worker, and call a use case with a
+tenant id, a frozen order and a request id, e.g.
 ``await core.generations.create(tenant_id, order, request_id)``. It knows nothing of HTTP
 or Ray.
 """
@@ -22,6 +23,7 @@ from serving.core.assets.retention import RetentionSweeper
 from serving.core.assets.service import Assets
 from serving.core.assets.store import BlobStore
 from serving.core.edits.service import Edits
+from serving.core.exports.exporter import Exports
 from serving.core.files.store import FileStore
 from serving.core.generations.service import Generations
 from serving.core.generations.styling import StyleChooser
@@ -37,6 +39,7 @@ from serving.core.metrics import Metrics
 from serving.core.model_client import ModelClient
 from serving.core.paid_images import PaidImages
 from serving.core.pins.conditioning import Conditioning
+from serving.core.pins.pinning import Pinning
 from serving.core.pins.service import Pins
 from serving.core.settings import Settings
 from serving.core.styles.service import Styles
@@ -70,6 +73,8 @@ class KilnCore:
     image_to_prompt: ImageToPrompt
     generations: Generations
     edits: Edits
+    exports: Exports
+    pinning: Pinning
     agentic: Agentic
 
 
@@ -105,6 +110,8 @@ def build_core(
     )
     extracts = ImageToPrompt(catalog=catalog, clip=clip, inputs=inputs, paid=paid)
     conditioning = Conditioning(catalog, settings, models, pins)
+    licenses = Licenses(ledger, assets)
+    job_runner = JobRunner(settings, ledger, catalog, job_backend)
     return KilnCore(
         settings=settings,
         catalog=catalog,
@@ -115,11 +122,11 @@ def build_core(
         accounts=Accounts(ledger),
         limiter=limiter,
         assets=assets,
-        licenses=Licenses(ledger, assets),
+        licenses=licenses,
         retention=retention,
         styles=styles,
         jobs=Jobs(ledger.engine),
-        job_runner=JobRunner(settings, ledger, catalog, job_backend),
+        job_runner=job_runner,
         pins=pins,
         clip=clip,
         inputs=inputs,
@@ -143,6 +150,15 @@ def build_core(
             image_to_prompt=extracts,
             paid=paid,
         ),
+        exports=Exports(
+            settings=settings,
+            catalog=catalog,
+            ledger=ledger,
+            assets=assets,
+            licenses=licenses,
+            job_runner=job_runner,
+        ),
+        pinning=Pinning(catalog=catalog, models=models, inputs=inputs, pins=pins),
         agentic=Agentic(
             settings=settings,
             catalog=catalog,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -183,3 +184,16 @@ def test_a_replica_embeds_on_its_engine_thread(catalog):
     embeds = asyncio.run(replica.embed_images("tiny-ip-adapter-sd15", [image, image[:, :30]]))
     assert embeds.shape == (2, 32) and embeds.dtype == np.float32
     assert replica.engine.ip_adapter_loaded is None  # embedding leaves the UNet alone
+
+
+def test_pins_need_an_installed_ip_adapter(app, alice, monkeypatch):
+    # core.pinning (the use case) embeds for every installed IP-Adapter: none is a 400.
+    pinning = app.state.kiln.pinning
+    components = {k: c for k, c in pinning.catalog.components.items() if c.kind != "ip_adapter"}
+    monkeypatch.setattr(pinning, "catalog", replace(pinning.catalog, components=components))
+    r = alice.post(PINS, json={"kind": "character", "name": "Mira", "images": [png(1)]})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["param"]) == ("feature_unavailable", "kind")
+    assert "no IP-Adapter is installed" in error["message"]
+    assert stored(app) == []

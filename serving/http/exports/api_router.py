@@ -1,7 +1,10 @@
 """HTTP routes of exports: upscale, background removal, download in a format and size.
 
 All three are license-gated the same way: free for base and agentic images, 403
-``license_required`` for an artist- or private-style image until it is licensed.
+``license_required`` for an artist- or private-style image until it is licensed. A route
+converts the request once into the core's order, calls ``core.exports``
+(``serving.core.exports.exporter``) and encodes its answer: the asset object, a big
+upscale's job (202), a download's file and headers.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from pipelines.vectorize import VectorizeParams
+from serving.core.exports.exporter import DownloadOrder, Export, UpscaleOrder
+from serving.http.assets.protocol import AssetObject
 from serving.http.auth import TenantDep
 from serving.http.deps import CoreDep
 from serving.http.exports.protocol import ExportResponse, RemoveBackgroundRequest, UpscaleRequest
-from serving.http.exports.serving import ServingExports
 from serving.http.jobs.protocol import JobObject
 
 router = APIRouter(tags=["exports"])
@@ -28,33 +32,34 @@ FILES = {200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {},
     responses={202: {"model": JobObject, "description": "a big upscale, as a job"}},
 )
 async def upscale_asset(
-    asset_id: str, body: UpscaleRequest, state: CoreDep, tenant: TenantDep
+    asset_id: str, body: UpscaleRequest, core: CoreDep, tenant: TenantDep
 ) -> ExportResponse | JSONResponse:
     """Upscale to ``long_side`` (1-7680) or ``scale`` x; a new asset derived from this one.
 
     Results up to 2048x2048 px answer here (200); bigger ones start an ``upscale`` job
     (202 and the job; follow ``/v1/jobs/{id}``, its result names the new asset). Price:
     the catalog's ``upscale``, charged when the asset is stored."""
-    done = await ServingExports(state).upscale(tenant, asset_id, body)
-    if isinstance(done, ExportResponse):
-        return done
+    order = UpscaleOrder(long_side=body.long_side, scale=body.scale, method=body.method)
+    done = await core.exports.upscale(tenant.id, asset_id, order)
+    if isinstance(done, Export):
+        return _response(done)
     body_json = JobObject.of(done).model_dump(mode="json")
     return JSONResponse(body_json, status_code=202, headers={"location": f"/v1/jobs/{done.id}"})
 
 
 @router.post("/v1/assets/{asset_id}/remove-background", response_model=ExportResponse)
 async def remove_background(
-    asset_id: str, state: CoreDep, tenant: TenantDep, body: RemoveBackgroundRequest | None = None
+    asset_id: str, core: CoreDep, tenant: TenantDep, body: RemoveBackgroundRequest | None = None
 ) -> ExportResponse:
     """Cut the subject out: a new RGBA asset whose background is transparent. Price: the
     catalog's ``remove_background``."""
-    return await ServingExports(state).remove_background(tenant, asset_id)
+    return _response(await core.exports.remove_background(tenant.id, asset_id))
 
 
 @router.get("/v1/assets/{asset_id}/download", response_class=Response, responses=FILES)
 async def download_asset(
     asset_id: str,
-    state: CoreDep,
+    core: CoreDep,
     tenant: TenantDep,
     format: str = Query("png", description="png | jpeg | webp | svg"),
     long_side: int | None = Query(None, description="1-7680; above the original: upscaled"),
@@ -77,13 +82,21 @@ async def download_asset(
         VectorizeParams(colormode, color_precision, filter_speckle, mode)
         if format == "svg" else None
     )  # fmt: skip
-    data, media_type, charged = await ServingExports(state).download(
-        tenant, asset_id, format, long_side, method, vector
-    )
+    order = DownloadOrder(format=format, long_side=long_side, method=method, vector=vector)
+    done = await core.exports.download(tenant.id, asset_id, order)
     extension = "jpg" if format == "jpeg" else format
     headers = {
         "cache-control": "private",
         "content-disposition": f'attachment; filename="{asset_id}.{extension}"',
-        "x-credits-charged": str(charged),
+        "x-credits-charged": str(done.credits_charged),
     }
-    return Response(data, media_type=media_type, headers=headers)
+    return Response(done.data, media_type=done.media_type, headers=headers)
+
+
+def _response(done: Export) -> ExportResponse:
+    """The wire answer of a finished export."""
+    return ExportResponse(
+        operation=done.operation,
+        asset=AssetObject.of(done.asset),
+        credits_charged=done.credits_charged,
+    )
