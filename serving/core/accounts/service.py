@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from serving.core.accounts.key_cache import KeyCache
 from serving.core.accounts.keys import generate_key, hash_key, key_prefix
 from serving.core.errors import KilnError
 from serving.core.ledger import Ledger, Tenant
@@ -70,11 +71,14 @@ class IssuedKey:
 
 
 class Accounts:
-    """Tenants and their keys, in the ledger's database."""
+    """Tenants and their keys, in the ledger's database; live keys are remembered for a
+    second (``serving.core.accounts.key_cache``: a revocation is at once here, within
+    that second in other processes)."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, key_cache: KeyCache[Principal] | None = None) -> None:
         self.ledger = ledger
         self.engine = ledger.engine
+        self.key_cache: KeyCache[Principal] = key_cache or KeyCache()
 
     def create_tenant(self, name: str) -> Tenant:
         """A new tenant with an empty balance."""
@@ -104,14 +108,20 @@ class Accounts:
                 .values(revoked_at=datetime.now(UTC))
             )
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).one_or_none()
+        self.key_cache.forget(lambda principal: principal.key_id == key_id)
         if row is None:
             raise UnknownKey(key_id)
         return _api_key(row)
 
     def authenticate(self, key: str) -> Principal | None:
-        """The principal of a live key; ``None`` for an unknown or revoked one."""
+        """The principal of a live key; ``None`` for an unknown or revoked one. A key
+        seen live within the last ``KEY_CACHE_S`` is answered from memory."""
+        key_hash = hash_key(key)
+        cached = self.key_cache.get(key_hash)
+        if cached is not None:
+            return cached
         query = select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.role).where(
-            api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
+            api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)
         )
         # Every request authenticates (twice under Serve: proxy and app): a read that must
         # not queue behind SQLite's write lock.
@@ -119,7 +129,9 @@ class Accounts:
             row = conn.execute(query).one_or_none()
         if row is None:
             return None
-        return Principal(tenant_id=row.tenant_id, key_id=row.id, role=row.role)
+        principal = Principal(tenant_id=row.tenant_id, key_id=row.id, role=row.role)
+        self.key_cache.put(key_hash, principal)
+        return principal
 
     # The admin
 
