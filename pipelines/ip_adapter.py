@@ -45,7 +45,7 @@ import numpy as np
 
 from pipelines.loaded_model import LoadedModel
 from pipelines.params import AdapterConditioning
-from weights.catalog import ComponentSpec
+from weights.catalog import ComponentKind, ComponentSpec, ModelKind
 from weights.checks import refuse_pickle, refuse_pickle_folder
 
 logger = logging.getLogger(__name__)
@@ -77,12 +77,12 @@ def _state(engine: LoadedModel) -> _EngineAdapters:
 
 def _component(engine: LoadedModel, component_id: str) -> ComponentSpec:
     component = engine.components.get(component_id)
-    if component is None or component.kind != "ip_adapter":
-        known = ", ".join(c.id for c in engine.components_of("ip_adapter")) or "none"
+    if component is None or component.kind != ComponentKind.IP_ADAPTER:
+        known = ", ".join(c.id for c in engine.components_of(ComponentKind.IP_ADAPTER)) or "none"
         raise IPAdapterError(
             f"no IP-Adapter {component_id!r} for model {engine.spec.id!r}; known: {known}"
         )
-    if engine.spec.kind != "base":
+    if engine.spec.kind != ModelKind.BASE:
         raise IPAdapterError(f"model {engine.spec.id!r} ({engine.spec.kind}) takes no IP-Adapter")
     return component
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from weights.catalog import ComponentSpec, ModelSpec
+from weights.catalog import ComponentKind, ComponentSpec, ModelSpec
 
 
 class LoadedModel:
@@ -26,6 +26,6 @@ class LoadedModel:
         # The IP-Adapter component loaded on the shared UNet, if any (pipelines.ip_adapter).
         self.ip_adapter_loaded: str | None = None
 
-    def components_of(self, kind: str) -> list[ComponentSpec]:
+    def components_of(self, kind: ComponentKind) -> list[ComponentSpec]:
         """The fitting components of one kind (``controlnet``, ``ip_adapter``)."""
         return [c for c in self.components.values() if c.kind == kind]

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from styles.lora_file import StyleFileError, check_size, load_tensors, read_header, sha256_of
-from weights.catalog import FAMILIES, ModelSpec
+from weights.catalog import FAMILIES, ModelFamily, ModelSpec
 from weights.checks import ModelLoadError
 
 DEFAULT_MAX_RANK = 64
@@ -45,7 +45,7 @@ _KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 # Families whose pipeline passes its UNet config to ``lora_state_dict`` (SDXL's
 # ``load_lora_weights`` does, to map kohya's SGM block numbers; SD 1.5's does not), so
 # the file is read here exactly as it will be loaded.
-_MAPS_SGM_BLOCKS = {"sd15": False, "sdxl": True}
+_MAPS_SGM_BLOCKS = {ModelFamily.SD15: False, ModelFamily.SDXL: True}
 
 
 @dataclass(frozen=True)

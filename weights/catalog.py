@@ -37,36 +37,67 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+_E = TypeVar("_E", bound=StrEnum)
 
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+
+
+class ModelFamily(StrEnum):
+    """A model family (the catalog's ``family``). A ``StrEnum``: equal to its name as a
+    string, so TOML, JSON, database rows and the wire carry the same text as before."""
+
+    SD15 = "sd15"
+    SDXL = "sdxl"
+
+
+class ModelKind(StrEnum):
+    """What a catalog model is (the catalog's ``kind``): a base text-to-image model, an
+    instruction-edit checkpoint or a dedicated inpainting checkpoint."""
+
+    BASE = "base"
+    INSTRUCT = "instruct"
+    INPAINT = "inpaint"
+
+
+class ComponentKind(StrEnum):
+    """What a catalog component is (``[components.<id>] kind``); ``COMPONENT_KINDS`` says
+    what each is for."""
+
+    CLIP = "clip"
+    IP_ADAPTER = "ip_adapter"
+    CONTROLNET = "controlnet"
+    UPSCALER = "upscaler"
+    BACKGROUND_REMOVAL = "background_removal"
 
 
 @dataclass(frozen=True)
 class Family:
     """What differs between model families: pipeline class and the size grid."""
 
-    name: str
+    name: ModelFamily
     pipeline_class: str
     size_multiple: int
 
 
-FAMILIES: dict[str, Family] = {
-    "sd15": Family("sd15", "StableDiffusionPipeline", 8),
-    "sdxl": Family("sdxl", "StableDiffusionXLPipeline", 64),
+FAMILIES: dict[ModelFamily, Family] = {
+    ModelFamily.SD15: Family(ModelFamily.SD15, "StableDiffusionPipeline", 8),
+    ModelFamily.SDXL: Family(ModelFamily.SDXL, "StableDiffusionXLPipeline", 64),
 }
 
-KINDS = ("base", "instruct", "inpaint")
-
-# What each component kind is for; a miss names the known kinds.
-COMPONENT_KINDS: dict[str, str] = {
-    "clip": "an open_clip model for image-to-prompt",
-    "ip_adapter": "an IP-Adapter with its CLIP vision encoder (pins, reference mode ip_adapter)",
-    "controlnet": "a ControlNet for structure guidance (agentic composition)",
-    "upscaler": "a super-resolution model spandrel loads (upscale, 8K download)",
-    "background_removal": "an ONNX segmentation model (background removal)",
+# What each component kind is for.
+COMPONENT_KINDS: dict[ComponentKind, str] = {
+    ComponentKind.CLIP: "an open_clip model for image-to-prompt",
+    ComponentKind.IP_ADAPTER: (
+        "an IP-Adapter with its CLIP vision encoder (pins, reference mode ip_adapter)"
+    ),
+    ComponentKind.CONTROLNET: "a ControlNet for structure guidance (agentic composition)",
+    ComponentKind.UPSCALER: "a super-resolution model spandrel loads (upscale, 8K download)",
+    ComponentKind.BACKGROUND_REMOVAL: "an ONNX segmentation model (background removal)",
 }
 # Style ids (styles/record.py) start so, and model ids may not: the OpenAI route tells a
 # style named as ``model`` from a model by it.
@@ -126,8 +157,8 @@ class ModelSpec:
     """One catalog entry, validated. Sizes derive from resolutions x aspect ratios."""
 
     id: str
-    kind: str
-    family: str
+    kind: ModelKind
+    family: ModelFamily
     source: Path
     resolutions: dict[str, int]
     aspect_ratios: tuple[str, ...]
@@ -170,14 +201,14 @@ class ComponentSpec:
     """One ``[components.<id>]`` entry: weights a feature loads beside the base models."""
 
     id: str
-    kind: str
+    kind: ComponentKind
     source: Path
     tiny: str | None = None
     # Model families it fits (an IP-Adapter or ControlNet is built for one); empty: any.
-    families: tuple[str, ...] = ()
+    families: tuple[ModelFamily, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
 
-    def fits(self, family: str) -> bool:
+    def fits(self, family: ModelFamily) -> bool:
         return not self.families or family in self.families
 
 
@@ -207,11 +238,13 @@ class Catalog:
                 f"unknown component {component_id!r}; known: {known}"
             ) from None
 
-    def components_of(self, kind: str, family: str | None = None) -> list[ComponentSpec]:
+    def components_of(
+        self, kind: ComponentKind, family: ModelFamily | None = None
+    ) -> list[ComponentSpec]:
         """Components of ``kind`` (that fit ``family`` when given), in catalog order."""
         if kind not in COMPONENT_KINDS:
             known = ", ".join(COMPONENT_KINDS)
-            raise UnknownComponentError(f"unknown component kind {kind!r}; known: {known}")
+            raise UnknownComponentError(f"unknown component kind {str(kind)!r}; known: {known}")
         return [
             c
             for c in self.components.values()
@@ -222,22 +255,24 @@ class Catalog:
         """What a prompt bar may offer with ``spec``, given what is installed: the entry's
         declared features, those its kind brings, and those its family's components add.
         """
-        if spec.kind == "instruct":
+        if spec.kind == ModelKind.INSTRUCT:
             derived = ["instruct"]
-        elif spec.kind == "inpaint":
+        elif spec.kind == ModelKind.INPAINT:
             derived = ["replace", "recreate", "erase"]  # masked edits only
         else:
             derived = ["text_to_image", "reference", "replace", "recreate", "erase", "variations"]
-            if self.components_of("ip_adapter", spec.family):
+            if self.components_of(ComponentKind.IP_ADAPTER, spec.family):
                 derived += ["reference_ip_adapter", "pins"]
-            if self.components_of("controlnet", spec.family):
+            if self.components_of(ComponentKind.CONTROLNET, spec.family):
                 derived.append("structure_guidance")
             derived.append("agentic")
-        if self.components_of("clip"):
+        if self.components_of(ComponentKind.CLIP):
             derived.append("image_to_prompt")
         return tuple(dict.fromkeys([*spec.features, *derived]))
 
-    def first_component(self, kind: str, family: str | None = None) -> ComponentSpec | None:
+    def first_component(
+        self, kind: ComponentKind, family: ModelFamily | None = None
+    ) -> ComponentSpec | None:
         """The first installed component of ``kind`` for ``family``, or None."""
         found = self.components_of(kind, family)
         return found[0] if found else None
@@ -274,12 +309,16 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
     missing = [k for k in required if k not in entry]
     if missing:
         raise CatalogError(f"{where}: missing field(s) {', '.join(missing)}")
-    family = entry["family"]
-    if family not in FAMILIES:
-        raise CatalogError(f"{where}: unknown family {family!r}; known: {', '.join(FAMILIES)}")
-    kind = entry["kind"]
-    if kind not in KINDS:
-        raise CatalogError(f"{where}: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    family = _member(ModelFamily, entry["family"])
+    if family is None:
+        raise CatalogError(
+            f"{where}: unknown family {entry['family']!r}; known: {', '.join(ModelFamily)}"
+        )
+    kind = _member(ModelKind, entry["kind"])
+    if kind is None:
+        raise CatalogError(
+            f"{where}: unknown kind {entry['kind']!r}; known: {', '.join(ModelKind)}"
+        )
     resolutions = {str(k): int(v) for k, v in entry["resolutions"].items()}
     if not resolutions or any(v <= 0 for v in resolutions.values()):
         raise CatalogError(f"{where}: resolutions must map tier names to positive pixel sizes")
@@ -321,7 +360,7 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
         source=source,
         config=config,
         tiny=entry.get("tiny"),
-        features=tuple(entry.get("features", ("text_to_image",) if kind == "base" else ())),
+        features=tuple(entry.get("features", ("text_to_image",) if kind == ModelKind.BASE else ())),
         resolutions=resolutions,
         aspect_ratios=aspect_ratios,
         credits=credits,
@@ -340,7 +379,7 @@ def _check_inpaint_models(models: dict[str, ModelSpec]) -> None:
         if target is None:
             continue
         other = models.get(target)
-        if other is None or other.kind != "inpaint" or other.family != spec.family:
+        if other is None or other.kind != ModelKind.INPAINT or other.family != spec.family:
             raise CatalogError(
                 f"catalog entry {spec.id!r}: inpaint_model {target!r} must name an inpaint "
                 f"model of family {spec.family}"
@@ -352,14 +391,15 @@ def _component_from_entry(component_id: str, entry: dict[str, Any], home: Path) 
     missing = [k for k in ("kind", "source") if k not in entry]
     if missing:
         raise CatalogError(f"{where}: missing field(s) {', '.join(missing)}")
-    kind = entry["kind"]
-    if kind not in COMPONENT_KINDS:
+    kind = _member(ComponentKind, entry["kind"])
+    if kind is None:
         known = ", ".join(COMPONENT_KINDS)
-        raise CatalogError(f"{where}: unknown component kind {kind!r}; known: {known}")
-    families = tuple(entry.get("families", ()))
-    unknown = [f for f in families if f not in FAMILIES]
+        raise CatalogError(f"{where}: unknown component kind {entry['kind']!r}; known: {known}")
+    named = tuple(entry.get("families", ()))
+    unknown = [f for f in named if _member(ModelFamily, f) is None]
     if unknown:
         raise CatalogError(f"{where}: unknown families {unknown}; known: {', '.join(FAMILIES)}")
+    families = tuple(ModelFamily(f) for f in named)
     source = _resolve(entry["source"], home)
     if source.suffix.lower() in PICKLE_SUFFIXES:
         raise CatalogError(
@@ -375,6 +415,15 @@ def _component_from_entry(component_id: str, entry: dict[str, Any], home: Path) 
         families=families,
         options={k: v for k, v in entry.items() if k not in known_fields},
     )
+
+
+def _member(enum: type[_E], value: object) -> _E | None:
+    """The member of ``enum`` named ``value`` (a catalog string), or None: the caller's
+    error names the field and the known values."""
+    try:
+        return enum(value)
+    except ValueError:
+        return None
 
 
 def _resolve(path: str, home: Path) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from weights.catalog import ComponentSpec, ModelSpec
+from weights.catalog import ComponentSpec, ModelFamily, ModelKind, ModelSpec
 from weights.checks import ModelLoadError, refuse_pickle, refuse_pickle_folder
 
 logger = logging.getLogger(__name__)
@@ -18,15 +18,15 @@ logger = logging.getLogger(__name__)
 
 # Instruction-edit pipelines (catalog kind ``instruct``), by family.
 INSTRUCT_PIPELINES = {
-    "sd15": "StableDiffusionInstructPix2PixPipeline",
-    "sdxl": "StableDiffusionXLInstructPix2PixPipeline",
+    ModelFamily.SD15: "StableDiffusionInstructPix2PixPipeline",
+    ModelFamily.SDXL: "StableDiffusionXLInstructPix2PixPipeline",
 }
 
 
 # Dedicated inpainting checkpoints (catalog kind ``inpaint``), by family.
 INPAINT_PIPELINES = {
-    "sd15": "StableDiffusionInpaintPipeline",
-    "sdxl": "StableDiffusionXLInpaintPipeline",
+    ModelFamily.SD15: "StableDiffusionInpaintPipeline",
+    ModelFamily.SDXL: "StableDiffusionXLInpaintPipeline",
 }
 
 
@@ -35,9 +35,9 @@ def pipeline_class(spec: ModelSpec) -> Any:
     family's instruct or inpaint pipeline for those kinds."""
     import diffusers
 
-    if spec.kind == "instruct":
+    if spec.kind == ModelKind.INSTRUCT:
         return getattr(diffusers, INSTRUCT_PIPELINES[spec.family])
-    if spec.kind == "inpaint":
+    if spec.kind == ModelKind.INPAINT:
         return getattr(diffusers, INPAINT_PIPELINES[spec.family])
     return getattr(diffusers, spec.family_spec.pipeline_class)
 

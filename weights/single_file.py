@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from weights.catalog import ModelSpec
+from weights.catalog import ModelFamily, ModelSpec
 from weights.checks import ModelLoadError, refuse_pickle
 
 logger = logging.getLogger(__name__)
@@ -37,13 +37,13 @@ _VAE_PREFIXES = ("first_stage_model.", "vae.")
 _UNET_PREFIXES = ("model.diffusion_model.",)
 
 # Component -> the key prefixes of its weights in an original-layout checkpoint.
-COMPONENT_PREFIXES: dict[str, dict[str, tuple[str, ...]]] = {
-    "sd15": {
+COMPONENT_PREFIXES: dict[ModelFamily, dict[str, tuple[str, ...]]] = {
+    ModelFamily.SD15: {
         "unet": _UNET_PREFIXES,
         "vae": _VAE_PREFIXES,
         "text_encoder": ("cond_stage_model.transformer.",),
     },
-    "sdxl": {
+    ModelFamily.SDXL: {
         "unet": _UNET_PREFIXES,
         "vae": _VAE_PREFIXES,
         "text_encoder": ("conditioner.embedders.0.transformer.",),
@@ -58,9 +58,9 @@ _TEXT_ENCODERS = {
 }
 
 # Tokenizer component -> pad token, per family (as the original checkpoints' tokenizers).
-TOKENIZER_PADS: dict[str, dict[str, str]] = {
-    "sd15": {"tokenizer": "<|endoftext|>"},
-    "sdxl": {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"},
+TOKENIZER_PADS: dict[ModelFamily, dict[str, str]] = {
+    ModelFamily.SD15: {"tokenizer": "<|endoftext|>"},
+    ModelFamily.SDXL: {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"},
 }
 
 

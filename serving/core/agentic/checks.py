@@ -19,7 +19,7 @@ from serving.core.agentic.orders import AgenticOrder
 from serving.core.generations.params import check_prompt
 from serving.core.image_inputs import decode_b64_image
 from serving.core.settings import Settings
-from weights.catalog import Catalog, ModelSpec
+from weights.catalog import Catalog, ModelKind, ModelSpec
 
 DEFAULT_CANDIDATES = 2
 DEFAULT_ROUNDS = 1
@@ -28,12 +28,12 @@ DEFAULT_ROUNDS = 1
 def base_model(catalog: Catalog, model: str | None) -> ModelSpec:
     """The requested base model (404 unknown, 400 not a base model), or the first one."""
     if model is None:
-        bases = [spec for spec in catalog if spec.kind == "base"]
+        bases = [spec for spec in catalog if spec.kind == ModelKind.BASE]
         if not bases:
             raise ParamError("model", "the catalog has no base model")
         return bases[0]
     spec = catalog.get(model)
-    if spec.kind != "base":
+    if spec.kind != ModelKind.BASE:
         raise ParamError("model", f"model {model!r} is not a base model")
     return spec
 

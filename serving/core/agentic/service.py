@@ -52,7 +52,7 @@ from serving.core.image_to_prompt.client import ImageToPromptClient
 from serving.core.model_client import ModelClient
 from serving.core.paid_images import ImageOrder, PaidImages, Price, Rendering
 from serving.core.settings import Settings
-from weights.catalog import Catalog, ModelSpec
+from weights.catalog import Catalog, ComponentKind, ModelSpec
 
 OPERATION = "agentic"
 ASSET_KIND = "agentic"
@@ -160,7 +160,7 @@ class Agentic:
             recipe = await asyncio.to_thread(
                 checked_recipe, order.recipe, order.components, settings
             )
-        controlnet = self.catalog.first_component("controlnet", spec.family)
+        controlnet = self.catalog.first_component(ComponentKind.CONTROLNET, spec.family)
         agent_request = AgentRequest(
             prompt=order.prompt,
             n=order.n,

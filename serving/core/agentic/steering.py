@@ -16,7 +16,7 @@ from pipelines.params import AdapterConditioning, AdapterImage
 from serving.core.image_to_prompt.client import ImageToPromptClient
 from serving.core.model_client import ModelClient
 from serving.core.pins.conditioning import embed_input
-from weights.catalog import Catalog, ModelSpec
+from weights.catalog import Catalog, ComponentKind, ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ async def style_conditioning(
 ) -> tuple[AdapterConditioning | None, str]:
     """The mean IP-Adapter embedding of the references, at ``STYLE_ADAPTER_SCALE``, where
     the model's family has an IP-Adapter; otherwise None and a note why."""
-    component = catalog.first_component("ip_adapter", spec.family)
+    component = catalog.first_component(ComponentKind.IP_ADAPTER, spec.family)
     if component is None:
         return None, "ip-adapter: none installed for this model's family; skipped"
     if images is None:

@@ -52,10 +52,11 @@ def run_upscale_job(ctx: JobContext) -> dict[str, Any]:
     from serving.core.assets.service import Assets
     from serving.core.assets.store import BlobStore
     from serving.core.licenses.service import Licenses
+    from weights.catalog import ComponentKind
     from weights.tiny import ensure_tiny_components
 
     params = ctx.job.params
-    ensure_tiny_components(ctx.catalog.components_of("upscaler"))  # no-op once built
+    ensure_tiny_components(ctx.catalog.components_of(ComponentKind.UPSCALER))  # no-op once built
     assets = Assets(ctx.ledger.engine, BlobStore(ctx.settings.assets_dir),
                     ctx.settings.c2pa_signer())  # fmt: skip
     licenses = Licenses(ctx.ledger, assets)

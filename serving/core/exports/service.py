@@ -37,7 +37,7 @@ from PIL import Image
 
 from pipelines.params import ParamError
 from serving.core.assets.service import Asset, Assets, ImageRecord, LicenseRequired
-from weights.catalog import Catalog
+from weights.catalog import Catalog, ComponentKind
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def upscaler_of(catalog: Catalog, device: str = "auto") -> Any:
     """The catalog's first upscaler, loaded once; None when none is installed."""
     from pipelines.upscale import Upscaler
 
-    spec = catalog.first_component("upscaler")
+    spec = catalog.first_component(ComponentKind.UPSCALER)
     if spec is None:
         return None
     return _load(
@@ -86,7 +86,7 @@ def remover_of(catalog: Catalog, device: str = "auto") -> Any:
     """The catalog's first background-removal model, loaded once; ParamError if none."""
     from pipelines.background_removal import BackgroundRemover
 
-    spec = catalog.first_component("background_removal")
+    spec = catalog.first_component(ComponentKind.BACKGROUND_REMOVAL)
     if spec is None:
         raise ParamError(
             "asset_id", "no background removal model is installed (a [components] entry "
@@ -144,7 +144,7 @@ def check_method(method: str, catalog: Catalog) -> str:
 
     if method not in METHODS:
         raise ParamError("method", f"method must be one of {', '.join(METHODS)}")
-    if method == "model" and catalog.first_component("upscaler") is None:
+    if method == "model" and catalog.first_component(ComponentKind.UPSCALER) is None:
         raise ParamError(
             "method", 'no upscaler is installed; ask for method "lanczos" to resample instead'
         )
@@ -200,7 +200,7 @@ def run_upscale(
     )
     params = {"operation": "upscale", "long_side": plan.long_side, "method": plan.method}
     if upscaler is not None:
-        params["upscaler"] = catalog.first_component("upscaler").id
+        params["upscaler"] = catalog.first_component(ComponentKind.UPSCALER).id
     return store_derived(assets, licenses, tenant_id, parent, pixels, params)
 
 
@@ -214,7 +214,7 @@ def run_remove_background(
     parent, data = assets.source(tenant_id, asset_id)
     remover = remover_of(catalog, device)
     pixels = remove_background(decode_asset(data), remover)
-    model = catalog.first_component("background_removal").id
+    model = catalog.first_component(ComponentKind.BACKGROUND_REMOVAL).id
     params = {"operation": "remove_background", "segmenter": model}
     return store_derived(assets, licenses, tenant_id, parent, pixels, params)
 

@@ -20,6 +20,7 @@ import numpy as np
 from pipelines.image_to_prompt.embeddings import CACHE_SUBDIR
 from pipelines.image_to_prompt.pipeline import ImageToPromptOutput, ImageToPromptParams
 from serving.core.errors import KilnError, service_unavailable
+from weights.catalog import ComponentKind
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class LocalImageToPromptClient:
     on one thread (as in a replica)."""
 
     def __init__(self, catalog: Any, home: Path, device: str = "cpu"):
-        component = catalog.first_component("clip")
+        component = catalog.first_component(ComponentKind.CLIP)
         self.component = component
         self.component_id = component.id if component is not None else None
         self.cache_dir = Path(home) / CACHE_SUBDIR

@@ -24,7 +24,7 @@ from pipelines.params import AdapterConditioning, AdapterImage, ParamError
 from serving.core.model_client import ModelClient
 from serving.core.pins.service import Pins
 from serving.core.settings import Settings
-from weights.catalog import Catalog, ComponentSpec, ModelSpec
+from weights.catalog import Catalog, ComponentKind, ComponentSpec, ModelKind, ModelSpec
 
 # Pins one generation may name (each one more attention per cross-attention layer).
 MAX_PINS_PER_GENERATION = 4
@@ -39,9 +39,13 @@ def pin_scale(settings: Settings, kind: str) -> float:
 def ip_adapter_for(catalog: Catalog, spec: ModelSpec, param: str) -> ComponentSpec:
     """The IP-Adapter installed for ``spec``'s family; a 400 naming the models that have
     one otherwise."""
-    component = catalog.first_component("ip_adapter", spec.family) if spec.kind == "base" else None
+    component = (
+        catalog.first_component(ComponentKind.IP_ADAPTER, spec.family)
+        if spec.kind == ModelKind.BASE
+        else None
+    )
     if component is None:
-        having = [m.id for m in catalog if m.kind == "base" and _has_adapter(catalog, m)]
+        having = [m.id for m in catalog if m.kind == ModelKind.BASE and _has_adapter(catalog, m)]
         raise ParamError(
             param,
             f"model {spec.id!r} has no IP-Adapter installed; models with one: "
@@ -51,7 +55,7 @@ def ip_adapter_for(catalog: Catalog, spec: ModelSpec, param: str) -> ComponentSp
 
 
 def _has_adapter(catalog: Catalog, spec: ModelSpec) -> bool:
-    return catalog.first_component("ip_adapter", spec.family) is not None
+    return catalog.first_component(ComponentKind.IP_ADAPTER, spec.family) is not None
 
 
 def models_for(catalog: Catalog, components: tuple[str, ...]) -> list[str]:
@@ -59,8 +63,8 @@ def models_for(catalog: Catalog, components: tuple[str, ...]) -> list[str]:
     return [
         m.id
         for m in catalog
-        if m.kind == "base"
-        and (c := catalog.first_component("ip_adapter", m.family)) is not None
+        if m.kind == ModelKind.BASE
+        and (c := catalog.first_component(ComponentKind.IP_ADAPTER, m.family)) is not None
         and c.id in components
     ]
 

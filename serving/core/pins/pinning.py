@@ -30,7 +30,7 @@ from serving.core.model_client import ModelClient
 from serving.core.pins.conditioning import embed_input
 from serving.core.pins.record import MAX_PIN_IMAGES, PinRecord
 from serving.core.pins.service import Pins, check_pin_fields
-from weights.catalog import Catalog
+from weights.catalog import Catalog, ComponentKind, ModelKind
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +98,10 @@ class Pinning:
     async def _embed(self, pixels: list[np.ndarray]) -> dict[str, np.ndarray]:
         """The pictures' embeddings by IP-Adapter component; ``NoPinAdapter`` if none."""
         embeddings: dict[str, np.ndarray] = {}
-        for component in self.catalog.components_of("ip_adapter"):
+        for component in self.catalog.components_of(ComponentKind.IP_ADAPTER):
             model = next(
-                (m for m in self.catalog if m.kind == "base" and component.fits(m.family)), None
+                (m for m in self.catalog if m.kind == ModelKind.BASE and component.fits(m.family)),
+                None,
             )
             if model is None:
                 logger.warning("IP-Adapter %s fits no installed model; skipped", component.id)
