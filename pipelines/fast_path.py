@@ -56,6 +56,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.env_fields import env_field, flag, non_negative_int
+
 logger = logging.getLogger(__name__)
 
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -74,21 +76,81 @@ class FastPathError(RuntimeError):
     """A fast-path option this machine or this engine cannot honour (a start-up error)."""
 
 
+def _compile_choice(text: str) -> str:
+    if text not in COMPILE_CHOICES:
+        raise ValueError(f"must be auto, on or off, got {text!r}")
+    return text
+
+
+def _vae_dtype(text: str) -> str:
+    if text not in VAE_DTYPES:
+        raise ValueError(f"must be auto or fp32, got {text!r}")
+    return text
+
+
 @dataclass(frozen=True)
-class FastPathOptions:
+class FastPathSwitches:
+    """The fast path's environment variables, declared here once (``env_field``).
+
+    ``Settings`` inherits these fields, so serving reads them from the environment and
+    the README lists them without naming them again; ``FastPathOptions`` adds what no
+    variable sets directly (the LoRA hotswap rank, from ``KILN_STYLE_MAX_RANK``).
+    """
+
+    # fmt: off
+    compile: str = env_field(
+        "KILN_COMPILE", "auto", parse=_compile_choice,
+        help="torch.compile the denoiser by repeated block: auto (on CUDA only; default), "
+        "on, off",
+    )
+    compile_backend: str = env_field(
+        "KILN_COMPILE_BACKEND", "inductor", parse=str,
+        help="torch.compile backend (default inductor)",
+    )
+    compile_mode: str | None = env_field(
+        "KILN_COMPILE_MODE", None, parse=str, help="torch.compile mode (default: none)"
+    )
+    cuda_graphs: bool = env_field(
+        "KILN_CUDA_GRAPHS", False, parse=flag,
+        help="CUDA graphs (torch.compile mode reduce-overhead; default off)",
+    )
+    fused_qkv: bool = env_field(
+        "KILN_FUSED_QKV", False, parse=flag,
+        help="fused QKV projections; only for models that serve no styles, which it then "
+        "refuses (default off)",
+    )
+    channels_last: bool = env_field(
+        "KILN_CHANNELS_LAST", False, parse=flag,
+        help="channels-last memory layout (default off: measured slower on an H200)",
+    )
+    vae_tile_min_pixels: int = env_field(
+        "KILN_VAE_TILE_MIN_PIXELS", DEFAULT_TILE_MIN_PIXELS, parse=non_negative_int,
+        help="decode images above this many pixels in tiles; 0: never (default 1536x1536)",
+    )
+    vae_dtype: str = env_field(
+        "KILN_VAE_DTYPE", "auto", parse=_vae_dtype,
+        help="auto (the serving dtype; fp32 for SDXL under fp16; default) or fp32",
+    )
+    fa3: bool = env_field(
+        "KILN_FA3", True, parse=flag,
+        help="Flash-Attention 3 where torch has it, on Hopper (default on)",
+    )
+    fp8: bool = env_field(
+        "KILN_FP8", False, parse=flag,
+        help="FP8 matmuls in the UNet through torchao; needs compute capability 8.9+ "
+        "(default off)",
+    )
+    warmup: bool = env_field(
+        "KILN_WARMUP", True, parse=flag,
+        help="warm up (and compile) at every catalog size when a replica starts (default on)",
+    )
+    # fmt: on
+
+
+@dataclass(frozen=True)
+class FastPathOptions(FastPathSwitches):
     """What the fast path applies; every field is an off switch (module docstring: why)."""
 
-    compile: str = "auto"
-    compile_backend: str = "inductor"
-    compile_mode: str | None = None
-    cuda_graphs: bool = False
-    fused_qkv: bool = False
-    channels_last: bool = False
-    vae_tile_min_pixels: int = DEFAULT_TILE_MIN_PIXELS
-    vae_dtype: str = "auto"
-    fa3: bool = True
-    fp8: bool = False
-    warmup: bool = True
     lora_hotswap_rank: int = 64
 
     def __post_init__(self) -> None:

@@ -1,7 +1,12 @@
-"""Every environment variable Kiln reads, declared in one place and read lazily.
+"""Every environment variable Kiln reads, each declared once, and read lazily.
 
-As vLLM's ``envs.py``: the table ``ENV_VARS`` names each variable, its parser and its
-default; ``Settings.from_env()`` reads them when called (never at import) into one frozen,
+As vLLM's ``envs.py``, one declaration per variable; here it is the ``Settings`` field it
+fills (``pipelines/env_fields.py``: ``env_field`` gives the name, parser and help, the
+field its type and default). Serving's variables are declared below; the GPU fast path's
+in ``pipelines/fast_path.py`` (``FastPathSwitches``, which ``Settings`` inherits: the
+pipelines may not import serving). ``ENV_VARS`` is derived from the fields, the README's
+configuration table from ``ENV_VARS`` (``serving/core/settings_table.py``).
+``Settings.from_env()`` reads them when called (never at import) into one frozen,
 picklable object that the CLI, the app builder and every Ray replica share.
 
 Unset means "the default": an empty string counts as unset, so ``KILN_PORT=`` in a
@@ -13,18 +18,25 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.content_credentials import C2paSigner
-from pipelines.fast_path import DEFAULT_TILE_MIN_PIXELS
+from pipelines.env_fields import (
+    EnvVar,
+    env_field,
+    env_vars,
+    flag,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from pipelines.fast_path import FastPathOptions, FastPathSwitches
 from pipelines.params import GenerationDefaults
 from weights.home import private_dir
-
-if TYPE_CHECKING:
-    from pipelines.fast_path import FastPathOptions
 
 DEVICES = ("auto", "cpu", "cuda")
 SECRET_FILE = "secret.key"
@@ -36,51 +48,11 @@ class SettingsError(ValueError):
     """An environment variable (or builder argument) with a value Kiln cannot use."""
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"must not be negative, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError(f"must not be negative, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"must be positive, got {value}")
-    return value
-
-
 def _adapter_scale(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 2.0:
         raise ValueError(f"must be an IP-Adapter scale (0-2), got {value}")
     return value
-
-
-def _compile_choice(text: str) -> str:
-    if text not in ("auto", "on", "off"):
-        raise ValueError(f"must be auto, on or off, got {text!r}")
-    return text
-
-
-def _vae_dtype(text: str) -> str:
-    if text not in ("auto", "fp32"):
-        raise ValueError(f"must be auto or fp32, got {text!r}")
-    return text
 
 
 def _port(text: str) -> int:
@@ -100,351 +72,289 @@ def _path(text: str) -> Path:
     return Path(text).expanduser()
 
 
-FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True}
-FLAG_WORDS |= {"0": False, "false": False, "no": False, "off": False}
-
-
-def _flag(text: str) -> bool:
-    """An on/off switch: 1/true/yes/on or 0/false/no/off (any case)."""
-    try:
-        return FLAG_WORDS[text.lower()]
-    except KeyError:
-        words = ", ".join(FLAG_WORDS)
-        raise ValueError(f"must be one of {words}; got {text!r}") from None
-
-
 @dataclass(frozen=True)
-class EnvVar:
-    """One environment variable: the settings field it fills, how to parse it, what it does."""
+class Settings(FastPathSwitches):
+    """Kiln's configuration, resolved once. Frozen and picklable: it travels to replicas.
 
-    name: str
-    field: str
-    parse: Callable[[str], Any]
-    help: str
+    Each field is the one declaration of its environment variable (``env_field``: name,
+    parser, help; the annotation and default are the field's). The GPU fast path's
+    variables are declared in ``pipelines/fast_path.py`` (``FastPathSwitches``) and
+    inherited, so ``fields(Settings)`` lists the fast path's first, then serving's.
+    """
 
-
-# The single declaration of Kiln's environment. A field whose variable is unset keeps the
-# dataclass default below (None where the default depends on other settings or the machine).
-ENV_VARS: tuple[EnvVar, ...] = (
-    EnvVar("KILN_HOME", "home", _path, "models, files, secret key (default ~/.kiln)"),
-    EnvVar("KILN_HOST", "host", str, "address to listen on (default 127.0.0.1)"),
-    EnvVar("KILN_PORT", "port", _port, "HTTP port (default 8000)"),
-    EnvVar("KILN_CATALOG", "catalog_file", _path, "extra models.toml (default KILN_HOME/…)"),
-    EnvVar("KILN_DEVICE", "device", _device, "auto | cpu | cuda (default auto)"),
-    EnvVar(
-        "KILN_GPUS_PER_REPLICA", "gpus_per_replica", _non_negative_float,
-        "GPUs per model replica, may be fractional (default: 1 with CUDA, an equal share "
+    # fmt: off
+    home: Path = env_field(
+        "KILN_HOME", default_factory=lambda: Path("~/.kiln").expanduser(), parse=_path,
+        help="models, files, secret key (default ~/.kiln)",
+    )
+    host: str = env_field(
+        "KILN_HOST", "127.0.0.1", parse=str,
+        help="address to listen on (default 127.0.0.1)",
+    )
+    port: int = env_field("KILN_PORT", 8000, parse=_port, help="HTTP port (default 8000)")
+    catalog_file: Path | None = env_field(
+        "KILN_CATALOG", None, parse=_path,
+        help="extra models.toml (default KILN_HOME/…)",
+    )
+    device: str = env_field(
+        "KILN_DEVICE", "auto", parse=_device,
+        help="auto / cpu / cuda / cuda:N (default auto)",
+    )
+    gpus_per_replica: float | None = env_field(
+        "KILN_GPUS_PER_REPLICA", None, parse=non_negative_float,
+        help="GPUs per model replica, may be fractional (default: 1 with CUDA, an equal share "
         "when models outnumber GPUs; 0 on CPU)",
-    ),
-    EnvVar(
-        "KILN_REPLICA_CPUS", "replica_cpus", _non_negative_float,
-        "Ray CPUs per model replica, may be fractional (default 0.25)",
-    ),
-    EnvVar("KILN_INGRESS_CPUS", "ingress_cpus", _non_negative_float, "CPUs of the HTTP ingress"),
-    EnvVar("KILN_TORCH_THREADS", "torch_threads", _positive_int, "torch threads per replica"),
-    EnvVar("KILN_RAY_NUM_CPUS", "ray_num_cpus", _positive_int, "CPUs of a local Ray"),
-    EnvVar("KILN_RAY_ADDRESS", "ray_address", str, "join this Ray cluster instead"),
-    EnvVar("KILN_MAX_BATCH_SIZE", "max_batch_size", _positive_int, "images per shared call"),
-    EnvVar("KILN_BATCH_WAIT_S", "batch_wait_s", _non_negative_float, "batch fill wait"),
-    EnvVar("KILN_MAX_QUEUED", "max_queued", _positive_int, "queued requests per model"),
-    EnvVar("KILN_URL_TTL_S", "url_ttl_s", _positive_int, "lifetime of signed file URLs"),
-    EnvVar("KILN_SECRET", "secret", str, "HMAC key for file URLs (default KILN_HOME/…)"),
-    EnvVar("KILN_PUBLIC_URL", "public_url", str, "base URL for signed links"),
-    EnvVar("KILN_MAX_PROMPT_CHARS", "max_prompt_chars", _positive_int, "longest prompt"),
-    EnvVar("KILN_DEFAULT_STEPS", "default_steps", _positive_int, "steps unless asked"),
-    EnvVar("KILN_DEFAULT_GUIDANCE", "default_guidance", _non_negative_float, "guidance"),
-    EnvVar("KILN_DEFAULT_SCHEDULER", "default_scheduler", str, "scheduler unless asked"),
-    EnvVar("KILN_DATABASE_URL", "database", str, "ledger DB URL (default KILN_HOME/kiln.db)"),
-    EnvVar("KILN_ADMIN_KEY", "admin_key", str, "the admin API key (default: generated once)"),
-    EnvVar(
-        "KILN_TENANT_MAX_CONCURRENT", "tenant_max_concurrent", _positive_int,
-        "generation requests a tenant may have running at once, across all ingress replicas "
-        "(counted in the database; default: no cap)",
-    ),
-    EnvVar(
-        "KILN_ASSET_RETENTION_DAYS", "asset_retention_days", _positive_int,
-        "delete unlicensed assets older than this many days (default: keep them)",
-    ),
-    EnvVar(
-        "KILN_C2PA_CERT", "c2pa_cert", _path,
-        "PEM certificate chain (leaf first) to sign C2PA manifests with (default: none)",
-    ),
-    EnvVar("KILN_C2PA_KEY", "c2pa_key", _path, "PEM private key of KILN_C2PA_CERT"),
-    EnvVar("KILN_C2PA_ALG", "c2pa_alg", str, "C2PA signing algorithm (default es256)"),
-    EnvVar(
-        "KILN_STYLES_PER_REPLICA", "styles_per_replica", _positive_int,
-        "LoRA styles a model replica keeps loaded, least recently used out (default 8)",
-    ),
-    EnvVar(
-        "KILN_STYLE_MAX_BYTES", "style_max_bytes", _positive_int,
-        "largest LoRA file a style import accepts, in bytes (default 256 MiB)",
-    ),
-    EnvVar(
-        "KILN_STYLE_MAX_RANK", "style_max_rank", _positive_int,
-        "highest LoRA rank a style may have; also the GPU fast path's LoRA hotswap target "
-        "rank, so every style swaps into a compiled model (default 64)",
-    ),
-    EnvVar(
-        "KILN_PIN_SCALE_CHARACTER", "pin_scale_character", _adapter_scale,
-        "IP-Adapter scale of a character pin in a generation, 0-2 (default 0.7)",
-    ),
-    EnvVar(
-        "KILN_PIN_SCALE_PRODUCT", "pin_scale_product", _adapter_scale,
-        "IP-Adapter scale of a product pin in a generation, 0-2 (default 0.6)",
-    ),
-    EnvVar(
-        "KILN_TRAINING_STEPS", "training_steps", _positive_int,
-        "optimizer steps of a style training that does not ask (default 500)",
-    ),
-    EnvVar(
-        "KILN_TRAINING_MAX_STEPS", "training_max_steps", _positive_int,
-        "most steps a style training may ask for (default 5000)",
-    ),
-    EnvVar("KILN_TRAINING_RANK", "training_rank", _positive_int, "LoRA rank trained (default 8)"),
-    EnvVar(
-        "KILN_TRAINING_LEARNING_RATE", "training_learning_rate", _positive_float,
-        "AdamW learning rate of style training (default 1e-4, diffusers' recipe)",
-    ),
-    EnvVar(
-        "KILN_TRAINING_CPUS", "training_cpus", _non_negative_float,
-        "CPUs of a training job's Ray task, may be fractional (default 0.5)",
-    ),
-    EnvVar(
-        "KILN_TRAINING_GPUS", "training_gpus", _non_negative_float,
-        "GPUs of a training job's Ray task (default: 1 where the cluster has one, else 0)",
-    ),
-    EnvVar(
-        "KILN_TRAINING_IMAGE_MAX_BYTES", "training_image_max_bytes", _positive_int,
-        "largest training image upload, in bytes, checked before decoding (default 20 MiB)",
-    ),
-    EnvVar(
-        "KILN_TRAINING_IMAGE_MAX_PIXELS", "training_image_max_pixels", _positive_int,
-        "most pixels (width x height) of a training image, checked before decompressing "
-        "(default 40 megapixels)",
-    ),
-    EnvVar(
-        "KILN_AGENTIC_MAX_CANDIDATES", "agentic_max_candidates", _positive_int,
-        "most candidates an agentic generation may ask per kept image (default 4)",
-    ),
-    EnvVar(
-        "KILN_AGENTIC_MAX_ROUNDS", "agentic_max_rounds", _non_negative_int,
-        "most refinement rounds an agentic generation may ask (default 3)",
-    ),
-    EnvVar(
-        "KILN_IMAGE_MAX_BYTES", "image_max_bytes", _positive_int,
-        "largest input image (edits, references, pins, image-to-prompt, agentic), in bytes, "
-        "checked before decoding (default 20 MiB)",
-    ),
-    EnvVar(
-        "KILN_IMAGE_MAX_PIXELS", "image_max_pixels", _positive_int,
-        "most pixels of an input image, checked before decompressing (default 40 megapixels)",
-    ),
-    EnvVar(
-        "KILN_CLIP_GPUS", "clip_gpus", _non_negative_float,
-        "GPU share of the image-to-prompt CLIP replica; 0 (default) runs it on CPU",
-    ),
-    EnvVar(
-        "KILN_OOM_RETRY", "oom_retry", _flag,
-        "retry a call that runs out of GPU memory with half the images, down to one "
-        "(default on)",
-    ),
-    EnvVar(
-        "KILN_OOM_MAX_FAILURES", "oom_max_failures", _positive_int,
-        "calls in a row that run out of GPU memory even at one image before the replica "
-        "reports unhealthy and Ray Serve replaces it (default 3)",
-    ),
-    EnvVar(
-        "KILN_MODEL_MIN_REPLICAS", "model_min_replicas", _non_negative_int,
-        "fewest replicas of each model deployment; 0 scales an idle model to zero and "
-        "loads it on first use (default 1; models.toml min_replicas overrides per model)",
-    ),
-    EnvVar(
-        "KILN_MODEL_MAX_REPLICAS", "model_max_replicas", _positive_int,
-        "most replicas of each model deployment, added under load (default 1; "
-        "models.toml max_replicas overrides per model)",
-    ),
-    EnvVar(
-        "KILN_MODEL_IDLE_S", "model_idle_s", _non_negative_float,
-        "seconds a model replica may sit idle before the autoscaler removes it, down to "
-        "min_replicas (default 300)",
-    ),
-    EnvVar(
-        "KILN_BATCH_MAX_BYTES", "batch_max_bytes", _positive_int,
-        "largest JSONL upload of POST /v1/batches, in bytes, checked before it is read "
-        "(default 64 MiB)",
-    ),
-    EnvVar(
-        "KILN_BATCH_MAX_LINES", "batch_max_lines", _positive_int,
-        "most request lines in one POST /v1/batches upload (default 10000)",
-    ),
-    # Request bodies (serving/body_limits.py): read only after the caller is known, and
-    # counted while they stream, at the Serve proxy and in the app.
-    EnvVar(
-        "KILN_BODY_MAX_JSON", "body_max_json", _positive_int,
-        "largest JSON request body (generations, edits, agentic, pins, image-to-prompt, "
-        "admin, ...), in bytes (default 64 MiB)",
-    ),
-    EnvVar(
-        "KILN_BODY_MAX_IMAGES", "body_max_images", _positive_int,
-        "largest multipart image upload (POST /v1/images/edits, /v1/images/variations), "
-        "in bytes (default 64 MiB)",
-    ),
-    EnvVar(
-        "KILN_BODY_MAX_STYLE", "body_max_style", _positive_int,
-        "largest POST /v1/styles upload, in bytes (default: KILN_STYLE_MAX_BYTES + 1 MiB)",
-    ),
-    EnvVar(
-        "KILN_BODY_MAX_TRAINING", "body_max_training", _positive_int,
-        "largest POST /v1/styles/train upload, in bytes (default: 50 images of "
-        "KILN_TRAINING_IMAGE_MAX_BYTES + 1 MiB)",
-    ),
-    EnvVar(
-        "KILN_MULTIPART_MAX_PARTS", "multipart_max_parts", _positive_int,
-        "most parts (files and fields) in one multipart request (default 128)",
-    ),
-    EnvVar(
-        "KILN_SVG_MAX_CONCURRENT", "svg_max_concurrent", _positive_int,
-        "SVG traces one ingress process runs at once; more answer 429 (default 2)",
-    ),
-    EnvVar(
-        "KILN_EVENT_STREAMS_PER_TENANT", "event_streams_per_tenant", _positive_int,
-        "open GET /v1/jobs/{id}/events streams a tenant may hold per ingress process; more "
-        "answer 429 (default 32)",
-    ),
-    EnvVar(
-        "KILN_RESERVATION_LEASE_S", "reservation_lease_s", _positive_float,
-        "seconds a credit reservation stays held without a renewal; the request or job "
-        "holding it renews it while alive, and the sweeper releases expired ones "
-        "(default 600)",
-    ),
-    EnvVar(
-        "KILN_STYLE_IMPORTS_MAX", "style_imports_max", _positive_int,
-        "most private styles a tenant may import (default 50)",
-    ),
-    EnvVar(
-        "KILN_STYLE_IMPORTS_MAX_BYTES", "style_imports_max_bytes", _positive_int,
-        "most bytes of private style files a tenant may keep (default 2 GiB)",
-    ),
-    # The GPU fast path (pipelines/fast_path.py): each optimisation's off switch.
-    EnvVar(
-        "KILN_COMPILE", "compile", _compile_choice,
-        "torch.compile the denoiser by repeated block: auto (on CUDA only), on, off",
-    ),
-    EnvVar("KILN_COMPILE_BACKEND", "compile_backend", str, "torch.compile backend (inductor)"),
-    EnvVar("KILN_COMPILE_MODE", "compile_mode", str, "torch.compile mode (default: none)"),
-    EnvVar("KILN_CUDA_GRAPHS", "cuda_graphs", _flag, "CUDA graphs (reduce-overhead; off)"),
-    EnvVar(
-        "KILN_FUSED_QKV", "fused_qkv", _flag,
-        "fused QKV projections; only for models that serve no styles, which it then "
-        "refuses (default off)",
-    ),
-    EnvVar(
-        "KILN_CHANNELS_LAST", "channels_last", _flag,
-        "channels-last memory layout (default off: measured slower on an H200)",
-    ),
-    EnvVar(
-        "KILN_VAE_TILE_MIN_PIXELS", "vae_tile_min_pixels", _non_negative_int,
-        "decode images above this many pixels in tiles; 0: never (default 1536x1536)",
-    ),
-    EnvVar(
-        "KILN_VAE_DTYPE", "vae_dtype", _vae_dtype,
-        "auto (the serving dtype; fp32 for SDXL under fp16) or fp32",
-    ),
-    EnvVar("KILN_FA3", "fa3", _flag, "Flash-Attention 3 where torch has it, Hopper (on)"),
-    EnvVar(
-        "KILN_FP8", "fp8", _flag,
-        "FP8 matmuls in the UNet through torchao; needs compute capability 8.9+ (off)",
-    ),
-    EnvVar(
-        "KILN_WARMUP", "warmup", _flag,
-        "warm up (and compile) at every catalog size when a replica starts (default on)",
-    ),
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Kiln's configuration, resolved once. Frozen and picklable: it travels to replicas."""
-
-    home: Path = field(default_factory=lambda: Path("~/.kiln").expanduser())
-    host: str = "127.0.0.1"
-    port: int = 8000
-    catalog_file: Path | None = None
-    device: str = "auto"
-    gpus_per_replica: float | None = None
+    )
     # A quarter: Ray schedules by these logical CPUs, and a 2-core workstation must fit a
     # replica per model (base, instruct, CLIP ...) plus a training task; torch's own
     # thread count (KILN_TORCH_THREADS) is what uses the cores.
-    replica_cpus: float = 0.25
-    ingress_cpus: float = 0.1
-    torch_threads: int | None = None
-    ray_num_cpus: int | None = None
-    ray_address: str | None = None
-    max_batch_size: int = 8
-    batch_wait_s: float = 0.02
-    max_queued: int = 512
-    url_ttl_s: int = 3600
-    # repr=False: settings get logged; the key must not be.
-    secret: str | None = field(default=None, repr=False)
-    public_url: str | None = None
-    max_prompt_chars: int = 4000
-    default_steps: int | None = None
-    default_guidance: float | None = None
-    default_scheduler: str | None = None
+    replica_cpus: float = env_field(
+        "KILN_REPLICA_CPUS", 0.25, parse=non_negative_float,
+        help="Ray CPUs per model replica, may be fractional (default 0.25)",
+    )
+    ingress_cpus: float = env_field(
+        "KILN_INGRESS_CPUS", 0.1, parse=non_negative_float,
+        help="Ray CPUs of the HTTP ingress, may be fractional (default 0.1)",
+    )
+    torch_threads: int | None = env_field(
+        "KILN_TORCH_THREADS", None, parse=positive_int,
+        help="torch threads per replica (default: the node's cores less one)",
+    )
+    ray_num_cpus: int | None = env_field(
+        "KILN_RAY_NUM_CPUS", None, parse=positive_int,
+        help="CPUs of a local Ray (default: this machine's cores)",
+    )
+    ray_address: str | None = env_field(
+        "KILN_RAY_ADDRESS", None, parse=str,
+        help="join this Ray cluster instead of starting a local one",
+    )
+    max_batch_size: int = env_field(
+        "KILN_MAX_BATCH_SIZE", 8, parse=positive_int,
+        help="images per shared pipeline call (default 8)",
+    )
+    batch_wait_s: float = env_field(
+        "KILN_BATCH_WAIT_S", 0.02, parse=non_negative_float,
+        help="seconds a batch waits to fill (default 0.02)",
+    )
+    max_queued: int = env_field(
+        "KILN_MAX_QUEUED", 512, parse=positive_int,
+        help="queued requests per model (default 512)",
+    )
+    url_ttl_s: int = env_field(
+        "KILN_URL_TTL_S", 3600, parse=positive_int,
+        help="lifetime of signed file URLs, in seconds (default 3600)",
+    )
+    # repr=False: settings get logged; the keys must not be.
+    secret: str | None = env_field(
+        "KILN_SECRET", None, repr=False, parse=str,
+        help="HMAC key for file URLs, at least 32 characters (unset or empty: generated once "
+        "into KILN_HOME/secret.key)",
+    )
+    public_url: str | None = env_field(
+        "KILN_PUBLIC_URL", None, parse=str,
+        help="base URL for signed links",
+    )
+    max_prompt_chars: int = env_field(
+        "KILN_MAX_PROMPT_CHARS", 4000, parse=positive_int,
+        help="longest prompt, in characters (default 4000)",
+    )
+    default_steps: int | None = env_field(
+        "KILN_DEFAULT_STEPS", None, parse=positive_int,
+        help="steps of a request that does not ask (default: the model's)",
+    )
+    default_guidance: float | None = env_field(
+        "KILN_DEFAULT_GUIDANCE", None, parse=non_negative_float,
+        help="guidance of a request that does not ask (default: the model's)",
+    )
+    default_scheduler: str | None = env_field(
+        "KILN_DEFAULT_SCHEDULER", None, parse=str,
+        help="scheduler of a request that does not ask (default: the model's)",
+    )
     # repr=False: a PostgreSQL URL may carry a password.
-    database: str | None = field(default=None, repr=False)
-    admin_key: str | None = field(default=None, repr=False)
-    tenant_max_concurrent: int | None = None
-    asset_retention_days: int | None = None
-    c2pa_cert: Path | None = None
-    c2pa_key: Path | None = None
-    c2pa_alg: str = "es256"
-    styles_per_replica: int = 8
-    style_max_bytes: int = 256 * 1024 * 1024
-    style_max_rank: int = 64
-    pin_scale_character: float = 0.7
-    pin_scale_product: float = 0.6
-    training_steps: int = 500
-    training_max_steps: int = 5000
-    training_rank: int = 8
-    training_learning_rate: float = 1e-4
-    training_cpus: float = 0.5
-    training_gpus: float | None = None
-    training_image_max_bytes: int = 20 * 1024 * 1024
-    training_image_max_pixels: int = 40_000_000
-    agentic_max_candidates: int = 4
-    agentic_max_rounds: int = 3
-    image_max_bytes: int = 20 * 1024 * 1024
-    image_max_pixels: int = 40_000_000
-    clip_gpus: float = 0.0
-    oom_retry: bool = True
-    oom_max_failures: int = 3
-    model_min_replicas: int = 1
-    model_max_replicas: int = 1
-    model_idle_s: float = 300.0
-    batch_max_bytes: int = 64 * 1024 * 1024
-    batch_max_lines: int = 10_000
-    body_max_json: int = 64 * 1024 * 1024
-    body_max_images: int = 64 * 1024 * 1024
-    body_max_style: int | None = None
-    body_max_training: int | None = None
-    multipart_max_parts: int = 128
-    svg_max_concurrent: int = 2
-    event_streams_per_tenant: int = 32
-    reservation_lease_s: float = 600.0
-    style_imports_max: int = 50
-    style_imports_max_bytes: int = 2 * 1024 * 1024 * 1024
-    compile: str = "auto"
-    compile_backend: str = "inductor"
-    compile_mode: str | None = None
-    cuda_graphs: bool = False
-    fused_qkv: bool = False
-    channels_last: bool = False
-    vae_tile_min_pixels: int = DEFAULT_TILE_MIN_PIXELS
-    vae_dtype: str = "auto"
-    fa3: bool = True
-    fp8: bool = False
-    warmup: bool = True
+    database: str | None = env_field(
+        "KILN_DATABASE_URL", None, repr=False, parse=str,
+        help="ledger DB URL (default KILN_HOME/kiln.db)",
+    )
+    admin_key: str | None = env_field(
+        "KILN_ADMIN_KEY", None, repr=False, parse=str,
+        help="the admin API key, at least 32 characters (unset or empty: generated once)",
+    )
+    tenant_max_concurrent: int | None = env_field(
+        "KILN_TENANT_MAX_CONCURRENT", None, parse=positive_int,
+        help="generation requests a tenant may have running at once, across all ingress replicas "
+        "(counted in the database; default: no cap)",
+    )
+    asset_retention_days: int | None = env_field(
+        "KILN_ASSET_RETENTION_DAYS", None, parse=positive_int,
+        help="delete unlicensed assets older than this many days (default: keep them)",
+    )
+    c2pa_cert: Path | None = env_field(
+        "KILN_C2PA_CERT", None, parse=_path,
+        help="PEM certificate chain (leaf first) to sign C2PA manifests with (default: none)",
+    )
+    c2pa_key: Path | None = env_field(
+        "KILN_C2PA_KEY", None, parse=_path,
+        help="PEM private key of KILN_C2PA_CERT",
+    )
+    c2pa_alg: str = env_field(
+        "KILN_C2PA_ALG", "es256", parse=str,
+        help="C2PA signing algorithm (default es256)",
+    )
+    styles_per_replica: int = env_field(
+        "KILN_STYLES_PER_REPLICA", 8, parse=positive_int,
+        help="LoRA styles a model replica keeps loaded, least recently used out (default 8)",
+    )
+    style_max_bytes: int = env_field(
+        "KILN_STYLE_MAX_BYTES", 256 * 1024 * 1024, parse=positive_int,
+        help="largest LoRA file a style import accepts, in bytes (default 256 MiB)",
+    )
+    style_max_rank: int = env_field(
+        "KILN_STYLE_MAX_RANK", 64, parse=positive_int,
+        help="highest LoRA rank a style may have; also the GPU fast path's LoRA hotswap target "
+        "rank, so every style swaps into a compiled model (default 64)",
+    )
+    pin_scale_character: float = env_field(
+        "KILN_PIN_SCALE_CHARACTER", 0.7, parse=_adapter_scale,
+        help="IP-Adapter scale of a character pin in a generation, 0-2 (default 0.7)",
+    )
+    pin_scale_product: float = env_field(
+        "KILN_PIN_SCALE_PRODUCT", 0.6, parse=_adapter_scale,
+        help="IP-Adapter scale of a product pin in a generation, 0-2 (default 0.6)",
+    )
+    training_steps: int = env_field(
+        "KILN_TRAINING_STEPS", 500, parse=positive_int,
+        help="optimizer steps of a style training that does not ask (default 500)",
+    )
+    training_max_steps: int = env_field(
+        "KILN_TRAINING_MAX_STEPS", 5000, parse=positive_int,
+        help="most steps a style training may ask for (default 5000)",
+    )
+    training_rank: int = env_field(
+        "KILN_TRAINING_RANK", 8, parse=positive_int,
+        help="LoRA rank trained (default 8; at most `KILN_STYLE_MAX_RANK`)",
+    )
+    training_learning_rate: float = env_field(
+        "KILN_TRAINING_LEARNING_RATE", 1e-4, parse=positive_float,
+        help="AdamW learning rate of style training (default 1e-4, diffusers' recipe)",
+    )
+    training_cpus: float = env_field(
+        "KILN_TRAINING_CPUS", 0.5, parse=non_negative_float,
+        help="CPUs of a training job's Ray task, may be fractional (default 0.5)",
+    )
+    training_gpus: float | None = env_field(
+        "KILN_TRAINING_GPUS", None, parse=non_negative_float,
+        help="GPUs of a training job's Ray task (default: 1 where the cluster has one, else 0)",
+    )
+    training_image_max_bytes: int = env_field(
+        "KILN_TRAINING_IMAGE_MAX_BYTES", 20 * 1024 * 1024, parse=positive_int,
+        help="largest training image upload, in bytes, checked before decoding (default 20 MiB)",
+    )
+    training_image_max_pixels: int = env_field(
+        "KILN_TRAINING_IMAGE_MAX_PIXELS", 40_000_000, parse=positive_int,
+        help="most pixels (width x height) of a training image, checked before decompressing "
+        "(default 40 megapixels)",
+    )
+    agentic_max_candidates: int = env_field(
+        "KILN_AGENTIC_MAX_CANDIDATES", 4, parse=positive_int,
+        help="most candidates an agentic generation may ask per kept image (default 4)",
+    )
+    agentic_max_rounds: int = env_field(
+        "KILN_AGENTIC_MAX_ROUNDS", 3, parse=non_negative_int,
+        help="most refinement rounds an agentic generation may ask (default 3)",
+    )
+    image_max_bytes: int = env_field(
+        "KILN_IMAGE_MAX_BYTES", 20 * 1024 * 1024, parse=positive_int,
+        help="largest input image (edits, references, pins, image-to-prompt, agentic), in bytes, "
+        "checked before decoding (default 20 MiB)",
+    )
+    image_max_pixels: int = env_field(
+        "KILN_IMAGE_MAX_PIXELS", 40_000_000, parse=positive_int,
+        help="most pixels of an input image, checked before decompressing (default 40 megapixels)",
+    )
+    clip_gpus: float = env_field(
+        "KILN_CLIP_GPUS", 0.0, parse=non_negative_float,
+        help="GPU share of the image-to-prompt CLIP replica; 0 (default) runs it on CPU",
+    )
+    oom_retry: bool = env_field(
+        "KILN_OOM_RETRY", True, parse=flag,
+        help="retry a call that runs out of GPU memory with half the images, down to one "
+        "(default on; `0`/`off` turns it off)",
+    )
+    oom_max_failures: int = env_field(
+        "KILN_OOM_MAX_FAILURES", 3, parse=positive_int,
+        help="calls in a row that run out of GPU memory even at one image before the replica's "
+        "health check fails and Ray Serve replaces it (default 3)",
+    )
+    model_min_replicas: int = env_field(
+        "KILN_MODEL_MIN_REPLICAS", 1, parse=non_negative_int,
+        help="fewest replicas of each model deployment; 0 scales an idle model to zero and loads "
+        "it on first use (default 1; `min_replicas` in models.toml per model)",
+    )
+    model_max_replicas: int = env_field(
+        "KILN_MODEL_MAX_REPLICAS", 1, parse=positive_int,
+        help="most replicas of each model deployment, added under load (default 1; "
+        "`max_replicas` in models.toml per model)",
+    )
+    model_idle_s: float = env_field(
+        "KILN_MODEL_IDLE_S", 300.0, parse=non_negative_float,
+        help="seconds below its load target before a model replica is removed, down to the "
+        "minimum (default 300)",
+    )
+    batch_max_bytes: int = env_field(
+        "KILN_BATCH_MAX_BYTES", 64 * 1024 * 1024, parse=positive_int,
+        help="largest JSONL upload of `POST /v1/batches`, in bytes, checked before it is read "
+        "(default 64 MiB)",
+    )
+    batch_max_lines: int = env_field(
+        "KILN_BATCH_MAX_LINES", 10_000, parse=positive_int,
+        help="most request lines in one `POST /v1/batches` upload (default 10000)",
+    )
+    body_max_json: int = env_field(
+        "KILN_BODY_MAX_JSON", 64 * 1024 * 1024, parse=positive_int,
+        help="largest JSON request body (generations, edits, agentic, pins, image-to-prompt, "
+        "admin, …), in bytes (default 64 MiB)",
+    )
+    body_max_images: int = env_field(
+        "KILN_BODY_MAX_IMAGES", 64 * 1024 * 1024, parse=positive_int,
+        help="largest multipart image upload (`POST /v1/images/edits`, `/v1/images/variations`), "
+        "in bytes (default 64 MiB)",
+    )
+    body_max_style: int | None = env_field(
+        "KILN_BODY_MAX_STYLE", None, parse=positive_int,
+        help="largest `POST /v1/styles` upload, in bytes (default `KILN_STYLE_MAX_BYTES` + 1 MiB)",
+    )
+    body_max_training: int | None = env_field(
+        "KILN_BODY_MAX_TRAINING", None, parse=positive_int,
+        help="largest `POST /v1/styles/train` upload, in bytes (default 50 × "
+        "`KILN_TRAINING_IMAGE_MAX_BYTES` + 1 MiB)",
+    )
+    multipart_max_parts: int = env_field(
+        "KILN_MULTIPART_MAX_PARTS", 128, parse=positive_int,
+        help="most parts (files and fields) in one multipart request (default 128)",
+    )
+    svg_max_concurrent: int = env_field(
+        "KILN_SVG_MAX_CONCURRENT", 2, parse=positive_int,
+        help="SVG traces one ingress process runs at once; more answer 429 (default 2)",
+    )
+    event_streams_per_tenant: int = env_field(
+        "KILN_EVENT_STREAMS_PER_TENANT", 32, parse=positive_int,
+        help="open `GET /v1/jobs/{id}/events` streams a tenant may hold per ingress process; "
+        "more answer 429 (default 32)",
+    )
+    reservation_lease_s: float = env_field(
+        "KILN_RESERVATION_LEASE_S", 600.0, parse=positive_float,
+        help="seconds a credit reservation stays held without a renewal; live requests and jobs "
+        "renew theirs, the sweeper releases expired ones (default 600)",
+    )
+    style_imports_max: int = env_field(
+        "KILN_STYLE_IMPORTS_MAX", 50, parse=positive_int,
+        help="most private styles a tenant may import (default 50)",
+    )
+    style_imports_max_bytes: int = env_field(
+        "KILN_STYLE_IMPORTS_MAX_BYTES", 2 * 1024 * 1024 * 1024, parse=positive_int,
+        help="most bytes of private style files a tenant may keep (default 2 GiB)",
+    )
+    # fmt: on
 
     def __post_init__(self) -> None:
         # A short key is guessable: refuse it at start rather than sign URLs or admit an
@@ -591,28 +501,18 @@ class Settings:
     def fast_path(self) -> FastPathOptions:
         """The engine's GPU fast-path options; the LoRA hotswap rank is the style rank
         limit, so every style a replica accepts fits the compiled slot."""
-        from pipelines.fast_path import FastPathOptions
-
-        return FastPathOptions(
-            compile=self.compile,
-            compile_backend=self.compile_backend,
-            compile_mode=self.compile_mode,
-            cuda_graphs=self.cuda_graphs,
-            fused_qkv=self.fused_qkv,
-            channels_last=self.channels_last,
-            vae_tile_min_pixels=self.vae_tile_min_pixels,
-            vae_dtype=self.vae_dtype,
-            fa3=self.fa3,
-            fp8=self.fp8,
-            warmup=self.warmup,
-            lora_hotswap_rank=self.style_max_rank,
-        )
+        switches = {var.field: getattr(self, var.field) for var in env_vars(FastPathSwitches)}
+        return FastPathOptions(**switches, lora_hotswap_rank=self.style_max_rank)
 
     def effective_secret(self) -> str:
         """``KILN_SECRET``, else the key in ``KILN_HOME/secret.key`` (created once, 0600)."""
         if self.secret:
             return self.secret
         return load_or_create_secret(self.home / SECRET_FILE)
+
+
+# Every variable Kiln reads, derived from the fields above.
+ENV_VARS: tuple[EnvVar, ...] = env_vars(Settings)
 
 
 def _parse(var: EnvVar, raw: str, label: str) -> Any:

@@ -5,12 +5,22 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from pipelines.env_fields import env_vars
+from pipelines.fast_path import FastPathOptions, FastPathSwitches
 from pipelines.params import GenerationDefaults
-from serving.core.settings import ENV_VARS, Settings, SettingsError, load_or_create_secret
+from serving.core.settings import (
+    ENV_VARS,
+    Settings,
+    SettingsError,
+    load_or_create_secret,
+    setting_names,
+)
+from serving.core.settings_table import README, configuration_table, readme_with_table
 
 
 def test_defaults_without_environment(tmp_path: Path):
@@ -236,3 +246,26 @@ def test_a_short_secret_or_admin_key_is_refused_naming_the_variable(variable: st
     # Unset or empty still means "generate one".
     assert getattr(Settings.from_env({variable: ""}), field) is None
     assert getattr(Settings(**{field: ""}), field) == ""
+
+
+def test_every_setting_is_one_declared_variable():
+    names = [var.name for var in ENV_VARS]
+    assert len(names) == len(set(names)), "no variable is declared twice"
+    assert [var.field for var in ENV_VARS] == setting_names() == [f.name for f in fields(Settings)]
+    # The fast path's variables are declared in pipelines (FastPathSwitches), not in serving.
+    fast_path = env_vars(FastPathSwitches)
+    assert {var.name for var in fast_path} <= set(names) and len(fast_path) == 11
+    assert {f.name for f in fields(FastPathOptions)} - {var.field for var in fast_path} == {
+        "lora_hotswap_rank"
+    }, "every fast-path option but the hotswap rank (KILN_STYLE_MAX_RANK) is a variable"
+
+
+def test_the_readme_table_is_made_from_the_declarations():
+    readme = README.read_text()
+    assert readme_with_table(readme) == readme, (
+        "README.md's configuration table differs from the declarations: run "
+        "`.venv/bin/python -m serving.core.settings_table`"
+    )
+    table = configuration_table()
+    assert all(f"| `{var.name}` | " in table for var in ENV_VARS), "every variable is listed"
+    assert table.count("| `KILN_") == len(ENV_VARS)
