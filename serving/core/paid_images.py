@@ -21,7 +21,8 @@ build an ``ImageOrder``; this module does the rest, the same way for all of them
 5. finish and store: ``Assets.create`` marks each image (the visible mark on style
    previews, the invisible provenance mark), writes its metadata and stores it;
 6. capture what was delivered (one ledger entry per image, or the order's flat price
-   once), release the rest: also on a failure, a partial batch, a cancellation;
+   once) and release the rest in one ledger transaction (``Charge.settle``); a failure,
+   a partial batch or a cancellation releases what was not captured;
 7. an ``ImageResult``: the delivered pixels and asset rows, typed; encoding them
    (base64, URLs, OpenAI's shape) is the adapter's business.
 
@@ -174,7 +175,7 @@ class PaidImages:
                 store_images, self.assets, tenant_id, rendering.images
             )
             timings = {**rendering.timings, "deliver": time.perf_counter() - t0}
-            await charge.capture(order.price.captured(len(delivered)))
+            await charge.settle(order.price.captured(len(delivered)))
         self.retention.maybe_start()
         began = started if order.started is None else order.started
         timings["server_total"] = time.perf_counter() - began
@@ -193,7 +194,7 @@ class PaidImages:
         unit captured once ``run`` answered."""
         async with self._held(tenant_id, price, request_id) as charge:
             made = await run()
-            await charge.capture(price.captured(1))
+            await charge.settle(price.captured(1))
         return TextResult(made, charge.charged)
 
     def generation(

@@ -48,6 +48,35 @@ def test_partial_batch_charges_only_delivered_images(ledger: Ledger):
     assert_consistent(ledger, tenant.id)
 
 
+def test_settle_captures_per_image_and_releases_the_rest_in_one_transaction(ledger: Ledger):
+    from sqlalchemy import event
+
+    tenant = ledger.create_tenant("studio")
+    ledger.grant(tenant.id, 10)
+    reservation = ledger.reserve(tenant.id, 8, reference="gen_2")  # n=4 at 2 credits
+    begun: list[int] = []
+
+    def count(conn) -> None:  # noqa: ANN001
+        begun.append(1)
+
+    event.listen(ledger.engine, "begin", count)
+    try:
+        assert ledger.settle(reservation, 2, 3) == (6, 2)  # the fourth image failed
+    finally:
+        event.remove(ledger.engine, "begin", count)
+    assert len(begun) == 1
+    assert ledger.balance(tenant.id) == Balance(available=4, held=0)
+    kinds = [(e.kind, e.amount, e.held) for e in reversed(ledger.entries(tenant.id))]
+    assert kinds[2:] == [("capture", 0, -2)] * 3 + [("release", 2, -2)]
+    assert ledger.release(reservation) == 0  # settled: nothing left to release
+    with pytest.raises(LedgerError, match="already released"):
+        ledger.settle(reservation, 2, 1)
+    nothing = ledger.reserve(tenant.id, 4)
+    assert ledger.settle(nothing, 2, 0) == (0, 4)  # nothing delivered: all back
+    assert ledger.balance(tenant.id) == Balance(available=4, held=0)
+    assert_consistent(ledger, tenant.id)
+
+
 def test_release_is_idempotent_and_closes_the_reservation(ledger: Ledger):
     tenant = ledger.create_tenant("studio")
     ledger.grant(tenant.id, 5)

@@ -91,6 +91,9 @@ def test_settling_a_swept_reservation_is_a_logged_no_op(ledger: Ledger, caplog):
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert f"capture of 1 on reservation {reservation.id}" in logged and "not charged" in logged
     assert f"release of reservation {reservation.id}" in logged
+    assert ledger.settle(reservation, 1, 1) == (0, 0)  # settling in one step: the same
+    assert ledger.balance(tenant.id) == Balance(available=9, held=0)
+    assert len(ledger.entries(tenant.id)) == entries
     # A reservation its own holder released is still a programming error to capture.
     other = ledger.reserve(tenant.id, 2)
     ledger.release(other)

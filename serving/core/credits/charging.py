@@ -38,6 +38,7 @@ class Charge:
     reservation: Reservation | None
     unit: int
     charged: int = 0
+    settled: bool = False
 
     async def capture(self, images: int) -> int:
         """Spend the price of ``images`` delivered images (one ledger entry each); what
@@ -53,6 +54,19 @@ class Charge:
         self.charged += await asyncio.to_thread(spend)
         return self.charged
 
+    async def settle(self, images: int) -> int:
+        """Capture the price of ``images`` delivered images and release the rest, in one
+        ledger transaction (the end of a request's work); what has been charged in all.
+        Leaving ``reserve``'s block afterwards releases nothing more."""
+        if self.reservation is None:
+            return self.charged
+        captured, _ = await asyncio.to_thread(
+            self.ledger.settle, self.reservation, self.unit, images
+        )
+        self.charged += captured
+        self.settled = True
+        return self.charged
+
 
 @asynccontextmanager
 async def reserve(
@@ -60,7 +74,8 @@ async def reserve(
 ) -> AsyncIterator[Charge]:
     """Reserve ``unit × n`` (``InsufficientCredits`` → 402 before any work), renew its
     lease while the block runs; on leaving, release whatever was not captured, also on
-    errors and cancellation.
+    errors and cancellation (unless ``Charge.settle`` settled it already, in the same
+    transaction as its captures).
     """
     total = unit * n
     reference = reference[:200] if reference else None  # the ledger's column width
@@ -74,5 +89,6 @@ async def reserve(
         yield charge
     finally:
         renewing.cancel()  # a renewal still in its thread finds the reservation closed
-        # Shielded: a client that hangs up must not leave its credits held.
-        await asyncio.shield(asyncio.to_thread(ledger.release, reservation))
+        if not charge.settled:
+            # Shielded: a client that hangs up must not leave its credits held.
+            await asyncio.shield(asyncio.to_thread(ledger.release, reservation))

@@ -175,46 +175,64 @@ class Ledger:
         reservation (its lease ran out) it is a logged no-op: ``None``, nothing charged.
         """
         _positive(amount)
-        reservation_id = _reservation_id(reservation)
         with self.engine.begin() as conn:
-            # Locks the reservation row first, as release does: no lock-order cycle.
-            moved = conn.execute(
-                update(reservations)
-                .where(
-                    reservations.c.id == reservation_id,
-                    reservations.c.state == "open",
-                    reservations.c.captured + amount <= reservations.c.amount,
+            return self._capture_in(conn, _reservation_id(reservation), amount)
+
+    def settle(self, reservation: Reservation | str, unit: int, count: int) -> tuple[int, int]:
+        """Capture ``count`` units of ``unit`` (one entry each, as ``capture``) and release
+        the rest, in one transaction: what a request does once it delivered. Returns the
+        credits captured and released; after the sweeper released the reservation both
+        are 0 (logged, nothing charged)."""
+        reservation_id = _reservation_id(reservation)
+        captured = 0
+        with self.engine.begin() as conn:
+            for _ in range(count if unit else 0):
+                if self._capture_in(conn, reservation_id, unit) is None:
+                    break
+                captured += unit
+            released = self._release_in(conn, reservation_id, reservations.c.id == reservation_id)
+        return captured, released or 0
+
+    def _capture_in(self, conn: Connection, reservation_id: str, amount: int) -> Entry | None:
+        _positive(amount)
+        # Locks the reservation row first, as release does: no lock-order cycle.
+        moved = conn.execute(
+            update(reservations)
+            .where(
+                reservations.c.id == reservation_id,
+                reservations.c.state == "open",
+                reservations.c.captured + amount <= reservations.c.amount,
+            )
+            .values(captured=reservations.c.captured + amount)
+        )
+        row = self._reservation_row(conn, reservation_id)
+        if moved.rowcount != 1:
+            if row.swept_at is not None:
+                logger.error(
+                    "capture of %d on reservation %s (%s) after the sweeper released it "
+                    "at %s: its holder outlived the lease; not charged",
+                    amount,
+                    reservation_id,
+                    row.reference,
+                    row.swept_at,
                 )
-                .values(captured=reservations.c.captured + amount)
+                return None
+            if row.state != "open":
+                raise LedgerError(f"reservation {reservation_id} is already released")
+            left = row.amount - row.captured
+            raise LedgerError(
+                f"capture of {amount} exceeds the {left} left on reservation {reservation_id}"
             )
-            row = self._reservation_row(conn, reservation_id)
-            if moved.rowcount != 1:
-                if row.swept_at is not None:
-                    logger.error(
-                        "capture of %d on reservation %s (%s) after the sweeper released it "
-                        "at %s: its holder outlived the lease; not charged",
-                        amount,
-                        reservation_id,
-                        row.reference,
-                        row.swept_at,
-                    )
-                    return None
-                if row.state != "open":
-                    raise LedgerError(f"reservation {reservation_id} is already released")
-                left = row.amount - row.captured
-                raise LedgerError(
-                    f"capture of {amount} exceeds the {left} left on reservation {reservation_id}"
-                )
-            held = conn.execute(
-                update(balances)
-                .where(balances.c.tenant_id == row.tenant_id, balances.c.held >= amount)
-                .values(held=balances.c.held - amount)
-            )
-            if held.rowcount != 1:  # only if balances was edited behind the ledger's back
-                raise LedgerError(f"tenant {row.tenant_id} holds less than {amount}")
-            return self._append(
-                conn, row.tenant_id, "capture", 0, -amount, reservation_id, row.reference
-            )
+        held = conn.execute(
+            update(balances)
+            .where(balances.c.tenant_id == row.tenant_id, balances.c.held >= amount)
+            .values(held=balances.c.held - amount)
+        )
+        if held.rowcount != 1:  # only if balances was edited behind the ledger's back
+            raise LedgerError(f"tenant {row.tenant_id} holds less than {amount}")
+        return self._append(
+            conn, row.tenant_id, "capture", 0, -amount, reservation_id, row.reference
+        )
 
     def release(self, reservation: Reservation | str) -> int:
         """Return the uncaptured rest of a reservation; the amount returned.
