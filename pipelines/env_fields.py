@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 # The keys env_field stores in a field's metadata.
@@ -88,6 +89,11 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise ValueError(f"must be positive, got {value}")
     return value
+
+
+def path(text: str) -> Path:
+    """A file or folder; ``~`` is the user's home."""
+    return Path(text).expanduser()
 
 
 FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True}

@@ -90,11 +90,12 @@ def _vae_dtype(text: str) -> str:
 
 @dataclass(frozen=True)
 class FastPathSwitches:
-    """The fast path's environment variables, declared here once (``env_field``).
+    """The GPU fast path's switches, one environment variable each.
 
-    ``Settings`` inherits these fields, so serving reads them from the environment and
-    the README lists them without naming them again; ``FastPathOptions`` adds what no
-    variable sets directly (the LoRA hotswap rank, from ``KILN_STYLE_MAX_RANK``).
+    Declared here once (``env_field``): ``Settings`` inherits these fields, so serving
+    reads them from the environment and the README lists them without naming them again;
+    ``FastPathOptions`` adds what no variable sets directly (the LoRA hotswap rank, from
+    ``KILN_STYLE_MAX_RANK``).
     """
 
     # fmt: off

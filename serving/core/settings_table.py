@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipelines.env_fields import EnvVar, env_vars
-from pipelines.fast_path import FastPathSwitches
-from serving.core.settings import ENV_VARS
+from serving.core.settings import ENV_VARS, SETTING_GROUPS
 
 logger = logging.getLogger(__name__)
 
@@ -25,18 +24,16 @@ BEGIN = (
 )
 END = "<!-- End of the generated configuration table. -->"
 README = Path(__file__).resolve().parents[2] / "README.md"
-FAST_PATH_INTRO = (
-    "The GPU fast path's switches, declared in `pipelines/fast_path.py` (what each does "
-    "and why: its docstring):"
-)
 
 
 def configuration_table() -> str:
-    """Serving's variables, then the fast path's, each as a Markdown table."""
-    fast_path = {var.name for var in env_vars(FastPathSwitches)}
-    serving = [var for var in ENV_VARS if var.name not in fast_path]
-    fast = [var for var in ENV_VARS if var.name in fast_path]
-    return "\n".join([*_rows(serving), "", FAST_PATH_INTRO, "", *_rows(fast)])
+    """One Markdown table a group of variables, under the group's docstring and module."""
+    parts: list[str] = []
+    for group in SETTING_GROUPS:
+        summary = (group.__doc__ or group.__name__).strip().splitlines()[0]
+        where = group.__module__.replace(".", "/") + ".py"
+        parts += ["", f"**{summary.rstrip('.')}** (`{where}`)", "", *_rows(env_vars(group))]
+    return "\n".join(parts[1:])
 
 
 def _rows(variables: Iterable[EnvVar]) -> list[str]:

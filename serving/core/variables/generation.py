@@ -1,0 +1,75 @@
+"""Generations: prompt and defaults, pins, agentic rounds, credits held per tenant.
+
+Each field declares one environment variable (``env_field``: name, parser, help);
+``Settings`` (serving/core/settings.py) inherits them, and README.md's configuration
+table is generated from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipelines.env_fields import (
+    env_field,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
+
+def _adapter_scale(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 2.0:
+        raise ValueError(f"must be an IP-Adapter scale (0-2), got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class GenerationVariables:
+    """Generations: prompt and defaults, pins, agentic rounds, credits held per tenant."""
+
+    # fmt: off
+    max_prompt_chars: int = env_field(
+        "KILN_MAX_PROMPT_CHARS", 4000, parse=positive_int,
+        help="longest prompt, in characters (default 4000)",
+    )
+    default_steps: int | None = env_field(
+        "KILN_DEFAULT_STEPS", None, parse=positive_int,
+        help="steps of a request that does not ask (default: the model's)",
+    )
+    default_guidance: float | None = env_field(
+        "KILN_DEFAULT_GUIDANCE", None, parse=non_negative_float,
+        help="guidance of a request that does not ask (default: the model's)",
+    )
+    default_scheduler: str | None = env_field(
+        "KILN_DEFAULT_SCHEDULER", None, parse=str,
+        help="scheduler of a request that does not ask (default: the model's)",
+    )
+    pin_scale_character: float = env_field(
+        "KILN_PIN_SCALE_CHARACTER", 0.7, parse=_adapter_scale,
+        help="IP-Adapter scale of a character pin in a generation, 0-2 (default 0.7)",
+    )
+    pin_scale_product: float = env_field(
+        "KILN_PIN_SCALE_PRODUCT", 0.6, parse=_adapter_scale,
+        help="IP-Adapter scale of a product pin in a generation, 0-2 (default 0.6)",
+    )
+    agentic_max_candidates: int = env_field(
+        "KILN_AGENTIC_MAX_CANDIDATES", 4, parse=positive_int,
+        help="most candidates an agentic generation may ask per kept image (default 4)",
+    )
+    agentic_max_rounds: int = env_field(
+        "KILN_AGENTIC_MAX_ROUNDS", 3, parse=non_negative_int,
+        help="most refinement rounds an agentic generation may ask (default 3)",
+    )
+    tenant_max_concurrent: int | None = env_field(
+        "KILN_TENANT_MAX_CONCURRENT", None, parse=positive_int,
+        help="generation requests a tenant may have running at once, across all ingress replicas "
+        "(counted in the database; default: no cap)",
+    )
+    reservation_lease_s: float = env_field(
+        "KILN_RESERVATION_LEASE_S", 600.0, parse=positive_float,
+        help="seconds a credit reservation stays held without a renewal; live requests and jobs "
+        "renew theirs, the sweeper releases expired ones (default 600)",
+    )
+    # fmt: on
