@@ -38,13 +38,16 @@ class KilnServe:
     log: Path
 
     @classmethod
-    def start(cls, home: Path, admin_key: str, log: Path | None = None) -> KilnServe:
-        """Start ``kiln serve`` on a free port with ``admin_key``; wait until it is ready."""
+    def start(
+        cls, home: Path, admin_key: str, log: Path | None = None, env: dict[str, str] | None = None
+    ) -> KilnServe:
+        """Start ``kiln serve`` on a free port with ``admin_key`` (and ``env`` on top of
+        this process's environment); wait until it is ready."""
         port = free_port()
         log = log or home / "bench-server.log"
         script = Path(sys.executable).with_name("kiln")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "serving.cli"]
-        env = {**os.environ, "KILN_HOME": str(home), "KILN_ADMIN_KEY": admin_key}
+        env = {**os.environ, **(env or {}), "KILN_HOME": str(home), "KILN_ADMIN_KEY": admin_key}
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],

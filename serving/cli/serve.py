@@ -24,6 +24,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from serving.ray.app import build_application
     from serving.ray.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+    from serving.ray.serve_tuning import SERVE_LATENCY_ENV, apply_serve_latency_env
 
     settings = settings.with_overrides(host=args.host, port=args.port)
     _prepare_admin(settings)
@@ -39,12 +40,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Serve's HTTP proxy reads request bodies first: it installs the body guard from this
     # variable, which the proxy processes of a local Ray inherit from this one.
     os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
+    # Serve's request path without thread hops (serving/ray/serve_tuning.py), likewise.
+    apply_serve_latency_env()
     if settings.ray_address:
         logger.warning(
             "joining the Ray cluster at %s: its nodes must have been started with %s=%s "
             "for the HTTP proxy to check keys and body limits (README: Scaling out)",
             settings.ray_address, PROXY_CALLBACK_ENV, PROXY_CALLBACK,
         )  # fmt: skip
+        logger.info(
+            "the cluster's nodes should also export %s (serving/ray/serve_tuning.py)",
+            ", ".join(f"{k}={v}" for k, v in SERVE_LATENCY_ENV.items()),
+        )
         ray.init(address=settings.ray_address, include_dashboard=False)
     else:
         ray.init(num_cpus=settings.effective_ray_num_cpus(), include_dashboard=False)

@@ -41,6 +41,11 @@ class ModelClient(Protocol):
         ``model_id`` (pins, reference mode ``ip_adapter``): float32 ``(n, dim)``."""
         ...
 
+    async def ping(self, model_id: str) -> str:
+        """One round trip to where ``model_id`` runs that does no work (the serving
+        path's structural floor, ``KILN_BENCH``); its model id."""
+        ...
+
 
 class LocalModelClient:
     """Engines in this process, one per model, loaded on first use.
@@ -106,3 +111,9 @@ class LocalModelClient:
         return await loop.run_in_executor(
             self._executor, self._embed_sync, model_id, component_id, images
         )
+
+    async def ping(self, model_id: str) -> str:
+        """The hop a generation takes in-process: onto the engine thread and back."""
+        self.catalog.get(model_id)  # UnknownModelError → 404, as a generation answers
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, str, model_id)

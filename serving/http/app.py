@@ -102,6 +102,10 @@ def create_app(
     app.include_router(agentic_router)
     app.include_router(image_to_prompt_router)
     app.include_router(batches_router)
+    if settings.bench:
+        from serving.http.bench.api_router import router as bench_router
+
+        app.include_router(bench_router)
 
     @app.get("/healthz", tags=["system"])
     async def healthz(state: CoreDep) -> dict:

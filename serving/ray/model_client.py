@@ -138,6 +138,19 @@ class RayModelClient:
         except RAY_ERRORS as exc:
             raise core_error(exc) from exc
 
+    async def ping(self, model_id: str) -> str:
+        """A call of the model replica's ``ready`` (it does no work): the ingress → model
+        hop of every generation, alone."""
+        handle = self.handles.get(model_id)
+        if handle is None:
+            raise service_unavailable(
+                f"model {model_id!r} is not deployed on this server", code="not_deployed"
+            )
+        try:
+            return await handle.ready.remote()
+        except RAY_ERRORS as exc:
+            raise core_error(exc) from exc
+
     async def embed_images(
         self, model_id: str, component_id: str, images: list[np.ndarray]
     ) -> np.ndarray:

@@ -57,7 +57,8 @@ PRINTS: dict[str, tuple[str, ...]] = {
     "ip_adapter_sources.py": ("no adapter loaded (before)", "4 source(s)", "embed 4 pictures"),
     "serving_overhead.py": (
         "overhead ratio http/direct =", "time outside the pipeline call",
-        "throughput ratio concurrent/sequential =", "server stopped",
+        "structural floor (authenticated no-op", "outside the pipeline call above the floor:",
+        "to its first image", "throughput ratio concurrent/sequential =", "server stopped",
     ),
     "style_switch.py": (
         "| reload the base pipeline from disk |", "| switch between loaded styles |",

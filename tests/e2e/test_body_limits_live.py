@@ -58,6 +58,16 @@ def test_the_serve_proxy_runs_the_body_guard(serve_processes):
     assert serve_processes["proxy"].environ().get(PROXY_CALLBACK_ENV) == PROXY_CALLBACK
 
 
+def test_serve_runs_the_request_path_without_thread_hops(serve_processes):
+    """kiln serve starts its Ray with serving/ray/serve_tuning.py's settings: the replicas
+    and the proxy read them from their environment."""
+    from serving.ray.serve_tuning import SERVE_LATENCY_ENV
+
+    for process in serve_processes.values():
+        environ = process.environ()
+        assert {name: environ.get(name) for name in SERVE_LATENCY_ENV} == SERVE_LATENCY_ENV
+
+
 def test_an_unauthenticated_stream_is_refused_by_the_proxy_unread(server, serve_processes):
     host, port = _target(server)
     with peak.peak_growth(serve_processes) as growth:

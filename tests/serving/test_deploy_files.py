@@ -17,6 +17,7 @@ from secrets_for_tests import TEST_SECRET
 from serving.core.settings import Settings, setting_names
 from serving.ray.app import INGRESS_NAME, build_app, build_application
 from serving.ray.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+from serving.ray.serve_tuning import SERVE_LATENCY_ENV
 from weights.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,8 @@ def builder_deployments(home: Path) -> dict[str, Any]:
 def test_serve_yaml_is_a_deploy_config_of_the_real_builder(serve_config):
     # A Serve config cannot set the proxy's middlewares: the nodes' environment does.
     assert f"{PROXY_CALLBACK_ENV}={PROXY_CALLBACK}" in SERVE_YAML.read_text()
+    for name, value in SERVE_LATENCY_ENV.items():
+        assert f"{name}={value}" in SERVE_YAML.read_text()
     from ray.serve.schema import ServeDeploySchema
 
     ServeDeploySchema.model_validate(serve_config)
@@ -98,9 +101,20 @@ def test_rayservice_runs_the_same_app_on_a_cpu_head_and_gpu_workers(serve_config
         # The Serve proxy of every pod runs the body guard (serving/http/body_guard.py).
         callback = env[PROXY_CALLBACK_ENV]["value"]
         assert callback == PROXY_CALLBACK and callable(import_attr(callback))
+        # ... and Serve's request path without thread hops (serving/ray/serve_tuning.py).
+        assert {name: env[name]["value"] for name in SERVE_LATENCY_ENV} == SERVE_LATENCY_ENV
         assert database["name"] and database["key"]
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["template"]["spec"]["volumes"]}
         home = [name for name, path in mounts.items() if path == env["KILN_HOME"]["value"]]
         (volume,) = [volumes[name] for name in home]
         assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+
+def test_serve_latency_settings_keep_what_the_environment_already_says():
+    from serving.ray.serve_tuning import apply_serve_latency_env
+
+    environ = {"RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1"}
+    applied = apply_serve_latency_env(environ)
+    assert applied == {**SERVE_LATENCY_ENV, "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1"}
+    assert environ == applied
