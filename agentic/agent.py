@@ -46,9 +46,11 @@ from pipelines.params import (
     GenerationParams,
     ImageData,
     ParamError,
+    Task,
     expand_seeds,
     resolve_size,
 )
+from pipelines.tasks import ControlNet, ImageToImage
 from weights.catalog import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -209,7 +211,7 @@ class Agent:
             "guidance": request.guidance,
             "ip_adapter": request.adapter.component if request.adapter else None,
             "structure_source": None,
-            "task": "text_to_image",
+            "task": Task.TEXT_TO_IMAGE,
         }
         if structure > 0.0:
             source = components["composition"]
@@ -221,7 +223,7 @@ class Agent:
                 pixels = thumbnail_pixels(source.target.thumbnail)
                 plan["structure_source"] = f"recipe thumbnail of reference {heaviest}"
             plan["structure_pixels"] = pixels
-            plan["task"] = "controlnet" if request.controlnet else "image_to_image"
+            plan["task"] = Task.CONTROLNET if request.controlnet else Task.IMAGE_TO_IMAGE
             plan["controlnet"] = request.controlnet
         return plan
 
@@ -242,19 +244,16 @@ class Agent:
             adapter=request.adapter,
         )
         structure = plan["structure"]
-        if plan["task"] == "controlnet":
+        if plan["task"] == Task.CONTROLNET:
             image = structure_image(plan["structure_pixels"], width, height, for_controlnet=True)
             control = ControlRef(plan["controlnet"], ImageData(image), float(structure))
-            return GenerationParams.build(self.spec, task="controlnet", control=control, **common)
-        if plan["task"] == "image_to_image":
+            return GenerationParams.build(self.spec, task=ControlNet(control), **common)
+        if plan["task"] == Task.IMAGE_TO_IMAGE:
             image = structure_image(plan["structure_pixels"], width, height, for_controlnet=False)
+            # At least one denoising step, whatever the structure strength.
+            strength = max(1.0 - IMG2IMG_SPAN * structure, 1.0 / self._steps(request))
             return GenerationParams.build(
-                self.spec,
-                task="image_to_image",
-                init_image=ImageData(image),
-                # At least one denoising step, whatever the structure strength.
-                strength=max(1.0 - IMG2IMG_SPAN * structure, 1.0 / self._steps(request)),
-                **common,
+                self.spec, task=ImageToImage(ImageData(image), strength), **common
             )
         return GenerationParams.build(self.spec, **common)
 
@@ -290,7 +289,7 @@ class Agent:
         self._log(
             "act",
             started,
-            task=params.task,
+            task=params.task.name,
             generated=len(candidates),
             seed=seed,
             steps=params.steps,
@@ -346,7 +345,7 @@ class Agent:
             pairs = list(zip(kept, proposals, strict=True))
         else:
             # A generation driver: structure strength, then guidance, else a new seed.
-            structured = worst == "composition" and plan["task"] != "text_to_image"
+            structured = worst == "composition" and plan["task"] != Task.TEXT_TO_IMAGE
             if structured and plan["structure"] < 1.0:
                 new_plan["structure"] = min(1.0, plan["structure"] + STRENGTH_STEP)
                 change.update(

@@ -20,9 +20,11 @@ contact shadows go too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from pipelines.params import ImageData, Task
+from pipelines.tasks import ImageToImage, Inpaint, Instruct
 
 # Erase's fixed prompts: describe what should be there (more of the surroundings) and
 # push away what usually sits in a mask (an object, a person, text).
@@ -49,13 +51,18 @@ class PreparedEdit:
     size: tuple[int, int]  # the input's (width, height)
     work_size: tuple[int, int]
 
-    def call_fields(self) -> dict[str, Any]:
-        """The ``GenerationParams.build`` fields of this edit's inputs and work size."""
-        from pipelines.params import ImageData
-
-        width, height = self.work_size
+    def task_inputs(
+        self, task: Task, strength: float, image_guidance: float | None = None
+    ) -> Instruct | ImageToImage | Inpaint:
+        """The inputs of the edit's pipeline ``task`` at the work size (an inpaint without
+        a mask is a ``ParamError`` naming ``mask``)."""
+        image = ImageData(self.image)
+        if task == Task.INSTRUCT:
+            return Instruct(image, image_guidance)
+        if task == Task.IMAGE_TO_IMAGE:
+            return ImageToImage(image, strength)
         mask = ImageData(self.mask) if self.mask is not None else None
-        return {"init_image": ImageData(self.image), "mask": mask, "width": width, "height": height}
+        return Inpaint(image, mask, strength)  # type: ignore[arg-type]  # None: a ParamError
 
 
 def work_size(width: int, height: int, multiple: int, max_side: int) -> tuple[int, int]:

@@ -5,10 +5,11 @@
 
 A base model serves ``text_to_image`` with the loaded pipeline and derives the others on
 first use with ``from_pipe``, which shares every module (no weights are copied):
-``image_to_image`` (reference images, recreate), ``inpaint`` (replace, recreate, erase;
-diffusers' inpaint pipeline also runs on an ordinary 4-channel UNet, blending the
-unmasked latents back each step) and ``controlnet`` (one sibling per ControlNet
-component, the ControlNet loaded once). An ``instruct`` model serves ``instruct`` only.
+``image_to_image`` (reference images, recreate), ``inpaint`` (replace, recreate, erase)
+and ``controlnet`` (one sibling per ControlNet component, the ControlNet loaded once).
+An ``instruct`` model serves ``instruct`` only, an ``inpaint`` model ``inpaint``. What
+each task's call takes and how its pipeline is derived is its module's, in
+``pipelines/tasks/``; the engine looks the task up in ``pipelines.tasks.RUNNERS``.
 
 ``generate`` takes requests that share one ``GenerationParams.batch_key`` (DESIGN.md §3)
 and runs them in as few pipeline calls as possible (a call that runs out of CUDA memory is
@@ -31,21 +32,25 @@ import numpy as np
 from pipelines.loaded_model import LoadedModel
 from pipelines.oom import OomRecovery
 from pipelines.output import GenerationOutput
-from pipelines.params import DEFAULT_IMAGE_GUIDANCE, GenerationParams
+from pipelines.params import GenerationParams, Task
 from pipelines.schedulers import make_scheduler
 from pipelines.style_adapters import DEFAULT_CAPACITY, StyleAdapters
-from weights.catalog import ComponentSpec, ModelSpec
+from pipelines.tasks import RUNNERS, runner
+from weights.catalog import ComponentSpec, ModelKind, ModelSpec
 from weights.devices import select_device, select_dtype
 from weights.loading import load_pipeline
 
 if TYPE_CHECKING:
     from pipelines.fast_path import FastPathOptions, FastPathReport
 
-# The task a model kind's loaded pipeline serves; the other tasks are derived from it.
-LOADED_TASK = {"base": "text_to_image", "instruct": "instruct", "inpaint": "inpaint"}
-# Tasks derived from a base model with ``from_pipe`` (diffusers' auto pipelines map each
-# family's text-to-image class to its sibling).
-DERIVED_TASKS = ("image_to_image", "inpaint", "controlnet")
+# The task a model kind's loaded pipeline serves; a base model derives the others from it
+# (``TaskRunner.derive``: diffusers' auto pipelines map each family's text-to-image class
+# to its sibling).
+LOADED_TASK = {
+    ModelKind.BASE: Task.TEXT_TO_IMAGE,
+    ModelKind.INSTRUCT: Task.INSTRUCT,
+    ModelKind.INPAINT: Task.INPAINT,
+}
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ class Engine(LoadedModel):
         self.prompt_encoder = PromptEncoder(pipe)
         self._scheduler_config = pipe.scheduler.config
         self._schedulers: dict[str, Any] = {}
+        # Task (and variant: ``task:component``) -> its pipeline.
         self._siblings: dict[str, Any] = {LOADED_TASK[spec.kind]: pipe}
         # Adapters live on the shared UNet and text encoders: siblings see them too.
         self.styles = StyleAdapters(pipe, style_capacity)
@@ -105,54 +111,44 @@ class Engine(LoadedModel):
         return engine
 
     @property
-    def tasks(self) -> tuple[str, ...]:
-        """The tasks this engine can run."""
-        if self.spec.kind != "base":
-            return (LOADED_TASK[self.spec.kind],)
-        has_controlnet = bool(self.components_of("controlnet"))
-        derived = [t for t in DERIVED_TASKS if t != "controlnet" or has_controlnet]
-        return ("text_to_image", *derived)
+    def tasks(self) -> tuple[Task, ...]:
+        """The tasks this engine can run: its kind's, and on a base model those it derives
+        (ControlNet where a ControlNet component fits)."""
+        loaded = LOADED_TASK[self.spec.kind]
+        if self.spec.kind != ModelKind.BASE:
+            return (loaded,)
+        derived = [
+            task
+            for task, run in RUNNERS.items()
+            if run.derive is not None and (run.needs is None or self.components_of(run.needs))
+        ]
+        return (loaded, *derived)
 
-    def pipeline(self, task: str, control: str | None = None) -> Any:
-        """The pipeline for ``task`` (``control``: the ControlNet component of a
+    def pipeline(self, task: Task, variant: str | None = None) -> Any:
+        """The pipeline for ``task`` (``variant``: the ControlNet component of a
         ``controlnet`` call), derived from the loaded one on first use; weights shared."""
-        key = f"controlnet:{control}" if task == "controlnet" else task
+        key = task if variant is None else f"{task}:{variant}"
         if key in self._siblings:
             return self._siblings[key]
         if task not in self.tasks:
             raise KeyError(
-                f"task {task!r} is not available on {self.spec.id!r}; "
+                f"task {str(task)!r} is not available on {self.spec.id!r}; "
                 f"available: {', '.join(self.tasks)}"
             )
-        self._siblings[key] = self._derive(task, control)
+        self._siblings[key] = self._derive(task, variant)
         return self._siblings[key]
 
-    def _derive(self, task: str, control: str | None) -> Any:
-        import diffusers
-
-        base = self._siblings["text_to_image"]
-        if task == "image_to_image":
-            derived = diffusers.AutoPipelineForImage2Image.from_pipe(base)
-        elif task == "inpaint":
-            derived = diffusers.AutoPipelineForInpainting.from_pipe(base)
-        else:
-            derived = diffusers.AutoPipelineForText2Image.from_pipe(
-                base, controlnet=self._controlnet(control)
-            )
+    def _derive(self, task: Task, variant: str | None) -> Any:
+        derive = runner(task).derive
+        if derive is None:
+            raise KeyError(f"task {str(task)!r} is not derived from a base model")
+        derived = derive(self, self._siblings[Task.TEXT_TO_IMAGE], variant)
         # SDXL's own watermarker comes back with every derived SDXL pipeline.
         if getattr(derived, "watermark", None) is not None:
             derived.watermark = None
         derived.set_progress_bar_config(disable=True)
         logger.info("derived %s pipeline %s on %s", task, type(derived).__name__, self.spec.id)
         return derived
-
-    def _controlnet(self, component_id: str | None) -> Any:
-        from weights.loading import load_controlnet
-
-        if component_id not in self.components:
-            known = ", ".join(c.id for c in self.components_of("controlnet")) or "none"
-            raise KeyError(f"no ControlNet {component_id!r} for {self.spec.id!r}; known: {known}")
-        return load_controlnet(self.components[component_id], self.device, self.pipe.unet.dtype)
 
     def scheduler(self, name: str) -> Any:
         if name not in self._schedulers:
@@ -201,10 +197,12 @@ class Engine(LoadedModel):
         seeds = [seed for r in requests for seed in r.seeds]
         # CPU generators: the same seed gives the same initial noise on every device.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-        pipe = self.pipeline(first.task, first.control.component if first.control else None)
+        pipe = self.pipeline(first.task.name, first.task.variant)
         pipe.scheduler = self.scheduler(first.scheduler)
         self.styles.activate(first.style)  # before prompts: styles may patch text encoders
-        task_kwargs = self._task_kwargs(requests)
+        task_kwargs = runner(first.task.name).call(
+            [r.task for r in requests], [r.n for r in requests], first.width, first.height
+        )
         if first.adapter is not None or self.ip_adapter_loaded is not None:
             # IP-Adapter scales and embeddings are set for every call (none: scale 0).
             from pipelines.ip_adapter import adapter_call_kwargs
@@ -251,60 +249,12 @@ class Engine(LoadedModel):
             offset += request.n
         return outputs
 
-    def _task_kwargs(self, requests: list[GenerationParams]) -> dict[str, Any]:
-        """The call arguments of the batch's task; input images repeated per image (each
-        converted once per request)."""
-        first = requests[0]
-        task = first.task
-        if task == "text_to_image":
-            return {"height": first.height, "width": first.width}
-
-        def per_image(image_of: Any) -> list[Any]:
-            return [image for r in requests for image in [pil(image_of(r))] * r.n]
-
-        if task == "controlnet":
-            control = first.control
-            assert control is not None  # checked by GenerationParams
-            images = per_image(lambda r: r.control.image)
-            return {
-                "image": images,
-                "height": first.height,
-                "width": first.width,
-                "controlnet_conditioning_scale": control.scale,
-            }
-        images = per_image(lambda r: r.init_image)
-        if task == "image_to_image":
-            return {"image": images, "strength": first.strength}
-        if task == "inpaint":
-            masks = per_image(lambda r: r.mask)
-            return {
-                "image": images,
-                "mask_image": masks,
-                "strength": first.strength,
-                "height": first.height,
-                "width": first.width,
-            }
-        if task == "instruct":
-            guidance = first.image_guidance
-            if guidance is None:
-                guidance = DEFAULT_IMAGE_GUIDANCE
-            return {"image": images, "image_guidance_scale": guidance}
-        raise ValueError(f"unknown task {task!r}")
-
     def _sync_time(self) -> float:
         if self.device.type == "cuda":
             import torch
 
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
-
-
-def pil(image: Any) -> Any:
-    """An ``ImageData`` as the PIL image diffusers' image processors take (RGB, or L for
-    a mask)."""
-    from PIL import Image
-
-    return Image.fromarray(image.pixels)
 
 
 def to_uint8(images: Any) -> np.ndarray:

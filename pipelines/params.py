@@ -3,6 +3,13 @@
 Precedence for every optional field: the request, then server settings, then the model's
 catalog defaults. ``GenerationParams.build`` applies it; after that nothing re-reads the
 request.
+
+A call's task is a value, not a string with optional fields beside it: ``GenerationParams.
+task`` holds one frozen dataclass per task, each with exactly the inputs its task needs
+(``TaskInputs``). Text-to-image, the default, is defined here; the others, with their call
+builders, are one module each in ``pipelines/tasks/`` (``image_to_image.py``,
+``inpaint.py``, ``instruct.py``, ``controlnet.py``), which build on this module: it cannot
+import them without a cycle, hence the protocol.
 """
 
 from __future__ import annotations
@@ -10,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -19,16 +28,22 @@ from weights.catalog import ModelSpec
 MAX_IMAGES = 12
 MAX_SEED = 2**32 - 1
 
-# What a pipeline call does. ``text_to_image`` from noise; ``image_to_image`` from an init
-# image at a strength (reference images, recreate without a mask); ``inpaint`` inside a
-# mask (replace, recreate, erase); ``instruct`` an instruction edit on an instruct model;
-# ``controlnet`` text-to-image under a ControlNet's structure guidance.
-TASKS = ("text_to_image", "image_to_image", "inpaint", "instruct", "controlnet")
-# The tasks that start from ``init_image``.
-IMAGE_TASKS = ("image_to_image", "inpaint", "instruct")
-# Instruct's image guidance (how closely to keep the input) when the request leaves it out:
-# InstructPix2Pix's own default.
-DEFAULT_IMAGE_GUIDANCE = 1.5
+
+class Task(StrEnum):
+    """What a pipeline call does. A ``StrEnum``: asset rows, logs and traces keep the same
+    text as before.
+
+    ``text_to_image`` from noise; ``image_to_image`` from an init image at a strength
+    (reference images, recreate without a mask); ``inpaint`` inside a mask (replace,
+    recreate, erase); ``instruct`` an instruction edit on an instruct model;
+    ``controlnet`` text-to-image under a ControlNet's structure guidance.
+    """
+
+    TEXT_TO_IMAGE = "text_to_image"
+    IMAGE_TO_IMAGE = "image_to_image"
+    INPAINT = "inpaint"
+    INSTRUCT = "instruct"
+    CONTROLNET = "controlnet"
 
 
 class ParamError(ValueError):
@@ -195,6 +210,86 @@ class StyleRef:
             raise ParamError("style_strength", f"style_strength must be 0-2, got {self.strength}")
 
 
+def check_image(image: ImageData | None, task: Task) -> None:
+    """An image task's input is given (``ParamError`` naming ``image`` otherwise)."""
+    if image is None:
+        raise ParamError("image", f"task {task} needs an image")
+
+
+def check_strength(strength: float) -> None:
+    """A denoising strength is in (0, 1]: 1 ignores the input, near 0 keeps it."""
+    if not 0.0 < strength <= 1.0:
+        raise ParamError("strength", f"strength must be in (0, 1], got {strength}")
+
+
+def check_call_size(image: ImageData, width: int, height: int, what: str = "init image") -> None:
+    """An input image has the call's size (the caller resized it; a mismatch is a bug)."""
+    if (image.width, image.height) != (width, height):
+        raise ValueError(f"{what} is {image.width}x{image.height}, the call {width}x{height}")
+
+
+class TaskInputs(Protocol):
+    """What ``GenerationParams`` needs of its task's inputs (one frozen dataclass a task:
+    ``TextToImage`` here, the others in ``pipelines/tasks/``)."""
+
+    # Which task these are the inputs of.
+    name: ClassVar[Task]
+    # False where a call may run without words (a variation is an img2img of nothing).
+    prompt_required: ClassVar[bool]
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """(width, height) of the image the task starts from; None: none (its size is the
+        model's)."""
+        ...
+
+    @property
+    def variant(self) -> str | None:
+        """Which sibling pipeline of the task runs it (a ControlNet's component id); None
+        where the task has one."""
+        ...
+
+    @property
+    def batch_key(self) -> tuple:
+        """Everything of the inputs that requests sharing a call must have equal: settings
+        and the digests of the input images."""
+        ...
+
+    def check_size(self, width: int, height: int) -> None:
+        """Refuse input images that are not at the call's size."""
+        ...
+
+    def recorded(self) -> dict[str, Any]:
+        """The task's settings an asset records (``task`` aside), in their order."""
+        ...
+
+
+@dataclass(frozen=True)
+class TextToImage:
+    """From noise, no inputs: the default task (its call: ``pipelines/tasks/text_to_image``)."""
+
+    name: ClassVar[Task] = Task.TEXT_TO_IMAGE
+    prompt_required: ClassVar[bool] = True
+
+    @property
+    def input_size(self) -> None:
+        return None
+
+    @property
+    def variant(self) -> None:
+        return None
+
+    @property
+    def batch_key(self) -> tuple:
+        return ()
+
+    def check_size(self, width: int, height: int) -> None:
+        return None
+
+    def recorded(self) -> dict[str, Any]:
+        return {}
+
+
 @dataclass(frozen=True)
 class BatchKey:
     """Every call argument but prompt and seed: requests with equal keys share a call.
@@ -202,7 +297,7 @@ class BatchKey:
     A style and its strength are part of the key: batches never mix styles."""
 
     model: str
-    task: str
+    task: Task
     width: int
     height: int
     steps: int
@@ -210,13 +305,10 @@ class BatchKey:
     scheduler: str
     style: str | None = None
     style_strength: float = 0.0
-    # Image tasks: strength, instruct's image guidance, ControlNet and IP-Adapter settings,
-    # and a digest of the input images: requests share a call only with equal inputs.
-    strength: float = 1.0
-    image_guidance: float | None = None
-    control: tuple | None = None
+    # The task's settings and input digests (``TaskInputs.batch_key``): requests share a
+    # call only with equal inputs.
+    inputs: tuple = ()
     adapter: tuple | None = None
-    inputs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -234,15 +326,9 @@ class GenerationParams:
     steps: int
     guidance: float
     scheduler: str
-    task: str = "text_to_image"
+    # The task and its inputs, at width x height (``TaskInputs``).
+    task: TaskInputs = TextToImage()
     style: StyleRef | None = None
-    # Image tasks (TASKS): the init image at width x height, the mask (HxW, 255 = edit) at
-    # width x height, the denoising strength, instruct's image guidance.
-    init_image: ImageData | None = None
-    mask: ImageData | None = None
-    strength: float = 1.0
-    image_guidance: float | None = None
-    control: ControlRef | None = None
     adapter: AdapterConditioning | None = None
 
     def __post_init__(self) -> None:
@@ -259,47 +345,15 @@ class GenerationParams:
                 "scheduler",
                 f"unknown scheduler {self.scheduler!r}; known: {', '.join(SCHEDULERS)}",
             )
-        self._check_task()
-
-    def _check_task(self) -> None:
-        if self.task not in TASKS:
-            raise ParamError("task", f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
-        if self.task in IMAGE_TASKS:
-            image = self.init_image
-            if image is None:
-                raise ParamError("image", f"task {self.task} needs an image")
-            if (image.width, image.height) != (self.width, self.height):
-                raise ValueError(
-                    f"init image is {image.width}x{image.height}, "
-                    f"the call {self.width}x{self.height}"
-                )
-        if self.task == "inpaint":
-            mask = self.mask
-            if mask is None:
-                raise ParamError("mask", "inpainting needs a mask")
-            if mask.pixels.ndim != 2 or (mask.width, mask.height) != (self.width, self.height):
-                raise ValueError("the mask must be HxW at the call's size")
-        if self.task == "controlnet" and self.control is None:
-            raise ParamError("control", "task controlnet needs a control image")
-        if not 0.0 < self.strength <= 1.0:
-            raise ParamError("strength", f"strength must be in (0, 1], got {self.strength}")
-        if self.image_guidance is not None and self.image_guidance < 0:
-            raise ParamError("image_guidance", "image_guidance must not be negative")
+        self.task.check_size(self.width, self.height)
 
     @property
     def batch_key(self) -> BatchKey:
         style = self.style
-        control = self.control
-        inputs = [image.digest for image in (self.init_image, self.mask) if image is not None] + (
-            [control.image.digest] if control else []
-        )
         return BatchKey(
-            self.model, self.task, self.width, self.height, self.steps, self.guidance,
+            self.model, self.task.name, self.width, self.height, self.steps, self.guidance,
             self.scheduler, style.id if style else None, style.strength if style else 0.0,
-            self.strength, self.image_guidance,
-            (control.component, control.scale) if control else None,
-            self.adapter.key if self.adapter else None,
-            hashlib.sha256("|".join(inputs).encode()).hexdigest() if inputs else None,
+            self.task.batch_key, self.adapter.key if self.adapter else None,
         )  # fmt: skip
 
     @classmethod
@@ -319,31 +373,27 @@ class GenerationParams:
         scheduler: str | None = None,
         defaults: GenerationDefaults | None = None,
         style: StyleRef | None = None,
-        task: str = "text_to_image",
-        init_image: ImageData | None = None,
-        mask: ImageData | None = None,
-        strength: float | None = None,
-        image_guidance: float | None = None,
-        control: ControlRef | None = None,
+        task: TaskInputs = TextToImage(),
         adapter: AdapterConditioning | None = None,
         width: int | None = None,
         height: int | None = None,
     ) -> GenerationParams:
         """Resolve a request against server defaults, then the model's catalog defaults.
 
+        ``task``: the task and its inputs (``pipelines/tasks/``), text-to-image by default.
         ``width``/``height`` fix the call's size for image tasks whose size comes from the
         input image (edits); otherwise the size is resolved from the model's list."""
         defaults = defaults or GenerationDefaults()
         # A variation (image_to_image) may run without words; every other task needs them.
-        if not prompt.strip() and task != "image_to_image":
-            raise ParamError("prompt", f"prompt must not be empty for {task}")
+        if not prompt.strip() and task.prompt_required:
+            raise ParamError("prompt", f"prompt must not be empty for {task.name}")
         if not 1 <= n <= MAX_IMAGES:
             raise ParamError("n", f"n must be between 1 and {MAX_IMAGES}, got {n}")
         if seed is not None and not 0 <= seed <= MAX_SEED:
             raise ParamError("seed", f"seed must be between 0 and {MAX_SEED}, got {seed}")
-        if width is None and height is None and init_image is not None and size is None:
+        if width is None and height is None and task.input_size is not None and size is None:
             # An image task without a size runs at its input's size.
-            width, height = init_image.width, init_image.height
+            width, height = task.input_size
         if width is not None and height is not None:
             tier = resolution or spec.default_resolution
         else:
@@ -366,11 +416,6 @@ class GenerationParams:
             scheduler=str(pick(scheduler, defaults.scheduler, spec.default_scheduler)),
             style=style,
             task=task,
-            init_image=init_image,
-            mask=mask,
-            strength=1.0 if strength is None else float(strength),
-            image_guidance=image_guidance,
-            control=control,
             adapter=adapter,
         )
 

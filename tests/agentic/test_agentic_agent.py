@@ -70,8 +70,8 @@ def test_the_agent_plans_acts_critiques_and_refines_on_the_tiny_model(catalog, g
     steps = [entry["step"] for entry in result.trace]
     assert steps[:3] == ["plan", "act", "critique"] and steps.count("refine") == 2
     # img2img from the composition's source, 2 candidates in the first call.
-    assert calls[0].task == "image_to_image" and calls[0].n == 2
-    assert calls[0].strength == pytest.approx(0.7)
+    assert calls[0].task.name == "image_to_image" and calls[0].n == 2
+    assert calls[0].task.strength == pytest.approx(0.7)
     assert result.plan["structure_source"] == "reference 1"
     # No refinement round lowers the best score.
     critique_best = result.trace[2]["best_score"]
@@ -113,8 +113,9 @@ def test_structure_guidance_runs_through_the_tiny_controlnet(catalog, generate, 
         prompt="a portrait", seed=1, steps=2, resolution="128px", controlnet=controlnet.id
     )
     result = Agent(spec, recipe, generate, reference_pixels=refs).run(request, Budget(1, 0))
-    assert calls[0].task == "controlnet" and calls[0].control.scale == pytest.approx(0.8)
-    assert calls[0].control.image.pixels.shape == (128, 128, 3)
+    control = calls[0].task.control
+    assert calls[0].task.name == "controlnet" and control.scale == pytest.approx(0.8)
+    assert control.image.pixels.shape == (128, 128, 3)
     assert result.plan["task"] == "controlnet" and len(result.images) == 1
 
 

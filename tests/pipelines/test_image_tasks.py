@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pipelines.edit_tools import blend_weight, composite, prepare_edit, work_size
-from pipelines.params import GenerationParams, ImageData, ParamError
+from pipelines.params import GenerationParams, ImageData, ParamError, Task
+from pipelines.tasks import RUNNERS, ControlNet, ImageToImage, Inpaint, Instruct
 
 
 def parameter_storage(pipe) -> set[int]:
@@ -34,7 +35,7 @@ def smooth(width: int, height: int) -> np.ndarray:
 def test_deriving_img2img_and_inpaint_adds_no_parameter_storage(engines, model):
     engine = engines[model]
     before = parameter_storage(engine.pipe)
-    for task in ("image_to_image", "inpaint"):
+    for task in (Task.IMAGE_TO_IMAGE, Task.INPAINT):
         derived = engine.pipeline(task)
         assert derived is not engine.pipe
         assert parameter_storage(derived) <= before
@@ -52,9 +53,8 @@ def test_img2img_starts_from_the_image_as_far_as_strength_says(catalog, engines,
 
     def run(image: ImageData, strength: float) -> np.ndarray:
         params = GenerationParams.build(
-            spec, prompt="a field", seed=3, steps=8, task="image_to_image",
-            init_image=image, strength=strength,
-        )  # fmt: skip
+            spec, prompt="a field", seed=3, steps=8, task=ImageToImage(image, strength)
+        )
         return engines[model].generate([params])[0].images[0].astype(int)
 
     low = np.abs(run(first, 0.25) - run(second, 0.25)).mean()
@@ -68,30 +68,57 @@ def test_an_instruct_model_edits_with_image_guidance(catalog, engines):
 
     def run(guidance: float) -> np.ndarray:
         params = GenerationParams.build(
-            spec, prompt="make it blue", seed=1, task="instruct", init_image=image,
-            image_guidance=guidance,
-        )  # fmt: skip
+            spec, prompt="make it blue", seed=1, task=Instruct(image, guidance)
+        )
         return engines["tiny-instruct"].generate([params])[0].images[0]
 
     assert run(1.5).shape == (64, 64, 3)
     assert not np.array_equal(run(1.5), run(3.0))
     with pytest.raises(KeyError, match="not available"):
-        engines["tiny-instruct"].pipeline("text_to_image")
+        engines["tiny-instruct"].pipeline(Task.TEXT_TO_IMAGE)
 
 
-def test_image_tasks_check_their_inputs(catalog):
+def test_image_tasks_cannot_be_built_without_their_inputs():
+    """A reference-less img2img, a mask-less inpaint, a ControlNet call without a control
+    image: refused where the task's inputs are built, naming the field as before."""
+    image = ImageData(smooth(128, 128))
+    with pytest.raises(ParamError, match="needs an image") as refused:
+        ImageToImage(None, 0.5)  # type: ignore[arg-type]
+    assert refused.value.param == "image"
+    with pytest.raises(ParamError, match="inpainting needs a mask") as refused:
+        Inpaint(image, None)  # type: ignore[arg-type]
+    assert refused.value.param == "mask"
+    with pytest.raises(ParamError, match="needs a control image") as refused:
+        ControlNet(None)  # type: ignore[arg-type]
+    assert refused.value.param == "control"
+    with pytest.raises(ParamError, match="strength") as refused:
+        ImageToImage(image, strength=0.0)
+    assert refused.value.param == "strength"
+    with pytest.raises(ParamError, match="image_guidance"):
+        Instruct(image, image_guidance=-1.0)
+    with pytest.raises(TypeError):
+        Inpaint(image)  # type: ignore[call-arg]  # no mask: not even constructible
+
+
+def test_inputs_must_be_at_the_call_size(catalog):
     spec = catalog.get("tiny-sd15")
-    with pytest.raises(ParamError, match="needs an image"):
-        GenerationParams.build(spec, prompt="x", task="image_to_image")
-    with pytest.raises(ParamError, match="mask"):
+    small = ImageData(smooth(64, 64))
+    with pytest.raises(ValueError, match="init image is 64x64, the call 128x128"):
+        GenerationParams.build(spec, prompt="x", task=ImageToImage(small), width=128, height=128)
+    mask = ImageData(np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError, match="the mask must be HxW"):
         GenerationParams.build(
-            spec, prompt="x", task="inpaint", init_image=ImageData(smooth(128, 128))
-        )
-    with pytest.raises(ParamError, match="strength"):
-        GenerationParams.build(
-            spec, prompt="x", task="image_to_image", init_image=ImageData(smooth(128, 128)),
-            strength=0.0,
+            spec, prompt="x", task=Inpaint(ImageData(smooth(128, 128)), mask),
+            width=128, height=128,
         )  # fmt: skip
+
+
+def test_every_task_has_a_runner_and_a_module_named_for_it():
+    import importlib
+
+    assert set(RUNNERS) == set(Task)
+    for task in Task:
+        assert importlib.import_module(f"pipelines.tasks.{task}").RUNNER is RUNNERS[task]
 
 
 def test_equal_inputs_share_a_batch_key_and_different_ones_do_not(catalog):
@@ -99,9 +126,7 @@ def test_equal_inputs_share_a_batch_key_and_different_ones_do_not(catalog):
     a, b = ImageData(smooth(128, 128)), ImageData(255 - smooth(128, 128))
 
     def key(image: ImageData, prompt: str):
-        params = GenerationParams.build(
-            spec, prompt=prompt, task="image_to_image", init_image=image, strength=0.5
-        )
+        params = GenerationParams.build(spec, prompt=prompt, task=ImageToImage(image, 0.5))
         return params.batch_key
 
     assert key(a, "one") == key(ImageData(a.pixels.copy()), "two")

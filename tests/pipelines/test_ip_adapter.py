@@ -17,6 +17,7 @@ from pipelines.ip_adapter import (
     embed_images,
 )
 from pipelines.params import AdapterConditioning, AdapterImage, GenerationParams, ImageData
+from pipelines.tasks import ImageToImage
 
 ADAPTER = {"tiny-sd15": "tiny-ip-adapter-sd15", "tiny-sdxl": "tiny-ip-adapter-sdxl"}
 
@@ -127,7 +128,7 @@ def test_batches_and_no_guidance_shape_the_embeddings(fresh):
 def test_derived_image_to_image_takes_pins_too(fresh):
     engine = fresh["tiny-sd15"]
     init = ImageData(picture(9, 64))
-    fields = {"task": "image_to_image", "init_image": init, "strength": 0.8}
+    fields = {"task": ImageToImage(init, 0.8)}
     plain = run(engine, **fields)
     pinned = run(engine, conditioning(engine, pin(engine, (3,), 1.0)), **fields)
     assert not np.array_equal(plain, pinned)

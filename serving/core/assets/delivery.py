@@ -55,12 +55,9 @@ def generation_record(
         "guidance": params.guidance,
         "scheduler": params.scheduler,
         "resolution": params.resolution,
-        "task": params.task,
+        "task": params.task.name,
+        **params.task.recorded(),
     }
-    if params.task != "text_to_image":
-        settings["strength"] = params.strength
-    if params.image_guidance is not None:
-        settings["image_guidance"] = params.image_guidance
     return ImageRecord(
         kind=keep.kind,
         model=params.model,

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.edit_tools import cover, erase_prompts
-from pipelines.params import AdapterConditioning, ParamError, resolve_size
+from pipelines.params import AdapterConditioning, ParamError, Task, resolve_size
 from serving.core.edits.orders import OpenAIEditOrder
 from serving.core.edits.tools import edit_strength, edit_task
-from weights.catalog import Catalog, ModelSpec
+from weights.catalog import Catalog, ModelKind, ModelSpec
 
 # A variation's strength when the request leaves it out.
 VARIATION_STRENGTH = 0.6
@@ -44,7 +44,7 @@ class ImageCall:
 
     pixels: np.ndarray
     mask: np.ndarray | None
-    task: str
+    task: Task
     strength: float | None
     prompt: str
     negative_prompt: str | None = None
@@ -57,7 +57,7 @@ def openai_model(catalog: Catalog, requested: str | None) -> ModelSpec:
     """The request's model, or the catalog's first base model."""
     if requested is not None:
         return catalog.get(requested)
-    return next(spec for spec in catalog if spec.kind == "base")
+    return next(spec for spec in catalog if spec.kind == ModelKind.BASE)
 
 
 def fit_to_size(
@@ -77,11 +77,11 @@ def edit_call(
     spec: ModelSpec, order: OpenAIEditOrder, pixels: np.ndarray, mask: np.ndarray | None
 ) -> ImageCall:
     """Which tool an edit is and what it runs (see the module docstring)."""
-    if spec.kind == "instruct":
+    if spec.kind == ModelKind.INSTRUCT:
         if mask is not None or order.tool is not None:
             raise ParamError("mask", f"{spec.id!r} edits by instruction: no mask, no tool")
-        return ImageCall(pixels, None, "instruct", None, order.prompt, operation="instruct")
-    if not (spec.kind == "base" or (spec.kind == "inpaint" and mask is not None)):
+        return ImageCall(pixels, None, Task.INSTRUCT, None, order.prompt, operation="instruct")
+    if not (spec.kind == ModelKind.BASE or (spec.kind == ModelKind.INPAINT and mask is not None)):
         raise ParamError("model", f"{spec.id!r} cannot edit images without a mask")
     tool = order.tool or ("replace" if mask is not None else "recreate")
     if tool in ("replace", "erase") and mask is None:

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.edit_tools import PreparedEdit, composite, erase_prompts, mask_from_alpha
-from pipelines.params import AdapterConditioning, GenerationParams, ParamError
+from pipelines.params import AdapterConditioning, GenerationParams, ParamError, Task
 from serving.core.asset_rights import Use
 from serving.core.assets.delivery import Keep
 from serving.core.edits.openai import (
@@ -57,7 +57,7 @@ from serving.core.image_to_prompt.service import ImageToPrompt
 from serving.core.paid_images import ImageResult, PaidImages, Price
 from serving.core.pins.conditioning import Conditioning, combine, ip_adapter_for
 from serving.core.settings import Settings
-from weights.catalog import Catalog, ModelSpec
+from weights.catalog import Catalog, ModelKind, ModelSpec
 
 Edit = ImageResult[None]
 
@@ -73,16 +73,21 @@ def edit_params(
         prompt = order.instruction or ""
     elif tool == "erase":
         prompt, negative = erase_prompts(order.objects, negative)
+    task = prepared.task_inputs(
+        edit_task(tool, prepared.mask is not None),
+        edit_strength(tool, order.strength),
+        order.image_guidance if tool == "instruct" else None,
+    )
+    width, height = prepared.work_size
     return build_params(
         spec,
         settings,
         replace(order.sampling, negative_prompt=negative),
         prompt=prompt,
         n=order.n,
-        task=edit_task(tool, prepared.mask is not None),
-        strength=edit_strength(tool, order.strength),
-        image_guidance=order.image_guidance if tool == "instruct" else None,
-        **prepared.call_fields(),
+        task=task,
+        width=width,
+        height=height,
     )
 
 
@@ -192,12 +197,12 @@ class Edits:
         """OpenAI's variation: an img2img of ``order.image`` with no prompt, on a base
         model."""
         spec = openai_model(self.catalog, order.model)
-        if spec.kind != "base":
+        if spec.kind != ModelKind.BASE:
             raise ParamError("model", f"{spec.id!r} makes no variations: use a base model")
         image = await self._read(order.image, "image")
         pixels, _ = fit_to_size(spec, order.size, np.asarray(image.convert("RGB")), None)
         strength = order.strength if order.strength is not None else VARIATION_STRENGTH
-        call = ImageCall(pixels, None, "image_to_image", strength, "", operation="variation")
+        call = ImageCall(pixels, None, Task.IMAGE_TO_IMAGE, strength, "", operation="variation")
         return await self._run_call(tenant_id, request_id, spec, order.sampling, order.n, call)
 
     async def _read(self, upload: ImageUpload, param: str) -> Image.Image:
@@ -235,16 +240,18 @@ class Edits:
         prepared = await prepare_for(spec, call.pixels, call.mask, erase=call.erase)
         if call.negative_prompt is not None:
             sampling = replace(sampling, negative_prompt=call.negative_prompt)
+        strength = 1.0 if call.strength is None else call.strength
+        width, height = prepared.work_size
         params = build_params(
             spec,
             self.settings,
             sampling,
             prompt=call.prompt,
             n=n,
-            task=call.task,
-            strength=call.strength,
+            task=prepared.task_inputs(call.task, strength),
             adapter=call.adapter,
-            **prepared.call_fields(),
+            width=width,
+            height=height,
         )
         return await self._run(
             tenant_id, spec, params, request_id, None, call.pixels, prepared, call.operation

@@ -14,10 +14,10 @@ import asyncio
 import numpy as np
 
 from pipelines.edit_tools import PreparedEdit, prepare_edit
-from pipelines.params import ParamError
+from pipelines.params import ParamError, Task
 from serving.core.image_inputs import check_mask_size, decode_b64_image
 from serving.core.settings import Settings
-from weights.catalog import Catalog, ModelSpec
+from weights.catalog import Catalog, ModelKind, ModelSpec
 
 # Recreate's strength when the request leaves it out: keeps the layout, changes the rest.
 RECREATE_STRENGTH = 0.6
@@ -27,15 +27,15 @@ def has_tool(spec: ModelSpec, tool: str, masked: bool = True) -> bool:
     """Instruct needs an instruct model; replace, recreate and erase run on base models,
     and (masked) on dedicated inpaint models."""
     if tool == "instruct":
-        return spec.kind == "instruct"
-    return spec.kind == "base" or (spec.kind == "inpaint" and masked)
+        return spec.kind == ModelKind.INSTRUCT
+    return spec.kind == ModelKind.BASE or (spec.kind == ModelKind.INPAINT and masked)
 
 
-def inpaint_model(catalog: Catalog, spec: ModelSpec, task: str) -> ModelSpec:
+def inpaint_model(catalog: Catalog, spec: ModelSpec, task: Task) -> ModelSpec:
     """The model that runs an edit's ``task``: a base model's dedicated ``inpaint_model``
     for inpainting, where the catalog lists one, else the model itself."""
     target = spec.extra.get("inpaint_model")
-    if task == "inpaint" and spec.kind == "base" and target is not None:
+    if task == Task.INPAINT and spec.kind == ModelKind.BASE and target is not None:
         return catalog.get(target)
     return spec
 
@@ -63,7 +63,7 @@ def choose_model(
     if not having:
         raise ParamError("tool", f"no installed model has {tool}")
     # Base models first: a dedicated inpaint model is reached through its base model.
-    having.sort(key=lambda model_id: catalog.get(model_id).kind != "base")
+    having.sort(key=lambda model_id: catalog.get(model_id).kind != ModelKind.BASE)
     return catalog.get(having[0])
 
 
@@ -76,13 +76,13 @@ def decode_mask(
     return np.asarray(mask.convert("L"))
 
 
-def edit_task(tool: str, has_mask: bool) -> str:
+def edit_task(tool: str, has_mask: bool) -> Task:
     """The pipeline task of an edit tool."""
     if tool == "instruct":
-        return "instruct"
+        return Task.INSTRUCT
     if tool == "recreate" and not has_mask:
-        return "image_to_image"
-    return "inpaint"
+        return Task.IMAGE_TO_IMAGE
+    return Task.INPAINT
 
 
 def edit_strength(tool: str, requested: float | None) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pipelines.edit_tools import cover
 from pipelines.params import ImageData, resolve_size
+from pipelines.tasks import ImageToImage
 from serving.core.asset_rights import Use
 from serving.core.generations.orders import GenerationOrder
 from serving.core.image_inputs import ImageInputs, InputImage
@@ -53,9 +54,7 @@ async def guidance_inputs(
         if reference.mode == "img2img":
             _, width, height = resolve_size(spec, order.resolution, order.aspect_ratio)
             init = await asyncio.to_thread(cover, pixels, (width, height))
-            out.call.update(
-                task="image_to_image", init_image=ImageData(init), strength=reference.strength
-            )
+            out.call["task"] = ImageToImage(ImageData(init), reference.strength)
         else:
             reference_adapter = await conditioning.reference(spec, pixels, reference.scale)
     pinned = await conditioning.pins(tenant_id, spec, list(order.pins))

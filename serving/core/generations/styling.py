@@ -24,10 +24,10 @@ from pathlib import Path
 from pipelines.params import ParamError, StyleRef
 from serving.core.styles.service import Styles
 from styles.record import StyleRecord, style_file_path
-from weights.catalog import ModelSpec
+from weights.catalog import ModelKind, ModelSpec
 
 # Asset kind of a model's own images: instruct-edit and inpaint models make base-kind images.
-MODEL_ASSET_KINDS = {"base": "base", "instruct": "base", "inpaint": "base"}
+MODEL_ASSET_KINDS = {ModelKind.BASE: "base", ModelKind.INSTRUCT: "base", ModelKind.INPAINT: "base"}
 
 
 @dataclass(frozen=True)

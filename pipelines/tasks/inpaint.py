@@ -1,0 +1,68 @@
+"""Inpainting: regenerate inside a mask. Replace, recreate with a mask and erase run it
+(``pipelines.edit_tools`` prepares the mask and composites the result). A base model
+derives its pipeline with ``from_pipe`` (diffusers' inpaint pipeline also runs on an
+ordinary 4-channel UNet, blending the unmasked latents back each step); a dedicated
+``inpaint`` model (9-channel UNet) loads it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pipelines.loaded_model import LoadedModel
+from pipelines.params import ImageData, ParamError, Task, check_image, check_strength
+from pipelines.tasks.runner import FromImage, TaskRunner, per_image
+
+
+@dataclass(frozen=True)
+class Inpaint(FromImage):
+    """The image, the mask (HxW, 255 = edit), both at the call's size, and the strength."""
+
+    image: ImageData
+    mask: ImageData
+    strength: float = 1.0
+
+    name: ClassVar[Task] = Task.INPAINT
+    prompt_required: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        check_image(self.image, self.name)
+        if self.mask is None:
+            raise ParamError("mask", "inpainting needs a mask")
+        check_strength(self.strength)
+
+    @property
+    def batch_key(self) -> tuple:
+        return (self.strength, self.image.digest, self.mask.digest)
+
+    def check_size(self, width: int, height: int) -> None:
+        super().check_size(width, height)
+        mask = self.mask
+        if mask.pixels.ndim != 2 or (mask.width, mask.height) != (width, height):
+            raise ValueError("the mask must be HxW at the call's size")
+
+    def recorded(self) -> dict[str, Any]:
+        return {"strength": self.strength}
+
+
+def call(tasks: Sequence[Inpaint], counts: Sequence[int], width: int, height: int) -> dict:
+    """The call's arguments: an image and a mask per generated image, the shared strength
+    and the size."""
+    return {
+        "image": per_image([t.image for t in tasks], counts),
+        "mask_image": per_image([t.mask for t in tasks], counts),
+        "strength": tasks[0].strength,
+        "height": height,
+        "width": width,
+    }
+
+
+def derive(model: LoadedModel, base: Any, variant: str | None) -> Any:
+    """The family's inpaint pipeline on the base model's modules."""
+    import diffusers
+
+    return diffusers.AutoPipelineForInpainting.from_pipe(base)
+
+
+RUNNER = TaskRunner(Task.INPAINT, call, derive)

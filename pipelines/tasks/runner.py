@@ -1,0 +1,64 @@
+"""What the engine looks up per task (``pipelines.tasks.RUNNERS``): how a batch's inputs
+become the pipeline call's arguments, and how the task's pipeline is derived from a loaded
+base model. Each task module (``image_to_image.py``, ``inpaint.py``, ...) defines one, and
+the tasks that start from an image share ``FromImage``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.loaded_model import LoadedModel
+from pipelines.params import ImageData, Task, check_call_size
+from weights.catalog import ComponentKind
+
+# (the batch's task inputs, images per request, width, height) -> the call's arguments.
+CallBuilder = Callable[[Sequence[Any], Sequence[int], int, int], dict[str, Any]]
+# (the loaded model, its text-to-image pipeline, the variant) -> the task's pipeline.
+Deriver = Callable[[LoadedModel, Any, str | None], Any]
+
+
+@dataclass(frozen=True)
+class TaskRunner:
+    """One task as the engine runs it.
+
+    ``derive`` is None for a task no base model derives (instruct: its own checkpoint);
+    ``needs``: a component kind the model must have for the task (ControlNet)."""
+
+    task: Task
+    call: CallBuilder
+    derive: Deriver | None = None
+    needs: ComponentKind | None = None
+
+
+class FromImage:
+    """What the tasks that start from an image share: ``image`` (at the call's size) sets
+    the call's size when the request names none, and there is one pipeline of the task."""
+
+    image: ImageData
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.image.width, self.image.height
+
+    @property
+    def variant(self) -> None:
+        return None
+
+    def check_size(self, width: int, height: int) -> None:
+        check_call_size(self.image, width, height)
+
+
+def per_image(images: Sequence[ImageData], counts: Sequence[int]) -> list[Any]:
+    """One PIL image per generated image: each request's input converted once and
+    repeated for its ``n`` images."""
+    return [image for data, n in zip(images, counts, strict=True) for image in [pil(data)] * n]
+
+
+def pil(image: ImageData) -> Any:
+    """An ``ImageData`` as the PIL image diffusers' image processors take (RGB, or L for
+    a mask)."""
+    from PIL import Image
+
+    return Image.fromarray(image.pixels)
