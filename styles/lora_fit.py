@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,16 @@ class LoraInfo:
     text_encoder_layers: tuple[str, ...]  # components with layers: text_encoder(_2)
 
 
+class _Layer(StrEnum):
+    """The module types a LoRA may change: a linear layer or a 2-D convolution."""
+
+    LINEAR = "linear"
+    CONV = "conv"
+
+
 @dataclass(frozen=True)
 class _Module:
-    kind: str  # linear | conv
+    kind: _Layer
     in_features: int
     out_features: int
     kernel: tuple[int, ...] = ()
@@ -206,10 +214,10 @@ def _shapes_of(model: Any) -> dict[str, _Module]:
     out: dict[str, _Module] = {}
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear):
-            out[name] = _Module("linear", module.in_features, module.out_features)
+            out[name] = _Module(_Layer.LINEAR, module.in_features, module.out_features)
         elif isinstance(module, torch.nn.Conv2d):
             kernel = tuple(module.kernel_size)
-            out[name] = _Module("conv", module.in_channels, module.out_channels, kernel)
+            out[name] = _Module(_Layer.CONV, module.in_channels, module.out_channels, kernel)
     return out
 
 
@@ -262,16 +270,16 @@ def misfit(
                     f"{where}: down/up matrices {tuple(a.shape)} and {tuple(b.shape)} "
                     "do not form a LoRA"
                 )
-            kernel = tuple(a.shape[2:]) if module.kind == "conv" else ()
+            kernel = tuple(a.shape[2:]) if module.kind == _Layer.CONV else ()
             fits = (
                 a.shape[1] == module.in_features
                 and b.shape[0] == module.out_features
-                and (module.kind == "linear") == (a.ndim == 2)
+                and (module.kind == _Layer.LINEAR) == (a.ndim == 2)
                 and kernel == module.kernel
             )
             if not fits:
                 want = f"{module.in_features} in, {module.out_features} out"
-                if module.kind == "conv":
+                if module.kind == _Layer.CONV:
                     want += f", kernel {module.kernel}"
                 got = f"{a.shape[1]} in, {b.shape[0]} out"
                 if a.ndim > 2:

@@ -14,11 +14,21 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 
 from weights.catalog import STYLE_ID_PREFIX
 
-STYLE_KINDS = ("artist", "private")
+
+class StyleKind(StrEnum):
+    """Whose a style is: an artist style is everyone's (the admin imports it, images made
+    with it need a license), a private style its owner's. A ``StrEnum``: rows and the wire
+    keep the same text."""
+
+    ARTIST = "artist"
+    PRIVATE = "private"
+
+
 # Where a style's strength may go: 0 turns it off, above 1 exaggerates it.
 MIN_STRENGTH = 0.0
 MAX_STRENGTH = 2.0
@@ -31,7 +41,7 @@ class StyleRecord:
 
     id: str
     name: str
-    kind: str  # artist | private
+    kind: StyleKind
     owner: str | None  # the tenant of a private style; None for artist styles
     family: str  # the base model family the LoRA fits (sd15, sdxl)
     base_model: str  # the catalog model it was imported or trained for
@@ -42,9 +52,13 @@ class StyleRecord:
     created: datetime
 
     def __post_init__(self) -> None:
-        if self.kind not in STYLE_KINDS:
-            raise ValueError(f"unknown style kind {self.kind!r}; known: {', '.join(STYLE_KINDS)}")
-        if (self.kind == "private") != (self.owner is not None):
+        if self.kind not in tuple(StyleKind):
+            raise ValueError(
+                f"unknown style kind {str(self.kind)!r}; known: {', '.join(StyleKind)}"
+            )
+        # A row's text becomes the member: every layer compares with members.
+        object.__setattr__(self, "kind", StyleKind(self.kind))
+        if (self.kind == StyleKind.PRIVATE) != (self.owner is not None):
             raise ValueError("a private style has an owner; an artist style has none")
         if not MIN_STRENGTH <= self.default_strength <= MAX_STRENGTH:
             raise ValueError(
@@ -59,7 +73,7 @@ class StyleRecord:
 
     def visible_to(self, tenant_id: str) -> bool:
         """Artist styles are everyone's; a private style only its owner's."""
-        return self.kind == "artist" or self.owner == tenant_id
+        return self.kind == StyleKind.ARTIST or self.owner == tenant_id
 
 
 def new_style_id() -> str:

@@ -68,7 +68,7 @@ def shipped_config_dir(family: str) -> Path:
     """The full-size diffusers config folder shipped for a family (``sd15``, ``sdxl``)."""
     folder = Path(str(resources.files("weights").joinpath("configs", family)))
     if not (folder / "model_index.json").is_file():
-        raise ModelLoadError(f"no shipped config for family {family!r} under {folder.parent}")
+        raise ModelLoadError(f"no shipped config for family {str(family)!r} under {folder.parent}")
     return folder
 
 

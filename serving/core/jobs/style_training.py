@@ -41,6 +41,7 @@ from serving.core.ledger import Ledger
 from serving.core.objects import style_object
 from serving.core.settings import Settings
 from serving.core.styles.service import StyleImport, Styles
+from styles.record import StyleKind
 from styles.training import (
     MAX_IMAGES,
     MIN_IMAGES,
@@ -81,7 +82,9 @@ def check_request(
             "images", f"a style trains on {MIN_IMAGES}-{MAX_IMAGES} images, got {images}"
         )
     trigger = (request.trigger_word or "").strip() or None
-    checked = StyleImport(request.name, request.model, "private", (trigger,) if trigger else ())
+    checked = StyleImport(
+        request.name, request.model, StyleKind.PRIVATE, (trigger,) if trigger else ()
+    )
     try:
         checked = checked.checked()
     except ParamError as exc:
@@ -225,7 +228,7 @@ def run_style_training(ctx: JobContext) -> dict[str, Any]:
     trigger = params["trigger_word"]
     record = styles.import_file(
         trained.path,
-        StyleImport(params["name"], spec.id, "private", (trigger,) if trigger else ()),
+        StyleImport(params["name"], spec.id, StyleKind.PRIVATE, (trigger,) if trigger else ()),
         owner=ctx.job.tenant_id,
     )
     charged = ctx.capture(ctx.job.price)

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select
 
 from serving.core.errors import KilnError
 from serving.core.ledger.schema import styles
-from styles.record import style_file_path
+from styles.record import StyleKind, style_file_path
 
 
 class StyleQuotaExceeded(KilnError):
@@ -74,7 +74,7 @@ def usage_of(conn: Connection, styles_dir: Path, tenant_id: str) -> StyleUsage:
     shas = (
         conn.execute(
             select(styles.c.sha256).where(
-                styles.c.kind == "private", styles.c.owner_tenant_id == tenant_id
+                styles.c.kind == StyleKind.PRIVATE, styles.c.owner_tenant_id == tenant_id
             )
         )
         .scalars()

@@ -57,7 +57,7 @@ from styles.record import (
     DEFAULT_STRENGTH,
     MAX_STRENGTH,
     MIN_STRENGTH,
-    STYLE_KINDS,
+    StyleKind,
     StyleRecord,
     new_style_id,
     style_file_path,
@@ -95,7 +95,7 @@ class StyleImport:
 
     name: str
     base_model: str
-    kind: str = "private"
+    kind: str = StyleKind.PRIVATE
     trigger_words: tuple[str, ...] = ()
     default_strength: float = DEFAULT_STRENGTH
 
@@ -105,8 +105,8 @@ class StyleImport:
         name = self.name.strip()
         if not name or len(name) > MAX_NAME_CHARS:
             raise ParamError("name", f"name must be 1-{MAX_NAME_CHARS} characters")
-        if self.kind not in STYLE_KINDS:
-            raise ParamError("kind", f"kind must be one of {', '.join(STYLE_KINDS)}")
+        if self.kind not in tuple(StyleKind):
+            raise ParamError("kind", f"kind must be one of {', '.join(StyleKind)}")
         words: list[str] = []
         for word in self.trigger_words:
             word = word.strip()
@@ -176,7 +176,7 @@ class Styles:
         stored then.
         """
         request = request.checked()
-        if (request.kind == "private") != (owner is not None):
+        if (request.kind == StyleKind.PRIVATE) != (owner is not None):
             raise ParamError("kind", "a private style has an owner; an artist style has none")
         spec = self.catalog.get(request.base_model)
         quota = self.quota if within_quota and owner is not None else None
@@ -278,7 +278,7 @@ class Styles:
                 if row is None:
                     raise UnknownStyle(style_id)
                 record = _record(row._mapping)
-                if record.kind == "artist" and not admin:
+                if record.kind == StyleKind.ARTIST and not admin:
                     raise StyleAdminOnly("deleting")
                 lock_file(conn, record.sha256)
                 conn.execute(delete(styles).where(styles.c.id == style_id))
@@ -328,7 +328,7 @@ class Styles:
 
 
 def _visible_to(tenant_id: str) -> Any:
-    return or_(styles.c.kind == "artist", styles.c.owner_tenant_id == tenant_id)
+    return or_(styles.c.kind == StyleKind.ARTIST, styles.c.owner_tenant_id == tenant_id)
 
 
 def _row(record: StyleRecord) -> dict[str, Any]:
