@@ -210,24 +210,6 @@ class StyleRef:
             raise ParamError("style_strength", f"style_strength must be 0-2, got {self.strength}")
 
 
-def check_image(image: ImageData | None, task: Task) -> None:
-    """An image task's input is given (``ParamError`` naming ``image`` otherwise)."""
-    if image is None:
-        raise ParamError("image", f"task {task} needs an image")
-
-
-def check_strength(strength: float) -> None:
-    """A denoising strength is in (0, 1]: 1 ignores the input, near 0 keeps it."""
-    if not 0.0 < strength <= 1.0:
-        raise ParamError("strength", f"strength must be in (0, 1], got {strength}")
-
-
-def check_call_size(image: ImageData, width: int, height: int, what: str = "init image") -> None:
-    """An input image has the call's size (the caller resized it; a mismatch is a bug)."""
-    if (image.width, image.height) != (width, height):
-        raise ValueError(f"{what} is {image.width}x{image.height}, the call {width}x{height}")
-
-
 class TaskInputs(Protocol):
     """What ``GenerationParams`` needs of its task's inputs (one frozen dataclass a task:
     ``TextToImage`` here, the others in ``pipelines/tasks/``)."""

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pipelines.params import ImageData, ParamError, Task, check_image
-from pipelines.tasks.runner import FromImage, TaskRunner, per_image
+from pipelines.params import ImageData, ParamError, Task
+from pipelines.tasks.runner import FromImage, TaskRunner, check_image, per_image
 
 # The image guidance (how closely to keep the input) when the request leaves it out:
 # InstructPix2Pix's own default.

@@ -1,7 +1,7 @@
 """What the engine looks up per task (``pipelines.tasks.RUNNERS``): how a batch's inputs
 become the pipeline call's arguments, and how the task's pipeline is derived from a loaded
 base model. Each task module (``image_to_image.py``, ``inpaint.py``, ...) defines one, and
-the tasks that start from an image share ``FromImage``."""
+the tasks that start from an image share ``FromImage`` and the input checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.loaded_model import LoadedModel
-from pipelines.params import ImageData, Task, check_call_size
+from pipelines.params import ImageData, ParamError, Task
 from weights.catalog import ComponentKind
 
 # (the batch's task inputs, images per request, width, height) -> the call's arguments.
@@ -30,6 +30,24 @@ class TaskRunner:
     call: CallBuilder
     derive: Deriver | None = None
     needs: ComponentKind | None = None
+
+
+def check_image(image: ImageData | None, task: Task) -> None:
+    """An image task's input is given (``ParamError`` naming ``image`` otherwise)."""
+    if image is None:
+        raise ParamError("image", f"task {task} needs an image")
+
+
+def check_strength(strength: float) -> None:
+    """A denoising strength is in (0, 1]: 1 ignores the input, near 0 keeps it."""
+    if not 0.0 < strength <= 1.0:
+        raise ParamError("strength", f"strength must be in (0, 1], got {strength}")
+
+
+def check_call_size(image: ImageData, width: int, height: int) -> None:
+    """An input image has the call's size (the caller resized it; a mismatch is a bug)."""
+    if (image.width, image.height) != (width, height):
+        raise ValueError(f"init image is {image.width}x{image.height}, the call {width}x{height}")
 
 
 class FromImage:
