@@ -171,3 +171,19 @@ def test_an_erase_mask_grows_more_than_a_replace_mask():
     replace = prepare_edit(image, mask, multiple=8, max_side=256)
     erase = prepare_edit(image, mask, multiple=8, max_side=256, erase=True)
     assert (erase.weight > 0).sum() > (replace.weight > 0).sum()
+
+
+def test_each_task_records_the_settings_an_asset_row_always_had():
+    """An asset's params keep their keys and values: strength for every task but
+    text-to-image (1 where nothing is cut), image_guidance where it was given."""
+    from pipelines.params import ControlRef, TextToImage
+
+    image = ImageData(smooth(64, 64))
+    mask = ImageData(np.zeros((64, 64), np.uint8))
+    assert TextToImage().recorded() == {}
+    assert ImageToImage(image, 0.4).recorded() == {"strength": 0.4}
+    assert Inpaint(image, mask, 0.7).recorded() == {"strength": 0.7}
+    assert Instruct(image).recorded() == {"strength": 1.0}
+    assert Instruct(image, 2.0).recorded() == {"strength": 1.0, "image_guidance": 2.0}
+    control = ControlNet(ControlRef("tiny-controlnet", image, 0.5))
+    assert control.recorded() == {"strength": 1.0} and control.variant == "tiny-controlnet"
