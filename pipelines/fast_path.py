@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.env_fields import env_field, flag, non_negative_int
+from weights.catalog import ModelFamily
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +292,7 @@ def select_vae_dtype(family: str, serving_dtype: Any, setting: str = "auto") -> 
 
     if setting == "fp32":
         return torch.float32
-    if serving_dtype == torch.float16 and family == "sdxl":
+    if serving_dtype == torch.float16 and family == ModelFamily.SDXL:
         return torch.float32
     return serving_dtype
 
@@ -364,8 +365,10 @@ def warm_up(engine: Any, sizes: list[tuple[int, int]] | None = None, batch: bool
     return len(calls)
 
 
-def _family_of(pipe: Any) -> str:
-    return "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd15"
+def _family_of(pipe: Any) -> ModelFamily:
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        return ModelFamily.SDXL
+    return ModelFamily.SD15
 
 
 def _flash_attention_3(device: Any, report: FastPathReport) -> None:

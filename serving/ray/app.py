@@ -116,8 +116,9 @@ def build_application(
         cluster_gpus = _cluster_gpus()
     # Resolved once here so every ingress replica signs file URLs with the same key.
     settings = replace(settings, secret=settings.effective_secret())
-    # Every diffusion model gets a deployment: base, instruct-edit and inpainting models.
-    specs = [spec for spec in catalog if spec.kind in ("base", "instruct", "inpaint")]
+    # Every catalog model gets a deployment: base, instruct-edit and inpainting models
+    # (every ModelKind; components ride along inside them).
+    specs = list(catalog)
     options = {
         spec.id: model_deployment_options(settings, cluster_gpus, len(specs), spec)
         for spec in specs
