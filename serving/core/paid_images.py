@@ -129,25 +129,16 @@ class TextResult(Generic[T]):
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(kw_only=True, eq=False)
 class PaidImages:
     """The paid path (see the module docstring), built once by ``build_core``."""
 
-    def __init__(
-        self,
-        *,
-        ledger: Ledger,
-        limiter: ConcurrencyLimiter,
-        models: ModelClient,
-        assets: Assets,
-        retention: RetentionSweeper,
-        metrics: Metrics,
-    ) -> None:
-        self.ledger = ledger
-        self.limiter = limiter
-        self.models = models
-        self.assets = assets
-        self.retention = retention
-        self.metrics = metrics
+    ledger: Ledger
+    limiter: ConcurrencyLimiter
+    models: ModelClient
+    assets: Assets
+    retention: RetentionSweeper
+    metrics: Metrics
 
     @asynccontextmanager
     async def _held(

@@ -105,7 +105,7 @@ def test_a_request_that_outlived_its_lease_delivers_free_and_is_refunded_once(db
             # The process stalls longer than the lease (a frozen VM): another replica's
             # sweeper gives the credits back meanwhile.
             assert ledger.sweep_expired(at=now() + timedelta(hours=1)) != {}
-            return await charge.capture(3)  # the images were made: nothing charged
+            return await charge.settle(3)  # the images were made: nothing charged
 
     with Ledger(db_url) as ledger:
         tenant = ledger.create_tenant("studio")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -93,25 +93,16 @@ def kept_images(
     return made, tuple(kept)
 
 
+@dataclass(kw_only=True, eq=False)
 class Agentic:
     """Recipes from references and images carrying them; built once by ``build_core``."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        catalog: Catalog,
-        models: ModelClient,
-        clip: ImageToPromptClient | None,
-        inputs: ImageInputs,
-        paid: PaidImages,
-    ) -> None:
-        self.settings = settings
-        self.catalog = catalog
-        self.models = models
-        self.clip = clip
-        self.inputs = inputs
-        self.paid = paid
+    settings: Settings
+    catalog: Catalog
+    models: ModelClient
+    clip: ImageToPromptClient | None
+    inputs: ImageInputs
+    paid: PaidImages
 
     async def load_references(
         self, tenant_id: str, references: tuple[ImageSource, ...] | None

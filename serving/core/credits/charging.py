@@ -1,5 +1,6 @@
 """Charging a generation: reserve the whole price before any work, capture per delivered
-image, release the rest whatever happens (a failure or a partial batch charges only what
+image and release the rest in one settlement (``Charge.settle``), release everything
+whatever else happens (a failure or a partial batch charges only what
 was delivered).
 
 While the request runs, a task renews the reservation's lease (``KILN_RESERVATION_LEASE_S``)
@@ -39,20 +40,6 @@ class Charge:
     unit: int
     charged: int = 0
     settled: bool = False
-
-    async def capture(self, images: int) -> int:
-        """Spend the price of ``images`` delivered images (one ledger entry each); what
-        has been charged in all. A reservation the sweeper released charges nothing."""
-        if self.reservation is None or self.unit == 0 or images == 0:
-            return self.charged
-        reservation = self.reservation
-
-        def spend() -> int:
-            captured = (self.ledger.capture(reservation, self.unit) for _ in range(images))
-            return sum(self.unit for entry in captured if entry is not None)
-
-        self.charged += await asyncio.to_thread(spend)
-        return self.charged
 
     async def settle(self, images: int) -> int:
         """Capture the price of ``images`` delivered images and release the rest, in one

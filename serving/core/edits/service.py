@@ -15,7 +15,7 @@ is a style image (``asset_rights``: ``Use.DERIVE``).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -116,25 +116,16 @@ def check_edit(
     return inpaint_model(catalog, spec, edit_task(order.tool, masked)).id
 
 
+@dataclass(kw_only=True, eq=False)
 class Edits:
     """Edits and OpenAI's edits and variations; built once by ``build_core``."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        catalog: Catalog,
-        inputs: ImageInputs,
-        conditioning: Conditioning,
-        image_to_prompt: ImageToPrompt,
-        paid: PaidImages,
-    ) -> None:
-        self.settings = settings
-        self.catalog = catalog
-        self.inputs = inputs
-        self.conditioning = conditioning
-        self.image_to_prompt = image_to_prompt
-        self.paid = paid
+    settings: Settings
+    catalog: Catalog
+    inputs: ImageInputs
+    conditioning: Conditioning
+    image_to_prompt: ImageToPrompt
+    paid: PaidImages
 
     async def create(self, tenant_id: str, order: EditOrder, request_id: str | None = None) -> Edit:
         """A native edit of ``order.source`` with ``order.tool``: results at the input's

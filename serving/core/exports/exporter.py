@@ -73,26 +73,21 @@ class Download:
     credits_charged: int
 
 
+@dataclass(kw_only=True, eq=False)
 class Exports:
     """Upscale, background removal and downloads of the caller's assets."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        catalog: Catalog,
-        ledger: Ledger,
-        assets: Assets,
-        licenses: Licenses,
-        job_runner: JobRunner,
-    ) -> None:
-        self.settings = settings
-        self.catalog = catalog
-        self.ledger = ledger
-        self.assets = assets
-        self.licenses = licenses
-        self.job_runner = job_runner
-        self.device = settings.device  # resolved where the model loads
+    settings: Settings
+    catalog: Catalog
+    ledger: Ledger
+    assets: Assets
+    licenses: Licenses
+    job_runner: JobRunner
+
+    @property
+    def device(self) -> str:
+        """Where the export models run (resolved where the model loads)."""
+        return self.settings.device
 
     async def upscale(self, tenant_id: str, asset_id: str, order: UpscaleOrder) -> Export | Job:
         """The child asset, or the submitted ``upscale`` job when the result is big."""
@@ -110,7 +105,7 @@ class Exports:
                 service.run_upscale, self.assets, self.licenses, self.catalog, tenant_id,
                 asset.id, plan, None, self.device,
             )  # fmt: skip
-            charged = await charge.capture(1)
+            charged = await charge.settle(1)
         return Export("upscale", child, charged)
 
     async def remove_background(self, tenant_id: str, asset_id: str) -> Export:
@@ -123,7 +118,7 @@ class Exports:
                 service.run_remove_background, self.assets, self.licenses, self.catalog,
                 tenant_id, asset.id, self.device,
             )  # fmt: skip
-            charged = await charge.capture(1)
+            charged = await charge.settle(1)
         return Export("remove_background", child, charged)
 
     async def download(self, tenant_id: str, asset_id: str, order: DownloadOrder) -> Download:
@@ -143,7 +138,7 @@ class Exports:
                     data = await asyncio.to_thread(service.render_download, *args)
                 else:
                     data = await asyncio.to_thread(slot.run, service.render_download, *args)
-                charged = await charge.capture(1)
+                charged = await charge.settle(1)
         finally:
             if slot is not None:
                 slot.abandon()  # a no-op once the trace ran: its thread gave the slot back

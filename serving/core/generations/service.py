@@ -12,6 +12,7 @@ prompt lengths), then the order runs through the one paid path
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pipelines.params import GenerationParams, ParamError, StyleRef
@@ -80,28 +81,18 @@ def check_generation(order: GenerationOrder, catalog: Catalog, settings: Setting
     return spec.id
 
 
+@dataclass(kw_only=True, eq=False)
 class Generations:
     """Text-to-image, with styles, references, pins and image-to-prompt; built once by
     ``build_core``."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        catalog: Catalog,
-        styles: StyleChooser,
-        inputs: ImageInputs,
-        conditioning: Conditioning,
-        image_to_prompt: ImageToPrompt,
-        paid: PaidImages,
-    ) -> None:
-        self.settings = settings
-        self.catalog = catalog
-        self.styles = styles
-        self.inputs = inputs
-        self.conditioning = conditioning
-        self.image_to_prompt = image_to_prompt
-        self.paid = paid
+    settings: Settings
+    catalog: Catalog
+    styles: StyleChooser
+    inputs: ImageInputs
+    conditioning: Conditioning
+    image_to_prompt: ImageToPrompt
+    paid: PaidImages
 
     async def create(
         self, tenant_id: str, order: GenerationOrder, request_id: str | None = None

@@ -48,16 +48,14 @@ def check_extract_order(order: ExtractOrder, prefix: str = "") -> None:
     check_method(order.method, f"{prefix}method")
 
 
+@dataclass(kw_only=True, eq=False)
 class ImageToPrompt:
     """Image-to-prompt on the CLIP client port, built once by ``build_core``."""
 
-    def __init__(
-        self, *, catalog: Catalog, clip: ImageToPromptClient, inputs: ImageInputs, paid: PaidImages
-    ) -> None:
-        self.catalog = catalog
-        self.clip = clip
-        self.inputs = inputs
-        self.paid = paid
+    catalog: Catalog
+    clip: ImageToPromptClient
+    inputs: ImageInputs
+    paid: PaidImages
 
     async def extract(
         self,

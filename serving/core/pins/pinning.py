@@ -58,16 +58,14 @@ class PinOrder:
     asset_ids: tuple[str, ...] = ()
 
 
+@dataclass(kw_only=True, eq=False)
 class Pinning:
     """Makes the caller's pins: pictures in, embeddings per installed IP-Adapter out."""
 
-    def __init__(
-        self, *, catalog: Catalog, models: ModelClient, inputs: ImageInputs, pins: Pins
-    ) -> None:
-        self.catalog = catalog
-        self.models = models
-        self.inputs = inputs
-        self.pins = pins
+    catalog: Catalog
+    models: ModelClient
+    inputs: ImageInputs
+    pins: Pins
 
     async def create(self, tenant_id: str, order: PinOrder) -> PinRecord:
         """The stored pin of ``tenant_id``."""
