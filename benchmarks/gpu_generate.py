@@ -130,6 +130,7 @@ def build_modules(family: str, device: Any, dtype: Any, config: Path | None = No
     import diffusers
     import transformers
 
+    from pipelines.families import family_of
     from weights.single_file import shipped_config_dir
 
     folder = config or shipped_config_dir(family)
@@ -140,14 +141,9 @@ def build_modules(family: str, device: Any, dtype: Any, config: Path | None = No
             ("vae", diffusers.AutoencoderKL),
         ):
             modules[name] = cls.from_config(cls.load_config(folder, subfolder=name))
-        encoders = {
-            "text_encoder": "CLIPTextModel",
-            "text_encoder_2": "CLIPTextModelWithProjection",
-        }
-        for name, class_name in encoders.items():
-            if (folder / name).is_dir():
-                text_config = transformers.CLIPTextConfig.from_pretrained(folder, subfolder=name)
-                modules[name] = getattr(transformers, class_name)(text_config)
+        for name, class_name in family_of(family).single_file.text_encoders.items():
+            text_config = transformers.CLIPTextConfig.from_pretrained(folder, subfolder=name)
+            modules[name] = getattr(transformers, class_name)(text_config)
     for module in modules.values():
         module.eval().requires_grad_(False)
     return modules
@@ -157,28 +153,23 @@ def assemble_pipeline(family: str, modules: dict) -> Any:
     """The stock diffusers pipeline of ``family`` around ``modules``, with Euler."""
     import diffusers
 
-    from weights.catalog import FAMILIES
-    from weights.single_file import TOKENIZER_PADS, shipped_config_dir
+    from pipelines.families import family_of
+    from pipelines.params import Task
+    from weights.single_file import shipped_config_dir
     from weights.tokenizer import clip_tokenizer
 
-    cls = getattr(diffusers, FAMILIES[family].pipeline_class)
+    kind = family_of(family)
+    cls = kind.pipeline_class(Task.TEXT_TO_IMAGE)
     scheduler_config = diffusers.EulerDiscreteScheduler.load_config(
         shipped_config_dir(family), subfolder="scheduler"
     )
-    tokenizers = {name: clip_tokenizer(pad) for name, pad in TOKENIZER_PADS[family].items()}
-    if family == "sd15":
-        extra = {
-            "safety_checker": None,
-            "feature_extractor": None,
-            "requires_safety_checker": False,
-        }
-    else:
-        extra = {"force_zeros_for_empty_prompt": True, "add_watermarker": False}
+    pads = kind.single_file.tokenizer_pads
+    tokenizers = {name: clip_tokenizer(pad) for name, pad in pads.items()}
     pipe = cls(
         **modules,
         **tokenizers,
         scheduler=diffusers.EulerDiscreteScheduler.from_config(scheduler_config),
-        **extra,
+        **kind.stock_pipeline_options,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -190,12 +181,13 @@ def build_pipeline(family: str, device: str, dtype: Any, tiny: bool) -> Any:
         return assemble_pipeline(family, build_modules(family, device, dtype))
     import torch
 
+    from pipelines.families import family_of
     from weights.tiny import TINY_BUILDERS
 
-    built = TINY_BUILDERS[family]()
-    modules = {name: getattr(built, name) for name in ("unet", "vae", "text_encoder")}
-    if family == "sdxl":
-        modules["text_encoder_2"] = built.text_encoder_2
+    kind = family_of(family)
+    built = TINY_BUILDERS[kind.tiny_builder]()
+    names = (kind.denoiser, "vae", *kind.single_file.text_encoders)
+    modules = {name: getattr(built, name) for name in names}
     for module in modules.values():
         if module.dtype != dtype or module.device != torch.device(device):
             module.to(device=device, dtype=dtype)
@@ -205,7 +197,7 @@ def build_pipeline(family: str, device: str, dtype: Any, tiny: bool) -> Any:
 
 def bench_spec(family: str, cases: Sequence[Case]) -> Any:
     """A catalog entry for the family's random-weight pipeline offering the cases' sizes."""
-    from weights.catalog import ModelSpec
+    from weights.catalog import ModelFamily, ModelKind, ModelSpec
 
     ratios = []
     for case in cases:
@@ -214,8 +206,8 @@ def bench_spec(family: str, cases: Sequence[Case]) -> Any:
     long_side = max(max(c.width, c.height) for c in cases)
     return ModelSpec(
         id=f"bench-{family}",
-        kind="base",
-        family=family,
+        kind=ModelKind.BASE,
+        family=ModelFamily(family),
         source=Path("random-weights"),
         resolutions={"bench": long_side},
         aspect_ratios=tuple(dict.fromkeys(ratios)),

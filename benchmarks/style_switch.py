@@ -26,12 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines.families import load_pipeline  # noqa: E402
 from pipelines.params import StyleRef  # noqa: E402
 from pipelines.style_adapters import StyleAdapters  # noqa: E402
 from styles.random_lora import random_unet_lora  # noqa: E402
 from weights.catalog import load_catalog  # noqa: E402
 from weights.devices import select_device, select_dtype  # noqa: E402
-from weights.loading import load_pipeline  # noqa: E402
 from weights.tiny import ensure_tiny_models  # noqa: E402
 
 logger = logging.getLogger("style_switch")

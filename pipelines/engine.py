@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipelines.families import LOADED_TASK, load_pipeline
 from pipelines.loaded_model import LoadedModel
 from pipelines.oom import OomRecovery
 from pipelines.output import GenerationOutput
@@ -38,19 +39,9 @@ from pipelines.style_adapters import DEFAULT_CAPACITY, StyleAdapters
 from pipelines.tasks import RUNNERS, runner
 from weights.catalog import ComponentSpec, ModelKind, ModelSpec
 from weights.devices import select_device, select_dtype
-from weights.loading import load_pipeline
 
 if TYPE_CHECKING:
     from pipelines.fast_path import FastPathOptions, FastPathReport
-
-# The task a model kind's loaded pipeline serves; a base model derives the others from it
-# (``TaskRunner.derive``: diffusers' auto pipelines map each family's text-to-image class
-# to its sibling).
-LOADED_TASK = {
-    ModelKind.BASE: Task.TEXT_TO_IMAGE,
-    ModelKind.INSTRUCT: Task.INSTRUCT,
-    ModelKind.INPAINT: Task.INPAINT,
-}
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +56,9 @@ class Engine(LoadedModel):
         style_capacity: int = DEFAULT_CAPACITY,
         components: Sequence[ComponentSpec] = (),
     ) -> None:
-        from pipelines.prompt_weighting import PromptEncoder
-
         super().__init__(spec, pipe, components)
-        self.prompt_encoder = PromptEncoder(pipe)
+        # The family's prompt encoding (CLIP emphasis and 75-token windows for SD).
+        self.prompt_encoder = self.family.prompt_encoder(pipe)
         self._scheduler_config = pipe.scheduler.config
         self._schedulers: dict[str, Any] = {}
         # Task (and variant: ``task:component``) -> its pipeline.
@@ -113,14 +103,16 @@ class Engine(LoadedModel):
     @property
     def tasks(self) -> tuple[Task, ...]:
         """The tasks this engine can run: its kind's, and on a base model those it derives
-        (ControlNet where a ControlNet component fits)."""
+        that its family has a pipeline for (ControlNet where a ControlNet component fits)."""
         loaded = LOADED_TASK[self.spec.kind]
         if self.spec.kind != ModelKind.BASE:
             return (loaded,)
         derived = [
             task
             for task, run in RUNNERS.items()
-            if run.derive is not None and (run.needs is None or self.components_of(run.needs))
+            if run.derive is not None
+            and task in self.family.pipelines
+            and (run.needs is None or self.components_of(run.needs))
         ]
         return (loaded, *derived)
 
@@ -152,7 +144,9 @@ class Engine(LoadedModel):
 
     def scheduler(self, name: str) -> Any:
         if name not in self._schedulers:
-            self._schedulers[name] = make_scheduler(name, self._scheduler_config)
+            self._schedulers[name] = make_scheduler(
+                name, self._scheduler_config, self.family.schedulers
+            )
         return self._schedulers[name]
 
     def text_to_image(self, params: GenerationParams) -> GenerationOutput:
@@ -162,7 +156,8 @@ class Engine(LoadedModel):
     def generate(self, requests: Sequence[GenerationParams]) -> list[GenerationOutput]:
         """Run requests that share one batch key; results in request order.
 
-        Requests are sub-grouped by how many 77-token windows their prompts need, so a
+        Requests are sub-grouped by how many encoder windows their prompts need (77 tokens
+        each on CLIP), so a
         short prompt is never padded because a long one shares its call: every image is
         the same as if its request had run alone.
         """

@@ -54,18 +54,17 @@ import importlib.util
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.env_fields import env_field, flag, non_negative_int
-from weights.catalog import ModelFamily
+
+if TYPE_CHECKING:
+    from pipelines.families import Family
 
 logger = logging.getLogger(__name__)
 
 COMPILE_CHOICES = ("auto", "on", "off")
 VAE_DTYPES = ("auto", "fp32")
-# Regional compilation of a UNet2DConditionModel: its repeated blocks (diffusers 0.42
-# declares no ``_repeated_blocks`` on the UNet).
-UNET_BLOCKS = ("BasicTransformerBlock", "ResnetBlock2D")
 DEFAULT_TILE_MIN_PIXELS = 1536 * 1536
 WARMUP_STEPS = 2
 # Graphs per compiled block kept before dynamo falls back to eager: generous, since
@@ -206,39 +205,37 @@ class FastPathReport:
 
 
 def apply_fast_path(
-    engine_or_pipe: Any,
+    engine: Any,
     options: FastPathOptions,
     warmup_sizes: list[tuple[int, int]] | None = None,
     warmup_batch: bool = True,
 ) -> FastPathReport:
-    """Apply ``options`` to an ``Engine`` (or a bare diffusers pipeline: no styles, no
-    warm-up) in place; ``warmup_sizes`` (width, height) default to the model's catalog
-    sizes, ``warmup_batch`` adds a batched call. Raises ``FastPathError`` for an option
-    that cannot be honoured."""
+    """Apply ``options`` to an ``Engine`` (typed ``Any``: the engine imports this module)
+    in place; ``warmup_sizes`` (width, height)
+    default to the model's catalog sizes, ``warmup_batch`` adds a batched call. What is
+    compiled and the VAE's dtype are the model family's to say (``engine.family``).
+    Raises ``FastPathError`` for an option that cannot be honoured."""
     import torch
 
-    engine = engine_or_pipe if hasattr(engine_or_pipe, "styles") else None
-    pipe = engine.pipe if engine is not None else engine_or_pipe
-    unet = pipe.unet
+    pipe, family = engine.pipe, engine.family
+    unet = getattr(pipe, family.denoiser)
     device = unet.device
     report = FastPathReport()
 
     if options.fused_qkv:
-        if engine is not None and engine.styles.loaded:
+        if engine.styles.loaded:
             raise FastPathError(
                 "fused_qkv on an engine with LoRA styles loaded: fusion bypasses the "
                 "styles' layers on the separate projections; turn KILN_FUSED_QKV off"
             )
         unet.fuse_qkv_projections()
         pipe.vae.fuse_qkv_projections()
-        if engine is not None:
-            engine.styles.refuse("this model's replica fuses QKV projections (KILN_FUSED_QKV)")
+        engine.styles.refuse("this model's replica fuses QKV projections (KILN_FUSED_QKV)")
         report.applied.append("fused_qkv")
     if options.channels_last:
         unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
         report.applied.append("channels_last")
-    family = engine.spec.family if engine is not None else _family_of(pipe)
     vae_dtype = select_vae_dtype(family, unet.dtype, options.vae_dtype)
     if pipe.vae.dtype != vae_dtype:
         pipe.vae.to(dtype=vae_dtype)
@@ -250,7 +247,7 @@ def apply_fast_path(
         _flash_attention_3(device, report)
 
     compiling = options.compiles_on(device.type)
-    hotswap = compiling and engine is not None and not options.fused_qkv
+    hotswap = compiling and not options.fused_qkv
     if hotswap and importlib.util.find_spec("peft") is None:
         # Without peft no style can load at all: there is nothing to swap.
         report.skipped["lora_hotswap"] = "peft is not installed"
@@ -264,13 +261,13 @@ def apply_fast_path(
         report.applied.append("fp8")
     if compiling:
         started = time.perf_counter()
-        report.compiled_modules = compile_denoiser(unet, options)
+        report.compiled_modules = compile_denoiser(unet, family.compile_blocks, options)
         report.compile_s = time.perf_counter() - started
         report.applied.append(f"compile({options.compile_backend}, mode {options.mode})")
     else:
         report.skipped["compile"] = f"compile={options.compile} on {device.type}"
-    if not options.warmup or engine is None:
-        report.skipped["warmup"] = "off" if not options.warmup else "no engine"
+    if not options.warmup:
+        report.skipped["warmup"] = "off"
     elif not (compiling or device.type == "cuda"):
         report.skipped["warmup"] = "eager on CPU: nothing to compile or tune"
     elif "text_to_image" not in engine.tasks:
@@ -285,14 +282,14 @@ def apply_fast_path(
     return report
 
 
-def select_vae_dtype(family: str, serving_dtype: Any, setting: str = "auto") -> Any:
-    """The VAE's dtype: fp32 when asked; else the serving dtype, except SDXL under fp16
-    (its VAE overflows in fp16; bf16 and fp32 do not)."""
+def select_vae_dtype(family: Family, serving_dtype: Any, setting: str = "auto") -> Any:
+    """The VAE's dtype: fp32 when asked; else the serving dtype, except under fp16 for a
+    family whose VAE overflows in it (SDXL's; bf16 and fp32 do not)."""
     import torch
 
     if setting == "fp32":
         return torch.float32
-    if serving_dtype == torch.float16 and family == ModelFamily.SDXL:
+    if serving_dtype == torch.float16 and family.vae_overflows_in_fp16:
         return torch.float32
     return serving_dtype
 
@@ -315,14 +312,15 @@ def tile_vae_decode(vae: Any, min_pixels: int) -> None:
     vae.decode = tiling_decode
 
 
-def compile_denoiser(unet: Any, options: FastPathOptions) -> int:
-    """``torch.compile`` the UNet's repeated blocks in place; returns how many."""
+def compile_denoiser(unet: Any, family_blocks: tuple[str, ...], options: FastPathOptions) -> int:
+    """``torch.compile`` the denoiser's repeated blocks in place (its own
+    ``_repeated_blocks``, else ``family_blocks``, the family's); returns how many."""
     import torch
 
     for name in ("recompile_limit", "cache_size_limit"):
         if getattr(torch._dynamo.config, name, RECOMPILE_LIMIT) < RECOMPILE_LIMIT:
             setattr(torch._dynamo.config, name, RECOMPILE_LIMIT)
-    blocks = tuple(getattr(unet, "_repeated_blocks", None) or UNET_BLOCKS)
+    blocks = tuple(getattr(unet, "_repeated_blocks", None) or family_blocks)
     count = 0
     for module in unet.modules():
         if type(module).__name__ in blocks:
@@ -363,12 +361,6 @@ def warm_up(engine: Any, sizes: list[tuple[int, int]] | None = None, batch: bool
         )
         engine.generate([params])
     return len(calls)
-
-
-def _family_of(pipe: Any) -> ModelFamily:
-    if getattr(pipe, "text_encoder_2", None) is not None:
-        return ModelFamily.SDXL
-    return ModelFamily.SD15
 
 
 def _flash_attention_3(device: Any, report: FastPathReport) -> None:

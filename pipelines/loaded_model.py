@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pipelines.families import family_of
 from weights.catalog import ComponentKind, ComponentSpec, ModelSpec
 
 
@@ -19,6 +20,8 @@ class LoadedModel:
 
     def __init__(self, spec: ModelSpec, pipe: Any, components: Sequence[ComponentSpec] = ()):
         self.spec = spec
+        # What the model's family is: its pipelines, prompt encoding, schedulers, ...
+        self.family = family_of(spec.family)
         self.pipe = pipe
         self.device = pipe.device
         # Catalog components that fit this model's family (ControlNets, IP-Adapters), by id.

@@ -1,7 +1,10 @@
-"""The fixed list of schedulers a request may name, by Kiln's short name."""
+"""The schedulers a request may name, by Kiln's short name: ``SCHEDULERS`` is the
+discrete-time table the SD families take (``pipelines/families``); a family names its
+own table and ``make_scheduler`` builds from it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 # name -> (diffusers class name, config overrides). Kept to classes that work with a list
@@ -18,13 +21,16 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def make_scheduler(name: str, base_config: Any) -> Any:
-    """A fresh scheduler of the named kind from a pipeline's scheduler config."""
+def make_scheduler(
+    name: str, base_config: Any, table: Mapping[str, tuple[str, dict[str, Any]]] = SCHEDULERS
+) -> Any:
+    """A fresh scheduler of the named kind (from ``table``, the model family's) from a
+    pipeline's scheduler config."""
     import diffusers
 
     try:
-        class_name, overrides = SCHEDULERS[name]
+        class_name, overrides = table[name]
     except KeyError:
-        raise KeyError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}") from None
+        raise KeyError(f"unknown scheduler {name!r}; known: {', '.join(table)}") from None
     cls = getattr(diffusers, class_name)
     return cls.from_config(base_config, **overrides)

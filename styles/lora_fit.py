@@ -33,20 +33,20 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from pipelines.families import FAMILIES, family_of
+from pipelines.params import Task
 from styles.lora_file import StyleFileError, check_size, load_tensors, read_header, sha256_of
-from weights.catalog import FAMILIES, ModelFamily, ModelSpec
+from weights.catalog import ModelSpec
 from weights.checks import ModelLoadError
 
 DEFAULT_MAX_RANK = 64
-# The LoRA layers the base model's loaders take: the UNet and the text encoder(s).
-_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+# The components some family's LoRA loader takes (the UNet and the text encoders for SD):
+# a key of any other component is no LoRA key at all; one of a component the model lacks
+# is a misfit, reported with the family the file fits.
+_COMPONENTS = tuple(dict.fromkeys(c for f in FAMILIES.values() for c in f.lora.components))
 # The text-encoder modules diffusers' loader reads a LoRA's rank from.
 _TEXT_RANKED = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 _KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
-# Families whose pipeline passes its UNet config to ``lora_state_dict`` (SDXL's
-# ``load_lora_weights`` does, to map kohya's SGM block numbers; SD 1.5's does not), so
-# the file is read here exactly as it will be loaded.
-_MAPS_SGM_BLOCKS = {ModelFamily.SD15: False, ModelFamily.SDXL: True}
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,9 @@ def to_peft_layers(
     )
 
     cls = _pipeline_cls(family)
-    kwargs = {"unet_config": unet_config} if _MAPS_SGM_BLOCKS[family] else {}
+    # As the family's load_lora_weights reads the file (SDXL's maps kohya's SGM block
+    # numbers by the UNet config; SD 1.5's takes none).
+    kwargs = {"unet_config": unet_config} if family_of(family).lora.reads_denoiser_config else {}
     try:
         state_dict, _alphas = cls.lora_state_dict(dict(tensors), **kwargs)
     except (ValueError, KeyError, IndexError) as exc:
@@ -289,9 +291,8 @@ def misfit(
 
 
 def _pipeline_cls(family: str) -> Any:
-    import diffusers
-
-    return getattr(diffusers, FAMILIES[family].pipeline_class)
+    """The family's text-to-image pipeline: its LoRA loader reads the file."""
+    return family_of(family).pipeline_class(Task.TEXT_TO_IMAGE)
 
 
 def _other_family_fit(tensors: dict[str, Any], family: str) -> str | None:

@@ -39,9 +39,10 @@ from typing import Any
 
 from PIL import Image
 
+from pipelines.families import family_of, load_pipeline
+from pipelines.params import Task
 from weights.catalog import ModelSpec
 from weights.devices import select_device, select_dtype
-from weights.loading import load_pipeline, pipeline_class
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def train_lora(
     device = select_device(device or "auto")
     weight_dtype = select_dtype(device)
     resolution = params.resolution or spec.resolutions[spec.default_resolution]
-    multiple = spec.family_spec.size_multiple
+    multiple = spec.family.size_multiple
     if resolution % multiple:
         raise TrainingError(f"resolution {resolution} is not a multiple of {multiple}")
 
@@ -210,7 +211,7 @@ def train_lora(
     unet_lora_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    pipeline_class(spec).save_lora_weights(
+    family_of(spec.family).pipeline_class(Task.TEXT_TO_IMAGE).save_lora_weights(
         save_directory=str(out_file.parent),
         unet_lora_layers=unet_lora_layers,
         weight_name=out_file.name,

@@ -11,7 +11,7 @@ Entry fields (TOML table ``[models.<id>]``):
   ``inpaint`` (a dedicated inpainting checkpoint, 9-channel UNet)
 - ``inpaint_model`` (base models): the id of an ``inpaint`` model of the same family that
   replace, recreate-with-mask and erase use instead of deriving an inpaint pipeline
-- ``family``: ``sd15`` or ``sdxl`` (see ``FAMILIES``)
+- ``family``: ``sd15`` or ``sdxl`` (``ModelFamily``; each is a module in ``pipelines/families``)
 - ``source``: a diffusers folder or a single-file ``.safetensors``; relative paths are
   resolved against ``KILN_HOME``
 - ``config``: for a single file, the diffusers config folder to build it with; default
@@ -49,10 +49,23 @@ PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 
 class ModelFamily(StrEnum):
     """A model family (the catalog's ``family``). A ``StrEnum``: equal to its name as a
-    string, so TOML, JSON, database rows and the wire carry the same text as before."""
+    string, so TOML, JSON, database rows and the wire carry the same text as before.
+
+    What a family is (its pipelines, prompt encoding, schedulers, ...) is its module in
+    ``pipelines/families``; here is only its name and the one fact the catalog itself
+    needs, its size grid (the catalog lists each model's sizes, below ``pipelines``)."""
 
     SD15 = "sd15"
     SDXL = "sdxl"
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides of this family are multiples of this many pixels."""
+        return _SIZE_GRIDS[self]
+
+
+# SD 1.5: its VAE's factor 8; SDXL: 64, the grid of its training buckets.
+_SIZE_GRIDS = {ModelFamily.SD15: 8, ModelFamily.SDXL: 64}
 
 
 class ModelKind(StrEnum):
@@ -74,20 +87,6 @@ class ComponentKind(StrEnum):
     UPSCALER = "upscaler"
     BACKGROUND_REMOVAL = "background_removal"
 
-
-@dataclass(frozen=True)
-class Family:
-    """What differs between model families: pipeline class and the size grid."""
-
-    name: ModelFamily
-    pipeline_class: str
-    size_multiple: int
-
-
-FAMILIES: dict[ModelFamily, Family] = {
-    ModelFamily.SD15: Family(ModelFamily.SD15, "StableDiffusionPipeline", 8),
-    ModelFamily.SDXL: Family(ModelFamily.SDXL, "StableDiffusionXLPipeline", 64),
-}
 
 # What each component kind is for.
 COMPONENT_KINDS: dict[ComponentKind, str] = {
@@ -172,14 +171,10 @@ class ModelSpec:
     tiny: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def family_spec(self) -> Family:
-        return FAMILIES[self.family]
-
     def size(self, resolution: str, aspect_ratio: str) -> tuple[int, int]:
         """The (width, height) of one resolution tier and aspect ratio of this model."""
         long_side = self.resolutions[resolution]
-        return size_for(long_side, aspect_ratio, self.family_spec.size_multiple)
+        return size_for(long_side, aspect_ratio, self.family.size_multiple)
 
     @property
     def sizes(self) -> dict[str, tuple[str, str]]:
@@ -398,7 +393,7 @@ def _component_from_entry(component_id: str, entry: dict[str, Any], home: Path) 
     named = tuple(entry.get("families", ()))
     unknown = [f for f in named if _member(ModelFamily, f) is None]
     if unknown:
-        raise CatalogError(f"{where}: unknown families {unknown}; known: {', '.join(FAMILIES)}")
+        raise CatalogError(f"{where}: unknown families {unknown}; known: {', '.join(ModelFamily)}")
     families = tuple(ModelFamily(f) for f in named)
     source = _resolve(entry["source"], home)
     if source.suffix.lower() in PICKLE_SUFFIXES:

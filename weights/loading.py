@@ -8,38 +8,15 @@ loading them runs arbitrary code (``weights.checks``).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from weights.catalog import ComponentSpec, ModelFamily, ModelKind, ModelSpec
+from weights.catalog import ComponentSpec, ModelSpec
 from weights.checks import ModelLoadError, refuse_pickle, refuse_pickle_folder
 
+if TYPE_CHECKING:
+    from weights.single_file import SingleFileLayout
+
 logger = logging.getLogger(__name__)
-
-
-# Instruction-edit pipelines (catalog kind ``instruct``), by family.
-INSTRUCT_PIPELINES = {
-    ModelFamily.SD15: "StableDiffusionInstructPix2PixPipeline",
-    ModelFamily.SDXL: "StableDiffusionXLInstructPix2PixPipeline",
-}
-
-
-# Dedicated inpainting checkpoints (catalog kind ``inpaint``), by family.
-INPAINT_PIPELINES = {
-    ModelFamily.SD15: "StableDiffusionInpaintPipeline",
-    ModelFamily.SDXL: "StableDiffusionXLInpaintPipeline",
-}
-
-
-def pipeline_class(spec: ModelSpec) -> Any:
-    """The diffusers class a model loads as: its family's text-to-image pipeline, or the
-    family's instruct or inpaint pipeline for those kinds."""
-    import diffusers
-
-    if spec.kind == ModelKind.INSTRUCT:
-        return getattr(diffusers, INSTRUCT_PIPELINES[spec.family])
-    if spec.kind == ModelKind.INPAINT:
-        return getattr(diffusers, INPAINT_PIPELINES[spec.family])
-    return getattr(diffusers, spec.family_spec.pipeline_class)
 
 
 def load_controlnet(component: ComponentSpec, device: Any, dtype: Any) -> Any:
@@ -58,13 +35,16 @@ def load_controlnet(component: ComponentSpec, device: Any, dtype: Any) -> Any:
     return model.to(device)
 
 
-def load_pipeline(spec: ModelSpec, device: str, dtype: Any) -> Any:
-    """The model's text-to-image pipeline on ``device`` in ``dtype``; never asks a hub."""
+def load_pipeline(
+    spec: ModelSpec, cls: Any, layout: SingleFileLayout, device: str, dtype: Any
+) -> Any:
+    """The model as the diffusers pipeline class ``cls`` on ``device`` in ``dtype``; a
+    single file is read in ``layout``; never asks a hub. Which class and layout is the
+    family's to say (``pipelines.families.load_pipeline``)."""
     source = spec.source
     refuse_pickle(source)
     if not source.exists():
         raise ModelLoadError(f"model {spec.id!r}: {source} does not exist")
-    cls = pipeline_class(spec)
     quiet_progress_bars()
     if source.is_dir():
         refuse_pickle_folder(source)
@@ -73,7 +53,7 @@ def load_pipeline(spec: ModelSpec, device: str, dtype: Any) -> Any:
     elif source.suffix.lower() == ".safetensors":
         from weights.single_file import load_single_file
 
-        pipe = load_single_file(spec, cls, dtype)
+        pipe = load_single_file(spec, cls, layout, dtype)
     else:
         raise ModelLoadError(
             f"model {spec.id!r}: {source.name} is neither a diffusers folder "

@@ -24,44 +24,28 @@ What diffusers' ``from_single_file`` takes from where (diffusers 0.42, read, not
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from weights.catalog import ModelFamily, ModelSpec
+from weights.catalog import ModelSpec
 from weights.checks import ModelLoadError, refuse_pickle
 
 logger = logging.getLogger(__name__)
 
-_VAE_PREFIXES = ("first_stage_model.", "vae.")
-_UNET_PREFIXES = ("model.diffusion_model.",)
 
-# Component -> the key prefixes of its weights in an original-layout checkpoint.
-COMPONENT_PREFIXES: dict[ModelFamily, dict[str, tuple[str, ...]]] = {
-    ModelFamily.SD15: {
-        "unet": _UNET_PREFIXES,
-        "vae": _VAE_PREFIXES,
-        "text_encoder": ("cond_stage_model.transformer.",),
-    },
-    ModelFamily.SDXL: {
-        "unet": _UNET_PREFIXES,
-        "vae": _VAE_PREFIXES,
-        "text_encoder": ("conditioner.embedders.0.transformer.",),
-        "text_encoder_2": ("conditioner.embedders.1.model.",),
-    },
-}
+@dataclass(frozen=True)
+class SingleFileLayout:
+    """Where a family's original-layout checkpoint keeps each component, and what the
+    loader builds itself. A family module (``pipelines/families``) declares its layout."""
 
-# Text encoder component -> transformers class name.
-_TEXT_ENCODERS = {
-    "text_encoder": "CLIPTextModel",
-    "text_encoder_2": "CLIPTextModelWithProjection",
-}
-
-# Tokenizer component -> pad token, per family (as the original checkpoints' tokenizers).
-TOKENIZER_PADS: dict[ModelFamily, dict[str, str]] = {
-    ModelFamily.SD15: {"tokenizer": "<|endoftext|>"},
-    ModelFamily.SDXL: {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"},
-}
+    # Component -> the key prefixes of its weights in the checkpoint.
+    prefixes: dict[str, tuple[str, ...]]
+    # Text encoder component -> transformers class name (built from its own keys only).
+    text_encoders: dict[str, str]
+    # Tokenizer component -> pad token (as the original checkpoints' tokenizers).
+    tokenizer_pads: dict[str, str]
 
 
 def shipped_config_dir(family: str) -> Path:
@@ -82,8 +66,11 @@ def config_dir(spec: ModelSpec) -> Path:
     return folder
 
 
-def load_single_file(spec: ModelSpec, pipeline_cls: Any, dtype: Any) -> Any:
-    """The pipeline of a single-file checkpoint, built from local configs only."""
+def load_single_file(
+    spec: ModelSpec, pipeline_cls: Any, layout: SingleFileLayout, dtype: Any
+) -> Any:
+    """The pipeline of a single-file checkpoint in ``layout`` (its family's), built from
+    local configs only."""
     source = spec.source
     refuse_pickle(source)
     if source.suffix.lower() != ".safetensors":
@@ -91,12 +78,11 @@ def load_single_file(spec: ModelSpec, pipeline_cls: Any, dtype: Any) -> Any:
     if not source.is_file():
         raise ModelLoadError(f"model {spec.id!r}: {source} does not exist")
     config = config_dir(spec)
-    prefixes = COMPONENT_PREFIXES[spec.family]
-    _check_components_present(spec, prefixes)
+    _check_components_present(spec, layout.prefixes)
 
     logger.info("loading %s from single file %s with config %s", spec.id, source, config)
     try:
-        pipe = _from_single_file(source, config, spec.family, pipeline_cls, prefixes, dtype)
+        pipe = _from_single_file(source, config, layout, pipeline_cls, dtype)
     except ValueError as exc:
         # diffusers raises ValueError for a tensor whose shape the config does not expect.
         raise ModelLoadError(
@@ -110,22 +96,20 @@ def load_single_file(spec: ModelSpec, pipeline_cls: Any, dtype: Any) -> Any:
 def _from_single_file(
     source: Path,
     config: Path,
-    family: str,
+    layout: SingleFileLayout,
     pipeline_cls: Any,
-    prefixes: dict[str, tuple[str, ...]],
     dtype: Any,
 ) -> Any:
     """diffusers' pipeline loader, given our tokenizers and our text encoders."""
     from weights.tokenizer import clip_tokenizer
 
     components: dict[str, Any] = {
-        name: clip_tokenizer(pad) for name, pad in TOKENIZER_PADS[family].items()
+        name: clip_tokenizer(pad) for name, pad in layout.tokenizer_pads.items()
     }
-    for name, class_name in _TEXT_ENCODERS.items():
-        if name in prefixes:
-            components[name] = _text_encoder(
-                source, config, name, class_name, prefixes[name], dtype
-            )
+    for name, class_name in layout.text_encoders.items():
+        components[name] = _text_encoder(
+            source, config, name, class_name, layout.prefixes[name], dtype
+        )
     return pipeline_cls.from_single_file(
         str(source), config=str(config), local_files_only=True, dtype=dtype, **components
     )

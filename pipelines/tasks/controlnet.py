@@ -61,17 +61,15 @@ def call(tasks: Sequence[ControlNet], counts: Sequence[int], width: int, height:
 
 
 def derive(model: LoadedModel, base: Any, variant: str | None) -> Any:
-    """The family's text-to-image pipeline with the ControlNet ``variant`` (a component
-    id of ``model``) loaded on the base model's device and dtype."""
-    import diffusers
-
+    """The family's ControlNet pipeline with the ControlNet ``variant`` (a component id of
+    ``model``) loaded on the base model's device and dtype."""
     from weights.loading import load_controlnet
 
     if variant not in model.components:
         known = ", ".join(c.id for c in model.components_of(ComponentKind.CONTROLNET)) or "none"
         raise KeyError(f"no ControlNet {variant!r} for {model.spec.id!r}; known: {known}")
     controlnet = load_controlnet(model.components[variant], model.device, model.pipe.unet.dtype)
-    return diffusers.AutoPipelineForText2Image.from_pipe(base, controlnet=controlnet)
+    return model.family.pipeline_class(Task.CONTROLNET).from_pipe(base, controlnet=controlnet)
 
 
 RUNNER = TaskRunner(Task.CONTROLNET, call, derive, needs=ComponentKind.CONTROLNET)

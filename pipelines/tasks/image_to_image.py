@@ -44,9 +44,7 @@ def call(tasks: Sequence[ImageToImage], counts: Sequence[int], width: int, heigh
 
 def derive(model: LoadedModel, base: Any, variant: str | None) -> Any:
     """The family's img2img pipeline on the base model's modules."""
-    import diffusers
-
-    return diffusers.AutoPipelineForImage2Image.from_pipe(base)
+    return model.family.pipeline_class(Task.IMAGE_TO_IMAGE).from_pipe(base)
 
 
 RUNNER = TaskRunner(Task.IMAGE_TO_IMAGE, call, derive)

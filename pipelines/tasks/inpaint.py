@@ -60,9 +60,7 @@ def call(tasks: Sequence[Inpaint], counts: Sequence[int], width: int, height: in
 
 def derive(model: LoadedModel, base: Any, variant: str | None) -> Any:
     """The family's inpaint pipeline on the base model's modules."""
-    import diffusers
-
-    return diffusers.AutoPipelineForInpainting.from_pipe(base)
+    return model.family.pipeline_class(Task.INPAINT).from_pipe(base)
 
 
 RUNNER = TaskRunner(Task.INPAINT, call, derive)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from pipelines.engine import Engine
+from pipelines.families import family_of
 from pipelines.fast_path import (
     FastPathError,
     FastPathOptions,
@@ -149,10 +150,11 @@ def test_tiled_vae_decode_engages_above_the_threshold(catalog):
 
 
 def test_vae_dtype_policy():
-    assert select_vae_dtype("sdxl", torch.bfloat16) == torch.bfloat16
-    assert select_vae_dtype("sdxl", torch.float16) == torch.float32  # overflows in fp16
-    assert select_vae_dtype("sd15", torch.float16) == torch.float16
-    assert select_vae_dtype("sd15", torch.bfloat16, "fp32") == torch.float32
+    sd15, sdxl = family_of("sd15"), family_of("sdxl")
+    assert select_vae_dtype(sdxl, torch.bfloat16) == torch.bfloat16
+    assert select_vae_dtype(sdxl, torch.float16) == torch.float32  # overflows in fp16
+    assert select_vae_dtype(sd15, torch.float16) == torch.float16
+    assert select_vae_dtype(sd15, torch.bfloat16, "fp32") == torch.float32
 
 
 def test_options_are_checked():

@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pipelines.families import load_pipeline
 from styles.lora_fit import inspect_lora
 from styles.training import (
     TrainingError,
@@ -27,7 +28,6 @@ from styles.training import (
     train_lora,
     training_pixels,
 )
-from weights.loading import load_pipeline
 
 RESOLUTION = 64  # the tiny UNet's smallest comfortable size: 8x8 latents
 PROMPT = "kilnorange, a pot"

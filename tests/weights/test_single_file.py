@@ -1,7 +1,7 @@
 """Single-file checkpoints in the original (LDM / A1111) layout load through the loader.
 
 The tiny models are written as one original-layout ``.safetensors`` (``_original_layout``)
-and loaded back through ``weights.loading.load_pipeline`` with every socket refused, so a
+and loaded back through ``pipelines.families.load_pipeline`` with every socket refused, so a
 hub request fails the test rather than silently succeeding on a machine with network.
 """
 
@@ -24,9 +24,9 @@ from _original_layout import (
 )
 from safetensors.torch import save_file
 
+from pipelines.families import family_of, load_pipeline
 from weights.catalog import PICKLE_SUFFIXES, CatalogError, load_catalog
 from weights.checks import ModelLoadError
-from weights.loading import load_pipeline
 from weights.single_file import config_dir, load_single_file, shipped_config_dir
 
 FP32 = torch.float32
@@ -116,7 +116,7 @@ def test_weights_come_from_the_file_not_the_config_folder(
     source = tmp_path / "shifted.safetensors"
     save_file({k: v.contiguous() for k, v in shifted.items()}, str(source))
     spec = _spec(tmp_path, "sd15", source, _tiny_config(catalog, "sd15"))
-    pipe = load_single_file(spec, type(tiny["sd15"]), FP32)
+    pipe = load_single_file(spec, type(tiny["sd15"]), family_of("sd15").single_file, FP32)
     for name in ("unet", "vae", "text_encoder"):
         want = getattr(tiny["sd15"], name).state_dict()
         got = getattr(pipe, name).state_dict()
@@ -169,7 +169,7 @@ def test_pickle_checkpoints_are_refused(catalog, tmp_path, suffix) -> None:
     with pytest.raises(ModelLoadError, match="pickle"):
         load_pipeline(spec, "cpu", FP32)
     with pytest.raises(ModelLoadError, match="pickle"):
-        load_single_file(spec, object, FP32)
+        load_single_file(spec, object, family_of("sd15").single_file, FP32)
     with pytest.raises(CatalogError, match="pickle"):
         _spec(tmp_path, "sd15", source, None)
 

@@ -38,7 +38,7 @@ def test_unknown_family_is_loud(tmp_path):
 
 
 def test_tiny_models_use_the_real_architectures(catalog):
-    from weights.loading import load_pipeline
+    from pipelines.families import load_pipeline
 
     sd15 = load_pipeline(catalog.get("tiny-sd15"), "cpu", None)
     assert type(sd15).__name__ == "StableDiffusionPipeline"

@@ -100,7 +100,7 @@ async def prepare_for(
         prepare_edit,
         pixels,
         mask,
-        multiple=spec.family_spec.size_multiple,
+        multiple=spec.family.size_multiple,
         max_side=max(spec.resolutions.values()),
         erase=erase,
     )

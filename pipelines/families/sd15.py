@@ -1,0 +1,47 @@
+"""Stable Diffusion 1.5: one CLIP ViT-L text encoder, a UNet, the 8-px grid of its VAE."""
+
+from __future__ import annotations
+
+from pipelines.families.family import Family, LoraTargets
+from pipelines.families.stable_diffusion import (
+    CLIP_PAD,
+    DISCRETE_SCHEDULERS,
+    UNET_BLOCKS,
+    UNET_PREFIXES,
+    VAE_PREFIXES,
+    clip_prompts,
+)
+from pipelines.params import Task
+from weights.catalog import ModelFamily
+from weights.single_file import SingleFileLayout
+
+FAMILY = Family(
+    name=ModelFamily.SD15,
+    pipelines={
+        Task.TEXT_TO_IMAGE: "StableDiffusionPipeline",
+        Task.IMAGE_TO_IMAGE: "StableDiffusionImg2ImgPipeline",
+        Task.INPAINT: "StableDiffusionInpaintPipeline",
+        Task.INSTRUCT: "StableDiffusionInstructPix2PixPipeline",
+        Task.CONTROLNET: "StableDiffusionControlNetPipeline",
+    },
+    prompt_encoder=clip_prompts,
+    schedulers=DISCRETE_SCHEDULERS,
+    denoiser="unet",
+    compile_blocks=UNET_BLOCKS,
+    lora=LoraTargets(components=("unet", "text_encoder")),
+    single_file=SingleFileLayout(
+        prefixes={
+            "unet": UNET_PREFIXES,
+            "vae": VAE_PREFIXES,
+            "text_encoder": ("cond_stage_model.transformer.",),
+        },
+        text_encoders={"text_encoder": "CLIPTextModel"},
+        tokenizer_pads={"tokenizer": CLIP_PAD},
+    ),
+    tiny_builder="sd15",
+    stock_pipeline_options={
+        "safety_checker": None,
+        "feature_extractor": None,
+        "requires_safety_checker": False,
+    },
+)

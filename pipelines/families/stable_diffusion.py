@@ -1,0 +1,27 @@
+"""What SD 1.5 and SDXL share: UNet denoisers with CLIP text encoders, trained on the
+same discrete noise schedule, shipped as LDM-layout single files (A1111, civitai)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.schedulers import SCHEDULERS
+
+# The discrete-time schedulers (epsilon prediction) every SD checkpoint works with.
+DISCRETE_SCHEDULERS = SCHEDULERS
+# Regional compilation of a UNet2DConditionModel: its repeated blocks (diffusers 0.42
+# declares no ``_repeated_blocks`` on the UNet).
+UNET_BLOCKS = ("BasicTransformerBlock", "ResnetBlock2D")
+
+UNET_PREFIXES = ("model.diffusion_model.",)
+VAE_PREFIXES = ("first_stage_model.", "vae.")
+CLIP_PAD = "<|endoftext|>"
+
+
+def clip_prompts(pipe: Any) -> Any:
+    """The CLIP families' prompt encoding: A1111-style emphasis and 75-token windows
+    (``pipelines.prompt_weighting``, imported here so torch loads with a model, not with
+    this package)."""
+    from pipelines.prompt_weighting import PromptEncoder
+
+    return PromptEncoder(pipe)
