@@ -233,3 +233,38 @@ def test_the_saved_tokenizers_tokenize_as_the_built_ones(pipelines):
     assert pipelines["flux1"].tokenizer_2(PROMPT).input_ids == t5_tokenizer()(PROMPT).input_ids
     qwen = pipelines["flux2_klein"].tokenizer
     assert qwen(PROMPT).input_ids == qwen_tokenizer()(PROMPT).input_ids
+
+
+def test_the_folders_serve_the_reference_tasks_too(pipelines):
+    """FLUX.1's img2img sibling (``from_pipe``, no new weights) and [klein]'s reference
+    image run on the tiny folders at 64 px."""
+    import diffusers
+    import torch
+    from PIL import Image
+
+    reference = Image.new("RGB", (64, 64), (200, 30, 30))
+    img2img = diffusers.FluxImg2ImgPipeline.from_pipe(pipelines["flux1"])
+    img2img.set_progress_bar_config(disable=True)
+    images = [
+        img2img(
+            prompt=PROMPT,
+            image=reference,
+            height=64,
+            width=64,
+            strength=0.6,
+            num_inference_steps=4,
+            generator=torch.Generator().manual_seed(1),
+            output_type="np",
+        ).images,
+        pipelines["flux2_klein"](
+            prompt=PROMPT,
+            image=reference,
+            height=64,
+            width=64,
+            num_inference_steps=2,
+            guidance_scale=1.0,
+            generator=torch.Generator().manual_seed(1),
+            output_type="np",
+        ).images,
+    ]
+    assert [image.shape for image in images] == [(1, 64, 64, 3)] * 2
