@@ -5,11 +5,9 @@ from __future__ import annotations
 from pipelines.families.family import Family, LoraTargets
 from pipelines.families.stable_diffusion import (
     CLIP_PAD,
-    DISCRETE_SCHEDULERS,
-    UNET_BLOCKS,
     UNET_PREFIXES,
+    UNET_UNDER_CLIP,
     VAE_PREFIXES,
-    clip_prompts,
 )
 from pipelines.params import Task
 from weights.catalog import ModelFamily
@@ -24,10 +22,7 @@ FAMILY = Family(
         Task.INSTRUCT: "StableDiffusionInstructPix2PixPipeline",
         Task.CONTROLNET: "StableDiffusionControlNetPipeline",
     },
-    prompt_encoder=clip_prompts,
-    schedulers=DISCRETE_SCHEDULERS,
-    denoiser="unet",
-    compile_blocks=UNET_BLOCKS,
+    **UNET_UNDER_CLIP,
     lora=LoraTargets(components=("unet", "text_encoder")),
     single_file=SingleFileLayout(
         prefixes={

@@ -6,11 +6,9 @@ from __future__ import annotations
 from pipelines.families.family import Family, LoraTargets
 from pipelines.families.stable_diffusion import (
     CLIP_PAD,
-    DISCRETE_SCHEDULERS,
-    UNET_BLOCKS,
     UNET_PREFIXES,
+    UNET_UNDER_CLIP,
     VAE_PREFIXES,
-    clip_prompts,
 )
 from pipelines.params import Task
 from weights.catalog import ModelFamily
@@ -25,10 +23,7 @@ FAMILY = Family(
         Task.INSTRUCT: "StableDiffusionXLInstructPix2PixPipeline",
         Task.CONTROLNET: "StableDiffusionXLControlNetPipeline",
     },
-    prompt_encoder=clip_prompts,
-    schedulers=DISCRETE_SCHEDULERS,
-    denoiser="unet",
-    compile_blocks=UNET_BLOCKS,
+    **UNET_UNDER_CLIP,
     # The UNet config maps kohya's SGM block numbers (SDXL's load_lora_weights passes it).
     lora=LoraTargets(
         components=("unet", "text_encoder", "text_encoder_2"), reads_denoiser_config=True

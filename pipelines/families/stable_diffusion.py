@@ -25,3 +25,12 @@ def clip_prompts(pipe: Any) -> Any:
     from pipelines.prompt_weighting import PromptEncoder
 
     return PromptEncoder(pipe)
+
+
+# The fields SD 1.5 and SDXL fill alike: a UNet under CLIP prompts, discrete schedulers.
+UNET_UNDER_CLIP: dict[str, Any] = {
+    "prompt_encoder": clip_prompts,
+    "schedulers": DISCRETE_SCHEDULERS,
+    "denoiser": "unet",
+    "compile_blocks": UNET_BLOCKS,
+}

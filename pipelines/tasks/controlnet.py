@@ -68,7 +68,8 @@ def derive(model: LoadedModel, base: Any, variant: str | None) -> Any:
     if variant not in model.components:
         known = ", ".join(c.id for c in model.components_of(ComponentKind.CONTROLNET)) or "none"
         raise KeyError(f"no ControlNet {variant!r} for {model.spec.id!r}; known: {known}")
-    controlnet = load_controlnet(model.components[variant], model.device, model.pipe.unet.dtype)
+    dtype = getattr(model.pipe, model.family.denoiser).dtype
+    controlnet = load_controlnet(model.components[variant], model.device, dtype)
     return model.family.pipeline_class(Task.CONTROLNET).from_pipe(base, controlnet=controlnet)
 
 
