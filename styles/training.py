@@ -39,7 +39,7 @@ from typing import Any
 
 from PIL import Image
 
-from pipelines.families import family_of, load_pipeline
+from pipelines.families import Family, family_of, load_pipeline
 from pipelines.params import Task
 from weights.catalog import ModelSpec
 from weights.devices import select_device, select_dtype
@@ -139,9 +139,10 @@ def train_lora(
     if resolution % multiple:
         raise TrainingError(f"resolution {resolution} is not a multiple of {multiple}")
 
+    family = family_of(spec.family)
     pipe = load_pipeline(spec, device, weight_dtype)
-    unet, vae = pipe.unet, pipe.vae
-    for module in _frozen_modules(pipe):
+    unet, vae = getattr(pipe, family.denoiser), pipe.vae
+    for module in _frozen_modules(pipe, family):
         module.requires_grad_(False)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
@@ -149,7 +150,8 @@ def train_lora(
     with torch.no_grad():
         pixels = torch.stack([training_pixels(ex.image, resolution) for ex in examples])
         moments = _latent_moments(vae, pixels.to(device, weight_dtype))
-        conditioning = _encode_captions(pipe, [ex.caption for ex in examples], resolution)
+        captions = [ex.caption for ex in examples]
+        conditioning = _encode_captions(pipe, family, captions, resolution)
 
     # The LoRA: gaussian A, zero B, so training starts from the base model exactly.
     lora_config = LoraConfig(
@@ -211,7 +213,7 @@ def train_lora(
     unet_lora_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    family_of(spec.family).pipeline_class(Task.TEXT_TO_IMAGE).save_lora_weights(
+    family.pipeline_class(Task.TEXT_TO_IMAGE).save_lora_weights(
         save_directory=str(out_file.parent),
         unet_lora_layers=unet_lora_layers,
         weight_name=out_file.name,
@@ -225,8 +227,8 @@ def train_lora(
     return TrainingResult(out_file, params.rank, params.steps, loss_value, seconds)
 
 
-def _frozen_modules(pipe: Any) -> list[Any]:
-    names = ("unet", "vae", "text_encoder", "text_encoder_2")
+def _frozen_modules(pipe: Any, family: Family) -> list[Any]:
+    names = (family.denoiser, "vae", *family.single_file.text_encoders)
     return [getattr(pipe, name) for name in names if getattr(pipe, name, None) is not None]
 
 
@@ -280,12 +282,14 @@ class _Conditioning:
         return kwargs
 
 
-def _encode_captions(pipe: Any, captions: list[str], resolution: int) -> _Conditioning:
+def _encode_captions(
+    pipe: Any, family: Family, captions: list[str], resolution: int
+) -> _Conditioning:
     """Captions through the pipeline's own prompt encoding, as generation conditions."""
     import torch
 
     device = pipe.device
-    if getattr(pipe, "text_encoder_2", None) is None:
+    if not family.size_conditioning:
         embeds, _ = pipe.encode_prompt(captions, device, 1, False)
         return _Conditioning(embeds.float())
     embeds, _, pooled, _ = pipe.encode_prompt(

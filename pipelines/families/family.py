@@ -77,6 +77,9 @@ class Family:
     tiny_builder: str
     # Whether the VAE overflows in fp16 (it then runs in fp32 when serving in fp16).
     vae_overflows_in_fp16: bool = False
+    # Whether the denoiser is also conditioned on a pooled text embedding and the image's
+    # size and crop (SDXL's micro-conditioning): style training passes them.
+    size_conditioning: bool = False
     # Constructor arguments of the stock pipeline for the parts Kiln does not run (safety
     # checker, diffusers' own watermark): the benchmark builds stock pipelines with them.
     stock_pipeline_options: Mapping[str, Any] = field(default_factory=dict)

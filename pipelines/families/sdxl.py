@@ -44,5 +44,6 @@ FAMILY = Family(
     ),
     tiny_builder="sdxl",
     vae_overflows_in_fp16=True,
+    size_conditioning=True,
     stock_pipeline_options={"force_zeros_for_empty_prompt": True, "add_watermarker": False},
 )
