@@ -11,6 +11,7 @@ import threading
 
 from serving.cli.base import Command, build_tiny, load_catalog
 from serving.core.settings import Settings
+from weights.catalog import Catalog
 
 logger = logging.getLogger("kiln")
 
@@ -42,7 +43,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
     # Serve's request path without thread hops (serving/ray/serve_tuning.py), likewise.
     apply_serve_latency_env()
-    if settings.ray_address:
+    if settings.ray_address and settings.http_server == "serve":
         logger.warning(
             "joining the Ray cluster at %s: its nodes must have been started with %s=%s "
             "for the HTTP proxy to check keys and body limits (README: Scaling out)",
@@ -52,23 +53,46 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "the cluster's nodes should also export %s (serving/ray/serve_tuning.py)",
             ", ".join(f"{k}={v}" for k, v in SERVE_LATENCY_ENV.items()),
         )
+    if settings.ray_address:
         ray.init(address=settings.ray_address, include_dashboard=False)
     else:
         ray.init(num_cpus=settings.effective_ray_num_cpus(), include_dashboard=False)
+    url = f"http://{settings.host}:{settings.port}"
     try:
-        serve.start(http_options={"host": settings.host, "port": settings.port})
-        serve.run(build_application(settings, catalog), name=APP_NAME, route_prefix="/")
-        url = f"http://{settings.host}:{settings.port}"
-        logger.info("Kiln serving %s at %s", ", ".join(catalog.ids()), url)
-        print(f"Kiln is serving at {url} (API docs at {url}/docs); Ctrl-C stops it", flush=True)
-        # A short timeout keeps the main thread responsive to signals.
-        while not stop.wait(0.5):
-            pass
+        if settings.http_server == "kiln":
+            _serve_http_here(settings, catalog, url)
+        else:
+            serve.start(http_options={"host": settings.host, "port": settings.port})
+            serve.run(build_application(settings, catalog), name=APP_NAME, route_prefix="/")
+            _announce(catalog, url)
+            # A short timeout keeps the main thread responsive to signals.
+            while not stop.wait(0.5):
+                pass
         print("shutting down", flush=True)
     finally:
         serve.shutdown()
         ray.shutdown()
     return 0
+
+
+def _serve_http_here(settings: Settings, catalog: Catalog, url: str) -> None:
+    """``KILN_HTTP_SERVER=kiln``: the models as Serve applications without routes, and
+    the HTTP API in this process under uvicorn (serving/ray/http_front.py) until SIGINT or
+    SIGTERM; Serve's HTTP proxy is not started."""
+    from ray import serve
+
+    from serving.ray.http_front import deploy_models, front_app, serve_http
+
+    serve.start(proxy_location="Disabled")
+    handles, clip_handle = deploy_models(settings, catalog)
+    app = front_app(settings, catalog, handles, clip_handle)
+    _announce(catalog, url)
+    serve_http(app, settings)
+
+
+def _announce(catalog: Catalog, url: str) -> None:
+    logger.info("Kiln serving %s at %s", ", ".join(catalog.ids()), url)
+    print(f"Kiln is serving at {url} (API docs at {url}/docs); Ctrl-C stops it", flush=True)
 
 
 def _prepare_admin(settings: Settings) -> str | None:

@@ -108,37 +108,46 @@ def model_deployment_options(
 def build_application(
     settings: Settings, catalog: Catalog | None = None, cluster_gpus: float | None = None
 ) -> Application:
-    """The bound application for ``settings`` (catalog loaded from KILN_HOME if not given)."""
-    from serving.ray.model_deployment import ModelDeployment
-
+    """The bound application for ``settings`` (catalog loaded from KILN_HOME if not given):
+    the ``KilnIngress`` over every model's deployment and the CLIP one."""
     catalog = catalog or load_catalog(settings.home, settings.catalog_path)
-    if cluster_gpus is None:
-        cluster_gpus = _cluster_gpus()
     # Resolved once here so every ingress replica signs file URLs with the same key.
     settings = replace(settings, secret=settings.effective_secret())
-    # Every catalog model gets a deployment: base, instruct-edit and inpainting models
-    # (every ModelKind; components ride along inside them).
+    models, clip = model_applications(settings, catalog, cluster_gpus)
+    ingress = KilnIngress.options(
+        ray_actor_options={"num_cpus": settings.ingress_cpus},
+        max_ongoing_requests=INGRESS_MAX_ONGOING,
+    )
+    return ingress.bind(settings, catalog, models, clip)
+
+
+def model_applications(
+    settings: Settings, catalog: Catalog, cluster_gpus: float | None = None
+) -> tuple[dict[str, Application], Application | None]:
+    """Every catalog model's bound deployment (base, instruct-edit and inpainting models:
+    every ``ModelKind``; components ride along inside them), keyed by model id, and the
+    image-to-prompt CLIP deployment (``None`` without a ``clip`` component)."""
+    from serving.ray.model_deployment import ModelDeployment
+
+    if cluster_gpus is None:
+        cluster_gpus = _cluster_gpus()
     specs = list(catalog)
     options = {
         spec.id: model_deployment_options(settings, cluster_gpus, len(specs), spec)
         for spec in specs
     }
-    handles = {
+    models = {
         spec.id: ModelDeployment.options(name=spec.id, **options[spec.id]).bind(
             settings, spec, tuple(catalog.components.values())
         )
         for spec in specs
     }
-    ingress = KilnIngress.options(
-        ray_actor_options={"num_cpus": settings.ingress_cpus},
-        max_ongoing_requests=INGRESS_MAX_ONGOING,
-    )
     logger.info(
         "app: %d model deployment(s): %s",
-        len(handles),
+        len(models),
         ", ".join(f"{i} ({o['ray_actor_options']['num_gpus']} GPU)" for i, o in options.items()),
     )
-    return ingress.bind(settings, catalog, handles, _clip_deployment(settings, catalog))
+    return models, _clip_deployment(settings, catalog)
 
 
 def _clip_deployment(settings: Settings, catalog: Catalog) -> Application | None:

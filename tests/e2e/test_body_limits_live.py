@@ -1,20 +1,30 @@
-"""Request bodies against the live ``kiln serve``: Ray Serve's HTTP proxy is the first
-reader of a body, and it must neither take one from an unknown caller nor buffer more than
-a route's limit (serving/http/body_guard.py, serving/ray/serve_proxy.py). The private resident
-memory of the proxy and of the ingress replica is read by pid (psutil) while 300 MiB
-streams at them.
+"""Request bodies against a live ``kiln serve``, under both HTTP fronts
+(serving/ray/http_front.py): the first reader of a body must neither take one from an
+unknown caller nor buffer more than a route's limit (serving/http/body_guard.py).
+
+- ``kiln`` (the default): the ``kiln serve`` process reads bodies itself, under uvicorn;
+  it is the session server.
+- ``serve`` (``KILN_HTTP_SERVER=serve``, what ``serve deploy`` runs): Ray Serve's HTTP
+  proxy reads them (serving/ray/serve_proxy.py) and streams them to a ``KilnIngress``
+  replica; a module server of its own, which also answers a generation end to end.
+
+The private resident memory of the reading processes is read by pid (psutil) while
+300 MiB stream at them.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import psutil
 import pytest
-from live_accounts import TenantKey
+from live_accounts import ADMIN_KEY, TenantKey, create_tenant
 from raw_http import stream_body
 
 from serving.ray.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV, READ_AHEAD_BYTES
@@ -27,8 +37,18 @@ _spec.loader.exec_module(peak)
 
 MiB = 1 << 20
 STREAM = 300 * MiB
-JSON_LIMIT = 32 * MiB  # the session server's KILN_BODY_MAX_JSON (tests/e2e/conftest.py)
+JSON_LIMIT = 32 * MiB  # both servers' KILN_BODY_MAX_JSON (tests/e2e/conftest.py)
 SLACK = 16 * MiB
+
+
+@dataclass(frozen=True)
+class Front:
+    """A live server under one HTTP front: its tenant, and the processes that read bodies."""
+
+    name: str
+    server: object  # conftest's LiveServer
+    tenant: TenantKey
+    readers: dict[str, psutil.Process]
 
 
 def _serve_process(server_pid: int, marker: str) -> psutil.Process:
@@ -40,13 +60,42 @@ def _serve_process(server_pid: int, marker: str) -> psutil.Process:
     pytest.fail(f"no process {marker!r} under kiln serve ({server_pid})")
 
 
+def _has_process(server_pid: int, marker: str) -> bool:
+    children = psutil.Process(server_pid).children(recursive=True)
+    return any(marker in " ".join(p.cmdline()) for p in children)
+
+
 @pytest.fixture(scope="module")
-def serve_processes(server) -> dict[str, psutil.Process]:
-    pid = server.process.pid
-    return {
+def serve_front_server(
+    catalog, kiln_home: Path, server_control, tmp_path_factory
+) -> Iterator[object]:
+    """A second ``kiln serve`` with ``KILN_HTTP_SERVER=serve``, its own KILN_HOME (the
+    session's tiny models linked in)."""
+    root = tmp_path_factory.mktemp("serve_front")
+    home = root / "home"
+    home.mkdir()
+    (home / "models").symlink_to(kiln_home / "models", target_is_directory=True)
+    env = {
+        "KILN_HTTP_SERVER": "serve",
+        "KILN_ADMIN_KEY": ADMIN_KEY,
+        "KILN_BODY_MAX_JSON": str(JSON_LIMIT),
+    }
+    live = server_control.start(home, root / "kiln-serve.log", env)
+    yield live
+    assert server_control.stop(live) == 0, live.log_tail()
+
+
+@pytest.fixture(scope="module", params=["kiln", "serve"])
+def front(request, server, tenant: TenantKey) -> Front:
+    if request.param == "kiln":
+        return Front("kiln", server, tenant, {"kiln serve": psutil.Process(server.process.pid)})
+    live = request.getfixturevalue("serve_front_server")
+    pid = live.process.pid
+    readers = {
         "proxy": _serve_process(pid, "ray::ProxyActor"),
         "ingress": _serve_process(pid, "ray::ServeReplica:kiln:KilnIngress"),
     }
+    return Front("serve", live, create_tenant(live.url, "serve front", 100), readers)
 
 
 def _target(server) -> tuple[str, int]:
@@ -54,38 +103,64 @@ def _target(server) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 80
 
 
-def test_the_serve_proxy_runs_the_body_guard(serve_processes):
-    assert serve_processes["proxy"].environ().get(PROXY_CALLBACK_ENV) == PROXY_CALLBACK
+def test_each_front_answers_http_where_it_says(front: Front):
+    pid = front.server.process.pid
+    has_proxy = _has_process(pid, "ray::ProxyActor")
+    has_ingress = _has_process(pid, "KilnIngress")
+    assert (has_proxy, has_ingress) == ((False, False) if front.name == "kiln" else (True, True))
+    # The request id is echoed once, by the app (kiln) or by Serve's proxy (serve).
+    r = httpx.get(
+        f"{front.server.url}/v1/models", headers={**front.tenant.headers, "x-request-id": "front-1"}
+    )
+    assert r.status_code == 200 and r.headers.get_list("x-request-id") == ["front-1"]
 
 
-def test_serve_runs_the_request_path_without_thread_hops(serve_processes):
-    """kiln serve starts its Ray with serving/ray/serve_tuning.py's settings: the replicas
-    and the proxy read them from their environment."""
+def test_a_generation_answers_through_each_front(front: Front):
+    body = {"model": "tiny-sd15", "prompt": "a kiln", "resolution": "128px", "steps": 1}
+    r = httpx.post(
+        f"{front.server.url}/v1/generations", json=body, headers=front.tenant.headers, timeout=120
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["credits_charged"] == 1 and len(r.json()["data"]) == 1
+
+
+def test_the_serve_proxy_runs_the_body_guard(front: Front):
+    if front.name != "serve":
+        pytest.skip("only Serve's front has a proxy")
+    assert front.readers["proxy"].environ().get(PROXY_CALLBACK_ENV) == PROXY_CALLBACK
+
+
+def test_serve_runs_the_request_path_without_thread_hops(front: Front):
+    """kiln serve starts its Ray with serving/ray/serve_tuning.py's settings: the model
+    replicas (and Serve's proxy and ingress, under that front) read them from their
+    environment."""
     from serving.ray.serve_tuning import SERVE_LATENCY_ENV
 
-    for process in serve_processes.values():
+    model = _serve_process(front.server.process.pid, "ray::ServeReplica:")
+    processes = [model] + ([] if front.name == "kiln" else list(front.readers.values()))
+    for process in processes:
         environ = process.environ()
         assert {name: environ.get(name) for name in SERVE_LATENCY_ENV} == SERVE_LATENCY_ENV
 
 
-def test_an_unauthenticated_stream_is_refused_by_the_proxy_unread(server, serve_processes):
-    host, port = _target(server)
-    with peak.peak_growth(serve_processes) as growth:
+def test_an_unauthenticated_stream_is_refused_unread(front: Front):
+    host, port = _target(front.server)
+    with peak.peak_growth(front.readers) as growth:
         result = stream_body(host, port, "/v1/generations", {}, total=STREAM)
     assert result.status == 401, result.response[:300]
     assert json.loads(result.body)["error"]["code"] == "missing_api_key"
     assert result.sent < SLACK, f"{result.sent} bytes taken before the 401"
     assert result.closed
-    assert growth["proxy"] < SLACK and growth["ingress"] < SLACK, growth
+    assert all(grown < SLACK for grown in growth.values()), growth
 
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
 def test_an_authenticated_stream_over_the_limit_is_413_with_bounded_memory(
-    server, tenant: TenantKey, serve_processes, chunked: bool
+    front: Front, chunked: bool
 ):
-    host, port = _target(server)
-    headers = {**tenant.headers, "content-type": "application/json"}
-    with peak.peak_growth(serve_processes) as growth:
+    host, port = _target(front.server)
+    headers = {**front.tenant.headers, "content-type": "application/json"}
+    with peak.peak_growth(front.readers) as growth:
         result = stream_body(host, port, "/v1/generations", headers, STREAM, chunked=chunked)
     assert result.status == 413, result.response[:300]
     assert json.loads(result.body)["error"]["code"] == "request_too_large"
@@ -96,5 +171,6 @@ def test_an_authenticated_stream_over_the_limit_is_413_with_bounded_memory(
         assert result.sent < SLACK  # refused by its Content-Length, unread
     for name, grown in growth.items():
         assert grown <= JSON_LIMIT + SLACK, f"{name} grew {grown / MiB:.0f} MiB"
-    # The proxy holds a bounded read-ahead, whatever the route's limit.
-    assert growth["proxy"] <= 2 * READ_AHEAD_BYTES + SLACK, growth
+    if front.name == "serve":
+        # The proxy holds a bounded read-ahead, whatever the route's limit.
+        assert growth["proxy"] <= 2 * READ_AHEAD_BYTES + SLACK, growth

@@ -117,11 +117,13 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_STYLE_IMPORTS_MAX": "13",
         "KILN_STYLE_IMPORTS_MAX_BYTES": "14000",
         "KILN_BENCH": "1",
+        "KILN_HTTP_SERVER": "serve",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
     assert s.home == tmp_path and s.catalog_path == tmp_path / "extra.toml"
     assert (s.host, s.port, s.device, s.engine_device) == ("0.0.0.0", 9001, "cpu", "cpu")
+    assert s.http_server == "serve"
     assert (s.gpus_per_replica, s.replica_cpus, s.ingress_cpus) == (0.25, 1.5, 0.2)
     assert (s.effective_torch_threads(), s.effective_ray_num_cpus()) == (3, 4)
     assert s.ray_address == "ray://head:10001"
@@ -172,6 +174,7 @@ def test_empty_values_mean_unset():
         ("KILN_PORT", "eighty"),
         ("KILN_PORT", "70000"),
         ("KILN_DEVICE", "tpu"),
+        ("KILN_HTTP_SERVER", "nginx"),
         ("KILN_MAX_BATCH_SIZE", "0"),
         ("KILN_REPLICA_CPUS", "-1"),
         ("KILN_PIN_SCALE_CHARACTER", "2.5"),

@@ -13,11 +13,19 @@ from pathlib import Path
 from pipelines.env_fields import env_field, flag, path, positive_int
 
 DEVICES = ("auto", "cpu", "cuda")
+# Who answers HTTP under `kiln serve` (serving/ray/http_front.py).
+HTTP_SERVERS = ("kiln", "serve")
 
 
 def _device(text: str) -> str:
     if text not in DEVICES and not text.startswith("cuda:"):
         raise ValueError(f"must be one of {', '.join(DEVICES)} (or cuda:N), got {text!r}")
+    return text
+
+
+def _http_server(text: str) -> str:
+    if text not in HTTP_SERVERS:
+        raise ValueError(f"must be one of {', '.join(HTTP_SERVERS)}, got {text!r}")
     return text
 
 
@@ -42,6 +50,12 @@ class ServerVariables:
         help="address to listen on (default 127.0.0.1)",
     )
     port: int = env_field("KILN_PORT", 8000, parse=_port, help="HTTP port (default 8000)")
+    http_server: str = env_field(
+        "KILN_HTTP_SERVER", "kiln", parse=_http_server,
+        help="who answers HTTP under `kiln serve`: `kiln` (the `kiln serve` process itself, "
+        "under uvicorn, one Ray hop to the models) or `serve` (Ray Serve's HTTP proxy and "
+        "`KilnIngress` replicas, as `serve deploy` runs it; default kiln)",
+    )
     catalog_file: Path | None = env_field(
         "KILN_CATALOG", None, parse=path,
         help="extra models.toml (default KILN_HOME/…)",
