@@ -154,7 +154,7 @@ def assemble_pipeline(family: str, modules: dict) -> Any:
     import diffusers
 
     from pipelines.families import family_of
-    from pipelines.params import Task
+    from pipelines.task import Task
     from weights.single_file import shipped_config_dir
     from weights.tokenizer import clip_tokenizer
 

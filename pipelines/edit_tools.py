@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.params import ImageData, Task
+from pipelines.params import ImageData
+from pipelines.task import Task
 from pipelines.tasks import ImageToImage, Inpaint, Instruct
 
 # Erase's fixed prompts: describe what should be there (more of the surroundings) and

@@ -33,9 +33,10 @@ from pipelines.families import LOADED_TASK, load_pipeline
 from pipelines.loaded_model import LoadedModel
 from pipelines.oom import OomRecovery
 from pipelines.output import GenerationOutput
-from pipelines.params import GenerationParams, Task
+from pipelines.params import GenerationParams
 from pipelines.schedulers import make_scheduler
 from pipelines.style_adapters import DEFAULT_CAPACITY, StyleAdapters
+from pipelines.task import Task
 from pipelines.tasks import RUNNERS, runner
 from weights.catalog import ComponentSpec, ModelKind, ModelSpec
 from weights.devices import select_device, select_dtype

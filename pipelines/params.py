@@ -17,33 +17,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from pipelines.schedulers import SCHEDULERS
+from pipelines.families import FAMILIES, family_of
+from pipelines.task import Task
 from weights.catalog import ModelSpec
 
 MAX_IMAGES = 12
 MAX_SEED = 2**32 - 1
-
-
-class Task(StrEnum):
-    """What a pipeline call does. A ``StrEnum``: asset rows, logs and traces keep the same
-    text as before.
-
-    ``text_to_image`` from noise; ``image_to_image`` from an init image at a strength
-    (reference images, recreate without a mask); ``inpaint`` inside a mask (replace,
-    recreate, erase); ``instruct`` an instruction edit on an instruct model;
-    ``controlnet`` text-to-image under a ControlNet's structure guidance.
-    """
-
-    TEXT_TO_IMAGE = "text_to_image"
-    IMAGE_TO_IMAGE = "image_to_image"
-    INPAINT = "inpaint"
-    INSTRUCT = "instruct"
-    CONTROLNET = "controlnet"
+# Every scheduler some family takes; a model's family says which of them it takes.
+KNOWN_SCHEDULERS = tuple(dict.fromkeys(s for f in FAMILIES.values() for s in f.schedulers))
 
 
 class ParamError(ValueError):
@@ -322,10 +307,10 @@ class GenerationParams:
             raise ParamError("steps", f"steps must be at least 1, got {self.steps}")
         if self.guidance < 0:
             raise ParamError("guidance", f"guidance must not be negative, got {self.guidance}")
-        if self.scheduler not in SCHEDULERS:
+        if self.scheduler not in KNOWN_SCHEDULERS:
             raise ParamError(
                 "scheduler",
-                f"unknown scheduler {self.scheduler!r}; known: {', '.join(SCHEDULERS)}",
+                f"unknown scheduler {self.scheduler!r}; known: {', '.join(KNOWN_SCHEDULERS)}",
             )
         self.task.check_size(self.width, self.height)
 
@@ -384,6 +369,18 @@ class GenerationParams:
         def pick(value, server, model):
             return value if value is not None else server if server is not None else model
 
+        # The server's default scheduler holds only where the model's family takes it (one
+        # that no family takes is still an error, as a request's would be).
+        schedulers = family_of(spec.family).schedulers
+        server = defaults.scheduler
+        other_family = server in KNOWN_SCHEDULERS and server not in schedulers
+        server_scheduler = None if other_family else server
+        chosen = str(pick(scheduler, server_scheduler, spec.default_scheduler))
+        if chosen not in schedulers:
+            raise ParamError(
+                "scheduler", f"unknown scheduler {chosen!r}; known: {', '.join(schedulers)}"
+            )
+
         return cls(
             model=spec.id,
             prompt=prompt,
@@ -395,7 +392,7 @@ class GenerationParams:
             seeds=expand_seeds(seed, n),
             steps=int(pick(steps, defaults.steps, spec.default_steps)),
             guidance=float(pick(guidance, defaults.guidance, spec.default_guidance)),
-            scheduler=str(pick(scheduler, defaults.scheduler, spec.default_scheduler)),
+            scheduler=chosen,
             style=style,
             task=task,
             adapter=adapter,

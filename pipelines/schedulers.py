@@ -22,7 +22,7 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def make_scheduler(
-    name: str, base_config: Any, table: Mapping[str, tuple[str, dict[str, Any]]] = SCHEDULERS
+    name: str, base_config: Any, table: Mapping[str, tuple[str, dict[str, Any]]]
 ) -> Any:
     """A fresh scheduler of the named kind (from ``table``, the model family's) from a
     pipeline's scheduler config."""

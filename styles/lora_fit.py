@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.families import FAMILIES, family_of
-from pipelines.params import Task
+from pipelines.task import Task
 from styles.lora_file import StyleFileError, check_size, load_tensors, read_header, sha256_of
 from weights.catalog import ModelSpec
 from weights.checks import ModelLoadError

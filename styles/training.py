@@ -40,7 +40,7 @@ from typing import Any
 from PIL import Image
 
 from pipelines.families import Family, family_of, load_pipeline
-from pipelines.params import Task
+from pipelines.task import Task
 from weights.catalog import ModelSpec
 from weights.devices import select_device, select_dtype
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pipelines.params import Task
+from pipelines.task import Task
 from weights.catalog import ModelFamily, ModelKind
 from weights.single_file import SingleFileLayout
 

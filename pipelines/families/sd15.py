@@ -9,7 +9,7 @@ from pipelines.families.stable_diffusion import (
     UNET_UNDER_CLIP,
     VAE_PREFIXES,
 )
-from pipelines.params import Task
+from pipelines.task import Task
 from weights.catalog import ModelFamily
 from weights.single_file import SingleFileLayout
 

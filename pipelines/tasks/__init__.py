@@ -7,7 +7,8 @@ base model derives the task's pipeline). ``RUNNERS`` is the engine's dispatch ta
 
 from __future__ import annotations
 
-from pipelines.params import Task, TextToImage
+from pipelines.params import TextToImage
+from pipelines.task import Task
 from pipelines.tasks import controlnet, image_to_image, inpaint, instruct, text_to_image
 from pipelines.tasks.controlnet import ControlNet
 from pipelines.tasks.image_to_image import ImageToImage

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pipelines.loaded_model import LoadedModel
-from pipelines.params import ControlRef, ParamError, Task
+from pipelines.params import ControlRef, ParamError
+from pipelines.task import Task
 from pipelines.tasks.runner import TaskRunner, per_image
 from weights.catalog import ComponentKind
 

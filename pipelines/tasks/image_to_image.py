@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pipelines.loaded_model import LoadedModel
-from pipelines.params import ImageData, Task
+from pipelines.params import ImageData
+from pipelines.task import Task
 from pipelines.tasks.runner import FromImage, TaskRunner, check_image, check_strength, per_image
 
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pipelines.params import ImageData, ParamError, Task
+from pipelines.params import ImageData, ParamError
+from pipelines.task import Task
 from pipelines.tasks.runner import FromImage, TaskRunner, check_image, per_image
 
 # The image guidance (how closely to keep the input) when the request leaves it out:

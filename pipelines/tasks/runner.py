@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.loaded_model import LoadedModel
-from pipelines.params import ImageData, ParamError, Task
+from pipelines.params import ImageData, ParamError
+from pipelines.task import Task
 from weights.catalog import ComponentKind
 
 # (the batch's task inputs, images per request, width, height) -> the call's arguments.

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipelines.params import Task, TextToImage
+from pipelines.params import TextToImage
+from pipelines.task import Task
 from pipelines.tasks.runner import TaskRunner
 
 

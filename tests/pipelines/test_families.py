@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.families import FAMILIES, LOADED_TASK, UnknownFamilyError, family_of
+from pipelines.params import GenerationDefaults, GenerationParams, ParamError
 from weights.catalog import ModelFamily, ModelKind
 from weights.single_file import shipped_config_dir
 from weights.tiny import TINY_BUILDERS
@@ -68,6 +69,23 @@ def test_a_task_the_family_lacks_is_a_loud_miss():
     family = family_of("sd15")
     with pytest.raises(KeyError, match="family sd15 has no pipeline for task 'upscale'"):
         family.pipeline_class("upscale")
+
+
+def test_the_scheduler_is_checked_against_the_models_family(catalog, monkeypatch):
+    spec = catalog.get("tiny-sdxl")
+    known = ", ".join(family_of(spec.family).schedulers)
+    with pytest.raises(ParamError, match=f"unknown scheduler 'flow_euler'; known: {known}$"):
+        GenerationParams.build(spec, prompt="a cat", scheduler="flow_euler")
+    server = GenerationDefaults(scheduler="ddim")
+    assert GenerationParams.build(spec, prompt="a cat", defaults=server).scheduler == "ddim"
+    # A server default that no family takes is an error, as a request's would be ...
+    with pytest.raises(ParamError, match="unknown scheduler 'bogus'"):
+        GenerationParams.build(spec, prompt="a", defaults=GenerationDefaults(scheduler="bogus"))
+    # ... one that only another family takes gives way to the model's own default.
+    monkeypatch.setattr("pipelines.params.KNOWN_SCHEDULERS", (*known.split(", "), "flow_euler"))
+    flow = GenerationDefaults(scheduler="flow_euler")
+    params = GenerationParams.build(spec, prompt="a cat", defaults=flow)
+    assert params.scheduler == spec.default_scheduler
 
 
 def _name_tests() -> list[str]:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pipelines.edit_tools import blend_weight, composite, prepare_edit, work_size
-from pipelines.params import GenerationParams, ImageData, ParamError, Task
+from pipelines.params import GenerationParams, ImageData, ParamError
+from pipelines.task import Task
 from pipelines.tasks import RUNNERS, ControlNet, ImageToImage, Inpaint, Instruct
 
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.edit_tools import cover, erase_prompts
-from pipelines.params import AdapterConditioning, ParamError, Task, resolve_size
+from pipelines.params import AdapterConditioning, ParamError, resolve_size
+from pipelines.task import Task
 from serving.core.edits.orders import OpenAIEditOrder
 from serving.core.edits.tools import edit_strength, edit_task
 from weights.catalog import Catalog, ModelKind, ModelSpec

@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 from pipelines.edit_tools import PreparedEdit, composite, erase_prompts, mask_from_alpha
-from pipelines.params import AdapterConditioning, GenerationParams, ParamError, Task
+from pipelines.params import AdapterConditioning, GenerationParams, ParamError
+from pipelines.task import Task
 from serving.core.asset_rights import Use
 from serving.core.assets.delivery import Keep
 from serving.core.edits.openai import (

@@ -14,7 +14,8 @@ import asyncio
 import numpy as np
 
 from pipelines.edit_tools import PreparedEdit, prepare_edit
-from pipelines.params import ParamError, Task
+from pipelines.params import ParamError
+from pipelines.task import Task
 from serving.core.image_inputs import check_mask_size, decode_b64_image
 from serving.core.settings import Settings
 from weights.catalog import Catalog, ModelKind, ModelSpec
