@@ -18,11 +18,13 @@ build an ``ImageOrder``; this module does the rest, the same way for all of them
 4. the order's model step (``Render``) on the ``ModelClient`` port: one pipeline call
    (``PaidImages.generation``, with an edit's composite applied to each image) or the
    agent's rounds; it gives each image's pixels and asset row (``Made``);
-5. finish and store: ``Assets.create`` marks each image (the visible mark on style
-   previews, the invisible provenance mark), writes its metadata and stores it;
-6. capture what was delivered (one ledger entry per image, or the order's flat price
-   once) and release the rest in one ledger transaction (``Charge.settle``); a failure,
-   a partial batch or a cancellation releases what was not captured;
+5. finish and store: ``Assets.prepare`` marks each image (the visible mark on style
+   previews, the invisible provenance mark), writes its metadata and stores its files;
+6. in one ledger transaction, write the asset rows, capture what was delivered (one
+   ledger entry per image, or the order's flat price once) and release the rest
+   (``Charge.settle_blocking``; steps 5 and 6 run on one thread, off the event loop): an
+   asset row exists only with its settlement. A failure, a partial batch or a
+   cancellation releases what was not captured;
 7. an ``ImageResult``: the delivered pixels and asset rows, typed; encoding them
    (base64, URLs, OpenAI's shape) is the adapter's business.
 
@@ -45,7 +47,13 @@ import numpy as np
 
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
-from serving.core.assets.delivery import Delivered, Keep, Made, generation_record, store_images
+from serving.core.assets.delivery import (
+    Delivered,
+    Keep,
+    Made,
+    generation_record,
+    prepare_images,
+)
 from serving.core.assets.retention import RetentionSweeper
 from serving.core.assets.service import Assets
 from serving.core.credits.charging import Charge, reserve
@@ -163,16 +171,26 @@ class PaidImages:
             rendering = await order.render(generation_id)
             t0 = time.perf_counter()
             delivered = await asyncio.to_thread(
-                store_images, self.assets, tenant_id, rendering.images
+                self._deliver, tenant_id, rendering.images, order.price, charge
             )
             timings = {**rendering.timings, "deliver": time.perf_counter() - t0}
-            await charge.settle(order.price.captured(len(delivered)))
         self.retention.maybe_start()
         began = started if order.started is None else order.started
         timings["server_total"] = time.perf_counter() - began
         return ImageResult(
             generation_id, order.model, delivered, charge.charged, timings, rendering.detail
         )
+
+    def _deliver(
+        self, tenant_id: str, made: list[Made], price: Price, charge: Charge
+    ) -> list[Delivered]:
+        """Steps 5 and 6 on one thread: finish and store the files, then write the asset
+        rows and settle their price in one transaction (blocking)."""
+        prepared = prepare_images(self.assets, tenant_id, made)
+        charge.settle_blocking(
+            price.captured(len(prepared)), also=lambda conn: self.assets.insert(conn, prepared)
+        )
+        return [Delivered.of(p) for p in prepared]
 
     async def text(
         self,

@@ -470,3 +470,32 @@ def test_the_invisible_payload_is_derived_from_the_request():
     other = ImageRecord(kind="base", model="m", prompt="p", seed=2, width=256, height=256)
     assert provenance_payload(record.provenance_key()) == provenance_payload(same.provenance_key())
     assert provenance_payload(record.provenance_key()) != provenance_payload(other.provenance_key())
+
+
+def test_asset_rows_are_written_with_their_settlement_or_not_at_all(app, ledger: Ledger):
+    """The paid path's step 6 (serving/core/paid_images.py): an image's files are stored
+    first, then its row is written in the transaction that settles its price; a settlement
+    that fails leaves no row behind (the image was never delivered)."""
+    from serving.core.assets import UnknownAsset
+    from serving.core.ledger import LedgerError
+
+    core = app.state.kiln
+    tenant = ledger.create_tenant("settles")
+    ledger.grant(tenant.id, 10)
+    record = ImageRecord(kind="base", model="tiny-sd15", prompt="p", seed=1, width=64, height=64)
+    pixels = textured(64)
+
+    paid = core.assets.prepare(tenant.id, record, pixels)
+    reservation = ledger.reserve(tenant.id, 2)
+    add_row = lambda conn: core.assets.insert(conn, [paid])  # noqa: E731
+    assert ledger.settle(reservation, 2, 1, also=add_row) == (2, 0)
+    assert core.assets.get(tenant.id, paid.row["id"]).sha256 == paid.row["sha256"]
+
+    lost = core.assets.prepare(tenant.id, record, pixels)
+    released = ledger.reserve(tenant.id, 2)
+    ledger.release(released)  # e.g. a hang-up released it while the image was stored
+    with pytest.raises(LedgerError, match="already released"):
+        ledger.settle(released, 2, 1, also=lambda conn: core.assets.insert(conn, [lost]))
+    with pytest.raises(UnknownAsset):
+        core.assets.get(tenant.id, lost.row["id"])
+    assert ledger.balance(tenant.id).available == 8

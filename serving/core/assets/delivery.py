@@ -3,7 +3,9 @@ recorded) and the pixels and PNG bytes the answer carries (preview for style kin
 original otherwise).
 
     made = [Made(pixels, generation_record(params, pixels, seed, keep, generation_id))]
-    delivered = store_images(assets, tenant_id, made)     # blocking
+    prepared = prepare_images(assets, tenant_id, made)    # blocking: files stored
+    ...                                                   # rows: Assets.insert, in the
+    delivered = [Delivered.of(p) for p in prepared]       # settlement's transaction
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.params import GenerationParams
-from serving.core.assets.service import Asset, Assets, ImageRecord
+from serving.core.assets.service import Asset, Assets, ImageRecord, PreparedAsset
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class Delivered:
     asset: Asset
     png: bytes
     pixels: Any  # uint8 HxWx3 (x4 with alpha) of ``png``, to re-encode without a decode
+
+    @classmethod
+    def of(cls, prepared: PreparedAsset) -> Delivered:
+        finished = prepared.finished
+        return cls(prepared.asset, finished.delivered, finished.delivered_pixels)
 
 
 @dataclass(frozen=True)
@@ -73,11 +80,7 @@ def generation_record(
     )
 
 
-def store_images(assets: Assets, tenant_id: str, made: list[Made]) -> list[Delivered]:
-    """Finish and store every image of ``made`` as an asset of ``tenant_id``, in order.
-    Blocking."""
-    delivered = []
-    for image in made:
-        asset, finished = assets.create(tenant_id, image.record, image.pixels)
-        delivered.append(Delivered(asset, finished.delivered, finished.delivered_pixels))
-    return delivered
+def prepare_images(assets: Assets, tenant_id: str, made: list[Made]) -> list[PreparedAsset]:
+    """Finish every image of ``made`` and store its files, in order; their rows are the
+    caller's to write (``Assets.insert``). Blocking."""
+    return [assets.prepare(tenant_id, image.record, image.pixels) for image in made]

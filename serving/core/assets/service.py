@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, or_, select
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select
 
 from pipelines.content_credentials import C2paSigner
 from pipelines.finishing import FinishedImage, FinishOptions, finish_image
@@ -151,6 +151,19 @@ def new_asset_id() -> str:
     return f"ast_{secrets.token_hex(12)}"
 
 
+@dataclass(frozen=True)
+class PreparedAsset:
+    """An asset whose files are stored and whose row is not yet written
+    (``Assets.prepare``, then ``Assets.insert``)."""
+
+    row: dict[str, Any]
+    finished: FinishedImage
+
+    @property
+    def asset(self) -> Asset:
+        return _asset({**self.row, "license_id": None})
+
+
 class Assets:
     """Asset rows and files; every read and write is scoped to a tenant."""
 
@@ -170,6 +183,17 @@ class Assets:
         out now: the preview for watermarked kinds, the original otherwise). Blocking:
         call off the event loop.
         """
+        prepared = self.prepare(tenant_id, record, pixels, asset_id)
+        with self.engine.begin() as conn:
+            self.insert(conn, [prepared])
+        return prepared.asset, prepared.finished
+
+    def prepare(
+        self, tenant_id: str, record: ImageRecord, pixels: Any, asset_id: str | None = None
+    ) -> PreparedAsset:
+        """``create`` up to the row: mark and encode ``pixels``, store the files; the row is
+        for ``insert`` to write, in the caller's transaction (the paid path writes its
+        assets and settles their price in one). Blocking."""
         asset_id = asset_id or new_asset_id()
         visible = license_required(record.kind)
         metadata = {
@@ -219,10 +243,13 @@ class Assets:
             "created": created,
             "parent_id": record.parent_id,
         }
-        with self.engine.begin() as conn:
-            conn.execute(insert(assets).values(**row))
-        asset = _asset({**row, "license_id": None})
-        return asset, finished
+        return PreparedAsset(row, finished)
+
+    @staticmethod
+    def insert(conn: Connection, prepared: list[PreparedAsset]) -> None:
+        """Write the rows of ``prepared`` assets on ``conn`` (the caller's transaction)."""
+        if prepared:
+            conn.execute(insert(assets), [p.row for p in prepared])
 
     def delete(self, tenant_id: str, asset_id: str) -> None:
         """Remove the asset and every file no other asset shares. The ledger keeps its

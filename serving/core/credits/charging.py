@@ -17,9 +17,11 @@ because the ledger counts integers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+from sqlalchemy import Connection
 
 from serving.core.ledger import Ledger, Reservation
 from serving.core.ledger.leases import keep_renewed
@@ -45,11 +47,17 @@ class Charge:
         """Capture the price of ``images`` delivered images and release the rest, in one
         ledger transaction (the end of a request's work); what has been charged in all.
         Leaving ``reserve``'s block afterwards releases nothing more."""
+        return await asyncio.to_thread(self.settle_blocking, images)
+
+    def settle_blocking(self, images: int, also: Callable[[Connection], None] | None = None) -> int:
+        """``settle`` on the calling thread; ``also`` writes in the settlement's
+        transaction first (``Ledger.settle``). Call off the event loop."""
         if self.reservation is None:
+            if also is not None:
+                with self.ledger.engine.begin() as conn:
+                    also(conn)
             return self.charged
-        captured, _ = await asyncio.to_thread(
-            self.ledger.settle, self.reservation, self.unit, images
-        )
+        captured, _ = self.ledger.settle(self.reservation, self.unit, images, also)
         self.charged += captured
         self.settled = True
         return self.charged

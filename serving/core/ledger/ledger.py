@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -178,14 +179,23 @@ class Ledger:
         with self.engine.begin() as conn:
             return self._capture_in(conn, _reservation_id(reservation), amount)
 
-    def settle(self, reservation: Reservation | str, unit: int, count: int) -> tuple[int, int]:
+    def settle(
+        self,
+        reservation: Reservation | str,
+        unit: int,
+        count: int,
+        also: Callable[[Connection], None] | None = None,
+    ) -> tuple[int, int]:
         """Capture ``count`` units of ``unit`` (one entry each, as ``capture``) and release
-        the rest, in one transaction: what a request does once it delivered. Returns the
-        credits captured and released; after the sweeper released the reservation both
-        are 0 (logged, nothing charged)."""
+        the rest, in one transaction: what a request does once it delivered. ``also``
+        writes in the same transaction first (the delivered assets' rows: written with
+        their settlement or not at all). Returns the credits captured and released; after
+        the sweeper released the reservation both are 0 (logged, nothing charged)."""
         reservation_id = _reservation_id(reservation)
         captured = 0
         with self.engine.begin() as conn:
+            if also is not None:
+                also(conn)
             for _ in range(count if unit else 0):
                 if self._capture_in(conn, reservation_id, unit) is None:
                     break
