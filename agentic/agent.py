@@ -258,16 +258,14 @@ class Agent:
         return GenerationParams.build(self.spec, **common)
 
     def _guidance(self, plan: dict[str, Any]) -> float:
-        for guidance in (plan["guidance"], self.defaults.guidance, self.spec.default_guidance):
-            if guidance is not None:
-                return float(guidance)
-        return 0.0
+        guidance = plan["guidance"]
+        return float(
+            guidance if guidance is not None else self.defaults.resolved(self.spec).guidance
+        )
 
     def _steps(self, request: AgentRequest) -> int:
-        for steps in (request.steps, self.defaults.steps, self.spec.default_steps):
-            if steps is not None:
-                return int(steps)
-        return 1
+        steps = request.steps
+        return int(steps if steps is not None else self.defaults.resolved(self.spec).steps)
 
     def act(
         self,

@@ -366,16 +366,9 @@ class GenerationParams:
         else:
             tier, width, height = resolve_size(spec, resolution, aspect_ratio, size)
 
-        def pick(value, server, model):
-            return value if value is not None else server if server is not None else model
-
-        # The server's default scheduler holds only where the model's family takes it (one
-        # that no family takes is still an error, as a request's would be).
+        model = defaults.resolved(spec)
         schedulers = family_of(spec.family).schedulers
-        server = defaults.scheduler
-        other_family = server in KNOWN_SCHEDULERS and server not in schedulers
-        server_scheduler = None if other_family else server
-        chosen = str(pick(scheduler, server_scheduler, spec.default_scheduler))
+        chosen = scheduler if scheduler is not None else model.scheduler
         if chosen not in schedulers:
             raise ParamError(
                 "scheduler", f"unknown scheduler {chosen!r}; known: {', '.join(schedulers)}"
@@ -390,8 +383,8 @@ class GenerationParams:
             width=width,
             height=height,
             seeds=expand_seeds(seed, n),
-            steps=int(pick(steps, defaults.steps, spec.default_steps)),
-            guidance=float(pick(guidance, defaults.guidance, spec.default_guidance)),
+            steps=int(steps if steps is not None else model.steps),
+            guidance=float(guidance if guidance is not None else model.guidance),
             scheduler=chosen,
             style=style,
             task=task,
@@ -406,3 +399,17 @@ class GenerationDefaults:
     steps: int | None = None
     guidance: float | None = None
     scheduler: str | None = None
+
+    def resolved(self, spec: ModelSpec) -> GenerationDefaults:
+        """What a request to ``spec`` that names none of these gets: the server's value
+        where the model's family takes it, else the model's own (``/v1/models`` shows it).
+        A server scheduler that no family takes is kept, so requests fail naming it."""
+        scheduler = self.scheduler
+        takes = family_of(spec.family).schedulers
+        if scheduler is None or (scheduler in KNOWN_SCHEDULERS and scheduler not in takes):
+            scheduler = spec.default_scheduler
+        return GenerationDefaults(
+            steps=self.steps if self.steps is not None else spec.default_steps,
+            guidance=self.guidance if self.guidance is not None else spec.default_guidance,
+            scheduler=scheduler,
+        )

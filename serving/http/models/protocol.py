@@ -45,6 +45,7 @@ class ModelCard(BaseModel):
         the ``features`` available with what is installed (``Catalog.features_of``)."""
         aspect = spec.aspect_ratios[0]
         width, height = spec.size(spec.default_resolution, aspect)
+        effective = server.resolved(spec)
         return cls(
             id=spec.id,
             kind=spec.kind,
@@ -58,9 +59,9 @@ class ModelCard(BaseModel):
                 resolution=spec.default_resolution,
                 aspect_ratio=aspect,
                 size=f"{width}x{height}",
-                steps=server.steps if server.steps is not None else spec.default_steps,
-                guidance=server.guidance if server.guidance is not None else spec.default_guidance,
-                scheduler=server.scheduler or spec.default_scheduler,
+                steps=effective.steps,
+                guidance=effective.guidance,
+                scheduler=effective.scheduler,
             ),
         )
 
