@@ -11,7 +11,12 @@ Decided where the issue is silent:
   reads it from there, so it is still said once.
 - Default steps, guidance and scheduler stay per catalog entry (FLUX.1 dev and schnell
   are one family with different defaults); the catalog's fallbacks when an entry names
-  none are the same for SD 1.5 and SDXL.
+  none are the same for SD 1.5 and SDXL. What the family decides is which server-wide
+  default applies to its models: ``pipelines.params.GenerationDefaults.resolved`` keeps
+  the server's scheduler only where ``schedulers`` has it.
+- Resolution tiers and aspect ratios stay per catalog entry; the family's grid rounds them.
+- A request's scheduler is checked against its model's family (``GenerationParams.build``),
+  so a scheduler of another family is a 400 naming ``scheduler`` and the valid ones.
 """
 
 from __future__ import annotations
