@@ -1,8 +1,11 @@
 """GPU generation benchmark: plain diffusers bf16 against Kiln's fast path, in one run.
 
-Builds the full-size SD 1.5 and SDXL architectures from the configs shipped in
-``weights/configs`` with random weights (compute does not depend on weight values, and
-nothing is downloaded), then times, on the same modules:
+Builds full-size architectures with random weights (compute does not depend on weight
+values, and nothing is downloaded): SD 1.5 and SDXL from the configs shipped in
+``weights/configs``, FLUX.1 [dev] and FLUX.2 [klein] 4B from their real configs written out
+below (``FLUX1_DEV``, ``FLUX2_KLEIN_4B``). Every module is created directly on the GPU in
+bf16 (``default_device_and_dtype``: its initialisation runs there, never on the CPU).
+Then it times, on the same modules:
 
 - plain diffusers: the stock pipeline, ``EulerDiscreteScheduler``, bf16, eager;
 - Kiln: ``pipelines.engine.Engine`` built from that pipeline with the GPU fast path
@@ -11,19 +14,30 @@ nothing is downloaded), then times, on the same modules:
 
 Per case it prints the median latency (after a warm-up), images/s, peak GPU memory, each
 Kiln figure's ratio to plain diffusers, and the share of the compute floor: the FLOPs of
-the UNet calls and the VAE decode (``FlopCounterMode`` on the real shapes) divided by the
-bf16 matmul rate measured in the same run. Then, per family: the style-switch time under
-compile (random-weight LoRAs of rank 16 and 32 hot-swapped, with dynamo's graph count
-before and after), and with ``torchao`` importable the FP8 fast path, reported separately
-with its output's difference from bf16 at the same seed. Figures print as they come.
+the denoiser calls, the VAE decode (and, for the flow transformers, the text encoders)
+divided by the bf16 matmul rate measured in the same run (``dit_forward_flops`` says how
+a transformer forward is counted; the UNet and the VAE are counted by ``FlopCounterMode``
+on the real shapes). Then, per model the engine runs: the style-switch time under compile
+(random-weight LoRAs of rank 16 and 32 hot-swapped, with dynamo's graph count before and
+after), and with ``torchao`` importable the FP8 fast path, reported separately with its
+output's difference from bf16 at the same seed. Figures print as they come.
 
-    PYTHONPATH=. python3 benchmarks/gpu_generate.py            # full: < 8 min on an H100
-    PYTHONPATH=. python3 benchmarks/gpu_generate.py --quick    # SDXL 30 steps n=1: < 3 min
+FLUX: Kiln's engine does not run FLUX yet (its family modules, ``pipelines/families``
+``flux1``/``flux2``, are being built). Those rows measure plain diffusers
+(``FluxPipeline``, ``Flux2KleinPipeline``) and print "engine: not yet". The engine side is
+already wired: once the families land, set ``engine=True`` on the ``MODELS`` entries
+``flux1-dev`` and ``flux2-klein-4b`` and the same run times ``Engine.generate`` with the
+fast path after the plain runs, as for SD (catalog defaults from the entry: scheduler,
+guidance, no negative prompt).
+
+    PYTHONPATH=. python3 benchmarks/gpu_generate.py            # full: < 10 min on an H100
+    PYTHONPATH=. python3 benchmarks/gpu_generate.py --quick    # FLUX.1 [dev] + SDXL n=1: < 5 min
     PYTHONPATH=. python3 benchmarks/gpu_generate.py --device cpu --tiny   # smoke test
     PYTHONPATH=. python3 benchmarks/gpu_generate.py --smoke               # the same
 
-Imports only weights/ and pipelines/ (never serving/), so it runs from a source tree on a
-machine with torch, transformers and the diffusers/open_clip wheels (benchmarks/run_on_gpu.sh).
+Imports only weights/ and pipelines/ (never serving/, ray, fastapi or pydantic), so it runs
+from a source tree on a machine with torch, transformers and the diffusers/open_clip wheels
+(benchmarks/run_on_gpu.sh), offline.
 """
 
 from __future__ import annotations
@@ -31,13 +45,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
+import importlib
 import importlib.util
 import math
 import statistics
 import sys
 import time
+import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,9 +67,9 @@ SEED = 0
 
 @dataclass(frozen=True)
 class Case:
-    """One timed generation shape."""
+    """One timed generation shape of one model (a key of ``MODELS``)."""
 
-    family: str
+    model: str
     width: int
     height: int
     steps: int
@@ -61,21 +78,35 @@ class Case:
 
     @property
     def name(self) -> str:
-        return f"{self.family} {self.width}x{self.height} {self.steps} steps n={self.n}"
+        return f"{self.model} {self.width}x{self.height} {self.steps} steps n={self.n}"
 
 
+# FLUX.1 [dev]: 28 steps (its reference setting); [klein] 4B: its default, 4 (distilled).
 FULL_CASES = (
     Case("sdxl", 1024, 1024, 30, 1, repeats=3),
     Case("sdxl", 1024, 1024, 30, 8, repeats=2),
     Case("sdxl", 1024, 1024, 20, 1, repeats=3),
     Case("sdxl", 1024, 1024, 20, 8, repeats=2),
+    Case("flux1-dev", 1024, 1024, 28, 1, repeats=3),
+    Case("flux1-dev", 1024, 1024, 28, 4, repeats=2),
+    Case("flux2-klein-4b", 1024, 1024, 4, 1, repeats=5),
+    Case("flux2-klein-4b", 1024, 1024, 4, 4, repeats=3),
     Case("sd15", 512, 512, 30, 1, repeats=5),
 )
-QUICK_CASES = (Case("sdxl", 1024, 1024, 30, 1, repeats=3),)
+# One FLUX case and one SDXL case in a 15-minute device budget, start-up included. FLUX
+# first: plain diffusers only (until the engine runs it), short, and the newest figure.
+QUICK_CASES = (
+    Case("flux1-dev", 1024, 1024, 28, 1, repeats=2),
+    Case("sdxl", 1024, 1024, 30, 1, repeats=3),
+)
 TINY_CASES = (
     Case("sdxl", 64, 64, 2, 1, repeats=2),
     Case("sdxl", 64, 64, 2, 2, repeats=2),
     Case("sd15", 64, 64, 2, 1, repeats=2),
+    Case("flux1-dev", 64, 64, 2, 1, repeats=1),
+    Case("flux1-dev", 64, 64, 2, 2, repeats=1),
+    Case("flux2-klein-4b", 64, 64, 2, 1, repeats=1),
+    Case("flux2-klein-4b", 64, 64, 2, 2, repeats=1),
 )
 # Style switching under compile: random LoRAs of these ranks on the attention projections.
 STYLE_RANKS = (16, 32, 16)
@@ -83,6 +114,9 @@ STYLE_RANKS = (16, 32, 16)
 # steps select them all (cuBLAS/cuDNN heuristics, allocator pools) at a fraction of the cost.
 WARMUP_STEPS = 2
 WARMUP_CALLS = 2
+# On a CPU (the smoke run's tiny models) one warm-up call pays the one-time costs; a
+# second would only lengthen the CI run.
+CPU_WARMUP_CALLS = 1
 
 
 @dataclass(frozen=True)
@@ -195,8 +229,268 @@ def build_pipeline(family: str, device: str, dtype: Any, tiny: bool) -> Any:
     return assemble_pipeline(family, modules)
 
 
-def bench_spec(family: str, cases: Sequence[Case]) -> Any:
-    """A catalog entry for the family's random-weight pipeline offering the cases' sizes."""
+# ---------------------------------------------------------- flow-matching transformers
+
+
+@dataclass(frozen=True)
+class TextEncoder:
+    """A transformers text encoder: its config class, model class, real config, and how
+    many tokens the pipeline feeds it (padded to that length: a fixed cost per prompt)."""
+
+    config_class: str
+    model_class: str
+    config: Mapping[str, Any]
+    tokens: int
+
+
+@dataclass(frozen=True)
+class DitArchitecture:
+    """A flow-matching transformer model, written out: the real full-size configs (no
+    download, no hub files on the GPU machine) and Kiln's tiny twin for ``--smoke``."""
+
+    pipeline: str  # the diffusers pipeline class
+    transformer: tuple[str, Mapping[str, Any]]  # diffusers class, config
+    vae: tuple[str, Mapping[str, Any]]
+    text_encoders: Mapping[str, TextEncoder]
+    # Tokenizers by component: Kiln's tiny ones (weights.tokenizer, weights.tiny_text_encoders)
+    # at full size too: the cost depends on the padded length, not on the vocabulary.
+    tokenizers: Mapping[str, str]  # component -> "module:factory"
+    scheduler: Mapping[str, Any]  # FlowMatchEulerDiscreteScheduler
+    text_tokens: int  # the prompt tokens the transformer reads (max_sequence_length)
+    mlp_matrices: int  # 2: GELU MLP (FLUX.1); 3: SwiGLU, gate and up fused (FLUX.2)
+    tiny: str  # "module:factory" of the tiny pipeline (weights.tiny_flux)
+    pipeline_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def resolve(reference: str) -> Any:
+    """``"module:name"`` -> the object, imported when needed (nothing heavy at import)."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# FLUX.1's and FLUX.2's scheduler: the shift grows with the image's token count.
+FLOW_SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
+    "base_shift": 0.5,
+    "max_shift": 1.15,
+    "base_image_seq_len": 256,
+    "max_image_seq_len": 4096,
+}
+_VAE_BLOCKS = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512],
+    "layers_per_block": 2,
+    "act_fn": "silu",
+    "norm_num_groups": 32,
+    "sample_size": 1024,
+    "mid_block_add_attention": True,
+    "force_upcast": True,
+}
+
+# black-forest-labs/FLUX.1-dev: an 11.9B transformer (19 double-stream + 38 single-stream
+# blocks, 24 heads of 128), CLIP ViT-L/14's text tower (pooled) and T5 v1.1 XXL's encoder
+# (512 tokens), the 16-channel VAE.
+FLUX1_DEV = DitArchitecture(
+    pipeline="FluxPipeline",
+    transformer=(
+        "FluxTransformer2DModel",
+        {
+            "patch_size": 1,
+            "in_channels": 64,
+            "num_layers": 19,
+            "num_single_layers": 38,
+            "attention_head_dim": 128,
+            "num_attention_heads": 24,
+            "joint_attention_dim": 4096,
+            "pooled_projection_dim": 768,
+            "guidance_embeds": True,
+            "axes_dims_rope": [16, 56, 56],
+        },
+    ),
+    vae=(
+        "AutoencoderKL",
+        {
+            **_VAE_BLOCKS,
+            "latent_channels": 16,
+            "scaling_factor": 0.3611,
+            "shift_factor": 0.1159,
+            "use_quant_conv": False,
+            "use_post_quant_conv": False,
+        },
+    ),
+    text_encoders={
+        "text_encoder": TextEncoder(
+            "CLIPTextConfig",
+            "CLIPTextModel",
+            {
+                "vocab_size": 49408,
+                "hidden_size": 768,
+                "intermediate_size": 3072,
+                "projection_dim": 768,
+                "num_hidden_layers": 12,
+                "num_attention_heads": 12,
+                "max_position_embeddings": 77,
+                "hidden_act": "quick_gelu",
+                "layer_norm_eps": 1e-5,
+                "bos_token_id": 0,
+                "eos_token_id": 2,
+                "pad_token_id": 1,
+            },
+            tokens=77,
+        ),
+        "text_encoder_2": TextEncoder(
+            "T5Config",
+            "T5EncoderModel",
+            {
+                "vocab_size": 32128,
+                "d_model": 4096,
+                "d_kv": 64,
+                "d_ff": 10240,
+                "num_layers": 24,
+                "num_heads": 64,
+                "relative_attention_num_buckets": 32,
+                "relative_attention_max_distance": 128,
+                "layer_norm_epsilon": 1e-6,
+                "feed_forward_proj": "gated-gelu",
+                "tie_word_embeddings": False,
+                "pad_token_id": 0,
+                "eos_token_id": 1,
+            },
+            tokens=512,
+        ),
+    },
+    tokenizers={
+        "tokenizer": "weights.tokenizer:clip_tokenizer",
+        "tokenizer_2": "weights.tiny_text_encoders:t5_tokenizer",
+    },
+    scheduler=FLOW_SCHEDULER,
+    text_tokens=512,
+    mlp_matrices=2,
+    tiny="weights.tiny_flux:tiny_flux1_pipeline",
+)
+
+# black-forest-labs/FLUX.2-klein-4B (step-distilled): a 3.9B transformer (5 double-stream +
+# 20 single-stream blocks, 24 heads of 128, SwiGLU MLPs of ratio 3), Qwen3-4B as the text
+# encoder (hidden layers 9, 18 and 27 stacked: 3 x 2560 features, 512 tokens), the
+# 32-channel FLUX.2 VAE.
+FLUX2_KLEIN_4B = DitArchitecture(
+    pipeline="Flux2KleinPipeline",
+    transformer=(
+        "Flux2Transformer2DModel",
+        {
+            "patch_size": 1,
+            "in_channels": 128,
+            "num_layers": 5,
+            "num_single_layers": 20,
+            "attention_head_dim": 128,
+            "num_attention_heads": 24,
+            "joint_attention_dim": 7680,
+            "timestep_guidance_channels": 256,
+            "mlp_ratio": 3.0,
+            "axes_dims_rope": [32, 32, 32, 32],
+            "rope_theta": 2000,
+            "eps": 1e-6,
+            "guidance_embeds": False,
+        },
+    ),
+    vae=(
+        "AutoencoderKLFlux2",
+        {
+            **_VAE_BLOCKS,
+            "latent_channels": 32,
+            "use_quant_conv": True,
+            "use_post_quant_conv": True,
+            "batch_norm_eps": 1e-4,
+            "batch_norm_momentum": 0.1,
+            "patch_size": [2, 2],
+        },
+    ),
+    text_encoders={
+        "text_encoder": TextEncoder(
+            "Qwen3Config",
+            "Qwen3ForCausalLM",
+            {
+                "vocab_size": 151936,
+                "hidden_size": 2560,
+                "intermediate_size": 9728,
+                "num_hidden_layers": 36,
+                "num_attention_heads": 32,
+                "num_key_value_heads": 8,
+                "head_dim": 128,
+                "hidden_act": "silu",
+                "max_position_embeddings": 40960,
+                "rms_norm_eps": 1e-6,
+                "rope_theta": 1000000,
+                "attention_bias": False,
+                "tie_word_embeddings": True,
+            },
+            tokens=512,
+        ),
+    },
+    tokenizers={"tokenizer": "weights.tiny_text_encoders:qwen_tokenizer"},
+    scheduler=FLOW_SCHEDULER,
+    text_tokens=512,
+    mlp_matrices=3,
+    tiny="weights.tiny_flux:tiny_flux2_klein_pipeline",
+    pipeline_options={"is_distilled": True},
+)
+
+
+def build_dit_modules(arch: DitArchitecture, device: Any, dtype: Any) -> dict:
+    """Transformer, VAE and text encoder(s) of ``arch``'s full-size configs, created and
+    randomly initialised on ``device`` (on the GPU: no CPU copy ever exists)."""
+    import diffusers
+    import transformers
+
+    modules: dict[str, Any] = {}
+    with default_device_and_dtype(device, dtype):
+        for name, (class_name, config) in (("transformer", arch.transformer), ("vae", arch.vae)):
+            modules[name] = getattr(diffusers, class_name).from_config(dict(config))
+        for name, encoder in arch.text_encoders.items():
+            config = getattr(transformers, encoder.config_class)(**encoder.config)
+            modules[name] = getattr(transformers, encoder.model_class)(config)
+    for module in modules.values():
+        module.eval().requires_grad_(False)
+    return modules
+
+
+def assemble_dit_pipeline(arch: DitArchitecture, modules: dict) -> Any:
+    """The stock diffusers pipeline of ``arch`` around ``modules``, flow-matching Euler."""
+    import diffusers
+
+    pipe = getattr(diffusers, arch.pipeline)(
+        **modules,
+        **{name: resolve(factory)() for name, factory in arch.tokenizers.items()},
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(**arch.scheduler),
+        **arch.pipeline_options,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_dit_pipeline(arch: DitArchitecture, device: str, dtype: Any, tiny: bool) -> Any:
+    """Full size from ``arch``'s configs, or the tiny twin's modules (``weights.tiny_flux``),
+    assembled the same way."""
+    if not tiny:
+        return assemble_dit_pipeline(arch, build_dit_modules(arch, device, dtype))
+    import torch
+
+    built = resolve(arch.tiny)()
+    modules = {name: getattr(built, name) for name in ("transformer", "vae", *arch.text_encoders)}
+    for module in modules.values():
+        if module.dtype != dtype or module.device != torch.device(device):
+            module.to(device=device, dtype=dtype)
+        module.eval().requires_grad_(False)
+    return assemble_dit_pipeline(arch, modules)
+
+
+def bench_spec(model: BenchModel, cases: Sequence[Case]) -> Any:
+    """A catalog entry for the model's random-weight pipeline offering the cases' sizes."""
     from weights.catalog import ModelFamily, ModelKind, ModelSpec
 
     ratios = []
@@ -205,29 +499,29 @@ def bench_spec(family: str, cases: Sequence[Case]) -> Any:
         ratios.append(f"{case.width // divisor}:{case.height // divisor}")
     long_side = max(max(c.width, c.height) for c in cases)
     return ModelSpec(
-        id=f"bench-{family}",
+        id=f"bench-{cases[0].model}",
         kind=ModelKind.BASE,
-        family=ModelFamily(family),
+        family=ModelFamily(model.family),
         source=Path("random-weights"),
         resolutions={"bench": long_side},
         aspect_ratios=tuple(dict.fromkeys(ratios)),
         credits={"bench": 0.0},
         default_resolution="bench",
         default_steps=cases[0].steps,
-        default_guidance=GUIDANCE,
-        default_scheduler="euler",
+        default_guidance=model.guidance,
+        default_scheduler=model.scheduler,
     )
 
 
 def kiln_engine(
-    family: str, pipe: Any, cases: Sequence[Case], options: Any, warmup_batch: bool = True
+    model: BenchModel, pipe: Any, cases: Sequence[Case], options: Any, warmup_batch: bool = True
 ) -> tuple[Any, Any]:
     """Kiln's Engine over ``pipe`` with the fast path ``options`` applied (None: eager, as
     ``Engine.load`` without one); returns it and the fast-path report."""
     from pipelines.engine import Engine
     from pipelines.fast_path import apply_fast_path
 
-    engine = Engine(bench_spec(family, cases), pipe)
+    engine = Engine(bench_spec(model, cases), pipe)
     if options is None:
         return engine, None
     sizes = list(dict.fromkeys((c.width, c.height) for c in cases))
@@ -238,10 +532,11 @@ def case_params(engine: Any, case: Case, style: Any = None, seed: int = SEED) ->
     """The case's request, resolved against the engine's catalog entry."""
     from pipelines.params import GenerationParams
 
+    negative = {"negative_prompt": NEGATIVE} if MODELS[case.model].negative_prompt else {}
     params = GenerationParams.build(
         engine.spec,
         prompt=PROMPT,
-        negative_prompt=NEGATIVE,
+        **negative,
         n=case.n,
         seed=seed,
         steps=case.steps,
@@ -280,10 +575,51 @@ def matmul_rate(device: str, dtype: Any, size: int, iterations: int) -> float:
     return 2 * size**3 * iterations / (time.perf_counter() - started)
 
 
-def count_flops(pipe: Any, case: Case) -> tuple[int, int]:
-    """FLOPs of one UNet call (classifier-free guidance: batch 2n) and of the VAE decode."""
-    import torch
+@dataclass(frozen=True)
+class Flops:
+    """The FLOPs of a case's floor: one denoiser call over the batch (``steps`` of them),
+    the VAE decode of the batch, and the prompt's text encoding."""
+
+    denoiser_call: int
+    decode: int
+    encode: int = 0
+
+    def total(self, steps: int) -> int:
+        return steps * self.denoiser_call + self.decode + self.encode
+
+
+@contextlib.contextmanager
+def countable_attention(device: Any) -> Iterator[None]:
+    """CPU attention kernels have no FLOP formula; the math backend decomposes into matmuls."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if device.type == "cuda":
+        yield
+        return
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+def vae_decode_flops(vae: Any, case: Case) -> int:
+    """FLOPs of decoding the case's batch (``FlopCounterMode`` on the real latent shape)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    latent = (vae.config.latent_channels, case.height // factor, case.width // factor)
+    with (
+        torch.inference_mode(),
+        countable_attention(vae.device),
+        FlopCounterMode(display=False) as counter,
+    ):
+        vae.decode(torch.randn(case.n, *latent, device=vae.device, dtype=vae.dtype))
+    return counter.get_total_flops()
+
+
+def count_unet_flops(pipe: Any, case: Case) -> Flops:
+    """FLOPs of one UNet call (classifier-free guidance: batch 2n) and of the VAE decode;
+    the CLIP text encoders are left out (under 0.1% of the total)."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     unet, device, dtype = pipe.unet, pipe.unet.device, pipe.unet.dtype
@@ -304,22 +640,155 @@ def count_flops(pipe: Any, case: Case) -> tuple[int, int]:
             "text_embeds": torch.randn(batch, pooled, device=device, dtype=dtype),
             "time_ids": torch.zeros(batch, 6, device=device, dtype=dtype),
         }
-    # CPU attention kernels have no FLOP formula; the math backend decomposes into matmuls.
-    backend = contextlib.nullcontext() if device.type == "cuda" else sdpa_kernel(SDPBackend.MATH)
-    with torch.inference_mode(), backend:
-        with FlopCounterMode(display=False) as unet_counter:
-            unet(torch.randn(batch, *latent, device=device, dtype=dtype), 500, **kwargs)
-        with FlopCounterMode(display=False) as vae_counter:
-            pipe.vae.decode(torch.randn(case.n, *latent, device=device, dtype=dtype))
-    return unet_counter.get_total_flops(), vae_counter.get_total_flops()
+    with (
+        torch.inference_mode(),
+        countable_attention(device),
+        FlopCounterMode(display=False) as unet_counter,
+    ):
+        unet(torch.randn(batch, *latent, device=device, dtype=dtype), 500, **kwargs)
+    return Flops(unet_counter.get_total_flops(), vae_decode_flops(pipe.vae, case))
+
+
+def dit_forward_flops(
+    config: Mapping[str, Any], mlp_matrices: int, image_tokens: int, text_tokens: int
+) -> int:
+    """FLOPs of one flow-transformer forward for one image, from its config.
+
+    With ``d = heads x head_dim``, ``L = image_tokens + text_tokens`` and ``r`` the MLP
+    ratio (4 for FLUX.1, ``mlp_ratio`` 3 for FLUX.2), every block, double-stream (each
+    stream its own weights for its own tokens) or single-stream (fused), applies
+    ``W = 4 d^2 + m r d^2`` weights to each token (q, k, v, out; ``m`` = 2 MLP matrices
+    with GELU, 3 with SwiGLU) and attends over all ``L`` tokens (``QK^T`` and ``AV``, 2 L^2 d
+    multiply-adds each):
+
+        blocks x (2 W L + 4 L^2 d) + 2 d (c_in N_img + c_txt N_txt + c_out N_img)
+
+    the last term the patch, text and output projections (``c_in = c_out`` =
+    ``in_channels``, ``c_txt`` = ``joint_attention_dim``). Per-image modulation, norms and
+    RoPE are left out (under 0.1%). FLUX.1 [dev] at 1024^2 (4096 image + 512 text tokens,
+    d = 3072, 57 blocks): 74.38 TFLOP; FLUX.2 [klein] 4B (25 blocks, SwiGLU r = 3): 34.82;
+    tests/benchmarks/test_gpu_generate.py checks both against ``FlopCounterMode``.
+    """
+    d = config["num_attention_heads"] * config["attention_head_dim"]
+    ratio = config.get("mlp_ratio", 4.0)  # FLUX.1's transformer fixes 4 (not in its config)
+    weights = (4 + mlp_matrices * ratio) * d * d
+    tokens = image_tokens + text_tokens
+    blocks = config["num_layers"] + config["num_single_layers"]
+    per_block = 2 * weights * tokens + 4 * tokens * tokens * d
+    channels = config["in_channels"]
+    projections = (
+        2 * d * (2 * channels * image_tokens + config["joint_attention_dim"] * text_tokens)
+    )
+    return int(blocks * per_block + projections)
+
+
+def linear_weights(module: Any) -> int:
+    """Weights of ``module``'s linear layers: the multiply-adds it spends on each token."""
+    import torch
+
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Linear))
+
+
+def count_dit_flops(arch: DitArchitecture, pipe: Any, case: Case) -> Flops:
+    """FLOPs of one transformer call over the batch (no CFG: guidance is embedded in
+    FLUX.1 [dev], and distilled [klein] takes none), the VAE decode of the batch, and the
+    prompt's encoding, once per call: ``2 x tokens x linear weights`` per text encoder
+    (attention scores left out: under 5% of an encoder's, the encoders under 3% of the
+    total)."""
+    patch = 2 * pipe.vae_scale_factor  # 2x2 latent patches: one token per 16x16 pixels
+    image_tokens = (case.height // patch) * (case.width // patch)
+    config = dict(pipe.transformer.config)
+    forward = dit_forward_flops(config, arch.mlp_matrices, image_tokens, arch.text_tokens)
+    encode = sum(
+        2 * encoder.tokens * linear_weights(getattr(pipe, name))
+        for name, encoder in arch.text_encoders.items()
+    )
+    return Flops(case.n * forward, vae_decode_flops(pipe.vae, case), encode)
+
+
+# ------------------------------------------------------------------------------ models
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """How the benchmark builds, calls, counts and (where it can) serves one model."""
+
+    family: str  # the ModelFamily (pipelines/families module) the engine asks
+    denoiser: str  # the pipeline component that denoises
+    build: Callable[[str, Any, bool], Any]  # (device, dtype, tiny) -> stock pipeline
+    count: Callable[[Any, Case], Flops]  # (pipeline, case) -> the floor's FLOPs
+    call_options: Mapping[str, Any]  # the plain diffusers call's model-specific arguments
+    # Whether Kiln's engine runs this family; False prints "engine: not yet" (FLUX: set it
+    # to True once pipelines/families has the family; nothing else changes here).
+    engine: bool
+    guidance: float  # the catalog entry's default, for the engine
+    scheduler: str  # the catalog entry's default scheduler, for the engine
+
+    @property
+    def negative_prompt(self) -> bool:
+        return "negative_prompt" in self.call_options
+
+
+_SD_CALL = {"negative_prompt": NEGATIVE, "guidance_scale": GUIDANCE}
+# FLUX.1 [dev]: guidance 3.5 is a conditioning value (one forward a step); [klein]
+# distilled ignores guidance (1.0: diffusers warns above it). Neither takes a negative.
+FLUX1_GUIDANCE = 3.5
+MODELS: dict[str, BenchModel] = {
+    "sdxl": BenchModel(
+        family="sdxl",
+        denoiser="unet",
+        build=functools.partial(build_pipeline, "sdxl"),
+        count=count_unet_flops,
+        call_options=_SD_CALL,
+        engine=True,
+        guidance=GUIDANCE,
+        scheduler="euler",
+    ),
+    "sd15": BenchModel(
+        family="sd15",
+        denoiser="unet",
+        build=functools.partial(build_pipeline, "sd15"),
+        count=count_unet_flops,
+        call_options=_SD_CALL,
+        engine=True,
+        guidance=GUIDANCE,
+        scheduler="euler",
+    ),
+    "flux1-dev": BenchModel(
+        family="flux1",
+        denoiser="transformer",
+        build=functools.partial(build_dit_pipeline, FLUX1_DEV),
+        count=functools.partial(count_dit_flops, FLUX1_DEV),
+        call_options={
+            "guidance_scale": FLUX1_GUIDANCE,
+            "max_sequence_length": FLUX1_DEV.text_tokens,
+        },
+        engine=False,
+        guidance=FLUX1_GUIDANCE,
+        scheduler="flow_euler",
+    ),
+    "flux2-klein-4b": BenchModel(
+        family="flux2",
+        denoiser="transformer",
+        build=functools.partial(build_dit_pipeline, FLUX2_KLEIN_4B),
+        count=functools.partial(count_dit_flops, FLUX2_KLEIN_4B),
+        call_options={
+            "guidance_scale": 1.0,
+            "max_sequence_length": FLUX2_KLEIN_4B.text_tokens,
+        },
+        engine=False,
+        guidance=1.0,
+        scheduler="flow_euler",
+    ),
+}
 
 
 def measure(run: Callable[[int], Any], case: Case, device: str) -> Measurement:
-    """Warm up with a short call, then time ``case.repeats`` full calls."""
+    """Warm up with short calls, then time ``case.repeats`` full calls."""
     import torch
 
     cuda = torch.device(device).type == "cuda"
-    for _ in range(WARMUP_CALLS):
+    for _ in range(WARMUP_CALLS if cuda else CPU_WARMUP_CALLS):
         run(min(WARMUP_STEPS, case.steps))
     sync(device)
     if cuda:
@@ -335,20 +804,22 @@ def measure(run: Callable[[int], Any], case: Case, device: str) -> Measurement:
 
 
 def plain_runner(pipe: Any, case: Case, device: str) -> Callable[[int], Any]:
-    """Stock diffusers usage: one prompt, ``num_images_per_prompt``, a seeded generator."""
+    """Stock diffusers usage: one prompt, ``num_images_per_prompt``, a seeded generator,
+    the model's call options (guidance, negative prompt, prompt length)."""
     import torch
+
+    options = MODELS[case.model].call_options
 
     def run(steps: int) -> Any:
         generator = torch.Generator(device).manual_seed(SEED)
         with torch.inference_mode():
             return pipe(
                 prompt=PROMPT,
-                negative_prompt=NEGATIVE,
+                **options,
                 num_images_per_prompt=case.n,
                 height=case.height,
                 width=case.width,
                 num_inference_steps=steps,
-                guidance_scale=GUIDANCE,
                 generator=generator,
                 output_type="np",
             ).images
@@ -403,9 +874,10 @@ def versions() -> str:
 # --------------------------------------------------------- styles and FP8 (fast path)
 
 
-def random_lora_file(unet: Any, path: Path, seed: int, rank: int) -> Path:
-    """A random rank-``rank`` LoRA on every attention projection of ``unet`` (diffusers'
-    key layout), written to ``path``: a style's cost does not depend on its values."""
+def random_lora_file(denoiser: Any, prefix: str, path: Path, seed: int, rank: int) -> Path:
+    """A random rank-``rank`` LoRA on every attention projection of ``denoiser``
+    (diffusers' key layout under ``prefix``: ``unet``, ``transformer``), written to
+    ``path``: a style's cost does not depend on its values."""
     import torch
     from safetensors.torch import save_file
 
@@ -413,7 +885,7 @@ def random_lora_file(unet: Any, path: Path, seed: int, rank: int) -> Path:
 
     generator = torch.Generator("cpu").manual_seed(seed)
     tensors = {}
-    for name, module in unet.named_modules():
+    for name, module in denoiser.named_modules():
         if not name.endswith(SLOT_TARGETS):
             continue
         base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
@@ -421,8 +893,8 @@ def random_lora_file(unet: Any, path: Path, seed: int, rank: int) -> Path:
             continue
         a = torch.randn(rank, base.in_features, generator=generator) / base.in_features**0.5
         b = torch.randn(base.out_features, rank, generator=generator) * 0.01
-        tensors[f"unet.{name}.lora_A.weight"] = a.to(torch.bfloat16)
-        tensors[f"unet.{name}.lora_B.weight"] = b.to(torch.bfloat16)
+        tensors[f"{prefix}.{name}.lora_A.weight"] = a.to(torch.bfloat16)
+        tensors[f"{prefix}.{name}.lora_B.weight"] = b.to(torch.bfloat16)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path))
     return path
@@ -439,9 +911,11 @@ def style_switch(engine: Any, case: Case, device: str, folder: Path) -> None:
     """Load random styles, switch among them, and generate with one: times and recompiles."""
     from pipelines.params import StyleRef
 
+    prefix = MODELS[case.model].denoiser
+    denoiser = getattr(engine.pipe, prefix)
     styles = [
         StyleRef(f"bench_r{rank}_{i}", str(random_lora_file(
-            engine.pipe.unet, folder / f"style_{i}_r{rank}.safetensors", seed=i, rank=rank
+            denoiser, prefix, folder / f"style_{i}_r{rank}.safetensors", seed=i, rank=rank
         )))
         for i, rank in enumerate(STYLE_RANKS)
     ]  # fmt: skip
@@ -467,7 +941,7 @@ def style_switch(engine: Any, case: Case, device: str, folder: Path) -> None:
     )
     recompiled = unique_graphs() - graphs
     say(
-        f"{case.family} style switch ({mode}, ranks {', '.join(map(str, STYLE_RANKS))}): "
+        f"{case.model} style switch ({mode}, ranks {', '.join(map(str, STYLE_RANKS))}): "
         f"first load + swap median {statistics.median(loads) * 1e3:.1f} ms, switch between "
         f"loaded styles median {statistics.median(switches) * 1e3:.1f} ms "
         f"(max {max(switches) * 1e3:.1f} ms); {case.name} with a style {styled.median:.3f} s; "
@@ -477,21 +951,21 @@ def style_switch(engine: Any, case: Case, device: str, folder: Path) -> None:
 
 
 def fp8_compare(engine: Any, case: Case, device: str, bf16: Measurement, floor: float) -> None:
-    """The same engine with FP8 UNet matmuls: latency and the output's distance from bf16."""
+    """The same engine with FP8 denoiser matmuls: latency and the output's distance from bf16."""
     import numpy as np
 
     from pipelines.fast_path import FastPathError, quantize_fp8
 
     try:
-        quantize_fp8(engine.pipe.unet, engine.device)
+        quantize_fp8(getattr(engine.pipe, MODELS[case.model].denoiser), engine.device)
     except FastPathError as exc:
-        say(f"{case.family} fp8: skipped ({exc})")
+        say(f"{case.model} fp8: skipped ({exc})")
         return
     started = time.perf_counter()
     try:
         fp8 = measure(kiln_runner(engine, case_params(engine, case)), case, device)
     except Exception as exc:  # noqa: BLE001 - the run's other figures must still print
-        say(f"{case.family} fp8: failed after quantizing ({type(exc).__name__}: {exc})")
+        say(f"{case.model} fp8: failed after quantizing ({type(exc).__name__}: {exc})")
         return
     say(f"{case.name} fp8 (recompile + measure {time.perf_counter() - started:.1f} s):")
     say(report("fp8", fp8, floor, bf16))
@@ -521,11 +995,102 @@ class RunConfig:
     warmup_batch: bool
 
 
+def engine_pending(model: BenchModel) -> str:
+    """Why the engine does not run ``model`` here yet, and what turns it on."""
+    from pipelines.families import FAMILIES
+
+    if model.family in FAMILIES:
+        return f"the {model.family} family has landed: set engine=True on its MODELS entry"
+    return f"no {model.family} family in pipelines/families yet"
+
+
+def run_model(
+    name: str,
+    cases: Sequence[Case],
+    device: str,
+    dtype: Any,
+    tiny: bool,
+    config: RunConfig,
+    rate: float,
+    elapsed: Callable[[], float],
+) -> dict[str, tuple]:
+    """Time one model's cases, plain then Kiln where its engine runs the family."""
+    import tempfile
+
+    import torch
+
+    model = MODELS[name]
+    cuda = torch.device(device).type == "cuda"
+    started = time.perf_counter()
+    pipe = model.build(device, dtype, tiny)
+    params = sum(p.numel() for p in getattr(pipe, model.denoiser).parameters())
+    say(
+        f"{name}: built in {time.perf_counter() - started:.1f} s "
+        f"({model.denoiser} {params / 1e6:.1f}M parameters)"
+    )
+    # Plain first for every case: what the fast path changes on the shared modules
+    # (compiled blocks, the style slot) must not leak into the plain runs.
+    floors: dict[Case, float] = {}
+    plain: dict[Case, Measurement] = {}
+    for case in cases:
+        flops = model.count(pipe, case)
+        total = flops.total(case.steps)
+        floors[case] = total / rate
+        encode = f", text encoders {flops.encode / 1e12:.4g} TFLOP" if flops.encode else ""
+        say(
+            f"{case.name}: {model.denoiser} call {flops.denoiser_call / 1e12:.4g} TFLOP, "
+            f"VAE decode {flops.decode / 1e12:.4g} TFLOP{encode}, total "
+            f"{total / 1e12:.4g} TFLOP, compute floor {floors[case]:.3f} s"
+        )
+        plain[case] = measure(plain_runner(pipe, case, device), case, device)
+        say(report("plain", plain[case], floors[case], None))
+    results: dict[str, tuple] = {}
+    if not model.engine:
+        reason = engine_pending(model)
+        for case in cases:
+            say(f"  {'kiln':<6} {case.name}: engine: not yet ({reason})")
+            results[case.name] = (plain[case], None, floors[case])
+        return results
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter()
+    engine, fast = kiln_engine(model, pipe, cases, config.fast_path, config.warmup_batch)
+    if fast is not None:
+        say(
+            f"{name} fast path: {time.perf_counter() - started:.1f} s to apply "
+            f"(compile set-up {fast.compile_s:.1f} s, warm-up with compiling "
+            f"{fast.warmup_s:.1f} s over {fast.warmup_calls} calls); {fast.summary()}"
+        )
+    first: Measurement | None = None
+    for case in cases:
+        kiln = measure(kiln_runner(engine, case_params(engine, case)), case, device)
+        first = first or kiln
+        say(f"{case.name}:")
+        say(report("kiln", kiln, floors[case], plain[case]))
+        phases = kiln.last[0].timings
+        say(
+            f"  {'':<6} kiln phases (last run): "
+            + ", ".join(f"{k} {phases[k]:.3f} s" for k in ("encode", "denoise", "decode"))
+        )
+        results[case.name] = (plain[case], kiln, floors[case])
+    if config.styles:
+        with tempfile.TemporaryDirectory(prefix="kiln-bench-styles-") as folder:
+            style_switch(engine, cases[0], device, Path(folder))
+    if config.fp8 and first is not None:
+        if elapsed() > 0.6 * config.budget_s:
+            say(f"{name} fp8: skipped ({elapsed():.0f} s used: its recompile would not fit)")
+        else:
+            fp8_compare(engine, cases[0], device, first, floors[cases[0]])
+    return results
+
+
 def run_cases(
     cases: Sequence[Case], device: str, dtype: Any, tiny: bool, config: RunConfig
-) -> dict[str, tuple]:
-    """Time every case, plain then Kiln, printing as it goes; returns the figures by name."""
-    import tempfile
+) -> tuple[dict[str, tuple], list[str]]:
+    """Time every case, model by model, printing as it goes; returns the figures by case
+    name, and the models that failed (a failure is printed and the run goes on: one
+    model's error must not cost the others' figures in a short device budget)."""
+    import gc
 
     import torch
 
@@ -539,71 +1104,26 @@ def run_cases(
         return time.perf_counter() - run_started
 
     results: dict[str, tuple] = {}
-    for family in dict.fromkeys(c.family for c in cases):
-        if results and elapsed() > 0.8 * config.budget_s:
-            say(f"{family}: skipped ({elapsed():.0f} s used of the {config.budget_s:.0f} s budget)")
+    failed: list[str] = []
+    for name in dict.fromkeys(c.model for c in cases):
+        if (results or failed) and elapsed() > 0.8 * config.budget_s:
+            say(f"{name}: skipped ({elapsed():.0f} s used of the {config.budget_s:.0f} s budget)")
             continue
-        started = time.perf_counter()
-        pipe = build_pipeline(family, device, dtype, tiny)
-        params = sum(p.numel() for p in pipe.unet.parameters())
-        say(f"{family}: built in {time.perf_counter() - started:.1f} s (UNet {params / 1e6:.1f}M)")
-        family_cases = [c for c in cases if c.family == family]
-        # Plain first for every case: what the fast path changes on the shared modules
-        # (compiled blocks, the style slot) must not leak into the plain runs.
-        floors: dict[Case, float] = {}
-        plain: dict[Case, Measurement] = {}
-        for case in family_cases:
-            unet_flops, vae_flops = count_flops(pipe, case)
-            total = case.steps * unet_flops + vae_flops
-            floors[case] = total / rate
-            say(
-                f"{case.name}: UNet call {unet_flops / 1e12:.4g} TFLOP, VAE decode "
-                f"{vae_flops / 1e12:.4g} TFLOP, total {total / 1e12:.4g} TFLOP, "
-                f"compute floor {floors[case]:.3f} s"
-            )
-            plain[case] = measure(plain_runner(pipe, case, device), case, device)
-            say(report("plain", plain[case], floors[case], None))
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        started = time.perf_counter()
-        engine, fast = kiln_engine(
-            family, pipe, family_cases, config.fast_path, config.warmup_batch
-        )
-        if fast is not None:
-            say(
-                f"{family} fast path: {time.perf_counter() - started:.1f} s to apply "
-                f"(compile set-up {fast.compile_s:.1f} s, warm-up with compiling "
-                f"{fast.warmup_s:.1f} s over {fast.warmup_calls} calls); {fast.summary()}"
-            )
-        first: Measurement | None = None
-        for case in family_cases:
-            kiln = measure(kiln_runner(engine, case_params(engine, case)), case, device)
-            first = first or kiln
-            say(f"{case.name}:")
-            say(report("kiln", kiln, floors[case], plain[case]))
-            phases = kiln.last[0].timings
-            say(
-                f"  {'':<6} kiln phases (last run): "
-                + ", ".join(f"{k} {phases[k]:.3f} s" for k in ("encode", "denoise", "decode"))
-            )
-            results[case.name] = (plain[case], kiln, floors[case])
-        if config.styles:
-            with tempfile.TemporaryDirectory(prefix="kiln-bench-styles-") as folder:
-                style_switch(engine, family_cases[0], device, Path(folder))
-        if config.fp8 and first is not None:
-            if elapsed() > 0.6 * config.budget_s:
-                say(f"{family} fp8: skipped ({elapsed():.0f} s used: its recompile would not fit)")
-            else:
-                fp8_compare(engine, family_cases[0], device, first, floors[family_cases[0]])
-        del engine, pipe
+        model_cases = [c for c in cases if c.model == name]
+        try:
+            results.update(run_model(name, model_cases, device, dtype, tiny, config, rate, elapsed))
+        except Exception as exc:  # noqa: BLE001 - the other models' figures must still print
+            say(f"{name}: failed ({type(exc).__name__}: {exc})\n{traceback.format_exc()}")
+            failed.append(name)
+        gc.collect()  # the model's modules go before the next one is built
         if cuda:
             torch.cuda.empty_cache()
-    return results
+    return results, failed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="SDXL 30 steps n=1 (< 3 min)")
+    parser.add_argument("--quick", action="store_true", help="FLUX.1 [dev] + SDXL n=1 (< 5 min)")
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu with --tiny")
     parser.add_argument("--tiny", action="store_true", help="tiny models: a smoke test on CPU")
     parser.add_argument("--eager", action="store_true", help="Kiln without the fast path")
@@ -651,22 +1171,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Styles are LoRA adapters through peft: without it there is nothing to switch.
         styles=not args.no_styles and importlib.util.find_spec("peft") is not None,
         fp8=fp8 and args.device.startswith("cuda"),
-        # Skip what would pass the GPU budget (8 min full, 3 min quick); a smoke run does all.
-        budget_s=math.inf if args.tiny else 170.0 if args.quick else 450.0,
+        # Skip what would pass the GPU budget (9 min full, 5 min quick); a smoke run does all.
+        budget_s=math.inf if args.tiny else 300.0 if args.quick else 540.0,
         warmup_batch=any(c.n > 1 for c in cases),
     )
     # Random weights can overflow to NaN images; their cost is the same, the cast warns.
     warnings.filterwarnings("ignore", message="invalid value encountered in cast")
     started = time.perf_counter()
-    results = run_cases(cases, args.device, dtype, args.tiny, config)
+    results, failed = run_cases(cases, args.device, dtype, args.tiny, config)
     say(f"summary ({time.perf_counter() - started:.0f} s):")
     for case_name, (plain, kiln, floor) in results.items():
-        say(
-            f"  {case_name}: plain {plain.median:.3f} s ({plain.images_per_s:.3f} img/s), "
-            f"kiln {kiln.median:.3f} s ({kiln.images_per_s:.3f} img/s): "
-            f"{plain.median / kiln.median:.2f}x faster, floor {floor:.3f} s "
-            f"(kiln at {floor / kiln.median:.1%} of it)"
-        )
+        line = f"  {case_name}: plain {plain.median:.3f} s ({plain.images_per_s:.3f} img/s), "
+        if kiln is None:
+            line += (
+                f"engine: not yet, floor {floor:.3f} s (plain at {floor / plain.median:.1%} of it)"
+            )
+        else:
+            line += (
+                f"kiln {kiln.median:.3f} s ({kiln.images_per_s:.3f} img/s): "
+                f"{plain.median / kiln.median:.2f}x faster, floor {floor:.3f} s "
+                f"(kiln at {floor / kiln.median:.1%} of it)"
+            )
+        say(line)
+    if failed:
+        say(f"failed: {', '.join(failed)}")
+        return 1
     return 0
 
 
