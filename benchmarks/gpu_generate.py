@@ -289,7 +289,6 @@ _VAE_BLOCKS = {
     "norm_num_groups": 32,
     "sample_size": 1024,
     "mid_block_add_attention": True,
-    "force_upcast": True,
 }
 
 # black-forest-labs/FLUX.1-dev: an 11.9B transformer (19 double-stream + 38 single-stream
@@ -317,6 +316,7 @@ FLUX1_DEV = DitArchitecture(
         {
             **_VAE_BLOCKS,
             "latent_channels": 16,
+            "force_upcast": True,
             "scaling_factor": 0.3611,
             "shift_factor": 0.1159,
             "use_quant_conv": False,
