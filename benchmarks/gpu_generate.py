@@ -7,7 +7,8 @@ below (``FLUX1_DEV``, ``FLUX2_KLEIN_4B``). Every module is created directly on t
 bf16 (``default_device_and_dtype``: its initialisation runs there, never on the CPU).
 Then it times, on the same modules:
 
-- plain diffusers: the stock pipeline, ``EulerDiscreteScheduler``, bf16, eager;
+- plain diffusers: the stock pipeline, ``EulerDiscreteScheduler`` (FLUX:
+  ``FlowMatchEulerDiscreteScheduler``), bf16, eager;
 - Kiln: ``pipelines.engine.Engine`` built from that pipeline with the GPU fast path
   (``pipelines.fast_path``: regional ``torch.compile``, LoRA hotswap slot, VAE policy,
   FA3 where available) applied as a replica applies it, compile and warm-up timed.
@@ -18,9 +19,10 @@ the denoiser calls, the VAE decode (and, for the flow transformers, the text enc
 divided by the bf16 matmul rate measured in the same run (``dit_forward_flops`` says how
 a transformer forward is counted; the UNet and the VAE are counted by ``FlopCounterMode``
 on the real shapes). Then, per model the engine runs: the style-switch time under compile
-(random-weight LoRAs of rank 16 and 32 hot-swapped, with dynamo's graph count before and
-after), and with ``torchao`` importable the FP8 fast path, reported separately with its
-output's difference from bf16 at the same seed. Figures print as they come.
+where Kiln serves styles on the model (SD; FLUX's come with issue 21): random-weight
+LoRAs of rank 16 and 32 hot-swapped, with dynamo's graph count before and after; and with
+``torchao`` importable the FP8 fast path, reported separately with its output's
+difference from bf16 at the same seed. Figures print as they come.
 
 FLUX: Kiln's engine does not run FLUX yet (its family modules, ``pipelines/families``
 ``flux1``/``flux2``, are being built). Those rows measure plain diffusers
@@ -723,63 +725,54 @@ class BenchModel:
     engine: bool
     guidance: float  # the catalog entry's default, for the engine
     scheduler: str  # the catalog entry's default scheduler, for the engine
+    styles: bool  # whether Kiln serves styles (LoRA) on it: the style switch is timed
 
     @property
     def negative_prompt(self) -> bool:
         return "negative_prompt" in self.call_options
 
 
-_SD_CALL = {"negative_prompt": NEGATIVE, "guidance_scale": GUIDANCE}
-# FLUX.1 [dev]: guidance 3.5 is a conditioning value (one forward a step); [klein]
-# distilled ignores guidance (1.0: diffusers warns above it). Neither takes a negative.
-FLUX1_GUIDANCE = 3.5
+def stable_diffusion(family: str) -> BenchModel:
+    """An SD family: its UNet, classifier-free guidance with a negative prompt, Euler."""
+    return BenchModel(
+        family=family,
+        denoiser="unet",
+        build=functools.partial(build_pipeline, family),
+        count=count_unet_flops,
+        call_options={"negative_prompt": NEGATIVE, "guidance_scale": GUIDANCE},
+        engine=True,
+        guidance=GUIDANCE,
+        scheduler="euler",
+        styles=True,
+    )
+
+
+def flow_transformer(
+    family: str, arch: DitArchitecture, guidance: float, engine: bool
+) -> BenchModel:
+    """A flow-matching transformer: no negative prompt, the prompt padded to the length
+    the transformer reads, flow-matching Euler; no styles yet (issue 21 brings them)."""
+    return BenchModel(
+        family=family,
+        denoiser="transformer",
+        build=functools.partial(build_dit_pipeline, arch),
+        count=functools.partial(count_dit_flops, arch),
+        call_options={"guidance_scale": guidance, "max_sequence_length": arch.text_tokens},
+        engine=engine,
+        guidance=guidance,
+        scheduler="flow_euler",
+        styles=False,
+    )
+
+
+# FLUX.1 [dev]: guidance 3.5 is a conditioning value (one forward a step); distilled
+# [klein] ignores guidance (1.0: diffusers warns above it). The FLUX entries turn
+# ``engine`` on once pipelines/families has flux1 / flux2.
 MODELS: dict[str, BenchModel] = {
-    "sdxl": BenchModel(
-        family="sdxl",
-        denoiser="unet",
-        build=functools.partial(build_pipeline, "sdxl"),
-        count=count_unet_flops,
-        call_options=_SD_CALL,
-        engine=True,
-        guidance=GUIDANCE,
-        scheduler="euler",
-    ),
-    "sd15": BenchModel(
-        family="sd15",
-        denoiser="unet",
-        build=functools.partial(build_pipeline, "sd15"),
-        count=count_unet_flops,
-        call_options=_SD_CALL,
-        engine=True,
-        guidance=GUIDANCE,
-        scheduler="euler",
-    ),
-    "flux1-dev": BenchModel(
-        family="flux1",
-        denoiser="transformer",
-        build=functools.partial(build_dit_pipeline, FLUX1_DEV),
-        count=functools.partial(count_dit_flops, FLUX1_DEV),
-        call_options={
-            "guidance_scale": FLUX1_GUIDANCE,
-            "max_sequence_length": FLUX1_DEV.text_tokens,
-        },
-        engine=False,
-        guidance=FLUX1_GUIDANCE,
-        scheduler="flow_euler",
-    ),
-    "flux2-klein-4b": BenchModel(
-        family="flux2",
-        denoiser="transformer",
-        build=functools.partial(build_dit_pipeline, FLUX2_KLEIN_4B),
-        count=functools.partial(count_dit_flops, FLUX2_KLEIN_4B),
-        call_options={
-            "guidance_scale": 1.0,
-            "max_sequence_length": FLUX2_KLEIN_4B.text_tokens,
-        },
-        engine=False,
-        guidance=1.0,
-        scheduler="flow_euler",
-    ),
+    "sdxl": stable_diffusion("sdxl"),
+    "sd15": stable_diffusion("sd15"),
+    "flux1-dev": flow_transformer("flux1", FLUX1_DEV, guidance=3.5, engine=False),
+    "flux2-klein-4b": flow_transformer("flux2", FLUX2_KLEIN_4B, guidance=1.0, engine=False),
 }
 
 
@@ -1073,7 +1066,7 @@ def run_model(
             + ", ".join(f"{k} {phases[k]:.3f} s" for k in ("encode", "denoise", "decode"))
         )
         results[case.name] = (plain[case], kiln, floors[case])
-    if config.styles:
+    if config.styles and model.styles:
         with tempfile.TemporaryDirectory(prefix="kiln-bench-styles-") as folder:
             style_switch(engine, cases[0], device, Path(folder))
     if config.fp8 and first is not None:
