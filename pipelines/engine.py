@@ -58,8 +58,9 @@ class Engine(LoadedModel):
         components: Sequence[ComponentSpec] = (),
     ) -> None:
         super().__init__(spec, pipe, components)
-        # The family's prompt encoding (CLIP emphasis and 75-token windows for SD).
-        self.prompt_encoder = self.family.prompt_encoder(pipe)
+        # The family's prompt encoding (CLIP emphasis and 75-token windows for SD; T5 or
+        # Qwen3 padded to the model's sequence length for FLUX).
+        self.prompt_encoder = self.family.prompt_encoder(pipe, self.family.sequence_length_of(spec))
         self._scheduler_config = pipe.scheduler.config
         self._schedulers: dict[str, Any] = {}
         # Task (and variant: ``task:component``) -> its pipeline.
@@ -146,9 +147,18 @@ class Engine(LoadedModel):
     def scheduler(self, name: str) -> Any:
         if name not in self._schedulers:
             self._schedulers[name] = make_scheduler(
-                name, self._scheduler_config, self.family.schedulers
+                name, self._scheduler_config, self.family.schedulers_of(self.spec)
             )
         return self._schedulers[name]
+
+    def check(self, params: GenerationParams) -> None:
+        """Refuse a request whose prompts the model's encoder would cut (``ParamError``
+        naming ``prompt`` or ``negative_prompt``): T5 and Qwen3 are counted here, with the
+        model's tokenizer, before anything runs. Callers that batch check each request
+        alone first, so one bad prompt does not fail its neighbours."""
+        self.prompt_encoder.check(params.prompt, "prompt")
+        if params.negative_prompt:
+            self.prompt_encoder.check(params.negative_prompt, "negative_prompt")
 
     def text_to_image(self, params: GenerationParams) -> GenerationOutput:
         """One request alone."""
@@ -169,6 +179,8 @@ class Engine(LoadedModel):
             raise ValueError("Engine.generate needs requests that share one batch key")
         if key.model != self.spec.id:
             raise ValueError(f"requests for {key.model!r} sent to the engine of {self.spec.id!r}")
+        for request in requests:
+            self.check(request)
         groups: dict[int, list[int]] = {}
         for index, request in enumerate(requests):
             windows = max(
@@ -199,6 +211,9 @@ class Engine(LoadedModel):
         task_kwargs = runner(first.task.name).call(
             [r.task for r in requests], [r.n for r in requests], first.width, first.height
         )
+        if self.family.sized_image_calls:
+            task_kwargs.setdefault("height", first.height)
+            task_kwargs.setdefault("width", first.width)
         if first.adapter is not None or self.ip_adapter_loaded is not None:
             # IP-Adapter scales and embeddings are set for every call (none: scale 0).
             from pipelines.ip_adapter import adapter_call_kwargs

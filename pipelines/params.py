@@ -21,7 +21,9 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from pipelines.families import FAMILIES, family_of
+from pipelines.families import FAMILIES, GuidanceKind, family_of
+from pipelines.param_error import ParamError
+from pipelines.prompt_syntax import emphasis_mark
 from pipelines.task import Task
 from weights.catalog import ModelSpec
 
@@ -29,14 +31,6 @@ MAX_IMAGES = 12
 MAX_SEED = 2**32 - 1
 # Every scheduler some family takes; a model's family says which of them it takes.
 KNOWN_SCHEDULERS = tuple(dict.fromkeys(s for f in FAMILIES.values() for s in f.schedulers))
-
-
-class ParamError(ValueError):
-    """An invalid generation parameter; ``param`` names the request field."""
-
-    def __init__(self, param: str, message: str):
-        self.param = param
-        super().__init__(message)
 
 
 def expand_seeds(seed: int | None, n: int) -> tuple[int, ...]:
@@ -276,6 +270,9 @@ class BatchKey:
     # call only with equal inputs.
     inputs: tuple = ()
     adapter: tuple | None = None
+    # The text length the call pads prompts to (T5, Qwen3); None: CLIP windows, grouped
+    # by the engine.
+    sequence_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +294,8 @@ class GenerationParams:
     task: TaskInputs = TextToImage()
     style: StyleRef | None = None
     adapter: AdapterConditioning | None = None
+    # The model's text length (``Family.sequence_length_of``); None: CLIP windows.
+    sequence_length: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= MAX_IMAGES:
@@ -321,6 +320,7 @@ class GenerationParams:
             self.model, self.task.name, self.width, self.height, self.steps, self.guidance,
             self.scheduler, style.id if style else None, style.strength if style else 0.0,
             self.task.batch_key, self.adapter.key if self.adapter else None,
+            self.sequence_length,
         )  # fmt: skip
 
     @classmethod
@@ -363,11 +363,20 @@ class GenerationParams:
             width, height = task.input_size
         if width is not None and height is not None:
             tier = resolution or spec.default_resolution
+            grid = spec.family.size_multiple
+            if width % grid or height % grid:
+                raise ParamError(
+                    "size",
+                    f"{width}x{height} is off model {spec.id!r}'s grid: "
+                    f"sides must be multiples of {grid} px",
+                )
         else:
             tier, width, height = resolve_size(spec, resolution, aspect_ratio, size)
 
+        family = family_of(spec.family)
+        check_family_fields(spec, prompt, negative_prompt, guidance)
         model = defaults.resolved(spec)
-        schedulers = family_of(spec.family).schedulers
+        schedulers = family.schedulers_of(spec)
         chosen = scheduler if scheduler is not None else model.scheduler
         if chosen not in schedulers:
             raise ParamError(
@@ -389,7 +398,35 @@ class GenerationParams:
             style=style,
             task=task,
             adapter=adapter,
+            sequence_length=family.sequence_length_of(spec),
         )
+
+
+def check_family_fields(
+    spec: ModelSpec, prompt: str, negative_prompt: str | None, guidance: float | None
+) -> None:
+    """Refuse what ``spec``'s family would ignore or misread, naming the field: guidance on
+    a model that takes none, a negative prompt without classifier-free guidance, A1111
+    emphasis on an encoder that reads it as words (``pipelines/families/family.py``)."""
+    family = family_of(spec.family)
+    kind = family.guidance_of(spec)
+    if guidance is not None and kind is GuidanceKind.NONE:
+        raise ParamError("guidance", f"model {spec.id!r} takes no guidance; leave guidance out")
+    if negative_prompt and kind is not GuidanceKind.CFG:
+        raise ParamError(
+            "negative_prompt",
+            f"model {spec.id!r} runs without classifier-free guidance: "
+            "a negative prompt would be ignored; leave it out",
+        )
+    if not family.emphasis:
+        for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt or "")):
+            mark = emphasis_mark(text)
+            if mark is not None:
+                raise ParamError(
+                    name,
+                    f"{name} has emphasis syntax {mark!r}, which model {spec.id!r}'s text "
+                    "encoder would read as words; write it as plain text",
+                )
 
 
 @dataclass(frozen=True)
@@ -405,11 +442,21 @@ class GenerationDefaults:
         where the model's family takes it, else the model's own (``/v1/models`` shows it).
         A server scheduler that no family takes is kept, so requests fail naming it."""
         scheduler = self.scheduler
-        takes = family_of(spec.family).schedulers
+        family = family_of(spec.family)
+        takes = family.schedulers_of(spec)
         if scheduler is None or (scheduler in KNOWN_SCHEDULERS and scheduler not in takes):
             scheduler = spec.default_scheduler
+        # The server's guidance is a CFG scale: an embedded guidance keeps the model's own,
+        # a model without guidance records none (0).
+        kind = family.guidance_of(spec)
+        if kind is GuidanceKind.NONE:
+            guidance = 0.0
+        elif self.guidance is not None and kind is GuidanceKind.CFG:
+            guidance = self.guidance
+        else:
+            guidance = spec.default_guidance
         return GenerationDefaults(
             steps=self.steps if self.steps is not None else spec.default_steps,
-            guidance=self.guidance if self.guidance is not None else spec.default_guidance,
+            guidance=guidance,
             scheduler=scheduler,
         )

@@ -107,3 +107,14 @@ def parse_weighted_prompt(text: str) -> list[tuple[str, float]]:
 def is_break(fragment: tuple[str, float]) -> bool:
     """Whether a parsed fragment is the ``BREAK`` keyword."""
     return fragment == BREAK
+
+
+# Emphasis an encoder without A1111 syntax would read as words: an explicit weight
+# ``(word:1.3)`` or the ``BREAK`` keyword. Plain brackets are ordinary prose there.
+_EXPLICIT_EMPHASIS = re.compile(r"\([^()]*:\s*[+-]?(?:\d+\.?\d*|\.\d+)\s*\)|\bBREAK\b")
+
+
+def emphasis_mark(text: str) -> str | None:
+    """The first explicit emphasis mark in ``text`` (a weight or ``BREAK``); None: none."""
+    found = _EXPLICIT_EMPHASIS.search(text)
+    return found.group(0) if found else None

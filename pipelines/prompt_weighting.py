@@ -137,6 +137,9 @@ class PromptEncoder:
         """How many 75-token windows ``prompt`` needs (at least 1)."""
         return len(self._encoders[0][0].chunks(prompt))
 
+    def check(self, prompt: str, field: str = "prompt") -> None:
+        """Nothing to refuse: CLIP's windows take a prompt of any length."""
+
     @torch.no_grad()
     def encode(self, prompts: list[str], negative_prompts: list[str]) -> dict[str, torch.Tensor]:
         """Keyword arguments for the pipeline call, one row per prompt.

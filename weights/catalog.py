@@ -11,12 +11,15 @@ Entry fields (TOML table ``[models.<id>]``):
   ``inpaint`` (a dedicated inpainting checkpoint, 9-channel UNet)
 - ``inpaint_model`` (base models): the id of an ``inpaint`` model of the same family that
   replace, recreate-with-mask and erase use instead of deriving an inpaint pipeline
-- ``family``: ``sd15`` or ``sdxl`` (``ModelFamily``; each is a module in ``pipelines/families``)
+- ``family``: ``sd15``, ``sdxl``, ``flux1`` or ``flux2`` (``ModelFamily``; each is a module in
+  ``pipelines/families``, which also reads the family's own entry fields: FLUX's
+  ``guidance_kind`` and ``max_sequence_length``)
 - ``source``: a diffusers folder or a single-file ``.safetensors``; relative paths are
   resolved against ``KILN_HOME``
 - ``config``: for a single file, the diffusers config folder to build it with; default
   the family's full-size config shipped in ``weights/configs/<family>``
-- ``tiny``: the tiny builder that creates ``source`` when it is missing (``sd15``/``sdxl``)
+- ``tiny``: the tiny builder that creates ``source`` when it is missing
+  (``weights.tiny.TINY_BUILDERS``: ``sd15``, ``sdxl``, ``flux1``, ``flux2_klein``, ...)
 - ``features``: what a prompt bar may offer with this model (``text_to_image``, ...)
 - ``resolutions``: a table of tier name -> long side in pixels (``"1K" = 1024``)
 - ``aspect_ratios``: list of ``"W:H"``
@@ -57,6 +60,8 @@ class ModelFamily(StrEnum):
 
     SD15 = "sd15"
     SDXL = "sdxl"
+    FLUX1 = "flux1"
+    FLUX2 = "flux2"
 
     @property
     def size_multiple(self) -> int:
@@ -64,8 +69,14 @@ class ModelFamily(StrEnum):
         return _SIZE_GRIDS[self]
 
 
-# SD 1.5: its VAE's factor 8; SDXL: 64, the grid of its training buckets.
-_SIZE_GRIDS = {ModelFamily.SD15: 8, ModelFamily.SDXL: 64}
+# SD 1.5: its VAE's factor 8; SDXL: 64, the grid of its training buckets; FLUX.1 and
+# FLUX.2: 16, the VAE's factor 8 times the transformer's 2x2 latent patches.
+_SIZE_GRIDS = {
+    ModelFamily.SD15: 8,
+    ModelFamily.SDXL: 64,
+    ModelFamily.FLUX1: 16,
+    ModelFamily.FLUX2: 16,
+}
 
 
 class ModelKind(StrEnum):

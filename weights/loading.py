@@ -36,7 +36,7 @@ def load_controlnet(component: ComponentSpec, device: Any, dtype: Any) -> Any:
 
 
 def load_pipeline(
-    spec: ModelSpec, cls: Any, layout: SingleFileLayout, device: str, dtype: Any
+    spec: ModelSpec, cls: Any, layout: SingleFileLayout | None, device: str, dtype: Any
 ) -> Any:
     """The model as the diffusers pipeline class ``cls`` on ``device`` in ``dtype``; a
     single file is read in ``layout``; never asks a hub. Which class and layout is the
@@ -53,6 +53,11 @@ def load_pipeline(
     elif source.suffix.lower() == ".safetensors":
         from weights.single_file import load_single_file
 
+        if layout is None:
+            raise ModelLoadError(
+                f"model {spec.id!r}: family {spec.family} loads diffusers folders only, "
+                f"not the single file {source.name}"
+            )
         pipe = load_single_file(spec, cls, layout, dtype)
     else:
         raise ModelLoadError(

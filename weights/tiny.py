@@ -198,11 +198,30 @@ def _build_sd15_inpaint() -> Any:
     return _sd15_variant("StableDiffusionInpaintPipeline", 9, SEED + 30)
 
 
+def _imported(target: str) -> Callable[[], Any]:
+    """A builder named ``"module:function"``, imported when it is called: the tiny FLUX
+    builders' module imports this one (siblings may not import each other both ways)."""
+
+    def build() -> Any:
+        import importlib
+
+        module, function = target.split(":")
+        return getattr(importlib.import_module(module), function)()
+
+    build.__qualname__ = target
+    return build
+
+
+# Tiny base model name -> a factory of its unsaved pipeline.
 TINY_BUILDERS: dict[str, Callable[[], Any]] = {
     "sd15": _build_sd15,
     "sdxl": _build_sdxl,
     "sd15_instruct": _build_sd15_instruct,
     "sd15_inpaint": _build_sd15_inpaint,
+    "flux1": _imported("weights.tiny_flux:tiny_flux1_pipeline"),
+    "flux1_schnell": _imported("weights.tiny_flux:tiny_flux1_schnell_pipeline"),
+    "flux2_klein": _imported("weights.tiny_flux:tiny_flux2_klein_pipeline"),
+    "flux2_klein_base": _imported("weights.tiny_flux:tiny_flux2_klein_base_pipeline"),
 }
 
 

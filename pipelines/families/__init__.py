@@ -1,4 +1,5 @@
-"""Model families, one module each (``sd15``, ``sdxl``), and their registry.
+"""Model families, one module each (``sd15``, ``sdxl``, ``flux1``, ``flux2``), and their
+registry.
 
     family = family_of(spec.family)          # loud on a family without a module
     family.pipeline_class(Task.INPAINT)      # StableDiffusionXLInpaintPipeline
@@ -13,12 +14,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.families import sd15, sdxl
-from pipelines.families.family import LOADED_TASK, Family, LoraTargets, PromptEncoding
+from pipelines.families import flux1, flux2, sd15, sdxl
+from pipelines.families.family import (
+    LOADED_TASK,
+    Family,
+    GuidanceKind,
+    LoraTargets,
+    PromptEncoding,
+)
 from weights.catalog import ModelFamily, ModelSpec
 
 # ModelFamily -> what the family is.
-FAMILIES: dict[ModelFamily, Family] = {module.FAMILY.name: module.FAMILY for module in (sd15, sdxl)}
+FAMILIES: dict[ModelFamily, Family] = {
+    module.FAMILY.name: module.FAMILY for module in (sd15, sdxl, flux1, flux2)
+}
 
 
 class UnknownFamilyError(KeyError):
@@ -50,6 +59,7 @@ __all__ = [
     "FAMILIES",
     "LOADED_TASK",
     "Family",
+    "GuidanceKind",
     "LoraTargets",
     "PromptEncoding",
     "UnknownFamilyError",

@@ -16,17 +16,37 @@ Decided where the issue is silent:
   the server's scheduler only where ``schedulers`` has it.
 - Resolution tiers and aspect ratios stay per catalog entry; the family's grid rounds them.
 - A request's scheduler is checked against its model's family (``GenerationParams.build``),
-  so a scheduler of another family is a 400 naming ``scheduler`` and the valid ones.
+  so a scheduler of another family is a 400 naming ``scheduler`` and the valid ones. An
+  entry may keep fewer (``schedulers = ["flow_euler"]``: FLUX.1 [schnell], whose fixed
+  shift DPM-Solver's flow sigmas do not take in diffusers 0.42).
+- How a model takes guidance (``GuidanceKind``) is its family's default, and a catalog
+  entry may say otherwise (``guidance_kind = "none"`` on FLUX.1 [schnell], ``"cfg"`` on a
+  [klein] base checkpoint): dev and schnell, distilled and base [klein] share a family.
+  A request's ``guidance`` on a model that takes none is a 400 naming ``guidance``, and a
+  ``negative_prompt`` where there is no classifier-free guidance a 400 naming it. The
+  server's default guidance (a CFG scale) holds only on CFG models; an embedded guidance
+  keeps the model's default (3.5 on [dev]); a model without guidance records 0.
+- Prompt limits: an encoder without windows (T5, Qwen3) is padded and cut at the model's
+  ``max_sequence_length`` (the family's default, or the entry's: 256 on [schnell]); a
+  prompt past it is refused naming ``prompt`` (``PromptEncoding.check``), never cut. Every
+  call of a model is padded to that one length, as the reference pipelines do, so an image
+  does not depend on the prompts it shares a call with; the length is in the batch key.
+- A1111 emphasis on an encoder that does not read it (``Family.emphasis`` false): explicit
+  weights ``(word:1.3)`` and ``BREAK`` are a 400 naming ``prompt`` (T5 and Qwen3 would read
+  them as words); plain brackets are ordinary text in a natural-language prompt and pass.
+- A family without a single-file layout (``single_file`` None: FLUX until its
+  transformer-only checkpoints are wired) loads diffusers folders only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from pipelines.task import Task
-from weights.catalog import ModelFamily, ModelKind
+from weights.catalog import CatalogError, ModelFamily, ModelKind, ModelSpec
 from weights.single_file import SingleFileLayout
 
 # The task a model kind's loaded pipeline serves; a base model derives the others from it.
@@ -37,15 +57,28 @@ LOADED_TASK: dict[ModelKind, Task] = {
 }
 
 
+class GuidanceKind(StrEnum):
+    """How a model takes ``guidance``: classifier-free guidance (two forwards a step: SD,
+    a [klein] base checkpoint), a conditioning value the transformer embeds (one forward:
+    FLUX.1 [dev]), or none at all (FLUX.1 [schnell], step-distilled [klein])."""
+
+    CFG = "cfg"
+    EMBEDDED = "embedded"
+    NONE = "none"
+
+
 class PromptEncoding(Protocol):
     """A family's prompt encoder, made once per loaded pipeline (``Family.prompt_encoder``).
 
     ``chunk_count``: how many encoder windows a prompt takes; the engine runs prompts of
     different counts in different calls, so nothing is padded because of a neighbour
-    (1 for an encoder without windows). ``encode``: the call's embedding keyword
-    arguments, one row per prompt."""
+    (1 for an encoder without windows). ``check``: refuse a prompt the encoder would cut
+    (``ParamError`` naming the field; nothing for CLIP, whose windows take any length).
+    ``encode``: the call's embedding keyword arguments, one row per prompt."""
 
     def chunk_count(self, prompt: str) -> int: ...
+
+    def check(self, prompt: str, field: str = "prompt") -> None: ...
 
     def encode(self, prompts: list[str], negative_prompts: list[str]) -> dict[str, Any]: ...
 
@@ -67,8 +100,9 @@ class Family:
     name: ModelFamily
     # Task -> the diffusers pipeline class (by name) that runs it; the tasks the family has.
     pipelines: Mapping[Task, str]
-    # Loaded pipeline -> its prompt encoder (CLIP emphasis and 75-token windows for SD).
-    prompt_encoder: Callable[[Any], PromptEncoding]
+    # (loaded pipeline, the model's sequence length: ``sequence_length_of``) -> its prompt
+    # encoder (CLIP emphasis and 75-token windows for SD; T5 or Qwen3 counted for FLUX).
+    prompt_encoder: Callable[[Any, int | None], PromptEncoding]
     # Scheduler name a request may give -> (diffusers class name, config overrides).
     schedulers: Mapping[str, tuple[str, dict[str, Any]]]
     # The pipeline component that denoises (``unet``; ``transformer`` for DiTs).
@@ -77,7 +111,8 @@ class Family:
     # the model declares no ``_repeated_blocks`` of its own.
     compile_blocks: tuple[str, ...]
     lora: LoraTargets
-    single_file: SingleFileLayout
+    # The original-layout single file's layout; None: diffusers folders only.
+    single_file: SingleFileLayout | None
     # The ``weights.tiny.TINY_BUILDERS`` entry of the family's tiny base model.
     tiny_builder: str
     # Whether the VAE overflows in fp16 (it then runs in fp32 when serving in fp16).
@@ -88,6 +123,16 @@ class Family:
     # Constructor arguments of the stock pipeline for the parts Kiln does not run (safety
     # checker, diffusers' own watermark): the benchmark builds stock pipelines with them.
     stock_pipeline_options: Mapping[str, Any] = field(default_factory=dict)
+    # How the family's models take guidance, unless an entry's ``guidance_kind`` differs.
+    guidance_kind: GuidanceKind = GuidanceKind.CFG
+    # The text length calls are padded and cut to, unless an entry's
+    # ``max_sequence_length`` differs; None: the encoder has windows (CLIP) and no limit.
+    max_sequence_length: int | None = None
+    # Whether the prompt encoder reads A1111 emphasis (``(word:1.2)``, ``BREAK``).
+    emphasis: bool = True
+    # Whether an image-to-image call takes the call's size (FLUX's resizes its input to
+    # height x width, 1024 px when not given; SD's runs at the input image's size).
+    sized_image_calls: bool = False
 
     @property
     def tasks(self) -> tuple[Task, ...]:
@@ -110,6 +155,37 @@ class Family:
                 f"family {self.name} has no pipeline for task {str(task)!r}; it has: {known}"
             ) from None
         return getattr(diffusers, name)
+
+    def guidance_of(self, spec: ModelSpec) -> GuidanceKind:
+        """How the catalog model ``spec`` takes guidance (its entry, else the family)."""
+        named = spec.extra.get("guidance_kind", self.guidance_kind)
+        try:
+            return GuidanceKind(named)
+        except ValueError:
+            known = ", ".join(GuidanceKind)
+            raise CatalogError(
+                f"catalog entry {spec.id!r}: unknown guidance_kind {named!r}; known: {known}"
+            ) from None
+
+    def schedulers_of(self, spec: ModelSpec) -> Mapping[str, tuple[str, dict[str, Any]]]:
+        """The schedulers the catalog model ``spec`` takes: the family's, or those its
+        entry's ``schedulers`` list keeps (FLUX.1 [schnell]: ``["flow_euler"]``)."""
+        named = spec.extra.get("schedulers")
+        if named is None:
+            return self.schedulers
+        unknown = [name for name in named if name not in self.schedulers]
+        if unknown or not named:
+            known = ", ".join(self.schedulers)
+            raise CatalogError(
+                f"catalog entry {spec.id!r}: schedulers {list(named)} must be some of: {known}"
+            )
+        return {name: self.schedulers[name] for name in named}
+
+    def sequence_length_of(self, spec: ModelSpec) -> int | None:
+        """The text length every call of ``spec`` is padded and cut to (None: CLIP)."""
+        if self.max_sequence_length is None:
+            return None
+        return int(spec.extra.get("max_sequence_length", self.max_sequence_length))
 
     def loaded_class(self, kind: ModelKind) -> Any:
         """The class a catalog model of ``kind`` loads as (base: text-to-image)."""

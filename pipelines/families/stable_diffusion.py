@@ -18,10 +18,10 @@ VAE_PREFIXES = ("first_stage_model.", "vae.")
 CLIP_PAD = "<|endoftext|>"
 
 
-def clip_prompts(pipe: Any) -> Any:
+def clip_prompts(pipe: Any, sequence_length: int | None = None) -> Any:
     """The CLIP families' prompt encoding: A1111-style emphasis and 75-token windows
     (``pipelines.prompt_weighting``, imported here so torch loads with a model, not with
-    this package)."""
+    this package). CLIP's windows take any length: there is no sequence length."""
     from pipelines.prompt_weighting import PromptEncoder
 
     return PromptEncoder(pipe)

@@ -32,7 +32,7 @@ def test_every_model_family_has_a_module():
 
 
 def test_a_family_without_a_module_is_a_loud_miss_naming_the_known_ones():
-    with pytest.raises(UnknownFamilyError, match=r"'flux9'; known: sd15, sdxl"):
+    with pytest.raises(UnknownFamilyError, match=r"'flux9'; known: sd15, sdxl, flux1, flux2"):
         family_of("flux9")
     assert family_of("sdxl") is family_of(ModelFamily.SDXL) is FAMILIES[ModelFamily.SDXL]
 
@@ -56,10 +56,11 @@ def test_the_family_table_is_complete_for_every_task_it_declares(name):
     assert family.compile_blocks
     assert family.denoiser in family.lora.components
     layout = family.single_file
-    assert set(layout.text_encoders) <= set(layout.prefixes)
-    assert family.denoiser in layout.prefixes and layout.tokenizer_pads
+    if layout is not None:  # None: diffusers folders only (FLUX for now)
+        assert set(layout.text_encoders) <= set(layout.prefixes)
+        assert family.denoiser in layout.prefixes and layout.tokenizer_pads
+        assert (shipped_config_dir(name) / "model_index.json").is_file()
     assert family.tiny_builder in TINY_BUILDERS
-    assert (shipped_config_dir(name) / "model_index.json").is_file()
     assert family.size_multiple == name.size_multiple > 0
     accepted = inspect.signature(family.loaded_class(ModelKind.BASE)).parameters
     assert set(family.stock_pipeline_options) <= set(accepted)

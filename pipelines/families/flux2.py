@@ -1,0 +1,32 @@
+"""FLUX.2 [klein] (4B, 9B): a flow-matching transformer over 2x2-patchified 32-channel
+latents (sides on a 16-px grid) reading Qwen3's hidden layers 9, 18 and 27.
+
+The step-distilled checkpoints take no guidance (4 steps, no CFG): the family's default;
+a base checkpoint runs real classifier-free guidance with a negative prompt (its entry:
+``guidance_kind = "cfg"``). Multi-reference editing and inpainting (its ``image`` input,
+``Flux2KleinInpaintPipeline``) are the edits of the next issue; FLUX.2 has no
+strength-based img2img pipeline, so reference images are not offered here.
+"""
+
+from __future__ import annotations
+
+from pipelines.families.family import Family, GuidanceKind, LoraTargets
+from pipelines.families.flow import FLOW_SCHEDULERS, Qwen3Prompts
+from pipelines.task import Task
+from weights.catalog import ModelFamily
+
+FAMILY = Family(
+    name=ModelFamily.FLUX2,
+    pipelines={Task.TEXT_TO_IMAGE: "Flux2KleinPipeline"},
+    prompt_encoder=Qwen3Prompts,
+    schedulers=FLOW_SCHEDULERS,
+    denoiser="transformer",
+    # Flux2Transformer2DModel declares these as its _repeated_blocks too.
+    compile_blocks=("Flux2TransformerBlock", "Flux2SingleTransformerBlock"),
+    lora=LoraTargets(components=("transformer",)),
+    single_file=None,
+    tiny_builder="flux2_klein",
+    guidance_kind=GuidanceKind.NONE,
+    max_sequence_length=512,
+    emphasis=False,
+)
