@@ -25,6 +25,7 @@ Entry fields (TOML table ``[models.<id>]``):
 - ``aspect_ratios``: list of ``"W:H"``
 - ``credits``: a table of tier name -> credits per image
 - ``default_resolution``, ``default_steps``, ``default_guidance``, ``default_scheduler``
+  (an entry that names none gets its family's: ``ModelFamily.entry_defaults``)
 
 Components (TOML table ``[components.<id>]``) are the non-diffusion weights features need:
 ``kind`` (one of ``COMPONENT_KINDS``), ``source`` (a file or folder, relative to
@@ -68,6 +69,11 @@ class ModelFamily(StrEnum):
         """Image sides of this family are multiples of this many pixels."""
         return _SIZE_GRIDS[self]
 
+    @property
+    def entry_defaults(self) -> dict[str, Any]:
+        """What an entry of this family that names no steps, guidance or scheduler gets."""
+        return _ENTRY_DEFAULTS.get(self, _UNET_DEFAULTS)
+
 
 # SD 1.5: its VAE's factor 8; SDXL: 64, the grid of its training buckets; FLUX.1 and
 # FLUX.2: 16, the VAE's factor 8 times the transformer's 2x2 latent patches.
@@ -76,6 +82,22 @@ _SIZE_GRIDS = {
     ModelFamily.SDXL: 64,
     ModelFamily.FLUX1: 16,
     ModelFamily.FLUX2: 16,
+}
+# An entry's default steps, guidance and scheduler where it names none: SD's discrete
+# schedule; FLUX.1 [dev]'s reference (28 steps, embedded guidance 3.5); [klein]'s
+# step-distilled 4 (its guidance is ignored; a base entry names its own 50 and 4.0).
+_UNET_DEFAULTS = {"default_steps": 30, "default_guidance": 7.0, "default_scheduler": "euler"}
+_ENTRY_DEFAULTS = {
+    ModelFamily.FLUX1: {
+        "default_steps": 28,
+        "default_guidance": 3.5,
+        "default_scheduler": "flow_euler",
+    },
+    ModelFamily.FLUX2: {
+        "default_steps": 4,
+        "default_guidance": 4.0,
+        "default_scheduler": "flow_euler",
+    },
 }
 
 
@@ -354,6 +376,7 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
             "convert it to .safetensors"
         )
     config = _resolve(entry["config"], home) if "config" in entry else None
+    fallback = family.entry_defaults
     known = {
         "kind", "family", "source", "config", "tiny", "features", "resolutions",
         "aspect_ratios", "credits", "default_resolution", "default_steps",
@@ -371,9 +394,9 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
         aspect_ratios=aspect_ratios,
         credits=credits,
         default_resolution=default_resolution,
-        default_steps=int(entry.get("default_steps", 30)),
-        default_guidance=float(entry.get("default_guidance", 7.0)),
-        default_scheduler=str(entry.get("default_scheduler", "euler")),
+        default_steps=int(entry.get("default_steps", fallback["default_steps"])),
+        default_guidance=float(entry.get("default_guidance", fallback["default_guidance"])),
+        default_scheduler=str(entry.get("default_scheduler", fallback["default_scheduler"])),
         extra={k: v for k, v in entry.items() if k not in known},
     )
 

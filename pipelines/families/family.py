@@ -11,7 +11,9 @@ Decided where the issue is silent:
   reads it from there, so it is still said once.
 - Default steps, guidance and scheduler stay per catalog entry (FLUX.1 dev and schnell
   are one family with different defaults); the catalog's fallbacks when an entry names
-  none are the same for SD 1.5 and SDXL. What the family decides is which server-wide
+  none are the same for SD 1.5 and SDXL, FLUX.1's are [dev]'s reference (28 steps,
+  guidance 3.5, ``flow_euler``), [klein]'s its distilled 4 steps
+  (``weights.catalog.ModelFamily.entry_defaults``, beside the grid). What the family decides is which server-wide
   default applies to its models: ``pipelines.params.GenerationDefaults.resolved`` keeps
   the server's scheduler only where ``schedulers`` has it.
 - Resolution tiers and aspect ratios stay per catalog entry; the family's grid rounds them.

@@ -199,3 +199,29 @@ def test_flux1_img2img_with_a_reference(flux_catalog, flux_engines):
     # The call runs at the reference's size (FLUX's img2img would default to 1024 px).
     assert [image.shape for image in images] == [(48, 64, 3)] * 2
     assert not np.array_equal(images[0], img2img(255 - reference)[0])
+
+
+def test_a_flux_entry_naming_no_defaults_gets_its_familys(tmp_path):
+    (tmp_path / "models.toml").write_text(
+        "".join(
+            f"""
+[models.{model_id}]
+kind = "base"
+family = "{family}"
+source = "models/{model_id}"
+resolutions = {{ "1K" = 1024 }}
+aspect_ratios = ["1:1"]
+credits = {{ "1K" = 1 }}
+"""
+            for model_id, family in (("bare-flux1", "flux1"), ("bare-klein", "flux2"))
+        )
+    )
+    catalog = load_catalog(tmp_path)
+    dev, klein = catalog.get("bare-flux1"), catalog.get("bare-klein")
+    assert (dev.default_steps, dev.default_guidance, dev.default_scheduler) == (
+        28, 3.5, "flow_euler",
+    )  # fmt: skip
+    assert (klein.default_steps, klein.default_scheduler) == (4, "flow_euler")
+    assert catalog.get("tiny-sd15").default_scheduler != "flow_euler"
+    params = GenerationParams.build(klein, prompt=PROMPT)
+    assert (params.steps, params.guidance, params.scheduler) == (4, 0.0, "flow_euler")
