@@ -3,6 +3,7 @@ A helper, not a benchmark: the leading underscore keeps it out of the smoke run'
 discovery (tests/benchmarks/test_benchmark_scripts_smoke.py).
 
     server = KilnServe.start(home, admin_key)        # returns once /healthz answers 200
+    server = KilnServe.start(home, admin_key, until="listening")  # once it answers HTTP
     key = tenant_key(server.url, admin_key, credits=100)
     server.stop()
 """
@@ -39,10 +40,18 @@ class KilnServe:
 
     @classmethod
     def start(
-        cls, home: Path, admin_key: str, log: Path | None = None, env: dict[str, str] | None = None
+        cls,
+        home: Path,
+        admin_key: str,
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
+        until: str = "healthy",
     ) -> KilnServe:
         """Start ``kiln serve`` on a free port with ``admin_key`` (and ``env`` on top of
-        this process's environment); wait until it is ready."""
+        this process's environment); wait until it is ``healthy`` (``/healthz`` 200: every
+        model up) or ``listening`` (any answer: models may still be loading)."""
+        if until not in ("healthy", "listening"):
+            raise ValueError(f"until must be 'healthy' or 'listening', got {until!r}")
         port = free_port()
         log = log or home / "bench-server.log"
         script = Path(sys.executable).with_name("kiln")
@@ -59,13 +68,23 @@ class KilnServe:
             if process.poll() is not None:
                 raise SystemExit(f"kiln serve exited early; see {log}")
             try:
-                if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
-                    return server
+                status = httpx.get(f"{server.url}/healthz", timeout=2).status_code
             except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+                status = None
+            if status == 200 or (status is not None and until == "listening"):
+                return server
+            time.sleep(0.1 if until == "listening" else 0.5)
         process.kill()
         raise SystemExit(f"kiln serve not ready after {STARTUP_TIMEOUT_S}s; see {log}")
+
+    def wait_healthy(self, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+        """Until ``/healthz`` answers 200 (every model up)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200:
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"kiln serve not healthy after {timeout_s}s; see {self.log}")
 
     def stop(self) -> None:
         """Ctrl-C it; kill it if it does not stop within a minute."""

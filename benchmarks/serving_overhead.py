@@ -10,7 +10,9 @@
    above it (goals: outside <= 15 ms, within 5 ms of the floor).
 3. Throughput: 8 clients at once vs the same 8 requests one after another, both over
    HTTP. Prints the ratio (goal: >= 2.0x from dynamic batching).
-4. Start: ``kiln serve`` started to healthy, and to its first image (goal: <= 20 s).
+4. Start: ``kiln serve`` started to its first image (goal: <= 20 s; asked as soon as
+   it answers HTTP, again after each 503 ``model_loading``), and to healthy (every
+   model up).
 
     python benchmarks/serving_overhead.py [--model tiny-sdxl] [--n 1] [--size 128x128]
     python benchmarks/serving_overhead.py --smoke   # 2 runs, 2 clients, 2 steps: it runs
@@ -76,26 +78,18 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     admin_key = secrets.token_urlsafe(32)  # Kiln refuses admin keys under 32 characters
-    server = KilnServe.start(home, admin_key, env={"KILN_BENCH": "1"})
+    server = KilnServe.start(home, admin_key, env={"KILN_BENCH": "1"}, until="listening")
     url = server.url
-    healthy_s = time.perf_counter() - started
-    log(f"server ready at {url} ({healthy_s:.1f}s; log {server.log})")
+    listening_s = time.perf_counter() - started
+    log(f"server answering at {url} ({listening_s:.1f}s; log {server.log})")
 
     # Same threads as a replica gets, so the two sides do the same torch work.
     torch.set_num_threads(settings.effective_torch_threads())
     spec = catalog.get(args.model)
-    engine = Engine.load(spec, device=settings.engine_device)
     body = {"model": args.model, "prompt": "a lighthouse at dusk", "n": args.n, "steps": args.steps}
     width, height = args.size.split("x")
     resolution, aspect = spec.sizes[args.size]
     body.update(resolution=resolution, aspect_ratio=aspect, seed=1)
-    params = GenerationParams.build(
-        spec, prompt=body["prompt"], n=args.n, size=args.size, seed=1, steps=args.steps
-    )
-    log(
-        f"config: model={args.model} n={args.n} size={args.size} steps={args.steps} "
-        f"torch_threads={torch.get_num_threads()} cpus={os.cpu_count()}"
-    )
 
     try:
         # Every request below is one image's credits; a grant well past what the run uses.
@@ -103,11 +97,23 @@ def main(argv: list[str] | None = None) -> int:
         key = tenant_key(url, admin_key, credits, name="serving-overhead bench")
         auth = {"authorization": f"Bearer {key}"}
         with httpx.Client(base_url=url, timeout=600, headers=auth) as http:
-            first = http.post("/v1/generations", json=body)
+            # The first image as a user gets it: ask, and ask again while the model loads.
+            while (first := http.post("/v1/generations", json=body)).status_code == 503:
+                time.sleep(0.1)
             first.raise_for_status()
             first_image_s = time.perf_counter() - started
-            log(f"kiln serve start to healthy {healthy_s:.1f} s, to its first image "
-                f"{first_image_s:.1f} s  (goal <= 20 s)")  # fmt: skip
+            server.wait_healthy()
+            healthy_s = time.perf_counter() - started
+            log(f"kiln serve start to its first image {first_image_s:.1f} s (goal <= 20 s), "
+                f"to healthy (every model up) {healthy_s:.1f} s")  # fmt: skip
+            engine = Engine.load(spec, device=settings.engine_device)
+            params = GenerationParams.build(
+                spec, prompt=body["prompt"], n=args.n, size=args.size, seed=1, steps=args.steps
+            )
+            log(
+                f"config: model={args.model} n={args.n} size={args.size} steps={args.steps} "
+                f"torch_threads={torch.get_num_threads()} cpus={os.cpu_count()}"
+            )
             replica_s: list[float] = []
 
             def floor() -> float:

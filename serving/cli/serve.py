@@ -20,12 +20,17 @@ APP_NAME = "kiln"
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Start a local Ray (or join ``KILN_RAY_ADDRESS``), deploy, serve until interrupted."""
+    from serving.ray.serve_tuning import SERVE_LATENCY_ENV, apply_serve_latency_env
+
+    # Serve's request path without thread hops (serving/ray/serve_tuning.py): before Serve
+    # is imported here, whose constants read them once (this process's handles run their
+    # router on uvicorn's loop), and before Ray starts (its processes inherit them).
+    apply_serve_latency_env()
     import ray
     from ray import serve
 
     from serving.ray.app import build_application
     from serving.ray.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
-    from serving.ray.serve_tuning import SERVE_LATENCY_ENV, apply_serve_latency_env
 
     settings = settings.with_overrides(host=args.host, port=args.port)
     _prepare_admin(settings)
@@ -41,8 +46,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Serve's HTTP proxy reads request bodies first: it installs the body guard from this
     # variable, which the proxy processes of a local Ray inherit from this one.
     os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
-    # Serve's request path without thread hops (serving/ray/serve_tuning.py), likewise.
-    apply_serve_latency_env()
     if settings.ray_address and settings.http_server == "serve":
         logger.warning(
             "joining the Ray cluster at %s: its nodes must have been started with %s=%s "

@@ -11,6 +11,10 @@ serve`` answers HTTP itself: uvicorn runs the same app (``serving.http.app.creat
 over the same ``RayModelClient``, and each model is a Serve application of its own with
 no HTTP route (``route_prefix=None``), reached by its deployment handle: one Ray hop.
 
+Start order: base models are deployed first, edit and inpainting models and the
+image-to-prompt CLIP once those are running (``start_stages``), so the first image does
+not wait for models it does not need; ``/healthz`` is 200 once every model is up.
+
 What stays the same: the routes, the errors, the body guard (the app's own
 ``BodyGuard`` is now the first reader of a body; uvicorn stops reading from a client
 whose body the app has not taken, so no read-ahead bound is needed), ``x-request-id``
@@ -26,11 +30,13 @@ several ingress processes behind a load balancer runs ``KILN_HTTP_SERVER=serve``
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import replace
 from typing import Any
 
 from serving.core.settings import Settings
-from weights.catalog import Catalog
+from weights.catalog import Catalog, ModelKind
 
 logger = logging.getLogger(__name__)
 
@@ -38,27 +44,101 @@ logger = logging.getLogger(__name__)
 # of the CLIP deployment, when ``kiln serve`` is the HTTP front.
 MODEL_APP_PREFIX = "kiln-model-"
 CLIP_APP = "kiln-clip"
+# How long the second start stage waits for the first to be running, at most; and how
+# often it looks.
+FIRST_STAGE_WAIT_S = 300.0
+STAGE_POLL_S = 0.5
+# No access log line per call in the replicas: this process logs and counts every request
+# itself, and Ray ships every replica log line to this process (the driver) to print,
+# on the interpreter that serves HTTP.
+REPLICA_LOGGING = {"enable_access_log": False}
 
 
-def deploy_models(settings: Settings, catalog: Catalog) -> tuple[dict[str, Any], Any | None]:
-    """Deploy every model, and CLIP, as Serve applications without HTTP routes; their
-    handles (model id → handle, and CLIP's or ``None``). Returns before the replicas have
-    loaded: requests wait for readiness through ``RayModelClient``."""
+def deploy_models(
+    settings: Settings, catalog: Catalog, first_wait_s: float = FIRST_STAGE_WAIT_S
+) -> tuple[dict[str, Any], Any | None]:
+    """Deploy every model, and CLIP, as Serve applications without HTTP routes, in two
+    stages (``start_stages``); their handles (model id → handle, and CLIP's or ``None``).
+
+    Returns at once: the second stage is deployed by a background thread once the first
+    is running (or after ``first_wait_s``), and requests wait for readiness through
+    ``RayModelClient`` (a model of the second stage answers 503 ``model_loading`` with
+    ``retry-after`` until its replica is up; ``/healthz`` waits for every stage)."""
     from ray import serve
 
     from serving.ray.app import model_applications
+    from serving.ray.image_to_prompt.deployment import CLIP_DEPLOYMENT
 
     models, clip = model_applications(settings, catalog)
-    targets = [
-        serve.RunTarget(app, name=MODEL_APP_PREFIX + model_id, route_prefix=None)
-        for model_id, app in models.items()
-    ]
+    first, later = start_stages(catalog)
+    targets = {
+        model_id: serve.RunTarget(
+            models[model_id], name=MODEL_APP_PREFIX + model_id, route_prefix=None
+        )
+        for model_id in models
+    }
+    serve.run_many([targets[m] for m in first], wait_for_applications_running=False)
+    second = [targets[m] for m in later]
     if clip is not None:
-        targets.append(serve.RunTarget(clip, name=CLIP_APP, route_prefix=None))
-    handles = serve.run_many(targets, wait_for_applications_running=False)
-    model_handles = dict(zip(models, handles, strict=False))
-    clip_handle = handles[-1] if clip is not None else None
-    return model_handles, clip_handle
+        second.append(
+            serve.RunTarget(clip, name=CLIP_APP, route_prefix=None, logging_config=REPLICA_LOGGING)
+        )
+    if second:
+        apps = [MODEL_APP_PREFIX + m for m in first]
+        threading.Thread(
+            target=_deploy_after, args=(apps, second, first_wait_s), name="kiln-second-stage",
+            daemon=True,
+        ).start()  # fmt: skip
+    # Handles of applications that may not exist yet: Serve routes their calls once they do.
+    handles = {
+        model_id: serve.get_deployment_handle(
+            model_id, MODEL_APP_PREFIX + model_id, _check_exists=False
+        )
+        for model_id in models
+    }
+    clip_handle = None
+    if clip is not None:
+        clip_handle = serve.get_deployment_handle(CLIP_DEPLOYMENT, CLIP_APP, _check_exists=False)
+    return handles, clip_handle
+
+
+def start_stages(catalog: Catalog) -> tuple[list[str], list[str]]:
+    """The catalog's models in start order: base (text-to-image) models first, then the
+    rest (instruction-edit and inpainting checkpoints; the image-to-prompt CLIP joins
+    them). On a small machine every replica's start is mostly importing torch and
+    diffusers, and replicas started together share the cores: a base model alone is up
+    in about half the time (benchmarks/RESULTS.md, issue 19). A catalog without a base
+    model starts everything at once."""
+    first = [spec.id for spec in catalog if spec.kind is ModelKind.BASE]
+    later = [spec.id for spec in catalog if spec.kind is not ModelKind.BASE]
+    return (first, later) if first else (later, [])
+
+
+def _deploy_after(first_apps: list[str], second: list[Any], wait_s: float) -> None:
+    """Deploy ``second`` once every application of ``first_apps`` is running (or once
+    ``wait_s`` passed: a first stage that fails to start must not keep the rest down)."""
+    from ray import serve
+    from ray.serve.schema import ApplicationStatus
+
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            statuses = serve.status().applications
+        except Exception:  # Serve shutting down: nothing more to deploy
+            logger.info("second start stage not deployed: Serve is gone")
+            return
+        running = [statuses.get(app) for app in first_apps]
+        if all(s is not None and s.status == ApplicationStatus.RUNNING for s in running):
+            break
+        time.sleep(STAGE_POLL_S)
+    else:
+        logger.warning("first start stage not running after %.0f s; starting the rest", wait_s)
+    try:
+        serve.run_many(second, wait_for_applications_running=False)
+    except Exception:
+        logger.exception("could not deploy the second start stage")
+        return
+    logger.info("second start stage deployed: %s", ", ".join(t.name for t in second))
 
 
 def front_app(
@@ -83,8 +163,12 @@ def front_app(
 
 def serve_http(app: Any, settings: Settings) -> None:
     """Run ``app`` under uvicorn on ``settings``' host and port until SIGINT or SIGTERM
-    (uvicorn's own handlers: in-flight requests finish, then it returns)."""
+    (uvicorn's own handlers: in-flight requests finish), then shut Serve down on the same
+    event loop: the handles' routers run on it and must close before it does."""
+    import asyncio
+
     import uvicorn
+    from ray import serve
 
     config = uvicorn.Config(
         app,
@@ -97,4 +181,12 @@ def serve_http(app: Any, settings: Settings) -> None:
         # Generations hold a connection for a pipeline call: keep idle ones a while.
         timeout_keep_alive=30,
     )
-    uvicorn.Server(config).run()
+
+    async def run() -> None:
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await serve.shutdown_async()
+
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(run())

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -113,6 +115,25 @@ def test_each_front_answers_http_where_it_says(front: Front):
         f"{front.server.url}/v1/models", headers={**front.tenant.headers, "x-request-id": "front-1"}
     )
     assert r.status_code == 200 and r.headers.get_list("x-request-id") == ["front-1"]
+
+
+def _logged_at(log: str, text: str) -> datetime:
+    """When the first line of ``log`` holding ``text`` was written (its own timestamp:
+    Ray ships replica lines to the driver's log later than they happen)."""
+    line = next(line for line in log.splitlines() if text in line)
+    stamp = re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}", line)
+    assert stamp, line
+    return datetime.strptime(stamp.group(0), "%Y-%m-%d %H:%M:%S,%f")
+
+
+def test_kiln_serve_starts_edit_models_and_clip_after_the_base_models(server):
+    """The kiln front's start order (serving/ray/http_front.py ``start_stages``)."""
+    log = server.log.read_text(errors="replace")
+    deployed = _logged_at(log, "second start stage deployed: kiln-model-tiny-instruct, kiln-clip")
+    for base in ("tiny-sd15", "tiny-sdxl"):
+        assert _logged_at(log, f"model {base} ready (") < deployed
+    assert _logged_at(log, "model tiny-instruct ready (") > deployed
+    assert _logged_at(log, "CLIP tiny-clip ready") > deployed
 
 
 def test_a_generation_answers_through_each_front(front: Front):

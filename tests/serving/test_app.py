@@ -11,7 +11,7 @@ from secrets_for_tests import TEST_SECRET
 
 from serving.core.settings import Settings
 from serving.ray.app import build_application, model_deployment_options
-from weights.catalog import load_catalog
+from weights.catalog import Catalog, load_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,3 +37,16 @@ def test_ingress_modules_do_not_import_torch():
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_kiln_serve_starts_base_models_first(tmp_path: Path):
+    """serving/ray/http_front.py's start order: text-to-image models first, the
+    edit/inpainting checkpoints (and CLIP) once those run; without a base model, all at
+    once."""
+    from serving.ray.http_front import start_stages
+
+    catalog = load_catalog(tmp_path)
+    first, later = start_stages(catalog)
+    assert first == ["tiny-sd15", "tiny-sdxl"] and later == ["tiny-instruct"]
+    edit_model = catalog.get("tiny-instruct")
+    assert start_stages(Catalog({edit_model.id: edit_model})) == (["tiny-instruct"], [])
