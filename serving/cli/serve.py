@@ -1,5 +1,7 @@
-"""``kiln serve``: a local Ray (or the cluster at ``KILN_RAY_ADDRESS``), the Serve app,
-until Ctrl-C; a newly generated admin key is printed once."""
+"""``kiln serve``: a local Ray (or the cluster at ``KILN_RAY_ADDRESS``), the models as
+Serve deployments and the HTTP API in this process (``KILN_HTTP_SERVER=kiln``,
+serving/ray/http_front.py) or behind Serve's proxy (``serve``), until Ctrl-C; a newly
+generated admin key is printed once."""
 
 from __future__ import annotations
 
