@@ -14,7 +14,7 @@
 # slot are skipped, said so); torchao: the FP8 figures (skipped without it).
 #
 # Usage: bash benchmarks/run_on_gpu.sh            # gpu tests, then the full benchmark
-#        BENCH_ARGS=--quick bash benchmarks/run_on_gpu.sh   # FLUX.1 [dev] + SDXL n=1 (< 5 min)
+#        BENCH_ARGS=--quick bash benchmarks/run_on_gpu.sh   # FLUX.1 [dev] + SDXL n=1 (< 6 min)
 #        SKIP_GPU_TESTS=1 bash benchmarks/run_on_gpu.sh
 # Logs land in $OUT (default ./gpu-out): gpu_tests.log, gpu_generate.log. Wheels install
 # into $SITE (default /tmp/site).

@@ -94,3 +94,12 @@ def test_full_size_flux_builds_on_meta_and_its_formula_counts_the_forward(bench,
     # The floor's other parts: the 1024^2 VAE decode and the prompt encoding.
     assert 5e12 < flops.decode < 20e12
     assert 0 < flops.encode < 0.05 * flops.total(case.steps)
+
+
+def test_a_model_the_engine_does_not_run_yet_says_what_turns_it_on(bench) -> None:
+    import dataclasses
+
+    pending = dataclasses.replace(bench.MODELS["flux1-dev"], family="qwen_image", engine=False)
+    assert bench.engine_pending(pending) == "no qwen_image family in pipelines/families yet"
+    off = dataclasses.replace(bench.MODELS["flux1-dev"], engine=False)
+    assert "set engine=True" in bench.engine_pending(off)
