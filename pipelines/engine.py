@@ -16,6 +16,11 @@ and runs them in as few pipeline calls as possible (a call that runs out of CUDA
 run again with half the images, ``pipelines.oom``). It is blocking torch work: callers on
 an event loop run it in a thread, one call at a time per engine.
 
+The family (``pipelines/families``) says what differs: FLUX calls get their prompts
+padded to the model's sequence length (a prompt past it is refused by ``check`` before
+anything runs), its guidance as the transformer takes it, and FLUX.1's img2img the call's
+size.
+
 Per-call state on the shared modules (the scheduler, the active LoRA style and its
 strength) is set at the start of every call, so nothing leaks from one call into the next.
 """

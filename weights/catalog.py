@@ -12,8 +12,10 @@ Entry fields (TOML table ``[models.<id>]``):
 - ``inpaint_model`` (base models): the id of an ``inpaint`` model of the same family that
   replace, recreate-with-mask and erase use instead of deriving an inpaint pipeline
 - ``family``: ``sd15``, ``sdxl``, ``flux1`` or ``flux2`` (``ModelFamily``; each is a module in
-  ``pipelines/families``, which also reads the family's own entry fields: FLUX's
-  ``guidance_kind`` and ``max_sequence_length``)
+  ``pipelines/families``, which also reads the entry fields a family may override:
+  ``guidance_kind`` (``cfg``, ``embedded``, ``none``: FLUX.1 [schnell] ``none``, a
+  [klein] base ``cfg``), ``max_sequence_length`` (T5/Qwen3 tokens: [schnell] 256) and
+  ``schedulers`` (those of the family's the model takes: [schnell] ``["flow_euler"]``))
 - ``source``: a diffusers folder or a single-file ``.safetensors``; relative paths are
   resolved against ``KILN_HOME``
 - ``config``: for a single file, the diffusers config folder to build it with; default

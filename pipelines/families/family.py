@@ -13,9 +13,10 @@ Decided where the issue is silent:
   are one family with different defaults); the catalog's fallbacks when an entry names
   none are the same for SD 1.5 and SDXL, FLUX.1's are [dev]'s reference (28 steps,
   guidance 3.5, ``flow_euler``), [klein]'s its distilled 4 steps
-  (``weights.catalog.ModelFamily.entry_defaults``, beside the grid). What the family decides is which server-wide
-  default applies to its models: ``pipelines.params.GenerationDefaults.resolved`` keeps
-  the server's scheduler only where ``schedulers`` has it.
+  (``weights.catalog.ModelFamily.entry_defaults``, beside the grid). What the family
+  decides is which server-wide default applies to its models:
+  ``pipelines.params.GenerationDefaults.resolved`` keeps the server's scheduler only
+  where ``schedulers`` has it.
 - Resolution tiers and aspect ratios stay per catalog entry; the family's grid rounds them.
 - A request's scheduler is checked against its model's family (``GenerationParams.build``),
   so a scheduler of another family is a 400 naming ``scheduler`` and the valid ones. An
@@ -33,6 +34,8 @@ Decided where the issue is silent:
   prompt past it is refused naming ``prompt`` (``PromptEncoding.check``), never cut. Every
   call of a model is padded to that one length, as the reference pipelines do, so an image
   does not depend on the prompts it shares a call with; the length is in the batch key.
+  FLUX.1's CLIP prompt (pooled) is cut at 77 tokens by design, as the reference does: not
+  an error.
 - A1111 emphasis on an encoder that does not read it (``Family.emphasis`` false): explicit
   weights ``(word:1.3)`` and ``BREAK`` are a 400 naming ``prompt`` (T5 and Qwen3 would read
   them as words); plain brackets are ordinary text in a natural-language prompt and pass.
