@@ -15,7 +15,7 @@ from pipelines.families import family_of
 from pipelines.params import GenerationDefaults, GenerationParams, ImageData, ParamError
 from pipelines.tasks import ImageToImage
 from weights.catalog import load_catalog
-from weights.tiny import ensure_tiny_models
+from weights.tiny import TINY_BUILDERS, ensure_tiny_models, verify_manifest
 
 _ENTRY = """
 [models.{id}]
@@ -63,6 +63,13 @@ def flux_catalog(tmp_path_factory):
 @pytest.fixture(scope="module")
 def flux_engines(flux_catalog):
     return {model_id: Engine.load(flux_catalog.get(model_id), "cpu") for model_id in MODELS}
+
+
+def test_the_tiny_flux_models_build_from_the_registry(flux_catalog):
+    # ensure_tiny_models built them by their ``tiny`` names (weights.tiny.TINY_BUILDERS).
+    for model_id, (family, tiny, _extra) in MODELS.items():
+        assert tiny in TINY_BUILDERS and family_of(family).tiny_builder in TINY_BUILDERS
+        assert verify_manifest(flux_catalog.get(model_id).source) == []
 
 
 def _params(catalog, model_id: str, **fields) -> GenerationParams:
