@@ -76,6 +76,12 @@ class ModelFamily(StrEnum):
         """What an entry of this family that names no steps, guidance or scheduler gets."""
         return _ENTRY_DEFAULTS.get(self, _UNET_DEFAULTS)
 
+    def has_feature(self, feature: str) -> bool:
+        """Whether Kiln serves ``feature`` (a ``Catalog.features_of`` name) on this
+        family's base models at all; installed components may still be missing."""
+        only = _FAMILY_FEATURES.get(self)
+        return only is None or feature in only
+
 
 # SD 1.5: its VAE's factor 8; SDXL: 64, the grid of its training buckets; FLUX.1 and
 # FLUX.2: 16, the VAE's factor 8 times the transformer's 2x2 latent patches.
@@ -100,6 +106,16 @@ _ENTRY_DEFAULTS = {
         "default_guidance": 4.0,
         "default_scheduler": "flow_euler",
     },
+}
+
+
+# The base-model features a family has where Kiln does not serve all of them (absent: every
+# one, SD 1.5 and SDXL). FLUX.1 takes a reference image as img2img; [klein] text-to-image
+# only. Edits, variations, IP-Adapter references, pins, styles and agentic are SD-only
+# until issue 21; a request for one on FLUX is a 400 naming the models that have it.
+_FAMILY_FEATURES: dict[ModelFamily, frozenset[str]] = {
+    ModelFamily.FLUX1: frozenset({"text_to_image", "reference", "image_to_prompt"}),
+    ModelFamily.FLUX2: frozenset({"text_to_image", "image_to_prompt"}),
 }
 
 
@@ -295,10 +311,15 @@ class Catalog:
                 derived += ["reference_ip_adapter", "pins"]
             if self.components_of(ComponentKind.CONTROLNET, spec.family):
                 derived.append("structure_guidance")
-            derived.append("agentic")
+            derived += ["agentic", "styles"]
+            derived = [f for f in derived if spec.family.has_feature(f)]
         if self.components_of(ComponentKind.CLIP):
             derived.append("image_to_prompt")
         return tuple(dict.fromkeys([*spec.features, *derived]))
+
+    def models_with(self, feature: str) -> list[str]:
+        """The ids of the models that have ``feature`` (``features_of``), catalog order."""
+        return [spec.id for spec in self if feature in self.features_of(spec)]
 
     def first_component(
         self, kind: ComponentKind, family: ModelFamily | None = None

@@ -96,6 +96,8 @@ class ModelDeployment:
             fast_path=settings.fast_path(),
         )
         self.engine.oom.retry = settings.oom_retry
+        # Encoders without windows count prompts (Engine.check); CLIP's take any length.
+        self._counts_prompts = self.engine.family.sequence_length_of(spec) is not None
         self.oom_max_failures = settings.oom_max_failures
         # One long-lived thread runs every pipeline call: torch keeps one OpenMP team
         # (a fresh caller thread would build another and oversubscribe the cores), and
@@ -130,6 +132,13 @@ class ModelDeployment:
         """Images for one request, possibly computed in a call shared with others."""
         if params.model != self.spec.id:
             raise ValueError(f"request for {params.model!r} reached {self.spec.id!r}")
+        if self._counts_prompts:
+            # Alone, before the batch: a prompt past the encoder's limit (T5, Qwen3) is a
+            # ParamError for this request only, not for every request it would share a
+            # call with. On the engine thread: a fast tokenizer is not safe to call while
+            # a running call pads with it (its truncation state is shared).
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self.engine.check, params)
         if params.style is not None:
             # Loads the adapter on first use and marks it recently used; the engine
             # reloads it by itself should it have been evicted before the batch runs.

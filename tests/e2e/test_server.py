@@ -38,7 +38,13 @@ def test_healthz_and_models(http):
     r = http.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok"
     cards = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
-    assert set(cards) == {"tiny-sd15", "tiny-sdxl", "tiny-instruct"}
+    assert set(cards) == {
+        "tiny-sd15",
+        "tiny-sdxl",
+        "tiny-instruct",
+        "tiny-flux1",
+        "tiny-flux2-klein",
+    }
     assert "128x64" in cards[MODEL]["sizes"] and "text_to_image" in cards[MODEL]["features"]
     assert cards["tiny-instruct"]["features"][0] == "instruct"
     assert cards["tiny-sd15"]["prices"] == {"128px": 1.0, "256px": 2.0}
@@ -49,6 +55,8 @@ def test_openai_sdk_lists_models(openai_client):
         "tiny-sd15",
         "tiny-sdxl",
         "tiny-instruct",
+        "tiny-flux1",
+        "tiny-flux2-klein",
     }
 
 

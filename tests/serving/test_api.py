@@ -39,7 +39,13 @@ def test_models_list_sizes_features_prices_defaults(client: TestClient):
     body = r.json()
     assert body["object"] == "list"
     cards = {m["id"]: m for m in body["data"]}
-    assert set(cards) == {"tiny-sd15", "tiny-sdxl", "tiny-instruct"}
+    assert set(cards) == {
+        "tiny-sd15",
+        "tiny-sdxl",
+        "tiny-instruct",
+        "tiny-flux1",
+        "tiny-flux2-klein",
+    }
     sdxl = cards["tiny-sdxl"]
     assert sdxl["object"] == "model" and sdxl["kind"] == "base" and sdxl["family"] == "sdxl"
     assert sdxl["features"][:5] == ["text_to_image", "reference", "replace", "recreate", "erase"]
@@ -168,7 +174,7 @@ def test_internal_errors_are_500_with_request_id_and_no_traceback(home: Path, ma
 
 
 def test_healthz_metrics_and_docs(client: TestClient):
-    models = ["tiny-sd15", "tiny-sdxl", "tiny-instruct"]
+    models = ["tiny-sd15", "tiny-sdxl", "tiny-instruct", "tiny-flux1", "tiny-flux2-klein"]
     assert client.get("/healthz").json() == {"status": "ok", "models": models}
     client.post(GEN, json={"model": "tiny-sdxl", "prompt": ""})
     client.get("/v1/files/nothing")

@@ -60,7 +60,12 @@ def test_catalog_entries_set_fractional_gpus_and_scale_to_zero(tmp_path: Path):
     # Serve accepts the options as they are (its own validation runs here).
     deployment = ModelDeployment.options(name="tiny-sd15", **small)
     assert deployment._deployment_config.autoscaling_config.min_replicas == 0
-    assert on_demand_models(settings, list(catalog)) == {"tiny-sd15"}
+    # The shipped FLUX models scale to zero too (min_replicas = 0 in default_models.toml).
+    assert on_demand_models(settings, list(catalog)) == {
+        "tiny-sd15",
+        "tiny-flux1",
+        "tiny-flux2-klein",
+    }
 
 
 def test_the_ingress_client_knows_which_models_may_be_asleep(tmp_path: Path):

@@ -9,8 +9,16 @@ from weights.catalog import CatalogError, UnknownModelError, load_catalog, size_
 
 def test_shipped_catalog_lists_the_tiny_models(tmp_path):
     cat = load_catalog(tmp_path)
-    assert cat.ids() == ["tiny-sd15", "tiny-sdxl", "tiny-instruct"]
-    assert [spec.kind for spec in cat] == ["base", "base", "instruct"]
+    assert cat.ids() == [
+        "tiny-sd15",
+        "tiny-sdxl",
+        "tiny-instruct",
+        "tiny-flux1",
+        "tiny-flux2-klein",
+    ]
+    assert [spec.kind for spec in cat] == ["base", "base", "instruct", "base", "base"]
+    # The FLUX models load on first use: kiln serve does not start them.
+    assert [spec.extra.get("min_replicas") for spec in cat][3:] == [0, 0]
     for spec in cat:
         assert spec.source == tmp_path / "models" / spec.id
         assert all(int(side) <= 256 for size in spec.sizes for side in size.split("x"))
