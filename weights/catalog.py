@@ -299,7 +299,8 @@ class Catalog:
 
     def features_of(self, spec: ModelSpec) -> tuple[str, ...]:
         """What a prompt bar may offer with ``spec``, given what is installed: the entry's
-        declared features, those its kind brings, and those its family's components add.
+        declared features, those its kind brings (those its family has: FLUX's are fewer,
+        ``ModelFamily.has_feature``), and those its family's components add.
         """
         if spec.kind == ModelKind.INSTRUCT:
             derived = ["instruct"]

@@ -16,6 +16,7 @@ from agentic.composition import thumbnail_png
 from agentic.recipe import Choice, Recipe, check_choices
 from pipelines.params import ParamError
 from serving.core.agentic.orders import AgenticOrder
+from serving.core.features import require_feature
 from serving.core.generations.params import check_prompt
 from serving.core.image_inputs import decode_b64_image
 from serving.core.settings import Settings
@@ -35,6 +36,9 @@ def base_model(catalog: Catalog, model: str | None) -> ModelSpec:
     spec = catalog.get(model)
     if spec.kind != ModelKind.BASE:
         raise ParamError("model", f"model {model!r} is not a base model")
+    # The planner steers with guidance, which FLUX.1 [schnell] and [klein] refuse: no
+    # agentic on FLUX until issue 21.
+    require_feature(catalog, spec, "agentic", "model")
     return spec
 
 

@@ -43,6 +43,7 @@ from serving.core.edits.tools import (
     inpaint_model,
     prepare_for,
 )
+from serving.core.features import require_feature
 from serving.core.generations.params import Sampling, build_params, check_prompt
 from serving.core.generations.styling import MODEL_ASSET_KINDS
 from serving.core.image_inputs import (
@@ -178,6 +179,7 @@ class Edits:
             raise ParamError("mask", "the mask marks nothing to edit (no pixel has alpha 0)")
         pixels, mask = fit_to_size(spec, order.size, np.asarray(first.convert("RGB")), mask)
         call = edit_call(spec, order, pixels, mask)
+        require_feature(self.catalog, spec, call.operation, "model")
         adapter = await self._references(spec, images[1:])
         spec = inpaint_model(self.catalog, spec, call.task)
         call = replace(call, adapter=adapter)
@@ -191,6 +193,7 @@ class Edits:
         spec = openai_model(self.catalog, order.model)
         if spec.kind != ModelKind.BASE:
             raise ParamError("model", f"{spec.id!r} makes no variations: use a base model")
+        require_feature(self.catalog, spec, "variations", "model")
         image = await self._read(order.image, "image")
         pixels, _ = fit_to_size(spec, order.size, np.asarray(image.convert("RGB")), None)
         strength = order.strength if order.strength is not None else VARIATION_STRENGTH

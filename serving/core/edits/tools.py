@@ -25,11 +25,14 @@ RECREATE_STRENGTH = 0.6
 
 
 def has_tool(spec: ModelSpec, tool: str, masked: bool = True) -> bool:
-    """Instruct needs an instruct model; replace, recreate and erase run on base models,
-    and (masked) on dedicated inpaint models."""
+    """Instruct needs an instruct model; replace, recreate and erase run on base models
+    whose family has them (not FLUX until issue 21), and (masked) on dedicated inpaint
+    models."""
     if tool == "instruct":
         return spec.kind == ModelKind.INSTRUCT
-    return spec.kind == ModelKind.BASE or (spec.kind == ModelKind.INPAINT and masked)
+    if spec.kind == ModelKind.BASE:
+        return spec.family.has_feature(tool)
+    return spec.kind == ModelKind.INPAINT and masked
 
 
 def inpaint_model(catalog: Catalog, spec: ModelSpec, task: Task) -> ModelSpec:

@@ -18,6 +18,7 @@ from typing import Any
 from pipelines.params import GenerationParams, ParamError, StyleRef
 from serving.core.assets.delivery import Keep
 from serving.core.credits.charging import unit_price
+from serving.core.features import require_feature
 from serving.core.generations.guidance import guidance_inputs
 from serving.core.generations.orders import GenerationOrder
 from serving.core.generations.params import build_params, check_prompt
@@ -61,11 +62,27 @@ def generation_params(
     )
 
 
+def check_features(catalog: Catalog, spec: ModelSpec, order: GenerationOrder) -> None:
+    """Refuse what ``order`` asks of ``spec`` that its family does not have (a style, a
+    reference of either mode, pins on FLUX): a 400 naming the field and the models that
+    have it."""
+    if order.style is not None:
+        require_feature(catalog, spec, "styles", "style")
+    if order.reference is not None:
+        img2img = order.reference.mode == "img2img"
+        require_feature(
+            catalog, spec, "reference" if img2img else "reference_ip_adapter", "reference"
+        )
+    if order.pins:
+        require_feature(catalog, spec, "pins", "pins")
+
+
 def check_generation(order: GenerationOrder, catalog: Catalog, settings: Settings) -> str:
     """What ``Generations.create`` refuses before reserving, tenant aside (``kiln batch``
     checks its lines so before anything runs): the model, a strength without a style, the
     prompt, the size, n, steps, guidance and scheduler. Returns the model id."""
     spec = catalog.get(order.model)
+    check_features(catalog, spec, order)
     if order.style is None and order.style_strength is not None:
         raise ParamError("style_strength", "style_strength needs a style")
     prompt = order.prompt
@@ -100,6 +117,7 @@ class Generations:
         """Generate ``order.n`` images, store them as ``tenant_id``'s assets, charge them;
         ``request_id`` names the reservation in the ledger."""
         spec = self.catalog.get(order.model)
+        check_features(self.catalog, spec, order)
         style = None
         if order.style is not None:
             style = await self.styles.choose(tenant_id, order.style, order.style_strength, spec)

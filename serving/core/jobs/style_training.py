@@ -34,6 +34,7 @@ from typing import Any
 from PIL import Image
 
 from pipelines.params import ParamError
+from serving.core.features import require_feature
 from serving.core.image_inputs import ImageLimits, decode_image
 from serving.core.jobs.runner import JobContext, workspace_of
 from serving.core.jobs.service import Job, Jobs, new_job_id
@@ -91,7 +92,7 @@ def check_request(
         if exc.param == "trigger_words":
             raise ParamError("trigger_word", str(exc)) from None
         raise
-    catalog.get(request.model)
+    require_feature(catalog, catalog.get(request.model), "styles", "model")
     captions = tuple(c.strip() for c in request.captions)
     if len(captions) not in (0, 1, images):
         raise ParamError(

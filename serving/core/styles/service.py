@@ -44,6 +44,7 @@ from sqlalchemy import Connection, Engine, delete, insert, or_, select
 
 from pipelines.params import ParamError
 from serving.core.errors import KilnError
+from serving.core.features import require_feature
 from serving.core.ledger.db import read_only
 from serving.core.ledger.ledger import as_utc
 from serving.core.ledger.schema import styles, tenants
@@ -179,6 +180,7 @@ class Styles:
         if (request.kind == StyleKind.PRIVATE) != (owner is not None):
             raise ParamError("kind", "a private style has an owner; an artist style has none")
         spec = self.catalog.get(request.base_model)
+        require_feature(self.catalog, spec, "styles", "base_model")
         quota = self.quota if within_quota and owner is not None else None
         if owner is not None:
             # An unknown tenant or a full quota is refused before the file is parsed (a

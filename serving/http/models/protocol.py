@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from pipelines.families import family_of
 from pipelines.params import GenerationDefaults
 from weights.catalog import ModelSpec
 
@@ -36,6 +37,14 @@ class ModelCard(BaseModel):
     sizes: list[str]
     prices: dict[str, float]
     defaults: ModelDefaults
+    # How the model takes ``guidance``: ``cfg`` (a scale, two forwards a step),
+    # ``embedded`` (a conditioning value: FLUX.1 [dev]) or ``none`` (a 400 if given).
+    guidance_kind: str
+    # The scheduler names a request may give.
+    schedulers: list[str]
+    # Prompt tokens the text encoder takes (T5, Qwen3; longer is a 400 naming ``prompt``);
+    # null where the encoder has windows and takes any length (CLIP).
+    max_sequence_length: int | None = None
 
     @classmethod
     def from_spec(
@@ -46,6 +55,7 @@ class ModelCard(BaseModel):
         aspect = spec.aspect_ratios[0]
         width, height = spec.size(spec.default_resolution, aspect)
         effective = server.resolved(spec)
+        family = family_of(spec.family)
         return cls(
             id=spec.id,
             kind=spec.kind,
@@ -63,6 +73,9 @@ class ModelCard(BaseModel):
                 guidance=effective.guidance,
                 scheduler=effective.scheduler,
             ),
+            guidance_kind=family.guidance_of(spec),
+            schedulers=list(family.schedulers_of(spec)),
+            max_sequence_length=family.sequence_length_of(spec),
         )
 
 
