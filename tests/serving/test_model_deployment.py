@@ -12,7 +12,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from pipelines.params import GenerationParams, StyleRef
+from pipelines.params import GenerationParams, ParamError, StyleRef
 from serving.core.settings import Settings
 from serving.ray.model_deployment import BatchItem, ModelDeployment
 
@@ -94,3 +94,20 @@ def test_the_replica_keeps_its_configured_number_of_styles(sd15_replica, catalog
         style = StyleRef(f"sty_{i}", str(tiny_sd15_loras[i % 2]))
         asyncio.run(sd15_replica.run_batch([BatchItem(styled(catalog, style, 3), 1)]))
     assert sd15_replica.engine.styles.loaded == ["sty_1", "sty_2"]
+
+
+def test_an_over_limit_flux_prompt_is_refused_before_it_joins_a_batch(catalog):
+    """A [klein] replica counts each request's Qwen3 tokens before ``_batched``: the
+    request past the limit is a ParamError naming ``prompt`` on its own (outside Ray the
+    batch queue would raise Serve's missing-replica error instead, so reaching ParamError
+    shows the check ran first), and requests within it batch and run as usual."""
+    settings = Settings(max_batch_size=4, device="cpu", torch_threads=2)
+    spec = catalog.get("tiny-flux2-klein")
+    replica = ModelDeployment.func_or_class(settings, spec)
+    bad = GenerationParams.build(spec, prompt="fox " * 200, seed=3)
+    with pytest.raises(ParamError, match="Qwen3") as info:
+        asyncio.run(replica.generate(bad))
+    assert info.value.param == "prompt"
+    good = [GenerationParams.build(spec, prompt="a fox", seed=seed) for seed in (1, 2)]
+    outputs = asyncio.run(replica.run_batch([BatchItem(p, 1) for p in good]))
+    assert [o.seeds for o in outputs] == [(1,), (2,)]
