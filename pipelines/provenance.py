@@ -11,6 +11,8 @@ watermarking (pipelines.watermark) happens before encoding.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +23,8 @@ from pipelines.watermark import as_rgb_array
 # zlib level when the caller names none: level 1 encodes about twice as fast as PIL's
 # default 6 for files ~40% larger (serving/core/imaging.py measured it); encode time counts more.
 DEFAULT_PNG_LEVEL = 1
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+UP_FILTER = 2
 # The PNG specification's limit on a text chunk keyword.
 MAX_KEY_LENGTH = 79
 
@@ -33,9 +37,10 @@ def encode_png(
     alpha: Any = None,
 ) -> bytes:
     """PNG bytes of ``image`` (uint8 HxWx3 or RGB PIL image) with ``metadata`` as text
-    chunks, in the mapping's order; ``alpha`` (uint8 HxW) makes it an RGBA PNG (a cut-out)."""
-    from PIL import Image, PngImagePlugin
+    chunks, in the mapping's order; ``alpha`` (uint8 HxW) makes it an RGBA PNG (a cut-out).
 
+    Written here rather than by Pillow: IHDR, the text chunks, one IDAT of "Up"-filtered
+    rows (``_filtered_rows`` says why), IEND."""
     pixels = as_rgb_array(image)
     if alpha is not None:
         if alpha.dtype != np.uint8 or alpha.shape != pixels.shape[:2]:
@@ -45,17 +50,51 @@ def encode_png(
         pixels = np.dstack([pixels, alpha])
     if not 0 <= compress_level <= 9:
         raise ValueError(f"compress_level must be 0-9, got {compress_level}")
-    info = PngImagePlugin.PngInfo()
+    chunks = [_chunk(b"IHDR", _header(pixels))]
     for key, value in metadata.items():
         _check_key(key)
         if not isinstance(value, str):
             raise ValueError(f"metadata value of {key!r} must be a str, got {type(value).__name__}")
         if "\0" in value:
             raise ValueError(f"metadata value of {key!r} contains a NUL character")
-        info.add_text(key, value)  # iTXt where Latin-1 cannot encode the value
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", pnginfo=info, compress_level=compress_level)
-    return buf.getvalue()
+        chunks.append(_text_chunk(key, value))
+    chunks.append(_chunk(b"IDAT", zlib.compress(_filtered_rows(pixels), compress_level)))
+    chunks.append(_chunk(b"IEND", b""))
+    return PNG_SIGNATURE + b"".join(chunks)
+
+
+def _header(pixels: np.ndarray) -> bytes:
+    """IHDR: width, height, 8 bits a sample, RGB (2) or RGBA (6), no interlace."""
+    height, width, channels = pixels.shape
+    return struct.pack(">IIBBBBB", width, height, 8, 2 if channels == 3 else 6, 0, 0, 0)
+
+
+def _filtered_rows(pixels: np.ndarray) -> bytes:
+    """The image data before compression: each row as its difference from the row above
+    (PNG filter type 2, "Up"; the first row's "above" is zeros), led by its filter byte.
+    One vectorised filter for the whole image, where Pillow's encoder tries five filters
+    on every row in turn: 2.4x faster at the same size on generated images and
+    photographs (benchmarks/RESULTS.md, issue 19), and pixel-for-pixel the same image."""
+    height, width, channels = pixels.shape
+    flat = np.ascontiguousarray(pixels).reshape(height, width * channels)
+    rows = np.empty((height, width * channels + 1), np.uint8)
+    rows[:, 0] = UP_FILTER
+    rows[0, 1:] = flat[0]
+    np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])  # uint8: wraps modulo 256, as PNG's
+    return rows.tobytes()
+
+
+def _text_chunk(key: str, value: str) -> bytes:
+    """tEXt where Latin-1 spells the value, else iTXt (uncompressed UTF-8), as Pillow."""
+    try:
+        return _chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
+    except UnicodeEncodeError:
+        data = key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
+        return _chunk(b"iTXt", data)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def read_png_metadata(data: bytes) -> dict[str, str]:
