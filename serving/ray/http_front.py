@@ -68,6 +68,7 @@ def deploy_models(
 
     from serving.ray.app import model_applications
     from serving.ray.image_to_prompt.deployment import CLIP_DEPLOYMENT
+    from serving.ray.placement import on_demand_models
 
     models, clip = model_applications(settings, catalog)
     first, later = start_stages(catalog)
@@ -84,7 +85,9 @@ def deploy_models(
             serve.RunTarget(clip, name=CLIP_APP, route_prefix=None, logging_config=REPLICA_LOGGING)
         )
     if second:
-        apps = [MODEL_APP_PREFIX + m for m in first]
+        # A model that scales to zero starts with no replica: nothing to wait for.
+        asleep = on_demand_models(settings, list(catalog))
+        apps = [MODEL_APP_PREFIX + m for m in first if m not in asleep]
         threading.Thread(
             target=_deploy_after, args=(apps, second, first_wait_s), name="kiln-second-stage",
             daemon=True,
@@ -115,8 +118,9 @@ def start_stages(catalog: Catalog) -> tuple[list[str], list[str]]:
 
 
 def _deploy_after(first_apps: list[str], second: list[Any], wait_s: float) -> None:
-    """Deploy ``second`` once every application of ``first_apps`` is running (or once
-    ``wait_s`` passed: a first stage that fails to start must not keep the rest down)."""
+    """Deploy ``second`` once every application of ``first_apps`` is running (at once
+    when there is none; after ``wait_s`` at most: a first stage that fails to start must
+    not keep the rest down)."""
     from ray import serve
     from ray.serve.schema import ApplicationStatus
 
