@@ -44,6 +44,7 @@ PRINTS: dict[str, tuple[str, ...]] = {
     "delivery_cost.py": (
         "| 256² | plain PNG (before assets) |", "| 256² | base asset: mark + PNG + store |",
         "| 256² | style asset: + visible preview |", "| 256² | base asset + C2PA manifest |",
+        "| 128² | noise | ", "| 256² | textured | ",
     ),
     "gpu_generate.py": (
         "TFLOP/s", "vs plain: latency", "kiln phases", "sdxl fast path:", "sd15 fast path:",
