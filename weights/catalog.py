@@ -28,6 +28,13 @@ Entry fields (TOML table ``[models.<id>]``):
 - ``credits``: a table of tier name -> credits per image
 - ``default_resolution``, ``default_steps``, ``default_guidance``, ``default_scheduler``
   (an entry that names none gets its family's: ``ModelFamily.entry_defaults``)
+- ``terms`` (a table ``[models.<id>.terms]``): the model provider's stated terms,
+  ``ProviderTerms``: ``license_id``, ``license_url``, ``commercial_model_use`` and
+  ``commercial_outputs``, all four required when the table is given. An entry without it
+  gets ``UNSPECIFIED_TERMS`` (``license_id = "unspecified"``, no URL, both commercial flags
+  false): Kiln claims nothing it was not told. ``models.toml`` overriding a shipped entry
+  replaces the whole table. The values are what a studio read in the provider's license,
+  recorded as data (``/v1/models``, every asset, PNG ``kiln:license``); not legal advice.
 
 Components (TOML table ``[components.<id>]``) are the non-diffusion weights features need:
 ``kind`` (one of ``COMPONENT_KINDS``), ``source`` (a file or folder, relative to
@@ -203,6 +210,50 @@ def size_for(long_side: int, aspect_ratio: str, multiple: int) -> tuple[int, int
 
 
 @dataclass(frozen=True)
+class ProviderTerms:
+    """A model provider's stated terms for its weights, as a catalog entry records them
+    (DESIGN.md §1: base models' commercial use is subject to each provider's terms).
+
+    ``commercial_model_use``: whether the provider allows running the model for a
+    commercial service; ``commercial_outputs``: whether the images it makes may be used
+    commercially. Data a studio copies from the provider's license, not legal advice."""
+
+    license_id: str
+    license_url: str | None
+    commercial_model_use: bool
+    commercial_outputs: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """The terms as plain JSON data (what an asset row and the wire carry)."""
+        return {
+            "license_id": self.license_id,
+            "license_url": self.license_url,
+            "commercial_model_use": self.commercial_model_use,
+            "commercial_outputs": self.commercial_outputs,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProviderTerms:
+        """The inverse of ``as_dict`` (a stored asset's terms)."""
+        return cls(
+            license_id=str(data["license_id"]),
+            license_url=data["license_url"],
+            commercial_model_use=bool(data["commercial_model_use"]),
+            commercial_outputs=bool(data["commercial_outputs"]),
+        )
+
+
+# What an entry that names no ``terms`` gets: nothing claimed, nothing commercial.
+UNSPECIFIED_TERMS = ProviderTerms(
+    license_id="unspecified",
+    license_url=None,
+    commercial_model_use=False,
+    commercial_outputs=False,
+)
+TERMS_FIELDS = ("license_id", "license_url", "commercial_model_use", "commercial_outputs")
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One catalog entry, validated. Sizes derive from resolutions x aspect ratios."""
 
@@ -220,6 +271,7 @@ class ModelSpec:
     features: tuple[str, ...] = ("text_to_image",)
     config: Path | None = None
     tiny: str | None = None
+    terms: ProviderTerms = UNSPECIFIED_TERMS
     extra: dict[str, Any] = field(default_factory=dict)
 
     def size(self, resolution: str, aspect_ratio: str) -> tuple[int, int]:
@@ -404,7 +456,7 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
     known = {
         "kind", "family", "source", "config", "tiny", "features", "resolutions",
         "aspect_ratios", "credits", "default_resolution", "default_steps",
-        "default_guidance", "default_scheduler",
+        "default_guidance", "default_scheduler", "terms",
     }  # fmt: skip
     return ModelSpec(
         id=model_id,
@@ -421,7 +473,38 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
         default_steps=int(entry.get("default_steps", fallback["default_steps"])),
         default_guidance=float(entry.get("default_guidance", fallback["default_guidance"])),
         default_scheduler=str(entry.get("default_scheduler", fallback["default_scheduler"])),
+        terms=_terms_from_entry(where, entry.get("terms")),
         extra={k: v for k, v in entry.items() if k not in known},
+    )
+
+
+def _terms_from_entry(where: str, table: object) -> ProviderTerms:
+    """An entry's ``[terms]`` table, checked key by key; ``UNSPECIFIED_TERMS`` if absent."""
+    if table is None:
+        return UNSPECIFIED_TERMS
+    if not isinstance(table, dict):
+        raise CatalogError(f"{where}: terms must be a table ([models.<id>.terms])")
+    unknown = sorted(set(table) - set(TERMS_FIELDS))
+    if unknown:
+        known = ", ".join(TERMS_FIELDS)
+        raise CatalogError(f"{where}: terms: unknown key(s) {', '.join(unknown)}; known: {known}")
+    missing = [k for k in TERMS_FIELDS if k not in table]
+    if missing:
+        raise CatalogError(f"{where}: terms: missing key(s) {', '.join(missing)}")
+    for key in ("license_id", "license_url"):
+        value = table[key]
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+            raise CatalogError(
+                f"{where}: terms.{key} must be a non-empty string without spaces, got {value!r}"
+            )
+    for key in ("commercial_model_use", "commercial_outputs"):
+        if not isinstance(table[key], bool):
+            raise CatalogError(f"{where}: terms.{key} must be true or false, got {table[key]!r}")
+    return ProviderTerms(
+        license_id=table["license_id"],
+        license_url=table["license_url"],
+        commercial_model_use=table["commercial_model_use"],
+        commercial_outputs=table["commercial_outputs"],
     )
 
 

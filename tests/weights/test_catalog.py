@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from weights.catalog import CatalogError, UnknownModelError, load_catalog, size_for
+from weights.catalog import (
+    UNSPECIFIED_TERMS,
+    CatalogError,
+    ProviderTerms,
+    UnknownModelError,
+    load_catalog,
+    size_for,
+)
 
 
 def test_shipped_catalog_lists_the_tiny_models(tmp_path):
@@ -135,3 +142,82 @@ def test_features_follow_kind_and_installed_components(tmp_path):
     assert {"text_to_image", "reference", "replace", "recreate", "erase"} <= set(base)
     assert "pins" in base  # the shipped catalog has a tiny IP-Adapter per family
     assert "pins" not in cat.features_of(cat.get("tiny-instruct"))
+
+
+_FLUX_DEV_TERMS = """
+[models.tiny-flux1.terms]
+license_id = "flux-1-dev-non-commercial-license"
+license_url = "https://huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/LICENSE.md"
+commercial_model_use = false
+commercial_outputs = true
+"""
+
+
+def test_provider_terms_are_data_per_entry(tmp_path):
+    # Shipped: Kiln's own tiny weights, any use. An entry without terms claims nothing.
+    (tmp_path / "models.toml").write_text(
+        _FLUX_DEV_TERMS
+        + """
+[models.my-sdxl]
+kind = "base"
+family = "sdxl"
+source = "/data/checkpoints/mySDXL.safetensors"
+aspect_ratios = ["1:1"]
+resolutions = { "1K" = 1024 }
+credits = { "1K" = 3 }
+"""
+    )
+    cat = load_catalog(tmp_path)
+    tiny = cat.get("tiny-sd15").terms
+    assert tiny == ProviderTerms("kiln-tiny-test", "README.md#provider-terms", True, True)
+    flux = cat.get("tiny-flux1").terms
+    assert flux.license_id == "flux-1-dev-non-commercial-license"
+    assert (flux.commercial_model_use, flux.commercial_outputs) == (False, True)
+    assert cat.get("my-sdxl").terms == UNSPECIFIED_TERMS
+    assert UNSPECIFIED_TERMS.as_dict() == {
+        "license_id": "unspecified",
+        "license_url": None,
+        "commercial_model_use": False,
+        "commercial_outputs": False,
+    }
+    assert ProviderTerms.from_dict(flux.as_dict()) == flux
+    assert "terms" not in cat.get("tiny-flux1").extra
+
+
+@pytest.mark.parametrize(
+    ("terms", "message"),
+    [
+        ('terms = "apache-2.0"', "terms must be a table"),
+        ('terms = { license_id = "x" }', "missing key"),
+        (
+            'terms = { license_id = "x", license_url = "u", commercial_model_use = true, '
+            "commercial_outputs = true, exclusive = true }",
+            "unknown key",
+        ),
+        (
+            'terms = { license_id = "", license_url = "u", commercial_model_use = true, '
+            "commercial_outputs = true }",
+            "terms.license_id must be",
+        ),
+        (
+            'terms = { license_id = "x", license_url = 3, commercial_model_use = true, '
+            "commercial_outputs = true }",
+            "terms.license_url must be",
+        ),
+        (
+            'terms = { license_id = "x", license_url = "u", commercial_model_use = "yes", '
+            "commercial_outputs = true }",
+            "terms.commercial_model_use must be true or false",
+        ),
+        (
+            'terms = { license_id = "x", license_url = "u", commercial_model_use = true, '
+            "commercial_outputs = 1 }",
+            "terms.commercial_outputs must be true or false",
+        ),
+    ],
+)
+def test_bad_terms_are_refused_naming_the_entry_and_key(tmp_path, terms, message):
+    (tmp_path / "models.toml").write_text(f"[models.tiny-sd15]\n{terms}\n")
+    with pytest.raises(CatalogError, match=message) as info:
+        load_catalog(tmp_path)
+    assert "'tiny-sd15'" in str(info.value)
