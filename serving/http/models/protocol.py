@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pipelines.families import family_of
 from pipelines.params import GenerationDefaults
@@ -20,6 +20,16 @@ class ModelDefaults(BaseModel):
     steps: int
     guidance: float
     scheduler: str
+
+
+class ModelTerms(BaseModel):
+    """The model provider's stated terms, as the catalog entry records them (``license_id``
+    ``unspecified`` and both flags false where the entry names none); not legal advice."""
+
+    license_id: str
+    license_url: str | None
+    commercial_model_use: bool = Field(description="the provider allows commercial serving")
+    commercial_outputs: bool = Field(description="its images may be used commercially")
 
 
 class ModelCard(BaseModel):
@@ -45,6 +55,8 @@ class ModelCard(BaseModel):
     # Prompt tokens the text encoder takes (T5, Qwen3; longer is a 400 naming ``prompt``);
     # null where the encoder has windows and takes any length (CLIP).
     max_sequence_length: int | None = None
+    # The provider's terms for the weights; every asset of the model records them.
+    terms: ModelTerms
 
     @classmethod
     def from_spec(
@@ -76,6 +88,7 @@ class ModelCard(BaseModel):
             guidance_kind=family.guidance_of(spec),
             schedulers=list(family.schedulers_of(spec)),
             max_sequence_length=family.sequence_length_of(spec),
+            terms=ModelTerms(**spec.terms.as_dict()),
         )
 
 
