@@ -12,3 +12,9 @@ class ParamError(ValueError):
     def __init__(self, param: str, message: str):
         self.param = param
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[ParamError], tuple[str, str]]:
+        # Pickled by its two arguments: a replica's ParamError crosses to the HTTP process
+        # (Ray pickles a task's exception), where the default (``args`` = the message
+        # alone) could not rebuild it and the 400 became a 500.
+        return type(self), (self.param, str(self))

@@ -183,6 +183,10 @@ class UnknownModelError(KeyError):
         self.known = known
         super().__init__(f"unknown model {model_id!r}; known models: {', '.join(known)}")
 
+    def __reduce__(self) -> tuple[type[UnknownModelError], tuple[str, list[str]]]:
+        # By its arguments: raised in a replica, Ray pickles it to the HTTP process.
+        return type(self), (self.model_id, self.known)
+
     def __str__(self) -> str:
         return self.args[0]
 

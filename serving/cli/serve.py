@@ -61,7 +61,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if settings.ray_address:
         ray.init(address=settings.ray_address, include_dashboard=False)
     else:
-        ray.init(num_cpus=settings.effective_ray_num_cpus(), include_dashboard=False)
+        # "local": a Ray of its own even when another runs on this machine (``ray.init()``
+        # would join that one, and refuse the CPU count).
+        ray.init(
+            address="local", num_cpus=settings.effective_ray_num_cpus(), include_dashboard=False
+        )
     url = f"http://{settings.host}:{settings.port}"
     try:
         if settings.http_server == "kiln":

@@ -30,6 +30,13 @@ class ModelClient(Protocol):
         its queue is full) and the pipelines' errors (``ParamError``, ``OutOfGpuMemory``)."""
         ...
 
+    async def check(self, params: GenerationParams) -> None:
+        """Refuse ``params`` whose prompts its model's encoder would cut (``ParamError``
+        naming the field: T5 and Qwen3 count tokens, with the model's own tokenizer, where
+        the model runs). The paid path asks before it reserves anything, for models whose
+        ``params.sequence_length`` is set; CLIP models take any length."""
+        ...
+
     def unready(self) -> list[str]:
         """Models that cannot take requests yet (still loading)."""
         ...
@@ -103,6 +110,13 @@ class LocalModelClient:
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._generate_sync, params)
+
+    async def check(self, params: GenerationParams) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._check_sync, params)
+
+    def _check_sync(self, params: GenerationParams) -> None:
+        self._engine(params.model).check(params)
 
     async def embed_images(
         self, model_id: str, component_id: str, images: list[np.ndarray]

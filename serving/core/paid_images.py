@@ -12,7 +12,9 @@ build an ``ImageOrder``; this module does the rest, the same way for all of them
 2. rights: every input image through ``ImageInputs.load``, which asks
    ``serving.core.asset_rights.admit`` (403 for an unlicensed style reference).
    A request refused by 1-2 reserves nothing, charges nothing and stores nothing;
-3. a slot of the tenant's concurrency cap (429), then the reservation of the whole
+3. what only the model can refuse, asked where it runs (``ImageOrder.check``: a prompt
+   its T5 or Qwen3 encoder would cut, 400) — still nothing reserved;
+   a slot of the tenant's concurrency cap (429), then the reservation of the whole
    price (``Price``: ``unit`` × ``units``; 402 before any work), its lease renewed while
    the order runs (``serving.core.credits.charging``);
 4. the order's model step (``Render``) on the ``ModelClient`` port: one pipeline call
@@ -111,6 +113,9 @@ class ImageOrder(Generic[T]):
     render: Render[T]
     id_prefix: str = "gen"
     started: float | None = None
+    # Asked before anything is reserved: what only the model can refuse (its encoder's
+    # token count); None where there is nothing to ask.
+    check: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,8 @@ class PaidImages:
         """Run ``order`` for ``tenant_id`` through steps 3-7; ``request_id`` names its
         reservation in the ledger."""
         generation_id = f"{order.id_prefix}_{uuid.uuid4().hex}"
+        if order.check is not None:
+            await order.check()  # a refusal here holds and charges nothing
         async with self._held(tenant_id, order.price, request_id) as charge:
             started = time.perf_counter()
             rendering = await order.render(generation_id)
@@ -231,7 +238,10 @@ class PaidImages:
             ]
             return Rendering(made, timings, None)
 
-        return ImageOrder(params.model, price, render)
+        # Prompts counted where the model runs (T5, Qwen3): refused before the reservation.
+        counted = params.sequence_length is not None
+        check = (lambda: self.models.check(params)) if counted else None
+        return ImageOrder(params.model, price, render, check=check)
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         """Run ``params`` on its model (the ``ModelClient`` port) and count its images."""

@@ -138,6 +138,22 @@ class RayModelClient:
         except RAY_ERRORS as exc:
             raise core_error(exc) from exc
 
+    async def check(self, params: GenerationParams) -> None:
+        """The replica's ``check`` of ``params`` (its engine counts the prompts' tokens):
+        a ``ParamError`` comes back as the 400 it is. A model still loading answers 503
+        ``model_loading`` first, as a generation would."""
+        handle = self.handles.get(params.model)
+        if handle is None:
+            raise service_unavailable(
+                f"model {params.model!r} is not deployed on this server", code="not_deployed"
+            )
+        await self._wait_ready(params.model)
+        try:
+            await handle.check.remote(params)
+            self._answered_now(params.model)
+        except RAY_ERRORS as exc:
+            raise core_error(exc) from exc
+
     async def ping(self, model_id: str) -> str:
         """A call of the model replica's ``ready`` (it does no work): the ingress → model
         hop of every generation, alone."""

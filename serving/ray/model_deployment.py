@@ -135,10 +135,8 @@ class ModelDeployment:
         if self._counts_prompts:
             # Alone, before the batch: a prompt past the encoder's limit (T5, Qwen3) is a
             # ParamError for this request only, not for every request it would share a
-            # call with. On the engine thread: a fast tokenizer is not safe to call while
-            # a running call pads with it (its truncation state is shared).
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self.engine.check, params)
+            # call with (the paid path asked ``check`` already; other callers may not).
+            await self.check(params)
         if params.style is not None:
             # Loads the adapter on first use and marks it recently used; the engine
             # reloads it by itself should it have been evicted before the batch runs.
@@ -157,6 +155,14 @@ class ModelDeployment:
         if isinstance(result, BaseException):
             raise result
         return result
+
+    async def check(self, params: GenerationParams) -> None:
+        """``Engine.check``: refuse prompts the encoder would cut (``ParamError``). On the
+        engine thread: a fast tokenizer is not safe to call while a running call pads with
+        it (its truncation state is shared). A no-op on CLIP models."""
+        if self._counts_prompts:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self.engine.check, params)
 
     # The decorator's sizes are placeholders: the constructor sets the configured ones.
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02, batch_size_fn=_images_in)

@@ -85,3 +85,14 @@ def test_batch_key_ignores_prompt_and_seed_only(sdxl):
     c = GenerationParams.build(sdxl, prompt="a cat", seed=1, steps=5)
     assert a.batch_key == b.batch_key
     assert a.batch_key != c.batch_key
+
+
+def test_a_param_error_survives_pickling():
+    """Ray pickles a replica's exception to the HTTP process: it must come back whole."""
+    import pickle
+
+    from pipelines.params import ParamError
+
+    error = pickle.loads(pickle.dumps(ParamError("prompt", "prompt is 600 tokens")))
+    assert isinstance(error, ParamError)
+    assert (error.param, str(error)) == ("prompt", "prompt is 600 tokens")

@@ -168,3 +168,13 @@ def test_openai_edits_and_variations_on_flux_are_400_naming_model(alice):
         error = r.json()["error"]
         assert error["param"] == "model" and SD_ONLY in error["message"]
     assert balance(alice) == before
+
+
+@pytest.mark.parametrize("model, prompt", [(FLUX1, "fox " * 700), (KLEIN, "fox " * 200)])
+def test_an_over_limit_prompt_is_refused_before_anything_is_reserved(alice, model, prompt):
+    """The token count runs where the model runs (ModelClient.check), asked by the paid
+    path before the reservation: the ledger shows no reserve/release pair for it."""
+    newest = alice.get("/v1/credits").json()["entries"][0]
+    r = alice.post(GEN, json={"model": model, "prompt": prompt})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt", r.text
+    assert alice.get("/v1/credits").json()["entries"][0] == newest

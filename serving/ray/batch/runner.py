@@ -159,7 +159,8 @@ def ray_session(settings: Settings, address: str | None) -> Iterator[None]:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(
+        ray.init(  # a Ray of its own, even beside another on this machine
+            address="local",
             num_cpus=settings.effective_ray_num_cpus(),
             include_dashboard=False,
             log_to_driver=False,

@@ -1,0 +1,60 @@
+"""The tiny FLUX models through the live server: they ship in the default catalog at zero
+replicas (``min_replicas = 0``), so the first request wakes each one and answers ``503
+model_loading`` with ``retry-after`` until its replica is up; then text-to-image, the
+official OpenAI SDK, and a prompt its encoder would cut refused before anything is held
+(``ModelClient.check`` through the replica)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import httpx
+import numpy as np
+import pytest
+from openai import OpenAI
+from PIL import Image
+
+FLUX1, KLEIN = "tiny-flux1", "tiny-flux2-klein"
+WAKE_TIMEOUT_S = 240  # a replica's start on 2 busy cores: import torch and diffusers, load
+
+
+def _pixels(b64: str) -> np.ndarray:
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _awake(http: httpx.Client, body: dict) -> httpx.Response:
+    """``body`` posted until the model's replica is up (503 model_loading meanwhile)."""
+    deadline = time.monotonic() + WAKE_TIMEOUT_S
+    while True:
+        r = http.post("/v1/generations", json=body)
+        if r.status_code != 503 or time.monotonic() > deadline:
+            return r
+        assert r.json()["error"]["code"] == "model_loading", r.text
+        assert r.headers["retry-after"]
+        time.sleep(1)
+
+
+@pytest.mark.parametrize("model", [FLUX1, KLEIN])
+def test_a_sleeping_flux_model_wakes_and_generates_a_seed_per_image(http, model):
+    body = {"model": model, "prompt": "a red fox in the snow", "n": 2, "seed": 5}
+    r = _awake(http, body)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["credits_charged"] == 2 and len(answer["data"]) == 2
+    first, second = (_pixels(d["b64_json"]) for d in answer["data"])
+    assert first.shape == (128, 128, 3) and not np.array_equal(first, second)
+
+
+def test_the_openai_sdk_and_an_over_limit_prompt_on_flux1(http, server, tenant):
+    assert _awake(http, {"model": FLUX1, "prompt": "a kite", "seed": 1}).status_code == 200
+    sdk = OpenAI(base_url=f"{server.url}/v1", api_key=tenant.key, max_retries=0, timeout=120)
+    result = sdk.images.generate(model=FLUX1, prompt="a kite", response_format="b64_json")
+    assert _pixels(result.data[0].b64_json).shape == (128, 128, 3)
+
+    newest = http.get("/v1/credits").json()["entries"][0]
+    r = http.post("/v1/generations", json={"model": FLUX1, "prompt": "fox " * 700})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt", r.text
+    assert http.get("/v1/credits").json()["entries"][0] == newest  # nothing held
