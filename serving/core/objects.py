@@ -47,6 +47,7 @@ def asset_object(asset: Asset) -> dict[str, Any]:
         "license": {"state": asset.license_state, "license_id": asset.license_id},
         "generation_id": asset.generation_id,
         "parent_id": asset.parent_id,
+        "terms": asset.terms.as_dict() if asset.terms is not None else None,
         "created": timestamp(asset.created),
         "preview_url": f"/v1/assets/{asset.id}/preview",
         "original_url": f"/v1/assets/{asset.id}/original",

@@ -114,3 +114,37 @@ def test_no_code_updates_or_deletes_entries():
         if forbidden.search(line)
     ]
     assert offenders == []
+
+
+def test_assets_stored_before_0011_read_without_terms(db_url: str, tmp_path: Path):
+    # 0011 adds assets.terms (the model provider's terms): older rows keep null, and read.
+    from datetime import UTC, datetime
+
+    from serving.core.assets import Assets
+    from serving.core.assets.store import BlobStore
+
+    engine = create_ledger_engine(db_url)
+    try:
+        migrate(engine, "0010_job_error_codes")
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO tenants (id, name, created) VALUES ('ten_1', 'studio', :now)"),
+                {"now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO assets (id, tenant_id, kind, model, prompt, seed, params, "
+                    "width, height, media_type, bytes, sha256, preview_sha256, created) "
+                    "VALUES ('ast_1', 'ten_1', 'base', 'tiny-sd15', 'p', 1, '{}', 8, 8, "
+                    "'image/png', 1, 'a', 'a', :now)"
+                ),
+                {"now": now},
+            )
+        migrate(engine)
+        assert current_revision(engine) == HEAD
+        assert Assets(engine, BlobStore(tmp_path)).get("ten_1", "ast_1").terms is None
+        downgrade(engine, "0010_job_error_codes")
+        assert "terms" not in {c["name"] for c in inspect(engine).get_columns("assets")}
+    finally:
+        engine.dispose()

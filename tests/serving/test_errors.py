@@ -25,7 +25,7 @@ from serving.core.pins.service import UnknownPin
 from serving.core.styles.service import StyleAdminOnly, UnknownStyle
 from serving.http.errors import api_error_for, validation_error
 from styles.lora_file import StyleFileError, StyleFileTooLarge
-from weights.catalog import CatalogError, UnknownModelError
+from weights.catalog import UNSPECIFIED_TERMS, CatalogError, UnknownModelError
 
 
 def test_body_has_the_openai_shape():
@@ -69,8 +69,13 @@ DOMAIN_ERRORS = [
      "reference.asset_id: asset 'ast_1' is an unlicensed artist-style image; buy its license "
      "(POST /v1/assets/ast_1/license) to use it as a reference, pin, image-to-prompt or "
      "agentic source"),
-    (LicenseNotRequired("ast_1", "base"), 400, "license_not_required", None,
-     "asset 'ast_1' is a base image: it is free to download and use, no license is sold for it"),
+    (LicenseNotRequired("ast_1", "base", UNSPECIFIED_TERMS), 400, "license_not_required", None,
+     "asset 'ast_1' is a base image: it is free to download, no license is sold for it; "
+     "commercial use is subject to its model provider's terms, which its catalog entry does "
+     "not state"),
+    (LicenseNotRequired("ast_1", "agentic", None), 400, "license_not_required", None,
+     "asset 'ast_1' is a agentic image: it is free to download and use, no license is sold "
+     "for it"),
     (StyleAdminOnly("deleting"), 403, "admin_required", None,
      "deleting an artist style needs the admin key"),
     (IdempotencyConflict("k", "body_mismatch"), 409, "idempotency_key_reused",

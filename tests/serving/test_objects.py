@@ -11,8 +11,10 @@ from serving.core.objects import asset_object, style_object, timestamp
 from serving.http.assets.protocol import AssetObject
 from serving.http.styles.protocol import StyleObject
 from styles.record import StyleRecord
+from weights.catalog import ProviderTerms
 
 CREATED = datetime(2026, 3, 4, 5, 6, 7, 89000, tzinfo=UTC)
+TERMS = ProviderTerms("apache-2.0", "https://example.com/LICENSE", True, False)
 
 
 def an_asset(**changes) -> Asset:
@@ -22,7 +24,7 @@ def an_asset(**changes) -> Asset:
         params={"steps": 2, "size": (64, 64), "nested": {"a": [1.5]}}, width=64, height=64,
         media_type="image/png", bytes=123, sha256="ab", preview_sha256="cd",
         invisible_watermark="00ff", generation_id="gen_1", created=CREATED, license_id=None,
-        parent_id="ast_0",
+        parent_id="ast_0", terms=TERMS,
     )  # fmt: skip
     return Asset(**{**fields, **changes})
 
@@ -45,7 +47,12 @@ def test_an_asset_reads_as_the_route_shows_it():
         "width": 64, "height": 64, "media_type": "image/png", "bytes": 123, "sha256": "ab",
         "invisible_watermark": "00ff", "visible_watermark": True,
         "license": {"state": "required", "license_id": None}, "generation_id": "gen_1",
-        "parent_id": "ast_0", "created": "2026-03-04T05:06:07.089000Z",
+        "parent_id": "ast_0",
+        "terms": {
+            "license_id": "apache-2.0", "license_url": "https://example.com/LICENSE",
+            "commercial_model_use": True, "commercial_outputs": False,
+        },
+        "created": "2026-03-04T05:06:07.089000Z",
         "preview_url": "/v1/assets/ast_1/preview", "original_url": "/v1/assets/ast_1/original",
     }  # fmt: skip
     licensed = asset_object(an_asset(kind="base", license_id="lic_1"))
@@ -54,7 +61,10 @@ def test_an_asset_reads_as_the_route_shows_it():
 
 
 def test_the_wire_models_write_the_same_json():
-    for asset in (an_asset(), an_asset(created=CREATED.replace(microsecond=0), params={})):
+    for asset in (
+        an_asset(),
+        an_asset(created=CREATED.replace(microsecond=0), params={}, terms=None),
+    ):
         wire = AssetObject.of(asset).model_dump(mode="json")
         assert json.dumps(wire) == json.dumps(asset_object(asset))
     for record in (a_style(), a_style(kind="artist", owner=None, default_strength=0.75)):

@@ -86,6 +86,7 @@ def kept_images(
                 "score": round(candidate.scores.total, 4),
             },
             generation_id=generation_id,
+            terms=spec.terms,
         )
         made.append(Made(candidate.pixels, record))
         cube = grading_cube(candidate, lut_recipe) if lut_recipe else None

@@ -10,13 +10,14 @@ original otherwise).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from pipelines.params import GenerationParams
 from serving.core.assets.service import Asset, Assets, ImageRecord, PreparedAsset
+from weights.catalog import ProviderTerms
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,14 @@ class Delivered:
 @dataclass(frozen=True)
 class Keep:
     """How a generation's images are kept: their asset kind (the style's, the model's or
-    the one an input's rights impose), the style and the asset they derive from."""
+    the one an input's rights impose), the style, the asset they derive from and the
+    provider terms of the model that makes them (its catalog entry's, required: every
+    asset records them)."""
 
     kind: str
     style: str | None = None
     parent_id: str | None = None
+    terms: ProviderTerms = field(kw_only=True)
 
 
 def generation_record(
@@ -77,6 +81,7 @@ def generation_record(
         style=keep.style,
         generation_id=generation_id,
         parent_id=keep.parent_id,
+        terms=keep.terms,
     )
 
 

@@ -11,6 +11,8 @@ the original; artist- and private-style images get a preview under a visible til
 and their original is served only once the tenant holds a license for it. Every original
 carries the invisible provenance mark, whose payload is derived from the request (model,
 style, prompt, seed, parameters), so the same request still gives the same pixels.
+Every asset records its model provider's terms (``ImageRecord.terms``, the catalog
+entry's ``ProviderTerms``) and its PNG carries their license id as ``kiln:license``.
 
 Deletion removes the row, then each file no remaining row names. Two assets share a file
 only when their bytes are equal; original files carry their asset id in PNG metadata, so
@@ -37,6 +39,7 @@ from serving.core.errors import KilnError
 from serving.core.ledger.ledger import as_utc
 from serving.core.ledger.schema import ASSET_KINDS, assets, licenses
 from serving.core.pagination import newest_first
+from weights.catalog import ProviderTerms
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +93,9 @@ class ImageRecord:
     generation_id: str | None = None
     # The asset this image was derived from (edits, variations, exports); None for new ones.
     parent_id: str | None = None
+    # Its model provider's terms (the catalog entry's; a derived image keeps its parent's).
+    # None only where they are not known: a parent stored before migration 0011.
+    terms: ProviderTerms | None = None
 
     def provenance_key(self) -> str:
         """The request this image answers, canonically: the source of its invisible mark."""
@@ -134,6 +140,9 @@ class Asset:
     created: datetime
     license_id: str | None
     parent_id: str | None = None
+    # The model provider's terms recorded when it was made; None on assets made before
+    # they were recorded (migration 0011).
+    terms: ProviderTerms | None = None
 
     @property
     def license_required(self) -> bool:
@@ -205,6 +214,8 @@ class Assets:
         }
         if record.style is not None:
             metadata["kiln:style"] = record.style
+        if record.terms is not None:
+            metadata["kiln:license"] = record.terms.license_id
         finished = finish_image(
             pixels,
             FinishOptions(
@@ -242,6 +253,11 @@ class Assets:
             "generation_id": record.generation_id,
             "created": created,
             "parent_id": record.parent_id,
+            "terms": (
+                json.dumps(record.terms.as_dict(), sort_keys=True)
+                if record.terms is not None
+                else None
+            ),
         }
         return PreparedAsset(row, finished)
 
@@ -363,4 +379,6 @@ def _asset(row: Mapping[str, Any]) -> Asset:
     values = dict(row)
     values["params"] = json.loads(values["params"])
     values["created"] = as_utc(values["created"])
+    terms = values.get("terms")
+    values["terms"] = ProviderTerms.from_dict(json.loads(terms)) if terms else None
     return Asset(**values)

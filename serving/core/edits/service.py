@@ -272,6 +272,7 @@ class Edits:
             kind=derived_kind([source] if source else [], MODEL_ASSET_KINDS[spec.kind]),
             style=asset.style if asset is not None else None,
             parent_id=asset.id if asset is not None else None,
+            terms=spec.terms,
         )
         price = Price(self.catalog.price_of(operation), params.n)
         order = self.paid.generation(

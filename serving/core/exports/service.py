@@ -159,7 +159,8 @@ def decode_asset(data: bytes) -> np.ndarray:
 
 
 def derived_record(parent: Asset, pixels: np.ndarray, params: dict[str, Any]) -> ImageRecord:
-    """The record of an image derived from ``parent``: its kind and origin, new size."""
+    """The record of an image derived from ``parent``: its kind, origin and provider terms
+    (those recorded when the parent was made), new size."""
     return ImageRecord(
         kind=parent.kind,
         model=parent.model,
@@ -171,6 +172,7 @@ def derived_record(parent: Asset, pixels: np.ndarray, params: dict[str, Any]) ->
         params=params,
         style=parent.style,
         parent_id=parent.id,
+        terms=parent.terms,
     )
 
 

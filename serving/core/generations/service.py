@@ -141,6 +141,7 @@ class Generations:
             kind=derived_kind(guidance.inputs, asset_kind(spec, style)),
             style=style.record.id if style else None,
             parent_id=source.id if source is not None else None,
+            terms=spec.terms,
         )
         price = Price(unit_price(spec, params.resolution), params.n)
         return await self.paid.images(
@@ -172,7 +173,7 @@ class Generations:
             prompt=style.prompt(prompt) if style else prompt,
             style=style.ref if style else None,
         )
-        keep = Keep(asset_kind(spec, style), style.record.id if style else None)
+        keep = Keep(asset_kind(spec, style), style.record.id if style else None, terms=spec.terms)
         price = Price(unit_price(spec, params.resolution), params.n)
         return await self.paid.images(
             tenant_id, self.paid.generation(params, price, keep), request_id

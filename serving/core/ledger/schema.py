@@ -199,6 +199,9 @@ class AssetRow(Base):
     # The asset this one was derived from (edit, variation, upscale, background removal);
     # added by migration 0007. No foreign key: a parent may be deleted before its children.
     parent_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    # The model provider's terms when the image was made (JSON of
+    # ``weights.catalog.ProviderTerms``); added by migration 0011, null on older assets.
+    terms: Mapped[str | None] = mapped_column(Text)
 
 
 class LicenseRow(Base):

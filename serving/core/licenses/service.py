@@ -27,6 +27,7 @@ from serving.core.ledger import Ledger
 from serving.core.ledger.ledger import as_utc
 from serving.core.ledger.schema import licenses
 from serving.core.pagination import newest_first
+from weights.catalog import UNSPECIFIED_TERMS, ProviderTerms
 
 # What a license grants (DESIGN.md §1), stored with each license as it was when bought.
 RIGHTS = (
@@ -40,16 +41,37 @@ RIGHTS = (
 
 
 class LicenseNotRequired(KilnError):
-    """A purchase for a base or agentic asset, whose original is already free (400)."""
+    """A purchase for a base or agentic asset, whose original is already free (400).
 
-    def __init__(self, asset_id: str, kind: str) -> None:
-        super().__init__(
-            400,
-            f"asset {asset_id!r} is a {kind} image: it is free to download and use, "
-            "no license is sold for it",
-            code="license_not_required",
-        )
+    DESIGN.md §1's rule for base images — commercial use subject to the model provider's
+    terms — reads the terms the asset recorded (``ProviderTerms``, the catalog entry's when
+    it was made), so the answer says what the provider states; agentic images are free
+    for commercial use."""
+
+    def __init__(self, asset_id: str, kind: str, terms: ProviderTerms | None) -> None:
+        message = f"asset {asset_id!r} is a {kind} image: it is free to download"
+        if kind == "base":
+            message += f", no license is sold for it; {provider_terms_note(terms)}"
+        else:
+            message += " and use, no license is sold for it"
+        super().__init__(400, message, code="license_not_required")
         self.asset_id = asset_id
+        self.terms = terms
+
+
+def provider_terms_note(terms: ProviderTerms | None) -> str:
+    """What a base image's commercial use is subject to, from its recorded terms."""
+    subject = "commercial use is subject to its model provider's terms"
+    if terms is None:
+        return f"{subject} (not recorded for it)"
+    if terms == UNSPECIFIED_TERMS:
+        return f"{subject}, which its catalog entry does not state"
+    outputs = "allowed" if terms.commercial_outputs else "not allowed"
+    where = f" ({terms.license_url})" if terms.license_url else ""
+    return (
+        f"{subject}, {terms.license_id}{where}: commercial use of outputs {outputs} as the "
+        "provider states them"
+    )
 
 
 class UnknownLicense(KilnError):
@@ -87,7 +109,7 @@ class Licenses:
         ``LicenseNotRequired`` or ``InsufficientCredits`` (nothing charged)."""
         asset = self.assets.get(tenant_id, asset_id)
         if not asset.license_required:
-            raise LicenseNotRequired(asset_id, asset.kind)
+            raise LicenseNotRequired(asset_id, asset.kind, asset.terms)
         existing = self._for_asset(tenant_id, asset_id)
         if existing is not None:
             return existing, 0

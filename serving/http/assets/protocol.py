@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from serving.core.assets.service import Asset
 from serving.core.objects import asset_object
+from serving.http.models.protocol import ModelTerms
 
 
 class AssetLicense(BaseModel):
@@ -46,6 +47,10 @@ class AssetObject(BaseModel):
     generation_id: str | None
     parent_id: str | None = Field(
         None, description="the asset this one was derived from (edit, variation, export)"
+    )
+    terms: ModelTerms | None = Field(
+        description="the model provider's stated terms when it was made (not legal "
+        "advice); null on assets made before Kiln recorded them"
     )
     created: datetime
     preview_url: str
