@@ -175,3 +175,27 @@ def test_recipe_thumbnails_and_image_formats_are_checked_before_anything_runs(tm
         "line 2: recipe.references.0.composition.thumbnail_png is empty",
         "line 3: image is a GIF image: Kiln takes still PNG, JPEG and WebP images",
     ]
+
+
+def test_flux_lines_parse_and_their_family_rules_refuse_by_line(tmp_path, catalog):
+    """A batch file takes the FLUX models like any other; what their family refuses over
+    HTTP (guidance on [klein], an SD-only style, an SD scheduler) is refused here too, with
+    its line number, before anything is reserved."""
+    lines, invalid = parse(
+        [
+            gen(model="tiny-flux1", n=2),
+            gen(model="tiny-flux2-klein", guidance=3.0),
+            gen(model="tiny-flux1", style="sty_anything"),
+            gen(model="tiny-flux1", scheduler="euler"),
+            gen(model="tiny-flux2-klein"),
+        ],
+        tmp_path,
+        catalog,
+    )
+    assert [(x.number, x.model, x.images) for x in lines] == [
+        (1, "tiny-flux1", 2),
+        (5, "tiny-flux2-klein", 1),
+    ]
+    messages = {x.number: x.message for x in invalid}
+    assert set(messages) == {2, 3, 4}
+    assert "guidance" in messages[2] and "style" in messages[3] and "flow_euler" in messages[4]

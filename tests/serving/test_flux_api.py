@@ -178,3 +178,17 @@ def test_an_over_limit_prompt_is_refused_before_anything_is_reserved(alice, mode
     r = alice.post(GEN, json={"model": model, "prompt": prompt})
     assert r.status_code == 400 and r.json()["error"]["param"] == "prompt", r.text
     assert alice.get("/v1/credits").json()["entries"][0] == newest
+
+
+def test_image_to_prompt_mixes_into_a_flux_prompt_and_is_not_charged_on_top(alice):
+    """``image_to_prompt`` inside a FLUX.1 generation (serving/core/image_to_prompt): the
+    extract becomes the prompt the T5 encoder reads, and only the image is charged."""
+    field = {"image": png_b64(photo(64, 64, seed=6)), "extract": "everything"}
+    before = balance(alice)
+    r = alice.post(GEN, json={"model": FLUX1, "image_to_prompt": field, "seed": 2})
+    assert r.status_code == 200, r.text
+    assert r.json()["credits_charged"] == 1 and balance(alice) == before - 1
+    asset = alice.get(f"/v1/assets/{r.json()['data'][0]['asset_id']}").json()
+    extract = alice.post("/v1/image-to-prompt", json=field)
+    assert extract.status_code == 200, extract.text
+    assert asset["prompt"] == extract.json()["prompt"] and asset["model"] == FLUX1
