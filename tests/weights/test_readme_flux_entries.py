@@ -1,0 +1,49 @@
+"""README's "Add a real FLUX model" block is a valid catalog: each entry loads, with the
+family, guidance, prompt limit, defaults and terms it says (the weights themselves are
+not here: nothing is loaded, only the entries read)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipelines.families import GuidanceKind, family_of
+from pipelines.params import GenerationParams
+from weights.catalog import ModelFamily, load_catalog
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _flux_block() -> str:
+    text = README.read_text()
+    section = text[text.index("## Add a real FLUX model") :]
+    return re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_flux_entries_load_with_what_they_say(tmp_path):
+    (tmp_path / "flux.toml").write_text(_flux_block())
+    catalog = load_catalog(tmp_path, tmp_path / "flux.toml")
+    ids = ["flux1-dev", "flux1-schnell", "flux2-klein-4b", "flux2-klein-9b"]
+    specs = {model_id: catalog.get(model_id) for model_id in ids}
+    assert [specs[i].family for i in ids] == [ModelFamily.FLUX1] * 2 + [ModelFamily.FLUX2] * 2
+    expected = {  # guidance kind, prompt limit, steps, guidance a request gets by default
+        "flux1-dev": (GuidanceKind.EMBEDDED, 512, 28, 3.5),
+        "flux1-schnell": (GuidanceKind.NONE, 256, 4, 0.0),
+        "flux2-klein-4b": (GuidanceKind.NONE, 512, 4, 0.0),
+        "flux2-klein-9b": (GuidanceKind.NONE, 512, 4, 0.0),
+    }
+    for model_id, (kind, tokens, steps, guidance) in expected.items():
+        spec = specs[model_id]
+        family = family_of(spec.family)
+        assert family.guidance_of(spec) is kind, model_id
+        assert family.sequence_length_of(spec) == tokens, model_id
+        params = GenerationParams.build(spec, prompt="a lighthouse at dusk")
+        assert (params.steps, params.guidance, params.width) == (steps, guidance, 1024), model_id
+    assert set(family_of(ModelFamily.FLUX1).schedulers_of(specs["flux1-schnell"])) == {"flow_euler"}
+    terms = {i: (specs[i].terms.license_id, specs[i].terms.commercial_outputs) for i in ids}
+    assert terms == {
+        "flux1-dev": ("flux-1-dev-non-commercial-license", True),
+        "flux1-schnell": ("apache-2.0", True),
+        "flux2-klein-4b": ("apache-2.0", True),
+        "flux2-klein-9b": ("flux-non-commercial-license", True),
+    }
