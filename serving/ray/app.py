@@ -42,30 +42,45 @@ class KilnIngress:
         clip_handle: Any | None = None,
     ):
         from serving.core.logs import configure_replica_logging
-        from serving.ray.image_to_prompt.client import RayImageToPromptClient
 
         configure_replica_logging()
         self.settings = settings
         self.catalog = catalog
-        self.models = model_client(settings, catalog, handles)
-        clip = catalog.first_component("clip")
-        self.image_to_prompt = RayImageToPromptClient(clip_handle, clip.id if clip else None)
+        self.handles = handles
+        self.clip_handle = clip_handle
 
     def __serve_build_asgi_app__(self) -> Any:
         """Serve calls this after ``__init__``: the FastAPI app for this replica."""
-        from serving.http.app import create_app
-        from serving.ray.jobs import RayJobBackend
-
-        # Serve's proxy echoes or generates x-request-id on every response itself; jobs
-        # run as Ray tasks with their kind's resources, not on this CPU replica.
-        return create_app(
-            self.settings,
-            self.catalog,
-            self.models,
-            echo_request_id=False,
-            image_to_prompt=self.image_to_prompt,
-            job_backend=RayJobBackend(),
+        # Serve's proxy echoes or generates x-request-id on every response itself.
+        return http_app(
+            self.settings, self.catalog, self.handles, self.clip_handle, echo_request_id=False
         )
+
+
+def http_app(
+    settings: Settings,
+    catalog: Catalog,
+    handles: dict[str, Any],
+    clip_handle: Any | None,
+    *,
+    echo_request_id: bool,
+) -> Any:
+    """The FastAPI app over the models' and CLIP's Serve handles, for either HTTP front
+    (a ``KilnIngress`` replica, or ``kiln serve`` itself: serving/ray/http_front.py).
+    Jobs run as Ray tasks with their kind's resources, not in the HTTP process."""
+    from serving.http.app import create_app
+    from serving.ray.image_to_prompt.client import RayImageToPromptClient
+    from serving.ray.jobs import RayJobBackend
+
+    clip = catalog.first_component("clip")
+    return create_app(
+        settings,
+        catalog,
+        model_client(settings, catalog, handles),
+        echo_request_id=echo_request_id,
+        image_to_prompt=RayImageToPromptClient(clip_handle, clip.id if clip else None),
+        job_backend=RayJobBackend(),
+    )
 
 
 def model_client(settings: Settings, catalog: Catalog, handles: dict[str, Any]) -> Any:

@@ -150,19 +150,10 @@ def front_app(
 ) -> Any:
     """The FastAPI app over the models' handles, as ``KilnIngress`` builds it, except that
     the app echoes ``x-request-id`` itself (no Serve proxy in front to do it)."""
-    from serving.http.app import create_app
-    from serving.ray.app import model_client
-    from serving.ray.image_to_prompt.client import RayImageToPromptClient
-    from serving.ray.jobs import RayJobBackend
+    from serving.ray.app import http_app
 
-    clip = catalog.first_component("clip")
-    return create_app(
-        replace(settings, secret=settings.effective_secret()),
-        catalog,
-        model_client(settings, catalog, handles),
-        image_to_prompt=RayImageToPromptClient(clip_handle, clip.id if clip else None),
-        job_backend=RayJobBackend(),
-    )
+    settings = replace(settings, secret=settings.effective_secret())
+    return http_app(settings, catalog, handles, clip_handle, echo_request_id=True)
 
 
 def serve_http(app: Any, settings: Settings) -> None:

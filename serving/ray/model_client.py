@@ -82,6 +82,16 @@ class RayModelClient:
             return answered is not None and time.monotonic() - answered < self.ready_ttl_s
         return model_id in self._ready
 
+    def _handle(self, model_id: str) -> Any:
+        """``model_id``'s deployment handle; 503 ``not_deployed`` for a model in the
+        catalog that has no deployment on this server."""
+        handle = self.handles.get(model_id)
+        if handle is None:
+            raise service_unavailable(
+                f"model {model_id!r} is not deployed on this server", code="not_deployed"
+            )
+        return handle
+
     def _start_probe(self, model_id: str) -> asyncio.Task:
         probe = self._probes.get(model_id)
         if probe is None or probe.done():
@@ -121,12 +131,7 @@ class RayModelClient:
             )
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
-        handle = self.handles.get(params.model)
-        if handle is None:
-            # In the catalog but not deployed (e.g. a kind without a deployment yet).
-            raise service_unavailable(
-                f"model {params.model!r} is not deployed on this server", code="not_deployed"
-            )
+        handle = self._handle(params.model)
         await self._wait_ready(params.model)
         try:
             if params.style is not None:
@@ -142,11 +147,7 @@ class RayModelClient:
         """The replica's ``check`` of ``params`` (its engine counts the prompts' tokens):
         a ``ParamError`` comes back as the 400 it is. A model still loading answers 503
         ``model_loading`` first, as a generation would."""
-        handle = self.handles.get(params.model)
-        if handle is None:
-            raise service_unavailable(
-                f"model {params.model!r} is not deployed on this server", code="not_deployed"
-            )
+        handle = self._handle(params.model)
         await self._wait_ready(params.model)
         try:
             await handle.check.remote(params)
@@ -157,11 +158,7 @@ class RayModelClient:
     async def ping(self, model_id: str) -> str:
         """A call of the model replica's ``ready`` (it does no work): the ingress → model
         hop of every generation, alone."""
-        handle = self.handles.get(model_id)
-        if handle is None:
-            raise service_unavailable(
-                f"model {model_id!r} is not deployed on this server", code="not_deployed"
-            )
+        handle = self._handle(model_id)
         try:
             return await handle.ready.remote()
         except RAY_ERRORS as exc:
@@ -170,11 +167,7 @@ class RayModelClient:
     async def embed_images(
         self, model_id: str, component_id: str, images: list[np.ndarray]
     ) -> np.ndarray:
-        handle = self.handles.get(model_id)
-        if handle is None:
-            raise service_unavailable(
-                f"model {model_id!r} is not deployed on this server", code="not_deployed"
-            )
+        handle = self._handle(model_id)
         await self._wait_ready(model_id)
         try:
             embeddings = await handle.embed_images.remote(component_id, images)
