@@ -19,7 +19,9 @@ Entry fields (TOML table ``[models.<id>]``):
 - ``source``: a diffusers folder or a single-file ``.safetensors``; relative paths are
   resolved against ``KILN_HOME``
 - ``config``: for a single file, the diffusers config folder to build it with; default
-  the family's full-size config shipped in ``weights/configs/<family>``
+  the family's full-size config shipped in ``weights/configs/<family>`` (SD). A FLUX
+  single file is the transformer alone: ``config`` is then required and supplies the rest
+  of the pipeline (``weights.transformer_file``)
 - ``tiny``: the tiny builder that creates ``source`` when it is missing
   (``weights.tiny.TINY_BUILDERS``: ``sd15``, ``sdxl``, ``flux1``, ``flux2_klein``, ...)
 - ``features``: what a prompt bar may offer with this model (``text_to_image``, ...)

@@ -1,7 +1,9 @@
 """Load a catalog model as a diffusers pipeline, from local files only.
 
 Two sources are supported: a diffusers folder (``from_pretrained``) and a single-file
-``.safetensors`` checkpoint (see ``weights.single_file``). Pickle formats are refused:
+``.safetensors`` checkpoint: a whole SD pipeline (``weights.single_file``) or a FLUX
+transformer with the rest from a diffusers folder (``weights.transformer_file``); the
+family says which (``Family.single_file``). Pickle formats are refused:
 loading them runs arbitrary code (``weights.checks``).
 """
 
@@ -15,6 +17,7 @@ from weights.checks import ModelLoadError, refuse_pickle, refuse_pickle_folder
 
 if TYPE_CHECKING:
     from weights.single_file import SingleFileLayout
+    from weights.transformer_file import TransformerFileLayout
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,11 @@ def load_controlnet(component: ComponentSpec, device: Any, dtype: Any) -> Any:
 
 
 def load_pipeline(
-    spec: ModelSpec, cls: Any, layout: SingleFileLayout | None, device: str, dtype: Any
+    spec: ModelSpec,
+    cls: Any,
+    layout: SingleFileLayout | TransformerFileLayout | None,
+    device: str,
+    dtype: Any,
 ) -> Any:
     """The model as the diffusers pipeline class ``cls`` on ``device`` in ``dtype``; a
     single file is read in ``layout``; never asks a hub. Which class and layout is the
@@ -51,14 +58,18 @@ def load_pipeline(
         logger.info("loading %s from diffusers folder %s", spec.id, source)
         pipe = cls.from_pretrained(source, dtype=dtype, local_files_only=True, use_safetensors=True)
     elif source.suffix.lower() == ".safetensors":
-        from weights.single_file import load_single_file
+        from weights.single_file import SingleFileLayout, load_single_file
+        from weights.transformer_file import TransformerFileLayout, load_transformer_file
 
-        if layout is None:
+        if isinstance(layout, TransformerFileLayout):
+            pipe = load_transformer_file(spec, cls, layout, dtype)
+        elif isinstance(layout, SingleFileLayout):
+            pipe = load_single_file(spec, cls, layout, dtype)
+        else:
             raise ModelLoadError(
                 f"model {spec.id!r}: family {spec.family} loads diffusers folders only, "
                 f"not the single file {source.name}"
             )
-        pipe = load_single_file(spec, cls, layout, dtype)
     else:
         raise ModelLoadError(
             f"model {spec.id!r}: {source.name} is neither a diffusers folder "

@@ -39,8 +39,10 @@ Decided where the issue is silent:
 - A1111 emphasis on an encoder that does not read it (``Family.emphasis`` false): explicit
   weights ``(word:1.3)`` and ``BREAK`` are a 400 naming ``prompt`` (T5 and Qwen3 would read
   them as words); plain brackets are ordinary text in a natural-language prompt and pass.
-- A family without a single-file layout (``single_file`` None: FLUX until its
-  transformer-only checkpoints are wired) loads diffusers folders only.
+- Single files: SD 1.5 and SDXL read a whole pipeline in the original layout
+  (``SingleFileLayout``); FLUX.1 and FLUX.2 read the transformer alone, the rest from the
+  entry's ``config`` folder (``TransformerFileLayout``, ``weights.transformer_file``). A
+  family whose ``single_file`` is None loads diffusers folders only.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from typing import Any, Protocol
 from pipelines.task import Task
 from weights.catalog import CatalogError, ModelFamily, ModelKind, ModelSpec
 from weights.single_file import SingleFileLayout
+from weights.transformer_file import TransformerFileLayout
 
 # The task a model kind's loaded pipeline serves; a base model derives the others from it.
 LOADED_TASK: dict[ModelKind, Task] = {
@@ -116,8 +119,10 @@ class Family:
     # the model declares no ``_repeated_blocks`` of its own.
     compile_blocks: tuple[str, ...]
     lora: LoraTargets
-    # The original-layout single file's layout; None: diffusers folders only.
-    single_file: SingleFileLayout | None
+    # How a single-file checkpoint is read: a whole original-layout pipeline (SD), or a
+    # transformer with the rest from the entry's ``config`` folder (FLUX); None: diffusers
+    # folders only.
+    single_file: SingleFileLayout | TransformerFileLayout | None
     # The ``weights.tiny.TINY_BUILDERS`` entry of the family's tiny base model.
     tiny_builder: str
     # Whether the VAE overflows in fp16 (it then runs in fp32 when serving in fp16).

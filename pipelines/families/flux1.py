@@ -13,6 +13,7 @@ from pipelines.families.family import Family, GuidanceKind, LoraTargets
 from pipelines.families.flow import FLOW_SCHEDULERS, T5Prompts
 from pipelines.task import Task
 from weights.catalog import ModelFamily
+from weights.transformer_file import TransformerFileLayout
 
 FAMILY = Family(
     name=ModelFamily.FLUX1,
@@ -27,7 +28,7 @@ FAMILY = Family(
     compile_blocks=("FluxTransformerBlock", "FluxSingleTransformerBlock"),
     # Kiln's styles train and load the transformer only (the Flux loader also takes CLIP).
     lora=LoraTargets(components=("transformer",)),
-    single_file=None,
+    single_file=TransformerFileLayout("FluxTransformer2DModel", "flux1", kiln_converter=True),
     tiny_builder="flux1",
     guidance_kind=GuidanceKind.EMBEDDED,
     max_sequence_length=512,

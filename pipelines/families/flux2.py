@@ -14,6 +14,7 @@ from pipelines.families.family import Family, GuidanceKind, LoraTargets
 from pipelines.families.flow import FLOW_SCHEDULERS, Qwen3Prompts
 from pipelines.task import Task
 from weights.catalog import ModelFamily
+from weights.transformer_file import TransformerFileLayout
 
 FAMILY = Family(
     name=ModelFamily.FLUX2,
@@ -24,7 +25,7 @@ FAMILY = Family(
     # Flux2Transformer2DModel declares these as its _repeated_blocks too.
     compile_blocks=("Flux2TransformerBlock", "Flux2SingleTransformerBlock"),
     lora=LoraTargets(components=("transformer",)),
-    single_file=None,
+    single_file=TransformerFileLayout("Flux2Transformer2DModel", "flux2"),
     tiny_builder="flux2_klein",
     guidance_kind=GuidanceKind.NONE,
     max_sequence_length=512,

@@ -12,8 +12,9 @@ import pytest
 from pipelines.families import FAMILIES, LOADED_TASK, UnknownFamilyError, family_of
 from pipelines.params import GenerationDefaults, GenerationParams, ParamError
 from weights.catalog import ModelFamily, ModelKind
-from weights.single_file import shipped_config_dir
+from weights.single_file import SingleFileLayout, shipped_config_dir
 from weights.tiny import TINY_BUILDERS
+from weights.transformer_file import ARCHITECTURE_KEYS, TransformerFileLayout
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_PACKAGES = ("weights", "pipelines", "styles", "agentic", "serving", "benchmarks")
@@ -56,10 +57,13 @@ def test_the_family_table_is_complete_for_every_task_it_declares(name):
     assert family.compile_blocks
     assert family.denoiser in family.lora.components
     layout = family.single_file
-    if layout is not None:  # None: diffusers folders only (FLUX for now)
+    if isinstance(layout, SingleFileLayout):  # a whole pipeline in one file (SD)
         assert set(layout.text_encoders) <= set(layout.prefixes)
         assert family.denoiser in layout.prefixes and layout.tokenizer_pads
         assert (shipped_config_dir(name) / "model_index.json").is_file()
+    elif isinstance(layout, TransformerFileLayout):  # the denoiser alone (FLUX)
+        assert family.denoiser == "transformer"
+        assert hasattr(diffusers, layout.model_class) and layout.architecture in ARCHITECTURE_KEYS
     assert family.tiny_builder in TINY_BUILDERS
     assert family.size_multiple == name.size_multiple > 0
     accepted = inspect.signature(family.loaded_class(ModelKind.BASE)).parameters

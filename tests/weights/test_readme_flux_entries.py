@@ -10,6 +10,7 @@ from pathlib import Path
 from pipelines.families import GuidanceKind, family_of
 from pipelines.params import GenerationParams
 from weights.catalog import ModelFamily, load_catalog
+from weights.transformer_file import TransformerFileLayout
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -41,6 +42,12 @@ def test_the_readme_flux_entries_load_with_what_they_say(tmp_path):
         assert (params.steps, params.guidance, params.width) == (steps, guidance, 1024), model_id
     assert set(family_of(ModelFamily.FLUX1).schedulers_of(specs["flux1-schnell"])) == {"flow_euler"}
     terms = {i: (specs[i].terms.license_id, specs[i].terms.commercial_outputs) for i in ids}
+    # The fine-tune entry: one transformer file, the rest from [dev]'s folder.
+    finetune = catalog.get("flux1-dev-finetune")
+    assert finetune.source.suffix == ".safetensors"
+    assert finetune.config == Path("/data/models/FLUX.1-dev")
+    assert isinstance(family_of(finetune.family).single_file, TransformerFileLayout)
+    assert finetune.terms == specs["flux1-dev"].terms
     assert terms == {
         "flux1-dev": ("flux-1-dev-non-commercial-license", True),
         "flux1-schnell": ("apache-2.0", True),
