@@ -207,6 +207,9 @@ def test_a_batch_job_renders_the_tenants_assets_at_http_prices(
             "steps": 2,
             "prompt": "glazed",
         },  # fmt: skip
+        # The flow-matching families run through the same lines (their own grid: 16 px).
+        gen("a kiln at dawn", model="tiny-flux1", seed=5, aspect_ratio="3:2", steps=2),
+        gen("a kiln at dusk", model="tiny-flux2-klein", seed=6, steps=2),
     )
     # Without skip_invalid the invalid line stops everything.
     r = client.post("/v1/batches", **upload(body))
@@ -218,21 +221,23 @@ def test_a_batch_job_renders_the_tenants_assets_at_http_prices(
     job = r.json()
     assert (job["object"], job["kind"], job["credits"]) == ("job", "batch", 0)
     assert r.headers["location"] == f"/v1/jobs/{job['id']}"
-    assert job["params"]["lines"] == 3 and job["params"]["skipped_invalid"] == 1
-    assert (job["params"]["images"], job["params"]["file"]) == (4, "jobs.jsonl")
-    assert job["params"]["kinds"] == {"generation": 2, "edit": 1}
+    assert job["params"]["lines"] == 5 and job["params"]["skipped_invalid"] == 1
+    assert (job["params"]["images"], job["params"]["file"]) == (6, "jobs.jsonl")
+    assert job["params"]["kinds"] == {"generation": 4, "edit": 1}
     assert job["params"]["invalid"][0]["number"] == 3
 
     done = wait_done(client, job["id"])
     assert done["state"] == "succeeded", done
     result = done["result"]
-    assert [line["line"] for line in result["lines"]] == [1, 2, 4]
-    assert [line["error"] for line in result["lines"]] == [None, None, None]
-    assert [len(line["asset_ids"]) for line in result["lines"]] == [1, 2, 1]
+    assert [line["line"] for line in result["lines"]] == [1, 2, 4, 5, 6]
+    assert [line["error"] for line in result["lines"]] == [None] * 5
+    assert [len(line["asset_ids"]) for line in result["lines"]] == [1, 2, 1, 1, 1]
     assert result["lines"][0]["seeds"] == [7] and len(result["lines"][1]["seeds"]) == 2
-    assert [line["kind"] for line in result["lines"]] == ["generation", "generation", "edit"]
+    kinds = ["generation", "generation", "edit", "generation", "generation"]
+    assert [line["kind"] for line in result["lines"]] == kinds
+    assert [line["seeds"] for line in result["lines"][3:]] == [[5], [6]]
     made = set(result["asset_ids"])
-    assert len(made) == result["images"] == 4
+    assert len(made) == result["images"] == 6
 
     # The images are the tenant's assets, and nobody else's.
     assert asset_ids(client) == made
@@ -241,11 +246,19 @@ def test_a_batch_job_renders_the_tenants_assets_at_http_prices(
     assert other.get(f"/v1/assets/{some}").status_code == 404
     asset = client.get(f"/v1/assets/{some}").json()
     assert (asset["width"], asset["height"]) == (128, 88)  # 3:2 at 128 px, sides of 8
+    # FLUX assets: their model, its provider terms, sides on FLUX's 16 px grid.
+    for line, model in zip(result["lines"][3:], ("tiny-flux1", "tiny-flux2-klein"), strict=True):
+        flux_asset = client.get(f"/v1/assets/{line['asset_ids'][0]}").json()
+        assert flux_asset["model"] == model
+        assert flux_asset["terms"]["license_id"] == catalog.get(model).terms.license_id
+        assert flux_asset["width"] % 16 == 0 and flux_asset["height"] % 16 == 0
+    assert (flux_asset["width"], flux_asset["height"]) == (128, 128)
 
     # Charged as HTTP charges: 1 credit a 128 px tiny-sd15 image, and the catalog's
     # recreate price for the edit; the job itself charged nothing.
     spec = catalog.get("tiny-sd15")
-    expected = 3 * int(spec.price("128px", 1)) + catalog.price_of("recreate")
+    flux = [catalog.get(m).price("128px", 1) for m in ("tiny-flux1", "tiny-flux2-klein")]
+    expected = 3 * int(spec.price("128px", 1)) + catalog.price_of("recreate") + int(sum(flux))
     assert balance(client) == 50 - expected and balance(other) == 50
     assert client.get("/v1/credits").json()["held"] == 0
 
@@ -255,7 +268,7 @@ def test_a_batch_job_renders_the_tenants_assets_at_http_prices(
     assert states == ["queued", "running", "succeeded"]
     progress = [d for kind, d in events if kind == "progress" and d["stage"] == "rendering"]
     assert progress, events
-    assert progress[-1]["images_done"] == progress[-1]["images_total"] == 4
+    assert progress[-1]["images_done"] == progress[-1]["images_total"] == 6
     assert {"images_per_s", "eta_s", "lines_done", "lines_total"} <= set(progress[-1])
     # The workspace (staged lines, the runner's files) is gone; the assets stay.
     assert not (app.state.kiln.settings.jobs_dir / job["id"]).exists()
