@@ -86,17 +86,11 @@ def load_transformer_file(
 ) -> Any:
     """The pipeline of ``spec``: its transformer from the single file ``spec.source``,
     every other component from the diffusers folder ``spec.config``; never asks a hub."""
-    source = spec.source
-    refuse_pickle(source)
-    if source.suffix.lower() != ".safetensors":
-        raise ModelLoadError(f"model {spec.id!r}: source {source.name} is not a .safetensors file")
-    if not source.is_file():
-        raise ModelLoadError(f"model {spec.id!r}: source {source} does not exist")
+    keys = check_transformer_file(spec, layout)
     config = _config_folder(spec)
-
-    transformer = _load_transformer(spec, config, layout, dtype)
+    transformer = _load_transformer(spec, config, layout, keys, dtype)
     refuse_pickle_folder(config)
-    logger.info("loading %s: transformer from %s, the rest from %s", spec.id, source, config)
+    logger.info("loading %s: transformer from %s, the rest from %s", spec.id, spec.source, config)
     return pipeline_cls.from_pretrained(
         config,
         transformer=transformer,
@@ -104,6 +98,37 @@ def load_transformer_file(
         local_files_only=True,
         use_safetensors=True,
     )
+
+
+def check_transformer_file(spec: ModelSpec, layout: TransformerFileLayout) -> list[str]:
+    """What can be told without loading a tensor (the file's header, the config folder):
+    raises ``ModelLoadError`` naming ``source`` or ``config``; the file's keys otherwise.
+    ``kiln serve`` asks this of every entry at start, so a wrong file is refused there
+    rather than when a request first wakes the model."""
+    from safetensors import SafetensorError, safe_open
+
+    source = spec.source
+    refuse_pickle(source)
+    if source.suffix.lower() != ".safetensors":
+        raise ModelLoadError(f"model {spec.id!r}: source {source.name} is not a .safetensors file")
+    if not source.is_file():
+        raise ModelLoadError(f"model {spec.id!r}: source {source} does not exist")
+    _config_folder(spec)
+    try:
+        with safe_open(str(source), framework="pt") as f:
+            keys = list(f.keys())
+    except SafetensorError as exc:
+        raise ModelLoadError(
+            f"model {spec.id!r}: source {source.name} is not a readable safetensors file: {exc}"
+        ) from exc
+    found = architecture_of(keys)
+    if found != layout.architecture:
+        what = f"a {found} checkpoint" if found else "not a checkpoint of a known layout"
+        raise ModelLoadError(
+            f"model {spec.id!r}: source {source.name} is {what}; family {spec.family} "
+            f"takes a {layout.architecture} transformer"
+        )
+    return keys
 
 
 def _config_folder(spec: ModelSpec) -> Path:
@@ -124,20 +149,9 @@ def _config_folder(spec: ModelSpec) -> Path:
 
 
 def _load_transformer(
-    spec: ModelSpec, config: Path, layout: TransformerFileLayout, dtype: Any
+    spec: ModelSpec, config: Path, layout: TransformerFileLayout, keys: list[str], dtype: Any
 ) -> Any:
     import diffusers
-    from safetensors import safe_open
-
-    with safe_open(str(spec.source), framework="pt") as f:
-        keys = list(f.keys())
-    found = architecture_of(keys)
-    if found != layout.architecture:
-        what = f"a {found} checkpoint" if found else "not a checkpoint of a known layout"
-        raise ModelLoadError(
-            f"model {spec.id!r}: source {spec.source.name} is {what}; family {spec.family} "
-            f"takes a {layout.architecture} transformer"
-        )
 
     state = _transformer_keys(spec.source, keys)
     model_cls = getattr(diffusers, layout.model_class)

@@ -55,7 +55,19 @@ def load_pipeline(spec: ModelSpec, device: str, dtype: Any) -> Any:
     return load(spec, family.loaded_class(spec.kind), family.single_file, device, dtype)
 
 
+def check_source(spec: ModelSpec) -> None:
+    """What can be told about ``spec``'s files without loading them: a single-file
+    transformer's architecture and config folder (``ModelLoadError`` naming ``source``).
+    Whole-pipeline files and folders are checked when they load."""
+    from weights.transformer_file import TransformerFileLayout, check_transformer_file
+
+    layout = family_of(spec.family).single_file
+    if isinstance(layout, TransformerFileLayout) and not spec.source.is_dir():
+        check_transformer_file(spec, layout)
+
+
 __all__ = [
+    "check_source",
     "FAMILIES",
     "LOADED_TASK",
     "Family",

@@ -75,6 +75,20 @@ def load_catalog(settings: Settings) -> Any:
     return load_catalog(settings.home, settings.catalog_path)
 
 
+def check_sources(catalog: Any) -> None:
+    """Refuse, before anything starts, a model whose files can be told wrong without
+    loading them (``pipelines.families.check_source``: a FLUX transformer file of another
+    architecture, or without its ``config`` folder)."""
+    from pipelines.families import check_source
+    from weights.checks import ModelLoadError
+
+    for spec in catalog:
+        try:
+            check_source(spec)
+        except ModelLoadError as exc:
+            raise CommandFailed(str(exc)) from exc
+
+
 def build_tiny(catalog: Any) -> list[Any]:
     """Build the catalog's missing tiny models and tiny components."""
     from weights.tiny import ensure_tiny_components, ensure_tiny_models

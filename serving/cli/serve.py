@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 
-from serving.cli.base import Command, build_tiny, load_catalog
+from serving.cli.base import Command, build_tiny, check_sources, load_catalog
 from serving.core.settings import Settings
 from weights.catalog import Catalog
 
@@ -40,6 +40,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     built = build_tiny(catalog)
     for path in built:
         print(f"built tiny model {path}")
+    check_sources(catalog)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -213,3 +213,19 @@ def test_pickles_and_other_suffixes_are_refused(tmp_path, catalog) -> None:
     gguf.write_bytes(b"\0" * 16)
     with pytest.raises(ModelLoadError, match="neither a diffusers folder"):
         load_pipeline(_spec(tmp_path, "flux1", gguf, folder), "cpu", FP32)
+
+
+def test_kiln_serve_refuses_a_wrong_transformer_file_before_it_starts(
+    catalog, kiln_home, folders, tmp_path, monkeypatch, capsys
+) -> None:
+    from serving.cli import main
+
+    (tmp_path / "models").symlink_to(kiln_home / "models")  # the session's tiny models
+    flux2_file = write_transformer_file(folders["flux2"].transformer, tmp_path / "f2.safetensors")
+    _spec(tmp_path, "flux1", flux2_file, catalog.get("tiny-flux1").source)  # writes models.toml
+    monkeypatch.setenv("KILN_HOME", str(tmp_path))
+    monkeypatch.setenv("KILN_PORT", "0")
+
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err
+    assert "kiln: model 'single-flux': source f2.safetensors is a flux2 checkpoint" in err
