@@ -99,8 +99,20 @@ def service_unavailable(
     message: str, retry_after_s: float = 1.0, code: str = "overloaded"
 ) -> KilnError:
     """A 503 with ``retry-after``: queues are full (``overloaded``), a model is loading
-    (``model_loading``), not deployed here (``not_deployed``) or out of memory now."""
+    (``model_loading``), not deployed here (``not_deployed``), its replica died under the
+    request (``model_unavailable``) or out of memory now."""
     return KilnError(503, message, code=code, headers={"retry-after": _retry_after(retry_after_s)})
+
+
+def model_unavailable(model_id: str, retry_after_s: float = 5.0) -> KilnError:
+    """The 503 for a request whose model replica died under it (a GPU fault, an OOM kill,
+    a lost node) and could not be served again: an expected fault, not a bug in Kiln, so
+    a client retries after ``retry-after`` (a replacement replica is loading)."""
+    return service_unavailable(
+        f"the replica serving model {model_id!r} failed during the request; retry later",
+        retry_after_s,
+        code="model_unavailable",
+    )
 
 
 def too_many_requests(message: str, code: str, retry_after_s: float) -> KilnError:

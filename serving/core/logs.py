@@ -5,13 +5,21 @@ session's ``logs/serve/`` plus stderr, which reaches the driver's console); othe
 loggers fall to the root logger at WARNING and their INFO lines vanish. Kiln's package
 loggers are routed to Serve's handlers so they land next to Serve's own lines, with the
 request id.
+
+``current_request_id`` is the id of the HTTP request the running task serves (set by
+``serving.http``'s request middleware; ``None`` outside a request), so a failure far
+below the route (a model replica's death, ``serving.ray.replica_failures``) can name the
+requests it affected.
 """
 
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 
 PACKAGES = ("serving", "pipelines", "weights")
+
+current_request_id: ContextVar[str | None] = ContextVar("kiln_request_id", default=None)
 
 
 def configure_replica_logging(level: int = logging.INFO) -> None:

@@ -16,7 +16,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 
 class Metrics:
-    """Request counts by route and status, request latency, images generated."""
+    """Request counts by route and status, request latency, images generated, model
+    replica failures."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -37,6 +38,22 @@ class Metrics:
             "kiln_images_generated",
             "Images delivered to clients, by model",
             ("model",),
+            registry=self.registry,
+        )
+
+        # A replica death seen by this process counts once (by the dead actor), however
+        # many requests it took down; what became of those requests is counted apart.
+        self.replica_failures = Counter(
+            "kiln_model_replica_failures",
+            "Model replicas that died under requests (process killed, node lost), by model",
+            ("model",),
+            registry=self.registry,
+        )
+        self.replica_failed_requests = Counter(
+            "kiln_model_replica_failed_requests",
+            "Requests whose model replica died under them, by model and outcome "
+            "(retried: served on another replica; unavailable: answered 503)",
+            ("model", "outcome"),
             registry=self.registry,
         )
 

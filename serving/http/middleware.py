@@ -15,6 +15,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.core.errors import REQUEST_ID_HEADER
+from serving.core.logs import current_request_id
 from serving.core.metrics import Metrics
 from serving.http.errors import api_error_for, error_response
 
@@ -48,6 +49,7 @@ class RequestContextMiddleware:
         if REQUEST_ID_HEADER not in headers:
             headers.append(REQUEST_ID_HEADER, request_id)
         scope.setdefault("state", {})["request_id"] = request_id
+        current_request_id.set(request_id)  # this request's task and what it awaits
         started = time.perf_counter()
         status = 500
         response_started = False

@@ -71,21 +71,28 @@ def http_app(
     from serving.http.app import create_app
     from serving.ray.image_to_prompt.client import RayImageToPromptClient
     from serving.ray.jobs import RayJobBackend
+    from serving.ray.replica_failures import ReplicaFailures
 
     clip = catalog.first_component("clip")
-    return create_app(
+    failures = ReplicaFailures()  # dead replicas of the models and of CLIP
+    app = create_app(
         settings,
         catalog,
-        model_client(settings, catalog, handles),
+        model_client(settings, catalog, handles, failures),
         echo_request_id=echo_request_id,
-        image_to_prompt=RayImageToPromptClient(clip_handle, clip.id if clip else None),
+        image_to_prompt=RayImageToPromptClient(clip_handle, clip.id if clip else None, failures),
         job_backend=RayJobBackend(),
     )
+    failures.metrics = app.state.kiln.metrics  # counted in the app's /metrics registry
+    return app
 
 
-def model_client(settings: Settings, catalog: Catalog, handles: dict[str, Any]) -> Any:
+def model_client(
+    settings: Settings, catalog: Catalog, handles: dict[str, Any], failures: Any = None
+) -> Any:
     """The ingress's ``RayModelClient`` over the model handles; it must know which models
-    scale to zero (probed only by requests: a probe would wake them)."""
+    scale to zero (probed only by requests: a probe would wake them). ``failures``: the
+    ``ReplicaFailures`` it shares with the CLIP client (a fresh one if not given)."""
     from serving.ray.model_client import ON_DEMAND_READY_S, RayModelClient
     from serving.ray.placement import on_demand_models
 
@@ -95,6 +102,7 @@ def model_client(settings: Settings, catalog: Catalog, handles: dict[str, Any]) 
         on_demand=on_demand_models(settings, models),
         # Well inside the idle timeout: readiness lapses before the replica can go.
         ready_ttl_s=min(ON_DEMAND_READY_S, settings.model_idle_s / 2),
+        failures=failures,
     )
 
 

@@ -2,7 +2,10 @@
 
 It calls each model's deployment through its handle, keyed by model id, and raises what
 the core knows (``serving.ray.errors.core_error``): a replica's own error unwrapped, a
-503 for a full queue.
+503 for a full queue. A generation, a prompt check or an image embedding whose replica
+dies under it is retried once on another replica, else answered 503 ``model_unavailable``
+(``serving.ray.replica_failures``: which errors count, how long the retry waits for a
+replacement, how a hang-up interacts).
 
 Readiness: a request to a model whose replica has not answered yet waits
 ``READY_WAIT_S`` for a readiness probe, then answers 503 ``model_loading`` with
@@ -35,6 +38,7 @@ from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
 from serving.core.errors import service_unavailable
 from serving.ray.errors import RAY_ERRORS, core_error
+from serving.ray.replica_failures import ReplicaFailures
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +60,11 @@ class RayModelClient:
         handles: Mapping[str, Any],
         on_demand: Collection[str] = (),
         ready_ttl_s: float = ON_DEMAND_READY_S,
+        failures: ReplicaFailures | None = None,
     ):
         self.handles = dict(handles)
+        # Calls whose replica died: retried once or 503 (shared with the CLIP client).
+        self.failures = failures or ReplicaFailures()
         # Models that scale to zero: probed by requests only, ready for ``ready_ttl_s``.
         self.on_demand = frozenset(on_demand)
         self.ready_ttl_s = ready_ttl_s
@@ -133,15 +140,12 @@ class RayModelClient:
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         handle = self._handle(params.model)
         await self._wait_ready(params.model)
-        try:
-            if params.style is not None:
-                # Routed to a replica that already holds the style (Serve multiplexing).
-                handle = handle.options(multiplexed_model_id=params.style.id)
-            output = await handle.generate.remote(params)
-            self._answered_now(params.model)
-            return output
-        except RAY_ERRORS as exc:
-            raise core_error(exc) from exc
+        if params.style is not None:
+            # Routed to a replica that already holds the style (Serve multiplexing).
+            handle = handle.options(multiplexed_model_id=params.style.id)
+        output = await self._call(params.model, lambda: handle.generate.remote(params))
+        self._answered_now(params.model)
+        return output
 
     async def check(self, params: GenerationParams) -> None:
         """The replica's ``check`` of ``params`` (its engine counts the prompts' tokens):
@@ -149,11 +153,14 @@ class RayModelClient:
         ``model_loading`` first, as a generation would."""
         handle = self._handle(params.model)
         await self._wait_ready(params.model)
-        try:
-            await handle.check.remote(params)
-            self._answered_now(params.model)
-        except RAY_ERRORS as exc:
-            raise core_error(exc) from exc
+        await self._call(params.model, lambda: handle.check.remote(params))
+        self._answered_now(params.model)
+
+    async def _call(self, model_id: str, call: Any) -> Any:
+        """``call()`` through ``ReplicaFailures``: retried once if its replica died."""
+        return await self.failures.call(
+            model_id, call, lambda: self.handles[model_id].ready.remote()
+        )
 
     async def ping(self, model_id: str) -> str:
         """A call of the model replica's ``ready`` (it does no work): the ingress → model
@@ -162,16 +169,15 @@ class RayModelClient:
         try:
             return await handle.ready.remote()
         except RAY_ERRORS as exc:
-            raise core_error(exc) from exc
+            raise core_error(exc, model_id) from exc
 
     async def embed_images(
         self, model_id: str, component_id: str, images: list[np.ndarray]
     ) -> np.ndarray:
         handle = self._handle(model_id)
         await self._wait_ready(model_id)
-        try:
-            embeddings = await handle.embed_images.remote(component_id, images)
-            self._answered_now(model_id)
-            return embeddings
-        except RAY_ERRORS as exc:
-            raise core_error(exc) from exc
+        embeddings = await self._call(
+            model_id, lambda: handle.embed_images.remote(component_id, images)
+        )
+        self._answered_now(model_id)
+        return embeddings
