@@ -68,7 +68,8 @@ def balance(client: TestClient) -> int:
 
 
 def stored(app) -> list:
-    return sorted((app.state.kiln.settings.home / "pins").glob("*"))
+    """Every file under the pins folder (embeddings, kept pictures)."""
+    return sorted(p for p in (app.state.kiln.settings.home / "pins").rglob("*") if p.is_file())
 
 
 def test_a_pin_is_created_listed_and_deleted_by_its_owner_only(app, alice, bob):
@@ -78,10 +79,12 @@ def test_a_pin_is_created_listed_and_deleted_by_its_owner_only(app, alice, bob):
     assert set(pin["models"]) == {"tiny-sd15", "tiny-sdxl"}
     assert balance(alice) == before  # pins are free
     files = stored(app)
-    assert [f.name for f in files] == [f"{pin['id']}.safetensors"]
+    embeddings = [f for f in files if f.suffix == ".safetensors"]
+    assert [f.name for f in embeddings] == [f"{pin['id']}.safetensors"]
+    assert pin["pictures_kept"] == 2 and len(files) == 3  # and its two pictures
     from safetensors.numpy import load_file
 
-    saved = load_file(files[0])
+    saved = load_file(embeddings[0])
     assert saved["tiny-ip-adapter-sd15"].shape == (2, 32)
     assert saved["tiny-ip-adapter-sdxl"].shape == (2, 48)
 

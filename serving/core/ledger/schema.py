@@ -331,7 +331,9 @@ class PinRow(Base):
     """A character or product pin (``serving.core.pins``): its IP-Adapter image embeddings
     are ``KILN_HOME/pins/<id>.safetensors`` (one tensor per IP-Adapter component, named
     in ``components``, a JSON list; ``sha256`` is the file's). Only its tenant sees it.
-    Added by migration ``0008_pins``."""
+    Added by migration ``0008_pins``. ``pictures`` (migration ``0012_pin_pictures``): the
+    pictures it was made from, a JSON list of ``{"sha256", "asset_id"}`` (files under
+    ``KILN_HOME/pins/pictures/<id>/``); null for a pin made before Kiln kept them."""
 
     __tablename__ = "pins"
     __table_args__ = (
@@ -348,6 +350,7 @@ class PinRow(Base):
     components: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    pictures: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 tenants = TenantRow.__table__

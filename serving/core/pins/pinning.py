@@ -11,7 +11,16 @@ Decisions: a pin costs nothing to create (it runs the vision encoder once per
 IP-Adapter, a sliver of one generation; the generations that use it are charged as
 usual). Its embeddings are computed at creation for every installed IP-Adapter, by the
 replica of the first base model of that adapter's family; an adapter installed later
-needs the pin made again (its pictures are not kept).
+needs the pin made again.
+
+A pin also keeps its pictures (``Pins.picture_files``), which multi-reference models take
+as images (``Pinning.pictures``). Their rights are checked again at every use through
+``serving.core.asset_rights.admit``, as when the pin was made: a picture from an asset
+the caller still has is admitted as a reference again; one whose asset the caller has
+since deleted stands on the copy the pin kept (it was admitted when the pin was made,
+and deleting a gallery image should not break the pins made from it). A pin made before
+Kiln kept pictures has embeddings only: it works on IP-Adapter models, and a use that
+needs its pictures is a 400 (``PinWithoutPictures``) saying to make it again.
 """
 
 from __future__ import annotations
@@ -23,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.params import ParamError
-from serving.core.asset_rights import Use
+from serving.core.asset_rights import Use, admit
+from serving.core.assets.service import UnknownAsset
 from serving.core.errors import KilnError
 from serving.core.image_inputs import ImageInputs, ImageSource
 from serving.core.model_client import ModelClient
@@ -33,6 +43,20 @@ from serving.core.pins.service import Pins, check_pin_fields
 from weights.catalog import Catalog, ComponentKind, ModelKind
 
 logger = logging.getLogger(__name__)
+
+
+class PinWithoutPictures(KilnError):
+    """A pin made before Kiln kept pin pictures, used where the pictures are needed (a
+    multi-reference model): 400 naming ``param``, saying to make the pin again."""
+
+    def __init__(self, pin_id: str, param: str) -> None:
+        super().__init__(
+            400,
+            f"pin {pin_id!r} was made before Kiln kept pin pictures, and this model takes "
+            "the pictures themselves: create the pin again (POST /v1/pins) to use it here",
+            param=param,
+            code="pin_without_pictures",
+        )
 
 
 class NoPinAdapter(KilnError):
@@ -91,7 +115,29 @@ class Pinning:
         ]
         pixels = [await asyncio.to_thread(embed_input, i.pixels) for i in inputs]
         embeddings = await self._embed(pixels)
-        return await asyncio.to_thread(self.pins.create, tenant_id, order.kind, name, embeddings)
+        kept = [(i.pixels, None if i.source is None else i.source.id) for i in inputs]
+        return await asyncio.to_thread(
+            self.pins.create, tenant_id, order.kind, name, embeddings, kept
+        )
+
+    async def pictures(
+        self, tenant_id: str, record: PinRecord, param: str = "pins"
+    ) -> list[np.ndarray]:
+        """The pin's pictures as uint8 HxWx3 pixels, for a model that takes images, each
+        from an asset admitted again as a reference (403 for an image that needs a
+        license it lacks); ``PinWithoutPictures`` for a pin that kept none."""
+        if not record.pictures:
+            raise PinWithoutPictures(record.id, param)
+        for picture in record.pictures:
+            if picture.asset_id is None:
+                continue
+            try:
+                asset = await asyncio.to_thread(self.inputs.assets.get, tenant_id, picture.asset_id)
+            except UnknownAsset:
+                continue  # deleted since: the copy the pin kept stands (module docstring)
+            admit(asset, Use.REFERENCE, param)
+        files = await asyncio.to_thread(self.pins.picture_files, record)
+        return [await asyncio.to_thread(_decode_png, data) for data in files]
 
     async def _embed(self, pixels: list[np.ndarray]) -> dict[str, np.ndarray]:
         """The pictures' embeddings by IP-Adapter component; ``NoPinAdapter`` if none."""
@@ -110,3 +156,12 @@ class Pinning:
         if not embeddings:
             raise NoPinAdapter()
         return embeddings
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))

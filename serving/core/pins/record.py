@@ -13,9 +13,20 @@ PIN_ID_PREFIX = "pin_"
 
 
 @dataclass(frozen=True)
+class KeptPicture:
+    """One picture a pin keeps: the SHA-256 of its PNG file, and the caller's asset it
+    came from (None for an upload), whose rights are checked again at every use."""
+
+    sha256: str
+    asset_id: str | None = None
+
+
+@dataclass(frozen=True)
 class PinRecord:
     """One pin: ``images`` pictures embedded once for each IP-Adapter in ``components``
-    (the file ``<pins dir>/<id>.safetensors``, of SHA-256 ``sha256``)."""
+    (the file ``<pins dir>/<id>.safetensors``, of SHA-256 ``sha256``), and the pictures
+    themselves (``pictures``, in the order given; empty for a pin made before Kiln kept
+    them, which works on IP-Adapter models only)."""
 
     id: str
     tenant_id: str
@@ -25,6 +36,7 @@ class PinRecord:
     components: tuple[str, ...]
     sha256: str
     created: datetime
+    pictures: tuple[KeptPicture, ...] = ()
 
 
 def new_pin_id() -> str:

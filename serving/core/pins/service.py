@@ -1,8 +1,17 @@
-"""Pins in the ledger's database, their embeddings under ``KILN_HOME/pins``.
+"""Pins in the ledger's database, their embeddings and pictures under ``KILN_HOME/pins``.
 
-    record = pins.create(tenant_id, "character", "Mira", {"tiny-ip-adapter-sd15": embeds})
+    record = pins.create(tenant_id, "character", "Mira", {"tiny-ip-adapter-sd15": embeds},
+                         [(pixels, "asset_…")])
     pins.get(tenant_id, record.id)     # UnknownPin (404) unless it is the tenant's own
     pins.embeddings(record)            # {component id: float32 (images, dim)}
+    pins.picture_files(record)         # the kept pictures' PNG bytes, in order
+
+Pictures (for multi-reference models, which take the images themselves) are PNG files
+named by their SHA-256 (verified on every read) in the pin's own folder,
+``pins/pictures/<pin id>/``: content-addressed within the pin, so deleting a pin removes
+exactly its pictures and no other pin's (a store shared between pins would have to count
+references across concurrent creates and deletes). They are the decoded input pixels at
+the size given (within ``KILN_IMAGE_MAX_PIXELS``), as RGB.
 
 A pin is its tenant's alone: another tenant's pin is *unknown*, never forbidden, so its
 existence does not leak (DESIGN.md §5). The file is written (atomically) before the row,
@@ -16,7 +25,9 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +36,8 @@ import numpy as np
 from sqlalchemy import Engine, delete, insert, select
 
 from pipelines.params import ParamError
+from pipelines.provenance import encode_png
+from serving.core.assets.store import BlobStore
 from serving.core.errors import KilnError
 from serving.core.ledger.ledger import as_utc
 from serving.core.ledger.schema import pins
@@ -32,12 +45,15 @@ from serving.core.pins.record import (
     MAX_NAME_CHARS,
     MAX_PIN_IMAGES,
     PIN_KINDS,
+    KeptPicture,
     PinRecord,
     new_pin_id,
 )
 from weights.home import private_dir
 
 logger = logging.getLogger(__name__)
+
+PICTURE_MEDIA_TYPE = "image/png"
 
 
 class UnknownPin(KilnError):
@@ -66,9 +82,15 @@ class Pins:
         self.pins_dir = pins_dir
 
     def create(
-        self, tenant_id: str, kind: str, name: str, embeddings: dict[str, np.ndarray]
+        self,
+        tenant_id: str,
+        kind: str,
+        name: str,
+        embeddings: dict[str, np.ndarray],
+        pictures: Sequence[tuple[np.ndarray, str | None]] = (),
     ) -> PinRecord:
-        """Store a pin of ``tenant_id`` with its embeddings per IP-Adapter component."""
+        """Store a pin of ``tenant_id`` with its embeddings per IP-Adapter component and
+        its ``pictures`` (uint8 HxWx3 pixels, and the asset each came from)."""
         name = check_pin_fields(kind, name)
         counts = {int(e.shape[0]) for e in embeddings.values()}
         if not embeddings or len(counts) != 1 or not 1 <= counts.pop() <= MAX_PIN_IMAGES:
@@ -79,6 +101,11 @@ class Pins:
         }
         record_id = new_pin_id()
         path = self.file_path(record_id)
+        store = self._pictures(record_id)
+        kept = tuple(
+            KeptPicture(store.put(encode_png(pixels, {}), PICTURE_MEDIA_TYPE), asset_id)
+            for pixels, asset_id in pictures
+        )
         sha256 = _write_atomically(path, tensors, {"pin": record_id, "kind": kind})
         record = PinRecord(
             id=record_id,
@@ -89,12 +116,14 @@ class Pins:
             components=tuple(tensors),
             sha256=sha256,
             created=datetime.now(UTC),
+            pictures=kept,
         )
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(pins).values(**_row(record)))
         except BaseException:
             path.unlink(missing_ok=True)
+            shutil.rmtree(store.root, ignore_errors=True)
             raise
         logger.info("pin %s (%s, %d images) for %s", record.id, kind, record.images, tenant_id)
         return record
@@ -122,7 +151,23 @@ class Pins:
         with self.engine.begin() as conn:
             conn.execute(delete(pins).where(pins.c.id == pin_id, pins.c.tenant_id == tenant_id))
         self.file_path(pin_id).unlink(missing_ok=True)
+        shutil.rmtree(self._pictures(pin_id).root, ignore_errors=True)
         return record
+
+    def picture_files(self, record: PinRecord) -> list[bytes]:
+        """The PNG bytes of the pin's kept pictures, in order, each checked against its
+        name (its SHA-256); empty for a pin made before Kiln kept them."""
+        store = self._pictures(record.id)
+        files = []
+        for picture in record.pictures:
+            data = store.read(picture.sha256, PICTURE_MEDIA_TYPE)
+            if hashlib.sha256(data).hexdigest() != picture.sha256:
+                raise RuntimeError(f"pin {record.id}: picture {picture.sha256} does not match")
+            files.append(data)
+        return files
+
+    def _pictures(self, pin_id: str) -> BlobStore:
+        return BlobStore(self.pins_dir / "pictures" / pin_id)
 
     def embeddings(self, record: PinRecord) -> dict[str, np.ndarray]:
         """The pin's embeddings by component, checked against the recorded SHA-256."""
@@ -163,6 +208,9 @@ def _row(record: PinRecord) -> dict[str, Any]:
         "components": json.dumps(list(record.components)),
         "sha256": record.sha256,
         "created": record.created,
+        "pictures": json.dumps(
+            [{"sha256": p.sha256, "asset_id": p.asset_id} for p in record.pictures]
+        ),
     }
 
 
@@ -176,4 +224,7 @@ def _record(row: Any) -> PinRecord:
         components=tuple(json.loads(row["components"])),
         sha256=row["sha256"],
         created=as_utc(row["created"]),
+        pictures=tuple(
+            KeptPicture(p["sha256"], p["asset_id"]) for p in json.loads(row["pictures"] or "[]")
+        ),
     )

@@ -29,6 +29,11 @@ class PinObject(BaseModel):
     kind: str
     name: str
     images: int = Field(description="how many pictures were embedded")
+    pictures_kept: int = Field(
+        description="how many of its pictures the pin keeps for models that take images "
+        "(multi-reference); 0 for a pin made before Kiln kept them: create it again to "
+        "use it on such a model"
+    )
     models: list[str] = Field(description="models it applies to (they have its IP-Adapter)")
     created: datetime
 
@@ -39,6 +44,7 @@ class PinObject(BaseModel):
             kind=record.kind,
             name=record.name,
             images=record.images,
+            pictures_kept=len(record.pictures),
             models=models,
             created=record.created,
         )
