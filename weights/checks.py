@@ -36,3 +36,12 @@ def refuse_pickle_folder(folder: Path) -> None:
             f"{folder}: weights are pickle files ({pickles[0].name}); only .safetensors "
             "is loaded because pickles can run code"
         )
+
+
+def check_safetensors_source(model_id: str, source: Path) -> None:
+    """A single-file model's ``source``: a ``.safetensors`` file that exists, not a pickle."""
+    refuse_pickle(source)
+    if source.suffix.lower() != ".safetensors":
+        raise ModelLoadError(f"model {model_id!r}: source {source.name} is not a .safetensors file")
+    if not source.is_file():
+        raise ModelLoadError(f"model {model_id!r}: source {source} does not exist")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from weights.catalog import ModelSpec
-from weights.checks import ModelLoadError, refuse_pickle
+from weights.checks import ModelLoadError, check_safetensors_source
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +72,7 @@ def load_single_file(
     """The pipeline of a single-file checkpoint in ``layout`` (its family's), built from
     local configs only."""
     source = spec.source
-    refuse_pickle(source)
-    if source.suffix.lower() != ".safetensors":
-        raise ModelLoadError(f"model {spec.id!r}: {source.name} is not a .safetensors file")
-    if not source.is_file():
-        raise ModelLoadError(f"model {spec.id!r}: {source} does not exist")
+    check_safetensors_source(spec.id, source)
     config = config_dir(spec)
     _check_components_present(spec, layout.prefixes)
 

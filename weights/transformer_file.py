@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from weights.catalog import ModelSpec
-from weights.checks import ModelLoadError, refuse_pickle, refuse_pickle_folder
+from weights.checks import ModelLoadError, check_safetensors_source, refuse_pickle_folder
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +108,7 @@ def check_transformer_file(spec: ModelSpec, layout: TransformerFileLayout) -> li
     from safetensors import SafetensorError, safe_open
 
     source = spec.source
-    refuse_pickle(source)
-    if source.suffix.lower() != ".safetensors":
-        raise ModelLoadError(f"model {spec.id!r}: source {source.name} is not a .safetensors file")
-    if not source.is_file():
-        raise ModelLoadError(f"model {spec.id!r}: source {source} does not exist")
+    check_safetensors_source(spec.id, source)
     _config_folder(spec)
     try:
         with safe_open(str(source), framework="pt") as f:

@@ -8,8 +8,6 @@ hub request fails the test rather than silently succeeding on a machine with net
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 import types
 from pathlib import Path
 
@@ -30,18 +28,6 @@ from weights.checks import ModelLoadError
 from weights.single_file import config_dir, load_single_file, shipped_config_dir
 
 FP32 = torch.float32
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any attempt to open a connection raises, whatever HF_HUB_OFFLINE says."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    assert os.environ.get("HF_HUB_OFFLINE") == "1"
 
 
 @pytest.fixture(scope="module")

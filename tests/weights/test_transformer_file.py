@@ -5,8 +5,6 @@ another architecture, shape or with weights missing are refused naming ``source`
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -21,16 +19,6 @@ from weights.transformer_file import architecture_of, convert_flux1_transformer
 
 FP32 = torch.float32
 TINY = {"flux1": "tiny-flux1", "flux2": "tiny-flux2-klein"}
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    assert os.environ.get("HF_HUB_OFFLINE") == "1"
 
 
 @pytest.fixture(scope="module")
