@@ -5,9 +5,11 @@
 
 A base model serves ``text_to_image`` with the loaded pipeline and derives the others on
 first use with ``from_pipe``, which shares every module (no weights are copied):
-``image_to_image`` (reference images, recreate), ``inpaint`` (replace, recreate, erase)
-and ``controlnet`` (one sibling per ControlNet component, the ControlNet loaded once).
-An ``instruct`` model serves ``instruct`` only, an ``inpaint`` model ``inpaint``. What
+``image_to_image`` (reference images, recreate), ``inpaint`` (replace, recreate, erase),
+``instruct`` where its family's base model edits by instruction (FLUX.2 [klein]) and
+``controlnet`` (one sibling per ControlNet component, the ControlNet loaded once).
+An ``instruct`` model (InstructPix2Pix, FLUX.1 Kontext) serves ``instruct`` only, an
+``inpaint`` model (SD inpainting, FLUX.1 Fill) ``inpaint``. What
 each task's call takes and how its pipeline is derived is its module's, in
 ``pipelines/tasks/``; the engine looks the task up in ``pipelines.tasks.RUNNERS``.
 
@@ -214,7 +216,11 @@ class Engine(LoadedModel):
         pipe.scheduler = self.scheduler(first.scheduler)
         self.styles.activate(first.style)  # before prompts: styles may patch text encoders
         task_kwargs = runner(first.task.name).call(
-            [r.task for r in requests], [r.n for r in requests], first.width, first.height
+            [r.task for r in requests],
+            [r.n for r in requests],
+            first.width,
+            first.height,
+            self.family,
         )
         if self.family.sized_image_calls:
             task_kwargs.setdefault("height", first.height)

@@ -220,6 +220,8 @@ TINY_BUILDERS: dict[str, Callable[[], Any]] = {
     "sd15_inpaint": _build_sd15_inpaint,
     "flux1": _imported("weights.tiny_flux:tiny_flux1_pipeline"),
     "flux1_schnell": _imported("weights.tiny_flux:tiny_flux1_schnell_pipeline"),
+    "flux1_kontext": _imported("weights.tiny_flux:tiny_flux1_kontext_pipeline"),
+    "flux1_fill": _imported("weights.tiny_flux:tiny_flux1_fill_pipeline"),
     "flux2_klein": _imported("weights.tiny_flux:tiny_flux2_klein_pipeline"),
     "flux2_klein_base": _imported("weights.tiny_flux:tiny_flux2_klein_base_pipeline"),
 }

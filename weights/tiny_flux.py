@@ -13,6 +13,12 @@ return the unsaved pipeline, for ``weights.tiny.TINY_BUILDERS``):
   ``FluxPipeline.from_pretrained(path)`` loads it.
 - ``build_tiny_flux1_schnell(path)`` / ``tiny_flux1_schnell_pipeline()``: FLUX.1
   [schnell]-like, no guidance embedding, a fixed shift of 1 (4 steps).
+- ``tiny_flux1_kontext_pipeline()``: FLUX.1 Kontext [dev]-like, the [dev] transformer's
+  shape with weights of its own, for ``FluxKontextPipeline`` (instruction edits).
+- ``tiny_flux1_fill_pipeline()``: FLUX.1 Fill [dev]-like, for ``FluxFillPipeline``: its
+  transformer reads 384 channels (packed latents 64, packed masked-image latents 64,
+  the packed 8x8 mask 256; the same 384 as the real one, whose latents are 16-channel
+  too) and writes 64.
 - ``build_tiny_flux2_klein(path)`` / ``tiny_flux2_klein_pipeline()``: FLUX.2 [klein]
   4B-like, step-distilled (``is_distilled``: guidance ignored, no CFG);
   ``Flux2KleinPipeline.from_pretrained(path)`` loads it.
@@ -55,6 +61,9 @@ from weights.tokenizer import EOS, clip_tokenizer
 # Seeds of their own, clear of the SD builders' (SEED + 0..39).
 FLUX1_SEED = SEED + 40
 FLUX2_SEED = SEED + 50
+# The Kontext and Fill transformers' own draws (their other modules are [dev]'s).
+KONTEXT_SEED = SEED + 60
+FILL_SEED = SEED + 61
 
 # The rotary axes split a head: FLUX.1 (time, row, column) 16+56+56 of 128 there, 4+6+6 of
 # 16 here; FLUX.2 four equal axes, 4x32 there, 4x4 here.
@@ -63,6 +72,9 @@ FLUX1_ROPE_AXES = (4, 6, 6)
 FLUX2_ROPE_AXES = (4, 4, 4, 4)
 FLUX1_LATENT_CHANNELS = 16
 FLUX2_LATENT_CHANNELS = 32
+# FLUX.1 Fill's transformer input: packed latents + packed masked-image latents (16
+# channels x 2x2 each) + the mask, 8x8 pixels per latent x 2x2 patches: 384.
+FILL_IN_CHANNELS = FLUX1_LATENT_CHANNELS * 4 * 2 + 8 * 8 * 4
 # [klein] stacks three Qwen3 hidden states along the feature axis.
 KLEIN_TEXT_LAYERS = (9, 18, 27)
 
@@ -106,18 +118,30 @@ def _flux1_vae() -> Any:
     )
 
 
-def _flux1_pipeline(guidance_embeds: bool, scheduler_config: dict[str, Any]) -> Any:
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+def _flux1_pipeline(
+    guidance_embeds: bool,
+    scheduler_config: dict[str, Any],
+    pipeline_class: str = "FluxPipeline",
+    transformer_seed: int = FLUX1_SEED,
+    in_channels: int = FLUX1_LATENT_CHANNELS * 4,  # 2x2 packed latent patches
+    out_channels: int | None = None,
+) -> Any:
+    """A tiny FLUX.1 as ``pipeline_class``: [dev]'s (or [schnell]'s) modules, the
+    transformer drawn with ``transformer_seed`` reading ``in_channels`` (Fill: 384) and
+    writing ``out_channels`` (None: as many as it reads; Fill: the packed latents)."""
+    import diffusers
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
     from transformers import CLIPTextModel
 
     clip_config = _clip_text_config("quick_gelu")  # CLIP ViT-L's text tower, as SD 1.5's
     tokenizer_2 = t5_tokenizer()
     text_encoder_2 = _seeded(FLUX1_SEED + 1, lambda: t5_encoder(len(tokenizer_2)))
     transformer = _seeded(
-        FLUX1_SEED,
+        transformer_seed,
         lambda: FluxTransformer2DModel(
             patch_size=1,
-            in_channels=FLUX1_LATENT_CHANNELS * 4,  # 2x2 packed latent patches
+            in_channels=in_channels,
+            out_channels=out_channels,
             num_layers=1,
             num_single_layers=1,
             attention_head_dim=HEAD_DIM,
@@ -128,7 +152,7 @@ def _flux1_pipeline(guidance_embeds: bool, scheduler_config: dict[str, Any]) -> 
             axes_dims_rope=FLUX1_ROPE_AXES,
         ),
     )
-    return FluxPipeline(
+    return getattr(diffusers, pipeline_class)(
         scheduler=FlowMatchEulerDiscreteScheduler(**scheduler_config),
         vae=_seeded(FLUX1_SEED + 2, _flux1_vae),
         text_encoder=_seeded(FLUX1_SEED + 3, lambda: CLIPTextModel(clip_config)),
@@ -148,6 +172,28 @@ def tiny_flux1_schnell_pipeline() -> Any:
     """The tiny FLUX.1 [schnell]: no guidance embedding, no shift. Its transformer draws
     the same seed as [dev]'s, less the guidance embedder."""
     return _flux1_pipeline(guidance_embeds=False, scheduler_config=_NO_SHIFT)
+
+
+def tiny_flux1_kontext_pipeline() -> Any:
+    """The tiny FLUX.1 Kontext [dev]: [dev]'s shape (guidance embedded), its own weights."""
+    return _flux1_pipeline(
+        guidance_embeds=True,
+        scheduler_config=_DYNAMIC_SHIFT,
+        pipeline_class="FluxKontextPipeline",
+        transformer_seed=KONTEXT_SEED,
+    )
+
+
+def tiny_flux1_fill_pipeline() -> Any:
+    """The tiny FLUX.1 Fill [dev]: a 384-channel transformer (guidance embedded)."""
+    return _flux1_pipeline(
+        guidance_embeds=True,
+        scheduler_config=_DYNAMIC_SHIFT,
+        pipeline_class="FluxFillPipeline",
+        transformer_seed=FILL_SEED,
+        in_channels=FILL_IN_CHANNELS,
+        out_channels=FLUX1_LATENT_CHANNELS * 4,
+    )
 
 
 def _flux2_vae() -> Any:

@@ -19,6 +19,7 @@ from pipelines.families.family import (
     LOADED_TASK,
     Family,
     GuidanceKind,
+    InstructInput,
     LoraTargets,
     PromptEncoding,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "LOADED_TASK",
     "Family",
     "GuidanceKind",
+    "InstructInput",
     "LoraTargets",
     "PromptEncoding",
     "UnknownFamilyError",

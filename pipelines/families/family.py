@@ -43,6 +43,14 @@ Decided where the issue is silent:
   (``SingleFileLayout``); FLUX.1 and FLUX.2 read the transformer alone, the rest from the
   entry's ``config`` folder (``TransformerFileLayout``, ``weights.transformer_file``). A
   family whose ``single_file`` is None loads diffusers folders only.
+- Edits (issue 21): ``pipelines`` are what a *base* model runs (loaded or derived with
+  ``from_pipe``); ``checkpoints`` what a dedicated checkpoint of a kind loads as where a
+  base model does not derive it (SD's InstructPix2Pix, FLUX.1 Kontext and Fill: their
+  transformers differ). [klein]'s base model edits by instruction through its own image
+  input, so its ``pipelines`` have ``instruct``. How an instruct call takes its image is
+  ``instruct_input``; a family without an img2img pipeline (FLUX.2) runs img2img as its
+  inpaint pipeline under a mask that covers the whole image (``img2img_by_mask``): with
+  nothing to keep, inpainting at a strength is img2img.
 """
 
 from __future__ import annotations
@@ -73,6 +81,20 @@ class GuidanceKind(StrEnum):
     CFG = "cfg"
     EMBEDDED = "embedded"
     NONE = "none"
+
+
+class InstructInput(StrEnum):
+    """How a family's instruction edit takes its input image. ``image_guidance``:
+    InstructPix2Pix (one image per generated image and an image guidance scale);
+    ``context_image``: FLUX.1 Kontext (one image per generated image, its tokens beside
+    the latents, at the call's size: Kiln turns Kontext's resize to its preferred sizes
+    off, the work size is on its grid already); ``reference_images``: FLUX.2 [klein]
+    (one list of reference images for the whole call). Only ``image_guidance`` takes an
+    ``image_guidance``."""
+
+    IMAGE_GUIDANCE = "image_guidance"
+    CONTEXT_IMAGE = "context_image"
+    REFERENCE_IMAGES = "reference_images"
 
 
 class PromptEncoding(Protocol):
@@ -106,7 +128,8 @@ class Family:
     """Everything family-specific, in one place (one module per family fills one)."""
 
     name: ModelFamily
-    # Task -> the diffusers pipeline class (by name) that runs it; the tasks the family has.
+    # Task -> the diffusers pipeline class (by name) that runs it on a base model (loaded
+    # or derived); the tasks a base model of the family has.
     pipelines: Mapping[Task, str]
     # (loaded pipeline, the model's sequence length: ``sequence_length_of``) -> its prompt
     # encoder (CLIP emphasis and 75-token windows for SD; T5 or Qwen3 counted for FLUX).
@@ -143,6 +166,14 @@ class Family:
     # Whether an image-to-image call takes the call's size (FLUX's resizes its input to
     # height x width, 1024 px when not given; SD's runs at the input image's size).
     sized_image_calls: bool = False
+    # Model kind -> the pipeline class a dedicated checkpoint of that kind loads as, where
+    # it is not ``pipelines``' (InstructPix2Pix; FLUX.1 Kontext and Fill).
+    checkpoints: Mapping[ModelKind, str] = field(default_factory=dict)
+    # How an instruction edit takes its image (``InstructInput``).
+    instruct_input: InstructInput = InstructInput.IMAGE_GUIDANCE
+    # Whether img2img runs the ``image_to_image`` pipeline (an inpaint one) under a mask
+    # covering the whole image (FLUX.2: diffusers 0.42.1 has no img2img pipeline for it).
+    img2img_by_mask: bool = False
 
     @property
     def tasks(self) -> tuple[Task, ...]:
@@ -198,5 +229,10 @@ class Family:
         return int(spec.extra.get("max_sequence_length", self.max_sequence_length))
 
     def loaded_class(self, kind: ModelKind) -> Any:
-        """The class a catalog model of ``kind`` loads as (base: text-to-image)."""
+        """The class a catalog model of ``kind`` loads as (base: text-to-image; a
+        dedicated checkpoint: its ``checkpoints`` class, else its task's pipeline)."""
+        import diffusers
+
+        if kind in self.checkpoints:
+            return getattr(diffusers, self.checkpoints[kind])
         return self.pipeline_class(LOADED_TASK[kind])

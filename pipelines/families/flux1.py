@@ -3,16 +3,24 @@ blocks over 2x2-packed latents, sides on a 16-px grid), CLIP ViT-L pooled and T5
 
 [dev] embeds ``guidance`` in the transformer (a conditioning value, default 3.5; one
 forward a step, no CFG); [schnell] takes none (its entry: ``guidance_kind = "none"``,
-``max_sequence_length = 256``, 4 steps). Reference images run ``FluxImg2ImgPipeline``;
-inpainting, Fill and Kontext are the edits of the next issue.
+``max_sequence_length = 256``, 4 steps). Reference images, recreate without a mask and
+variations run ``FluxImg2ImgPipeline``.
+
+Edits: instruction edits need a Kontext checkpoint (``kind = "instruct"``,
+``FluxKontextPipeline``: the input image's tokens beside the latents); replace, recreate
+and erase run on a Fill checkpoint (``kind = "inpaint"``, ``FluxFillPipeline``: its
+transformer reads 384 channels, the packed latents, masked-image latents and mask) where
+the base entry names one as its ``inpaint_model``, else on the base model itself
+(``FluxInpaintPipeline``: the unmasked latents blended back each step). Both take
+guidance embedded, as [dev] does (Kontext's default 2.5-3.5, Fill's 30: the entries').
 """
 
 from __future__ import annotations
 
-from pipelines.families.family import Family, GuidanceKind, LoraTargets
+from pipelines.families.family import Family, GuidanceKind, InstructInput, LoraTargets
 from pipelines.families.flow import FLOW_SCHEDULERS, T5Prompts
 from pipelines.task import Task
-from weights.catalog import ModelFamily
+from weights.catalog import ModelFamily, ModelKind
 from weights.transformer_file import TransformerFileLayout
 
 FAMILY = Family(
@@ -20,7 +28,13 @@ FAMILY = Family(
     pipelines={
         Task.TEXT_TO_IMAGE: "FluxPipeline",
         Task.IMAGE_TO_IMAGE: "FluxImg2ImgPipeline",
+        Task.INPAINT: "FluxInpaintPipeline",
     },
+    checkpoints={
+        ModelKind.INSTRUCT: "FluxKontextPipeline",
+        ModelKind.INPAINT: "FluxFillPipeline",
+    },
+    instruct_input=InstructInput.CONTEXT_IMAGE,
     prompt_encoder=T5Prompts,
     schedulers=FLOW_SCHEDULERS,
     denoiser="transformer",

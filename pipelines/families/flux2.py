@@ -3,14 +3,18 @@ latents (sides on a 16-px grid) reading Qwen3's hidden layers 9, 18 and 27.
 
 The step-distilled checkpoints take no guidance (4 steps, no CFG): the family's default;
 a base checkpoint runs real classifier-free guidance with a negative prompt (its entry:
-``guidance_kind = "cfg"``). Multi-reference editing and inpainting (its ``image`` input,
-``Flux2KleinInpaintPipeline``) are the edits of the next issue; FLUX.2 has no
-strength-based img2img pipeline, so reference images are not offered here.
+``guidance_kind = "cfg"``).
+
+Edits run on the base model itself: an instruction edit is ``Flux2KleinPipeline`` with the
+input as its one reference image (``image``); replace, recreate and erase are
+``Flux2KleinInpaintPipeline``. diffusers 0.42.1 has no FLUX.2 img2img pipeline, so a
+recreate without a mask and a variation run the inpaint pipeline under a mask covering
+the whole image (``img2img_by_mask``); reference images in a generation are not offered.
 """
 
 from __future__ import annotations
 
-from pipelines.families.family import Family, GuidanceKind, LoraTargets
+from pipelines.families.family import Family, GuidanceKind, InstructInput, LoraTargets
 from pipelines.families.flow import FLOW_SCHEDULERS, Qwen3Prompts
 from pipelines.task import Task
 from weights.catalog import ModelFamily
@@ -18,7 +22,12 @@ from weights.transformer_file import TransformerFileLayout
 
 FAMILY = Family(
     name=ModelFamily.FLUX2,
-    pipelines={Task.TEXT_TO_IMAGE: "Flux2KleinPipeline"},
+    pipelines={
+        Task.TEXT_TO_IMAGE: "Flux2KleinPipeline",
+        Task.IMAGE_TO_IMAGE: "Flux2KleinInpaintPipeline",
+        Task.INPAINT: "Flux2KleinInpaintPipeline",
+        Task.INSTRUCT: "Flux2KleinPipeline",
+    },
     prompt_encoder=Qwen3Prompts,
     schedulers=FLOW_SCHEDULERS,
     denoiser="transformer",
@@ -30,4 +39,8 @@ FAMILY = Family(
     guidance_kind=GuidanceKind.NONE,
     max_sequence_length=512,
     emphasis=False,
+    # Every [klein] call takes its size (the image input would set it otherwise).
+    sized_image_calls=True,
+    instruct_input=InstructInput.REFERENCE_IMAGES,
+    img2img_by_mask=True,
 )

@@ -10,7 +10,7 @@ from pipelines.families.stable_diffusion import (
     VAE_PREFIXES,
 )
 from pipelines.task import Task
-from weights.catalog import ModelFamily
+from weights.catalog import ModelFamily, ModelKind
 from weights.single_file import SingleFileLayout
 
 FAMILY = Family(
@@ -19,10 +19,11 @@ FAMILY = Family(
         Task.TEXT_TO_IMAGE: "StableDiffusionPipeline",
         Task.IMAGE_TO_IMAGE: "StableDiffusionImg2ImgPipeline",
         Task.INPAINT: "StableDiffusionInpaintPipeline",
-        Task.INSTRUCT: "StableDiffusionInstructPix2PixPipeline",
         Task.CONTROLNET: "StableDiffusionControlNetPipeline",
     },
     **UNET_UNDER_CLIP,
+    # An instruct checkpoint (8-channel UNet); a base model does not derive it.
+    checkpoints={ModelKind.INSTRUCT: "StableDiffusionInstructPix2PixPipeline"},
     lora=LoraTargets(components=("unet", "text_encoder")),
     single_file=SingleFileLayout(
         prefixes={

@@ -11,7 +11,7 @@ from pipelines.families.stable_diffusion import (
     VAE_PREFIXES,
 )
 from pipelines.task import Task
-from weights.catalog import ModelFamily
+from weights.catalog import ModelFamily, ModelKind
 from weights.single_file import SingleFileLayout
 
 FAMILY = Family(
@@ -20,10 +20,11 @@ FAMILY = Family(
         Task.TEXT_TO_IMAGE: "StableDiffusionXLPipeline",
         Task.IMAGE_TO_IMAGE: "StableDiffusionXLImg2ImgPipeline",
         Task.INPAINT: "StableDiffusionXLInpaintPipeline",
-        Task.INSTRUCT: "StableDiffusionXLInstructPix2PixPipeline",
         Task.CONTROLNET: "StableDiffusionXLControlNetPipeline",
     },
     **UNET_UNDER_CLIP,
+    # An instruct checkpoint (8-channel UNet); a base model does not derive it.
+    checkpoints={ModelKind.INSTRUCT: "StableDiffusionXLInstructPix2PixPipeline"},
     # The UNet config maps kohya's SGM block numbers (SDXL's load_lora_weights passes it).
     lora=LoraTargets(
         components=("unet", "text_encoder", "text_encoder_2"), reads_denoiser_config=True

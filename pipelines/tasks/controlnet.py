@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pipelines.families import Family
 from pipelines.loaded_model import LoadedModel
 from pipelines.params import ControlRef, ParamError
 from pipelines.task import Task
@@ -50,7 +51,9 @@ class ControlNet:
         return {"strength": 1.0}
 
 
-def call(tasks: Sequence[ControlNet], counts: Sequence[int], width: int, height: int) -> dict:
+def call(
+    tasks: Sequence[ControlNet], counts: Sequence[int], width: int, height: int, family: Family
+) -> dict:
     """The call's arguments: one control image per generated image, the size and the
     shared conditioning scale."""
     return {

@@ -1,6 +1,9 @@
 """Image-to-image (img2img): from an init image at a denoising strength. Reference images
 in ``img2img`` mode, recreate without a mask, OpenAI variations and the agentic structure
-step run it; a base model derives its pipeline with ``from_pipe`` (weights shared)."""
+step run it; a base model derives its pipeline with ``from_pipe`` (weights shared). A
+family without an img2img pipeline (FLUX.2) runs its inpaint pipeline under a mask that
+covers the whole image (``Family.img2img_by_mask``): nothing is kept, so the noised input
+at the strength is all there is, as in img2img."""
 
 from __future__ import annotations
 
@@ -8,10 +11,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pipelines.families import Family
 from pipelines.loaded_model import LoadedModel
 from pipelines.params import ImageData
 from pipelines.task import Task
-from pipelines.tasks.runner import FromImage, TaskRunner, check_image, check_strength, per_image
+from pipelines.tasks.runner import (
+    FromImage,
+    TaskRunner,
+    check_image,
+    check_strength,
+    per_image,
+    whole_image_masks,
+)
 
 
 @dataclass(frozen=True)
@@ -37,10 +48,21 @@ class ImageToImage(FromImage):
         return {"strength": self.strength}
 
 
-def call(tasks: Sequence[ImageToImage], counts: Sequence[int], width: int, height: int) -> dict:
+def call(
+    tasks: Sequence[ImageToImage], counts: Sequence[int], width: int, height: int, family: Family
+) -> dict:
     """The call's arguments: one init image per generated image, the shared strength (the
-    size is the images')."""
-    return {"image": per_image([t.image for t in tasks], counts), "strength": tasks[0].strength}
+    size is the images'); where the family runs img2img as inpainting, a mask covering
+    each whole image and the size."""
+    images = [t.image for t in tasks]
+    kwargs = {"image": per_image(images, counts), "strength": tasks[0].strength}
+    if family.img2img_by_mask:
+        kwargs |= {
+            "mask_image": whole_image_masks(images, counts),
+            "height": height,
+            "width": width,
+        }
+    return kwargs
 
 
 def derive(model: LoadedModel, base: Any, variant: str | None) -> Any:

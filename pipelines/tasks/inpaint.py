@@ -1,8 +1,10 @@
 """Inpainting: regenerate inside a mask. Replace, recreate with a mask and erase run it
 (``pipelines.edit_tools`` prepares the mask and composites the result). A base model
-derives its pipeline with ``from_pipe`` (diffusers' inpaint pipeline also runs on an
-ordinary 4-channel UNet, blending the unmasked latents back each step); a dedicated
-``inpaint`` model (9-channel UNet) loads it."""
+derives its pipeline with ``from_pipe`` (diffusers' inpaint pipelines also run on an
+ordinary denoiser, blending the unmasked latents back each step: SD's 4-channel UNet,
+``FluxInpaintPipeline``, ``Flux2KleinInpaintPipeline``); a dedicated ``inpaint`` model
+loads its own (SD's 9-channel UNet, FLUX.1 Fill's 384-channel transformer). Every one of
+them takes the image, the mask, the strength and the size alike."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pipelines.families import Family
 from pipelines.loaded_model import LoadedModel
 from pipelines.params import ImageData, ParamError
 from pipelines.task import Task
@@ -47,7 +50,9 @@ class Inpaint(FromImage):
         return {"strength": self.strength}
 
 
-def call(tasks: Sequence[Inpaint], counts: Sequence[int], width: int, height: int) -> dict:
+def call(
+    tasks: Sequence[Inpaint], counts: Sequence[int], width: int, height: int, family: Family
+) -> dict:
     """The call's arguments: an image and a mask per generated image, the shared strength
     and the size."""
     return {

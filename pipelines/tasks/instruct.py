@@ -1,6 +1,10 @@
-"""Instruct: an instruction edit (InstructPix2Pix) on an ``instruct`` model, which loads
-the pipeline itself (no base model derives it). ``POST /v1/edits`` with ``tool:
-"instruct"`` and OpenAI edits on an instruct model run it."""
+"""Instruct: an instruction edit. ``POST /v1/edits`` with ``tool: "instruct"`` and OpenAI
+edits on an instruct model run it.
+
+Where it runs is the family's (``Family.instruct_input``): InstructPix2Pix on an SD
+``instruct`` checkpoint and FLUX.1 Kontext on a FLUX.1 one load their own pipeline (no base
+model derives it: their denoisers differ); FLUX.2 [klein]'s base model derives it
+(``Flux2KleinPipeline`` with the input as its reference image, weights shared)."""
 
 from __future__ import annotations
 
@@ -8,19 +12,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pipelines.families import Family, InstructInput
+from pipelines.loaded_model import LoadedModel
 from pipelines.params import ImageData, ParamError
 from pipelines.task import Task
-from pipelines.tasks.runner import FromImage, TaskRunner, check_image, per_image
+from pipelines.tasks.runner import FromImage, TaskRunner, check_image, per_image, pil
 
 # The image guidance (how closely to keep the input) when the request leaves it out:
 # InstructPix2Pix's own default.
 DEFAULT_IMAGE_GUIDANCE = 1.5
+# The shortest side FLUX.2's image processor takes in a reference image (diffusers 0.42.1
+# refuses less): a smaller input is scaled up to it, aspect kept.
+MIN_REFERENCE_SIDE = 64
 
 
 @dataclass(frozen=True)
 class Instruct(FromImage):
     """The image to edit (at the call's size) and the image guidance; None: the
-    default."""
+    default (InstructPix2Pix's; the families that take none refuse a value)."""
 
     image: ImageData
     image_guidance: float | None = None
@@ -45,14 +54,66 @@ class Instruct(FromImage):
         return recorded
 
 
-def call(tasks: Sequence[Instruct], counts: Sequence[int], width: int, height: int) -> dict:
-    """The call's arguments: one image per generated image and the image guidance (the
-    size is the images')."""
+def check_image_guidance(family: Family, image_guidance: float | None) -> None:
+    """Refuse an ``image_guidance`` where the family's instruction edit takes none
+    (``ParamError`` naming it): only InstructPix2Pix has an image guidance scale."""
+    if image_guidance is not None and family.instruct_input != InstructInput.IMAGE_GUIDANCE:
+        raise ParamError(
+            "image_guidance",
+            f"image_guidance is InstructPix2Pix's; {family.name} instruction edits take none",
+        )
+
+
+def call(
+    tasks: Sequence[Instruct], counts: Sequence[int], width: int, height: int, family: Family
+) -> dict:
+    """The call's arguments as the family's instruct pipeline takes them: InstructPix2Pix
+    one image per generated image and the image guidance (the size is the images');
+    Kontext one image per generated image, at the call's size (``max_area`` is the size's
+    area, so Kontext keeps it, and its resize to its preferred sizes is off); [klein] the
+    one input as the call's reference image (a batch shares its image: it is in the
+    batch key; at least ``MIN_REFERENCE_SIDE`` a side) and the size."""
     guidance = tasks[0].image_guidance
-    return {
-        "image": per_image([t.image for t in tasks], counts),
-        "image_guidance_scale": DEFAULT_IMAGE_GUIDANCE if guidance is None else guidance,
-    }
+    check_image_guidance(family, guidance)
+    images = [t.image for t in tasks]
+    kind = family.instruct_input
+    if kind == InstructInput.IMAGE_GUIDANCE:
+        return {
+            "image": per_image(images, counts),
+            "image_guidance_scale": DEFAULT_IMAGE_GUIDANCE if guidance is None else guidance,
+        }
+    if kind == InstructInput.CONTEXT_IMAGE:
+        return {
+            "image": per_image(images, counts),
+            "height": height,
+            "width": width,
+            "max_area": width * height,
+            "_auto_resize": False,
+        }
+    if kind == InstructInput.REFERENCE_IMAGES:
+        return {"image": [reference_image(images[0])], "height": height, "width": width}
+    raise KeyError(f"no instruct call for {kind!r}; known: {', '.join(InstructInput)}")
 
 
-RUNNER = TaskRunner(Task.INSTRUCT, call)
+def reference_image(image: ImageData) -> Any:
+    """``image`` as a [klein] reference image: scaled up (Lanczos, aspect kept) where a side
+    is under ``MIN_REFERENCE_SIDE``, which its image processor refuses."""
+    from PIL import Image
+
+    picture = pil(image)
+    short = min(image.width, image.height)
+    if short >= MIN_REFERENCE_SIDE:
+        return picture
+    scale = MIN_REFERENCE_SIDE / short
+    size = (max(MIN_REFERENCE_SIDE, round(image.width * scale)),
+            max(MIN_REFERENCE_SIDE, round(image.height * scale)))  # fmt: skip
+    return picture.resize(size, Image.Resampling.LANCZOS)
+
+
+def derive(model: LoadedModel, base: Any, variant: str | None) -> Any:
+    """The family's instruct pipeline on a base model's modules (FLUX.2 [klein]: only a
+    family whose ``pipelines`` list ``instruct`` derives it)."""
+    return model.family.pipeline_class(Task.INSTRUCT).from_pipe(base)
+
+
+RUNNER = TaskRunner(Task.INSTRUCT, call, derive)

@@ -9,13 +9,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.families import Family
 from pipelines.loaded_model import LoadedModel
 from pipelines.params import ImageData, ParamError
 from pipelines.task import Task
 from weights.catalog import ComponentKind
 
-# (the batch's task inputs, images per request, width, height) -> the call's arguments.
-CallBuilder = Callable[[Sequence[Any], Sequence[int], int, int], dict[str, Any]]
+# (the batch's task inputs, images per request, width, height, the model's family) -> the
+# call's arguments (the family says how its pipelines take an image: ``InstructInput``,
+# ``img2img_by_mask``).
+CallBuilder = Callable[[Sequence[Any], Sequence[int], int, int, Family], dict[str, Any]]
 # (the loaded model, its text-to-image pipeline, the variant) -> the task's pipeline.
 Deriver = Callable[[LoadedModel, Any, str | None], Any]
 
@@ -81,3 +84,12 @@ def pil(image: ImageData) -> Any:
     from PIL import Image
 
     return Image.fromarray(image.pixels)
+
+
+def whole_image_masks(images: Sequence[ImageData], counts: Sequence[int]) -> list[Any]:
+    """One all-white mask (everything regenerated) per generated image: img2img on a
+    family that runs it as inpainting (``Family.img2img_by_mask``)."""
+    from PIL import Image
+
+    masks = [Image.new("L", (data.width, data.height), 255) for data in images]
+    return [mask for mask, n in zip(masks, counts, strict=True) for _ in range(n)]

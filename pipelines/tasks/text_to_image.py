@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipelines.families import Family
 from pipelines.params import TextToImage
 from pipelines.task import Task
 from pipelines.tasks.runner import TaskRunner
 
 
-def call(tasks: Sequence[TextToImage], counts: Sequence[int], width: int, height: int) -> dict:
+def call(
+    tasks: Sequence[TextToImage], counts: Sequence[int], width: int, height: int, family: Family
+) -> dict:
     """The call's arguments: its size."""
     return {"height": height, "width": width}
 

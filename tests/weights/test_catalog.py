@@ -22,10 +22,13 @@ def test_shipped_catalog_lists_the_tiny_models(tmp_path):
         "tiny-instruct",
         "tiny-flux1",
         "tiny-flux2-klein",
+        "tiny-flux1-kontext",
+        "tiny-flux1-fill",
     ]
-    assert [spec.kind for spec in cat] == ["base", "base", "instruct", "base", "base"]
+    kinds = ["base", "base", "instruct", "base", "base", "instruct", "inpaint"]
+    assert [spec.kind for spec in cat] == kinds
     # The FLUX models load on first use: kiln serve does not start them.
-    assert [spec.extra.get("min_replicas") for spec in cat][3:] == [0, 0]
+    assert [spec.extra.get("min_replicas") for spec in cat][3:] == [0, 0, 0, 0]
     for spec in cat:
         assert spec.source == tmp_path / "models" / spec.id
         assert all(int(side) <= 256 for size in spec.sizes for side in size.split("x"))
