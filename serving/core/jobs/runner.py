@@ -52,6 +52,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from serving.core.errors import KilnError
 from serving.core.jobs.service import ACTIVE_STATES, Job, JobCancelled, JobFailed, Jobs, UnknownJob
 from serving.core.ledger import Ledger
 from serving.core.ledger.leases import LeaseKeeper
@@ -357,15 +358,17 @@ class JobRunner:
         if error is None:
             return
         # The worker itself died (a Ray task's process or node, an import), so it could
-        # not record the job's end: the job is failed and settled here.
+        # not record the job's end: the job is failed and settled here. A backend that
+        # knows why says so with a KilnError (Ray's: 503 model_unavailable).
         logger.error("the worker of job %s died: %r", job.id, error)
+        known = isinstance(error, KilnError) and error.code is not None
         if not self.jobs.load(job.id).done:
             settle(job, self.ledger, self.settings)
             self.jobs.finish(
                 job.id,
                 "failed",
-                error="the job's worker died; it was given up",
-                error_code="worker_lost",
+                error=error.message if known else "the job's worker died; it was given up",
+                error_code=error.code if known else "worker_lost",
                 from_states=ACTIVE_STATES,
             )
 

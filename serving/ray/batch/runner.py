@@ -32,6 +32,13 @@ Decisions where the issue is silent:
 - **Skipping.** A line whose latest manifest entry has no error, the same kind and
   recorded request, and intact outputs (present, matching sha256) is skipped; failed lines
   run again on a rerun.
+- **A dead worker.** An actor whose process dies (killed, crashed, its node lost) is
+  restarted by Ray, and the line it was running is handed out again, at most
+  ``WORKER_RETRIES`` times each (Ray Data's own default is unbounded: a line that kills
+  every worker it reaches would never end the run). The driver records a line once, when
+  its result arrives; the rerun first releases the reservation the dead attempt left
+  held (``serving.ray.batch.worker``). Past the bound the run fails, as any run whose
+  pool cannot finish; its recorded lines stay and a rerun runs the rest.
 - **Stopping.** ``should_stop`` is asked after every finished line; when it answers true
   the run's ``StopSignal`` actor is set: workers run no further line (each asks it
   before starting one), and the driver drains the lines already running and records
@@ -64,6 +71,8 @@ OPERATOR_TENANT_ID = "ten_batch"
 OPERATOR_TENANT_NAME = "batch (unmetered)"
 # How long a pool may take to start all its actors (placing them, loading the model).
 POOL_START_TIMEOUT_S = 900
+# Restarts of a pool's actor, and reruns of a line, after a worker died under it.
+WORKER_RETRIES = 3
 
 
 @dataclass
@@ -193,7 +202,13 @@ def pool_resources(
     # One line in flight per actor: lines are seconds long, and a queue per actor would
     # let the first actor up take lines that an idle one could run.
     compute = ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1)
-    return {"compute": compute, "num_cpus": settings.replica_cpus, "num_gpus": gpus}
+    return {
+        "compute": compute,
+        "num_cpus": settings.replica_cpus,
+        "num_gpus": gpus,
+        "max_restarts": WORKER_RETRIES,
+        "max_task_retries": WORKER_RETRIES,
+    }
 
 
 def _groups(lines: list[BatchLine]) -> dict[str, list[BatchLine]]:

@@ -16,6 +16,10 @@ number and the image's seed as ``tEXt`` chunks, so a file's bytes are a function
 pixels and its request only (the asset's own PNG carries its asset id, which differs per
 run).
 
+A line rerun after its worker died (``serving.ray.batch.runner``: Ray restarts the actor
+and hands the line out again) first releases what the dead attempt left held: its
+reservation, named by the line's request id, has no process left to renew or release it.
+
 A failed line's error is the API's error object plus its ``status``, exactly what the
 route would have answered; an internal error (500) says no more than HTTP does, and its
 traceback goes to the actor's log (Ray's session log folder).
@@ -142,6 +146,7 @@ class BatchWorker:
             result.stopped = True
             return result
         started = time.perf_counter()
+        self._release_dead_attempt(request_id(self.run_id, number))
         try:
             made = self.loop.run_until_complete(self._create(kind, request, number))
         except Exception as exc:
@@ -181,6 +186,25 @@ class BatchWorker:
             agentic = AgenticGenerationRequest.model_validate_json(json.dumps(request)).to_order()
             return await core.agentic.create(tenant_id, agentic, rid)
         raise ValueError(f"unknown kind {kind!r}")
+
+    def _release_dead_attempt(self, reference: str) -> None:
+        """Release the open reservations of an earlier attempt at this line, whose worker
+        died under it (none on a first attempt: the line's request id is unique)."""
+        from sqlalchemy import select
+
+        from serving.core.ledger.schema import reservations
+
+        ledger = self.core.ledger
+        query = select(reservations.c.id).where(
+            reservations.c.reference == reference, reservations.c.state == "open"
+        )
+        with ledger.engine.connect() as conn:
+            held = conn.execute(query).scalars().all()
+        for reservation_id in held:
+            returned = ledger.release(reservation_id)
+            logger.warning(
+                "%s: released %d credit(s) its dead worker's attempt held", reference, returned
+            )
 
     def _stopping(self) -> bool:
         if self.stop_signal is None:
