@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -58,3 +59,37 @@ def test_the_openai_sdk_and_an_over_limit_prompt_on_flux1(http, server, tenant):
     r = http.post("/v1/generations", json={"model": FLUX1, "prompt": "fox " * 700})
     assert r.status_code == 400 and r.json()["error"]["param"] == "prompt", r.text
     assert http.get("/v1/credits").json()["entries"][0] == newest  # nothing held
+
+
+def test_flux1_through_the_live_server_batches_references_and_sizes(http, server, tenant):
+    assert _awake(http, {"model": FLUX1, "prompt": "a kite", "seed": 1}).status_code == 200
+    seeds = [41, 42, 43, 44]
+
+    def one(seed: int) -> dict:
+        body = {"model": FLUX1, "prompt": f"a harbour, view {seed}", "seed": seed}
+        r = httpx.post(f"{server.url}/v1/generations", json=body, headers=tenant.headers,
+                       timeout=120)  # fmt: skip
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    # Dynamic batching: concurrent FLUX requests share a pipeline call (one T5 length).
+    with ThreadPoolExecutor(len(seeds)) as pool:
+        results = list(pool.map(one, seeds))
+    sizes = [r["timings"]["batch_images"] for r in results]
+    assert max(sizes) >= 2, f"no shared call among {sizes}"
+    alone = _pixels(one(seeds[-1])["data"][0]["b64_json"])
+    shared = _pixels(results[-1]["data"][0]["b64_json"])
+    assert np.abs(alone.astype(int) - shared.astype(int)).max() <= 2
+
+    # A reference image as img2img, at a tier and aspect ratio on FLUX's 16-px grid.
+    picture = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(picture).save(out, format="PNG")
+    reference = {"image": base64.b64encode(out.getvalue()).decode(), "strength": 0.6}
+    body = {"model": FLUX1, "prompt": "a quiet street", "seed": 4, "reference": reference,
+            "resolution": "256px", "aspect_ratio": "3:2"}  # fmt: skip
+    r = http.post("/v1/generations", json=body)
+    assert r.status_code == 200, r.text
+    image = r.json()["data"][0]
+    assert (image["width"], image["height"]) == (256, 176)
+    assert _pixels(image["b64_json"]).shape == (176, 256, 3)
