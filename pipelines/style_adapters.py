@@ -5,7 +5,9 @@
     ...pipeline call...
     adapters.activate(None)                                            # base model again
 
-A style is loaded once (``load_lora_weights(adapter_name=style id)``) and then switched by
+A style is loaded once (``load_lora_weights(adapter_name=style id)``, the file read as
+its import checked it: ``pipelines.lora_layouts.lora_source``; FLUX styles go into the
+transformer, SD styles into the UNet and text encoders) and then switched by
 adapter *selection* (``set_adapters`` with the strength as the adapter weight): the base
 model is never reloaded and a switch moves no weights. ``activate`` runs at the start of
 every pipeline call, so the previous call's style never leaks into the next. Past
@@ -42,6 +44,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from pipelines.lora_layouts import lora_source
 from pipelines.params import StyleRef
 
 logger = logging.getLogger(__name__)
@@ -112,7 +115,8 @@ class StyleAdapters:
         started = time.perf_counter()
         try:
             if self._slot is None:
-                self.pipe.load_lora_weights(style.path, adapter_name=style.id)
+                source = lora_source(self.pipe, style.path)
+                self.pipe.load_lora_weights(source, adapter_name=style.id)
             else:
                 self._load_for_hotswap(style)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:

@@ -7,18 +7,25 @@ What is checked, in order, so that the cheap checks refuse a bad file before any
 1. Size, from the file system, before a byte is read (``StyleFileTooLarge``).
 2. Format: safetensors only, its header checked against the file (both
    ``styles.lora_file``).
-3. Layout: diffusers' own converters read it, exactly as ``load_lora_weights`` will —
+3. Layout: diffusers' own converters read it, exactly as ``load_lora_weights`` will
+   (``pipelines.lora_layouts.lora_state``, which serving loads through too) —
    ``<Pipeline>.lora_state_dict`` turns kohya/civitai keys (``lora_unet_…``,
    ``lora_te_…``, ``lora_te1_…``/``lora_te2_…``, with SDXL's SGM block numbers mapped by
-   the UNet config as SDXL's loader does) into diffusers keys, then the UNet and text
-   encoder keys go through the same ``convert_*_to_peft`` steps the loaders take. No key
-   map is written here.
-4. Fit: every targeted module must exist in the base model's UNet or text encoder(s),
-   with the in/out features (and conv kernel) the LoRA's matrices need. The modules come
-   from the model's *config*, built on the meta device: no weights are read and nothing
-   is downloaded. So an SD 1.5 LoRA on an SDXL model (or the reverse) is refused with
-   the first module that does not fit, and where the LoRA fits another family's shipped
-   configuration the message says so.
+   the UNet config as SDXL's loader does; FLUX's ``lora_unet_double_blocks_…``), XLabs'
+   and BFL's FLUX keys into diffusers keys, then the denoiser and text encoder keys go
+   through the same ``convert_*_to_peft`` steps the loaders take. No key map is written
+   here; where diffusers' FLUX.1 converter is fixed at full width, Kiln's reading is in
+   ``pipelines.lora_layouts`` (documented there).
+4. Fit: every targeted module must exist in a component the family's styles go in
+   (``Family.lora``: SD's UNet and text encoder(s), FLUX's transformer), with the
+   in/out features (and conv kernel) the LoRA's matrices need. The modules come from the
+   model's *config*, built on the meta device: no weights are read and nothing is
+   downloaded. So an SD 1.5 LoRA on an SDXL model, an SD LoRA on FLUX or a FLUX LoRA on
+   SD (or a FLUX.2 one on FLUX.1) is refused with the first layer that does not fit or
+   that the family's loader cannot read, and where the LoRA fits another family the
+   message says so: a family with a shipped full-size config (SD 1.5, SDXL) is matched
+   by names and shapes; one without (FLUX.1, FLUX.2: their models differ in width,
+   [klein] 4B and 9B) by layer names on its denoiser class's default configuration.
 5. Rank: the largest rank over all layers must not exceed ``max_rank``. It is the same
    number the GPU fast path gives ``enable_lora_hotswap(target_rank=…)``, so any
    imported style can be swapped into a compiled model without recompiling.
@@ -28,22 +35,27 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pipelines.families import FAMILIES, family_of
+from pipelines.lora_layouts import BFL_PREFIX, BFL_ROOTS, lora_state
 from pipelines.task import Task
 from styles.lora_file import StyleFileError, check_size, load_tensors, read_header, sha256_of
 from weights.catalog import ModelSpec
 from weights.checks import ModelLoadError
 
 DEFAULT_MAX_RANK = 64
-# The components some family's LoRA loader takes (the UNet and the text encoders for SD):
-# a key of any other component is no LoRA key at all; one of a component the model lacks
-# is a misfit, reported with the family the file fits.
+# The components some family's LoRA loader takes (the UNet and the text encoders for SD,
+# the transformer for FLUX): a key of any other component is no LoRA key at all; one of a
+# component the model's family does not take is a misfit, reported with the family the
+# file fits.
 _COMPONENTS = tuple(dict.fromkeys(c for f in FAMILIES.values() for c in f.lora.components))
+# Denoisers: their LoRA keys convert to peft as a UNet's do (``load_lora_adapter``).
+_DENOISERS = frozenset(f.denoiser for f in FAMILIES.values())
 # The text-encoder modules diffusers' loader reads a LoRA's rank from.
 _TEXT_RANKED = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 _KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
@@ -56,11 +68,18 @@ class LoraInfo:
     sha256: str
     bytes: int
     family: str
-    layout: str  # "kohya" (lora_unet_…/lora_te_…) or "diffusers" (unet.…/text_encoder.…)
+    # "kohya" (lora_unet_…/lora_te_…), "xlabs" (…processor.qkv_lora1…), "bfl" (FLUX's
+    # original names: double_blocks.…, diffusion_model.…) or "diffusers" (unet.…,
+    # transformer.…, text_encoder.…; peft's and ai-toolkit's FLUX.1 files)
+    layout: str
     rank: int  # the largest rank over all layers
-    layers: int  # modules the LoRA changes, UNet and text encoders together
-    unet_layers: int
+    layers: int  # modules the LoRA changes, denoiser and text encoders together
+    denoiser_layers: int  # of the UNet (SD) or the transformer (FLUX)
     text_encoder_layers: tuple[str, ...]  # components with layers: text_encoder(_2)
+
+
+class _Unreadable(StyleFileError):
+    """The family's loader cannot read the file's keys (they may be another family's)."""
 
 
 class _Layer(StrEnum):
@@ -82,17 +101,28 @@ class _Module:
 
 
 def layout_of(keys: list[str]) -> str:
-    """``kohya`` when every key is kohya/civitai-style, else ``diffusers``."""
-    return "kohya" if all(k.startswith(_KOHYA_PREFIXES) for k in keys) else "diffusers"
+    """The layout a file's keys are in (``LoraInfo.layout``)."""
+    if all(k.startswith(_KOHYA_PREFIXES) for k in keys):
+        return "kohya"
+    if any(".processor." in k for k in keys):
+        return "xlabs"
+    if any(k.startswith(BFL_PREFIX) or k.startswith(BFL_ROOTS) for k in keys):
+        return "bfl"
+    return "diffusers"
 
 
 def to_peft_layers(
-    tensors: dict[str, Any], family: str, unet_config: Any, flat: frozenset[str]
+    tensors: dict[str, Any],
+    family: str,
+    denoiser_config: Any,
+    flat: frozenset[str],
+    widths: dict[str, int] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """component -> module name -> {"lora_A": tensor, "lora_B": tensor}, as diffusers'
-    loaders see the file: ``lora_state_dict`` (kohya conversion), then the UNet's and the
-    text encoders' own ``convert_*_to_peft`` steps. ``flat``: the text encoders whose
-    modules have no ``text_model.`` level (``flat_text_encoders``)."""
+    loaders see the file: ``lora_state_dict`` (kohya/XLabs/BFL conversion), then the
+    denoiser's and the text encoders' own ``convert_*_to_peft`` steps. ``flat``: the text
+    encoders whose modules have no ``text_model.`` level (``flat_text_encoders``);
+    ``widths``: the denoiser's Linear out-features (FLUX.1's fused single-block split)."""
     from diffusers.utils import (
         convert_state_dict_to_diffusers,
         convert_state_dict_to_peft,
@@ -101,12 +131,15 @@ def to_peft_layers(
 
     cls = _pipeline_cls(family)
     # As the family's load_lora_weights reads the file (SDXL's maps kohya's SGM block
-    # numbers by the UNet config; SD 1.5's takes none).
-    kwargs = {"unet_config": unet_config} if family_of(family).lora.reads_denoiser_config else {}
+    # numbers by the UNet config; SD 1.5's and FLUX's take none).
+    config = denoiser_config if family_of(family).lora.reads_denoiser_config else None
     try:
-        state_dict, _alphas = cls.lora_state_dict(dict(tensors), **kwargs)
-    except (ValueError, KeyError, IndexError) as exc:
-        raise StyleFileError(f"diffusers cannot read this LoRA's layout: {exc}") from None
+        state_dict = lora_state(cls, tensors, denoiser_config=config, widths=widths)
+    except (ValueError, KeyError, IndexError, AssertionError) as exc:
+        first = next(iter(tensors), "")
+        raise _Unreadable(
+            f"diffusers' {family} loader cannot read this LoRA's layers (e.g. {first!r}): {exc}"
+        ) from None
     by_component: dict[str, dict[str, Any]] = {}
     stray = []
     for key, value in state_dict.items():
@@ -116,15 +149,22 @@ def to_peft_layers(
         else:
             stray.append(key)
     if stray:
-        raise StyleFileError(
-            f"not a LoRA for a {family} pipeline: {len(stray)} key(s) belong to neither the "
-            f"UNet nor a text encoder, e.g. {stray[0]!r}"
+        raise _Unreadable(
+            f"not a LoRA for a {family} pipeline: {len(stray)} key(s) belong to neither "
+            f"its {family_of(family).denoiser} nor a text encoder, e.g. {stray[0]!r}"
         )
+    takes = family_of(family).lora.components
+    for component, sd in by_component.items():
+        if component not in takes:
+            raise _Unreadable(
+                f"{component}.{min(sd)}: a {family} model takes LoRA layers in "
+                f"{', '.join(takes)}, not in a {component}"
+            )
     layers: dict[str, dict[str, dict[str, Any]]] = {}
     for component, sd in by_component.items():
         try:
-            if component == "unet":
-                # As UNet2DConditionModel.load_lora_adapter: converted unless already peft.
+            if component in _DENOISERS:
+                # As the denoiser's load_lora_adapter: converted unless already peft.
                 if "lora_A" not in next(iter(sd)):
                     sd = convert_unet_state_dict_to_peft(sd)
             else:
@@ -137,13 +177,15 @@ def to_peft_layers(
         layers[component] = _pair_up(component, sd)
         # diffusers sizes a text encoder's adapter from these layers alone; with none of
         # them it cannot load the encoder's LoRA at all.
-        if component != "unet" and not any(n.endswith(_TEXT_RANKED) for n in layers[component]):
+        if component not in _DENOISERS and not any(
+            n.endswith(_TEXT_RANKED) for n in layers[component]
+        ):
             raise StyleFileError(
                 f"its {component} layers include none of {', '.join(_TEXT_RANKED)}, "
                 "which diffusers needs to load text-encoder LoRA layers"
             )
     if not layers:
-        raise StyleFileError("the file holds no LoRA layers for the UNet or a text encoder")
+        raise StyleFileError(f"the file holds no LoRA layers a {family} model takes")
     return layers
 
 
@@ -184,9 +226,12 @@ def model_config_dir(spec: ModelSpec) -> Path:
 
 
 @functools.lru_cache(maxsize=16)
-def module_shapes(config_dir: str) -> dict[str, dict[str, _Module]]:
-    """component -> module name -> shape of every Linear and Conv2d a LoRA may target,
-    from the folder's configs on the meta device (no weights read, cached per folder)."""
+def module_shapes(
+    config_dir: str, components: tuple[str, ...] = _COMPONENTS
+) -> dict[str, dict[str, _Module]]:
+    """component -> module name -> shape of every Linear and Conv2d a LoRA may target in
+    ``components`` (the family's ``lora.components``), from the folder's configs on the
+    meta device (no weights read, cached per folder)."""
     import diffusers
     import torch
     import transformers
@@ -194,7 +239,7 @@ def module_shapes(config_dir: str) -> dict[str, dict[str, _Module]]:
     folder = Path(config_dir)
     index = json.loads((folder / "model_index.json").read_text())
     shapes: dict[str, dict[str, _Module]] = {}
-    for component in _COMPONENTS:
+    for component in components:
         if not isinstance(index.get(component), list) or index[component][1] is None:
             continue
         library, class_name = index[component]
@@ -224,12 +269,18 @@ def _shapes_of(model: Any) -> dict[str, _Module]:
 
 
 @functools.lru_cache(maxsize=16)
-def _unet_config(config_dir: str) -> Any:
-    from diffusers import UNet2DConditionModel
-
+def _denoiser_config(config_dir: str, denoiser: str) -> Any:
+    """The denoiser's config, for loaders that read it (SDXL's ``unet_config``)."""
     # lora_state_dict reads attributes (``layers_per_block``) from a model's config.
-    config = UNet2DConditionModel.load_config(Path(config_dir) / "unet")
-    return _Attrs(config)
+    return _Attrs(json.loads((Path(config_dir) / denoiser / "config.json").read_text()))
+
+
+def _linear_widths(shapes: dict[str, dict[str, _Module]], denoiser: str) -> dict[str, int]:
+    return {
+        name: m.out_features
+        for name, m in shapes.get(denoiser, {}).items()
+        if m.kind == _Layer.LINEAR
+    }
 
 
 class _Attrs(dict):
@@ -249,17 +300,23 @@ def flat_text_encoders(shapes: dict[str, dict[str, _Module]]) -> frozenset[str]:
     return frozenset(
         c
         for c, names in shapes.items()
-        if c != "unet" and not any(n.startswith("text_model.") for n in names)
+        if c not in _DENOISERS and not any(n.startswith("text_model.") for n in names)
     )
 
 
 def misfit(
-    layers: dict[str, dict[str, dict[str, Any]]], shapes: dict[str, dict[str, _Module]]
+    layers: dict[str, dict[str, dict[str, Any]]],
+    shapes: dict[str, dict[str, _Module]],
+    *,
+    names_only: bool = False,
 ) -> str | None:
-    """Why ``layers`` do not fit a model of ``shapes`` (the first reason), or None."""
+    """Why ``layers`` do not fit a model of ``shapes`` (the first reason), or None.
+    ``names_only``: every module exists, whatever its width."""
     for component, modules in layers.items():
         if component not in shapes:
-            return f"it has {component} layers and the model has no {component}"
+            first = f"{component}.{min(modules)}"
+            takes = ", ".join(shapes) or "none"
+            return f"{first}: the model takes LoRA layers in {takes}, not in its {component}"
         targets = shapes[component]
         for name, pair in sorted(modules.items()):
             a, b = pair["lora_A"], pair["lora_B"]
@@ -267,6 +324,8 @@ def misfit(
             module = targets.get(name)
             if module is None:
                 return f"{where} is not a module of the model's {component}"
+            if names_only:
+                continue
             if a.ndim < 2 or b.ndim < 2 or a.shape[0] != b.shape[1]:
                 return (
                     f"{where}: down/up matrices {tuple(a.shape)} and {tuple(b.shape)} "
@@ -295,45 +354,112 @@ def _pipeline_cls(family: str) -> Any:
     return family_of(family).pipeline_class(Task.TEXT_TO_IMAGE)
 
 
-def _other_family_fit(tensors: dict[str, Any], family: str) -> str | None:
-    """The family whose shipped full-size config the LoRA fits, other than ``family``."""
-    from weights.single_file import shipped_config_dir
-
+def _other_family_fit(
+    tensors: dict[str, Any], family: str, installed: Iterable[ModelSpec] = ()
+) -> str | None:
+    """The family the LoRA fits, other than ``family``: first an ``installed`` model of
+    another family it fits exactly; then by names and shapes on a shipped full-size
+    config (SD 1.5, SDXL), by layer names on the denoiser class's default configuration
+    where none is shipped (FLUX.1, FLUX.2: their original key names are shared, so the
+    installed models decide between them where they can)."""
+    for spec in installed:
+        if spec.family == family:
+            continue
+        fam = family_of(spec.family)
+        try:
+            folder = str(model_config_dir(spec))
+            shapes = module_shapes(folder, fam.lora.components)
+            layers = to_peft_layers(
+                tensors,
+                spec.family,
+                _denoiser_config(folder, fam.denoiser),
+                flat_text_encoders(shapes),
+                _linear_widths(shapes, fam.denoiser),
+            )
+        except (StyleFileError, ModelLoadError, OSError):
+            continue
+        if misfit(layers, shapes) is None:
+            return spec.family
     for other in FAMILIES:
         if other == family:
             continue
         try:
-            folder = str(shipped_config_dir(other))
-            shapes = module_shapes(folder)
+            shapes, config, names_only = _reference_shapes(other)
             layers = to_peft_layers(
-                tensors, other, _unet_config(folder), flat_text_encoders(shapes)
+                tensors,
+                other,
+                config,
+                flat_text_encoders(shapes),
+                _linear_widths(shapes, family_of(other).denoiser),
             )
         except (StyleFileError, ModelLoadError):
             continue
-        if misfit(layers, shapes) is None:
+        if misfit(layers, shapes, names_only=names_only) is None:
             return other
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def _reference_shapes(family: str) -> tuple[dict[str, dict[str, _Module]], Any, bool]:
+    """(module shapes, denoiser config, names only) of ``family``'s reference model."""
+    from weights.single_file import shipped_config_dir
+
+    fam = family_of(family)
+    model_class = getattr(fam.single_file, "model_class", None)
+    try:
+        folder = str(shipped_config_dir(family))
+    except ModelLoadError:
+        if model_class is None:
+            raise
+    else:
+        shapes = module_shapes(folder, fam.lora.components)
+        return shapes, _denoiser_config(folder, fam.denoiser), False
+    import diffusers
+    import torch
+
+    with torch.device("meta"):
+        model = getattr(diffusers, model_class)()
+    return {fam.denoiser: _shapes_of(model)}, None, True
 
 
 # The whole check
 
 
-def inspect_lora(path: Path, spec: ModelSpec, *, max_bytes: int, max_rank: int) -> LoraInfo:
+def inspect_lora(
+    path: Path,
+    spec: ModelSpec,
+    *,
+    max_bytes: int,
+    max_rank: int,
+    installed: Iterable[ModelSpec] = (),
+) -> LoraInfo:
     """Check that ``path`` is a LoRA Kiln may serve on ``spec``; raises ``StyleFileError``
     (``StyleFileTooLarge`` for size) with the reason, or ``ModelLoadError`` when the
-    model's own files are missing (a server problem, not the upload's)."""
+    model's own files are missing (a server problem, not the upload's). ``installed``:
+    the catalog's base models, which a refusal's hint names a family by first."""
     size = path.stat().st_size
     check_size(size, max_bytes)
     header = read_header(path, size)
     tensors = load_tensors(path, header)
     layout = layout_of(list(tensors))
 
+    family = family_of(spec.family)
     folder = str(model_config_dir(spec))
-    shapes = module_shapes(folder)
-    layers = to_peft_layers(tensors, spec.family, _unet_config(folder), flat_text_encoders(shapes))
-    reason = misfit(layers, shapes)
-    if reason is not None:
-        other = _other_family_fit(tensors, spec.family)
+    shapes = module_shapes(folder, family.lora.components)
+    try:
+        layers = to_peft_layers(
+            tensors,
+            spec.family,
+            _denoiser_config(folder, family.denoiser),
+            flat_text_encoders(shapes),
+            _linear_widths(shapes, family.denoiser),
+        )
+    except _Unreadable as exc:
+        reason, layers = str(exc), None
+    else:
+        reason = misfit(layers, shapes)
+    if reason is not None or layers is None:
+        other = _other_family_fit(tensors, spec.family, installed)
         hint = (
             f"; it fits the {other} family, not {spec.family}"
             if other
@@ -347,8 +473,7 @@ def inspect_lora(path: Path, spec: ModelSpec, *, max_bytes: int, max_rank: int) 
             f"the LoRA has rank {rank}, over the limit of {max_rank} (KILN_STYLE_MAX_RANK, "
             "also the GPU fast path's hotswap target rank)"
         )
-    unet_layers = len(layers.get("unet", {}))
-    text = tuple(c for c in _COMPONENTS if c != "unet" and c in layers)
+    text = tuple(c for c in _COMPONENTS if c not in _DENOISERS and c in layers)
     return LoraInfo(
         sha256=sha256_of(path),
         bytes=size,
@@ -356,6 +481,6 @@ def inspect_lora(path: Path, spec: ModelSpec, *, max_bytes: int, max_rank: int) 
         layout=layout,
         rank=rank,
         layers=sum(len(m) for m in layers.values()),
-        unet_layers=unet_layers,
+        denoiser_layers=len(layers.get(family.denoiser, {})),
         text_encoder_layers=text,
     )

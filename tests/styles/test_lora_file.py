@@ -40,7 +40,7 @@ def test_both_layouts_are_accepted_and_load_in_diffusers(family, catalog, lora_f
         info = inspect(path, catalog, spec.id)
         assert (info.family, info.layout, info.rank) == (family, layout, 4)
         assert info.text_encoder_layers == encoders
-        assert info.unet_layers > 0 and info.layers > info.unet_layers
+        assert info.denoiser_layers > 0 and info.layers > info.denoiser_layers
         assert (info.bytes, info.sha256) == (path.stat().st_size, sha256_of(path))
         stored[layout], created = store_lora_file(path, tmp_path / "styles", info.sha256)
         assert created and stored[layout] == style_file_path(tmp_path / "styles", info.sha256)

@@ -63,7 +63,7 @@ from styles.record import (
     new_style_id,
     style_file_path,
 )
-from weights.catalog import Catalog
+from weights.catalog import Catalog, ModelKind
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,13 @@ class Styles:
             # read: it waits for no writer); the check that counts is made with the row.
             with read_only(self.engine).begin() as conn:
                 self._admit(conn, owner, path.stat().st_size, quota)
-        info = inspect_lora(path, spec, max_bytes=self.max_bytes, max_rank=self.max_rank)
+        info = inspect_lora(
+            path,
+            spec,
+            max_bytes=self.max_bytes,
+            max_rank=self.max_rank,
+            installed=[s for s in self.catalog if s.kind == ModelKind.BASE],
+        )
         record = StyleRecord(
             id=new_style_id(),
             name=request.name,
