@@ -6,9 +6,11 @@ shipped ones field by field (an entry with the same id replaces the fields it na
 
 Entry fields (TOML table ``[models.<id>]``):
 
-- ``kind``: ``base``, or ``instruct`` (an instruction-edit checkpoint, the InstructPix2Pix
-  family: served by ``POST /v1/edits`` with ``tool: "instruct"``, never text-to-image), or
-  ``inpaint`` (a dedicated inpainting checkpoint, 9-channel UNet)
+- ``kind``: ``base``, or ``instruct`` (an instruction-edit checkpoint: InstructPix2Pix on
+  SD, FLUX.1 Kontext: served by ``POST /v1/edits`` with ``tool: "instruct"``, never
+  text-to-image), or ``inpaint`` (a dedicated inpainting checkpoint: SD's 9-channel UNet,
+  FLUX.1 Fill). The kind says which pipeline the checkpoint loads as (its family's
+  ``checkpoints``); a FLUX.2 [klein] base model edits by instruction itself
 - ``inpaint_model`` (base models): the id of an ``inpaint`` model of the same family that
   replace, recreate-with-mask and erase use instead of deriving an inpaint pipeline
 - ``family``: ``sd15``, ``sdxl``, ``flux1`` or ``flux2`` (``ModelFamily``; each is a module in
@@ -89,7 +91,9 @@ class ModelFamily(StrEnum):
         """Whether Kiln serves ``feature`` (a ``Catalog.features_of`` name) on this
         family's base models at all; installed components may still be missing."""
         only = _FAMILY_FEATURES.get(self)
-        return only is None or feature in only
+        if only is None:
+            return feature not in _LISTED_ONLY
+        return feature in only
 
 
 # SD 1.5: its VAE's factor 8; SDXL: 64, the grid of its training buckets; FLUX.1 and
@@ -119,13 +123,19 @@ _ENTRY_DEFAULTS = {
 
 
 # The base-model features a family has where Kiln does not serve all of them (absent: every
-# one, SD 1.5 and SDXL). FLUX.1 takes a reference image as img2img; [klein] text-to-image
-# only. Edits, variations, IP-Adapter references, pins, styles and agentic are SD-only
-# until issue 21; a request for one on FLUX is a 400 naming the models that have it.
+# one, SD 1.5 and SDXL, but those of ``_LISTED_ONLY``). FLUX.1 takes a reference image as
+# img2img; both FLUX families edit (replace, recreate, erase) and make variations; [klein]'s
+# base model edits by instruction too (its image input). IP-Adapter references, pins,
+# styles and agentic are SD-only until the rest of issue 21; a request for one on FLUX is
+# a 400 naming the models that have it.
+_EDITS = frozenset({"replace", "recreate", "erase", "variations"})
 _FAMILY_FEATURES: dict[ModelFamily, frozenset[str]] = {
-    ModelFamily.FLUX1: frozenset({"text_to_image", "reference", "image_to_prompt"}),
-    ModelFamily.FLUX2: frozenset({"text_to_image", "image_to_prompt"}),
+    ModelFamily.FLUX1: frozenset({"text_to_image", "reference", "image_to_prompt"}) | _EDITS,
+    ModelFamily.FLUX2: frozenset({"text_to_image", "image_to_prompt", "instruct"}) | _EDITS,
 }
+# Base-model features a family has only where it lists them: an instruction edit is a
+# checkpoint of its own on SD (InstructPix2Pix) and FLUX.1 (Kontext), ``kind = "instruct"``.
+_LISTED_ONLY = frozenset({"instruct"})
 
 
 class ModelKind(StrEnum):
@@ -365,7 +375,8 @@ class Catalog:
         elif spec.kind == ModelKind.INPAINT:
             derived = ["replace", "recreate", "erase"]  # masked edits only
         else:
-            derived = ["text_to_image", "reference", "replace", "recreate", "erase", "variations"]
+            derived = ["text_to_image", "reference", "instruct"]
+            derived += ["replace", "recreate", "erase", "variations"]
             if self.components_of(ComponentKind.IP_ADAPTER, spec.family):
                 derived += ["reference_ip_adapter", "pins"]
             if self.components_of(ComponentKind.CONTROLNET, spec.family):

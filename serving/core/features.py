@@ -1,6 +1,7 @@
 """A feature requested on a model that does not have it: a 400 naming the field and the
 models that have it (``Catalog.features_of`` says what each model has; an SD-only feature
-on FLUX is the common case until issue 21 brings edits, pins, styles and agentic there)."""
+on FLUX is the common case until issue 21 brings pins, styles and agentic there; its
+edits part runs the edit tools on FLUX)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from weights.catalog import Catalog, ModelSpec
 
 
 def require_feature(catalog: Catalog, spec: ModelSpec, feature: str, param: str) -> None:
-    """Refuse ``feature`` on ``spec`` unless its family has it (``ParamError`` naming
-    ``param``, listing the models that have it). Installed components (an IP-Adapter for
-    pins) are checked where they are used, with their own message, as before."""
-    if spec.family.has_feature(feature):
+    """Refuse ``feature`` on ``spec`` unless its family has it, or the model has it by its
+    kind (an instruct checkpoint's ``instruct``), (``ParamError`` naming ``param``, listing
+    the models that have it). Installed components (an IP-Adapter for pins) are checked
+    where they are used, with their own message, as before."""
+    if spec.family.has_feature(feature) or feature in catalog.features_of(spec):
         return
     having = ", ".join(catalog.models_with(feature)) or "none installed"
     raise ParamError(param, f"model {spec.id!r} has no {feature}; models that have it: {having}")

@@ -44,6 +44,8 @@ def test_healthz_and_models(http):
         "tiny-instruct",
         "tiny-flux1",
         "tiny-flux2-klein",
+        "tiny-flux1-kontext",
+        "tiny-flux1-fill",
     }
     assert "128x64" in cards[MODEL]["sizes"] and "text_to_image" in cards[MODEL]["features"]
     assert cards["tiny-instruct"]["features"][0] == "instruct"
@@ -57,6 +59,8 @@ def test_openai_sdk_lists_models(openai_client):
         "tiny-instruct",
         "tiny-flux1",
         "tiny-flux2-klein",
+        "tiny-flux1-kontext",
+        "tiny-flux1-fill",
     }
 
 

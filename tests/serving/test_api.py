@@ -45,6 +45,8 @@ def test_models_list_sizes_features_prices_defaults(client: TestClient):
         "tiny-instruct",
         "tiny-flux1",
         "tiny-flux2-klein",
+        "tiny-flux1-kontext",
+        "tiny-flux1-fill",
     }
     sdxl = cards["tiny-sdxl"]
     assert sdxl["object"] == "model" and sdxl["kind"] == "base" and sdxl["family"] == "sdxl"
@@ -175,6 +177,7 @@ def test_internal_errors_are_500_with_request_id_and_no_traceback(home: Path, ma
 
 def test_healthz_metrics_and_docs(client: TestClient):
     models = ["tiny-sd15", "tiny-sdxl", "tiny-instruct", "tiny-flux1", "tiny-flux2-klein"]
+    models += ["tiny-flux1-kontext", "tiny-flux1-fill"]
     assert client.get("/healthz").json() == {"status": "ok", "models": models}
     client.post(GEN, json={"model": "tiny-sdxl", "prompt": ""})
     client.get("/v1/files/nothing")

@@ -49,6 +49,6 @@ def test_kiln_serve_starts_base_models_first(tmp_path: Path):
     first, later = start_stages(catalog)
     # The FLUX models are deployed with the base models, at zero replicas (min_replicas 0).
     assert first == ["tiny-sd15", "tiny-sdxl", "tiny-flux1", "tiny-flux2-klein"]
-    assert later == ["tiny-instruct"]
+    assert later == ["tiny-instruct", "tiny-flux1-kontext", "tiny-flux1-fill"]
     edit_model = catalog.get("tiny-instruct")
     assert start_stages(Catalog({edit_model.id: edit_model})) == (["tiny-instruct"], [])

@@ -46,10 +46,11 @@ def test_models_show_guidance_schedulers_prompt_limits_and_features(alice):
         "guidance": 3.5,
         "scheduler": "flow_euler",
     }
-    assert flux1["features"] == ["text_to_image", "reference", "image_to_prompt"]
+    edits = ["replace", "recreate", "erase", "variations"]
+    assert flux1["features"] == ["text_to_image", "reference", *edits, "image_to_prompt"]
     assert (klein["guidance_kind"], klein["max_sequence_length"]) == ("none", 128)
     assert klein["defaults"]["guidance"] == 0.0
-    assert klein["features"] == ["text_to_image", "image_to_prompt"]
+    assert klein["features"] == ["text_to_image", "instruct", *edits, "image_to_prompt"]
     assert "80x128" in klein["sizes"]  # the 16-px grid
     assert (sd15["guidance_kind"], sd15["max_sequence_length"]) == ("cfg", None)
     assert "euler" in sd15["schedulers"] and "flow_euler" not in sd15["schedulers"]
@@ -134,7 +135,12 @@ SD_ONLY = "models that have it: tiny-sd15, tiny-sdxl"
             "reference",
             "tiny-flux1",
         ),
-        ("/v1/edits", {"tool": "recreate", "model": FLUX1, "prompt": "a hen"}, "model", SD_ONLY),
+        (
+            "/v1/edits",
+            {"tool": "instruct", "model": FLUX1, "instruction": "a hen"},
+            "model",
+            "models that have it: tiny-instruct, tiny-flux2-klein, tiny-flux1-kontext",
+        ),
         (
             "/v1/agentic/generations",
             {"model": KLEIN, "prompt": "a cup", "references": [{"image": "x"}]},
@@ -156,17 +162,16 @@ def test_bad_flux_input_is_400_naming_the_field_charging_and_storing_nothing(
     assert balance(alice) == before and asset_count(alice) == stored
 
 
-def test_openai_edits_and_variations_on_flux_are_400_naming_model(alice):
+def test_openai_references_on_flux_are_400_naming_image(alice):
+    """Edits and variations run on FLUX (tests/serving/test_flux_edits_api.py); further
+    images steer an edit through an IP-Adapter, which no FLUX model has yet."""
     image = png(photo(64, 64, seed=2))
     before = balance(alice)
-    for path, data in (
-        ("/v1/images/variations", {"model": KLEIN}),
-        ("/v1/images/edits", {"model": FLUX1, "prompt": "a hen"}),
-    ):
-        r = alice.post(path, files={"image": ("in.png", io.BytesIO(image), "image/png")}, data=data)
-        assert r.status_code == 400, r.text
-        error = r.json()["error"]
-        assert error["param"] == "model" and SD_ONLY in error["message"]
+    files = [("image[]", ("a.png", io.BytesIO(image), "image/png")),
+             ("image[]", ("b.png", io.BytesIO(image), "image/png"))]  # fmt: skip
+    r = alice.post("/v1/images/edits", files=files, data={"model": FLUX1, "prompt": "a hen"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "image"
     assert balance(alice) == before
 
 

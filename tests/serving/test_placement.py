@@ -65,6 +65,8 @@ def test_catalog_entries_set_fractional_gpus_and_scale_to_zero(tmp_path: Path):
         "tiny-sd15",
         "tiny-flux1",
         "tiny-flux2-klein",
+        "tiny-flux1-kontext",
+        "tiny-flux1-fill",
     }
 
 

@@ -8,7 +8,11 @@ to the model (``Edits.create_openai``, ``Edits.variation``):
 - without one, the whole first image is recreated from the prompt (img2img at
   ``strength``, default 0.6), keeping its layout; an image with transparent pixels uses
   its own alpha as the mask (as OpenAI's edits do);
-- on an ``instruct`` model, the prompt is the instruction (no mask);
+- on an ``instruct`` model (InstructPix2Pix, FLUX.1 Kontext), the prompt is the
+  instruction (no mask); on a FLUX.2 [klein] base model an edit is replace or recreate as
+  on any base model (its instruction edit is the native ``tool: "instruct"``);
+- erase on a model without classifier-free guidance (FLUX.1, distilled [klein]) fills
+  with the fixed background prompt alone: the prompt's words cannot be pushed away there;
 - further images (after the first) steer the result through the model family's
   IP-Adapter, as reference images (400 where none is installed);
 - a variation is an img2img of the image at ``strength`` (default 0.6) with no prompt;
@@ -24,11 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.edit_tools import cover, erase_prompts
+from pipelines.edit_tools import cover
 from pipelines.params import AdapterConditioning, ParamError, resolve_size
 from pipelines.task import Task
 from serving.core.edits.orders import OpenAIEditOrder
-from serving.core.edits.tools import edit_strength, edit_task
+from serving.core.edits.tools import edit_strength, edit_task, erase_prompts_for
 from weights.catalog import Catalog, ModelKind, ModelSpec
 
 # A variation's strength when the request leaves it out.
@@ -92,5 +96,5 @@ def edit_call(
     if tool != "erase":
         return ImageCall(pixels, mask, task, strength, order.prompt, operation=tool)
     negative = order.sampling.negative_prompt
-    prompt, negative = erase_prompts(order.prompt.strip() or None, negative)
+    prompt, negative = erase_prompts_for(spec, order.prompt.strip() or None, negative, None)
     return ImageCall(pixels, mask, task, strength, prompt, negative, erase=True, operation="erase")

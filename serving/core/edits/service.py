@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipelines.edit_tools import PreparedEdit, composite, erase_prompts, mask_from_alpha
+from pipelines.edit_tools import PreparedEdit, composite, mask_from_alpha
+from pipelines.families import family_of
 from pipelines.params import AdapterConditioning, GenerationParams, ParamError
 from pipelines.task import Task
+from pipelines.tasks.instruct import check_image_guidance
 from serving.core.asset_rights import Use
 from serving.core.assets.delivery import Keep
 from serving.core.edits.openai import (
@@ -40,6 +42,7 @@ from serving.core.edits.tools import (
     decode_mask,
     edit_strength,
     edit_task,
+    erase_prompts_for,
     inpaint_model,
     prepare_for,
 )
@@ -73,8 +76,9 @@ def edit_params(
     negative = order.sampling.negative_prompt
     if tool == "instruct":
         prompt = order.instruction or ""
+        check_image_guidance(family_of(spec.family), order.image_guidance)
     elif tool == "erase":
-        prompt, negative = erase_prompts(order.objects, negative)
+        prompt, negative = erase_prompts_for(spec, order.objects, negative, "objects")
     task = prepared.task_inputs(
         edit_task(tool, prepared.mask is not None),
         edit_strength(tool, order.strength),
@@ -115,7 +119,12 @@ def check_edit(
     if order.model is None and order.source.asset_id is not None:
         return ""
     spec = choose_model(catalog, order.tool, order.model, None, masked=masked)
-    return inpaint_model(catalog, spec, edit_task(order.tool, masked)).id
+    if order.tool == "instruct":
+        check_image_guidance(family_of(spec.family), order.image_guidance)
+    spec = inpaint_model(catalog, spec, edit_task(order.tool, masked))
+    if order.tool == "erase":
+        erase_prompts_for(spec, order.objects, None, "objects")
+    return spec.id
 
 
 @dataclass(kw_only=True, eq=False)

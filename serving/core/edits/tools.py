@@ -2,9 +2,13 @@
 the native and the OpenAI edits (and ``kiln batch``'s line checks).
 
 The model: the request's ``model``; else the source asset's model where it has the tool;
-else the first catalog model that has it. Instruct runs on ``instruct`` models only, the
-other tools on any base model (their inpaint and img2img pipelines are derived from it).
-A tool the chosen model lacks is a 400 naming the models that have it.
+else the first catalog model that has it (base and instruct models in catalog order, a
+dedicated inpaint model after them: it is reached through its base model). Instruct runs
+on ``instruct`` models (InstructPix2Pix, FLUX.1 Kontext) and on base models whose family
+edits by instruction (FLUX.2 [klein]); the other tools on any base model whose family has
+them (their inpaint and img2img pipelines are derived from it, or run on the base entry's
+``inpaint_model``: FLUX.1 Fill) and, with a mask, on dedicated inpaint models. A tool the
+chosen model lacks is a 400 naming the models that have it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import asyncio
 
 import numpy as np
 
-from pipelines.edit_tools import PreparedEdit, prepare_edit
+from pipelines.edit_tools import ERASE_PROMPT, PreparedEdit, erase_prompts, prepare_edit
+from pipelines.families import GuidanceKind, family_of
 from pipelines.params import ParamError
 from pipelines.task import Task
 from serving.core.image_inputs import check_mask_size, decode_b64_image
@@ -25,13 +30,13 @@ RECREATE_STRENGTH = 0.6
 
 
 def has_tool(spec: ModelSpec, tool: str, masked: bool = True) -> bool:
-    """Instruct needs an instruct model; replace, recreate and erase run on base models
-    whose family has them (not FLUX until issue 21), and (masked) on dedicated inpaint
-    models."""
-    if tool == "instruct":
-        return spec.kind == ModelKind.INSTRUCT
+    """Instruct needs an instruct model, or a base model whose family edits by instruction;
+    replace, recreate and erase run on base models whose family has them, and (masked) on
+    dedicated inpaint models."""
     if spec.kind == ModelKind.BASE:
         return spec.family.has_feature(tool)
+    if tool == "instruct":
+        return spec.kind == ModelKind.INSTRUCT
     return spec.kind == ModelKind.INPAINT and masked
 
 
@@ -66,8 +71,8 @@ def choose_model(
         return catalog.get(source_model)
     if not having:
         raise ParamError("tool", f"no installed model has {tool}")
-    # Base models first: a dedicated inpaint model is reached through its base model.
-    having.sort(key=lambda model_id: catalog.get(model_id).kind != ModelKind.BASE)
+    # A dedicated inpaint model last: it is reached through its base model.
+    having.sort(key=lambda model_id: catalog.get(model_id).kind == ModelKind.INPAINT)
     return catalog.get(having[0])
 
 
@@ -78,6 +83,27 @@ def decode_mask(
     mask = decode_b64_image(text, param, settings)
     check_mask_size(mask.size, size, param)
     return np.asarray(mask.convert("L"))
+
+
+def erase_prompts_for(
+    spec: ModelSpec, objects: str | None, negative: str | None, objects_param: str | None
+) -> tuple[str, str | None]:
+    """Erase's prompt and negative prompt on ``spec``. With classifier-free guidance (SD, a
+    [klein] base) the fixed fill negative and the removed objects' words push them away
+    (``erase_prompts``); without it (FLUX.1, distilled [klein]) there is no negative prompt,
+    so the fill prompt alone steers: ``objects`` are refused naming ``objects_param`` (the
+    native field), or left out where the API requires them (OpenAI's ``prompt``; None).
+    The caller's own ``negative`` is kept either way (refused on such a model, as in a
+    generation)."""
+    if family_of(spec.family).guidance_of(spec) is GuidanceKind.CFG:
+        return erase_prompts(objects, negative)
+    if objects and objects_param is not None:
+        raise ParamError(
+            objects_param,
+            f"model {spec.id!r} runs without classifier-free guidance: erase cannot push "
+            "named objects away there (they would be a negative prompt); leave them out",
+        )
+    return ERASE_PROMPT, negative
 
 
 def edit_task(tool: str, has_mask: bool) -> Task:
