@@ -58,6 +58,7 @@ PRINTS: dict[str, tuple[str, ...]] = {
     ),
     "image_to_prompt.py": ("computed / cached:", "one image, everything, precise"),
     "ip_adapter_sources.py": ("no adapter loaded (before)", "4 source(s)", "embed 4 pictures"),
+    "replica_kill_load.py": ("SIGKILLed at", "500 answers: 0", "ledger load-1: balanced"),
     "serving_overhead.py": (
         "overhead ratio http/direct =", "time outside the pipeline call",
         "structural floor (authenticated no-op", "outside the pipeline call above the floor:",
