@@ -1,6 +1,7 @@
 """README's "Add a real FLUX model" block is a valid catalog: each entry loads, with the
-family, guidance, prompt limit, defaults and terms it says (the weights themselves are
-not here: nothing is loaded, only the entries read)."""
+family, guidance, prompt limit, defaults, terms, and the edit checkpoints' kinds and
+pipelines it says (the weights themselves are not here: nothing is loaded, only the
+entries read)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from pipelines.families import GuidanceKind, family_of
 from pipelines.params import GenerationParams
-from weights.catalog import ModelFamily, load_catalog
+from weights.catalog import ModelFamily, ModelKind, load_catalog
 from weights.transformer_file import TransformerFileLayout
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -54,3 +55,33 @@ def test_the_readme_flux_entries_load_with_what_they_say(tmp_path):
         "flux2-klein-4b": ("apache-2.0", True),
         "flux2-klein-9b": ("flux-non-commercial-license", True),
     }
+
+
+def test_the_readme_flux_edit_checkpoints_are_kontext_and_fill(tmp_path):
+    """Kontext is an instruct model, Fill an inpaint model that [dev] names as its
+    ``inpaint_model``: the edit tools choose them (serving/core/edits/tools.py)."""
+    from pipelines.task import Task
+    from serving.core.edits.tools import choose_model, inpaint_model
+
+    (tmp_path / "flux.toml").write_text(_flux_block())
+    catalog = load_catalog(tmp_path, tmp_path / "flux.toml")
+    kontext, fill = catalog.get("flux1-kontext-dev"), catalog.get("flux1-fill-dev")
+    assert (kontext.kind, fill.kind) == (ModelKind.INSTRUCT, ModelKind.INPAINT)
+    flux1 = family_of(ModelFamily.FLUX1)
+    assert flux1.loaded_class(kontext.kind).__name__ == "FluxKontextPipeline"
+    assert flux1.loaded_class(fill.kind).__name__ == "FluxFillPipeline"
+    assert catalog.get("flux1-dev").extra["inpaint_model"] == fill.id
+    dev = catalog.get("flux1-dev")
+    assert inpaint_model(catalog, dev, Task.INPAINT) is fill
+    assert choose_model(catalog, "instruct", None, "flux1-kontext-dev") is kontext
+    # (and image_to_prompt: the shipped catalog's CLIP component serves every model)
+    assert set(catalog.features_of(kontext)) - {"image_to_prompt"} == {"instruct"}
+    assert set(catalog.features_of(fill)) - {"image_to_prompt"} == {"replace", "recreate", "erase"}
+    defaults = {
+        model_id: (params.steps, params.guidance)
+        for model_id in (kontext.id, fill.id)
+        for params in [GenerationParams.build(catalog.get(model_id), prompt="a lantern")]
+    }
+    assert defaults == {kontext.id: (28, 2.5), fill.id: (50, 30.0)}
+    terms = {spec.id: spec.terms.license_id for spec in (kontext, fill)}
+    assert set(terms.values()) == {"flux-1-dev-non-commercial-license"}
