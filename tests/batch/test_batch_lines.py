@@ -179,13 +179,13 @@ def test_recipe_thumbnails_and_image_formats_are_checked_before_anything_runs(tm
 
 def test_flux_lines_parse_and_their_family_rules_refuse_by_line(tmp_path, catalog):
     """A batch file takes the FLUX models like any other; what their family refuses over
-    HTTP (guidance on [klein], an SD-only style, an SD scheduler) is refused here too, with
-    its line number, before anything is reserved."""
+    HTTP (guidance on [klein], a style strength without a style, an SD scheduler) is refused
+    here too, with its line number, before anything is reserved."""
     lines, invalid = parse(
         [
             gen(model="tiny-flux1", n=2),
             gen(model="tiny-flux2-klein", guidance=3.0),
-            gen(model="tiny-flux1", style="sty_anything"),
+            gen(model="tiny-flux1", style_strength=0.5),
             gen(model="tiny-flux1", scheduler="euler"),
             gen(model="tiny-flux2-klein"),
         ],
