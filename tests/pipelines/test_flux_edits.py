@@ -131,3 +131,27 @@ def test_klein_img2img_is_inpainting_under_a_whole_image_mask(catalog, flux_engi
     full = run(catalog, flux_engines, KLEIN, ImageToImage(image, 1.0), steps=4)
     distance = lambda out: np.abs(out.astype(int) - image.pixels).mean()  # noqa: E731
     assert distance(low) < distance(full)
+
+
+def test_the_tiny_kontext_and_fill_build_byte_identical_in_a_fresh_process(catalog, tmp_path):
+    """Another interpreter and hash seed writes the same files as the session's build
+    (``ensure_tiny_models`` through ``TINY_BUILDERS``), manifest for manifest."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from weights.tiny import MANIFEST, verify_manifest
+
+    code = (
+        "import sys; from pathlib import Path; from weights.tiny import build_tiny; "
+        "build_tiny('flux1_kontext', Path(sys.argv[1]) / 'kontext'); "
+        "build_tiny('flux1_fill', Path(sys.argv[1]) / 'fill')"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "11", "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env)
+    for name, model in (("kontext", KONTEXT), ("fill", FILL)):
+        ours = catalog.get(model).source
+        assert verify_manifest(ours) == []
+        theirs = json.loads((tmp_path / name / MANIFEST).read_text())
+        assert json.loads((ours / MANIFEST).read_text()) == theirs, name
