@@ -24,6 +24,8 @@ DEFAULT_IMAGE_GUIDANCE = 1.5
 # The shortest side FLUX.2's image processor takes in a reference image (diffusers 0.42.1
 # refuses less): a smaller input is scaled up to it, aspect kept.
 MIN_REFERENCE_SIDE = 64
+# The longest side over the shortest it takes (diffusers 0.42.1 refuses more): a 400.
+MAX_REFERENCE_ASPECT = 8
 
 
 @dataclass(frozen=True)
@@ -54,14 +56,26 @@ class Instruct(FromImage):
         return recorded
 
 
-def check_image_guidance(family: Family, image_guidance: float | None) -> None:
-    """Refuse an ``image_guidance`` where the family's instruction edit takes none
-    (``ParamError`` naming it): only InstructPix2Pix has an image guidance scale."""
+def check_instruct(
+    family: Family, image_guidance: float | None, size: tuple[int, int] | None = None
+) -> None:
+    """Refuse what the family's instruction edit cannot take (``ParamError`` naming the
+    field), before anything is held: an ``image_guidance`` where it takes none (only
+    InstructPix2Pix has one), and, for [klein]'s reference image, an image of ``size``
+    (width, height) longer than ``MAX_REFERENCE_ASPECT`` times its short side."""
     if image_guidance is not None and family.instruct_input != InstructInput.IMAGE_GUIDANCE:
         raise ParamError(
             "image_guidance",
             f"image_guidance is InstructPix2Pix's; {family.name} instruction edits take none",
         )
+    if size is not None and family.instruct_input == InstructInput.REFERENCE_IMAGES:
+        aspect = max(size) / min(size)
+        if aspect > MAX_REFERENCE_ASPECT:
+            raise ParamError(
+                "image",
+                f"a {family.name} instruction edit takes images up to "
+                f"{MAX_REFERENCE_ASPECT}:1; this one is {aspect:.1f}:1",
+            )
 
 
 def call(
@@ -74,7 +88,7 @@ def call(
     one input as the call's reference image (a batch shares its image: it is in the
     batch key; at least ``MIN_REFERENCE_SIDE`` a side) and the size."""
     guidance = tasks[0].image_guidance
-    check_image_guidance(family, guidance)
+    check_instruct(family, guidance, (width, height))
     images = [t.image for t in tasks]
     kind = family.instruct_input
     if kind == InstructInput.IMAGE_GUIDANCE:

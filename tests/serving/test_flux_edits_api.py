@@ -176,11 +176,14 @@ REPLACE_MODELS = f"models that have it: tiny-sd15, tiny-sdxl, {FLUX1}, {KLEIN}, 
             "InstructPix2Pix",
         ),
         ({"tool": "erase", "model": KLEIN, "objects": "a cup", "mask": True}, "objects", ""),
+        # [klein]'s reference image input takes up to 8:1.
+        ({"tool": "instruct", "model": KLEIN, "instruction": "x", "wide": True}, "image", "8:1"),
     ],
 )
 def test_a_tool_the_model_lacks_is_400_naming_the_models_that_have_it(alice, body, param, says):
-    image = photo(64, 64, seed=1)
-    body = {**body, "image": png_b64(image)}
+    body = dict(body)
+    image = photo(600, 40, seed=1) if body.pop("wide", False) else photo(64, 64, seed=1)
+    body["image"] = png_b64(image)
     if body.get("mask"):
         body["mask"] = png_b64(box_mask(64, 64))
     before, stored = balance(alice), asset_count(alice)

@@ -25,7 +25,7 @@ from pipelines.edit_tools import PreparedEdit, composite, mask_from_alpha
 from pipelines.families import family_of
 from pipelines.params import AdapterConditioning, GenerationParams, ParamError
 from pipelines.task import Task
-from pipelines.tasks.instruct import check_image_guidance
+from pipelines.tasks.instruct import check_instruct
 from serving.core.asset_rights import Use
 from serving.core.assets.delivery import Keep
 from serving.core.edits.openai import (
@@ -76,7 +76,7 @@ def edit_params(
     negative = order.sampling.negative_prompt
     if tool == "instruct":
         prompt = order.instruction or ""
-        check_image_guidance(family_of(spec.family), order.image_guidance)
+        check_instruct(family_of(spec.family), order.image_guidance, prepared.work_size)
     elif tool == "erase":
         prompt, negative = erase_prompts_for(spec, order.objects, negative, "objects")
     task = prepared.task_inputs(
@@ -120,7 +120,7 @@ def check_edit(
         return ""
     spec = choose_model(catalog, order.tool, order.model, None, masked=masked)
     if order.tool == "instruct":
-        check_image_guidance(family_of(spec.family), order.image_guidance)
+        check_instruct(family_of(spec.family), order.image_guidance)
     spec = inpaint_model(catalog, spec, edit_task(order.tool, masked))
     if order.tool == "erase":
         erase_prompts_for(spec, order.objects, None, "objects")
