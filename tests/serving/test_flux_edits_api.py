@@ -40,6 +40,7 @@ def test_models_list_the_edit_tools_of_each_flux_model(alice):
     [
         (FLUX1, "replace", {"prompt": "a red lantern"}, FILL),  # tiny-flux1's inpaint_model
         (FLUX1, "erase", {}, FILL),
+        (FLUX1, "recreate", {"prompt": "a lantern"}, FILL),  # Fill at strength 0.6
         (KLEIN, "replace", {"prompt": "a red lantern"}, KLEIN),
         (KLEIN, "recreate", {"prompt": "a lantern", "strength": 0.8}, KLEIN),
     ],
