@@ -1,4 +1,4 @@
-"""Private style training: a LoRA on the UNet's attention layers, as diffusers trains one.
+"""Private style training: a LoRA on the denoiser's attention layers, as diffusers trains one.
 
     result = train_lora(spec, examples, TrainingParams(steps=500, seed=7), out_file,
                         progress=lambda step, total, loss: ...)
@@ -24,6 +24,12 @@ Differences from the script, each for a reason:
 - ``progress(step, total, loss)`` runs after every optimizer step; raising from it
   (a cancelled job) stops training with nothing written.
 
+On a flow-matching transformer (FLUX.1, FLUX.2 [klein]) the same loop runs diffusers'
+FLUX LoRA recipe instead (``styles.flow_training``: flow-matching loss and timestep
+sampling, LoRA on the attention projections of both block kinds, the model's latent
+packing); latents and text embeddings are cached the same way, and the file is saved
+with the pipeline's ``save_lora_weights`` as ``transformer`` layers.
+
 Imports ``weights/`` and libraries only (DESIGN.md §2).
 """
 
@@ -41,6 +47,7 @@ from PIL import Image
 
 from pipelines.families import Family, family_of, load_pipeline
 from pipelines.task import Task
+from styles.flow_training import FlowLoss, attention_targets, flow_recipe, is_flow_matching
 from weights.catalog import ModelSpec
 from weights.devices import select_device, select_dtype
 
@@ -142,23 +149,29 @@ def train_lora(
     family = family_of(spec.family)
     pipe = load_pipeline(spec, device, weight_dtype)
     unet, vae = getattr(pipe, family.denoiser), pipe.vae
-    for module in _frozen_modules(pipe, family):
+    for module in _frozen_modules(pipe):
         module.requires_grad_(False)
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    flow = is_flow_matching(pipe)
+    if not flow:
+        noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
     # Frozen parts, once: the latent distribution of each image, each caption's embedding.
     with torch.no_grad():
         pixels = torch.stack([training_pixels(ex.image, resolution) for ex in examples])
         moments = _latent_moments(vae, pixels.to(device, weight_dtype))
         captions = [ex.caption for ex in examples]
-        conditioning = _encode_captions(pipe, family, captions, resolution)
+        if flow:
+            recipe = flow_recipe(pipe, spec.default_guidance)
+            text = recipe.encode(captions, family.sequence_length_of(spec) or 512)
+        else:
+            conditioning = _encode_captions(pipe, family, captions, resolution)
 
     # The LoRA: gaussian A, zero B, so training starts from the base model exactly.
     lora_config = LoraConfig(
         r=params.rank,
         lora_alpha=params.rank,
         init_lora_weights="gaussian",
-        target_modules=list(TARGET_MODULES),
+        target_modules=attention_targets(unet) if flow else list(TARGET_MODULES),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)
@@ -171,8 +184,11 @@ def train_lora(
     )
     generator = torch.Generator("cpu").manual_seed(params.seed)
     batches = _batches(len(examples), params.batch_size, generator)
-    num_train_timesteps = noise_scheduler.config.num_train_timesteps
-    prediction_type = noise_scheduler.config.prediction_type
+    if flow:
+        flow_loss = FlowLoss(pipe.scheduler.config)
+    else:
+        num_train_timesteps = noise_scheduler.config.num_train_timesteps
+        prediction_type = noise_scheduler.config.prediction_type
     autocast = torch.autocast(
         device_type=torch.device(device).type,
         dtype=weight_dtype,
@@ -185,22 +201,26 @@ def train_lora(
         index = next(batches)
         mean, std = moments[0][index], moments[1][index]
         sample = torch.randn(mean.shape, generator=generator).to(device, mean.dtype)
-        latents = (mean + std * sample) * vae.config.scaling_factor
-        noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
-        timesteps = torch.randint(0, num_train_timesteps, (len(index),), generator=generator)
-        timesteps = timesteps.to(device)
-        noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
-        if prediction_type == "epsilon":
-            target = noise
-        elif prediction_type == "v_prediction":
-            target = noise_scheduler.get_velocity(latents, noise, timesteps)
+        if flow:
+            latents = recipe.model_latents(mean + std * sample)
+            loss = flow_loss(recipe, unet, latents, text.select(index), generator, autocast)
         else:
-            raise TrainingError(f"unknown prediction type {prediction_type!r}")
-        with autocast:
-            model_pred = unet(
-                noisy_latents, timesteps, **conditioning.select(index), return_dict=False
-            )[0]
-        loss = F.mse_loss(model_pred.float(), target.float(), reduction="mean")
+            latents = (mean + std * sample) * vae.config.scaling_factor
+            noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
+            timesteps = torch.randint(0, num_train_timesteps, (len(index),), generator=generator)
+            timesteps = timesteps.to(device)
+            noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
+            if prediction_type == "epsilon":
+                target = noise
+            elif prediction_type == "v_prediction":
+                target = noise_scheduler.get_velocity(latents, noise, timesteps)
+            else:
+                raise TrainingError(f"unknown prediction type {prediction_type!r}")
+            with autocast:
+                model_pred = unet(
+                    noisy_latents, timesteps, **conditioning.select(index), return_dict=False
+                )[0]
+            loss = F.mse_loss(model_pred.float(), target.float(), reduction="mean")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(lora_parameters, params.max_grad_norm)
         optimizer.step()
@@ -210,14 +230,16 @@ def train_lora(
             progress(step, params.steps, loss_value)
 
     unet.eval()
-    unet_lora_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    layers = get_peft_model_state_dict(unet)
+    if not flow:  # as the SD scripts save theirs (the FLUX scripts save peft's keys)
+        layers = convert_state_dict_to_diffusers(layers)
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     family.pipeline_class(Task.TEXT_TO_IMAGE).save_lora_weights(
         save_directory=str(out_file.parent),
-        unet_lora_layers=unet_lora_layers,
         weight_name=out_file.name,
         safe_serialization=True,
+        **{f"{family.denoiser}_lora_layers": layers},
     )
     seconds = time.perf_counter() - started
     logger.info(
@@ -227,9 +249,11 @@ def train_lora(
     return TrainingResult(out_file, params.rank, params.steps, loss_value, seconds)
 
 
-def _frozen_modules(pipe: Any, family: Family) -> list[Any]:
-    names = (family.denoiser, "vae", *family.single_file.text_encoders)
-    return [getattr(pipe, name) for name in names if getattr(pipe, name, None) is not None]
+def _frozen_modules(pipe: Any) -> list[Any]:
+    """Every model of the pipeline (denoiser, VAE, text encoders): only the LoRA trains."""
+    import torch
+
+    return [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
 
 
 def training_pixels(image: Image.Image, resolution: int) -> Any:
