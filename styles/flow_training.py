@@ -73,6 +73,26 @@ class _Rows:
         return {**{k: v[index] for k, v in self.per_row.items()}, **self.shared}
 
 
+def _forward(
+    transformer: Any, packed: Any, timesteps: Any, img_ids: Any, text: dict, guidance: float
+) -> Any:
+    """One transformer call as the pipelines make it (timesteps in [0, 1]; the embedded
+    guidance where the transformer takes one)."""
+    import torch
+
+    embedded = None
+    if transformer.config.guidance_embeds:
+        embedded = torch.full((packed.shape[0],), guidance, device=packed.device)
+    return transformer(
+        hidden_states=packed,
+        timestep=timesteps / 1000,
+        guidance=embedded,
+        img_ids=img_ids,
+        return_dict=False,
+        **text,
+    )[0]
+
+
 @dataclass
 class Flux1Recipe:
     """FLUX.1 (``FluxPipeline``): 16-channel latents packed 2x2, T5 sequence + CLIP pooled."""
@@ -97,7 +117,6 @@ class Flux1Recipe:
         )
 
     def predict(self, transformer: Any, latents: Any, timesteps: Any, text: dict) -> Any:
-        import torch
         from diffusers import FluxPipeline
 
         b, c, h, w = latents.shape
@@ -105,17 +124,7 @@ class Flux1Recipe:
         img_ids = FluxPipeline._prepare_latent_image_ids(
             b, h // 2, w // 2, latents.device, latents.dtype
         )
-        guidance = None
-        if transformer.config.guidance_embeds:
-            guidance = torch.full((b,), self.guidance, device=latents.device)
-        out = transformer(
-            hidden_states=packed,
-            timestep=timesteps / 1000,
-            guidance=guidance,
-            img_ids=img_ids,
-            return_dict=False,
-            **text,
-        )[0]
+        out = _forward(transformer, packed, timesteps, img_ids, text, self.guidance)
         factor = self.pipe.vae_scale_factor
         return FluxPipeline._unpack_latents(out, h * factor, w * factor, factor)
 
@@ -145,22 +154,11 @@ class Flux2Recipe:
         return _Rows({"encoder_hidden_states": embeds.float(), "txt_ids": text_ids}, {})
 
     def predict(self, transformer: Any, latents: Any, timesteps: Any, text: dict) -> Any:
-        import torch
 
         b, c, h, w = latents.shape
         img_ids = self.pipe._prepare_latent_ids(latents).to(latents.device)
         packed = self.pipe._pack_latents(latents)
-        guidance = None
-        if transformer.config.guidance_embeds:
-            guidance = torch.full((b,), self.guidance, device=latents.device)
-        out = transformer(
-            hidden_states=packed,
-            timestep=timesteps / 1000,
-            guidance=guidance,
-            img_ids=img_ids,
-            return_dict=False,
-            **text,
-        )[0]
+        out = _forward(transformer, packed, timesteps, img_ids, text, self.guidance)
         return out[:, : h * w].permute(0, 2, 1).reshape(b, c, h, w)
 
 

@@ -365,17 +365,9 @@ def _other_family_fit(
     for spec in installed:
         if spec.family == family:
             continue
-        fam = family_of(spec.family)
         try:
-            folder = str(model_config_dir(spec))
-            shapes = module_shapes(folder, fam.lora.components)
-            layers = to_peft_layers(
-                tensors,
-                spec.family,
-                _denoiser_config(folder, fam.denoiser),
-                flat_text_encoders(shapes),
-                _linear_widths(shapes, fam.denoiser),
-            )
+            shapes = _model_shapes(spec)
+            layers = _layers_for(tensors, spec, shapes)
         except (StyleFileError, ModelLoadError, OSError):
             continue
         if misfit(layers, shapes) is None:
@@ -397,6 +389,26 @@ def _other_family_fit(
         if misfit(layers, shapes, names_only=names_only) is None:
             return other
     return None
+
+
+def _model_shapes(spec: ModelSpec) -> dict[str, dict[str, _Module]]:
+    """The module shapes of the components ``spec``'s family takes LoRA layers in."""
+    return module_shapes(str(model_config_dir(spec)), family_of(spec.family).lora.components)
+
+
+def _layers_for(
+    tensors: dict[str, Any], spec: ModelSpec, shapes: dict[str, dict[str, _Module]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``to_peft_layers`` as ``spec``'s loader reads the file (its denoiser's config and
+    widths)."""
+    denoiser = family_of(spec.family).denoiser
+    return to_peft_layers(
+        tensors,
+        spec.family,
+        _denoiser_config(str(model_config_dir(spec)), denoiser),
+        flat_text_encoders(shapes),
+        _linear_widths(shapes, denoiser),
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -444,16 +456,9 @@ def inspect_lora(
     layout = layout_of(list(tensors))
 
     family = family_of(spec.family)
-    folder = str(model_config_dir(spec))
-    shapes = module_shapes(folder, family.lora.components)
+    shapes = _model_shapes(spec)
     try:
-        layers = to_peft_layers(
-            tensors,
-            spec.family,
-            _denoiser_config(folder, family.denoiser),
-            flat_text_encoders(shapes),
-            _linear_widths(shapes, family.denoiser),
-        )
+        layers = _layers_for(tensors, spec, shapes)
     except _Unreadable as exc:
         reason, layers = str(exc), None
     else:

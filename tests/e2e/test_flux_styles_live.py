@@ -4,37 +4,21 @@ model id, each changing its model's image (tests/styles has the per-layout check
 
 from __future__ import annotations
 
-import base64
-import io
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
+from test_flux_live import _awake
+from test_flux_live import _pixels as _decoded
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "styles"))
 from flux_lora_makers import WRITERS, flux_layers, save  # noqa: E402
 
-WAKE_TIMEOUT_S = 240  # a replica's start on 2 busy cores
-
 
 def _pixels(response: httpx.Response) -> np.ndarray:
     assert response.status_code == 200, response.text
-    data = base64.b64decode(response.json()["data"][0]["b64_json"])
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB")).astype(int)
-
-
-def _awake(http: httpx.Client, body: dict) -> httpx.Response:
-    deadline = time.monotonic() + WAKE_TIMEOUT_S
-    while True:
-        r = http.post("/v1/generations", json=body)
-        if r.status_code != 503 or time.monotonic() > deadline:
-            return r
-        assert r.json()["error"]["code"] == "model_loading", r.text
-        time.sleep(1)
+    return _decoded(response.json()["data"][0]["b64_json"]).astype(int)
 
 
 def test_flux_styles_are_served_by_the_live_server(http, catalog, tmp_path):

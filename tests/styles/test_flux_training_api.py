@@ -5,33 +5,19 @@ stored or charged."""
 
 from __future__ import annotations
 
-import io
-import time
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
-import numpy as np
 import pytest
-from fastapi.testclient import TestClient
-from PIL import Image
 from secrets_for_tests import TEST_SECRET
 
 from serving.core.model_client import LocalModelClient
 from serving.core.settings import Settings
 from serving.http.app import create_app
 
-
-def png(seed: int, size: int = 64) -> bytes:
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(
-        np.array([255, 120, 0], np.float32) + rng.normal(0, 8, (size, size, 3)), 0, 255
-    )
-    buf = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def image_files(count: int, size: int = 64) -> list[tuple]:
-    return [("images", (f"{i}.png", png(i, size), "image/png")) for i in range(count)]
+sys.path.insert(0, str(Path(__file__).parents[1] / "jobs"))
+from job_helpers import image_files, wait_done  # noqa: E402
 
 
 @pytest.fixture
@@ -47,16 +33,6 @@ def app(settings, catalog) -> Iterator:
     state.job_runner.wait(timeout=120)
     state.job_runner.close()
     state.ledger.close()
-
-
-def wait_done(client: TestClient, job_id: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        assert time.monotonic() < deadline, f"job still {job['state']}: {job}"
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("model", ["tiny-flux1", "tiny-flux2-klein"])
