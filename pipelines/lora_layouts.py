@@ -35,9 +35,20 @@ Decisions, for FLUX.1 only (``FluxLoraLoaderMixin``), each with its reason:
   through diffusers' FLUX.1 loader without a single layer loaded (it only converts
   ``diffusion_model.``-prefixed kohya names). Kiln renames them to that form — the same
   matrices, ``lora_A`` is ``lora_down`` — so diffusers' converter reads them.
-- A file read this way is handed to ``load_lora_weights`` as the converted state dict
-  (the kohya converter folds alpha into the weights, so nothing is lost); every other
-  file is loaded from its path, as diffusers reads it.
+
+And for FLUX.2 (``Flux2LoraLoaderMixin``):
+
+- BFL names with ComfyUI's ``lora_down``/``lora_up`` under ``diffusion_model.`` send
+  diffusers' FLUX.2 loader down its kohya branch, which reads ``lora_unet_…`` names only
+  and drops the rest with a warning: not a layer would load. Kiln renames them to peft's
+  ``lora_A``/``lora_B``, which its BFL/ai-toolkit converter reads (it does the same
+  rename itself once there).
+- That kohya converter drops any layer it has no mapping for with a warning; Kiln
+  refuses such a file naming the layer instead of serving part of it.
+
+A file read by Kiln is handed to ``load_lora_weights`` as the converted state dict (the
+kohya converter folds alpha into the weights, so nothing is lost); every other file is
+loaded from its path, as diffusers reads it.
 """
 
 from __future__ import annotations
@@ -85,6 +96,27 @@ def reads_flux1(pipeline_cls: Any) -> bool:
     return isinstance(pipeline_cls, type) and issubclass(pipeline_cls, FluxLoraLoaderMixin)
 
 
+def reads_flux2(pipeline_cls: Any) -> bool:
+    """Whether ``pipeline_cls`` loads LoRAs through diffusers' FLUX.2 loader."""
+    from diffusers.loaders.lora_pipeline import Flux2LoraLoaderMixin
+
+    return isinstance(pipeline_cls, type) and issubclass(pipeline_cls, Flux2LoraLoaderMixin)
+
+
+def kiln_state(
+    pipeline_cls: Any, tensors: Mapping[str, Any], widths: Mapping[str, int]
+) -> dict[str, Any] | None:
+    """The file in diffusers keys where Kiln's reading is needed (module docstring),
+    else None: diffusers reads it as it is."""
+    if reads_flux1(pipeline_cls):
+        return flux1_state(tensors, widths)
+    if reads_flux2(pipeline_cls):
+        renamed = _comfy_as_peft(tensors)
+        if renamed is not None:
+            return pipeline_cls.lora_state_dict(renamed, return_lora_metadata=True)[0]
+    return None
+
+
 def lora_state(
     pipeline_cls: Any,
     tensors: Mapping[str, Any],
@@ -97,23 +129,30 @@ def lora_state(
     ``denoiser_config``: for loaders that map block numbers by it (SDXL's); ``widths``:
     the denoiser's ``linear_widths`` (FLUX.1). Raises ValueError, KeyError, IndexError or
     AssertionError when the converter cannot read the file."""
-    if reads_flux1(pipeline_cls):
-        kiln = flux1_state(tensors, widths or {})
-        if kiln is not None:
-            return kiln
+    kiln = kiln_state(pipeline_cls, tensors, widths or {})
+    if kiln is not None:
+        return kiln
     kwargs = {"unet_config": denoiser_config} if denoiser_config is not None else {}
-    out = pipeline_cls.lora_state_dict(dict(tensors), return_lora_metadata=True, **kwargs)
+    source = dict(tensors)  # the kohya converters take what they read out of it
+    out = pipeline_cls.lora_state_dict(source, return_lora_metadata=True, **kwargs)
+    if reads_flux2(pipeline_cls):
+        unread = sorted(k for k in source if k.endswith(".lora_down.weight"))
+        if unread:
+            raise ValueError(
+                f"{unread[0]}: diffusers' FLUX.2 kohya converter has no mapping for this "
+                f"layer ({len(unread)} such), so it would not load"
+            )
     return out[0]
 
 
 def lora_source(pipe: Any, path: str) -> str | dict[str, Any]:
     """What ``pipe.load_lora_weights`` is given for the file at ``path``: the path, or the
     state dict Kiln read where diffusers' FLUX.1 loader would misread the file."""
-    if not reads_flux1(type(pipe)):
+    if not (reads_flux1(type(pipe)) or reads_flux2(type(pipe))):
         return path
     from safetensors.torch import load_file
 
-    kiln = flux1_state(load_file(path), linear_widths(pipe.transformer))
+    kiln = kiln_state(type(pipe), load_file(path), linear_widths(pipe.transformer))
     return path if kiln is None else kiln
 
 
@@ -149,6 +188,19 @@ def _bfl_as_comfy(tensors: Mapping[str, Any]) -> dict[str, Any] | None:
         else:
             out[key] = value
     return out if changed else None
+
+
+def _comfy_as_peft(tensors: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``diffusion_model.…lora_down``/``lora_up`` renamed to ``lora_A``/``lora_B`` (FLUX.2);
+    None when the file has no such keys."""
+    if not any(k.startswith(BFL_PREFIX) and ".lora_down." in k for k in tensors):
+        return None
+    return {
+        (k.replace(".lora_down.", ".lora_A.").replace(".lora_up.", ".lora_B."))
+        if k.startswith(BFL_PREFIX)
+        else k: v
+        for k, v in tensors.items()
+    }
 
 
 def _pad_linear1(tensors: dict[str, Any], widths: Mapping[str, int]) -> dict[str, int]:

@@ -35,7 +35,7 @@ MODELS = {"flux1": "tiny-flux1", "flux2": "tiny-flux2-klein"}
 # BFL names with kohya's lora_down/lora_up).
 LAYOUTS = {
     "flux1": ("diffusers", "kohya", "xlabs", "bfl", "comfy"),
-    "flux2": ("diffusers", "kohya", "bfl"),
+    "flux2": ("diffusers", "kohya", "bfl", "comfy"),
 }
 RECORDED = {"diffusers": "diffusers", "kohya": "kohya", "xlabs": "xlabs", "bfl": "bfl"}
 RECORDED["comfy"] = "bfl"
@@ -216,6 +216,16 @@ def test_a_fused_layer_of_another_width_is_refused_naming_it(catalog, pipes, tmp
     path = save(tensors, tmp_path / "wide.safetensors")
     with pytest.raises(StyleFileError, match="lora_unet_single_blocks_0_linear1"):
         inspect(path, catalog, "tiny-flux1")
+
+
+def test_a_flux2_kohya_layer_diffusers_would_drop_is_refused_naming_it(catalog, pipes, tmp_path):
+    tensors, _ = kohya_tensors(flux_layers(pipes["flux2"][0].transformer))
+    name = "lora_unet_single_stream_modulation_lin"
+    tensors[f"{name}.lora_down.weight"] = torch.zeros(4, 32)
+    tensors[f"{name}.lora_up.weight"] = torch.zeros(96, 4)
+    path = save(tensors, tmp_path / "extra.safetensors")
+    with pytest.raises(StyleFileError, match=f"{name}.lora_down.weight: diffusers' FLUX.2"):
+        inspect(path, catalog, "tiny-flux2-klein")
 
 
 def test_text_encoder_layers_are_refused_on_flux(catalog, pipes, tmp_path):
