@@ -123,8 +123,9 @@ _ENTRY_DEFAULTS = {
 
 
 # The base-model features a family has where Kiln does not serve all of them (absent: every
-# one, SD 1.5 and SDXL, but those of ``_LISTED_ONLY``). FLUX.1 takes a reference image as
-# img2img; both FLUX families edit (replace, recreate, erase) and make variations; [klein]'s
+# one, SD 1.5 and SDXL, but those of ``_LISTED_ONLY``). FLUX.1 and [klein] take a
+# reference image as img2img ([klein] through its inpaint pipeline under a whole-image
+# mask); both FLUX families edit (replace, recreate, erase) and make variations; [klein]'s
 # base model edits by instruction too (its image input); both take LoRA styles (transformer
 # LoRAs: styles/lora_fit.py). IP-Adapter references, pins and agentic are SD-only until
 # the rest of issue 21; a request for one on FLUX is a 400 naming the models that have it.
@@ -132,7 +133,9 @@ _EDITS = frozenset({"replace", "recreate", "erase", "variations"})
 _FAMILY_FEATURES: dict[ModelFamily, frozenset[str]] = {
     ModelFamily.FLUX1: frozenset({"text_to_image", "reference", "image_to_prompt", "styles"})
     | _EDITS,
-    ModelFamily.FLUX2: frozenset({"text_to_image", "image_to_prompt", "instruct", "styles"})
+    ModelFamily.FLUX2: frozenset(
+        {"text_to_image", "reference", "image_to_prompt", "instruct", "styles"}
+    )
     | _EDITS,
 }
 # Base-model features a family has only where it lists them: an instruction edit is a

@@ -9,7 +9,7 @@ Edits run on the base model itself: an instruction edit is ``Flux2KleinPipeline`
 input as its one reference image (``image``); replace, recreate and erase are
 ``Flux2KleinInpaintPipeline``. diffusers 0.42.1 has no FLUX.2 img2img pipeline, so a
 recreate without a mask and a variation run the inpaint pipeline under a mask covering
-the whole image (``img2img_by_mask``); reference images in a generation are not offered.
+the whole image (``img2img_by_mask``), as does a generation's reference image in img2img mode.
 """
 
 from __future__ import annotations
