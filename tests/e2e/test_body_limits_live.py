@@ -129,7 +129,9 @@ def _logged_at(log: str, text: str) -> datetime:
 def test_kiln_serve_starts_edit_models_and_clip_after_the_base_models(server):
     """The kiln front's start order (serving/ray/http_front.py ``start_stages``)."""
     log = server.log.read_text(errors="replace")
-    deployed = _logged_at(log, "second start stage deployed: kiln-model-tiny-instruct, kiln-clip")
+    stage = next(line for line in log.splitlines() if "second start stage deployed: " in line)
+    assert "kiln-model-tiny-instruct" in stage and "kiln-clip" in stage, stage
+    deployed = _logged_at(log, "second start stage deployed: ")
     for base in ("tiny-sd15", "tiny-sdxl"):
         assert _logged_at(log, f"model {base} ready (") < deployed
     assert _logged_at(log, "model tiny-instruct ready (") > deployed
