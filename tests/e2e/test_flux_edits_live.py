@@ -8,40 +8,21 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from test_flux_live import _awake, _pixels
 
 from pipelines.edit_tools import EDIT_DILATE, EDIT_FEATHER
 
 pytestmark = pytest.mark.slow
-WAKE_TIMEOUT_S = 240  # a replica's start on 2 busy cores: import torch and diffusers, load
 
 
 def _b64(pixels: np.ndarray) -> str:
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format="PNG")
     return base64.b64encode(out.getvalue()).decode()
-
-
-def _pixels(b64: str) -> np.ndarray:
-    with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def _awake(http: httpx.Client, body: dict) -> httpx.Response:
-    """``body`` posted to /v1/edits until its model's replica is up."""
-    deadline = time.monotonic() + WAKE_TIMEOUT_S
-    while True:
-        r = http.post("/v1/edits", json=body)
-        if r.status_code != 503 or time.monotonic() > deadline:
-            return r
-        assert r.json()["error"]["code"] == "model_loading", r.text
-        assert r.headers["retry-after"]
-        time.sleep(1)
 
 
 def test_flux_edits_wake_their_models_and_keep_the_pixels_outside_the_mask(http):
@@ -51,7 +32,7 @@ def test_flux_edits_wake_their_models_and_keep_the_pixels_outside_the_mask(http)
     mask[20:50, 30:70] = 255
     body = {"tool": "replace", "model": "tiny-flux1", "image": _b64(image),
             "mask": _b64(mask), "prompt": "a red lantern", "seed": 3}  # fmt: skip
-    r = _awake(http, body)
+    r = _awake(http, body, "/v1/edits")
     assert r.status_code == 200, r.text
     result = r.json()
     assert result["model"] == "tiny-flux1-fill" and result["credits_charged"] == 2
@@ -64,6 +45,6 @@ def test_flux_edits_wake_their_models_and_keep_the_pixels_outside_the_mask(http)
 
     body = {"tool": "instruct", "model": "tiny-flux2-klein", "image": _b64(image),
             "instruction": "make it night", "seed": 2}  # fmt: skip
-    r = _awake(http, body)
+    r = _awake(http, body, "/v1/edits")
     assert r.status_code == 200, r.text
     assert _pixels(r.json()["data"][0]["b64_json"]).shape == image.shape

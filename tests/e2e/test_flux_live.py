@@ -26,11 +26,12 @@ def _pixels(b64: str) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def _awake(http: httpx.Client, body: dict) -> httpx.Response:
-    """``body`` posted until the model's replica is up (503 model_loading meanwhile)."""
+def _awake(http: httpx.Client, body: dict, path: str = "/v1/generations") -> httpx.Response:
+    """``body`` posted to ``path`` until the model's replica is up (503 model_loading
+    meanwhile)."""
     deadline = time.monotonic() + WAKE_TIMEOUT_S
     while True:
-        r = http.post("/v1/generations", json=body)
+        r = http.post(path, json=body)
         if r.status_code != 503 or time.monotonic() > deadline:
             return r
         assert r.json()["error"]["code"] == "model_loading", r.text
