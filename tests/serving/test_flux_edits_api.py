@@ -193,3 +193,57 @@ def test_a_tool_the_model_lacks_is_400_naming_the_models_that_have_it(alice, bod
     error = r.json()["error"]
     assert error["param"] == param and says in error["message"], error
     assert balance(alice) == before and asset_count(alice) == stored
+
+
+def test_the_openai_sdk_edits_by_instruction_on_klein_as_the_native_route_does(alice, openai_sdk):
+    image = photo(64, 64, seed=5)
+    before = balance(alice)
+    instructed = openai_sdk.images.edit(
+        model=KLEIN,
+        image=("in.png", png(image), "image/png"),
+        prompt="make it night",
+        response_format="b64_json",
+        extra_body={"tool": "instruct", "seed": 6},
+    )
+    native = alice.post(
+        EDITS,
+        json={
+            "tool": "instruct",
+            "model": KLEIN,
+            "image": png_b64(image),
+            "instruction": "make it night",
+            "seed": 6,
+        },  # fmt: skip
+    )
+    assert native.status_code == 200, native.text
+    pixels = decode(instructed.data[0].b64_json)
+    np.testing.assert_array_equal(pixels, decode(native.json()["data"][0]["b64_json"]))
+    # Without the tool the same call is a recreate (the default on every base model).
+    recreated = openai_sdk.images.edit(
+        model=KLEIN,
+        image=("in.png", png(image), "image/png"),
+        prompt="make it night",
+        response_format="b64_json",
+        extra_body={"seed": 6},
+    )
+    assert not np.array_equal(decode(recreated.data[0].b64_json), pixels)
+    assert balance(alice) == before - 6
+
+
+@pytest.mark.parametrize(
+    ("model", "mask", "param"),
+    [(FLUX1, False, "tool"), ("tiny-sd15", False, "tool"), (KLEIN, True, "mask")],
+)
+def test_an_openai_instruct_edit_a_model_cannot_take_is_400(alice, openai_sdk, model, mask, param):
+    before, stored = balance(alice), asset_count(alice)
+    extra = {"mask": ("mask.png", openai_mask(box_mask(64, 64)), "image/png")} if mask else {}
+    with pytest.raises(BadRequestError) as info:
+        openai_sdk.images.edit(
+            model=model,
+            image=("in.png", png(photo(64, 64, seed=1)), "image/png"),
+            prompt="make it night",
+            extra_body={"tool": "instruct"},
+            **extra,
+        )
+    assert info.value.body["param"] == param, info.value.body
+    assert balance(alice) == before and asset_count(alice) == stored

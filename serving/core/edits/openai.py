@@ -9,8 +9,11 @@ to the model (``Edits.create_openai``, ``Edits.variation``):
   ``strength``, default 0.6), keeping its layout; an image with transparent pixels uses
   its own alpha as the mask (as OpenAI's edits do);
 - on an ``instruct`` model (InstructPix2Pix, FLUX.1 Kontext), the prompt is the
-  instruction (no mask); on a FLUX.2 [klein] base model an edit is replace or recreate as
-  on any base model (its instruction edit is the native ``tool: "instruct"``);
+  instruction (no mask); on a base model whose family edits by instruction (FLUX.2
+  [klein]) an edit is replace or recreate as on any base model unless ``tool`` is
+  ``instruct``: then the prompt is the instruction and no mask is taken, as on an instruct
+  model (the default stays replace/recreate so an SDK call that works on every base model
+  does the same thing on [klein]);
 - erase on a model without classifier-free guidance (FLUX.1, distilled [klein]) fills
   with the fixed background prompt alone: the prompt's words cannot be pushed away there;
 - further images (after the first) steer the result through the model family's
@@ -29,8 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.edit_tools import cover
+from pipelines.families import family_of
 from pipelines.params import AdapterConditioning, ParamError, resolve_size
 from pipelines.task import Task
+from pipelines.tasks.instruct import check_instruct
 from serving.core.edits.orders import OpenAIEditOrder
 from serving.core.edits.tools import edit_strength, edit_task, erase_prompts_for
 from weights.catalog import Catalog, ModelKind, ModelSpec
@@ -83,8 +88,16 @@ def edit_call(
 ) -> ImageCall:
     """Which tool an edit is and what it runs (see the module docstring)."""
     if spec.kind == ModelKind.INSTRUCT:
-        if mask is not None or order.tool is not None:
+        if mask is not None or order.tool not in (None, "instruct"):
             raise ParamError("mask", f"{spec.id!r} edits by instruction: no mask, no tool")
+        return ImageCall(pixels, None, Task.INSTRUCT, None, order.prompt, operation="instruct")
+    if order.tool == "instruct":
+        if not (spec.kind == ModelKind.BASE and spec.family.has_feature("instruct")):
+            raise ParamError("tool", f"model {spec.id!r} has no instruction edit")
+        if mask is not None:
+            raise ParamError("mask", "an instruction edit takes no mask")
+        height, width = pixels.shape[:2]
+        check_instruct(family_of(spec.family), None, (width, height))
         return ImageCall(pixels, None, Task.INSTRUCT, None, order.prompt, operation="instruct")
     if not (spec.kind == ModelKind.BASE or (spec.kind == ModelKind.INPAINT and mask is not None)):
         raise ParamError("model", f"{spec.id!r} cannot edit images without a mask")

@@ -72,8 +72,9 @@ class ImageFormFields(SamplingFields):
 class ImageEditFields(ImageFormFields):
     prompt: str
     # Kiln's extension (extra_body): which edit tool; default replace with a mask,
-    # recreate without. With erase, the prompt names what is removed.
-    tool: Literal["replace", "recreate", "erase"] | None = None
+    # recreate without. With erase, the prompt names what is removed; with instruct (a
+    # base model whose family edits by instruction, FLUX.2 [klein]) it is the instruction.
+    tool: Literal["replace", "recreate", "erase", "instruct"] | None = None
 
     def to_order(self, files: Files) -> OpenAIEditOrder:
         """An edit's form as the core takes it (400 for no image, too many, two masks)."""
