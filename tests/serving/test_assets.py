@@ -315,6 +315,41 @@ def test_listing_pages_newest_first(app, alice: TestClient):
         assert alice.get("/v1/assets", params=bad).status_code == 400
 
 
+def test_listing_filters_by_kind_model_and_license(app, alice: TestClient, bob: TestClient):
+    base = alice.post(GEN, json={**BASE_256, "resolution": "128px", "n": 2}).json()
+    base_ids = [image["asset_id"] for image in base["data"]]
+    styled = [style_asset(app, alice, size=64) for _ in range(3)]
+    bought = alice.post(f"/v1/assets/{styled[0]}/license")
+    assert bought.status_code == 200, bought.text
+    style_asset(app, bob, size=64)  # another tenant's never shows
+
+    def ids(**params) -> list[str]:
+        r = alice.get("/v1/assets", params=params)
+        assert r.status_code == 200, r.text
+        return [a["id"] for a in r.json()["data"]]
+
+    assert ids(kind="base") == base_ids[::-1]
+    assert ids(kind="artist_style") == styled[::-1]
+    assert ids(kind="agentic") == []
+    assert ids(model="tiny-sd15") == [*styled[::-1], *base_ids[::-1]]
+    assert ids(model="tiny-sdxl") == []
+    assert ids(license="free") == base_ids[::-1]
+    assert ids(license="required") == styled[:0:-1]
+    assert ids(license="licensed") == [styled[0]]
+    assert ids(kind="artist_style", license="required", model="tiny-sd15") == styled[:0:-1]
+    assert ids(kind="base", license="licensed") == []
+    # Paging walks the narrowed list; a cursor from the whole list works too.
+    first = alice.get("/v1/assets", params={"kind": "artist_style", "limit": 2}).json()
+    assert first["has_more"] is True
+    rest = ids(kind="artist_style", limit=2, after=first["data"][-1]["id"])
+    assert rest == [styled[0]]
+    assert ids(kind="base", after=styled[0]) == base_ids[::-1]
+    for bad in ({"kind": "style"}, {"license": "paid"}):
+        r = alice.get("/v1/assets", params=bad)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == next(iter(bad)), r.text
+
+
 def test_deleting_an_asset_removes_it_and_its_files(app, alice: TestClient):
     asset_id = style_asset(app, alice)
     license_id = alice.post(f"/v1/assets/{asset_id}/license").json()["id"]

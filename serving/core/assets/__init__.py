@@ -2,7 +2,9 @@
 its metadata row and its license state; the HTTP routes of ``/v1/assets``."""
 
 from serving.core.assets.service import (
+    LICENSE_STATES,
     Asset,
+    AssetFilter,
     Assets,
     ImageRecord,
     LicenseRequired,
@@ -13,10 +15,12 @@ from serving.core.assets.store import BlobStore
 
 __all__ = [
     "Asset",
+    "AssetFilter",
     "Assets",
     "BlobStore",
     "ImageRecord",
     "LicenseRequired",
+    "LICENSE_STATES",
     "UnknownAsset",
     "license_required",
 ]

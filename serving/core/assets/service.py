@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, or_, select
+from sqlalchemy import Connection, Engine, Select, delete, func, insert, or_, select
 
 from pipelines.content_credentials import C2paSigner
 from pipelines.finishing import FinishedImage, FinishOptions, finish_image
@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 MEDIA_TYPE = "image/png"
 # Kinds whose originals need a license and whose previews carry the visible mark.
 LICENSED_KINDS = ("artist_style", "private_style")
+# An asset's license state, as ``Asset.license_state`` names it and ``AssetFilter`` picks.
+LICENSE_STATES = ("free", "required", "licensed")
 
 
 def license_required(kind: str) -> bool:
@@ -154,6 +156,44 @@ class Asset:
         if self.license_id is not None:
             return "licensed"
         return "required" if self.license_required else "free"
+
+
+@dataclass(frozen=True)
+class AssetFilter:
+    """Which of a tenant's assets a listing shows; ``None`` fields match every asset.
+
+    ``model`` is compared as given (an asset keeps its model id after the model leaves
+    the catalog, so an id the catalog no longer lists still finds its images)."""
+
+    kind: str | None = None
+    model: str | None = None
+    license: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is not None and self.kind not in ASSET_KINDS:
+            raise _bad_filter("kind", self.kind, ASSET_KINDS)
+        if self.license is not None and self.license not in LICENSE_STATES:
+            raise _bad_filter("license", self.license, LICENSE_STATES)
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        """``query`` (of ``_select_assets``) narrowed to the matching rows."""
+        if self.kind is not None:
+            query = query.where(assets.c.kind == self.kind)
+        if self.model is not None:
+            query = query.where(assets.c.model == self.model)
+        if self.license == "licensed":
+            query = query.where(licenses.c.id.is_not(None))
+        elif self.license == "required":
+            query = query.where(assets.c.kind.in_(LICENSED_KINDS), licenses.c.id.is_(None))
+        elif self.license == "free":
+            query = query.where(assets.c.kind.not_in(LICENSED_KINDS))
+        return query
+
+
+def _bad_filter(param: str, value: str, known: tuple[str, ...]) -> KilnError:
+    return KilnError(
+        400, f"unknown {param} {value!r}; one of: {', '.join(known)}", param, "invalid_value"
+    )
 
 
 def new_asset_id() -> str:
@@ -330,11 +370,16 @@ class Assets:
         return _asset(row._mapping)
 
     def list(
-        self, tenant_id: str, limit: int = 20, after: str | None = None
+        self,
+        tenant_id: str,
+        limit: int = 20,
+        after: str | None = None,
+        where: AssetFilter = AssetFilter(),
     ) -> tuple[list[Asset], bool]:
-        """The caller's assets, newest first, and whether more follow. ``after`` is the
-        last id of the previous page (``UnknownCursor`` if it is not the caller's)."""
-        query = _select_assets().where(assets.c.tenant_id == tenant_id)
+        """The caller's assets matching ``where``, newest first, and whether more follow.
+        ``after`` is the last id of the previous page (``UnknownCursor`` if it is not the
+        caller's); a cursor from an unfiltered page works on a filtered one."""
+        query = where.apply(_select_assets().where(assets.c.tenant_id == tenant_id))
         with self.engine.begin() as conn:
             rows, more = newest_first(conn, assets, query, tenant_id, limit, after)
         return [_asset(row._mapping) for row in rows], more

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from serving.http.assets.protocol import AssetList, AssetObject, DeletedAsset
+from serving.core.assets import AssetFilter
+from serving.http.assets.protocol import (
+    AssetKind,
+    AssetList,
+    AssetObject,
+    DeletedAsset,
+    LicenseState,
+)
 from serving.http.auth import TenantDep
 from serving.http.deps import CoreDep
 
@@ -29,9 +37,17 @@ async def list_assets(
     tenant: TenantDep,
     limit: int = Query(20, ge=1, le=100),
     after: str | None = Query(None, description="the last id of the previous page"),
+    kind: Annotated[AssetKind | None, Query(description="only assets of this kind")] = None,
+    model: Annotated[str | None, Query(description="only assets made by this model id")] = None,
+    license: Annotated[
+        LicenseState | None,
+        Query(description="only assets in this license state (as ``license.state``)"),
+    ] = None,
 ) -> AssetList:
-    """The caller's images, newest first."""
-    page, more = await asyncio.to_thread(core.assets.list, tenant.id, limit, after)
+    """The caller's images, newest first; ``kind``, ``model`` and ``license`` narrow the
+    list (together: all must match) and ``after`` pages through the narrowed list."""
+    where = AssetFilter(kind=kind, model=model, license=license)
+    page, more = await asyncio.to_thread(core.assets.list, tenant.id, limit, after, where)
     return AssetList(data=[AssetObject.of(a) for a in page], has_more=more)
 
 

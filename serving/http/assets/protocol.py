@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from serving.core.assets.service import Asset
 from serving.core.objects import asset_object
 from serving.http.models.protocol import ModelTerms
+
+# The filter values of ``GET /v1/assets`` (the core checks them again: serving.core.assets).
+AssetKind = Literal["base", "artist_style", "private_style", "agentic"]
+LicenseState = Literal["free", "required", "licensed"]
 
 
 class AssetLicense(BaseModel):
