@@ -31,16 +31,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipelines.families import LOADED_TASK, load_pipeline
 from pipelines.loaded_model import LoadedModel
-from pipelines.oom import OomRecovery
+from pipelines.oom import OomRecovery, split_images
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
+from pipelines.progress import CallCancelled, CallListener, StepEvent
 from pipelines.schedulers import make_scheduler
 from pipelines.style_adapters import DEFAULT_CAPACITY, StyleAdapters
 from pipelines.task import Task
@@ -72,8 +73,8 @@ class Engine(LoadedModel):
         self._schedulers: dict[str, Any] = {}
         # Task (and variant: ``task:component``) -> its pipeline.
         self._siblings: dict[str, Any] = {LOADED_TASK[spec.kind]: pipe}
-        # Adapters live on the shared UNet and text encoders: siblings see them too.
-        self.styles = StyleAdapters(pipe, style_capacity)
+        # Adapters live on the shared denoiser and text encoders: siblings see them too.
+        self.styles = StyleAdapters(pipe, style_capacity, self.family.denoiser)
         # What the GPU fast path applied, when ``load`` was given one.
         self.fast_path_report: FastPathReport | None = None
         # CUDA out-of-memory: retried with fewer images a call; failures counted for the
@@ -171,13 +172,19 @@ class Engine(LoadedModel):
         """One request alone."""
         return self.generate([params])[0]
 
-    def generate(self, requests: Sequence[GenerationParams]) -> list[GenerationOutput]:
+    def generate(
+        self, requests: Sequence[GenerationParams], listener: CallListener | None = None
+    ) -> list[GenerationOutput]:
         """Run requests that share one batch key; results in request order.
 
         Requests are sub-grouped by how many encoder windows their prompts need (77 tokens
         each on CLIP), so a
         short prompt is never padded because a long one shares its call: every image is
         the same as if its request had run alone.
+
+        ``listener`` (``pipelines.progress``) hears every step and may cancel requests: a
+        cancelled request's output holds only the images of its calls that finished
+        before the cancel, and says ``cancelled``.
         """
         if not requests:
             return []
@@ -198,13 +205,53 @@ class Engine(LoadedModel):
         outputs: list[GenerationOutput | None] = [None] * len(requests)
         for indices in groups.values():
             group = [requests[i] for i in indices]
-            outputs_of_group = self.oom.run_fitting(self._run, group, self.device)
+            run = self._calls_of(group, indices, listener)
+            outputs_of_group = self.oom.run_fitting(run, group, self.device)
             for index, output in zip(indices, outputs_of_group, strict=True):
+                output.cancelled = listener is not None and listener.cancelled(index)
                 outputs[index] = output
         return outputs  # type: ignore[return-value]
 
-    def _run(self, requests: list[GenerationParams]) -> list[GenerationOutput]:
+    def _calls_of(
+        self, group: list[GenerationParams], indices: list[int], listener: CallListener | None
+    ) -> Callable[[list[GenerationParams]], list[GenerationOutput]]:
+        """``_run`` for ``run_fitting`` over ``group``, knowing each part's request: the
+        out-of-memory retry cuts requests into parts in image order, so the images
+        attempted so far say which requests a call's parts belong to."""
+        attempted = 0
+        finished = [0] * len(group)  # images of each request that calls finished
+
+        def run(parts: list[GenerationParams]) -> list[GenerationOutput]:
+            nonlocal attempted
+            size = sum(part.n for part in parts)
+            placed = [i for i, _ in split_images(group, attempted, size)]
+            outputs = self._run(
+                parts, [indices[i] for i in placed], [finished[i] for i in placed], listener
+            )
+            attempted += size
+            for i, output in zip(placed, outputs, strict=True):
+                finished[i] += len(output.images)
+            return outputs
+
+        return run
+
+    def _run(
+        self,
+        requests: list[GenerationParams],
+        members: Sequence[int] = (),
+        images_done: Sequence[int] = (),
+        listener: CallListener | None = None,
+    ) -> list[GenerationOutput]:
+        """One pipeline call; ``members`` are the requests' indices for ``listener``,
+        ``images_done`` the images earlier calls made for each."""
         import torch
+
+        def all_cancelled() -> bool:
+            return listener is not None and all(listener.cancelled(m) for m in members)
+
+        if all_cancelled():
+            # Nobody waits for any image of this call (a later part of a split request).
+            return [GenerationOutput([], ()) for _ in requests]
 
         first = requests[0]
         prompts = [r.prompt for r in requests for _ in range(r.n)]
@@ -241,19 +288,30 @@ class Engine(LoadedModel):
 
             def on_step_end(pipe_: Any, step: int, _t: Any, kwargs: dict) -> dict:
                 # Image tasks run fewer steps than asked (strength): the pipeline knows.
-                if step == getattr(pipe_, "num_timesteps", first.steps) - 1:
+                total = getattr(pipe_, "num_timesteps", first.steps)
+                if step == total - 1:
                     marks["denoised"] = self._sync_time()
+                if listener is not None:
+                    for k, member in enumerate(members):
+                        event = StepEvent(member, step + 1, total, images_done[k], requests[k].n)
+                        listener.on_step(event)
+                    if all_cancelled():
+                        raise CallCancelled()  # stop here: nothing is decoded
                 return kwargs
 
-            result = pipe(
-                **embeds,
-                **task_kwargs,
-                num_inference_steps=first.steps,
-                guidance_scale=first.guidance,
-                generator=generators,
-                output_type="pt",
-                callback_on_step_end=on_step_end,
-            )
+            try:
+                result = pipe(
+                    **embeds,
+                    **task_kwargs,
+                    num_inference_steps=first.steps,
+                    guidance_scale=first.guidance,
+                    generator=generators,
+                    output_type="pt",
+                    callback_on_step_end=on_step_end,
+                )
+            except CallCancelled:
+                logger.info("call of %d request(s) cancelled by all of them", len(requests))
+                return [GenerationOutput([], ()) for _ in requests]
         finished = self._sync_time()
         denoised = marks.get("denoised", finished)
         timings = {
@@ -265,10 +323,14 @@ class Engine(LoadedModel):
         }
         images = to_uint8(result.images)
         outputs, offset = [], 0
-        for request in requests:
+        for k, request in enumerate(requests):
             batch = images[offset : offset + request.n]
-            outputs.append(GenerationOutput(list(batch), request.seeds, dict(timings)))
             offset += request.n
+            if listener is not None and listener.cancelled(members[k]):
+                # Cancelled while the call ran on for others: nobody takes these images.
+                outputs.append(GenerationOutput([], (), dict(timings)))
+                continue
+            outputs.append(GenerationOutput(list(batch), request.seeds, dict(timings)))
         return outputs
 
     def _sync_time(self) -> float:
