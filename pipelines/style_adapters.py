@@ -16,11 +16,12 @@ a style evicted and asked for again is loaded again from its file.
 
 Under a compiled denoiser (pipelines/fast_path.py) styles are *hot-swapped* instead:
 ``enable_hotswap(target_rank)`` — before the first style loads and before compiling —
-gives the UNet ONE fixed adapter slot (``HOTSWAP_SLOT``, diffusers'
-``enable_lora_hotswap``: rank padded to the target, scalings as tensors). The LRU then
-keeps each style's UNet LoRA as a state dict on the device, and a switch copies it into
-the slot (``load_lora_adapter(..., hotswap=True)``): same modules, same shapes, same
-graph, so nothing recompiles. Decisions:
+gives the denoiser (the UNet; FLUX's transformer: the family's ``denoiser``) ONE fixed
+adapter slot (``HOTSWAP_SLOT``, diffusers' ``enable_lora_hotswap``: rank padded to the
+target, scalings as tensors). The LRU then keeps each style's denoiser LoRA as a state
+dict on the device, and a switch copies it into the slot
+(``load_lora_adapter(..., hotswap=True)``): same modules, same shapes, same graph, so
+nothing recompiles. Decisions:
 
 - Strength is part of the swapped state: each style is normalised at load (its alpha/rank
   scale folded into ``lora_B``, ranks zero-padded to one rank) and ``lora_B`` is
@@ -29,8 +30,9 @@ graph, so nothing recompiles. Decisions:
 - The base model (no style) zeroes the slot's ``lora_B`` weights (exactly what peft does
   to slot layers a style does not touch).
 - The slot covers the attention projections (``to_q/k/v/out.0``, the recipe of our
-  trainer and of most styles). A style adapting other layers grows the slot to the union
-  once: that one load recompiles, logged as a warning; the next switches do not.
+  trainers and of most styles; on FLUX the joint blocks' context projections too). A
+  style adapting other layers grows the slot to the union once: that one load recompiles,
+  logged as a warning; the next switches do not.
 - Text-encoder LoRA layers (text encoders are not compiled) stay ordinary named adapters,
   selected per call with ``set_adapters`` as in eager mode.
 
@@ -51,8 +53,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY = 8
 HOTSWAP_SLOT = "kiln_style"
-# The UNet layers the hotswap slot starts with: every attention projection.
-SLOT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+# The denoiser layers the hotswap slot starts with: every attention projection (FLUX's
+# joint blocks also project the text stream: add_*_proj, to_add_out).
+SLOT_TARGETS = (
+    "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"
+)  # fmt: skip
 
 
 class StyleLoadError(ValueError):
@@ -62,16 +67,18 @@ class StyleLoadError(ValueError):
 class StyleAdapters:
     """The LoRA adapters loaded on one pipeline, least recently used first."""
 
-    def __init__(self, pipe: Any, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, pipe: Any, capacity: int = DEFAULT_CAPACITY, denoiser: str = "unet") -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.pipe = pipe
+        # The pipeline component styles adapt and the hotswap slot lives on (the family's).
+        self.denoiser = denoiser
         self.capacity = capacity
         self._loaded: OrderedDict[str, str] = OrderedDict()  # style id -> file path
         self._active: tuple[str, float] | None = None
         self._disabled = False  # disable_lora() was the last word: enable before selecting
         self._slot: HotswapSlot | None = None
-        self._states: dict[str, dict[str, Any]] = {}  # hotswap: style id -> UNet LoRA
+        self._states: dict[str, dict[str, Any]] = {}  # hotswap: style id -> denoiser LoRA
         self._text_styles: set[str] = set()  # hotswap: styles with text-encoder layers
         self._refusal: str | None = None
 
@@ -86,13 +93,13 @@ class StyleAdapters:
         return self._slot
 
     def enable_hotswap(self, target_rank: int) -> None:
-        """From now on styles of rank up to ``target_rank`` swap into one UNet slot.
+        """From now on styles of rank up to ``target_rank`` swap into one denoiser slot.
 
-        Must come before the first style loads and before the UNet is compiled."""
+        Must come before the first style loads and before the denoiser is compiled."""
         if self._loaded:
             raise RuntimeError("enable_hotswap must come before the first style is loaded")
         if self._slot is None:
-            self._slot = HotswapSlot(self.pipe.unet, target_rank)
+            self._slot = HotswapSlot(getattr(self.pipe, self.denoiser), target_rank)
 
     def refuse(self, reason: str) -> None:
         """Refuse every style load from now on (a replica with fused QKV projections)."""
@@ -167,18 +174,18 @@ class StyleAdapters:
             logger.debug("no adapter %s to delete: %s", style_id, exc)
 
     def _load_for_hotswap(self, style: StyleRef) -> None:
-        """Keep the style's UNet LoRA (normalised, on the device) for swapping; load its
-        text-encoder layers, if any, as an ordinary adapter."""
+        """Keep the style's denoiser LoRA (normalised, on the device) for swapping; load
+        its text-encoder layers, if any, as an ordinary adapter."""
         assert self._slot is not None
-        pipe = self.pipe
-        state, alphas, metadata = pipe.lora_state_dict(style.path, return_lora_metadata=True)
-        unet_state = {k[5:]: v for k, v in state.items() if k.startswith("unet.")}
-        text_prefixes = [m for m in pipe._lora_loadable_modules if m != "unet"]
+        pipe, denoiser = self.pipe, self.denoiser
+        state, alphas, metadata = _read_lora(pipe, lora_source(pipe, style.path))
+        denoiser_state = _prefixed(state, denoiser) or {}
+        text_prefixes = [m for m in pipe._lora_loadable_modules if m != denoiser]
         has_text = any(k.startswith(f"{p}.") for k in state for p in text_prefixes)
-        if not unet_state and not has_text:
-            raise ValueError("no LoRA layers for this model's UNet or text encoders")
+        if not denoiser_state and not has_text:
+            raise ValueError(f"no LoRA layers for this model's {denoiser} or text encoders")
         self._states[style.id] = self._slot.normalise(
-            unet_state, _prefixed(alphas, "unet"), _prefixed(metadata, "unet")
+            denoiser_state, _prefixed(alphas, denoiser), _prefixed(metadata, denoiser)
         )
         if has_text:
             for name in text_prefixes:
@@ -229,13 +236,32 @@ class StyleAdapters:
             return
         for name in self.pipe._lora_loadable_modules:
             encoder = getattr(self.pipe, name, None)
-            if name == "unet" or encoder is None or not getattr(encoder, "peft_config", None):
+            if (
+                name == self.denoiser
+                or encoder is None
+                or not getattr(encoder, "peft_config", None)
+            ):
                 continue
             if style_id is not None and style_id in encoder.peft_config:
                 enable_lora_for_text_encoder(encoder)
                 set_adapters_for_text_encoder([style_id], encoder, [strength])
             else:
                 disable_lora_for_text_encoder(encoder)
+
+
+def _read_lora(pipe: Any, source: str | dict[str, Any]) -> tuple[dict, dict | None, dict | None]:
+    """A LoRA's state dict in diffusers keys, its network alphas and metadata, however the
+    pipeline's loader returns them (SD: all three; FLUX.1 when asked for alphas; FLUX.2:
+    no alphas, its converters fold them in)."""
+    import inspect
+
+    if "return_alphas" in inspect.signature(pipe.lora_state_dict).parameters:
+        return pipe.lora_state_dict(source, return_alphas=True, return_lora_metadata=True)
+    out = pipe.lora_state_dict(source, return_lora_metadata=True)
+    if len(out) == 3:
+        return out
+    state, metadata = out
+    return state, None, metadata
 
 
 def _prefixed(mapping: dict | None, prefix: str) -> dict | None:
@@ -247,7 +273,8 @@ def _prefixed(mapping: dict | None, prefix: str) -> dict | None:
 
 
 class HotswapSlot:
-    """One LoRA adapter slot on a (to be) compiled UNet that styles are copied into."""
+    """One LoRA adapter slot on a (to be) compiled denoiser that styles are copied into.
+    ``unet`` is the denoiser module: a UNet, or a DiT's transformer."""
 
     def __init__(self, unet: Any, target_rank: int) -> None:
         self.unet = unet

@@ -25,7 +25,7 @@ from flux_lora_makers import (
 from pipelines.families import load_pipeline
 from pipelines.lora_layouts import FULL_MLP, FULL_WIDTH, lora_state
 from pipelines.params import StyleRef
-from pipelines.style_adapters import StyleAdapters
+from pipelines.style_adapters import HOTSWAP_SLOT, StyleAdapters
 from styles.lora_file import DEFAULT_MAX_BYTES, StyleFileError
 from styles.lora_fit import inspect_lora
 
@@ -165,6 +165,35 @@ def test_kilns_fused_split_is_diffusers_at_full_width(catalog, pipes):
             assert torch.equal(value, theirs[name][:rows]), name
             if name.endswith("lora_B.weight") and ".single_" in name:
                 assert not theirs[name][rows:].any()  # only zeros were cut
+
+
+@pytest.mark.parametrize("family", list(MODELS))
+def test_flux_styles_hot_swap_into_the_transformers_slot_as_named_adapters(
+    family, catalog, pipes, tmp_path
+):
+    """The compiled fast path's style slot (``enable_hotswap``) lives on the family's
+    denoiser: FLUX's transformer. Without compiling, switching styles, strengths and the
+    base model through the slot gives the pixels of ordinary named adapters."""
+    eager_pipe, eager = pipes[family]
+    pipe = load_pipeline(catalog.get(MODELS[family]), "cpu", torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    swapped = StyleAdapters(pipe, capacity=4, denoiser="transformer")
+    swapped.enable_hotswap(8)
+    files = []
+    for seed, layout in ((11, "diffusers"), (12, "kohya")):
+        tensors, _ = WRITERS[layout](flux_layers(pipe.transformer, seed=seed))
+        path = save(tensors, tmp_path / f"{layout}.safetensors")
+        files.append(StyleRef(f"hot-{family}-{layout}", str(path)))
+    first, second = files
+    order = [first, None, StyleRef(first.id, first.path, 0.5), second, first]
+    images = []
+    for style in order:
+        ours, theirs = generate(pipe, swapped, style), generate(eager_pipe, eager, style)
+        np.testing.assert_allclose(ours, theirs, atol=2e-3, err_msg=str(style))
+        images.append(ours)
+    assert np.abs(images[0] - images[1]).mean() > 0.01  # a style did act
+    assert swapped.slot.swaps >= 3 and HOTSWAP_SLOT in pipe.transformer.peft_config
+    assert not hasattr(pipe, "unet")
 
 
 # Bad files
