@@ -41,6 +41,7 @@ from pipelines.loaded_model import LoadedModel
 from pipelines.oom import OomRecovery, split_images
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
+from pipelines.previews import PreviewDecoder, encode_preview, previews_at
 from pipelines.progress import CallCancelled, CallListener, StepEvent
 from pipelines.schedulers import make_scheduler
 from pipelines.style_adapters import DEFAULT_CAPACITY, StyleAdapters
@@ -73,6 +74,9 @@ class Engine(LoadedModel):
         self._schedulers: dict[str, Any] = {}
         # Task (and variant: ``task:component``) -> its pipeline.
         self._siblings: dict[str, Any] = {LOADED_TASK[spec.kind]: pipe}
+        # Step previews' decoder (pipelines.previews), made when a call first asks.
+        self._preview_decoder: PreviewDecoder | None = None
+        self._preview_decoder_made = False
         # Adapters live on the shared denoiser and text encoders: siblings see them too.
         self.styles = StyleAdapters(pipe, style_capacity, self.family.denoiser)
         # What the GPU fast path applied, when ``load`` was given one.
@@ -292,8 +296,11 @@ class Engine(LoadedModel):
                 if step == total - 1:
                     marks["denoised"] = self._sync_time()
                 if listener is not None:
+                    previews = self._previews(pipe_, kwargs["latents"], requests, step)
                     for k, member in enumerate(members):
-                        event = StepEvent(member, step + 1, total, images_done[k], requests[k].n)
+                        event = StepEvent(
+                            member, step + 1, total, images_done[k], requests[k].n, previews[k]
+                        )
                         listener.on_step(event)
                     if all_cancelled():
                         raise CallCancelled()  # stop here: nothing is decoded
@@ -332,6 +339,36 @@ class Engine(LoadedModel):
                 continue
             outputs.append(GenerationOutput(list(batch), request.seeds, dict(timings)))
         return outputs
+
+    @property
+    def preview_decoder(self) -> PreviewDecoder | None:
+        """What decodes this model's step previews (None: nothing fits; logged once)."""
+        if not self._preview_decoder_made:
+            self._preview_decoder = PreviewDecoder.for_model(self)
+            self._preview_decoder_made = True
+        return self._preview_decoder
+
+    def _previews(
+        self, pipe: Any, latents: Any, requests: list[GenerationParams], step: int
+    ) -> list[list[bytes] | None]:
+        """Each request's step previews after ``step`` (0-based): WebPs of its images
+        where it asks for one at this step (``preview_every``), else None. One decode
+        for the requests that ask, whichever they are in the call."""
+        asked = [previews_at(step, r.preview_every) for r in requests]
+        decoder = self.preview_decoder if any(asked) else None
+        if decoder is None:
+            return [None] * len(requests)
+        rows, offset = [], 0
+        for request, wants in zip(requests, asked, strict=True):
+            if wants:
+                rows.extend(range(offset, offset + request.n))
+            offset += request.n
+        first = requests[0]
+        pixels = iter(decoder.pixels(pipe, latents[rows], first.height, first.width))
+        return [
+            [encode_preview(next(pixels)) for _ in range(r.n)] if wants else None
+            for r, wants in zip(requests, asked, strict=True)
+        ]
 
     def _sync_time(self) -> float:
         if self.device.type == "cuda":

@@ -23,6 +23,7 @@ import numpy as np
 
 from pipelines.families import FAMILIES, GuidanceKind, family_of
 from pipelines.param_error import ParamError
+from pipelines.previews import check_preview_every
 from pipelines.prompt_syntax import emphasis_mark
 from pipelines.task import Task
 from weights.catalog import ModelSpec
@@ -296,6 +297,9 @@ class GenerationParams:
     adapter: AdapterConditioning | None = None
     # The model's text length (``Family.sequence_length_of``); None: CLIP windows.
     sequence_length: int | None = None
+    # A step preview every this many steps (``pipelines.previews``; 0: none). Not in the
+    # batch key: a call previews at a step where any of its requests asks.
+    preview_every: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= MAX_IMAGES:
@@ -312,6 +316,7 @@ class GenerationParams:
                 f"unknown scheduler {self.scheduler!r}; known: {', '.join(KNOWN_SCHEDULERS)}",
             )
         self.task.check_size(self.width, self.height)
+        check_preview_every(self.preview_every)
 
     @property
     def batch_key(self) -> BatchKey:
@@ -344,13 +349,17 @@ class GenerationParams:
         adapter: AdapterConditioning | None = None,
         width: int | None = None,
         height: int | None = None,
+        preview_every: int | None = None,
     ) -> GenerationParams:
         """Resolve a request against server defaults, then the model's catalog defaults.
 
         ``task``: the task and its inputs (``pipelines/tasks/``), text-to-image by default.
         ``width``/``height`` fix the call's size for image tasks whose size comes from the
-        input image (edits); otherwise the size is resolved from the model's list."""
+        input image (edits); otherwise the size is resolved from the model's list.
+        ``preview_every``: step previews (None: the server's default, else none)."""
         defaults = defaults or GenerationDefaults()
+        if preview_every is not None:
+            check_preview_every(preview_every)
         # A variation (image_to_image) may run without words; every other task needs them.
         if not prompt.strip() and task.prompt_required:
             raise ParamError("prompt", f"prompt must not be empty for {task.name}")
@@ -399,6 +408,7 @@ class GenerationParams:
             task=task,
             adapter=adapter,
             sequence_length=family.sequence_length_of(spec),
+            preview_every=preview_every if preview_every is not None else defaults.preview_every,
         )
 
 
@@ -436,6 +446,8 @@ class GenerationDefaults:
     steps: int | None = None
     guidance: float | None = None
     scheduler: str | None = None
+    # Step previews of a request that does not ask (0: none; ``KILN_PREVIEW_EVERY``).
+    preview_every: int = 0
 
     def resolved(self, spec: ModelSpec) -> GenerationDefaults:
         """What a request to ``spec`` that names none of these gets: the server's value
@@ -459,4 +471,5 @@ class GenerationDefaults:
             steps=self.steps if self.steps is not None else spec.default_steps,
             guidance=guidance,
             scheduler=scheduler,
+            preview_every=self.preview_every,
         )

@@ -161,6 +161,7 @@ class ComponentKind(StrEnum):
     CONTROLNET = "controlnet"
     UPSCALER = "upscaler"
     BACKGROUND_REMOVAL = "background_removal"
+    PREVIEW_DECODER = "preview_decoder"
 
 
 # What each component kind is for.
@@ -172,6 +173,10 @@ COMPONENT_KINDS: dict[ComponentKind, str] = {
     ComponentKind.CONTROLNET: "a ControlNet for structure guidance (agentic composition)",
     ComponentKind.UPSCALER: "a super-resolution model spandrel loads (upscale, 8K download)",
     ComponentKind.BACKGROUND_REMOVAL: "an ONNX segmentation model (background removal)",
+    ComponentKind.PREVIEW_DECODER: (
+        "a tiny autoencoder (diffusers AutoencoderTiny folder: TAESD, TAESDXL, TAEF1) that "
+        "decodes step previews of its families' models"
+    ),
 }
 # Style ids (styles/record.py) start so, and model ids may not: the OpenAI route tells a
 # style named as ``model`` from a model by it.

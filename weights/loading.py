@@ -38,6 +38,25 @@ def load_controlnet(component: ComponentSpec, device: Any, dtype: Any) -> Any:
     return model.to(device)
 
 
+def load_tiny_autoencoder(component: ComponentSpec, device: Any, dtype: Any) -> Any:
+    """A ``preview_decoder`` component (a diffusers ``AutoencoderTiny`` folder of
+    safetensors: TAESD, TAESDXL, TAEF1) on ``device``, for step previews."""
+    from diffusers import AutoencoderTiny
+
+    source = component.source
+    refuse_pickle(source)
+    if not source.is_dir():
+        raise ModelLoadError(
+            f"preview decoder {component.id!r}: {source} is not a diffusers folder"
+        )
+    refuse_pickle_folder(source)
+    quiet_progress_bars()
+    model = AutoencoderTiny.from_pretrained(
+        source, torch_dtype=dtype, local_files_only=True, use_safetensors=True
+    )
+    return model.to(device).eval()
+
+
 def load_pipeline(
     spec: ModelSpec,
     cls: Any,

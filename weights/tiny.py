@@ -307,6 +307,9 @@ COMPONENT_BUILDERS: dict[str, str] = {
     "controlnet_sd15": "weights.tiny_controlnet:build_tiny_controlnet_sd15",
     "esrgan": "weights.tiny_upscaler:build_tiny_esrgan",
     "segmenter": "weights.tiny_segmenter:build_tiny_segmenter",
+    "taesd": "weights.tiny_autoencoders:build_tiny_taesd",
+    "taesdxl": "weights.tiny_autoencoders:build_tiny_taesdxl",
+    "taef1": "weights.tiny_autoencoders:build_tiny_taef1",
 }
 
 

@@ -124,6 +124,16 @@ class LoraTargets:
 
 
 @dataclass(frozen=True)
+class LatentRgb:
+    """A linear latent -> RGB projection for step previews (``pipelines.previews``):
+    ``rgb = latents . factors + bias`` per pixel, in [-1, 1], one ``factors`` row (R, G,
+    B) per latent channel. The family says where its coefficients come from."""
+
+    factors: tuple[tuple[float, float, float], ...]
+    bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
 class Family:
     """Everything family-specific, in one place (one module per family fills one)."""
 
@@ -174,6 +184,12 @@ class Family:
     # Whether img2img runs the ``image_to_image`` pipeline (an inpaint one) under a mask
     # covering the whole image (FLUX.2: diffusers 0.42.1 has no img2img pipeline for it).
     img2img_by_mask: bool = False
+    # Step previews (``pipelines.previews``): how a call's latents at a step become
+    # (B, C, h, w) VAE latents, ``(pipe, latents, height, width) -> latents`` (FLUX unpacks
+    # its tokens; None: they are already), and the linear projection used where no tiny
+    # autoencoder fits them (None: previews need one).
+    preview_latents: Callable[[Any, Any, int, int], Any] | None = None
+    latent_rgb: LatentRgb | None = None
 
     @property
     def tasks(self) -> tuple[Task, ...]:

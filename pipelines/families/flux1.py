@@ -17,11 +17,21 @@ guidance embedded, as [dev] does (Kontext's default 2.5-3.5, Fill's 30: the entr
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipelines.families.family import Family, GuidanceKind, InstructInput, LoraTargets
 from pipelines.families.flow import FLOW_SCHEDULERS, T5Prompts
 from pipelines.task import Task
 from weights.catalog import ModelFamily, ModelKind
 from weights.transformer_file import TransformerFileLayout
+
+
+def _spatial_latents(pipe: Any, latents: Any, height: int, width: int) -> Any:
+    """A call's 2x2-packed latent tokens as (B, 16, H/8, W/8) latents (diffusers'
+    ``_unpack_latents``, which every FLUX.1 pipeline has), for step previews: TAEF1 reads
+    them; no linear projection is defined (a FLUX.1 model without TAEF1 has none)."""
+    return pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
+
 
 FAMILY = Family(
     name=ModelFamily.FLUX1,
@@ -48,4 +58,5 @@ FAMILY = Family(
     max_sequence_length=512,
     emphasis=False,
     sized_image_calls=True,
+    preview_latents=_spatial_latents,
 )
