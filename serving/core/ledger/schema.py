@@ -242,6 +242,24 @@ class TenantSlotRow(Base):
     expires: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class TenantQueueRow(Base):
+    """A tenant's place in the models' fair queues, set through the admin API: its weight
+    in the deficit round robin and its own queued-images quota (``None``: the server's
+    ``KILN_TENANT_MAX_QUEUED_IMAGES``). A tenant without a row has weight 1. Added by
+    migration ``0013_tenant_queue``; ``serving.core.limits`` owns the logic."""
+
+    __tablename__ = "tenant_queue"
+    __table_args__ = (
+        CheckConstraint("weight > 0", name="weight_positive"),
+        CheckConstraint("max_queued_images >= 1", name="max_queued_images_positive"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    max_queued_images: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class StyleRow(Base):
     """A LoRA style (``styles.record.StyleRecord``). Added by migration ``0005_styles``.
 
@@ -362,6 +380,7 @@ api_keys = ApiKeyRow.__table__
 assets = AssetRow.__table__
 licenses = LicenseRow.__table__
 tenant_slots = TenantSlotRow.__table__
+tenant_queue = TenantQueueRow.__table__
 styles = StyleRow.__table__
 jobs = JobRow.__table__
 job_events = JobEventRow.__table__
