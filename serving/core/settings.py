@@ -171,6 +171,7 @@ class Settings(*SETTING_GROUPS):
             steps=self.default_steps,
             guidance=self.default_guidance,
             scheduler=self.default_scheduler,
+            preview_every=self.preview_every,
         )
 
     def effective_ray_num_cpus(self) -> int:

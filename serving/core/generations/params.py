@@ -35,6 +35,8 @@ class Sampling:
     steps: int | None = None
     guidance: float | None = None
     scheduler: str | None = None
+    # A step preview every this many steps (0: none; None: ``KILN_PREVIEW_EVERY``).
+    preview_every: int | None = None
 
 
 def build_params(
@@ -63,6 +65,7 @@ def build_params(
         steps=sampling.steps,
         guidance=sampling.guidance,
         scheduler=sampling.scheduler,
+        preview_every=sampling.preview_every,
         defaults=settings.generation_defaults,
         style=style,
         **call,

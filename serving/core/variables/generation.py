@@ -18,6 +18,15 @@ from pipelines.env_fields import (
 )
 
 
+def _preview_every(text: str) -> int:
+    from pipelines.previews import MAX_PREVIEW_EVERY
+
+    value = non_negative_int(text)
+    if value > MAX_PREVIEW_EVERY:
+        raise ValueError(f"must be 0 (off) to {MAX_PREVIEW_EVERY} steps, got {value}")
+    return value
+
+
 def _adapter_scale(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 2.0:
@@ -45,6 +54,11 @@ class GenerationVariables:
     default_scheduler: str | None = env_field(
         "KILN_DEFAULT_SCHEDULER", None, parse=str,
         help="scheduler of a request that does not ask (default: the model's)",
+    )
+    preview_every: int = env_field(
+        "KILN_PREVIEW_EVERY", 0, parse=_preview_every,
+        help="a step preview every this many steps for a request that does not ask "
+        "(0-1000; default 0: none; job events and OpenAI streaming carry them)",
     )
     pin_scale_character: float = env_field(
         "KILN_PIN_SCALE_CHARACTER", 0.7, parse=_adapter_scale,

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.params import MAX_IMAGES, MAX_SEED
+from pipelines.previews import MAX_PREVIEW_EVERY
 from serving.core.assets.delivery import Delivered
 from serving.core.generations.orders import GenerationOrder, ReferenceOrder
 from serving.core.generations.params import MAX_STEPS, Sampling
@@ -34,6 +35,13 @@ class SamplingFields(BaseModel):
     style_strength: float | None = Field(
         None, ge=0, le=2, description="how strongly the style applies (default: the style's)"
     )
+    preview_every: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_PREVIEW_EVERY,
+        description="a step preview every this many steps in the job's events (0: none; "
+        "default: the server's KILN_PREVIEW_EVERY)",
+    )
 
     def sampling(self) -> Sampling:
         """The knobs as the core takes them."""
@@ -43,6 +51,7 @@ class SamplingFields(BaseModel):
             steps=self.steps,
             guidance=self.guidance,
             scheduler=self.scheduler,
+            preview_every=self.preview_every,
         )
 
 
