@@ -14,7 +14,8 @@ class Task(StrEnum):
     ``text_to_image`` from noise; ``image_to_image`` from an init image at a strength
     (reference images, recreate without a mask); ``inpaint`` inside a mask (replace,
     recreate, erase); ``instruct`` an instruction edit on an instruct model;
-    ``controlnet`` text-to-image under a ControlNet's structure guidance.
+    ``controlnet`` text-to-image under a ControlNet's structure guidance; ``references``
+    text-to-image conditioned on reference pictures (pins on FLUX.2 [klein]).
     """
 
     TEXT_TO_IMAGE = "text_to_image"
@@ -22,3 +23,4 @@ class Task(StrEnum):
     INPAINT = "inpaint"
     INSTRUCT = "instruct"
     CONTROLNET = "controlnet"
+    REFERENCES = "references"

@@ -13,6 +13,11 @@ Entry fields (TOML table ``[models.<id>]``):
   ``checkpoints``); a FLUX.2 [klein] base model edits by instruction itself
 - ``inpaint_model`` (base models): the id of an ``inpaint`` model of the same family that
   replace, recreate-with-mask and erase use instead of deriving an inpaint pipeline
+- ``pins_model`` (FLUX.1 base models): the id of the ``instruct`` model of the same family
+  (a Kontext checkpoint) that a generation with pins on this base model runs on, the pins'
+  pictures tiled into its one reference image (``serving.core.generations.pinned``); the
+  base model lists ``pins`` only then (FLUX.2 [klein] takes pins itself, as reference
+  images; SD through its family's IP-Adapter)
 - ``family``: ``sd15``, ``sdxl``, ``flux1`` or ``flux2`` (``ModelFamily``; each is a module in
   ``pipelines/families``, which also reads the entry fields a family may override:
   ``guidance_kind`` (``cfg``, ``embedded``, ``none``: FLUX.1 [schnell] ``none``, a
@@ -127,16 +132,27 @@ _ENTRY_DEFAULTS = {
 # reference image as img2img ([klein] through its inpaint pipeline under a whole-image
 # mask); both FLUX families edit (replace, recreate, erase) and make variations; [klein]'s
 # base model edits by instruction too (its image input); both take LoRA styles (transformer
-# LoRAs: styles/lora_fit.py). IP-Adapter references, pins and agentic are SD-only until
-# the rest of issue 21; a request for one on FLUX is a 400 naming the models that have it.
+# LoRAs: styles/lora_fit.py). Pins: by their pictures (``_PINS_BY_PICTURES``), never
+# through an IP-Adapter on FLUX. IP-Adapter references and agentic are SD-only until the
+# rest of issue 21; a request for one on FLUX is a 400 naming the models that have it.
 _EDITS = frozenset({"replace", "recreate", "erase", "variations"})
 _FAMILY_FEATURES: dict[ModelFamily, frozenset[str]] = {
-    ModelFamily.FLUX1: frozenset({"text_to_image", "reference", "image_to_prompt", "styles"})
-    | _EDITS,
-    ModelFamily.FLUX2: frozenset(
-        {"text_to_image", "reference", "image_to_prompt", "instruct", "styles"}
+    ModelFamily.FLUX1: frozenset(
+        {"text_to_image", "reference", "image_to_prompt", "styles", "pins"}
     )
     | _EDITS,
+    ModelFamily.FLUX2: frozenset(
+        {"text_to_image", "reference", "image_to_prompt", "instruct", "styles", "pins"}
+    )
+    | _EDITS,
+}
+# How a family's base models take a generation's pins as pictures (issue 21), where no
+# IP-Adapter serves them: ``self`` (FLUX.2 [klein]: extra reference images of its own
+# pipeline) or ``pins_model`` (FLUX.1: on the Kontext checkpoint its entry names, the
+# pictures tiled into one reference image; a FLUX.1 entry without one has no pins).
+_PINS_BY_PICTURES: dict[ModelFamily, str] = {
+    ModelFamily.FLUX1: "pins_model",
+    ModelFamily.FLUX2: "self",
 }
 # Base-model features a family has only where it lists them: an instruction edit is a
 # checkpoint of its own on SD (InstructPix2Pix) and FLUX.1 (Kontext), ``kind = "instruct"``.
@@ -387,7 +403,9 @@ class Catalog:
         else:
             derived = ["text_to_image", "reference", "instruct"]
             derived += ["replace", "recreate", "erase", "variations"]
-            if self.components_of(ComponentKind.IP_ADAPTER, spec.family):
+            if self.pins_model(spec) is not None:
+                derived.append("pins")  # by their pictures, never an IP-Adapter's
+            elif self.components_of(ComponentKind.IP_ADAPTER, spec.family):
                 derived += ["reference_ip_adapter", "pins"]
             if self.components_of(ComponentKind.CONTROLNET, spec.family):
                 derived.append("structure_guidance")
@@ -396,6 +414,16 @@ class Catalog:
         if self.components_of(ComponentKind.CLIP):
             derived.append("image_to_prompt")
         return tuple(dict.fromkeys([*spec.features, *derived]))
+
+    def pins_model(self, spec: ModelSpec) -> ModelSpec | None:
+        """The model a generation's pins on ``spec`` run on as pictures (``spec`` itself
+        on FLUX.2 [klein]; a FLUX.1 base entry's ``pins_model``); None where pins are an
+        IP-Adapter's (SD) or not served."""
+        how = _PINS_BY_PICTURES.get(spec.family) if spec.kind == ModelKind.BASE else None
+        if how == "self":
+            return spec
+        target = spec.extra.get("pins_model") if how == "pins_model" else None
+        return self.get(target) if target is not None else None
 
     def models_with(self, feature: str) -> list[str]:
         """The ids of the models that have ``feature`` (``features_of``), catalog order."""
@@ -536,17 +564,24 @@ def _terms_from_entry(where: str, table: object) -> ProviderTerms:
 
 
 def _check_inpaint_models(models: dict[str, ModelSpec]) -> None:
-    """A base model's ``inpaint_model`` must name an inpaint model of its family."""
+    """A base model's ``inpaint_model`` must name an inpaint model of its family, and its
+    ``pins_model`` an instruct model of its family, where the family takes pins so."""
     for spec in models.values():
-        target = spec.extra.get("inpaint_model")
-        if target is None:
-            continue
-        other = models.get(target)
-        if other is None or other.kind != ModelKind.INPAINT or other.family != spec.family:
-            raise CatalogError(
-                f"catalog entry {spec.id!r}: inpaint_model {target!r} must name an inpaint "
-                f"model of family {spec.family}"
-            )
+        for field_name, kind in (("inpaint_model", ModelKind.INPAINT),
+                                 ("pins_model", ModelKind.INSTRUCT)):  # fmt: skip
+            target = spec.extra.get(field_name)
+            if target is None:
+                continue
+            other = models.get(target)
+            if other is None or other.kind != kind or other.family != spec.family:
+                raise CatalogError(
+                    f"catalog entry {spec.id!r}: {field_name} {target!r} must name an "
+                    f"{kind} model of family {spec.family}"
+                )
+            if field_name == "pins_model" and _PINS_BY_PICTURES.get(spec.family) != field_name:
+                raise CatalogError(
+                    f"catalog entry {spec.id!r}: family {spec.family} takes no pins_model"
+                )
 
 
 def _component_from_entry(component_id: str, entry: dict[str, Any], home: Path) -> ComponentSpec:

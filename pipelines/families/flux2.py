@@ -10,6 +10,7 @@ input as its one reference image (``image``); replace, recreate and erase are
 ``Flux2KleinInpaintPipeline``. diffusers 0.42.1 has no FLUX.2 img2img pipeline, so a
 recreate without a mask and a variation run the inpaint pipeline under a mask covering
 the whole image (``img2img_by_mask``), as does a generation's reference image in img2img mode.
+A generation's pins are more reference images of ``Flux2KleinPipeline`` (``references``).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ FAMILY = Family(
         Task.INPAINT: "Flux2KleinInpaintPipeline",
         Task.INSTRUCT: "Flux2KleinPipeline",
     },
+        Task.REFERENCES: "Flux2KleinPipeline",
     prompt_encoder=Qwen3Prompts,
     schedulers=FLOW_SCHEDULERS,
     denoiser="transformer",

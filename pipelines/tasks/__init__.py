@@ -9,20 +9,28 @@ from __future__ import annotations
 
 from pipelines.params import TextToImage
 from pipelines.task import Task
-from pipelines.tasks import controlnet, image_to_image, inpaint, instruct, text_to_image
+from pipelines.tasks import (
+    controlnet,
+    image_to_image,
+    inpaint,
+    instruct,
+    references,
+    text_to_image,
+)
 from pipelines.tasks.controlnet import ControlNet
 from pipelines.tasks.image_to_image import ImageToImage
 from pipelines.tasks.inpaint import Inpaint
 from pipelines.tasks.instruct import Instruct
+from pipelines.tasks.references import References
 from pipelines.tasks.runner import TaskRunner
 
 # Every task's inputs: what ``GenerationParams.task`` holds.
-TaskParams = TextToImage | ImageToImage | Inpaint | Instruct | ControlNet
+TaskParams = TextToImage | ImageToImage | Inpaint | Instruct | ControlNet | References
 
 # Task -> how the engine runs it, in the order an engine lists its tasks.
 RUNNERS: dict[Task, TaskRunner] = {
     module.RUNNER.task: module.RUNNER
-    for module in (text_to_image, image_to_image, inpaint, instruct, controlnet)
+    for module in (text_to_image, image_to_image, inpaint, instruct, controlnet, references)
 }
 
 
@@ -41,6 +49,7 @@ __all__ = [
     "ImageToImage",
     "Inpaint",
     "Instruct",
+    "References",
     "Task",
     "TaskParams",
     "TaskRunner",

@@ -110,6 +110,7 @@ def build_core(
     )
     extracts = ImageToPrompt(catalog=catalog, clip=clip, inputs=inputs, paid=paid)
     conditioning = Conditioning(catalog, settings, models, pins)
+    pinning = Pinning(catalog=catalog, models=models, inputs=inputs, pins=pins)
     licenses = Licenses(ledger, assets)
     job_runner = JobRunner(settings, ledger, catalog, job_backend)
     return KilnCore(
@@ -139,6 +140,7 @@ def build_core(
             styles=StyleChooser(styles, settings.styles_dir),
             inputs=inputs,
             conditioning=conditioning,
+            pinning=pinning,
             image_to_prompt=extracts,
             paid=paid,
         ),
@@ -158,7 +160,7 @@ def build_core(
             licenses=licenses,
             job_runner=job_runner,
         ),
-        pinning=Pinning(catalog=catalog, models=models, inputs=inputs, pins=pins),
+        pinning=pinning,
         agentic=Agentic(
             settings=settings,
             catalog=catalog,

@@ -61,6 +61,7 @@ def test_each_model_has_the_tasks_of_its_kind_and_family(flux_engines):
         Task.IMAGE_TO_IMAGE,
         Task.INPAINT,
         Task.INSTRUCT,
+        Task.REFERENCES,  # pins' pictures (tests/serving/test_flux_pins.py)
     }
     kinds = {
         (KONTEXT, Task.INSTRUCT): diffusers.FluxKontextPipeline,
@@ -69,6 +70,7 @@ def test_each_model_has_the_tasks_of_its_kind_and_family(flux_engines):
         (KLEIN, Task.INPAINT): diffusers.Flux2KleinInpaintPipeline,
         (KLEIN, Task.IMAGE_TO_IMAGE): diffusers.Flux2KleinInpaintPipeline,
         (KLEIN, Task.INSTRUCT): diffusers.Flux2KleinPipeline,
+        (KLEIN, Task.REFERENCES): diffusers.Flux2KleinPipeline,
     }
     for (model, task), cls in kinds.items():
         pipe = flux_engines[model].pipeline(task)

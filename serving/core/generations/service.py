@@ -22,12 +22,14 @@ from serving.core.features import require_feature
 from serving.core.generations.guidance import guidance_inputs
 from serving.core.generations.orders import GenerationOrder
 from serving.core.generations.params import build_params, check_prompt
+from serving.core.generations.pinned import check_pinned
 from serving.core.generations.styling import ChosenStyle, StyleChooser, asset_kind
 from serving.core.image_inputs import ImageInputs, derived_kind
 from serving.core.image_to_prompt.mixing import prompt_with_extract
 from serving.core.image_to_prompt.service import ImageToPrompt
 from serving.core.paid_images import ImageResult, PaidImages, Price
 from serving.core.pins.conditioning import Conditioning
+from serving.core.pins.pinning import Pinning
 from serving.core.settings import Settings
 from styles.record import is_style_id
 from weights.catalog import Catalog, ModelSpec
@@ -48,6 +50,11 @@ def generation_params(
     the bad field). ``prompt``: the prompt the order runs with where the use case changed
     it (a style's trigger words, an extract mixed in); ``style`` the resolved style;
     ``call`` the task fields a reference or pins resolved to."""
+    sizing = {
+        "resolution": order.resolution,
+        "aspect_ratio": order.aspect_ratio,
+        "size": order.size,
+    }
     return build_params(
         spec,
         settings,
@@ -55,10 +62,7 @@ def generation_params(
         prompt=order.prompt if prompt is None else prompt,
         n=order.n,
         style=style,
-        resolution=order.resolution,
-        aspect_ratio=order.aspect_ratio,
-        size=order.size,
-        **call,
+        **{**sizing, **call},  # a call on another model may fix the size (pinned.py)
     )
 
 
@@ -75,6 +79,7 @@ def check_features(catalog: Catalog, spec: ModelSpec, order: GenerationOrder) ->
         )
     if order.pins:
         require_feature(catalog, spec, "pins", "pins")
+        check_pinned(catalog, spec, order)
 
 
 def check_generation(order: GenerationOrder, catalog: Catalog, settings: Settings) -> str:
@@ -108,6 +113,7 @@ class Generations:
     styles: StyleChooser
     inputs: ImageInputs
     conditioning: Conditioning
+    pinning: Pinning
     image_to_prompt: ImageToPrompt
     paid: PaidImages
 
@@ -123,13 +129,17 @@ class Generations:
             style = await self.styles.choose(tenant_id, order.style, order.style_strength, spec)
         elif order.style_strength is not None:
             raise ParamError("style_strength", "style_strength needs a style")
-        guidance = await guidance_inputs(self.inputs, self.conditioning, tenant_id, spec, order)
+        guidance = await guidance_inputs(
+            self.inputs, self.conditioning, self.pinning, tenant_id, spec, order
+        )
+        # Pins on FLUX.1 run on its Kontext sibling; the price stays the asked model's.
+        runs_on = guidance.runs_on or spec
         # The user's prompt with an image's extract mixed in (free: image_to_prompt/mixing).
         prompt = await prompt_with_extract(
             self.image_to_prompt, tenant_id, order.prompt, order.image_to_prompt
         )
         params = generation_params(
-            spec,
+            runs_on,
             self.settings,
             order,
             prompt=style.prompt(prompt) if style else prompt,
@@ -141,7 +151,7 @@ class Generations:
             kind=derived_kind(guidance.inputs, asset_kind(spec, style)),
             style=style.record.id if style else None,
             parent_id=source.id if source is not None else None,
-            terms=spec.terms,
+            terms=runs_on.terms,
         )
         price = Price(unit_price(spec, params.resolution), params.n)
         return await self.paid.images(

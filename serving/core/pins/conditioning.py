@@ -32,6 +32,14 @@ MAX_PINS_PER_GENERATION = 4
 EMBED_SHORT_SIDE = 448
 
 
+def check_pin_ids(pin_ids: Sequence[str]) -> None:
+    """At most ``MAX_PINS_PER_GENERATION`` pins, none named twice (400 naming ``pins``)."""
+    if len(pin_ids) > MAX_PINS_PER_GENERATION:
+        raise ParamError("pins", f"at most {MAX_PINS_PER_GENERATION} pins per generation")
+    if len(set(pin_ids)) != len(pin_ids):
+        raise ParamError("pins", "a pin is named more than once")
+
+
 def pin_scale(settings: Settings, kind: str) -> float:
     return {"character": settings.pin_scale_character, "product": settings.pin_scale_product}[kind]
 
@@ -105,10 +113,7 @@ class Conditioning:
         """
         if not pin_ids:
             return None
-        if len(pin_ids) > MAX_PINS_PER_GENERATION:
-            raise ParamError("pins", f"at most {MAX_PINS_PER_GENERATION} pins per generation")
-        if len(set(pin_ids)) != len(pin_ids):
-            raise ParamError("pins", "a pin is named more than once")
+        check_pin_ids(pin_ids)
         pins = self.pins_service
         records = [await asyncio.to_thread(pins.get, tenant_id, pin_id) for pin_id in pin_ids]
         component = ip_adapter_for(self.catalog, spec, "pins")
