@@ -1,4 +1,18 @@
-"""The per-tenant cap on concurrent generation requests (``KILN_TENANT_MAX_CONCURRENT``).
+"""Per-tenant limits: the cap on concurrent generation requests
+(``KILN_TENANT_MAX_CONCURRENT``, ``ConcurrencyLimiter``) and each tenant's place in the
+models' fair queues (``TenantQueues``: weight, queued-images quota).
+
+How the two combine. A generation first takes a concurrency slot (requests, counted in
+the database across every model and ingress: 429 ``tenant_concurrency_limit``), then
+holds its images against the tenant's queued-images quota on its model
+(``KILN_TENANT_MAX_QUEUED_IMAGES`` or the tenant's own from the admin API, counted by the
+model's scheduler, ``serving.core.scheduling``: 429 ``tenant_queue_limit``), and only then
+reserves credits; a refusal at either step holds and charges nothing. An asynchronous
+job counts from when its generation reaches the paid path, as a synchronous one does;
+a job waiting for a worker holds no slot and no queued images.
+
+Concurrency slots
+-----------------
 
 Counted in the ledger's database (table ``tenant_slots``, migration ``0004_tenant_slots``),
 so the cap holds across every ingress process and machine that shares the database, not
@@ -30,6 +44,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,8 +53,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from serving.core.errors import too_many_requests
-from serving.core.ledger.schema import tenant_slots
+from serving.core.errors import KilnError, too_many_requests
+from serving.core.ledger.schema import tenant_queue, tenant_slots
+from serving.core.scheduling.fair_queue import MAX_WEIGHT, MIN_WEIGHT
 
 logger = logging.getLogger(__name__)
 
@@ -226,3 +242,96 @@ class ConcurrencyLimiter:
                     held.tenant_id,
                 )
                 return
+
+
+# How long an ingress process trusts its copy of a tenant's queue settings: an admin's
+# change reaches every process within this.
+QUEUE_SETTINGS_TTL_S = 5.0
+
+
+@dataclass(frozen=True)
+class TenantQueue:
+    """A tenant's weight in the fair queues and its queued-images quota (``None``: none)."""
+
+    weight: float = 1.0
+    max_queued_images: int | None = None
+
+
+class InvalidQueueSetting(KilnError):
+    """400 ``invalid_queue_setting`` naming the field."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(400, message, param=param, code="invalid_queue_setting")
+
+
+def check_queue_setting(weight: float | None, max_queued_images: int | None) -> None:
+    """Refuse a weight outside ``[MIN_WEIGHT, MAX_WEIGHT]`` or a quota below 1 (a quota
+    of zero would refuse every request: suspend the tenant's keys instead)."""
+    if weight is not None and not MIN_WEIGHT <= weight <= MAX_WEIGHT:
+        raise InvalidQueueSetting(
+            "weight", f"weight must be {MIN_WEIGHT}-{MAX_WEIGHT}; got {weight}"
+        )
+    if max_queued_images is not None and max_queued_images < 1:
+        raise InvalidQueueSetting(
+            "max_queued_images", f"max_queued_images must be at least 1; got {max_queued_images}"
+        )
+
+
+class TenantQueues:
+    """Tenants' queue settings in the database (table ``tenant_queue``), with the server's
+    default quota for tenants that have none of their own; read through a short cache."""
+
+    def __init__(self, engine: Engine, default_max_queued_images: int | None) -> None:
+        self.engine = engine
+        self.default_max_queued_images = default_max_queued_images
+        self._cache: dict[str, tuple[float, TenantQueue]] = {}
+
+    def cached(self, tenant_id: str) -> TenantQueue | None:
+        """The tenant's settings if read within ``QUEUE_SETTINGS_TTL_S`` (no database)."""
+        cached = self._cache.get(tenant_id)
+        if cached is not None and time.monotonic() - cached[0] < QUEUE_SETTINGS_TTL_S:
+            return cached[1]
+        return None
+
+    def of(self, tenant_id: str) -> TenantQueue:
+        """The tenant's settings (blocking; cached ``QUEUE_SETTINGS_TTL_S``)."""
+        now = time.monotonic()
+        cached = self._cache.get(tenant_id)
+        if cached is not None and now - cached[0] < QUEUE_SETTINGS_TTL_S:
+            return cached[1]
+        key = tenant_queue.c
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(key.weight, key.max_queued_images).where(key.tenant_id == tenant_id)
+            ).first()
+        own = row.max_queued_images if row is not None else None
+        settings = TenantQueue(
+            weight=row.weight if row is not None else 1.0,
+            max_queued_images=own if own is not None else self.default_max_queued_images,
+        )
+        self._cache[tenant_id] = (now, settings)
+        return settings
+
+    def set(
+        self, tenant_id: str, weight: float | None, max_queued_images: int | None
+    ) -> TenantQueue:
+        """Store the tenant's weight and own quota (``None`` keeps the weight, and clears
+        the quota back to the server's default); the settings now in force."""
+        check_queue_setting(weight, max_queued_images)
+        key = tenant_queue.c
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(key.weight).where(key.tenant_id == tenant_id)).first()
+            values = {"max_queued_images": max_queued_images, "updated": now}
+            if weight is not None:
+                values["weight"] = weight
+            if row is None:
+                conn.execute(
+                    insert(tenant_queue).values(tenant_id=tenant_id, **{"weight": 1.0, **values})
+                )
+            else:
+                conn.execute(
+                    update(tenant_queue).where(key.tenant_id == tenant_id).values(**values)
+                )
+        self._cache.pop(tenant_id, None)
+        return self.of(tenant_id)

@@ -7,7 +7,7 @@ one process and so Ray's own collectors never mix with ours.
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -17,7 +17,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 class Metrics:
     """Request counts by route and status, request latency, images generated, model
-    replica failures."""
+    replica failures, the models' fair queues."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -54,6 +54,28 @@ class Metrics:
             "Requests whose model replica died under them, by model and outcome "
             "(retried: served on another replica; unavailable: answered 503)",
             ("model", "outcome"),
+            registry=self.registry,
+        )
+
+        # The fair queue in front of each model (serving.core.scheduling): what waits in
+        # this process for admission, and how long admitted calls waited.
+        self.queued_images = Gauge(
+            "kiln_queue_images",
+            "Images waiting for admission to a model, by model and priority class",
+            ("model", "priority"),
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "kiln_queue_wait_seconds",
+            "Time a model call waited in the model's fair queue, by model and priority class",
+            ("model", "priority"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.scheduler_restarts = Counter(
+            "kiln_scheduler_restarts",
+            "Model scheduler actors found dead by this process (their callers re-queued)",
+            ("model",),
             registry=self.registry,
         )
 

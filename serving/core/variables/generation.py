@@ -11,11 +11,18 @@ from dataclasses import dataclass
 
 from pipelines.env_fields import (
     env_field,
+    flag,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
 )
+from serving.core.scheduling.fair_queue import parse_class_weights
+
+
+def _class_weights(text: str) -> str:
+    parse_class_weights(text)  # refuse an unknown class or a weight out of range
+    return text
 
 
 def _preview_every(text: str) -> int:
@@ -80,6 +87,21 @@ class GenerationVariables:
         "KILN_TENANT_MAX_CONCURRENT", None, parse=positive_int,
         help="generation requests a tenant may have running at once, across all ingress replicas "
         "(counted in the database; default: no cap)",
+    )
+    tenant_max_queued_images: int | None = env_field(
+        "KILN_TENANT_MAX_QUEUED_IMAGES", None, parse=positive_int,
+        help="images a tenant may have queued or running on one model; more answer 429 with "
+        "nothing reserved (default: no quota; the admin API sets a tenant's own)",
+    )
+    fair_queue: bool = env_field(
+        "KILN_FAIR_QUEUE", True, parse=flag,
+        help="admit calls to each model through its fair queue: priority classes, deficit round "
+        "robin across tenants by images (default on; `0` sends calls straight to the replicas)",
+    )
+    scheduler_class_weights: str = env_field(
+        "KILN_SCHEDULER_CLASS_WEIGHTS", "interactive=4,batch=1", parse=_class_weights,
+        help="share of a model's images each priority class gets when both are queued "
+        "(default `interactive=4,batch=1`: batch work gets a fifth, never starved)",
     )
     reservation_lease_s: float = env_field(
         "KILN_RESERVATION_LEASE_S", 600.0, parse=positive_float,

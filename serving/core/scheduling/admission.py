@@ -1,0 +1,192 @@
+"""Admission: what a model client does around each model call, and the queue quota.
+
+``Admission`` is the port: the model clients wrap their generation calls in
+``admitted(params)`` (queued in the model's fair queue, then the call, then the release)
+and the paid path wraps an order in ``held(model, images)`` (the tenant's queued-images
+quota, before any credit is reserved). Tenant and priority come from the context
+variables of ``serving.core.scheduling.context``, so no signature in between changes.
+
+``LocalAdmission`` runs one ``Scheduler`` per model in this process (``LocalModelClient``:
+tools, benchmarks, batch workers, in-process tests); ``serving.ray.scheduler.RayAdmission``
+asks each model's scheduler actor, shared by every ingress replica.
+
+Metrics (``serving.core.metrics``): images waiting for admission in this process and
+the wait of each admitted call, per model and class; summed over ingress replicas they
+are the model's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from serving.core.errors import too_many_requests
+from serving.core.logs import current_request_id
+from serving.core.scheduling.context import current_priority, current_work
+from serving.core.scheduling.fair_queue import Ticket, parse_class_weights
+from serving.core.scheduling.scheduler import QueuePosition, Scheduler, SchedulerConfig
+
+if TYPE_CHECKING:
+    from serving.core.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+# A tenant over its queued-images quota may retry when a call of its own has run.
+QUOTA_RETRY_AFTER_S = 2
+# Where a call runs for nobody in particular (no paid order around it: pings, tools).
+NO_TENANT = "-"
+
+
+def scheduler_config(settings: Any, slots: int = 1) -> SchedulerConfig:
+    """A model's ``SchedulerConfig`` from settings: a group is one call's worth of images
+    (``KILN_MAX_BATCH_SIZE``), ``slots`` the replicas that run groups side by side."""
+    weights = parse_class_weights(settings.scheduler_class_weights)
+    return SchedulerConfig(
+        slots=max(1, slots),
+        group_images=settings.max_batch_size,
+        class_weights=tuple(sorted(weights.items())),
+    )
+
+
+class Admission:
+    """The shared half of both adapters: tickets from the context, metrics, the quota's
+    429. Subclasses say how a ticket reaches its model's scheduler."""
+
+    def __init__(self, enabled: bool = True, default_max_queued_images: int | None = None) -> None:
+        # Off (KILN_FAIR_QUEUE=0): calls go straight to the model, as before the queue.
+        self.enabled = enabled
+        # KILN_TENANT_MAX_QUEUED_IMAGES: a tenant's quota unless the admin set its own.
+        self.default_max_queued_images = default_max_queued_images
+        self.metrics: Metrics | None = None
+
+    @asynccontextmanager
+    async def held(self, model: str, images: int) -> AsyncIterator[None]:
+        """Count the order's ``images`` against its tenant's quota on ``model`` for the
+        block; 429 ``tenant_queue_limit`` (nothing held) past it."""
+        work = current_work.get()
+        if not self.enabled or work is None or work.max_queued_images is None:
+            yield
+            return
+        limit = work.max_queued_images
+        hold_id = f"{current_request_id.get() or 'order'}:{uuid.uuid4().hex[:12]}"
+        if not await self._hold(model, hold_id, work.tenant_id, images, limit):
+            raise too_many_requests(
+                f"too many images queued: this tenant may have {limit} images queued "
+                f"or running on {model!r} at once",
+                "tenant_queue_limit",
+                QUOTA_RETRY_AFTER_S,
+            )
+        try:
+            yield
+        finally:
+            await asyncio.shield(self._unhold(model, hold_id))
+
+    @asynccontextmanager
+    async def admitted(self, params: Any) -> AsyncIterator[None]:
+        """Hold an admission to ``params.model``'s replicas for the block (the call)."""
+        if not self.enabled:
+            yield
+            return
+        work = current_work.get()
+        ticket = Ticket(
+            id=f"{current_request_id.get() or 'call'}:{uuid.uuid4().hex[:12]}",
+            tenant=work.tenant_id if work is not None else NO_TENANT,
+            priority=current_priority.get(),
+            images=params.n,
+            batch_key=params.batch_key,
+            weight=work.weight if work is not None else 1.0,
+        )
+        model = params.model
+        queued = self._gauge(model, ticket.priority)
+        if queued is not None:
+            queued.inc(ticket.images)
+        try:
+            waited = await self._admit(model, ticket)
+        finally:
+            if queued is not None:
+                queued.dec(ticket.images)
+        if self.metrics is not None:
+            self.metrics.queue_wait.labels(model, ticket.priority).observe(waited)
+        try:
+            yield
+        finally:
+            await asyncio.shield(self._release(model, ticket.id))
+
+    def _gauge(self, model: str, priority: str) -> Any:
+        return None if self.metrics is None else self.metrics.queued_images.labels(model, priority)
+
+    async def position(self, model: str, request_id: str) -> QueuePosition | None:
+        """Where the call of request ``request_id`` waits for ``model`` (``None`` when it
+        is not queued: admitted, done or never queued)."""
+        if not self.enabled:
+            return None
+        return await self._position(model, request_id)
+
+    # What an adapter provides.
+
+    async def _hold(
+        self, model: str, hold_id: str, tenant: str, images: int, limit: int | None
+    ) -> bool:
+        raise NotImplementedError
+
+    async def _unhold(self, model: str, hold_id: str) -> None:
+        raise NotImplementedError
+
+    async def _admit(self, model: str, ticket: Ticket) -> float:
+        raise NotImplementedError
+
+    async def _release(self, model: str, ticket_id: str) -> None:
+        raise NotImplementedError
+
+    async def _position(self, model: str, request_id: str) -> QueuePosition | None:
+        raise NotImplementedError
+
+
+class LocalAdmission(Admission):
+    """One ``Scheduler`` per model in this process, made on the model's first call."""
+
+    def __init__(
+        self,
+        config: SchedulerConfig | None = None,
+        enabled: bool = True,
+        default_max_queued_images: int | None = None,
+    ) -> None:
+        super().__init__(enabled, default_max_queued_images)
+        self.config = config or SchedulerConfig()
+        self.schedulers: dict[str, Scheduler] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> LocalAdmission:
+        return cls(
+            scheduler_config(settings),
+            enabled=settings.fair_queue,
+            default_max_queued_images=settings.tenant_max_queued_images,
+        )
+
+    def scheduler(self, model: str) -> Scheduler:
+        if model not in self.schedulers:
+            self.schedulers[model] = Scheduler(self.config)
+        return self.schedulers[model]
+
+    async def _hold(
+        self, model: str, hold_id: str, tenant: str, images: int, limit: int | None
+    ) -> bool:
+        return self.scheduler(model).hold(hold_id, tenant, images, limit)
+
+    async def _unhold(self, model: str, hold_id: str) -> None:
+        self.scheduler(model).unhold(hold_id)
+
+    async def _admit(self, model: str, ticket: Ticket) -> float:
+        return await self.scheduler(model).admit(ticket)
+
+    async def _release(self, model: str, ticket_id: str) -> None:
+        self.scheduler(model).release(ticket_id)
+
+    async def _position(self, model: str, request_id: str) -> QueuePosition | None:
+        scheduler = self.scheduler(model)
+        ticket_id = scheduler.find(f"{request_id}:")
+        return None if ticket_id is None else scheduler.position(ticket_id)

@@ -1,0 +1,176 @@
+"""One model's scheduler: the ``FairQueue`` driven on an event loop, plus the queue quota.
+
+Runs in the process that admits calls to the model: in-process beside a
+``LocalModelClient``, or inside the model's scheduler actor (``serving.ray.scheduler``),
+whose methods are these. Every method but ``admit`` answers at once.
+
+- ``hold``/``unhold``: the tenant's images queued or running on this model, counted per
+  order from before its credits are reserved until it ends; past the tenant's quota
+  the order is refused (``hold`` answers False, the caller's 429) and nothing is held.
+  A tenant with nothing held may always send one order, however large, so a request
+  bigger than the quota is not refused for ever.
+- ``admit``: queue a ticket and wait until it is admitted (the caller then makes its
+  call and ``release``\\ s it); returns the seconds it waited. A waiter cancelled (its
+  client hung up) leaves the queue.
+- ``position``: where a queued ticket stands and an ETA from the measured seconds per
+  image of recent calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import cast
+
+from serving.core.scheduling.fair_queue import PRIORITIES, FairQueue, Ticket
+
+# Weight of the newest call in the seconds-per-image estimate behind ETAs.
+EWMA_ALPHA = 0.3
+
+
+@dataclass(frozen=True)
+class QueuePosition:
+    """A queued request's place: requests and images admitted before it (0 = next), and
+    the seconds until it should start (``None`` before any call was measured)."""
+
+    requests_ahead: int
+    images_ahead: int
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """What a model's scheduler is built from (picklable: it travels to the actor)."""
+
+    slots: int = 1
+    group_images: int = 8
+    class_weights: tuple[tuple[str, float], ...] = (("interactive", 4.0), ("batch", 1.0))
+
+    def queue(self) -> FairQueue:
+        return FairQueue(self.slots, self.group_images, dict(self.class_weights))
+
+
+class Scheduler:
+    """Admission to one model's replicas (see the module docstring)."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.queue = config.queue()
+        self._waiters: dict[str, asyncio.Future[float]] = {}
+        self._admitted_at: dict[str, float] = {}
+        self._group_started: dict[int, float] = {}
+        self._group_images: dict[int, int] = {}
+        self._holds: dict[str, tuple[str, int]] = {}  # hold id -> (tenant, images)
+        self.seconds_per_image: float | None = None
+
+    # Quota.
+
+    def hold(self, hold_id: str, tenant: str, images: int, limit: int | None) -> bool:
+        """Count ``images`` for ``tenant`` under ``hold_id``; False (nothing held) when
+        that would pass ``limit``, the tenant's quota."""
+        if limit is not None:
+            held = self.held_images(tenant)
+            if held > 0 and held + images > limit:
+                return False
+        self._holds[hold_id] = (tenant, images)
+        return True
+
+    def unhold(self, hold_id: str) -> None:
+        self._holds.pop(hold_id, None)
+
+    def held_images(self, tenant: str) -> int:
+        return sum(images for owner, images in self._holds.values() if owner == tenant)
+
+    # Admission.
+
+    async def admit(self, ticket: Ticket) -> float:
+        """Wait until ``ticket`` is admitted; the seconds it waited."""
+        loop = asyncio.get_running_loop()
+        ticket.enqueued = time.monotonic()
+        waiter: asyncio.Future[float] = loop.create_future()
+        self._waiters[ticket.id] = waiter
+        self.queue.push(ticket)
+        self._dispatch()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            self.cancel(ticket.id)
+            raise
+        finally:
+            self._waiters.pop(ticket.id, None)
+
+    def release(self, ticket_id: str) -> None:
+        """The ticket's call is over (or it never ran): its capacity goes to the next."""
+        ticket = self.queue.release(ticket_id)
+        started = self._admitted_at.pop(ticket_id, None)
+        if ticket is not None and started is not None and not self._in_group(ticket.group):
+            self._measure(ticket.group)
+        self._dispatch()
+
+    def cancel(self, ticket_id: str) -> None:
+        """Out of the queue, or released if it was admitted already."""
+        waiter = self._waiters.get(ticket_id)
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+        if self.queue.is_queued(ticket_id):
+            self.queue.cancel(ticket_id)
+            self._dispatch()
+        else:
+            self.release(ticket_id)
+
+    def position(self, ticket_id: str) -> QueuePosition | None:
+        """Where a queued ticket stands; ``None`` once admitted (or unknown)."""
+        place = self.queue.position(ticket_id)
+        if place is None:
+            return None
+        requests, images = place
+        eta = None
+        if self.seconds_per_image is not None:
+            # What runs now finishes first, then the images ahead, slots in parallel.
+            work = self.queue.running_images() + images
+            eta = work * self.seconds_per_image / self.config.slots
+        return QueuePosition(requests, images, eta)
+
+    def find(self, prefix: str) -> str | None:
+        """The id of a queued ticket whose id starts with ``prefix`` (a request id)."""
+        for ticket_id in self._waiters:
+            if ticket_id.startswith(prefix) and self.queue.is_queued(ticket_id):
+                return ticket_id
+        return None
+
+    def stats(self) -> dict[str, int]:
+        """Images queued per class and running, for a look from outside."""
+        counts = {name: self.queue.queued_images(name) for name in PRIORITIES}
+        return {**counts, "running": self.queue.running_images()}
+
+    def _dispatch(self) -> None:
+        now = time.monotonic()
+        orphans = []
+        for ticket in self.queue.admit():
+            group = cast(int, ticket.group)  # admit() sets it
+            self._admitted_at[ticket.id] = now
+            self._group_started.setdefault(group, now)
+            images = min(ticket.images, self.config.group_images)
+            self._group_images[group] = self._group_images.get(group, 0) + images
+            waiter = self._waiters.get(ticket.id)
+            if waiter is None or waiter.done():
+                orphans.append(ticket.id)  # its waiter left as it was admitted
+                continue
+            waiter.set_result(now - ticket.enqueued)
+        for ticket_id in orphans:
+            self.release(ticket_id)
+
+    def _in_group(self, group: int | None) -> bool:
+        return group is not None and self.queue.group_running(group)
+
+    def _measure(self, group: int | None) -> None:
+        started = self._group_started.pop(group, None)  # type: ignore[arg-type]
+        images = self._group_images.pop(group, 0)  # type: ignore[arg-type]
+        if started is None or images <= 0:
+            return
+        per_image = (time.monotonic() - started) / images
+        previous = self.seconds_per_image
+        self.seconds_per_image = (
+            per_image if previous is None else EWMA_ALPHA * per_image + (1 - EWMA_ALPHA) * previous
+        )

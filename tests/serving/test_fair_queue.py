@@ -1,0 +1,172 @@
+"""The fair queue's algorithm (serving.core.scheduling.fair_queue) and its asyncio driver:
+pure units, milliseconds. Live figures are in tests/e2e/test_fair_queue_live.py."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+
+import pytest
+
+from serving.core.scheduling.fair_queue import FairQueue, Ticket, parse_class_weights
+from serving.core.scheduling.scheduler import Scheduler, SchedulerConfig
+
+_ids = itertools.count()
+
+
+def ticket(tenant: str, images: int = 1, priority: str = "interactive", key="k", weight=1.0):
+    return Ticket(f"t{next(_ids)}", tenant, priority, images, key, weight)
+
+
+def drain(queue: FairQueue, limit: int = 10_000) -> list[Ticket]:
+    """Every ticket in admission order, each group released as soon as admitted."""
+    order: list[Ticket] = []
+    while len(queue) and len(order) < limit:
+        group = queue.admit()
+        order.extend(group)
+        for t in group:
+            queue.release(t.id)
+    return order
+
+
+def shares(order: list[Ticket], images: int) -> Counter:
+    """Images per tenant among the first ``images`` admitted."""
+    counted: Counter = Counter()
+    total = 0
+    for t in order:
+        if total >= images:
+            break
+        counted[t.tenant] += t.images
+        total += t.images
+    return counted
+
+
+def test_two_saturating_tenants_share_images_equally_whatever_their_request_sizes():
+    queue = FairQueue(slots=1, group_images=8)
+    for _ in range(100):
+        queue.push(ticket("a", 4, key="a"))  # big requests
+    for _ in range(400):
+        queue.push(ticket("b", 1, key="b"))  # one image each
+    got = shares(drain(queue), 400)
+    assert abs(got["a"] - got["b"]) <= 8, got
+
+
+def test_tenant_weights_split_images_in_proportion():
+    queue = FairQueue(slots=1, group_images=8)
+    for _ in range(300):
+        queue.push(ticket("a", 2, key="a", weight=3.0))
+        queue.push(ticket("b", 2, key="b", weight=1.0))
+    got = shares(drain(queue), 400)
+    assert got["a"] / got["b"] == pytest.approx(3.0, rel=0.1), got
+
+
+def test_a_lone_interactive_request_overtakes_a_batch_backlog():
+    queue = FairQueue(slots=1, group_images=8)
+    for _ in range(25):
+        queue.push(ticket("a", 4, priority="batch"))
+    first = queue.admit()  # a's group runs
+    late = ticket("b", 1, key="other")
+    queue.push(late)
+    assert queue.position(late.id) == (0, 0)
+    for t in first:
+        queue.release(t.id)
+    assert queue.admit() == [late]
+
+
+def test_class_weights_keep_batch_work_from_starving():
+    queue = FairQueue(slots=1, group_images=4, class_weights={"interactive": 4, "batch": 1})
+    for _ in range(500):
+        queue.push(ticket("i", 1, key="i"))
+        queue.push(ticket("b", 1, priority="batch", key="b"))
+    got = shares(drain(queue), 500)
+    assert got["b"] / (got["i"] + got["b"]) == pytest.approx(0.2, abs=0.03), got
+
+
+def test_groups_fill_one_call_with_the_same_batch_key_across_tenants():
+    queue = FairQueue(slots=1, group_images=8)
+    a1, a2 = ticket("a", 2, key="x"), ticket("a", 2, key="y")
+    b1, c1 = ticket("b", 2, key="x"), ticket("c", 4, key="x")
+    for t in (a1, a2, b1, c1):
+        queue.push(t)
+    group = queue.admit()
+    assert [t.id for t in group] == [a1.id, b1.id, c1.id]  # a2 (key y) waits its call
+    assert queue.admit() == []  # one group per slot
+    for t in group:
+        queue.release(t.id)
+    assert queue.admit() == [a2]
+
+
+def test_a_request_bigger_than_a_call_runs_alone_and_slots_bound_the_groups():
+    queue = FairQueue(slots=2, group_images=8)
+    big, small, third = ticket("a", 12), ticket("b", 1), ticket("c", 1)
+    for t in (big, small, third):
+        queue.push(t)
+    admitted = queue.admit()  # two slots, two calls: the small ones share one
+    assert [t.id for t in admitted] == [small.id, third.id, big.id]
+    assert small.group == third.group != big.group
+    late = ticket("d", 1)
+    queue.push(late)
+    assert queue.admit() == []  # both slots busy
+    queue.release(big.id)
+    assert queue.admit() == [late]
+
+
+def test_cancel_takes_a_ticket_out_and_position_counts_what_goes_first():
+    queue = FairQueue(slots=1, group_images=1)
+    running = ticket("a")
+    queue.push(running)
+    queue.admit()
+    waiting = [ticket("a", key=f"a{i}") for i in range(3)]
+    bob = ticket("b", key="b")
+    for t in (*waiting, bob):
+        queue.push(t)
+    assert queue.position(bob.id) == (1, 1)  # a's next, then b (round robin)
+    queue.cancel(waiting[0].id)
+    assert queue.queued_images() == 3 and queue.tenant_images("a") == 3  # 2 queued, 1 running
+    for t in waiting[1:]:
+        queue.cancel(t.id)
+    assert queue.position(bob.id) == (0, 0)
+    assert queue.cancel(running.id) is running  # admitted: released
+    assert queue.running_images() == 0
+
+
+def test_class_weight_text_is_checked():
+    assert parse_class_weights("interactive=9, batch=1") == {"interactive": 9.0, "batch": 1.0}
+    for bad in ("urgent=1", "batch=0", "batch=1000", "batch", "batch=x"):
+        with pytest.raises(ValueError):
+            parse_class_weights(bad)
+    with pytest.raises(ValueError):
+        FairQueue(1, 8).push(ticket("a", priority="urgent"))
+
+
+def test_scheduler_admits_in_turn_waits_counted_and_quota_holds_nothing_past_it():
+    async def scenario() -> None:
+        scheduler = Scheduler(SchedulerConfig(slots=1, group_images=1))
+        first, second = ticket("a"), ticket("b", key="b")
+        assert await scheduler.admit(first) >= 0
+        waiting = asyncio.ensure_future(scheduler.admit(second))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        assert scheduler.position(second.id).requests_ahead == 0
+        scheduler.release(first.id)
+        await asyncio.wait_for(waiting, 1)
+        assert scheduler.seconds_per_image is not None
+
+        # A waiter whose client left is out of the queue: the next one gets the slot.
+        gone, kept = ticket("c", key="c"), ticket("d", key="d")
+        leaving = asyncio.ensure_future(scheduler.admit(gone))
+        staying = asyncio.ensure_future(scheduler.admit(kept))
+        await asyncio.sleep(0.01)
+        leaving.cancel()
+        scheduler.release(second.id)
+        await asyncio.wait_for(staying, 1)
+        assert scheduler.queue.running_images() == 1
+
+        assert scheduler.hold("h1", "t", 6, limit=8)
+        assert not scheduler.hold("h2", "t", 3, limit=8)  # refused: nothing held
+        assert scheduler.held_images("t") == 6
+        scheduler.unhold("h1")
+        assert scheduler.hold("h3", "t", 12, limit=8)  # alone, a big order may run
+
+    asyncio.run(scenario())
