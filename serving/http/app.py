@@ -38,6 +38,8 @@ from serving.http.middleware import RequestContextMiddleware
 from serving.http.models.api_router import router as models_router
 from serving.http.openai_images.api_router import router as openai_images_router
 from serving.http.pins.api_router import router as pins_router
+from serving.http.prices.api_router import router as prices_router
+from serving.http.studio.routes import mount_studio
 from serving.http.styles.api_router import router as styles_router
 from serving.http.styles.training_router import router as style_training_router
 from weights.catalog import Catalog
@@ -86,6 +88,7 @@ def create_app(
         RequestContextMiddleware, metrics=core.metrics, echo_request_id=echo_request_id
     )
     app.include_router(models_router)
+    app.include_router(prices_router)
     app.include_router(generations_router)
     app.include_router(edits_router)
     app.include_router(openai_images_router)
@@ -102,6 +105,8 @@ def create_app(
     app.include_router(agentic_router)
     app.include_router(image_to_prompt_router)
     app.include_router(batches_router)
+    # Kiln Studio at ``/``: static files, speaking only the routes above.
+    mount_studio(app)
     if settings.bench:
         from serving.http.bench.api_router import router as bench_router
 

@@ -63,8 +63,8 @@ logger = logging.getLogger(__name__)
 # Routes anyone may call: health, metrics, the API docs, signed file URLs (their HMAC is
 # the credential) and Ray Serve's own health and route probes (Kubernetes probes them).
 PUBLIC_PATHS = frozenset({"/healthz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc"})
-PUBLIC_PATHS |= {"/openapi.json"}
-PUBLIC_PREFIXES = ("/v1/files/", "/-/")
+PUBLIC_PATHS |= {"/openapi.json", "/"}  # "/": the Studio page (it asks for the key)
+PUBLIC_PREFIXES = ("/v1/files/", "/-/", "/studio/")  # /studio/: its static files
 
 # Starlette's own cap on a text field of a form, kept: a field is a name or a number.
 FIELD_MAX_BYTES = 1 << 20

@@ -1,0 +1,1 @@
+"""``GET /v1/prices``: what each priced operation costs, as a prompt bar shows it."""
