@@ -16,7 +16,8 @@
 # Usage: bash benchmarks/run_on_gpu.sh            # gpu tests, then the full benchmark
 #        BENCH_ARGS=--quick bash benchmarks/run_on_gpu.sh   # FLUX.1 [dev] + SDXL n=1 (< 6 min)
 #        SKIP_GPU_TESTS=1 bash benchmarks/run_on_gpu.sh
-# Logs land in $OUT (default ./gpu-out): gpu_tests.log, gpu_generate.log. Wheels install
+# Logs land in $OUT (default ./gpu-out): gpu_tests.log, gpu_generate.log,
+# preview_overhead.log. Wheels install
 # into $SITE (default /tmp/site).
 set -euo pipefail
 
@@ -63,3 +64,5 @@ if [[ -z "${SKIP_GPU_TESTS:-}" ]]; then
 fi
 
 python3 benchmarks/gpu_generate.py ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu_generate.log"
+# Step previews' cost at 1024² (issue 22: <= 5% with a preview every 5 steps).
+python3 benchmarks/preview_overhead.py --gpu 2>&1 | tee "$OUT/preview_overhead.log"

@@ -58,6 +58,11 @@ PRINTS: dict[str, tuple[str, ...]] = {
     ),
     "image_to_prompt.py": ("computed / cached:", "one image, everything, precise"),
     "ip_adapter_sources.py": ("no adapter loaded (before)", "4 source(s)", "embed 4 pictures"),
+    "preview_overhead.py": (
+        "tiny-sd15 128x128 5 steps n=1 on cpu: decoder autoencoder_tiny, 1 previews a call",
+        "tiny-flux2-klein 128x128 5 steps n=1 on cpu: decoder linear, 1 previews a call",
+        "previews every 5 steps:", "with / without =",
+    ),
     "replica_kill_load.py": ("SIGKILLed at", "500 answers: 0", "ledger load-1: balanced"),
     "serving_overhead.py": (
         "overhead ratio http/direct =", "time outside the pipeline call",
