@@ -50,8 +50,9 @@ FAMILY = Family(
     denoiser="transformer",
     # FluxTransformer2DModel declares these as its _repeated_blocks too.
     compile_blocks=("FluxTransformerBlock", "FluxSingleTransformerBlock"),
-    # Kiln's styles train and load the transformer only (the Flux loader also takes CLIP).
-    lora=LoraTargets(components=("transformer",)),
+    # Kiln's trainer adapts the transformer only; files from kohya's sd-scripts may also
+    # adapt the CLIP-L text encoder (``lora_te1_``), which diffusers' FLUX loader takes.
+    lora=LoraTargets(components=("transformer", "text_encoder")),
     single_file=TransformerFileLayout("FluxTransformer2DModel", "flux1", kiln_converter=True),
     tiny_builder="flux1",
     guidance_kind=GuidanceKind.EMBEDDED,

@@ -196,6 +196,62 @@ def test_flux_styles_hot_swap_into_the_transformers_slot_as_named_adapters(
     assert not hasattr(pipe, "unet")
 
 
+def _te1_layers(text_encoder, seed: int) -> dict:
+    """kohya's ``lora_te1_`` layers on every attention projection of FLUX.1's CLIP-L."""
+    generator = torch.Generator().manual_seed(seed)
+    out = {}
+    for i, layer in enumerate(text_encoder.encoder.layers):
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            linear = getattr(layer.self_attn, proj)
+            key = f"lora_te1_text_model_encoder_layers_{i}_self_attn_{proj}"
+            down = torch.randn(4, linear.in_features, generator=generator) * 0.3
+            out[f"{key}.lora_down.weight"] = down
+            out[f"{key}.lora_up.weight"] = torch.randn(linear.out_features, 4, generator=generator)
+            out[f"{key}.alpha"] = torch.tensor(4.0)
+    return out
+
+
+def test_a_kohya_flux1_file_with_clip_layers_loads_them_too(catalog, tmp_path):
+    """sd-scripts' FLUX.1 files may adapt CLIP-L (``lora_te1_``): imported with the text
+    encoder named, loaded into it, acting on the prompt (encoded after the style is
+    selected, as the engine does), and off again with the base model; the same through
+    the hotswap slot, where text-encoder layers stay a named adapter."""
+    pipe = load_pipeline(catalog.get("tiny-flux1"), "cpu", torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    transformer_only, _ = kohya_tensors(flux_layers(pipe.transformer, seed=6))
+    with_clip = {**transformer_only, **_te1_layers(pipe.text_encoder, seed=7)}
+    plain = save(transformer_only, tmp_path / "plain.safetensors")
+    path = save(with_clip, tmp_path / "te1.safetensors")
+    info = inspect(path, catalog, "tiny-flux1")
+    assert (info.layout, info.text_encoder_layers) == ("kohya", ("text_encoder",))
+
+    def generate_encoded(adapters: StyleAdapters, style: StyleRef | None) -> np.ndarray:
+        adapters.activate(style)
+        with torch.no_grad():
+            embeds = pipe.encode_prompt(prompt="a kiln at dusk", max_sequence_length=32)
+        out = pipe(
+            prompt_embeds=embeds[0], pooled_prompt_embeds=embeds[1], height=64, width=64,
+            num_inference_steps=2, generator=torch.Generator().manual_seed(7), output_type="np",
+        )  # fmt: skip
+        return out.images[0]
+
+    adapters = StyleAdapters(pipe, capacity=4, denoiser="transformer")
+    base = generate_encoded(adapters, None)
+    clip_styled = generate_encoded(adapters, StyleRef("te1", str(path)))
+    transformer_styled = generate_encoded(adapters, StyleRef("plain", str(plain)))
+    assert "te1" in pipe.text_encoder.peft_config
+    assert np.abs(clip_styled - transformer_styled).mean() > 0.005  # CLIP's layers acted
+    np.testing.assert_array_equal(generate_encoded(adapters, None), base)
+    for name in ("te1", "plain"):
+        adapters.unload(name)
+    pipe.enable_lora()  # the first adapters' base-model call disabled LoRA layers
+
+    swapped = StyleAdapters(pipe, capacity=4, denoiser="transformer")
+    swapped.enable_hotswap(8)
+    hot = generate_encoded(swapped, StyleRef("te1-hot", str(path)))
+    np.testing.assert_allclose(hot, clip_styled, atol=2e-3)
+
+
 # Bad files
 
 
@@ -257,17 +313,16 @@ def test_a_flux2_kohya_layer_diffusers_would_drop_is_refused_naming_it(catalog, 
         inspect(path, catalog, "tiny-flux2-klein")
 
 
-def test_text_encoder_layers_are_refused_on_flux(catalog, pipes, tmp_path):
-    """Kiln's FLUX styles go in the transformer only (``Family.lora``)."""
-    tensors, _ = kohya_tensors(flux_layers(pipes["flux1"][0].transformer))
+def test_text_encoder_layers_are_refused_on_klein(catalog, pipes, tmp_path):
+    """[klein]'s text encoder is Qwen3: diffusers' FLUX.2 loader has no reading of kohya's
+    CLIP layers, so such a file is refused naming one (FLUX.1 takes them, above)."""
+    tensors, _ = kohya_tensors(flux_layers(pipes["flux2"][0].transformer))
     name = "lora_te1_text_model_encoder_layers_0_self_attn_q_proj"
     tensors[f"{name}.lora_down.weight"] = torch.zeros(4, 32)
     tensors[f"{name}.lora_up.weight"] = torch.zeros(32, 4)
     path = save(tensors, tmp_path / "te.safetensors")
-    with pytest.raises(
-        StyleFileError, match="takes LoRA layers in transformer, not in a text_encoder"
-    ):
-        inspect(path, catalog, "tiny-flux1")
+    with pytest.raises(StyleFileError, match=f"{name}.lora_down.weight: diffusers' FLUX.2"):
+        inspect(path, catalog, "tiny-flux2-klein")
 
 
 def test_rank_over_the_limit_is_refused(catalog, pipes, tmp_path):
