@@ -58,6 +58,16 @@ def check_preview_every(value: int, field: str = "preview_every") -> None:
         )
 
 
+def spread_every(steps: int, count: int) -> int:
+    """The ``preview_every`` that spreads ``count`` previews over ``steps`` before the last
+    step (0 for none): every ``steps // (count + 1)`` steps, of which a caller takes the
+    first ``count`` (OpenAI's ``partial_images``). A call too short for all of them gives
+    fewer."""
+    if count <= 0:
+        return 0
+    return max(1, steps // (count + 1))
+
+
 def previews_at(step: int, every: int) -> bool:
     """Whether a request with ``preview_every`` ``every`` previews after step ``step``
     (0-based, as diffusers counts): after every ``every``-th step, never when off."""

@@ -19,7 +19,7 @@ from pipelines.families.flux2 import LATENT_RGB
 from pipelines.loaded_model import LoadedModel
 from pipelines.param_error import ParamError
 from pipelines.params import GenerationParams
-from pipelines.previews import PreviewDecoder, previews_at
+from pipelines.previews import PreviewDecoder, previews_at, spread_every
 from pipelines.progress import StepEvent
 from weights.catalog import ComponentSpec
 
@@ -162,6 +162,9 @@ def test_preview_steps_and_the_server_default(catalog):
     from pipelines.params import GenerationDefaults
 
     assert [s + 1 for s in range(10) if previews_at(s, 5)] == [5, 10]
+    # OpenAI's partial_images: N previews spread before the last step (fewer if short).
+    assert [spread_every(30, n) for n in (0, 1, 2, 3)] == [0, 15, 10, 7]
+    assert spread_every(4, 3) == 1 and spread_every(2, 3) == 1
     assert not any(previews_at(s, 0) for s in range(10))
     spec = catalog.get("tiny-sd15")
     served = GenerationDefaults(preview_every=3)

@@ -7,10 +7,12 @@ model defaults* (DESIGN.md §3); no later layer reads the request again.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from pipelines.params import GenerationParams, ParamError, StyleRef
+from pipelines.previews import spread_every
 from serving.core.settings import Settings
 from weights.catalog import ModelSpec
 
@@ -37,6 +39,9 @@ class Sampling:
     scheduler: str | None = None
     # A step preview every this many steps (0: none; None: ``KILN_PREVIEW_EVERY``).
     preview_every: int | None = None
+    # OpenAI's ``partial_images`` of a streamed answer: previews spread over the call's
+    # resolved steps (``pipelines.previews.spread_every``); wins over the above.
+    partial_images: int | None = None
 
 
 def build_params(
@@ -56,7 +61,7 @@ def build_params(
     ``height`` for image tasks) and the task's fields (``GenerationParams.build``)."""
     check_prompt(prompt, "prompt", settings.max_prompt_chars)
     check_prompt(sampling.negative_prompt, "negative_prompt", settings.max_prompt_chars)
-    return GenerationParams.build(
+    params = GenerationParams.build(
         spec,
         prompt=prompt,
         negative_prompt=sampling.negative_prompt,
@@ -70,3 +75,7 @@ def build_params(
         style=style,
         **call,
     )
+    if sampling.partial_images is not None:
+        every = spread_every(params.steps, sampling.partial_images)
+        params = dataclasses.replace(params, preview_every=every)
+    return params
