@@ -5,12 +5,16 @@
 its handle (the server); ``LocalModelClient``, here, runs engines in this process (tools,
 benchmarks, the batch worker and tests that need no Ray) and loads an engine only when a
 request first reaches it.
+
+Cancel: cancelling a ``generate`` (its awaiting task) or leaving a ``generate_stream``
+cancels the request where it runs, at its next denoising step (``pipelines.progress``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -18,6 +22,9 @@ import numpy as np
 
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
+from pipelines.progress import StepEvent
+from serving.core.scheduling.admission import Admission, LocalAdmission
+from serving.core.step_channel import ChannelListener, StepChannel, stream_of
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +37,14 @@ class ModelClient(Protocol):
         its queue is full) and the pipelines' errors (``ParamError``, ``OutOfGpuMemory``)."""
         ...
 
+    def generate_stream(
+        self, params: GenerationParams
+    ) -> AsyncIterator[StepEvent | GenerationOutput]:
+        """``generate``, yielding the request's step events (``pipelines.progress``) as
+        they come, then its ``GenerationOutput`` last. Leaving the stream early cancels
+        the request at its next step."""
+        ...
+
     async def check(self, params: GenerationParams) -> None:
         """Refuse ``params`` whose prompts its model's encoder would cut (``ParamError``
         naming the field: T5 and Qwen3 count tokens, with the model's own tokenizer, where
@@ -40,6 +55,10 @@ class ModelClient(Protocol):
     def unready(self) -> list[str]:
         """Models that cannot take requests yet (still loading)."""
         ...
+
+    # Admission to the models' replicas: generations wait their turn in the model's fair
+    # queue (serving.core.scheduling); the paid path holds quotas through it.
+    admission: Admission
 
     async def embed_images(
         self, model_id: str, component_id: str, images: list[np.ndarray]
@@ -68,8 +87,11 @@ class LocalModelClient:
         device: str | None = None,
         styles_per_replica: int = 8,
         fast_path: Any = None,
+        admission: Admission | None = None,
     ):
         self.catalog = catalog
+        # Calls queue per model as in the server (serving.core.scheduling), in-process.
+        self.admission = admission or LocalAdmission()
         self.device = device
         self.styles_per_replica = styles_per_replica
         self.fast_path = fast_path  # FastPathOptions (Settings.fast_path()) or None
@@ -99,8 +121,8 @@ class LocalModelClient:
             )
         return self._engines[model_id]
 
-    def _generate_sync(self, params: GenerationParams) -> GenerationOutput:
-        return self._engine(params.model).generate([params])[0]
+    def _generate_sync(self, params: GenerationParams, channel: StepChannel) -> GenerationOutput:
+        return self._engine(params.model).generate([params], ChannelListener([channel]))[0]
 
     def _embed_sync(self, model_id: str, component_id: str, images: list) -> np.ndarray:
         from pipelines.ip_adapter import embed_images
@@ -109,7 +131,25 @@ class LocalModelClient:
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._generate_sync, params)
+        channel = StepChannel(keep=False)
+        async with self.admission.admitted(params):  # its turn in the model's fair queue
+            try:
+                return await loop.run_in_executor(
+                    self._executor, self._generate_sync, params, channel
+                )
+            except asyncio.CancelledError:
+                channel.cancelled = True  # the engine thread stops the call at its next step
+                raise
+
+    async def generate_stream(
+        self, params: GenerationParams
+    ) -> AsyncIterator[StepEvent | GenerationOutput]:
+        loop = asyncio.get_running_loop()
+        channel = StepChannel()
+        async with self.admission.admitted(params):  # its turn in the model's fair queue
+            work = loop.run_in_executor(self._executor, self._generate_sync, params, channel)
+            async for item in stream_of(channel, work):
+                yield item
 
     async def check(self, params: GenerationParams) -> None:
         loop = asyncio.get_running_loop()

@@ -14,10 +14,14 @@ build an ``ImageOrder``; this module does the rest, the same way for all of them
    A request refused by 1-2 reserves nothing, charges nothing and stores nothing;
 3. what only the model can refuse, asked where it runs (``ImageOrder.check``: a prompt
    its T5 or Qwen3 encoder would cut, 400) — still nothing reserved;
-   a slot of the tenant's concurrency cap (429), then the reservation of the whole
+   a slot of the tenant's concurrency cap (429), the order's images held against the
+   tenant's queued-images quota on its model (429; ``serving.core.limits`` says how the
+   two combine), then the reservation of the whole
    price (``Price``: ``unit`` × ``units``; 402 before any work), its lease renewed while
    the order runs (``serving.core.credits.charging``);
-4. the order's model step (``Render``) on the ``ModelClient`` port: one pipeline call
+4. the order's model step (``Render``) on the ``ModelClient`` port, whose calls wait
+   their turn in the model's fair queue (``serving.core.scheduling``: the tenant and its
+   weight travel in ``current_work``, set here around the order): one pipeline call
    (``PaidImages.generation``, with an edit's composite applied to each image) or the
    agent's rounds; it gives each image's pixels and asset row (``Made``);
 5. finish and store: ``Assets.prepare`` marks each image (the visible mark on style
@@ -38,6 +42,7 @@ result is the model step's text. Pins and agentic extraction are free and do not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,9 +65,12 @@ from serving.core.assets.retention import RetentionSweeper
 from serving.core.assets.service import Assets
 from serving.core.credits.charging import Charge, reserve
 from serving.core.ledger import Ledger
-from serving.core.limits import ConcurrencyLimiter
+from serving.core.limits import ConcurrencyLimiter, TenantQueues
 from serving.core.metrics import Metrics
 from serving.core.model_client import ModelClient
+from serving.core.order_progress import ORDER_PROGRESS
+from serving.core.scheduling.admission import Admission
+from serving.core.scheduling.context import Work, current_work
 
 T = TypeVar("T")
 
@@ -152,18 +160,38 @@ class PaidImages:
     assets: Assets
     retention: RetentionSweeper
     metrics: Metrics
+    # The model client's fair queues (None for a test double of the port that has none).
+    admission: Admission | None = field(init=False)
+    queues: TenantQueues = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = getattr(self.models, "admission", None)
+        if self.admission is not None:
+            self.admission.metrics = self.metrics  # counted in the app's /metrics
+        default_quota = getattr(self.admission, "default_max_queued_images", None)
+        self.queues = TenantQueues(self.ledger.engine, default_quota)
 
     @asynccontextmanager
     async def _held(
-        self, tenant_id: str, price: Price, request_id: str | None
+        self, tenant_id: str, price: Price, request_id: str | None, model: str | None = None
     ) -> AsyncIterator[Charge]:
-        """Steps 3 and 6: a slot, the reservation (renewed), the release of what the
-        block did not capture, also on errors and cancellation."""
-        async with (
-            self.limiter.slot(tenant_id),
-            reserve(self.ledger, tenant_id, price.unit, price.units, request_id) as charge,
-        ):
-            yield charge
+        """Steps 3 and 6: a slot, the order's images against the queue quota of
+        ``model`` (None: not an image order), the reservation (renewed), the release of
+        what the block did not capture, also on errors and cancellation."""
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.limiter.slot(tenant_id))
+            if model is not None and self.admission is not None:
+                await stack.enter_async_context(self.admission.held(model, price.units))
+            yield await stack.enter_async_context(
+                reserve(self.ledger, tenant_id, price.unit, price.units, request_id)
+            )
+
+    async def _work(self, tenant_id: str) -> Work | None:
+        """Who the order's model calls are for, as the fair queue reads it."""
+        if self.admission is None or not self.admission.enabled:
+            return None
+        own = self.queues.cached(tenant_id) or await asyncio.to_thread(self.queues.of, tenant_id)
+        return Work(tenant_id, own.weight, own.max_queued_images)
 
     async def images(
         self, tenant_id: str, order: ImageOrder[T], request_id: str | None = None
@@ -173,14 +201,21 @@ class PaidImages:
         generation_id = f"{order.id_prefix}_{uuid.uuid4().hex}"
         if order.check is not None:
             await order.check()  # a refusal here holds and charges nothing
-        async with self._held(tenant_id, order.price, request_id) as charge:
-            started = time.perf_counter()
-            rendering = await order.render(generation_id)
-            t0 = time.perf_counter()
-            delivered = await asyncio.to_thread(
-                self._deliver, tenant_id, rendering.images, order.price, charge
-            )
-            timings = {**rendering.timings, "deliver": time.perf_counter() - t0}
+        token = current_work.set(await self._work(tenant_id))
+        try:
+            async with self._held(tenant_id, order.price, request_id, order.model) as charge:
+                progress = ORDER_PROGRESS.get()
+                if progress is not None:  # a job: its submitter answers 202 now
+                    progress.held(order.price.unit * order.price.units)
+                started = time.perf_counter()
+                rendering = await order.render(generation_id)
+                t0 = time.perf_counter()
+                delivered = await asyncio.to_thread(
+                    self._deliver, tenant_id, rendering.images, order.price, charge
+                )
+                timings = {**rendering.timings, "deliver": time.perf_counter() - t0}
+        finally:
+            current_work.reset(token)
         self.retention.maybe_start()
         began = started if order.started is None else order.started
         timings["server_total"] = time.perf_counter() - began
@@ -244,8 +279,20 @@ class PaidImages:
         return ImageOrder(params.model, price, render, check=check)
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
-        """Run ``params`` on its model (the ``ModelClient`` port) and count its images."""
-        output = await self.models.generate(params)
+        """Run ``params`` on its model (the ``ModelClient`` port) and count its images;
+        an order run as a job hears its steps (``ORDER_PROGRESS``)."""
+        progress = ORDER_PROGRESS.get()
+        if progress is None:
+            output = await self.models.generate(params)
+        else:
+            output = None
+            async for item in self.models.generate_stream(params):
+                if isinstance(item, GenerationOutput):
+                    output = item
+                else:
+                    progress.step(item)
+            if output is None:
+                raise RuntimeError(f"the model stream of {params.model!r} gave no output")
         if len(output.images) != params.n:
             raise RuntimeError(f"engine returned {len(output.images)} images for n={params.n}")
         self.metrics.images.labels(params.model).inc(len(output.images))

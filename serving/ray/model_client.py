@@ -7,6 +7,12 @@ dies under it is retried once on another replica, else answered 503 ``model_unav
 (``serving.ray.replica_failures``: which errors count, how long the retry waits for a
 replacement, how a hang-up interacts).
 
+Progress: ``generate_stream`` calls the deployment's streaming method
+(``handle.options(stream=True)``) and yields the request's step events, then its output;
+a stream whose replica dies is retried once as a whole (its steps start again).
+Cancelling either call (leaving the stream, or cancelling the awaiting task) cancels the
+call on the replica, which stops at the next step.
+
 Readiness: a request to a model whose replica has not answered yet waits
 ``READY_WAIT_S`` for a readiness probe, then answers 503 ``model_loading`` with
 ``retry-after`` while the probe goes on. An always-on model is probed in the background
@@ -29,14 +35,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 
 import numpy as np
 
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
+from pipelines.progress import StepEvent
 from serving.core.errors import service_unavailable
+from serving.core.scheduling.admission import Admission
+from serving.core.step_channel import StepChannel, stream_of
 from serving.ray.errors import RAY_ERRORS, core_error
 from serving.ray.replica_failures import ReplicaFailures
 
@@ -61,8 +70,12 @@ class RayModelClient:
         on_demand: Collection[str] = (),
         ready_ttl_s: float = ON_DEMAND_READY_S,
         failures: ReplicaFailures | None = None,
+        admission: Admission | None = None,
     ):
         self.handles = dict(handles)
+        # Each model's scheduler actor admits its calls (serving.ray.scheduler); None:
+        # straight to the replicas.
+        self.admission = admission or Admission(enabled=False)
         # Calls whose replica died: retried once or 503 (shared with the CLIP client).
         self.failures = failures or ReplicaFailures()
         # Models that scale to zero: probed by requests only, ready for ``ready_ttl_s``.
@@ -143,9 +156,38 @@ class RayModelClient:
         if params.style is not None:
             # Routed to a replica that already holds the style (Serve multiplexing).
             handle = handle.options(multiplexed_model_id=params.style.id)
-        output = await self._call(params.model, lambda: handle.generate.remote(params))
+        async with self.admission.admitted(params):  # its turn in the model's fair queue
+            output = await self._call(params.model, lambda: handle.generate.remote(params))
         self._answered_now(params.model)
         return output
+
+    async def generate_stream(
+        self, params: GenerationParams
+    ) -> AsyncIterator[StepEvent | GenerationOutput]:
+        """``generate`` with the request's step events first, as they come."""
+        handle = self._handle(params.model)
+        await self._wait_ready(params.model)
+        if params.style is not None:
+            handle = handle.options(multiplexed_model_id=params.style.id)
+        streaming = handle.options(stream=True)
+        channel = StepChannel()
+
+        async def consume() -> GenerationOutput:
+            output = None
+            async for item in streaming.generate_stream.remote(params):
+                if isinstance(item, StepEvent):
+                    channel.put(item)
+                else:
+                    output = item
+            if output is None:
+                raise RuntimeError(f"the stream of {params.model!r} ended without its output")
+            return output
+
+        async with self.admission.admitted(params):  # its turn in the model's fair queue
+            async for item in stream_of(channel, self._call(params.model, consume)):
+                if not isinstance(item, StepEvent):
+                    self._answered_now(params.model)
+                yield item
 
     async def check(self, params: GenerationParams) -> None:
         """The replica's ``check`` of ``params`` (its engine counts the prompts' tokens):

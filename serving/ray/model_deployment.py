@@ -17,6 +17,16 @@ down to one; a call that still does not fit answers 503 ``out_of_memory``. After
 ``KILN_OOM_MAX_FAILURES`` such calls in a row, ``check_health`` raises and Serve replaces
 the replica (a success in between resets the count).
 
+Progress and cancel (``pipelines.progress``): every request has a ``StepChannel``
+(``serving.core.step_channel``) that the engine's step callback fills and reads.
+``generate_stream`` (called with ``handle.options(stream=True)``) yields the request's
+step events, then its ``GenerationOutput``; it goes through the same ``@serve.batch``
+queue as ``generate``. When the caller cancels either call (a client hung up, a job was
+cancelled; Serve carries the cancellation to the replica), the request's channel is
+marked cancelled: a call whose requests are all cancelled stops at its next step, one
+shared with others runs on and drops the cancelled request's images. A request cancelled
+while still queued never runs (``@serve.batch`` drops cancelled requests).
+
 Torch is imported only in the replica's constructor, never at module import.
 """
 
@@ -25,16 +35,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ray import serve
 
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams, StyleRef
+from pipelines.progress import StepEvent
 from serving.core.logs import configure_replica_logging
 from serving.core.settings import Settings
+from serving.core.step_channel import ChannelListener, StepChannel, stream_of
 from weights.catalog import ComponentSpec, ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -48,6 +61,8 @@ class BatchItem:
 
     params: GenerationParams
     weight: int
+    # The request's progress channel and cancel flag.
+    channel: StepChannel | None = field(default=None, compare=False)
 
 
 def _images_in(items: list[BatchItem]) -> int:
@@ -129,7 +144,25 @@ class ModelDeployment:
         return load_style
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
-        """Images for one request, possibly computed in a call shared with others."""
+        """Images for one request, possibly computed in a call shared with others;
+        cancelling the call cancels the request at its next step."""
+        channel = StepChannel(keep=False)
+        try:
+            return await self._generate(params, channel)
+        except asyncio.CancelledError:
+            channel.cancelled = True
+            raise
+
+    async def generate_stream(
+        self, params: GenerationParams
+    ) -> AsyncIterator[StepEvent | GenerationOutput]:
+        """``generate`` as a stream (``handle.options(stream=True)``): the request's step
+        events as they come, then its output. Cancelling it cancels the request."""
+        channel = StepChannel()
+        async for item in stream_of(channel, self._generate(params, channel)):
+            yield item
+
+    async def _generate(self, params: GenerationParams, channel: StepChannel) -> GenerationOutput:
         if params.model != self.spec.id:
             raise ValueError(f"request for {params.model!r} reached {self.spec.id!r}")
         if self._counts_prompts:
@@ -149,7 +182,8 @@ class ModelDeployment:
             # arrive while others are in flight wait the window and batch together.
             idle = self._in_flight == 1
             self._batched.set_batch_wait_timeout_s(0.0 if idle else self.batch_wait_s)
-            result = await self._batched(BatchItem(params, min(params.n, self.max_batch_size)))
+            item = BatchItem(params, min(params.n, self.max_batch_size), channel)
+            result = await self._batched(item)
         finally:
             self._in_flight -= 1
         if isinstance(result, BaseException):
@@ -180,8 +214,11 @@ class ModelDeployment:
         loop = asyncio.get_running_loop()
         for indices in groups.values():
             group = [items[i].params for i in indices]
+            listener = ChannelListener([items[i].channel for i in indices])
             try:
-                outputs = await loop.run_in_executor(self._executor, self.engine.generate, group)
+                outputs = await loop.run_in_executor(
+                    self._executor, self.engine.generate, group, listener
+                )
             except Exception as exc:
                 logger.exception("generation failed for %d request(s)", len(group))
                 outputs = [exc] * len(group)

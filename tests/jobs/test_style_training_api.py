@@ -120,8 +120,8 @@ def test_cancel_discards_the_work_and_returns_the_credits(app, make_client, sett
     assert balance(client) == (1000, 0)
     assert not (settings.jobs_dir / job_id).exists()
     assert not settings.styles_dir.exists() or not list(settings.styles_dir.iterdir())
-    # Cancelling a finished job answers it unchanged.
-    assert client.delete(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
+    # Cancelling a finished job is a conflict (issue 22: every kind), nothing changes.
+    assert client.delete(f"/v1/jobs/{job_id}").json()["error"]["code"] == "job_finished"
 
 
 def test_cancelling_a_queued_job_ends_it_at_once(app, make_client):

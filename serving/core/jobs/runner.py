@@ -53,10 +53,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from serving.core.errors import KilnError
-from serving.core.jobs.service import ACTIVE_STATES, Job, JobCancelled, JobFailed, Jobs, UnknownJob
+from serving.core.jobs.errors import INTERNAL_ERROR, public_error
+from serving.core.jobs.image_jobs import ImageJobs
+from serving.core.jobs.service import ACTIVE_STATES, Job, JobCancelled, Jobs, UnknownJob
 from serving.core.ledger import Ledger
 from serving.core.ledger.leases import LeaseKeeper
-from serving.core.lower_errors import kiln_error_for
 from serving.core.settings import Settings
 from weights.catalog import Catalog, load_catalog
 from weights.home import private_dir
@@ -239,24 +240,6 @@ def execute_job(
             ledger.close()
 
 
-# What a client is told of a failure whose detail is not for it (see the log, by job id).
-INTERNAL_ERROR = (
-    "the job failed on an internal error (job {job_id}); the server log has the details"
-)
-
-
-def public_error(exc: BaseException, job_id: str) -> tuple[str, str]:
-    """What the client is told of a job's failure: a ``JobFailed``'s message and code,
-    a client error's (4xx: credits, a bad parameter, a license) as the API would answer
-    it, else a generic message and ``internal_error``, or the 5xx's own code."""
-    if isinstance(exc, JobFailed):
-        return str(exc), exc.code
-    answer = kiln_error_for(exc)
-    if answer.status < 500:
-        return answer.message, answer.code or "invalid_request"
-    return INTERNAL_ERROR.format(job_id=job_id), answer.code or "internal_error"
-
-
 class JobBackend(Protocol):
     """Where submitted jobs run (the port; ``serving.ray.jobs`` has the Ray one)."""
 
@@ -318,6 +301,8 @@ class JobRunner:
         self.catalog = catalog
         self.backend = backend or ThreadJobBackend()
         self.jobs = Jobs(ledger.engine)
+        # Image requests run as jobs (Prefer: respond-async) in this process's loop.
+        self.images = ImageJobs(self.jobs)
         self._pending: set[Future[Any]] = set()
         self._leases = LeaseKeeper(ledger, name="kiln-job-leases")
         self.sweep_reservations()
@@ -417,6 +402,7 @@ __all__ = [
     "JobKind",
     "JobRunner",
     "ThreadJobBackend",
+    "public_error",
     "UnknownJob",
     "UnknownJobKind",
     "execute_job",

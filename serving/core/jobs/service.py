@@ -43,6 +43,7 @@ from serving.core.jobs.watch import SIGNALS
 from serving.core.ledger.db import read_only
 from serving.core.ledger.ledger import as_utc
 from serving.core.ledger.schema import JOB_STATES, job_events, jobs
+from serving.core.pagination import newest_first
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 ACTIVE_STATES = ("queued", "running")
@@ -177,6 +178,26 @@ class Jobs:
         if job is None:
             raise UnknownJob(job_id)
         return job
+
+    def list(
+        self,
+        tenant_id: str,
+        limit: int = 20,
+        after: str | None = None,
+        kind: str | None = None,
+        state: str | None = None,
+    ) -> tuple[list[Job], bool]:
+        """The tenant's jobs (of ``kind``, in ``state`` where given), newest first, and
+        whether more follow; ``after``: the last id of the previous page (400 if it is not
+        one of the tenant's jobs)."""
+        query = select(jobs).where(jobs.c.tenant_id == tenant_id)
+        if kind is not None:
+            query = query.where(jobs.c.kind == kind)
+        if state is not None:
+            query = query.where(jobs.c.state == state)
+        with self.reader.begin() as conn:
+            rows, more = newest_first(conn, jobs, query, tenant_id, limit, after)
+        return [_job(row._mapping) for row in rows], more
 
     def count(self, tenant_id: str, kind: str, states: tuple[str, ...]) -> int:
         """How many of the tenant's jobs of ``kind`` are in one of ``states``."""

@@ -42,4 +42,4 @@ async def create_generation(
         result = await core.agentic.create(tenant.id, order, request_id_of(request))
         return AgenticGenerationResponse.of(result)
 
-    return await run_idempotent(core, tenant, request, answer)
+    return await run_idempotent(core, tenant, request, answer, kind="agentic")

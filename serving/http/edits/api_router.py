@@ -27,4 +27,4 @@ async def create_edit(
         result = await core.edits.create(tenant.id, order, request_id_of(request))
         return EditResponse.of(result, order.tool)
 
-    return await run_idempotent(core, tenant, request, answer)
+    return await run_idempotent(core, tenant, request, answer, kind="edit")

@@ -32,4 +32,4 @@ async def create_generation(
         result = await core.generations.create(tenant.id, order, request_id_of(request))
         return GenerationResponse.of(result)
 
-    return await run_idempotent(core, tenant, request, answer)
+    return await run_idempotent(core, tenant, request, answer, kind="generation")

@@ -16,14 +16,20 @@ class JobObject(BaseModel):
 
     object: str = "job"
     id: str
-    kind: str = Field(description="what the job does: style_training, …")
+    kind: str = Field(
+        description="what the job does: style_training, upscale, batch; an image request "
+        "run with Prefer: respond-async names its result's shape: generation, edit, agentic, "
+        "openai_image"
+    )
     state: str = Field(description="queued | running | succeeded | failed | cancelled")
     progress: dict[str, Any] = Field(
-        description="the last progress report: step, total, loss, stage (kind-specific)"
+        description="the last progress report: step, total, loss, stage (kind-specific); "
+        "an image job: step, total, images_done, images, eta_s"
     )
     params: dict[str, Any] = Field(description="what the job was asked to do")
     result: dict[str, Any] | None = Field(
-        description="what a succeeded job made (a style_training job: style_id, style)"
+        description="what a succeeded job made (a style_training job: style_id, style; an "
+        "image job: exactly the synchronous response body of its route)"
     )
     error: str | None = Field(
         description="why a failed job failed, in words for the client (an internal error "
@@ -56,6 +62,14 @@ class JobObject(BaseModel):
             started=job.started,
             finished=job.finished,
         )
+
+
+class JobList(BaseModel):
+    """A page of the caller's jobs, newest first."""
+
+    object: str = "list"
+    data: list[JobObject]
+    has_more: bool
 
 
 def sse_message(event: JobEvent) -> str:
