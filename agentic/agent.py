@@ -16,7 +16,9 @@ model's deployment, tests with a tiny in-process engine.
 - refine: for the worst-scoring component, change what drives it: a transfer strength
   (palette, grading, lighting: raised toward 1 and re-applied to the kept candidates'
   raw images, no new generation); the structure guidance (composition: strength up, or,
-  at its maximum, a lower guidance scale); a new seed once a driver is at its limit.
+  at its maximum, a lower guidance scale where the model takes guidance: not FLUX.1
+  [schnell] or a step-distilled [klein], which the model's family says); a new seed once
+  a driver is at its limit.
   A candidate replaces a kept one only if its total improves, so no round lowers the
   best score. The strengths the user asked for are starting points refinement may raise.
 """
@@ -37,6 +39,7 @@ from agentic.finishing import TRANSFERS, finish
 from agentic.grading import cube_lut
 from agentic.lighting import relight
 from agentic.recipe import Recipe
+from pipelines.families import GuidanceKind, family_of
 from pipelines.params import (
     MAX_IMAGES,
     MAX_SEED,
@@ -156,6 +159,8 @@ class Agent:
         self.reference_pixels = reference_pixels
         self.defaults = defaults or GenerationDefaults()
         self.trace: list[dict[str, Any]] = []
+        # Whether refinement may lower the guidance (a model without any refuses one).
+        self.takes_guidance = family_of(spec.family).guidance_of(spec) is not GuidanceKind.NONE
 
     def run(self, request: AgentRequest, budget: Budget) -> AgentResult:
         """plan, act, critique, then refine while the budget lasts."""
@@ -180,7 +185,13 @@ class Agent:
         """Raise the ``ParamError`` a run would (budget, size, steps, task) without
         generating anything: callers check before they charge."""
         check_budget(request.n, budget)
-        self._params(request, self._make_plan(request), 0, 1)
+        self.first_params(request)
+
+    def first_params(self, request: AgentRequest) -> GenerationParams:
+        """The parameters of a run's first call, one image (its prompt is the plan's: the
+        user's words and the references' image-to-prompt text): what a caller asks the
+        model's encoder to count before it charges."""
+        return self._params(request, self._make_plan(request), 0, 1)
 
     def plan(self, request: AgentRequest) -> dict[str, Any]:
         started = time.perf_counter()
@@ -349,7 +360,7 @@ class Agent:
                 change.update(
                     driver="structure guidance", old=plan["structure"], new=new_plan["structure"]
                 )
-            elif structured:
+            elif structured and self.takes_guidance:
                 guidance = self._guidance(plan)
                 new_plan["guidance"] = round(guidance * GUIDANCE_FACTOR, 3)
                 change.update(driver="guidance scale", old=guidance, new=new_plan["guidance"])

@@ -133,18 +133,15 @@ _ENTRY_DEFAULTS = {
 # mask); both FLUX families edit (replace, recreate, erase) and make variations; [klein]'s
 # base model edits by instruction too (its image input); both take LoRA styles (transformer
 # LoRAs: styles/lora_fit.py). Pins: by their pictures (``_PINS_BY_PICTURES``), never
-# through an IP-Adapter on FLUX. IP-Adapter references and agentic are SD-only until the
-# rest of issue 21; a request for one on FLUX is a 400 naming the models that have it.
+# through an IP-Adapter on FLUX. Agentic runs on both: FLUX.1 steers composition through
+# a FLUX.1 ControlNet where one is installed (``structure_guidance``), [klein] (no FLUX.2
+# ControlNet in diffusers 0.42.1) and a FLUX.1 without one through img2img. IP-Adapter
+# references are SD-only; a request for one on FLUX is a 400 naming the models that have it.
 _EDITS = frozenset({"replace", "recreate", "erase", "variations"})
+_FLOW_FEATURES = frozenset({"text_to_image", "reference", "image_to_prompt", "styles", "pins"})
 _FAMILY_FEATURES: dict[ModelFamily, frozenset[str]] = {
-    ModelFamily.FLUX1: frozenset(
-        {"text_to_image", "reference", "image_to_prompt", "styles", "pins"}
-    )
-    | _EDITS,
-    ModelFamily.FLUX2: frozenset(
-        {"text_to_image", "reference", "image_to_prompt", "instruct", "styles", "pins"}
-    )
-    | _EDITS,
+    ModelFamily.FLUX1: _FLOW_FEATURES | _EDITS | {"agentic", "structure_guidance"},
+    ModelFamily.FLUX2: _FLOW_FEATURES | _EDITS | {"agentic", "instruct"},
 }
 # How a family's base models take a generation's pins as pictures (issue 21), where no
 # IP-Adapter serves them: ``self`` (FLUX.2 [klein]: extra reference images of its own

@@ -22,9 +22,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def load_controlnet(component: ComponentSpec, device: Any, dtype: Any) -> Any:
-    """A ControlNet component (a diffusers folder of safetensors) on ``device``."""
-    from diffusers import ControlNetModel
+def load_controlnet(
+    component: ComponentSpec, device: Any, dtype: Any, model_class: str = "ControlNetModel"
+) -> Any:
+    """A ControlNet component (a diffusers folder of safetensors) on ``device``, as the
+    diffusers class ``model_class`` (the model family's: ``FluxControlNetModel``)."""
+    import diffusers
 
     source = component.source
     refuse_pickle(source)
@@ -32,7 +35,7 @@ def load_controlnet(component: ComponentSpec, device: Any, dtype: Any) -> Any:
         raise ModelLoadError(f"ControlNet {component.id!r}: {source} is not a diffusers folder")
     refuse_pickle_folder(source)
     quiet_progress_bars()
-    model = ControlNetModel.from_pretrained(
+    model = getattr(diffusers, model_class).from_pretrained(
         source, torch_dtype=dtype, local_files_only=True, use_safetensors=True
     )
     return model.to(device)

@@ -305,6 +305,7 @@ COMPONENT_BUILDERS: dict[str, str] = {
     "ip_adapter_sd15": "weights.tiny_ip_adapter:build_tiny_ip_adapter_sd15",
     "ip_adapter_sdxl": "weights.tiny_ip_adapter:build_tiny_ip_adapter_sdxl",
     "controlnet_sd15": "weights.tiny_controlnet:build_tiny_controlnet_sd15",
+    "controlnet_flux1": "weights.tiny_controlnet:build_tiny_controlnet_flux1",
     "esrgan": "weights.tiny_upscaler:build_tiny_esrgan",
     "segmenter": "weights.tiny_segmenter:build_tiny_segmenter",
     "taesd": "weights.tiny_autoencoders:build_tiny_taesd",

@@ -68,6 +68,8 @@ FILL_SEED = SEED + 61
 # The rotary axes split a head: FLUX.1 (time, row, column) 16+56+56 of 128 there, 4+6+6 of
 # 16 here; FLUX.2 four equal axes, 4x32 there, 4x4 here.
 HEAD_DIM = 16
+# The tiny T5's width (``weights.tiny_text_encoders.t5_encoder``'s d_model).
+TINY_T5_WIDTH = 32
 FLUX1_ROPE_AXES = (4, 6, 6)
 FLUX2_ROPE_AXES = (4, 4, 4, 4)
 FLUX1_LATENT_CHANNELS = 16
@@ -130,27 +132,19 @@ def _flux1_pipeline(
     transformer drawn with ``transformer_seed`` reading ``in_channels`` (Fill: 384) and
     writing ``out_channels`` (None: as many as it reads; Fill: the packed latents)."""
     import diffusers
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler
     from transformers import CLIPTextModel
 
     clip_config = _clip_text_config("quick_gelu")  # CLIP ViT-L's text tower, as SD 1.5's
     tokenizer_2 = t5_tokenizer()
     text_encoder_2 = _seeded(FLUX1_SEED + 1, lambda: t5_encoder(len(tokenizer_2)))
-    transformer = _seeded(
+    transformer = _flux1_transformer(
+        guidance_embeds,
         transformer_seed,
-        lambda: FluxTransformer2DModel(
-            patch_size=1,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            num_layers=1,
-            num_single_layers=1,
-            attention_head_dim=HEAD_DIM,
-            num_attention_heads=2,
-            joint_attention_dim=text_encoder_2.config.d_model,
-            pooled_projection_dim=clip_config.hidden_size,  # CLIP's pooled output
-            guidance_embeds=guidance_embeds,
-            axes_dims_rope=FLUX1_ROPE_AXES,
-        ),
+        in_channels,
+        out_channels,
+        text_width=text_encoder_2.config.d_model,
+        pooled_width=clip_config.hidden_size,  # CLIP's pooled output
     )
     return getattr(diffusers, pipeline_class)(
         scheduler=FlowMatchEulerDiscreteScheduler(**scheduler_config),
@@ -160,6 +154,49 @@ def _flux1_pipeline(
         text_encoder_2=text_encoder_2,
         tokenizer_2=tokenizer_2,
         transformer=transformer,
+    )
+
+
+def _flux1_transformer(
+    guidance_embeds: bool,
+    transformer_seed: int,
+    in_channels: int,
+    out_channels: int | None,
+    text_width: int,
+    pooled_width: int,
+) -> Any:
+    """A tiny FLUX.1 transformer drawn with ``transformer_seed``, reading text embeddings
+    ``text_width`` wide (T5's) and a pooled embedding ``pooled_width`` wide (CLIP's)."""
+    from diffusers import FluxTransformer2DModel
+
+    return _seeded(
+        transformer_seed,
+        lambda: FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=HEAD_DIM,
+            num_attention_heads=2,
+            joint_attention_dim=text_width,
+            pooled_projection_dim=pooled_width,
+            guidance_embeds=guidance_embeds,
+            axes_dims_rope=FLUX1_ROPE_AXES,
+        ),
+    )
+
+
+def tiny_flux1_transformer() -> Any:
+    """The tiny FLUX.1 [dev]'s transformer alone, as ``tiny_flux1_pipeline`` draws it
+    (without building the text encoders: the tiny FLUX ControlNet is made from it)."""
+    return _flux1_transformer(
+        guidance_embeds=True,
+        transformer_seed=FLUX1_SEED,
+        in_channels=FLUX1_LATENT_CHANNELS * 4,
+        out_channels=None,
+        text_width=TINY_T5_WIDTH,
+        pooled_width=_clip_text_config("quick_gelu").hidden_size,
     )
 
 

@@ -184,6 +184,11 @@ class Family:
     # Whether img2img runs the ``image_to_image`` pipeline (an inpaint one) under a mask
     # covering the whole image (FLUX.2: diffusers 0.42.1 has no img2img pipeline for it).
     img2img_by_mask: bool = False
+    # The ControlNet model class (by name) a ``controlnet`` component of the family loads
+    # as, and the keyword its ControlNet pipeline takes the control image by (FLUX.1:
+    # ``FluxControlNetModel``, ``control_image``); the pipeline is ``pipelines``' own.
+    controlnet_model: str = "ControlNetModel"
+    control_image_arg: str = "image"
     # Step previews (``pipelines.previews``): how a call's latents at a step become
     # (B, C, h, w) VAE latents, ``(pipe, latents, height, width) -> latents`` (FLUX unpacks
     # its tokens; None: they are already), and the linear projection used where no tiny

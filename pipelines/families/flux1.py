@@ -13,6 +13,10 @@ transformer reads 384 channels, the packed latents, masked-image latents and mas
 the base entry names one as its ``inpaint_model``, else on the base model itself
 (``FluxInpaintPipeline``: the unmasked latents blended back each step). Both take
 guidance embedded, as [dev] does (Kontext's default 2.5-3.5, Fill's 30: the entries').
+
+Structure guidance (agentic composition) runs ``FluxControlNetPipeline`` derived from the
+base model with a ``FluxControlNetModel`` component of the family (the control image
+VAE-encoded and packed as the latents are; ``control_image``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ FAMILY = Family(
         Task.TEXT_TO_IMAGE: "FluxPipeline",
         Task.IMAGE_TO_IMAGE: "FluxImg2ImgPipeline",
         Task.INPAINT: "FluxInpaintPipeline",
+        Task.CONTROLNET: "FluxControlNetPipeline",
     },
     checkpoints={
         ModelKind.INSTRUCT: "FluxKontextPipeline",
@@ -60,4 +65,6 @@ FAMILY = Family(
     emphasis=False,
     sized_image_calls=True,
     preview_latents=_spatial_latents,
+    controlnet_model="FluxControlNetModel",
+    control_image_arg="control_image",
 )

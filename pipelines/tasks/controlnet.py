@@ -1,6 +1,7 @@
 """ControlNet: text-to-image under a ControlNet's structure guidance (the agentic
 composition step). A base model derives one sibling pipeline per ControlNet component,
-each ControlNet loaded once, on first use."""
+each ControlNet loaded once, on first use, as its family's ControlNet class (SD's
+``ControlNetModel``, FLUX.1's ``FluxControlNetModel``)."""
 
 from __future__ import annotations
 
@@ -54,10 +55,11 @@ class ControlNet:
 def call(
     tasks: Sequence[ControlNet], counts: Sequence[int], width: int, height: int, family: Family
 ) -> dict:
-    """The call's arguments: one control image per generated image, the size and the
+    """The call's arguments: one control image per generated image (by the keyword the
+    family's ControlNet pipeline takes it: ``Family.control_image_arg``), the size and the
     shared conditioning scale."""
     return {
-        "image": per_image([t.control.image for t in tasks], counts),
+        family.control_image_arg: per_image([t.control.image for t in tasks], counts),
         "height": height,
         "width": width,
         "controlnet_conditioning_scale": tasks[0].control.scale,
@@ -73,7 +75,8 @@ def derive(model: LoadedModel, base: Any, variant: str | None) -> Any:
         known = ", ".join(c.id for c in model.components_of(ComponentKind.CONTROLNET)) or "none"
         raise KeyError(f"no ControlNet {variant!r} for {model.spec.id!r}; known: {known}")
     dtype = getattr(model.pipe, model.family.denoiser).dtype
-    controlnet = load_controlnet(model.components[variant], model.device, dtype)
+    component = model.components[variant]
+    controlnet = load_controlnet(component, model.device, dtype, model.family.controlnet_model)
     return model.family.pipeline_class(Task.CONTROLNET).from_pipe(base, controlnet=controlnet)
 
 

@@ -3,8 +3,7 @@ tiny FLUX.1 [dev]-like and FLUX.2 [klein]-like models): native and OpenAI genera
 with a seed per image, ``/v1/models``' per-model guidance, schedulers and prompt limit,
 and every bad input a 400 naming its field that charges and stores nothing (the prompt
 limits, emphasis on T5/Qwen3, guidance and negative prompts a model takes no part of,
-SD schedulers, sizes, and the SD-only features: IP-Adapter references, edits,
-variations, agentic)."""
+SD schedulers, sizes, and the SD-only features: IP-Adapter references, edits)."""
 
 from __future__ import annotations
 
@@ -47,13 +46,14 @@ def test_models_show_guidance_schedulers_prompt_limits_and_features(alice):
         "scheduler": "flow_euler",
     }
     edits = ["replace", "recreate", "erase", "variations"]
-    # Pins: FLUX.1 on its Kontext sibling, [klein] itself (tests/serving/test_flux_pins.py).
-    flux1_features = ["text_to_image", "reference", *edits, "pins", "styles", "image_to_prompt"]
-    assert flux1["features"] == flux1_features
+    # Pins: FLUX.1 on its Kontext sibling, [klein] itself (tests/serving/test_flux_pins.py);
+    # agentic on both, FLUX.1's composition through its ControlNet (test_flux_agentic.py).
+    flux1_features = ["text_to_image", "reference", *edits, "pins", "structure_guidance"]
+    assert flux1["features"] == [*flux1_features, "agentic", "styles", "image_to_prompt"]
     assert (klein["guidance_kind"], klein["max_sequence_length"]) == ("none", 128)
     assert klein["defaults"]["guidance"] == 0.0
-    klein_features = ["text_to_image", "reference", "instruct", *edits, "pins", "styles"]
-    assert klein["features"] == [*klein_features, "image_to_prompt"]
+    klein_features = ["text_to_image", "reference", "instruct", *edits, "pins", "agentic"]
+    assert klein["features"] == [*klein_features, "styles", "image_to_prompt"]
     assert "80x128" in klein["sizes"]  # the 16-px grid
     assert (sd15["guidance_kind"], sd15["max_sequence_length"]) == ("cfg", None)
     assert "euler" in sd15["schedulers"] and "flow_euler" not in sd15["schedulers"]
@@ -148,12 +148,6 @@ SD_ONLY = "models that have it: tiny-sd15, tiny-sdxl"
             {"tool": "instruct", "model": FLUX1, "instruction": "a hen"},
             "model",
             "models that have it: tiny-instruct, tiny-flux2-klein, tiny-flux1-kontext",
-        ),
-        (
-            "/v1/agentic/generations",
-            {"model": KLEIN, "prompt": "a cup", "references": [{"image": "x"}]},
-            "model",
-            SD_ONLY,
         ),
     ],
 )

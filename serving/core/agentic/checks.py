@@ -36,8 +36,6 @@ def base_model(catalog: Catalog, model: str | None) -> ModelSpec:
     spec = catalog.get(model)
     if spec.kind != ModelKind.BASE:
         raise ParamError("model", f"model {model!r} is not a base model")
-    # The planner steers with guidance, which FLUX.1 [schnell] and [klein] refuse: no
-    # agentic on FLUX until issue 21.
     require_feature(catalog, spec, "agentic", "model")
     return spec
 

@@ -26,6 +26,11 @@ Decisions where the issue is silent:
 - image-to-prompt (where the server has it) and the references' mean IP-Adapter
   embedding (where the model's family has one) steer inside the reservation
   (``serving.core.agentic.steering``); the plan's notes say what was used and skipped.
+- on a model whose text encoder counts tokens (T5, Qwen3: FLUX), the user's prompt is
+  counted by the model before credits are held (400 naming ``prompt``, as generations),
+  and the references' descriptions are kept only as far as the prompt still fits (the
+  last ones dropped first, with a note): they add to the user's words, which must not
+  fail the request inside the reservation.
 """
 
 from __future__ import annotations
@@ -185,6 +190,8 @@ class Agentic:
             if images is not None:
                 prompts, prompt_notes = await reference_prompts(self.clip, images, recipe)
                 notes += prompt_notes
+                prompts, fit_notes = await self._fitting(agent, agent_request, prompts)
+                notes += fit_notes
             adapter, adapter_note = await style_conditioning(
                 self.catalog, self.models, spec, images
             )
@@ -205,8 +212,36 @@ class Agentic:
             return Rendering(made, {}, AgenticDetail(recipe, plan, result.trace, kept))
 
         price = Price(self.catalog.price_of(OPERATION), 1, per_image=False)
+        first = agent.first_params(agent_request)
+        # Prompts counted where the model runs (T5, Qwen3): refused before the reservation.
+        counted = first.sequence_length is not None
+        check = (lambda: self.models.check(first)) if counted else None
         return await self.paid.images(
             tenant_id,
-            ImageOrder(spec.id, price, render, id_prefix="agen", started=started),
+            ImageOrder(spec.id, price, render, id_prefix="agen", started=started, check=check),
             request_id,
         )
+
+    async def _fitting(
+        self, agent: Agent, request: AgentRequest, prompts: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], list[str]]:
+        """The references' descriptions that still fit the model's prompt limit beside the
+        user's words (all of them where the encoder has no limit: CLIP's windows)."""
+        kept = prompts
+        while kept:
+            params = agent.first_params(replace(request, reference_prompts=kept))
+            if params.sequence_length is None:
+                return kept, []
+            try:
+                await self.models.check(params)
+                break
+            except ParamError as error:
+                if error.param != "prompt":
+                    raise
+                kept = kept[:-1]
+        if len(kept) == len(prompts):
+            return kept, []
+        return kept, [
+            f"image-to-prompt: {len(prompts) - len(kept)} description(s) dropped to fit "
+            "the model's prompt limit"
+        ]
