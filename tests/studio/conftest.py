@@ -1,0 +1,228 @@
+"""Kiln Studio in a real browser: one live ``kiln serve``, one Chromium, one page.
+
+The server is the real thing (the console script over a temp KILN_HOME whose models are
+the session's tiny ones); the browser is Debian's Chromium at ``/usr/bin/chromium``,
+driven by Playwright (``.ci/run`` installs it; ``playwright install`` is never run: it
+downloads). Where Chromium or Playwright is missing the tests skip, except under CI
+(``CI=true``), where that fails them. Tests share one signed-in page per module (few
+page loads) and each saves a screenshot under ``test-artifacts/studio/`` (git-ignored;
+``KILN_TEST_ARTIFACTS`` moves it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+# What the issue asks Chromium to run with (no sandbox as root in CI; no network
+# besides the server; no GPU on CI machines).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ADMIN_KEY = "kiln_studio-admin-key-not-for-production-01"
+STARTUP_TIMEOUT_S = 300
+CREDITS = 100_000
+ARTIFACTS = (
+    Path(os.environ.get("KILN_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+    / "studio"
+)
+
+
+def _required() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    if _required():
+        pytest.fail(f"{reason} (CI: .ci/run installs Chromium; pip installs the dev extras)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    """pytest-playwright's launch options: Debian's Chromium, never a downloaded one."""
+    if not CHROMIUM.exists():
+        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    return {
+        **browser_type_launch_args,
+        "executable_path": str(CHROMIUM),
+        "args": CHROMIUM_ARGS,
+    }
+
+
+@dataclass
+class Studio:
+    """The live server of the session and its accounts."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def admin(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {ADMIN_KEY}"}
+
+    def tenant(self, name: str, credits: int) -> str:
+        """A new tenant's API key, the tenant granted ``credits``."""
+        r = httpx.post(f"{self.url}/v1/admin/tenants", json={"name": name}, headers=self.admin())
+        assert r.status_code == 201, r.text
+        tenant_id = r.json()["id"]
+        r = httpx.post(f"{self.url}/v1/admin/tenants/{tenant_id}/keys", headers=self.admin())
+        assert r.status_code == 201, r.text
+        key = r.json()["key"]
+        if credits:
+            r = httpx.post(
+                f"{self.url}/v1/admin/tenants/{tenant_id}/credits",
+                json={"amount": credits},
+                headers=self.admin(),
+            )
+            assert r.status_code == 200, r.text
+        return key
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kiln() -> list[str]:
+    script = Path(sys.executable).with_name("kiln")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "serving.cli"]
+
+
+@pytest.fixture(scope="session")
+def studio_server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[Studio]:
+    """``kiln serve`` over a home of its own that links the session's tiny models
+    (built once by ``catalog``), so its database is its own."""
+    home = tmp_path_factory.mktemp("studio_home")
+    home.chmod(0o700)
+    (home / "models").symlink_to(kiln_home / "models", target_is_directory=True)
+    log = home.parent / "studio-serve.log"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KILN_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "KILN_ADMIN_KEY": ADMIN_KEY,
+        "KILN_RAY_NUM_CPUS": str(max(2, os.cpu_count() or 1)),
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*_kiln(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    server = Studio(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"kiln serve exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"kiln serve not ready after {STARTUP_TIMEOUT_S}s:\n{server.log_tail()}")
+        time.sleep(0.5)
+    yield server
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def studio_key(studio_server: Studio) -> str:
+    """The key of the session's artist tenant."""
+    return studio_server.tenant("studio artist", CREDITS)
+
+
+@pytest.fixture(scope="session")
+def studio_http(studio_server: Studio, studio_key: str) -> Iterator[httpx.Client]:
+    """httpx on the live server as the artist (to check what the browser did)."""
+    headers = {"authorization": f"Bearer {studio_key}"}
+    with httpx.Client(base_url=studio_server.url, headers=headers, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def studio_styles(studio_server: Studio, studio_key: str, tiny_sd15_loras) -> dict[str, dict]:
+    """An artist style (admin) whose name holds markup, and a private one (the artist's)."""
+    made = {}
+    specs = [
+        ("artist", "<script>window.__pwned = 1</script> Ink <b>wash</b>", ADMIN_KEY),
+        ("private", "My private glaze", studio_key),
+    ]
+    for (kind, name, key), path in zip(specs, tiny_sd15_loras, strict=True):
+        with path.open("rb") as f:
+            r = httpx.post(
+                f"{studio_server.url}/v1/styles",
+                files={"file": (path.name, f, "application/octet-stream")},
+                data={"name": name, "model": "tiny-sd15", "kind": kind},
+                headers={"authorization": f"Bearer {key}"},
+                timeout=120,
+            )
+        assert r.status_code == 201, r.text
+        made[kind] = r.json()
+    return made
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+def screenshot(page, artifacts: Path, name: str) -> Path:
+    """Save the page as ``<name>.png`` among the test artifacts."""
+    path = artifacts / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture
+def shot(request: pytest.FixtureRequest, artifacts: Path):
+    """Call with the page at the end of a test: its screenshot, named after the test.
+    Also saved on failure (the last page state) by the teardown."""
+    pages = []
+
+    def take(page) -> Path:
+        pages.append(page)
+        return screenshot(page, artifacts, request.node.name)
+
+    yield take
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed and pages:
+        screenshot(pages[-1], artifacts, f"{request.node.name}-failed")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report
