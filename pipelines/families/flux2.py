@@ -29,6 +29,7 @@ from pipelines.task import Task
 from weights.catalog import ModelFamily
 from weights.transformer_file import TransformerFileLayout
 
+
 def _spatial_latents(pipe: Any, latents: Any, height: int, width: int) -> Any:
     """A call's latent tokens (raster order of the 2x2-patchified, batch-normalised
     latents, diffusers' ``_pack_latents``) as (B, 32, H/8, W/8) latents, still
@@ -91,8 +92,8 @@ FAMILY = Family(
         Task.IMAGE_TO_IMAGE: "Flux2KleinInpaintPipeline",
         Task.INPAINT: "Flux2KleinInpaintPipeline",
         Task.INSTRUCT: "Flux2KleinPipeline",
-    },
         Task.REFERENCES: "Flux2KleinPipeline",
+    },
     prompt_encoder=Qwen3Prompts,
     schedulers=FLOW_SCHEDULERS,
     denoiser="transformer",
