@@ -76,6 +76,9 @@ def build_params(
         **call,
     )
     if sampling.partial_images is not None:
-        every = spread_every(params.steps, sampling.partial_images)
+        # An image task at a strength runs that share of its steps (as diffusers counts).
+        strength = getattr(params.task, "strength", None)
+        runs = params.steps if strength is None else max(1, int(params.steps * strength))
+        every = spread_every(runs, sampling.partial_images)
         params = dataclasses.replace(params, preview_every=every)
     return params

@@ -21,6 +21,7 @@ from serving.core.edits.openai import MAX_EDIT_IMAGES
 from serving.core.edits.orders import OpenAIEditOrder, VariationOrder
 from serving.http.errors import validation_error
 from serving.http.generations.protocol import SamplingFields
+from serving.http.openai_images.protocol import MAX_PARTIAL_IMAGES, streamed
 from serving.http.openai_images.responses import ResponseOptions
 
 FILE_FIELDS = ("image", "image[]", "mask")
@@ -39,14 +40,15 @@ class ImageFormFields(SamplingFields):
     output_format: Literal["png", "jpeg", "webp"] = "png"
     output_compression: int | None = Field(None, ge=0, le=100)
     strength: float | None = Field(None, gt=0, le=1)
+    # Edits stream (``streaming.py``); variations refuse ``stream``.
+    stream: bool | None = None
+    partial_images: int | None = Field(None, ge=0, le=MAX_PARTIAL_IMAGES)
     # OpenAI fields without meaning here: accepted, ignored.
     user: str | None = None
     quality: str | None = None
     background: str | None = None
     input_fidelity: str | None = None
     moderation: str | None = None
-    partial_images: str | None = None
-    stream: Literal["false", "False"] | None = None
 
     def response_options(self, base_url: str) -> ResponseOptions:
         """How the answer carries its images."""
@@ -56,6 +58,8 @@ class ImageFormFields(SamplingFields):
 
     def to_variation(self, files: Files) -> VariationOrder:
         """A variation's form as the core takes it (400 unless exactly one image)."""
+        if self.stream:
+            raise ParamError("stream", "variations do not stream; leave stream out")
         uploads = files.get("image", [])
         if len(uploads) != 1 or files.get("image[]") or files.get("mask"):
             raise ParamError("image", "a variation takes exactly one image and no mask")
@@ -95,7 +99,7 @@ class ImageEditFields(ImageFormFields):
             size=self.size,
             strength=self.strength,
             tool=self.tool,
-            sampling=self.sampling(),
+            sampling=streamed(self.sampling(), self.stream, self.partial_images),
         )
 
 

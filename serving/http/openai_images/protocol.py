@@ -9,13 +9,18 @@ ones that would change the result and that Kiln cannot honour are refused.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.params import MAX_IMAGES
 from serving.core.generations.orders import GenerationOrder
+from serving.core.generations.params import Sampling
 from serving.http.generations.protocol import SamplingFields
+
+# OpenAI's range of ``partial_images`` (a streamed answer's previews per image).
+MAX_PARTIAL_IMAGES = 3
 
 
 class ImageGenerationRequest(SamplingFields):
@@ -33,7 +38,12 @@ class ImageGenerationRequest(SamplingFields):
     output_format: Literal["png", "jpeg", "webp"] | None = "png"
     output_compression: int | None = Field(None, ge=0, le=100)
     background: Literal["auto", "opaque"] | None = None
-    stream: Literal[False] | None = None
+    stream: bool | None = Field(
+        None, description="answer as Server-Sent Events (serving/http/openai_images/streaming.py)"
+    )
+    partial_images: int | None = Field(
+        None, ge=0, le=MAX_PARTIAL_IMAGES, description="step previews per image when streamed"
+    )
     quality: str | None = None
     user: str | None = None
     style: str | None = None
@@ -47,9 +57,17 @@ class ImageGenerationRequest(SamplingFields):
             prompt=self.prompt,
             n=self.n if self.n is not None else 1,
             size=self.size,
-            sampling=self.sampling(),
+            sampling=streamed(self.sampling(), self.stream, self.partial_images),
             style_strength=self.style_strength,
         )
+
+
+def streamed(sampling: Sampling, stream: bool | None, partial_images: int | None) -> Sampling:
+    """A streamed request's sampling: its ``partial_images`` previews (0 without) spread
+    over its steps; a request that does not stream keeps its own ``preview_every``."""
+    if not stream:
+        return sampling
+    return dataclasses.replace(sampling, partial_images=partial_images or 0)
 
 
 class ImageObject(BaseModel):
