@@ -1,4 +1,8 @@
-"""The outermost ASGI middleware: request id, metrics, and the last-resort 500.
+"""The outermost ASGI middleware: request id, priority class, metrics, the last-resort 500.
+
+``x-kiln-priority: batch`` puts the request's model calls in the fair queue's batch
+class (``serving.core.scheduling``); without it a request is ``interactive``; any other
+value is a 400 ``invalid_priority``.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so streaming responses pass through
 untouched and an exception anywhere below (route, handler, serialisation) still gets an
@@ -17,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.core.errors import REQUEST_ID_HEADER
 from serving.core.logs import current_request_id
 from serving.core.metrics import Metrics
+from serving.core.scheduling.context import PRIORITY_HEADER, check_priority, current_priority
 from serving.http.errors import api_error_for, error_response
 
 logger = logging.getLogger(__name__)
@@ -64,6 +69,8 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if PRIORITY_HEADER in headers:  # a client may send its own request as batch work
+                current_priority.set(check_priority(headers[PRIORITY_HEADER], PRIORITY_HEADER))
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             logger.exception("request %s failed", request_id)

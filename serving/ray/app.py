@@ -103,6 +103,24 @@ def model_client(
         # Well inside the idle timeout: readiness lapses before the replica can go.
         ready_ttl_s=min(ON_DEMAND_READY_S, settings.model_idle_s / 2),
         failures=failures,
+        admission=admission(settings, models),
+    )
+
+
+def admission(settings: Settings, models: list[ModelSpec]) -> Any:
+    """The ingress's ``RayAdmission``: each model's scheduler admits one batch group per
+    replica the model may have (its placement's most replicas)."""
+    from serving.core.scheduling.admission import scheduler_config
+    from serving.ray.scheduler import RayAdmission
+
+    configs = {
+        spec.id: scheduler_config(settings, placement_for(settings, spec, 0.0).max_replicas)
+        for spec in models
+    }
+    return RayAdmission(
+        configs,
+        enabled=settings.fair_queue,
+        default_max_queued_images=settings.tenant_max_queued_images,
     )
 
 

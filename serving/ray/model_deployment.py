@@ -102,6 +102,9 @@ class ModelDeployment:
         self.spec = spec
         self.max_batch_size = settings.max_batch_size
         self.batch_wait_s = settings.batch_wait_s
+        # Behind the fair queue (serving.ray.scheduler) the requests of one admitted batch
+        # group arrive a few ms apart at an idle replica: the window collects them.
+        self.fair_queue = settings.fair_queue
         self._in_flight = 0
         self.engine = Engine.load(
             spec,
@@ -180,7 +183,7 @@ class ModelDeployment:
             # A request that finds the replica idle has no one to share a call with:
             # start it at once instead of waiting out the batch window. Requests that
             # arrive while others are in flight wait the window and batch together.
-            idle = self._in_flight == 1
+            idle = self._in_flight == 1 and not self.fair_queue
             self._batched.set_batch_wait_timeout_s(0.0 if idle else self.batch_wait_s)
             item = BatchItem(params, min(params.n, self.max_batch_size), channel)
             result = await self._batched(item)

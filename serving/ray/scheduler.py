@@ -77,7 +77,7 @@ class SchedulerActor:
         self.scheduler.unhold(hold_id)
 
     async def position(self, request_id: str) -> QueuePosition | None:
-        ticket_id = self.scheduler.find(f"{request_id}:")
+        ticket_id = self.scheduler.find(request_id)
         return None if ticket_id is None else self.scheduler.position(ticket_id)
 
     async def stats(self) -> dict[str, int]:

@@ -83,18 +83,29 @@ def test_class_weights_keep_batch_work_from_starving():
     assert got["b"] / (got["i"] + got["b"]) == pytest.approx(0.2, abs=0.03), got
 
 
-def test_groups_fill_one_call_with_the_same_batch_key_across_tenants():
+def test_groups_fill_one_call_with_small_same_key_requests_but_no_big_stranger():
     queue = FairQueue(slots=1, group_images=8)
-    a1, a2 = ticket("a", 2, key="x"), ticket("a", 2, key="y")
-    b1, c1 = ticket("b", 2, key="x"), ticket("c", 4, key="x")
-    for t in (a1, a2, b1, c1):
+    a1, a2 = ticket("a", 1, key="x"), ticket("a", 1, key="y")
+    b1, c1, d1 = ticket("b", 1, key="x"), ticket("c", 1, key="x"), ticket("d", 4, key="x")
+    for t in (a1, a2, b1, c1, d1):
         queue.push(t)
     group = queue.admit()
-    assert [t.id for t in group] == [a1.id, b1.id, c1.id]  # a2 (key y) waits its call
+    # b and c share a's call on their coming turn; d's 4 images would swell it: d waits.
+    assert [t.id for t in group] == [a1.id, b1.id, c1.id]
     assert queue.admit() == []  # one group per slot
     for t in group:
         queue.release(t.id)
-    assert queue.admit() == [a2]
+    assert queue.admit() == [a2]  # key y: a call of its own
+    queue.release(a2.id)
+    assert queue.admit() == [d1]
+
+
+def test_a_tenant_alone_fills_calls_with_its_own_requests():
+    queue = FairQueue(slots=1, group_images=8)
+    mine = [ticket("a", 4) for _ in range(4)]
+    for t in mine:
+        queue.push(t)
+    assert queue.admit() == mine[:2]
 
 
 def test_a_request_bigger_than_a_call_runs_alone_and_slots_bound_the_groups():

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from serving.core.errors import too_many_requests
 from serving.core.logs import current_request_id
-from serving.core.scheduling.context import current_priority, current_work
+from serving.core.scheduling.context import current_priority, current_work, queue_listener
 from serving.core.scheduling.fair_queue import Ticket, parse_class_weights
 from serving.core.scheduling.scheduler import QueuePosition, Scheduler, SchedulerConfig
 
@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 QUOTA_RETRY_AFTER_S = 2
 # Where a call runs for nobody in particular (no paid order around it: pings, tools).
 NO_TENANT = "-"
+# How often a queued call with a listener (a job) is told its position.
+POSITION_EVERY_S = 0.5
 
 
 def scheduler_config(settings: Any, slots: int = 1) -> SchedulerConfig:
@@ -104,9 +106,15 @@ class Admission:
         queued = self._gauge(model, ticket.priority)
         if queued is not None:
             queued.inc(ticket.images)
+        listener = queue_listener.get()
+        telling = None
+        if listener is not None:
+            telling = asyncio.ensure_future(self._tell(model, ticket.id, listener))
         try:
             waited = await self._admit(model, ticket)
         finally:
+            if telling is not None:
+                telling.cancel()
             if queued is not None:
                 queued.dec(ticket.images)
         if self.metrics is not None:
@@ -115,6 +123,18 @@ class Admission:
             yield
         finally:
             await asyncio.shield(self._release(model, ticket.id))
+
+    async def _tell(self, model: str, ticket_id: str, listener: Any) -> None:
+        """Tell ``listener`` the queued ticket's position until it is admitted."""
+        while True:
+            await asyncio.sleep(POSITION_EVERY_S)  # most calls never wait this long
+            try:
+                position = await self._position(model, ticket_id)
+            except Exception:
+                logger.debug("no queue position for %s", ticket_id, exc_info=True)
+                continue
+            if position is not None:
+                listener(position)
 
     def _gauge(self, model: str, priority: str) -> Any:
         return None if self.metrics is None else self.metrics.queued_images.labels(model, priority)
@@ -188,5 +208,5 @@ class LocalAdmission(Admission):
 
     async def _position(self, model: str, request_id: str) -> QueuePosition | None:
         scheduler = self.scheduler(model)
-        ticket_id = scheduler.find(f"{request_id}:")
+        ticket_id = scheduler.find(request_id)
         return None if ticket_id is None else scheduler.position(ticket_id)

@@ -4,14 +4,15 @@ The paid path (``serving.core.paid_images``) sets ``current_work`` — tenant, t
 queue weight and the order's hold — around an order, so the model client's admission
 (``serving.core.scheduling.admission``) knows whose call it queues without a tenant
 argument on every signature between. The priority class is the caller's: synchronous
-routes leave the default ``interactive``; batch lines (``kiln batch``, ``/v1/batches``)
+routes leave the default ``interactive`` (a client may send ``x-kiln-priority: batch``
+to put its own request behind interactive work); batch lines (``kiln batch``, ``/v1/batches``)
 set ``batch`` with ``priority_scope``; an asynchronous job that asked
 ``priority: "batch"`` does the same with the value ``check_priority`` accepted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from serving.core.errors import KilnError
 from serving.core.scheduling.fair_queue import PRIORITIES
 
 DEFAULT_PRIORITY = "interactive"
+# The request header a client lowers its own request's class with (serving.http middleware).
+PRIORITY_HEADER = "x-kiln-priority"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class Work:
 
 current_priority: ContextVar[str] = ContextVar("kiln_priority", default=DEFAULT_PRIORITY)
 current_work: ContextVar[Work | None] = ContextVar("kiln_work", default=None)
+# Told where the task's model calls wait (a ``QueuePosition``) while they are queued,
+# every ``admission.POSITION_EVERY_S``: a job's progress sets it (``GET /v1/jobs/{id}``).
+queue_listener: ContextVar[Callable[[object], None] | None] = ContextVar(
+    "kiln_queue_listener", default=None
+)
 
 
 class InvalidPriority(KilnError):

@@ -17,8 +17,11 @@ Units are *images*: a 12-image request costs 12. Three decisions, in order:
    empties leaves the round and its deficit resets.
 3. **Batch group.** The admitted request leads a *group*: one pipeline call's worth
    (``group_images``) filled with requests of the same class and ``batch_key``, taken
-   from the tenants' heads in round order (charged to their deficits, which may go
-   negative: the debt is paid back in later turns, so shares hold in the long run).
+   from the tenants' heads in round order and charged to their deficits. The leader's
+   tenant may borrow for its own further requests; another tenant's request joins only
+   if its deficit with its coming turn's quantum covers it (so small requests of many
+   tenants share a call, but a big request never swells a small one's call). A deficit
+   left negative is a debt paid back in later turns: shares hold in the long run.
    At most ``slots`` groups run at once (one per replica): a request admitted is one the
    replica runs next, so nothing waits inside the replica behind other tenants' work.
 
@@ -206,7 +209,8 @@ class FairQueue:
         size = self._cost(leader)
         # Fill the call with requests that can share it, in round order.
         while size < self.group_images:
-            joiner = self._same_key_head(klass, leader.batch_key, self.group_images - size)
+            room = self.group_images - size
+            joiner = self._same_key_head(klass, leader, room)
             if joiner is None:
                 break
             group.append(joiner)
@@ -258,11 +262,14 @@ class FairQueue:
                 tenant = klass.tenants[name]
                 tenant.deficit += rounds * self.quantum * tenant.weight
 
-    def _same_key_head(self, klass: _Class, key: Hashable, room: int) -> Ticket | None:
+    def _same_key_head(self, klass: _Class, leader: Ticket, room: int) -> Ticket | None:
         for name in list(klass.active):
-            head = klass.tenants[name].queue[0]
+            tenant = klass.tenants[name]
+            head = tenant.queue[0]
             cost = self._cost(head)
-            if head.batch_key == key and cost <= room:
+            if head.batch_key != leader.batch_key or cost > room:
+                continue
+            if name == leader.tenant or tenant.deficit + self.quantum * tenant.weight >= cost:
                 return self._take(klass, name, cost)
         return None
 

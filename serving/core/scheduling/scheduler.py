@@ -132,10 +132,13 @@ class Scheduler:
             eta = work * self.seconds_per_image / self.config.slots
         return QueuePosition(requests, images, eta)
 
-    def find(self, prefix: str) -> str | None:
-        """The id of a queued ticket whose id starts with ``prefix`` (a request id)."""
+    def find(self, key: str) -> str | None:
+        """A queued ticket's id: ``key`` itself, or a ticket of request ``key`` (ticket
+        ids are ``<request id>:<suffix>``)."""
         for ticket_id in self._waiters:
-            if ticket_id.startswith(prefix) and self.queue.is_queued(ticket_id):
+            if (ticket_id == key or ticket_id.startswith(f"{key}:")) and self.queue.is_queued(
+                ticket_id
+            ):
                 return ticket_id
         return None
 

@@ -15,6 +15,8 @@ from serving.http.admin.protocol import (
     GrantRequest,
     KeyInfo,
     KeyList,
+    TenantQueueRequest,
+    TenantQueueResponse,
     TenantResponse,
 )
 from serving.http.auth import AdminDep
@@ -62,3 +64,34 @@ async def grant_credits(
     """Add credits to the tenant's balance; answers the new balance."""
     balance = await asyncio.to_thread(grant, core.ledger, tenant_id, body.amount, "admin grant")
     return BalanceResponse(tenant_id=tenant_id, balance=balance.available, held=balance.held)
+
+
+@router.put("/v1/admin/tenants/{tenant_id}/queue", response_model=TenantQueueResponse)
+async def set_tenant_queue(
+    tenant_id: str, body: TenantQueueRequest, core: CoreDep, admin: AdminDep
+) -> TenantQueueResponse:
+    """Set the tenant's weight in the models' fair queues and its own queued-images quota
+    (every ingress uses them within a few seconds); answers the settings in force."""
+
+    def store():  # noqa: ANN202
+        core.ledger.tenant(tenant_id)  # 404 for an unknown tenant, before anything is stored
+        return core.paid.queues.set(tenant_id, body.weight, body.max_queued_images)
+
+    queue = await asyncio.to_thread(store)
+    return TenantQueueResponse(
+        tenant_id=tenant_id, weight=queue.weight, max_queued_images=queue.max_queued_images
+    )
+
+
+@router.get("/v1/admin/tenants/{tenant_id}/queue", response_model=TenantQueueResponse)
+async def get_tenant_queue(tenant_id: str, core: CoreDep, admin: AdminDep) -> TenantQueueResponse:
+    """The tenant's weight in the models' fair queues and its queued-images quota."""
+
+    def read():  # noqa: ANN202
+        core.ledger.tenant(tenant_id)
+        return core.paid.queues.of(tenant_id)
+
+    queue = await asyncio.to_thread(read)
+    return TenantQueueResponse(
+        tenant_id=tenant_id, weight=queue.weight, max_queued_images=queue.max_queued_images
+    )

@@ -73,3 +73,23 @@ class BalanceResponse(BaseModel):
     tenant_id: str
     balance: int
     held: int
+
+
+class TenantQueueRequest(BaseModel):
+    """A tenant's place in the models' fair queues: its weight in the deficit round robin
+    (0.01-100; omitted keeps it) and its own queued-images quota (at least 1; omitted or
+    null: the server's ``KILN_TENANT_MAX_QUEUED_IMAGES``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: float | None = None
+    max_queued_images: int | None = None
+
+
+class TenantQueueResponse(BaseModel):
+    """The settings in force: the weight, and the quota (own or the server's; null: none)."""
+
+    object: str = "tenant_queue"
+    tenant_id: str
+    weight: float
+    max_queued_images: int | None

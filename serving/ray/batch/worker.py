@@ -43,6 +43,7 @@ from PIL.PngImagePlugin import PngInfo
 from serving.core.batches.lines import canonical_json, recorded_request
 from serving.core.lower_errors import kiln_error_for
 from serving.core.paid_images import ImageResult
+from serving.core.scheduling.context import current_priority
 from serving.core.settings import Settings
 from weights.catalog import Catalog
 
@@ -170,6 +171,7 @@ class BatchWorker:
         """The route's use case for ``kind``, its order converted once from the line's
         request by the route's own request class."""
         core, tenant_id, rid = self.core, self.tenant_id, request_id(self.run_id, number)
+        current_priority.set("batch")  # this line's task only: behind interactive work
         if kind == "generation":
             from serving.http.generations.protocol import GenerationRequest
 
