@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/delivery_cost.py
 	$(BIN)/python benchmarks/svg_memory.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/body_memory.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/fair_queue.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/preview_overhead.py
 
 # On a CUDA machine; runs from the source tree (no install needed beyond torch/diffusers).

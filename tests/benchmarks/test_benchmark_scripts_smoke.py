@@ -46,6 +46,11 @@ PRINTS: dict[str, tuple[str, ...]] = {
         "| 256² | style asset: + visible preview |", "| 256² | base asset + C2PA manifest |",
         "| 128² | noise | ", "| 256² | textured | ",
     ),
+    "fair_queue.py": (
+        "with scheduler: A 16 images (batch)", "with scheduler: A 16 images (interactive)",
+        "without scheduler: A 16 images (batch)", "B wait p50",
+        "two saturating tenants over 3 s:",
+    ),
     "gpu_generate.py": (
         "TFLOP/s", "vs plain: latency", "kiln phases", "sdxl fast path:", "sd15 fast path:",
         "skipped: fa3 (not on CUDA)",
