@@ -285,7 +285,22 @@ def test_markup_in_a_style_name_or_prompt_shows_as_text(page: Page, shot):
 
 def test_generate_three_images_and_reuse_a_seed(page: Page, studio_http, shot):
     pick(page, "tiny-sd15 (sd15)")
-    ids = generate(page, 3, prompt="a harbour at dawn")
+    # The Studio asks for a job (Prefer: respond-async) and reads its event stream with
+    # fetch() (the key in its Authorization header), not EventSource.
+    is_post = lambda r: r.url.endswith("/v1/generations")  # noqa: E731
+    with (
+        page.expect_response(is_post) as posted,
+        page.expect_response(lambda r: "/v1/jobs/" in r.url and r.url.endswith("/events")) as ev,
+    ):
+        ids = generate(page, 3, prompt="a harbour at dawn")
+    assert posted.value.request.headers["prefer"] == "respond-async"
+    assert posted.value.status == 202
+    job_id = posted.value.json()["id"]
+    assert ev.value.url.endswith(f"/v1/jobs/{job_id}/events")
+    assert ev.value.headers["content-type"].startswith("text/event-stream")
+    assert ev.value.request.headers["authorization"].startswith("Bearer ")
+    assert ev.value.request.resource_type == "fetch"
+    assert studio_http.get(f"/v1/jobs/{job_id}").json()["state"] == "succeeded"
     assert len(set(ids)) == 3
     seeds = [studio_http.get(f"/v1/assets/{i}").json()["seed"] for i in ids]
     assert seeds == sorted(seeds) and seeds[2] - seeds[0] == 2  # image i uses seed + i
@@ -377,7 +392,7 @@ def test_create_a_pin_and_use_it(page: Page, studio_http, shot):
     with page.expect_response(lambda r: r.url.endswith("/v1/generations")) as answer:
         page.get_by_role("button", name="Generate").click()
     assert answer.value.request.post_data_json["pins"] == [pin["id"]]
-    assert answer.value.status == 200
+    assert answer.value.status == 202  # a job (Prefer: respond-async)
     made = page.locator(".batch").first.locator(".image-card")
     expect(made).to_have_count(1, timeout=GENERATE_TIMEOUT_MS)
     use.uncheck()

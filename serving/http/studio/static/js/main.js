@@ -15,7 +15,7 @@ const PAGES = [
 ];
 const DEFAULT_PAGE = "create";
 // Generations as jobs with live events (Prefer: respond-async), where the server has them.
-const ASYNC_JOBS = false;
+const ASYNC_JOBS = true;
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");

@@ -223,7 +223,7 @@ export function mount(root, ctx) {
     }
     replace(formStatus);
     const [path, body] = requestBody();
-    const n = entry.agentic ? body.n : body.n;
+    const n = body.n;
     const slots = Array.from({ length: n }, (_, i) => h("div", { class: "slot", "aria-busy": "true" }, h("p", {}, `Image ${i + 1}: waiting…`)));
     const batchStatus = h("div", { class: "batch-status", "aria-live": "polite" });
     const batch = h("section", { class: "batch", "aria-label": `Generation: ${body.prompt || "(no prompt)"}` },
@@ -250,7 +250,11 @@ export function mount(root, ctx) {
   function onEvent(event, slots, batchStatus) {
     const data = event.data || {};
     if (event.type === "progress" && data.total) {
-      replace(batchStatus, h("p", {}, `Step ${data.step} of ${data.total}`));
+      const eta = data.eta_s !== undefined && data.eta_s !== null ? ` · about ${Math.ceil(data.eta_s)} s left` : "";
+      replace(batchStatus, h("p", {}, `Step ${data.step} of ${data.total}${eta}`));
+      slots.forEach((slot, i) => {
+        if (!slot.dataset.filled && !slot.querySelector("img")) replace(slot, h("p", {}, `Image ${i + 1}: step ${data.step} of ${data.total}`));
+      });
     } else if (event.type === "queue" || data.position !== undefined) {
       replace(batchStatus, h("p", {}, `Queue position: ${data.position}`));
     }
