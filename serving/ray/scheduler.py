@@ -14,7 +14,7 @@ owned by (and dies with) its creator. It is not detached: it goes with the app.
 
 A scheduler that dies (killed, its node or owner lost) loses its queue, not requests:
 each caller waiting for admission gets Ray's actor error and queues again on a new
-actor, up to ``ADMIT_TRIES`` times, after which the request answers 503
+actor, up to ``ADMIT_TRIES`` times (a few seconds), after which the request answers 503
 ``scheduler_unavailable`` with ``retry-after`` and the paid path releases its credits.
 Calls already admitted run on and their release to the dead actor is dropped; until
 they end, the new actor may admit past capacity (a replica's queue holds them: nothing
@@ -39,12 +39,18 @@ logger = logging.getLogger(__name__)
 
 NAMESPACE = "kiln"
 # Admission attempts of one call across scheduler restarts before it answers 503.
-ADMIT_TRIES = 3
+ADMIT_TRIES = 5
 # Pause before asking for the scheduler again after finding it dead: its name is freed
 # once Ray has marked it dead, a moment after the kill.
 RESTART_PAUSE_S = 0.2
 # Waiters are coroutines in the actor's event loop: many at once is cheap.
 ACTOR_CONCURRENCY = 10_000
+# An admission or quota hold lapses this long after its caller's last renewal (the
+# caller's process died); callers renew every RENEW_EVERY_S, the actor sweeps every
+# SWEEP_EVERY_S.
+LEASE_S = 60.0
+RENEW_EVERY_S = 15.0
+SWEEP_EVERY_S = 10.0
 
 
 def actor_name(model_id: str) -> str:
@@ -59,10 +65,23 @@ class SchedulerActor:
         from serving.core.logs import configure_replica_logging
 
         configure_replica_logging()
-        self.scheduler = Scheduler(config)
+        self.scheduler = Scheduler(config, lease_s=LEASE_S)
+        self._sweeper: asyncio.Task | None = None
 
     async def admit(self, ticket: Ticket) -> float:
+        if self._sweeper is None:  # the actor's event loop runs only inside its methods
+            self._sweeper = asyncio.ensure_future(self._sweep())
         return await self.scheduler.admit(ticket)
+
+    async def renew(self, ids: list[str]) -> None:
+        self.scheduler.renew(ids)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            lapsed = self.scheduler.sweep()
+            if lapsed:
+                logger.warning("freed %d admission(s) whose caller went away", len(lapsed))
 
     async def release(self, ticket_id: str) -> None:
         self.scheduler.release(ticket_id)
@@ -96,6 +115,24 @@ class RayAdmission(Admission):
         super().__init__(enabled, default_max_queued_images)
         self.configs = configs
         self._actors: dict[str, Any] = {}
+        self._live: dict[str, set[str]] = {}  # model -> admissions and holds to renew
+        self._renewer: asyncio.Task | None = None
+
+    def _holding(self, model_id: str, lease_id: str) -> None:
+        self._live.setdefault(model_id, set()).add(lease_id)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.ensure_future(self._renew())
+
+    def _dropping(self, model_id: str, lease_id: str) -> None:
+        self._live.get(model_id, set()).discard(lease_id)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY_S)
+            for model_id, ids in list(self._live.items()):
+                actor = self._actors.get(model_id)
+                if actor is not None and ids:
+                    await self._quietly(actor.renew.remote(sorted(ids)))
 
     async def actor(self, model_id: str) -> Any:
         """The model's scheduler actor, made if no process has made it yet."""
@@ -125,7 +162,9 @@ class RayAdmission(Admission):
             actor = await self.actor(model)
             call = actor.admit.remote(ticket)
             try:
-                return await call
+                waited = await call
+                self._holding(model, ticket.id)
+                return waited
             except asyncio.CancelledError:
                 # The client left: take the ticket out (or give its admission back).
                 asyncio.ensure_future(self._quietly(actor.cancel.remote(ticket.id)))
@@ -133,7 +172,7 @@ class RayAdmission(Admission):
             except ray.exceptions.RayActorError:
                 self._lost(model, actor)
                 if attempt + 1 < ADMIT_TRIES:
-                    await asyncio.sleep(RESTART_PAUSE_S)
+                    await asyncio.sleep(RESTART_PAUSE_S * (attempt + 1))
         raise service_unavailable(
             f"the scheduler of model {model!r} is restarting; retry",
             retry_after_s=1,
@@ -141,6 +180,7 @@ class RayAdmission(Admission):
         )
 
     async def _release(self, model: str, ticket_id: str) -> None:
+        self._dropping(model, ticket_id)
         actor = self._actors.get(model)
         if actor is not None:
             await self._quietly(actor.release.remote(ticket_id))
@@ -151,11 +191,15 @@ class RayAdmission(Admission):
         for attempt in range(ADMIT_TRIES):
             actor = await self.actor(model)
             try:
-                return await actor.hold.remote(hold_id, tenant, images, limit)
+                held = await actor.hold.remote(hold_id, tenant, images, limit)
             except ray.exceptions.RayActorError:
                 self._lost(model, actor)
                 if attempt + 1 < ADMIT_TRIES:
-                    await asyncio.sleep(RESTART_PAUSE_S)
+                    await asyncio.sleep(RESTART_PAUSE_S * (attempt + 1))
+                continue
+            if held:
+                self._holding(model, hold_id)
+            return held
         raise service_unavailable(
             f"the scheduler of model {model!r} is restarting; retry",
             retry_after_s=1,
@@ -163,6 +207,7 @@ class RayAdmission(Admission):
         )
 
     async def _unhold(self, model: str, hold_id: str) -> None:
+        self._dropping(model, hold_id)
         actor = self._actors.get(model)
         if actor is not None:
             await self._quietly(actor.unhold.remote(hold_id))

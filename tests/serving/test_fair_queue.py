@@ -181,3 +181,26 @@ def test_scheduler_admits_in_turn_waits_counted_and_quota_holds_nothing_past_it(
         assert scheduler.hold("h3", "t", 12, limit=8)  # alone, a big order may run
 
     asyncio.run(scenario())
+
+
+def test_admissions_and_holds_of_a_caller_that_stopped_renewing_lapse():
+    async def scenario() -> None:
+        scheduler = Scheduler(SchedulerConfig(slots=1, group_images=1), lease_s=1.0)
+        kept, lost, next_ = ticket("a"), ticket("b", key="b"), ticket("c", key="c")
+        await scheduler.admit(kept)
+        scheduler.release(kept.id)
+        await scheduler.admit(lost)  # its caller dies holding the only slot
+        waiting = asyncio.ensure_future(scheduler.admit(next_))
+        assert scheduler.hold("h", "t", 1, limit=None)
+        for _ in range(3):
+            await asyncio.sleep(0.2)
+            scheduler.renew(["h"])  # the hold's caller is alive
+            assert scheduler.sweep() == []
+        await asyncio.sleep(0.6)
+        assert scheduler.sweep() == [lost.id]
+        await asyncio.wait_for(waiting, 1)  # the slot came back
+        assert scheduler.held_images("t") == 1
+        await asyncio.sleep(1.1)
+        assert set(scheduler.sweep()) == {"h", next_.id}
+
+    asyncio.run(scenario())

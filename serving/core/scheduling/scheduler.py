@@ -14,6 +14,9 @@ whose methods are these. Every method but ``admit`` answers at once.
   client hung up) leaves the queue.
 - ``position``: where a queued ticket stands and an ETA from the measured seconds per
   image of recent calls.
+- ``renew``/``sweep`` (with ``lease_s``, in the actor): admissions and holds whose
+  caller stopped renewing them (its process died) are freed, so a dead ingress cannot
+  keep a replica's slot for ever.
 """
 
 from __future__ import annotations
@@ -54,9 +57,13 @@ class SchedulerConfig:
 class Scheduler:
     """Admission to one model's replicas (see the module docstring)."""
 
-    def __init__(self, config: SchedulerConfig) -> None:
+    def __init__(self, config: SchedulerConfig, lease_s: float | None = None) -> None:
         self.config = config
         self.queue = config.queue()
+        # Admissions and holds of other processes (the actor's callers) lapse unless
+        # renewed within ``lease_s``: a caller that died frees what it held.
+        self.lease_s = lease_s
+        self._expires: dict[str, float] = {}
         self._waiters: dict[str, asyncio.Future[float]] = {}
         self._admitted_at: dict[str, float] = {}
         self._group_started: dict[int, float] = {}
@@ -74,10 +81,35 @@ class Scheduler:
             if held > 0 and held + images > limit:
                 return False
         self._holds[hold_id] = (tenant, images)
+        self._lease(hold_id)
         return True
 
     def unhold(self, hold_id: str) -> None:
         self._holds.pop(hold_id, None)
+        self._expires.pop(hold_id, None)
+
+    # Leases.
+
+    def renew(self, ids: list[str]) -> None:
+        """Push on the leases of these admissions and holds (their caller is alive)."""
+        for lease_id in ids:
+            if lease_id in self._expires:
+                self._lease(lease_id)
+
+    def sweep(self) -> list[str]:
+        """Free the admissions and holds whose lease ran out; their ids."""
+        now = time.monotonic()
+        lapsed = [lease_id for lease_id, until in self._expires.items() if until <= now]
+        for lease_id in lapsed:
+            if lease_id in self._holds:
+                self.unhold(lease_id)
+            else:
+                self.release(lease_id)
+        return lapsed
+
+    def _lease(self, lease_id: str) -> None:
+        if self.lease_s is not None:
+            self._expires[lease_id] = time.monotonic() + self.lease_s
 
     def held_images(self, tenant: str) -> int:
         return sum(images for owner, images in self._holds.values() if owner == tenant)
@@ -103,6 +135,7 @@ class Scheduler:
     def release(self, ticket_id: str) -> None:
         """The ticket's call is over (or it never ran): its capacity goes to the next."""
         ticket = self.queue.release(ticket_id)
+        self._expires.pop(ticket_id, None)
         started = self._admitted_at.pop(ticket_id, None)
         if ticket is not None and started is not None and not self._in_group(ticket.group):
             self._measure(ticket.group)
@@ -160,6 +193,7 @@ class Scheduler:
             if waiter is None or waiter.done():
                 orphans.append(ticket.id)  # its waiter left as it was admitted
                 continue
+            self._lease(ticket.id)
             waiter.set_result(now - ticket.enqueued)
         for ticket_id in orphans:
             self.release(ticket_id)
