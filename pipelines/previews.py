@@ -21,7 +21,9 @@ Latents that a family packs into tokens (FLUX) are unpacked by the family first
 (``Family.preview_latents``: diffusers' own ``_unpack_latents`` for FLUX.1).
 
 A preview is at most ``PREVIEW_MAX_SIDE`` px on its long side (resized from the decoded
-size), encoded as a lossy WebP: a progress picture, not an image to keep.
+size; a tiny autoencoder decodes latents averaged down to twice that side first, so its
+cost does not grow with the image), encoded as a lossy WebP: a progress picture, not an
+image to keep.
 """
 
 from __future__ import annotations
@@ -134,6 +136,16 @@ class PreviewDecoder:
         return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
     def _decode(self, latents: Any) -> Any:
+        import torch.nn.functional as F
+
+        # Decoding a 1024² call's latents whole to shrink them to 256 px after is 16x the
+        # work a preview needs: average them down first, to the least size that still
+        # decodes to twice the preview's side (the area resize after anti-aliases).
+        factor = 1
+        while max(latents.shape[-2:]) // (factor * 2) * 8 >= 2 * PREVIEW_MAX_SIDE:
+            factor *= 2
+        if factor > 1:
+            latents = F.avg_pool2d(latents.float(), factor)
         config = self.autoencoder.config
         scaled = latents.to(self.autoencoder.dtype) / config.scaling_factor + config.shift_factor
         return self.autoencoder.decode(scaled, return_dict=False)[0]
