@@ -33,6 +33,7 @@ The job's row, events and routes are the same as every job's (``Jobs``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
 import logging
 import time
@@ -63,6 +64,8 @@ class JobProgress(OrderProgress):
         self._latest: dict[str, Any] | None = None
         self._changed = asyncio.Event()
         self._first_step_at: float | None = None
+        # Step previews not written yet (``preview`` events; each is an image: all kept).
+        self._previews: list[dict[str, Any]] = []
 
     def held(self, credits: int) -> None:
         self.price = credits
@@ -82,7 +85,18 @@ class JobProgress(OrderProgress):
             per_step = (now - self._first_step_at) / (event.step - 1)
             progress["eta_s"] = round(per_step * (event.total - event.step), 2)
         self._latest = progress
+        for offset, webp in enumerate(event.previews or ()):
+            self._previews.append({
+                "step": event.step, "total": event.total, "image": event.images_done + offset,
+                "webp": base64.b64encode(webp).decode(),
+            })  # fmt: skip
         self._changed.set()
+
+    async def write_previews(self, jobs: Jobs, job_id: str) -> None:
+        """Append the previews not written yet as ``preview`` events, oldest first."""
+        previews, self._previews = self._previews, []
+        for preview in previews:
+            await asyncio.to_thread(jobs.preview, job_id, preview)
 
     def pending(self, done: bool) -> dict[str, Any] | None:
         """The progress not written yet (all images done when the order ``done``)."""
@@ -97,6 +111,7 @@ class JobProgress(OrderProgress):
         while True:
             await self._changed.wait()
             self._changed.clear()
+            await self.write_previews(jobs, job_id)
             progress, self._latest = self._latest, None
             if progress is None:
                 continue
@@ -183,6 +198,7 @@ class ImageJobs:
         finally:
             if writer is not None:
                 writer.cancel()
+        await progress.write_previews(self.jobs, job_id)  # those the writer had not yet
         last = progress.pending(done=outcome["state"] == "succeeded")
         if last is not None:  # the last step, not written yet (written within the throttle)
             await asyncio.to_thread(self.jobs.report, job_id, last)

@@ -104,7 +104,8 @@ class Job:
 
 @dataclass(frozen=True)
 class JobEvent:
-    """One event of a job: ``type`` is ``state`` or ``progress``; ``seq`` counts from 1."""
+    """One event of a job: ``type`` is ``state``, ``progress`` or ``preview`` (an image
+    job's step preview: ``step``, ``total``, ``image``, ``webp`` base64); ``seq`` from 1."""
 
     seq: int
     type: str
@@ -293,6 +294,12 @@ class Jobs:
             ).scalar_one()
         SIGNALS.changed(job_id)
         return bool(cancel)
+
+    def preview(self, job_id: str, preview: dict[str, Any]) -> None:
+        """Record a step preview as a ``preview`` event (an image: never in the job row)."""
+        with self.engine.begin() as conn:
+            _append_event(conn, job_id, "preview", preview)
+        SIGNALS.changed(job_id)
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether someone asked the job to stop."""
