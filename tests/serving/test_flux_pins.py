@@ -8,6 +8,7 @@ stored."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -56,6 +57,23 @@ def test_models_list_pins_only_where_a_model_takes_them(alice):
     # SD through its IP-Adapter, [klein] itself, FLUX.1 through its Kontext sibling.
     assert taking == {"tiny-sd15", "tiny-sdxl", KLEIN, FLUX1}
     assert "reference_ip_adapter" not in cards[KLEIN] | cards[FLUX1]
+
+
+def test_a_pin_lists_the_flux_models_and_is_pictures_alone_without_an_ip_adapter(
+    alice, monkeypatch
+):
+    """A pin that keeps its pictures applies to the models that take them; where no
+    IP-Adapter is installed, a pin is made of its pictures alone and serves FLUX."""
+    r = alice.post(PINS, json={"kind": "product", "name": "Jug", "images": [png_b64(photo())]})
+    assert r.json()["models"] == ["tiny-sd15", "tiny-sdxl", FLUX1, KLEIN], r.text
+    pinning = alice.app.state.kiln.pinning
+    components = {k: c for k, c in pinning.catalog.components.items() if c.kind != "ip_adapter"}
+    monkeypatch.setattr(pinning, "catalog", replace(pinning.catalog, components=components))
+    pin = alice.post(PINS, json={"kind": "product", "name": "Jug", "images": [png_b64(photo())]})
+    assert pin.status_code == 201, pin.text
+    assert (pin.json()["images"], pin.json()["pictures_kept"]) == (1, 1)
+    assert alice.get(f"{PINS}/{pin.json()['id']}").json()["images"] == 1
+    generate(alice, KLEIN, [pin.json()["id"]])
 
 
 def test_klein_takes_a_pins_pictures_as_reference_images(alice):

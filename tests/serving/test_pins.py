@@ -76,7 +76,8 @@ def test_a_pin_is_created_listed_and_deleted_by_its_owner_only(app, alice, bob):
     before = balance(alice)
     pin = make_pin(alice)
     assert pin["object"] == "pin" and pin["kind"] == "character" and pin["images"] == 2
-    assert set(pin["models"]) == {"tiny-sd15", "tiny-sdxl"}
+    # The IP-Adapter models, and FLUX, which takes the pictures it keeps.
+    assert set(pin["models"]) == {"tiny-sd15", "tiny-sdxl", "tiny-flux1", "tiny-flux2-klein"}
     assert balance(alice) == before  # pins are free
     files = stored(app)
     embeddings = [f for f in files if f.suffix == ".safetensors"]
@@ -190,13 +191,16 @@ def test_a_replica_embeds_on_its_engine_thread(catalog):
 
 
 def test_pins_need_an_installed_ip_adapter(app, alice, monkeypatch):
-    # core.pinning (the use case) embeds for every installed IP-Adapter: none is a 400.
+    # core.pinning (the use case) embeds for every installed IP-Adapter: none, and no
+    # model that takes pins' pictures (FLUX: tests/serving/test_flux_pins.py), is a 400.
     pinning = app.state.kiln.pinning
-    components = {k: c for k, c in pinning.catalog.components.items() if c.kind != "ip_adapter"}
-    monkeypatch.setattr(pinning, "catalog", replace(pinning.catalog, components=components))
+    catalog = pinning.catalog
+    components = {k: c for k, c in catalog.components.items() if c.kind != "ip_adapter"}
+    models = {k: m for k, m in catalog.models.items() if catalog.pins_model(m) is None}
+    monkeypatch.setattr(pinning, "catalog", replace(catalog, models=models, components=components))
     r = alice.post(PINS, json={"kind": "character", "name": "Mira", "images": [png(1)]})
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert (error["code"], error["param"]) == ("feature_unavailable", "kind")
-    assert "no IP-Adapter is installed" in error["message"]
+    assert "no model takes pins" in error["message"]
     assert stored(app) == []

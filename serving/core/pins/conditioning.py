@@ -66,14 +66,20 @@ def _has_adapter(catalog: Catalog, spec: ModelSpec) -> bool:
     return catalog.first_component(ComponentKind.IP_ADAPTER, spec.family) is not None
 
 
-def models_for(catalog: Catalog, components: tuple[str, ...]) -> list[str]:
-    """Base models a pin embedded for ``components`` applies to."""
+def models_for(catalog: Catalog, components: tuple[str, ...], pictures: bool = False) -> list[str]:
+    """Base models a pin embedded for ``components`` applies to, and, where it keeps its
+    ``pictures``, those that take pins' pictures (FLUX: ``Catalog.pins_model``)."""
     return [
         m.id
         for m in catalog
         if m.kind == ModelKind.BASE
-        and (c := catalog.first_component(ComponentKind.IP_ADAPTER, m.family)) is not None
-        and c.id in components
+        and (
+            (pictures and catalog.pins_model(m) is not None)
+            or (
+                (c := catalog.first_component(ComponentKind.IP_ADAPTER, m.family)) is not None
+                and c.id in components
+            )
+        )
     ]
 
 

@@ -11,7 +11,9 @@ Decisions: a pin costs nothing to create (it runs the vision encoder once per
 IP-Adapter, a sliver of one generation; the generations that use it are charged as
 usual). Its embeddings are computed at creation for every installed IP-Adapter, by the
 replica of the first base model of that adapter's family; an adapter installed later
-needs the pin made again.
+needs the pin made again. Where no IP-Adapter is installed but a model takes pins'
+pictures (FLUX), a pin is its pictures alone (no embeddings); with neither, making one is
+a 400 (``NoPinAdapter``).
 
 A pin also keeps its pictures (``Pins.picture_files``), which multi-reference models take
 as images (``Pinning.pictures``). Their rights are checked again at every use through
@@ -60,12 +62,14 @@ class PinWithoutPictures(KilnError):
 
 
 class NoPinAdapter(KilnError):
-    """No IP-Adapter is installed, so there is nothing to embed a pin for (400)."""
+    """No IP-Adapter is installed and no model takes pins' pictures, so no model could
+    use a pin (400)."""
 
     def __init__(self) -> None:
         super().__init__(
             400,
-            "no IP-Adapter is installed: pins need one (see /v1/models)",
+            "no model takes pins: they need an IP-Adapter, or a model that takes their "
+            "pictures (see /v1/models)",
             param="kind",
             code="feature_unavailable",
         )
@@ -140,7 +144,8 @@ class Pinning:
         return [await asyncio.to_thread(_decode_png, data) for data in files]
 
     async def _embed(self, pixels: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """The pictures' embeddings by IP-Adapter component; ``NoPinAdapter`` if none."""
+        """The pictures' embeddings by IP-Adapter component (none where only models that
+        take pictures are installed); ``NoPinAdapter`` where no model takes pins."""
         embeddings: dict[str, np.ndarray] = {}
         for component in self.catalog.components_of(ComponentKind.IP_ADAPTER):
             model = next(
@@ -153,7 +158,7 @@ class Pinning:
             embeddings[component.id] = await self.models.embed_images(
                 model.id, component.id, pixels
             )
-        if not embeddings:
+        if not embeddings and not self.catalog.models_with("pins"):
             raise NoPinAdapter()
         return embeddings
 

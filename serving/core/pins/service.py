@@ -92,9 +92,11 @@ class Pins:
         """Store a pin of ``tenant_id`` with its embeddings per IP-Adapter component and
         its ``pictures`` (uint8 HxWx3 pixels, and the asset each came from)."""
         name = check_pin_fields(kind, name)
-        counts = {int(e.shape[0]) for e in embeddings.values()}
-        if not embeddings or len(counts) != 1 or not 1 <= counts.pop() <= MAX_PIN_IMAGES:
-            raise ValueError("a pin needs 1-4 image embeddings for every component alike")
+        # Embeddings for every IP-Adapter alike, or none at all for a pin of pictures
+        # alone (no IP-Adapter installed; models that take pictures use it).
+        counts = {int(e.shape[0]) for e in embeddings.values()} or {len(pictures)}
+        if len(counts) != 1 or not 1 <= counts.pop() <= MAX_PIN_IMAGES:
+            raise ValueError("a pin needs 1-4 pictures, embedded for every component alike")
         tensors = {
             component: np.ascontiguousarray(e, dtype=np.float32)
             for component, e in embeddings.items()
@@ -112,7 +114,7 @@ class Pins:
             tenant_id=tenant_id,
             kind=kind,
             name=name,
-            images=int(next(iter(tensors.values())).shape[0]),
+            images=int(next(iter(tensors.values())).shape[0]) if tensors else len(kept),
             components=tuple(tensors),
             sha256=sha256,
             created=datetime.now(UTC),

@@ -57,4 +57,4 @@ async def delete_pin(pin_id: str, core: CoreDep, tenant: TenantDep) -> DeletedPi
 
 def _object(core: KilnCore, record: PinRecord) -> PinObject:
     """The wire pin: the record and the base models it applies to."""
-    return PinObject.of(record, models_for(core.catalog, record.components))
+    return PinObject.of(record, models_for(core.catalog, record.components, bool(record.pictures)))

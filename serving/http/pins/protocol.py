@@ -28,13 +28,16 @@ class PinObject(BaseModel):
     id: str
     kind: str
     name: str
-    images: int = Field(description="how many pictures were embedded")
+    images: int = Field(description="how many pictures it was made from")
     pictures_kept: int = Field(
         description="how many of its pictures the pin keeps for models that take images "
         "(multi-reference); 0 for a pin made before Kiln kept them: create it again to "
         "use it on such a model"
     )
-    models: list[str] = Field(description="models it applies to (they have its IP-Adapter)")
+    models: list[str] = Field(
+        description="models it applies to: those with its IP-Adapter, and, where it keeps "
+        "its pictures, those that take them (FLUX)"
+    )
     created: datetime
 
     @classmethod
