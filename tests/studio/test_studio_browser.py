@@ -263,6 +263,11 @@ def test_each_model_kind_shows_its_features_and_cost(page: Page, studio_styles, 
 
     pick(page, "tiny-sd15 (sd15)")
     expect(page.get_by_label("Style strength")).to_be_disabled()
+    page.get_by_label("Images (1–12)").fill("13")
+    expect(cost).to_contain_text("from 1 to 12")
+    expect(page.get_by_role("button", name="Generate")).to_be_disabled()
+    page.get_by_label("Images (1–12)").fill("3")
+    expect(page.get_by_role("button", name="Generate")).to_be_enabled()
     shot(page)
 
 
@@ -397,6 +402,37 @@ def test_create_a_pin_and_use_it(page: Page, studio_http, shot):
     expect(made).to_have_count(1, timeout=GENERATE_TIMEOUT_MS)
     use.uncheck()
     shot(page)
+
+
+def test_an_agentic_generation_from_a_gallery_reference(page: Page, studio_http, shot):
+    pick(page, "Agentic on tiny-sd15")
+    open_additions(page)
+    page.get_by_label("Images (1–12)").fill("1")
+    page.get_by_label("Prompt", exact=True).fill("a quiet studio")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator(".form-status").get_by_role("alert")).to_contain_text(
+        "needs 1–10 reference images"
+    )
+    page.get_by_role("button", name="Pick from gallery").click()
+    dialog = page.get_by_role("dialog", name="Pick reference images")
+    first = dialog.get_by_role("checkbox").first
+    first.check()
+    picked = re.search(r"\((ast_[0-9a-f]+)\)", first.get_attribute("aria-label")).group(1)
+    dialog.get_by_role("button", name="Use selected").click()
+    expect(page.get_by_role("img", name=f"Reference 1: asset {picked}")).to_be_visible()
+    balance = studio_http.get("/v1/credits").json()["balance"]
+    with page.expect_response(lambda r: r.url.endswith("/v1/agentic/generations")) as answer:
+        page.get_by_role("button", name="Generate").click()
+    assert answer.value.request.post_data_json["references"] == [{"asset_id": picked}]
+    made = page.locator(".batch").first.locator(".image-card")
+    expect(made).to_have_count(1, timeout=GENERATE_TIMEOUT_MS)
+    flat = studio_http.get("/v1/prices").json()["operations"]["agentic"]
+    assert studio_http.get("/v1/credits").json()["balance"] == balance - flat
+    asset = studio_http.get(f"/v1/assets/{made.get_attribute('data-asset-id')}").json()
+    assert asset["kind"] == "agentic"
+    page.get_by_role("button", name="Remove reference 1").click()
+    shot(page)
+    pick(page, "tiny-sd15 (sd15)")
 
 
 # Per-image actions
