@@ -1,7 +1,7 @@
 """A feature requested on a model that does not have it: a 400 naming the field and the
 models that have it (``Catalog.features_of`` says what each model has; an SD-only feature
-on FLUX is the common case until issue 21 brings pins, styles and agentic there; its
-edits part runs the edit tools on FLUX)."""
+on FLUX, an IP-Adapter reference, is the common case: edits, styles, pins and agentic run
+on FLUX since issue 21)."""
 
 from __future__ import annotations
 
