@@ -25,6 +25,7 @@ import argparse
 import os
 import secrets
 import socket
+import statistics
 import sys
 import tempfile
 import threading
@@ -33,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from _fair_load import backlog, share
+from _fair_load import backlog, percentile, share
 from _server import KilnServe, tenant_key
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -102,11 +103,14 @@ def measure(url: str, admin_key: str, images: int, share_s: float, label: str) -
         run = backlog(url, keys[0], keys[1], BODY, priority, images=images)
         call = run.median_call
         p50, p95 = run.b_percentile(0.5), run.b_percentile(0.95)
+        # B's time not being served: its wait less its own pipeline call.
+        queued = percentile([w - c for w, c in zip(run.b_waits, run.b_calls, strict=True)], 0.5)
         log(
             f"{label}: A {images} images ({priority}), B {len(run.b_waits)} single images: "
             f"B wait p50 {p50:.2f} s ({p50 / call:.2f}x call), p95 {p95:.2f} s "
-            f"({p95 / call:.2f}x call); median pipeline call {call:.2f} s; "
-            f"A {run.a_images}/{images} images in {run.a_seconds:.1f} s, "
+            f"({p95 / call:.2f}x call), p50 less its own call {queued:.2f} s; "
+            f"median pipeline call {call:.2f} s ({statistics.median(run.call_images):.0f} "
+            f"images); A {run.a_images}/{images} images in {run.a_seconds:.1f} s, "
             f"statuses {sorted(set(run.a_statuses))}"
         )
     a, b = share(url, (keys[2], keys[3]), BODY, share_s)
