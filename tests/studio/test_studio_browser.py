@@ -8,6 +8,7 @@ the API (``studio_http``), so what the browser showed is what the server stored.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import re
@@ -344,11 +345,34 @@ def open_additions(page: Page) -> None:
         additions.locator("summary").click()
 
 
+# A file dropped on the drop zone, or pasted on the page, as a person would.
+DROP_OR_PASTE = """([b64, how]) => {
+  const bin = atob(b64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i += 1) bytes[i] = bin.charCodeAt(i);
+  const data = new DataTransfer();
+  data.items.add(new File([bytes], `${how}.png`, {type: "image/png"}));
+  const init = {bubbles: true, cancelable: true};
+  if (how === "drop") {
+    const zone = document.querySelector(".dropzone");
+    zone.dispatchEvent(new DragEvent("drop", {...init, dataTransfer: data}));
+  } else {
+    document.body.dispatchEvent(new ClipboardEvent("paste", {...init, clipboardData: data}));
+  }
+}"""
+
+
 def test_a_reference_and_image_to_prompt(page: Page, studio_http, shot):
     pick(page, "tiny-sd15 (sd15)")
     open_additions(page)
     describe = page.get_by_role("button", name="Describe reference into prompt")
     expect(describe).to_be_disabled()
+    # Dropped and pasted images become the reference (one at a time for a base model).
+    png = base64.b64encode(reference_png((90, 90, 200))["buffer"]).decode()
+    for how in ("drop", "paste"):
+        page.evaluate(DROP_OR_PASTE, [png, how])
+        expect(page.get_by_role("img", name=f"Reference 1: {how}.png")).to_be_visible()
+        expect(page.get_by_role("img", name=re.compile("Reference 2"))).to_have_count(0)
     page.get_by_label("Reference image file").set_input_files(reference_png((200, 40, 40)))
     expect(page.get_by_role("img", name=re.compile("Reference 1"))).to_be_visible()
     assert (

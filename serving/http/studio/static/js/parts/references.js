@@ -10,8 +10,10 @@ export function referencesPanel(ctx, { onChange }) {
   let disabledReason = null;
 
   const file = h("input", { type: "file", accept: "image/png,image/jpeg,image/webp", id: uid("ref"), multiple: true });
+  // Drop or paste here; from the keyboard, Enter or Space opens the file chooser.
   const drop = h("div", {
-    class: "dropzone", tabindex: 0, role: "region", "aria-label": "Drop or paste a reference image here",
+    class: "dropzone", tabindex: 0, role: "button",
+    "aria-label": "Drop, paste or choose a reference image",
   }, "Drop or paste an image here");
   const thumbs = h("ul", { class: "thumbs", "aria-label": "Reference images" });
   const modeName = uid("mode");
@@ -76,6 +78,12 @@ export function referencesPanel(ctx, { onChange }) {
     await addFiles([...file.files]);
     file.value = "";
   });
+  drop.addEventListener("keydown", (event) => {
+    if ((event.key === "Enter" || event.key === " ") && !disabledReason) {
+      event.preventDefault();
+      file.click();
+    }
+  });
   drop.addEventListener("dragover", (event) => {
     event.preventDefault();
     drop.classList.add("over");
@@ -108,6 +116,7 @@ export function referencesPanel(ctx, { onChange }) {
       max = limit;
       for (const control of body.querySelectorAll("input, button")) control.disabled = Boolean(why);
       drop.setAttribute("aria-disabled", why ? "true" : "false");
+      drop.tabIndex = why ? -1 : 0;
       reason.textContent = why || (agentic ? "Agentic: 1–10 references; their style components make the image." : "");
       ipAdapter.disabled = Boolean(why || ipReason);
       ipHint.textContent = ipReason || "";
