@@ -11,7 +11,8 @@ Progress: ``generate_stream`` calls the deployment's streaming method
 (``handle.options(stream=True)``) and yields the request's step events, then its output;
 a stream whose replica dies is retried once as a whole (its steps start again).
 Cancelling either call (leaving the stream, or cancelling the awaiting task) cancels the
-call on the replica, which stops at the next step.
+call on the replica (``response.cancel()``: awaiting a Serve response does not pass a
+cancellation on by itself), which stops at the next step.
 
 Readiness: a request to a model whose replica has not answered yet waits
 ``READY_WAIT_S`` for a readiness probe, then answers 503 ``model_loading`` with
@@ -59,6 +60,17 @@ PROBE_RETRY_S = 1.0
 # How long a scale-to-zero model counts as ready after its replica last answered; keep it
 # well below the replica's idle timeout (KILN_MODEL_IDLE_S).
 ON_DEMAND_READY_S = 10.0
+
+
+async def cancel_with_caller(response: Any) -> Any:
+    """``await response`` (a Serve ``DeploymentResponse``), cancelling the call on the
+    replica when the awaiting task is cancelled (a client hung up): awaiting a response
+    does not do that by itself, and the replica would run its whole call for nobody."""
+    try:
+        return await response
+    except asyncio.CancelledError:
+        response.cancel()
+        raise
 
 
 class RayModelClient:
@@ -157,7 +169,9 @@ class RayModelClient:
             # Routed to a replica that already holds the style (Serve multiplexing).
             handle = handle.options(multiplexed_model_id=params.style.id)
         async with self.admission.admitted(params):  # its turn in the model's fair queue
-            output = await self._call(params.model, lambda: handle.generate.remote(params))
+            output = await self._call(
+                params.model, lambda: cancel_with_caller(handle.generate.remote(params))
+            )
         self._answered_now(params.model)
         return output
 
@@ -174,11 +188,16 @@ class RayModelClient:
 
         async def consume() -> GenerationOutput:
             output = None
-            async for item in streaming.generate_stream.remote(params):
-                if isinstance(item, StepEvent):
-                    channel.put(item)
-                else:
-                    output = item
+            stream = streaming.generate_stream.remote(params)
+            try:
+                async for item in stream:
+                    if isinstance(item, StepEvent):
+                        channel.put(item)
+                    else:
+                        output = item
+            except asyncio.CancelledError:
+                stream.cancel()  # Serve does not cancel the replica's call by itself
+                raise
             if output is None:
                 raise RuntimeError(f"the stream of {params.model!r} ended without its output")
             return output

@@ -34,7 +34,8 @@ async def create_generation(
     """Images carrying a recipe's components, with their scores and the agent's trace.
 
     A flat ``catalog.price_of("agentic")`` credits a generation, whatever ``n``; an
-    ``Idempotency-Key`` header makes retries safe.
+    ``Idempotency-Key`` header makes retries safe. ``Prefer: respond-async`` answers 202
+    with an ``agentic`` job whose result is this body.
     """
     order = body.to_order()
 

@@ -20,7 +20,8 @@ async def create_edit(
 ) -> Response:
     """Instruct, replace, recreate or erase on ``image`` or ``asset_id``. Results have the
     input's size; outside the (feathered) mask they keep its pixels exactly. Charged the
-    catalog's price of its tool per image; an edit of a style image is a style image."""
+    catalog's price of its tool per image; an edit of a style image is a style image.
+    ``Prefer: respond-async`` answers 202 with an ``edit`` job whose result is this body."""
     order = body.to_order()
 
     async def answer() -> EditResponse:

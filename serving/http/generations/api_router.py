@@ -24,7 +24,8 @@ async def create_generation(
     """Text-to-image with Kiln's parameters; images come back as base64 PNG.
 
     Charges the model's price per delivered image (``credits_charged``); an
-    ``Idempotency-Key`` header makes retries safe.
+    ``Idempotency-Key`` header makes retries safe. ``Prefer: respond-async`` answers 202
+    with a ``generation`` job whose result is this body.
     """
     order = body.to_order()
 

@@ -1,0 +1,77 @@
+"""The model replica's progress stream and cancel, in-process on tiny SD 1.5 (no Ray
+cluster; the class under the Serve decorator, its ``@serve.batch`` queue included):
+``generate_stream`` yields every step then the output ``generate`` gives; a stream left
+after its first step, or a ``generate`` cancelled mid-call (what Serve does to the
+replica's task when the caller cancels), stops the pipeline call at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from ray.serve import batching
+
+from pipelines.output import GenerationOutput
+from pipelines.params import GenerationParams
+from pipelines.progress import StepEvent
+from serving.core.settings import Settings
+from serving.ray.model_deployment import ModelDeployment
+
+
+@pytest.fixture
+def replica(catalog, monkeypatch):
+    # Outside a Serve replica, the batch queue's one look at the replica's context (a
+    # max_ongoing_requests warning) has nothing to read.
+    monkeypatch.setattr(
+        batching._BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda _: None
+    )
+    settings = Settings(max_batch_size=4, device="cpu", torch_threads=2)
+    return ModelDeployment.func_or_class(settings, catalog.get("tiny-sd15"))
+
+
+def params(catalog, steps: int, seed: int = 1) -> GenerationParams:
+    spec = catalog.get("tiny-sd15")
+    return GenerationParams.build(spec, prompt="a kiln", steps=steps, seed=seed)
+
+
+def test_the_stream_and_cancel_on_the_replica(replica, catalog):
+    """One event loop for the whole test: the batch queue belongs to the loop it was
+    first used on, as a replica's does."""
+
+    async def next_call_time() -> float:
+        started = time.monotonic()
+        await replica.generate(params(catalog, 2, seed=3))
+        return time.monotonic() - started
+
+    async def run() -> None:
+        items = [item async for item in replica.generate_stream(params(catalog, 3))]
+        plain = await replica.generate(params(catalog, 3))
+        steps, output = items[:-1], items[-1]
+        assert steps and all(isinstance(s, StepEvent) for s in steps)
+        assert steps[-1].step == 3 and [s.step for s in steps] == sorted(s.step for s in steps)
+        assert isinstance(output, GenerationOutput) and not output.cancelled
+        np.testing.assert_array_equal(output.images[0], plain.images[0])
+
+        started = time.monotonic()
+        await replica.generate(params(catalog, 40, seed=4))
+        full_call = time.monotonic() - started  # 400 steps would take ten times this
+
+        stream = replica.generate_stream(params(catalog, 400))
+        first = await stream.__anext__()
+        assert isinstance(first, StepEvent) and first.total == 400
+        await stream.aclose()  # the caller went away: the call stops at its next step
+        assert await next_call_time() < full_call
+
+        call = asyncio.ensure_future(replica.generate(params(catalog, 400, seed=2)))
+        while not replica._in_flight:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # inside its pipeline call
+        call.cancel()  # what Serve does to the replica's task when its caller cancels
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert await next_call_time() < full_call
+
+    asyncio.run(run())
