@@ -330,6 +330,53 @@ def test_generate_three_images_and_reuse_a_seed(page: Page, studio_http, shot):
     shot(page)
 
 
+# Records what was ever added to the results while a generation ran (an event's text or
+# preview is replaced within milliseconds by the next, then by the finished image).
+OBSERVE = """() => {
+  window.__seen = {texts: [], previews: 0};
+  new MutationObserver((records) => {
+    for (const record of records) {
+      for (const node of record.addedNodes) {
+        if (node.nodeType !== 1) continue;
+        window.__seen.texts.push(node.textContent);
+        if (node.matches("img.step-preview")) {
+          window.__seen.previews += 1;
+          window.__seen.previewSrc = node.src;
+        }
+      }
+    }
+  }).observe(document.getElementById("results"), {childList: true, subtree: true});
+}"""
+
+
+def test_queue_position_and_step_previews_show_while_a_job_runs(page: Page, shot):
+    # The job's real event stream, led by a queue report and a step preview in the
+    # shapes the jobs API sends (progress queue_position/images_ahead; event preview).
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), (250, 120, 20)).save(out, "WEBP")
+    webp = base64.b64encode(out.getvalue()).decode()
+    lead = (
+        'event: progress\ndata: {"queue_position": 2, "images_ahead": 5, "eta_s": 3.2}\n\n'
+        f'event: preview\ndata: {{"step": 2, "total": 4, "image": 0, "webp": "{webp}"}}\n\n'
+    ).encode()
+
+    def lead_with_queue_and_preview(route) -> None:
+        real = route.fetch()
+        route.fulfill(response=real, body=lead + real.body())
+
+    pick(page, "tiny-sd15 (sd15)")
+    page.evaluate(OBSERVE)
+    page.route("**/v1/jobs/*/events", lead_with_queue_and_preview)
+    try:
+        generate(page, 1, prompt="a queue of kilns")
+    finally:
+        page.unroute("**/v1/jobs/*/events", lead_with_queue_and_preview)
+    seen = page.evaluate("window.__seen")
+    assert any("Queued: 2 request(s), 5 image(s) ahead" in t for t in seen["texts"]), seen
+    assert seen["previews"] == 1 and seen["previewSrc"].startswith("blob:")
+    shot(page)
+
+
 def reference_png(color: tuple[int, int, int], size: int = 128) -> dict:
     image = Image.new("RGB", (size, size), color)
     for x in range(0, size, 16):  # some structure for image-to-prompt and the pins
@@ -593,7 +640,7 @@ def test_credits_show_balance_held_and_ledger(page: Page, studio_http, shot):
 
 
 def test_a_wrong_key_and_too_few_credits_show_the_error_object(
-    browser: Browser, studio_server, shot
+    browser: Browser, studio_server, studio_key, shot
 ):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
@@ -615,5 +662,8 @@ def test_a_wrong_key_and_too_few_credits_show_the_error_object(
         expect(alert).to_contain_text("402")
         expect(alert).to_contain_text("Needed: 2 credits · available: 1 credits")
         shot(page)
+        # Every request of the module went by: no key in the server's log.
+        log = studio_server.log.read_text(errors="replace")
+        assert studio_key not in log and poor not in log
     finally:
         context.close()

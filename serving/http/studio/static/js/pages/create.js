@@ -11,6 +11,8 @@ import { referencesPanel } from "../parts/references.js";
 import { pinsPanel } from "../parts/pins.js";
 
 const MAX_IMAGES = 12;
+// A step preview every this many denoising steps (a few per image on real models).
+const PREVIEW_EVERY = 5;
 const EXTRACTS = ["everything", "appearance", "outfit", "pose", "colour_grading", "composition", "environment"];
 
 export function mount(root, ctx) {
@@ -212,6 +214,8 @@ export function mount(root, ctx) {
     }
     const chosen = pins.selected();
     if (chosen.length) body.pins = chosen;
+    // Step previews come with a job's events only: ask for them when generating as a job.
+    if (api.asyncJobs) body.preview_every = PREVIEW_EVERY;
     return ["/v1/generations", body];
   }
 
@@ -247,22 +251,26 @@ export function mount(root, ctx) {
     }
   }
 
+  // A job's events: progress (step, total, eta_s), its place in the model's queue
+  // (queue_position, images_ahead) and step previews (event "preview": image index, WebP).
   function onEvent(event, slots, batchStatus) {
     const data = event.data || {};
-    if (event.type === "progress" && data.total) {
+    if (event.type === "progress" && data.queue_position !== undefined && data.step === undefined) {
+      const eta = data.eta_s ? ` · about ${Math.ceil(data.eta_s)} s` : "";
+      replace(batchStatus, h("p", {}, `Queued: ${data.queue_position} request(s), ${data.images_ahead ?? 0} image(s) ahead${eta}`));
+    } else if (event.type === "progress" && data.total) {
       const eta = data.eta_s !== undefined && data.eta_s !== null ? ` · about ${Math.ceil(data.eta_s)} s left` : "";
       replace(batchStatus, h("p", {}, `Step ${data.step} of ${data.total}${eta}`));
       slots.forEach((slot, i) => {
         if (!slot.dataset.filled && !slot.querySelector("img")) replace(slot, h("p", {}, `Image ${i + 1}: step ${data.step} of ${data.total}`));
       });
-    } else if (event.type === "queue" || data.position !== undefined) {
-      replace(batchStatus, h("p", {}, `Queue position: ${data.position}`));
+    } else if (event.type === "preview" && data.webp && slots[data.image] && !slots[data.image].dataset.filled) {
+      const slot = slots[data.image];
+      const old = slot.querySelector("img")?.src;
+      const url = URL.createObjectURL(b64ToBlob(data.webp, "image/webp"));
+      replace(slot, h("img", { src: url, alt: `Image ${data.image + 1}, step ${data.step} of ${data.total}`, class: "step-preview" }));
+      if (old) URL.revokeObjectURL(old);
     }
-    if (data.preview && data.index !== undefined && slots[data.index]) {
-      const url = URL.createObjectURL(b64ToBlob(data.preview));
-      replace(slots[data.index], h("img", { src: url, alt: `Step preview of image ${data.index + 1}` }));
-    }
-    if (data.b64_json && data.asset_id && data.index !== undefined && slots[data.index]) fillSlot(slots[data.index], data);
   }
 
   function fillSlot(slot, image) {
