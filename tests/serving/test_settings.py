@@ -66,6 +66,9 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_DATABASE_URL": "postgresql+psycopg://kiln@db/kiln",
         "KILN_ADMIN_KEY": "kiln_admin-key-for-settings-tests-0001",
         "KILN_TENANT_MAX_CONCURRENT": "2",
+        "KILN_TENANT_MAX_QUEUED_IMAGES": "24",
+        "KILN_FAIR_QUEUE": "off",
+        "KILN_SCHEDULER_CLASS_WEIGHTS": "interactive=9,batch=1",
         "KILN_ASSET_RETENTION_DAYS": "30",
         "KILN_C2PA_CERT": str(tmp_path / "chain.pem"),
         "KILN_C2PA_KEY": str(tmp_path / "key.pem"),
@@ -132,6 +135,8 @@ def test_every_variable_is_read(tmp_path: Path):
     assert s.generation_defaults == GenerationDefaults(steps=12, guidance=3.5, scheduler="ddim")
     assert s.database_url == "postgresql+psycopg://kiln@db/kiln"
     assert (s.admin_key, s.tenant_max_concurrent) == ("kiln_admin-key-for-settings-tests-0001", 2)
+    assert (s.tenant_max_queued_images, s.fair_queue) == (24, False)
+    assert s.scheduler_class_weights == "interactive=9,batch=1"
     assert s.asset_retention_days == 30 and s.assets_dir == tmp_path / "assets"
     assert (s.c2pa_cert, s.c2pa_key) == (tmp_path / "chain.pem", tmp_path / "key.pem")
     assert s.c2pa_alg == "es384"
@@ -180,6 +185,10 @@ def test_empty_values_mean_unset():
         ("KILN_PIN_SCALE_CHARACTER", "2.5"),
         ("KILN_OOM_RETRY", "maybe"),
         ("KILN_MODEL_MAX_REPLICAS", "0"),
+        ("KILN_TENANT_MAX_QUEUED_IMAGES", "0"),
+        ("KILN_SCHEDULER_CLASS_WEIGHTS", "interactive=4,urgent=1"),
+        ("KILN_SCHEDULER_CLASS_WEIGHTS", "batch=0"),
+        ("KILN_SCHEDULER_CLASS_WEIGHTS", "batch=101"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str):
