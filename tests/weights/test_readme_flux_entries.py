@@ -73,6 +73,9 @@ def test_the_readme_flux_edit_checkpoints_are_kontext_and_fill(tmp_path):
     assert catalog.get("flux1-dev").extra["inpaint_model"] == fill.id
     dev = catalog.get("flux1-dev")
     assert inpaint_model(catalog, dev, Task.INPAINT) is fill
+    # Pins on [dev] run on Kontext (serving/core/generations/pinned.py), [schnell] has none.
+    assert catalog.pins_model(dev) is kontext and "pins" in catalog.features_of(dev)
+    assert "pins" not in catalog.features_of(catalog.get("flux1-schnell"))
     assert choose_model(catalog, "instruct", None, "flux1-kontext-dev") is kontext
     # (and image_to_prompt: the shipped catalog's CLIP component serves every model)
     assert set(catalog.features_of(kontext)) - {"image_to_prompt"} == {"instruct"}
