@@ -63,6 +63,7 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_DEFAULT_STEPS": "12",
         "KILN_DEFAULT_GUIDANCE": "3.5",
         "KILN_DEFAULT_SCHEDULER": "ddim",
+        "KILN_PREVIEW_EVERY": "5",
         "KILN_DATABASE_URL": "postgresql+psycopg://kiln@db/kiln",
         "KILN_ADMIN_KEY": "kiln_admin-key-for-settings-tests-0001",
         "KILN_TENANT_MAX_CONCURRENT": "2",
@@ -132,7 +133,9 @@ def test_every_variable_is_read(tmp_path: Path):
     assert s.ray_address == "ray://head:10001"
     assert (s.max_batch_size, s.batch_wait_s, s.max_queued, s.url_ttl_s) == (4, 0.05, 100, 60)
     assert (s.secret, s.public_url, s.max_prompt_chars) == ("k" * 32, "https://kiln.example", 500)
-    assert s.generation_defaults == GenerationDefaults(steps=12, guidance=3.5, scheduler="ddim")
+    assert s.generation_defaults == GenerationDefaults(
+        steps=12, guidance=3.5, scheduler="ddim", preview_every=5
+    )
     assert s.database_url == "postgresql+psycopg://kiln@db/kiln"
     assert (s.admin_key, s.tenant_max_concurrent) == ("kiln_admin-key-for-settings-tests-0001", 2)
     assert (s.tenant_max_queued_images, s.fair_queue) == (24, False)
