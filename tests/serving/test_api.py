@@ -114,7 +114,8 @@ BAD_OPENAI = [
     ({"response_format": "jpeg"}, "response_format"),
     ({"output_format": "gif"}, "output_format"),
     ({"output_compression": 101}, "output_compression"),
-    ({"stream": True}, "stream"),
+    ({"stream": True, "partial_images": 4}, "partial_images"),  # streams: 0-3 partials
+    ({"stream": True, "response_format": "url"}, "response_format"),  # streams are base64
     ({"background": "transparent"}, "background"),
     ({"unknown_field": 1}, "unknown_field"),
 ]
