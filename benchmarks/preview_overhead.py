@@ -89,10 +89,10 @@ def compare(
 
 
 def cpu(args: Any) -> int:
+    import torch
+
     from weights.catalog import load_catalog
     from weights.tiny import ensure_tiny_components, ensure_tiny_models
-
-    import torch
 
     # One thread: on a shared CPU a torch op waits for its slowest thread, and a preempted
     # one turns both timings into noise.
