@@ -126,17 +126,18 @@ def gpu(args: Any) -> int:
     import torch
     from diffusers import AutoencoderTiny
 
-    from weights.catalog import ComponentKind, ComponentSpec, ModelFamily
+    from weights.catalog import ComponentKind, ComponentSpec
 
     device, dtype = "cuda", torch.bfloat16
     case = bench.Case("sdxl", 1024, 1024, args.steps, 1, repeats=args.repeats)
     pipe = bench.build_pipeline("sdxl", device, dtype, tiny=False)
+    spec = bench.bench_spec(bench.MODELS["sdxl"], [case])
     with tempfile.TemporaryDirectory() as folder:
         AutoencoderTiny().save_pretrained(folder, safe_serialization=True)  # TAESDXL's shape
         taesdxl = ComponentSpec(
-            "taesdxl", ComponentKind.PREVIEW_DECODER, Path(folder), families=(ModelFamily.SDXL,)
+            "taesdxl", ComponentKind.PREVIEW_DECODER, Path(folder), families=(spec.family,)
         )
-        engine = Engine(bench.bench_spec(bench.MODELS["sdxl"], [case]), pipe, components=[taesdxl])
+        engine = Engine(spec, pipe, components=[taesdxl])
         engine.preview_decoder  # loaded here, not inside a timed call  # noqa: B018
 
     def build(every: int) -> Any:
