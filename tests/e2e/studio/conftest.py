@@ -1,7 +1,7 @@
 """Kiln Studio in a real browser: one live ``kiln serve``, one Chromium, one page.
 
-The server is the real thing (the console script over a temp KILN_HOME whose models are
-the session's tiny ones); the browser is Debian's Chromium at ``/usr/bin/chromium``,
+The server is the real thing: the e2e session's ``kiln serve`` (tests/e2e/conftest.py),
+shared with the other live tests; the browser is Debian's Chromium at ``/usr/bin/chromium``,
 driven by Playwright (``.ci/run`` installs it; ``playwright install`` is never run: it
 downloads). Where Chromium or Playwright is missing the tests skip, except under CI
 (``CI=true``), where that fails them. Tests share one signed-in page per module (few
@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from live_accounts import ADMIN_KEY
 
 CHROMIUM = Path("/usr/bin/chromium")
 # What the issue asks Chromium to run with (no sandbox as root in CI; no network
@@ -35,11 +32,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-ADMIN_KEY = "kiln_studio-admin-key-not-for-production-01"
-STARTUP_TIMEOUT_S = 300
 CREDITS = 100_000
 ARTIFACTS = (
-    Path(os.environ.get("KILN_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+    Path(os.environ.get("KILN_TEST_ARTIFACTS", Path(__file__).parents[3] / "test-artifacts"))
     / "studio"
 )
 
@@ -98,61 +93,11 @@ class Studio:
         return key
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _kiln() -> list[str]:
-    script = Path(sys.executable).with_name("kiln")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "serving.cli"]
-
-
 @pytest.fixture(scope="session")
-def studio_server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[Studio]:
-    """``kiln serve`` over a home of its own that links the session's tiny models
-    (built once by ``catalog``), so its database is its own."""
-    home = tmp_path_factory.mktemp("studio_home")
-    home.chmod(0o700)
-    (home / "models").symlink_to(kiln_home / "models", target_is_directory=True)
-    log = home.parent / "studio-serve.log"
-    port = _free_port()
-    env = {
-        **os.environ,
-        "KILN_HOME": str(home),
-        "HF_HUB_OFFLINE": "1",
-        "KILN_ADMIN_KEY": ADMIN_KEY,
-        "KILN_RAY_NUM_CPUS": str(max(2, os.cpu_count() or 1)),
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*_kiln(), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = Studio(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"kiln serve exited with {process.returncode}:\n{server.log_tail()}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"kiln serve not ready after {STARTUP_TIMEOUT_S}s:\n{server.log_tail()}")
-        time.sleep(0.5)
-    yield server
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def studio_server(server) -> Studio:
+    """The e2e session's live ``kiln serve`` (tests/e2e/conftest.py): the browser tests
+    share it rather than start a second server and Ray; their tenants are their own."""
+    return Studio(server.url, server.process, server.log)
 
 
 @pytest.fixture(scope="session")
