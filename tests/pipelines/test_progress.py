@@ -37,8 +37,8 @@ class Recorder:
 
 
 @pytest.fixture(scope="module")
-def engine(catalog) -> Engine:
-    return Engine.load(catalog.get("tiny-sd15"), device="cpu")
+def engine(engines) -> Engine:
+    return engines["tiny-sd15"]  # the session's: listeners change nothing on it
 
 
 def params(catalog, steps: int, seed: int, n: int = 1, prompt: str = "a kiln") -> GenerationParams:
