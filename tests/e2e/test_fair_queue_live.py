@@ -11,6 +11,9 @@ with the model's scheduler actor, the figures of the issue, and the actor killed
 - The scheduler actor SIGKILLed with requests queued in it: every request answers 200
   (queued again on a new actor) or 503 ``scheduler_unavailable`` with ``retry-after``,
   never 500; the ledger balances with nothing held; the restart is in ``/metrics``.
+- An asynchronous request (``Prefer: respond-async``, ``x-kiln-priority: batch``) queued
+  behind another tenant's calls: its job's ``progress`` shows ``queue_position``,
+  ``images_ahead`` and ``eta_s`` while it waits.
 
 The scenarios are ``benchmarks/_fair_load.py``'s, shared with the benchmark.
 """
@@ -128,3 +131,41 @@ def test_scheduler_killed_with_requests_queued_loses_none(server, keys, warm):
         assert after.status_code == 200, after.text
     metrics = httpx.get(f"{server.url}/metrics").text
     assert f'kiln_scheduler_restarts_total{{model="{MODEL}"}}' in metrics
+
+
+def test_a_queued_async_job_shows_its_queue_position(server, keys, warm):
+    """An asynchronous request in the batch class behind another tenant's backlog: its job
+    reports its place in the queue (``GET /v1/jobs/{id}``), then runs to the end."""
+    heads = {"authorization": f"Bearer {keys[5]}"}
+    with (
+        httpx.Client(base_url=server.url, timeout=300, headers=heads) as http,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        a = {"authorization": f"Bearer {keys[4]}"}
+        slow = {**BODY, "n": 4, "steps": 60}  # calls of seconds: the job waits a whole one
+        backlog = [
+            pool.submit(
+                httpx.post, f"{server.url}/v1/generations", json={**slow, "seed": s},
+                headers=a, timeout=300,
+            )
+            for s in range(3)
+        ]  # fmt: skip
+        time.sleep(0.3)
+        submitted = http.post(
+            "/v1/generations",
+            json={**BODY, "n": 1, "seed": 7, "steps": 3},  # its own batch key: no ride-along
+            headers={"prefer": "respond-async", "x-kiln-priority": "batch"},
+        )
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+        places = []
+        deadline = time.monotonic() + 120
+        while (job := http.get(f"/v1/jobs/{job_id}").json())["state"] == "running":
+            if "queue_position" in (job.get("progress") or {}):
+                places.append(job["progress"])
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+        assert job["state"] == "succeeded", job
+        assert places, "the job never reported a queue position"
+        assert places[0]["images_ahead"] >= 0 and places[0]["queue_position"] >= 0
+        assert all(f.result().status_code == 200 for f in backlog)

@@ -17,8 +17,9 @@ The job's row, events and routes are the same as every job's (``Jobs``).
   ``credits`` the price held) and the submitter answers 202.
 - **Progress**: each denoising step updates the job's ``progress`` (``step``, ``total``,
   ``images_done``, ``images``, ``eta_s``) and appends a ``progress`` event, at most every
-  ``REPORT_EVERY_S`` (the last step always); the queue position is not known to the
-  ingress (Serve queues requests on the replicas) and is not reported.
+  ``REPORT_EVERY_S`` (the last step always). While its model call waits in the model's
+  fair queue (``serving.core.scheduling``), ``progress`` is its place instead:
+  ``queue_position`` (requests admitted before it), ``images_ahead`` and ``eta_s``.
 - **End**: ``succeeded`` with ``result`` exactly the synchronous response body; ``failed``
   with the public error (``public_error``): the paid path released the credits.
 - **Cancel**: the task is cancelled (here, or by its next progress report when another
@@ -44,6 +45,8 @@ from pipelines.progress import StepEvent
 from serving.core.jobs.errors import public_error
 from serving.core.jobs.service import Job, Jobs
 from serving.core.order_progress import ORDER_PROGRESS, OrderProgress
+from serving.core.scheduling.context import queue_listener
+from serving.core.scheduling.scheduler import QueuePosition
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,15 @@ class JobProgress(OrderProgress):
     def held(self, credits: int) -> None:
         self.price = credits
         self.reserved.set()
+
+    def queued(self, position: QueuePosition) -> None:
+        """The order's model call waits in its model's fair queue (``queue_listener``)."""
+        self._latest = {
+            "queue_position": position.requests_ahead,
+            "images_ahead": position.images_ahead,
+            "eta_s": None if position.eta_s is None else round(position.eta_s, 2),
+        }
+        self._changed.set()
 
     def step(self, event: StepEvent) -> None:
         now = time.monotonic()
@@ -102,7 +114,7 @@ class JobProgress(OrderProgress):
         """The progress not written yet (all images done when the order ``done``)."""
         progress, self._latest = self._latest, None
         if progress is not None and done:
-            progress["images_done"] = progress["images"]
+            progress["images_done"] = progress.get("images", 0)
         return progress
 
     async def write(self, jobs: Jobs, job_id: str, on_cancel: Callable[[], None]) -> None:
@@ -117,7 +129,7 @@ class JobProgress(OrderProgress):
                 continue
             if await asyncio.to_thread(jobs.report, job_id, progress):
                 on_cancel()
-            if progress["step"] < progress["total"]:
+            if progress.get("step", 0) < progress.get("total", 0):
                 await asyncio.sleep(REPORT_EVERY_S)
 
 
@@ -143,6 +155,7 @@ class ImageJobs:
         progress = JobProgress()
         context = contextvars.copy_context()
         context.run(ORDER_PROGRESS.set, progress)
+        context.run(queue_listener.set, progress.queued)
         attached: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         task = asyncio.get_running_loop().create_task(
             self._run(progress, attached, produce), context=context
