@@ -20,7 +20,7 @@ import numpy as np
 
 from pipelines.families import Family, InstructInput
 from pipelines.loaded_model import LoadedModel
-from pipelines.params import ImageData, ParamError
+from pipelines.params import ImageData, ParamError, TextToImage
 from pipelines.task import Task
 from pipelines.tasks.instruct import MAX_REFERENCE_ASPECT, reference_image
 from pipelines.tasks.runner import TaskRunner
@@ -51,32 +51,20 @@ def check_references(sizes: Sequence[tuple[int, int]], param: str = "pins") -> N
 
 
 @dataclass(frozen=True)
-class References:
+class References(TextToImage):
     """The reference pictures of a text-to-image call (any sizes; scaled at the call)."""
 
     images: tuple[ImageData, ...]
 
     name: ClassVar[Task] = Task.REFERENCES
-    prompt_required: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         check_references([(image.width, image.height) for image in self.images])
 
-    @property
-    def input_size(self) -> None:
-        # The call's size is the model's list, not the pictures'.
-        return None
-
-    @property
-    def variant(self) -> None:
-        return None
-
+    # The call's size is the model's list, not the pictures' (TextToImage's input_size).
     @property
     def batch_key(self) -> tuple:
         return tuple(image.digest for image in self.images)
-
-    def check_size(self, width: int, height: int) -> None:
-        return None
 
     def recorded(self) -> dict[str, Any]:
         return {"references": len(self.images)}

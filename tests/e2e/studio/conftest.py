@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from live_accounts import ADMIN_KEY
+from live_accounts import ADMIN_KEY, create_tenant
 
 CHROMIUM = Path("/usr/bin/chromium")
 # What the issue asks Chromium to run with (no sandbox as root in CI; no network
@@ -63,41 +62,21 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
 
 @dataclass
 class Studio:
-    """The live server of the session and its accounts."""
+    """The live server of the session (its url and log) and its accounts."""
 
     url: str
-    process: subprocess.Popen
     log: Path
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def admin(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {ADMIN_KEY}"}
 
     def tenant(self, name: str, credits: int) -> str:
         """A new tenant's API key, the tenant granted ``credits``."""
-        r = httpx.post(f"{self.url}/v1/admin/tenants", json={"name": name}, headers=self.admin())
-        assert r.status_code == 201, r.text
-        tenant_id = r.json()["id"]
-        r = httpx.post(f"{self.url}/v1/admin/tenants/{tenant_id}/keys", headers=self.admin())
-        assert r.status_code == 201, r.text
-        key = r.json()["key"]
-        if credits:
-            r = httpx.post(
-                f"{self.url}/v1/admin/tenants/{tenant_id}/credits",
-                json={"amount": credits},
-                headers=self.admin(),
-            )
-            assert r.status_code == 200, r.text
-        return key
+        return create_tenant(self.url, name, credits).key
 
 
 @pytest.fixture(scope="session")
 def studio_server(server) -> Studio:
     """The e2e session's live ``kiln serve`` (tests/e2e/conftest.py): the browser tests
     share it rather than start a second server and Ray; their tenants are their own."""
-    return Studio(server.url, server.process, server.log)
+    return Studio(server.url, server.log)
 
 
 @pytest.fixture(scope="session")
