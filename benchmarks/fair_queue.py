@@ -113,7 +113,7 @@ def measure(url: str, admin_key: str, images: int, share_s: float, label: str) -
             f"images); A {run.a_images}/{images} images in {run.a_seconds:.1f} s, "
             f"statuses {sorted(set(run.a_statuses))}"
         )
-    a, b = share(url, (keys[2], keys[3]), BODY, share_s)
+    a, b = share(url, (keys[2], keys[3]), BODY, share_s, warmup_s=min(2.0, share_s / 3))
     total = max(1, a + b)
     log(
         f"{label}: two saturating tenants over {share_s:.0f} s: {a} and {b} images "
