@@ -18,18 +18,30 @@ from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
 from pipelines.progress import StepEvent
 from serving.core.settings import Settings
-from serving.ray.model_deployment import ModelDeployment
+from serving.core.step_channel import StepChannel
+from serving.ray.model_deployment import BatchItem, ModelDeployment
 
 
-@pytest.fixture
-def replica(catalog, monkeypatch):
+class LeavesAtFirstStep(StepChannel):
+    """A request's channel whose caller goes away once it has seen a step."""
+
+    def _add(self, event: StepEvent) -> None:
+        super()._add(event)
+        self.cancelled = True
+
+
+@pytest.fixture(scope="module")
+def replica(catalog):
     # Outside a Serve replica, the batch queue's one look at the replica's context (a
     # max_ongoing_requests warning) has nothing to read.
-    monkeypatch.setattr(
-        batching._BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda _: None
-    )
-    settings = Settings(max_batch_size=4, device="cpu", torch_threads=2)
-    return ModelDeployment.func_or_class(settings, catalog.get("tiny-sd15"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            batching._BatchQueue,
+            "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
+            lambda _: None,
+        )
+        settings = Settings(max_batch_size=4, device="cpu", torch_threads=2)
+        yield ModelDeployment.func_or_class(settings, catalog.get("tiny-sd15"))
 
 
 def params(catalog, steps: int, seed: int = 1) -> GenerationParams:
@@ -39,7 +51,7 @@ def params(catalog, steps: int, seed: int = 1) -> GenerationParams:
 
 def test_the_stream_and_cancel_on_the_replica(replica, catalog):
     """One event loop for the whole test: the batch queue belongs to the loop it was
-    first used on, as a replica's does."""
+    first used on, as a replica's does (the only test here that uses it)."""
 
     async def next_call_time() -> float:
         started = time.monotonic()
@@ -75,3 +87,21 @@ def test_the_stream_and_cancel_on_the_replica(replica, catalog):
         assert await next_call_time() < full_call
 
     asyncio.run(run())
+
+
+def test_a_cancelled_request_of_a_shared_call_is_dropped_and_the_call_runs_on(replica, catalog):
+    async def run() -> list:
+        leaving, staying = LeavesAtFirstStep(), StepChannel()
+        items = [
+            BatchItem(params(catalog, 6, seed=7), 1, leaving),
+            BatchItem(params(catalog, 6, seed=8), 1, staying),
+        ]
+        outputs = await replica.run_batch(items)
+        # run_batch, not generate: the batch queue belongs to the first test's event loop.
+        alone = await replica.run_batch([BatchItem(params(catalog, 6, seed=8), 1)])
+        return [*outputs, staying.take(), alone[0]]
+
+    dropped, kept, steps, alone = asyncio.run(run())
+    assert dropped.cancelled and dropped.images == []
+    assert not kept.cancelled and steps[-1].step == 6  # the call ran to its end for it
+    assert int(np.abs(kept.images[0].astype(int) - alone.images[0].astype(int)).max()) <= 2
