@@ -42,6 +42,10 @@ def replica(catalog):
         )
         settings = Settings(max_batch_size=4, device="cpu", torch_threads=2)
         yield ModelDeployment.func_or_class(settings, catalog.get("tiny-sd15"))
+        # The queue is the decorated method's, one per process (a replica's process has
+        # one instance): drop it, so later tests' replicas start without one, as before.
+        lazy = ModelDeployment.func_or_class._batched.set_max_batch_size.__self__
+        lazy._queue = None
 
 
 def params(catalog, steps: int, seed: int = 1) -> GenerationParams:
