@@ -178,3 +178,38 @@ def test_a_queued_call_tells_its_listener_its_position_and_eta(monkeypatch):
         assert len(heard) == count  # admitted: no more positions
 
     asyncio.run(scenario())
+
+
+def _waits(client: TestClient, priority: str) -> float:
+    """How many ghost calls the fair queue admitted in ``priority``'s class (``/metrics``)."""
+    wanted = f'kiln_queue_wait_seconds_count{{model="ghost",priority="{priority}"}}'
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(wanted):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_body_priority_puts_the_call_in_that_class_and_a_bad_one_is_400(app, make_client):
+    """``"priority": "batch"`` in the body (what an async render job asks) queues the
+    request's model calls in the batch class, as the header does; an unknown class is the
+    400 error shape naming ``priority`` with nothing held."""
+    client = make_client(app, credits=100)
+    before = {p: _waits(client, p) for p in ("interactive", "batch")}
+    assert client.post(GEN, json={**BODY, "priority": "batch"}).status_code == 500  # ghost
+    assert _waits(client, "batch") == before["batch"] + 1
+    assert client.post(GEN, json=BODY).status_code == 500
+    assert _waits(client, "interactive") == before["interactive"] + 1
+    r = client.post(GEN, json={**BODY, "priority": "urgent"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "priority"
+    credits = client.get("/v1/credits").json()
+    assert credits["held"] == 0 and credits["balance"] == 100
+
+
+def test_the_body_priority_names_the_fair_queues_classes():
+    from typing import get_args
+
+    from serving.core.scheduling.fair_queue import PRIORITIES
+    from serving.http.priority import Priority
+
+    assert get_args(Priority) == PRIORITIES

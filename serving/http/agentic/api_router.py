@@ -38,6 +38,7 @@ async def create_generation(
     with an ``agentic`` job whose result is this body.
     """
     order = body.to_order()
+    body.use_priority()
 
     async def answer() -> AgenticGenerationResponse:
         result = await core.agentic.create(tenant.id, order, request_id_of(request))

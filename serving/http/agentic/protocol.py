@@ -22,6 +22,7 @@ from serving.core.assets.delivery import Delivered
 from serving.core.generations.params import MAX_STEPS
 from serving.core.image_inputs import ImageSource
 from serving.core.imaging import b64
+from serving.http.priority import PriorityField
 
 
 class AgenticReference(BaseModel):
@@ -80,7 +81,7 @@ class AgenticExtractResponse(BaseModel):
         return cls(recipe=result.recipe.to_json(), timings=result.timings)
 
 
-class AgenticGenerationRequest(BaseModel):
+class AgenticGenerationRequest(PriorityField):
     """Exactly one of ``references`` (1-10) and a saved ``recipe``."""
 
     model_config = ConfigDict(extra="forbid")

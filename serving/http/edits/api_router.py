@@ -23,6 +23,7 @@ async def create_edit(
     catalog's price of its tool per image; an edit of a style image is a style image.
     ``Prefer: respond-async`` answers 202 with an ``edit`` job whose result is this body."""
     order = body.to_order()
+    body.use_priority()
 
     async def answer() -> EditResponse:
         result = await core.edits.create(tenant.id, order, request_id_of(request))

@@ -28,6 +28,7 @@ async def create_generation(
     with a ``generation`` job whose result is this body.
     """
     order = body.to_order()
+    body.use_priority()
 
     async def answer() -> GenerationResponse:
         result = await core.generations.create(tenant.id, order, request_id_of(request))

@@ -22,10 +22,12 @@ from serving.core.generations.service import Generation
 from serving.core.image_inputs import ImageSource
 from serving.core.imaging import b64
 from serving.http.image_to_prompt.protocol import ImageToPromptField
+from serving.http.priority import PriorityField
 
 
-class SamplingFields(BaseModel):
-    """Kiln's sampling knobs, shared by the native and the OpenAI-compatible requests."""
+class SamplingFields(PriorityField):
+    """Kiln's sampling knobs, shared by the native and the OpenAI-compatible requests
+    (with the fair queue's ``priority``)."""
 
     negative_prompt: str | None = None
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="image i uses seed + i")

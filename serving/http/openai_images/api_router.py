@@ -31,6 +31,7 @@ async def create_image(
     """OpenAI's image generation, on Kiln's models and sizes (charged per image; an
     ``Idempotency-Key`` header makes retries safe)."""
     order = body.to_order()
+    body.use_priority()
     options = ResponseOptions(
         body.response_format or "b64_json",
         body.output_format or "png",
@@ -62,6 +63,7 @@ async def edit_image(request: Request, core: CoreDep, tenant: TenantDep) -> Resp
     the catalog's price of its tool per image. ``stream: true`` answers OpenAI's stream."""
     await request.body()  # kept: the form is read here and again by the idempotent answer
     fields, files = await read_form(request, ImageEditFields)
+    fields.use_priority()
     if fields.stream:
         options = fields.response_options(str(request.base_url))
         check_stream(request, options.response_format)
@@ -93,6 +95,7 @@ async def create_variation(request: Request, core: CoreDep, tenant: TenantDep) -
 
     async def answer() -> ImagesResponse:
         fields, files = await read_form(request, ImageFormFields)
+        fields.use_priority()
         order = fields.to_variation(files)
         result = await core.edits.variation(tenant.id, order, request_id_of(request))
         return await images_response(
