@@ -86,6 +86,49 @@ def test_style_switches_under_compile_never_recompile(catalog, three_styles):
     assert np.array_equal(with_a, again_a) and np.array_equal(base, base_again)
 
 
+def random_transformer_lora(transformer, out_file, seed: int, rank: int = 4):
+    """A diffusers-layout LoRA (``transformer.….lora_A/B.weight``) on every attention
+    projection of a FLUX transformer, random and non-zero."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name, module in transformer.named_modules():
+        if name.endswith(("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0")):
+            down = torch.randn(rank, module.in_features, generator=generator)
+            tensors[f"transformer.{name}.lora_A.weight"] = down
+            up = torch.randn(module.out_features, rank, generator=generator)
+            tensors[f"transformer.{name}.lora_B.weight"] = up
+    save_file(tensors, str(out_file))
+    return out_file
+
+
+@pytest.mark.slow
+def test_flux_style_switches_under_compile_never_recompile(catalog, tmp_path):
+    """FLUX's hotswap slot is on its transformer: with the blocks compiled, switching
+    styles, strengths and the base model adds no graph, and each switch changes the image
+    (coming back gives the same pixels)."""
+    fast = Engine.load(catalog.get("tiny-flux1"), device="cpu")
+    report = apply_fast_path(fast, AOT_EAGER, warmup_sizes=[(128, 128)], warmup_batch=False)
+    assert report.compiled_modules > 0 and fast.styles.hotswap
+    assert HOTSWAP_SLOT in fast.pipe.transformer.peft_config
+    a, b = (
+        StyleRef(f"flux_{seed}", str(random_transformer_lora(
+            fast.pipe.transformer, tmp_path / f"flux_{seed}.safetensors", seed
+        )))
+        for seed in (1, 2)
+    )  # fmt: skip
+    graphs = unique_graphs()
+    order = [None, a, b, StyleRef(a.id, a.path, 0.5), a, None]
+    images = [run(fast, style) for style in order]
+    assert unique_graphs() == graphs, "a style switch recompiled the transformer"
+    assert fast.styles.slot.swaps >= 4 and fast.styles.slot.rebuilds == 0
+    base, with_a, with_b, half_a, again_a, base_again = images
+    for one, other in [(base, with_a), (with_a, with_b), (with_a, half_a)]:
+        assert np.abs(one - other).mean() > 1
+    assert np.array_equal(with_a, again_a) and np.array_equal(base, base_again)
+
+
 @pytest.mark.slow
 def test_inductor_compiled_and_eager_agree(catalog):
     spec = catalog.get("tiny-sd15")
