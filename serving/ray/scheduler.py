@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import ray
 
@@ -34,6 +35,8 @@ from serving.core.errors import service_unavailable
 from serving.core.scheduling.admission import Admission
 from serving.core.scheduling.fair_queue import Ticket
 from serving.core.scheduling.scheduler import QueuePosition, Scheduler, SchedulerConfig
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -157,18 +160,14 @@ class RayAdmission(Admission):
             if self.metrics is not None:
                 self.metrics.scheduler_restarts.labels(model_id).inc()
 
-    async def _admit(self, model: str, ticket: Ticket) -> float:
+    async def _on_actor(self, model: str, call: Callable[[Any], Awaitable[T]]) -> T:
+        """``call(actor)`` on the model's scheduler actor; when the actor dies under it,
+        again on its replacement (``ADMIT_TRIES`` in all), then 503
+        ``scheduler_unavailable``: the paid path releases the order's reservation."""
         for attempt in range(ADMIT_TRIES):
             actor = await self.actor(model)
-            call = actor.admit.remote(ticket)
             try:
-                waited = await call
-                self._holding(model, ticket.id)
-                return waited
-            except asyncio.CancelledError:
-                # The client left: take the ticket out (or give its admission back).
-                asyncio.ensure_future(self._quietly(actor.cancel.remote(ticket.id)))
-                raise
+                return await call(actor)
             except ray.exceptions.RayActorError:
                 self._lost(model, actor)
                 if attempt + 1 < ADMIT_TRIES:
@@ -178,6 +177,19 @@ class RayAdmission(Admission):
             retry_after_s=1,
             code="scheduler_unavailable",
         )
+
+    async def _admit(self, model: str, ticket: Ticket) -> float:
+        async def admit(actor: Any) -> float:
+            try:
+                waited = await actor.admit.remote(ticket)
+            except asyncio.CancelledError:
+                # The client left: take the ticket out (or give its admission back).
+                asyncio.ensure_future(self._quietly(actor.cancel.remote(ticket.id)))
+                raise
+            self._holding(model, ticket.id)
+            return waited
+
+        return await self._on_actor(model, admit)
 
     async def _release(self, model: str, ticket_id: str) -> None:
         self._dropping(model, ticket_id)
@@ -188,23 +200,12 @@ class RayAdmission(Admission):
     async def _hold(
         self, model: str, hold_id: str, tenant: str, images: int, limit: int | None
     ) -> bool:
-        for attempt in range(ADMIT_TRIES):
-            actor = await self.actor(model)
-            try:
-                held = await actor.hold.remote(hold_id, tenant, images, limit)
-            except ray.exceptions.RayActorError:
-                self._lost(model, actor)
-                if attempt + 1 < ADMIT_TRIES:
-                    await asyncio.sleep(RESTART_PAUSE_S * (attempt + 1))
-                continue
-            if held:
-                self._holding(model, hold_id)
-            return held
-        raise service_unavailable(
-            f"the scheduler of model {model!r} is restarting; retry",
-            retry_after_s=1,
-            code="scheduler_unavailable",
+        held = await self._on_actor(
+            model, lambda actor: actor.hold.remote(hold_id, tenant, images, limit)
         )
+        if held:
+            self._holding(model, hold_id)
+        return held
 
     async def _unhold(self, model: str, hold_id: str) -> None:
         self._dropping(model, hold_id)
