@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,6 +59,23 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
         "executable_path": str(CHROMIUM),
         "args": CHROMIUM_ARGS,
     }
+
+
+@pytest.fixture(scope="module")
+def browser(browser_type_launch_args: dict) -> Iterator[Any]:
+    """Chromium for one test module, under a Playwright that stops with it.
+
+    Playwright's sync API keeps an asyncio event loop running on the main thread while
+    it lives: pytest-playwright's own ``browser`` (session-wide) would leave it running
+    through every later test of the session, where ``asyncio.run`` then fails."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(**browser_type_launch_args)
+        yield chromium
+        chromium.close()
 
 
 @dataclass
