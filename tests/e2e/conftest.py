@@ -24,10 +24,10 @@ from live_accounts import ADMIN_KEY, TenantKey, bearer, create_tenant
 
 STARTUP_TIMEOUT_S = 300  # more deployments (instruct, CLIP) start side by side on 2 cores
 SHUTDOWN_TIMEOUT_S = 60
-# Ray counts a request as queued until it is assigned to a replica, so concurrent
-# arrivals briefly count even when the replica has room: keep this above the other
-# tests' concurrency (8).
-MAX_QUEUED = 16
+# Requests waiting in a model's fair queue beyond this are turned away (503 overloaded):
+# above the other live tests' concurrency (test_fair_queue_live.py queues 25 of tenant
+# A's requests and B's at once), below test_server.py's burst of 96.
+MAX_QUEUED = 32
 SESSION_CREDITS = 1_000_000
 # The JSON body limit of the session server (test_body_limits_live.py streams past it):
 # below the 64 MiB default so the proxy's memory bound is measured with a clear margin.

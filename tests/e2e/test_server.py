@@ -198,8 +198,8 @@ def test_malformed_json_unknown_route_and_still_serving(http):
 
 
 def test_a_burst_past_the_queue_gets_503_with_retry_after(server, tenant, http):
-    # The session server runs with KILN_MAX_QUEUED=16: 16 requests run or wait in the
-    # replica (twice the batch), 16 wait in the queue, the rest are turned away at once.
+    # The session server runs with KILN_MAX_QUEUED=32: a batch group runs, 32 requests
+    # wait in the model's fair queue, the rest are turned away at once.
     body = {"model": MODEL, "prompt": "burst", "steps": 1}
     burst = 96
 

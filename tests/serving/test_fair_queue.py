@@ -204,3 +204,33 @@ def test_admissions_and_holds_of_a_caller_that_stopped_renewing_lapse():
         assert set(scheduler.sweep()) == {"h", next_.id}
 
     asyncio.run(scenario())
+
+
+def test_past_max_queued_waiting_requests_a_ticket_is_refused_at_once():
+    """KILN_MAX_QUEUED bounds the requests waiting for admission (Ray's router bound before
+    the queue stood in front of it); a running call does not count."""
+    import pickle
+
+    from serving.core.scheduling.scheduler import QueueFull
+
+    async def scenario() -> None:
+        scheduler = Scheduler(SchedulerConfig(slots=1, group_images=1, max_queued=2))
+        running = ticket("a")
+        await scheduler.admit(running)
+        waiting = [asyncio.ensure_future(scheduler.admit(ticket(t, key=t))) for t in "bc"]
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueFull) as info:
+            await scheduler.admit(ticket("d", key="d"))
+        assert info.value.waiting == 2 and len(scheduler.queue) == 2
+        # It crosses the scheduler actor's boundary whole.
+        assert pickle.loads(pickle.dumps(info.value)).waiting == 2
+        scheduler.release(running.id)
+        await asyncio.wait_for(waiting[0], 1)
+        late = asyncio.ensure_future(scheduler.admit(ticket("e", key="e")))
+        await asyncio.sleep(0.01)
+        assert not late.done() and len(scheduler.queue) == 2  # room again: b runs, c, e wait
+        for task in (waiting[1], late):
+            task.cancel()
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())

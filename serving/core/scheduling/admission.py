@@ -24,11 +24,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from serving.core.errors import too_many_requests
+from serving.core.errors import service_unavailable, too_many_requests
 from serving.core.logs import current_request_id
 from serving.core.scheduling.context import current_priority, current_work, queue_listener
 from serving.core.scheduling.fair_queue import Ticket, parse_class_weights
-from serving.core.scheduling.scheduler import QueuePosition, Scheduler, SchedulerConfig
+from serving.core.scheduling.scheduler import (
+    QueueFull,
+    QueuePosition,
+    Scheduler,
+    SchedulerConfig,
+)
 
 if TYPE_CHECKING:
     from serving.core.metrics import Metrics
@@ -51,6 +56,7 @@ def scheduler_config(settings: Any, slots: int = 1) -> SchedulerConfig:
         slots=max(1, slots),
         group_images=settings.max_batch_size,
         class_weights=tuple(sorted(weights.items())),
+        max_queued=settings.max_queued,
     )
 
 
@@ -112,6 +118,11 @@ class Admission:
             telling = asyncio.ensure_future(self._tell(model, ticket.id, listener))
         try:
             waited = await self._admit(model, ticket)
+        except QueueFull as full:  # from the actor too: Ray's error is also a QueueFull
+            raise service_unavailable(
+                f"model {model!r} has {full.waiting} requests waiting; retry shortly",
+                retry_after_s=1,
+            ) from None
         finally:
             if telling is not None:
                 telling.cancel()

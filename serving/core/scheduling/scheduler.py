@@ -11,7 +11,9 @@ whose methods are these. Every method but ``admit`` answers at once.
   bigger than the quota is not refused for ever.
 - ``admit``: queue a ticket and wait until it is admitted (the caller then makes its
   call and ``release``\\ s it); returns the seconds it waited. A waiter cancelled (its
-  client hung up) leaves the queue.
+  client hung up) leaves the queue. With ``max_queued`` requests already waiting
+  (``KILN_MAX_QUEUED``, the bound Ray Serve's router had before the queue stood in front
+  of it) a ticket is refused at once with ``QueueFull``: the caller's 503 ``overloaded``.
 - ``position``: where a queued ticket stands and an ETA from the measured seconds per
   image of recent calls.
 - ``renew``/``sweep`` (with ``lease_s``, in the actor): admissions and holds whose
@@ -32,6 +34,17 @@ from serving.core.scheduling.fair_queue import PRIORITIES, FairQueue, Ticket
 EWMA_ALPHA = 0.3
 
 
+class QueueFull(Exception):
+    """A model's queue holds ``max_queued`` requests already: come back later."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(waiting)  # args pickle it whole (it crosses the actor boundary)
+        self.waiting = waiting
+
+    def __str__(self) -> str:
+        return f"{self.waiting} requests are waiting"
+
+
 @dataclass(frozen=True)
 class QueuePosition:
     """A queued request's place: requests and images admitted before it (0 = next), and
@@ -49,6 +62,7 @@ class SchedulerConfig:
     slots: int = 1
     group_images: int = 8
     class_weights: tuple[tuple[str, float], ...] = (("interactive", 4.0), ("batch", 1.0))
+    max_queued: int | None = None  # requests waiting for admission; None: no bound
 
     def queue(self) -> FairQueue:
         return FairQueue(self.slots, self.group_images, dict(self.class_weights))
@@ -118,6 +132,9 @@ class Scheduler:
 
     async def admit(self, ticket: Ticket) -> float:
         """Wait until ``ticket`` is admitted; the seconds it waited."""
+        limit = self.config.max_queued
+        if limit is not None and len(self.queue) >= limit:
+            raise QueueFull(len(self.queue))
         loop = asyncio.get_running_loop()
         ticket.enqueued = time.monotonic()
         waiter: asyncio.Future[float] = loop.create_future()
