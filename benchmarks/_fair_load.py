@@ -42,6 +42,11 @@ class Backlog:
     def b_percentile(self, q: float) -> float:
         return percentile(self.b_waits, q)
 
+    def b_queued_percentile(self, q: float) -> float:
+        """B's wait before its own call ran: its latency less its own pipeline call (what
+        the fair queue decides; the call itself is the model's speed)."""
+        return percentile([w - c for w, c in zip(self.b_waits, self.b_calls, strict=True)], q)
+
 
 def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0-1) by linear interpolation."""

@@ -3,7 +3,8 @@ with the model's scheduler actor, the figures of the issue, and the actor killed
 
 - Tenant A submits 100 images at once (25 requests of 4), in the batch class and then in
   the interactive class; tenant B sends single images one after another meanwhile. B's
-  p50 wait is at most 1.5x the run's median pipeline call and its p95 at most 2.5x, and
+  p50 wait before its own call runs is at most 1.5x the run's median pipeline call and
+  its p95 at most 2.5x, and
   all of A's images come back (no starvation either way).
 - Two saturating tenants each get 50% ± 10% of the images over a window (8 s here;
   benchmarks/fair_queue.py runs the full minute: the share is DRR's, it does not drift
@@ -61,9 +62,12 @@ def warm(server, keys) -> None:
 def test_b_waits_about_one_call_behind_a_100_image_backlog(server, keys, warm, priority):
     run = load.backlog(server.url, keys[0], keys[1], BODY, priority, images=100)
     call = run.median_call
-    p50, p95 = run.b_percentile(0.5), run.b_percentile(0.95)
+    # B's wait is the time before its own call ran (its latency less that call): whole
+    # latency adds B's own call, whose length is the model's, not the queue's doing.
+    p50, p95 = run.b_queued_percentile(0.5), run.b_queued_percentile(0.95)
     figures = (
-        f"B p50 {p50:.2f} s, p95 {p95:.2f} s over {len(run.b_waits)} requests; "
+        f"B waited p50 {p50:.2f} s, p95 {p95:.2f} s (latency p50 "
+        f"{run.b_percentile(0.5):.2f} s) over {len(run.b_waits)} requests; "
         f"median call {call:.2f} s; A {run.a_images} images in {run.a_seconds:.1f} s"
     )
     print(figures)
