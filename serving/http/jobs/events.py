@@ -11,9 +11,11 @@ when it ends, however it ends (``EventStream``).
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -53,10 +55,16 @@ def _error_message(error: KilnError) -> str:
 
 
 class EventStream(StreamingResponse):
-    """A streaming response that calls ``on_close`` when it ends however it ends (the
-    stream finished, the client went away, an error): a stream slot is never leaked."""
+    """A streaming response that closes its content and then calls ``on_close`` (plain or
+    async) when it ends however it ends (the stream finished, the client went away, an
+    error): a stream slot, or an order still running, is never leaked."""
 
-    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None], **kwargs) -> None:
+    def __init__(
+        self,
+        content: AsyncIterator[str],
+        on_close: Callable[[], Awaitable[None] | None],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(content, **kwargs)
         self.content = content
         self.on_close = on_close
@@ -65,5 +73,9 @@ class EventStream(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self.on_close()
-            await self.content.aclose()  # a client that left mid-wait leaves it suspended
+            try:
+                await self.content.aclose()  # a client that left mid-wait leaves it suspended
+            finally:
+                closed = self.on_close()
+                if inspect.isawaitable(closed):
+                    await closed

@@ -44,7 +44,6 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from pipelines.params import ParamError
 from serving.core.app import KilnCore
@@ -53,6 +52,7 @@ from serving.core.paid_images import ImageResult
 from serving.core.partial_images import Partial, PreviewStream
 from serving.http.errors import api_error_for
 from serving.http.idempotency import HEADER as IDEMPOTENCY_HEADER
+from serving.http.jobs.events import EventStream
 from serving.http.openai_images.responses import ResponseOptions, delivered_bytes
 
 
@@ -81,29 +81,14 @@ async def stream_images(
     """``produce`` (the route's use case) answered as OpenAI's image stream; refusals
     before its price is held are raised here, as the non-streamed route raises them."""
     stream = await PreviewStream.start(produce)
-    return ImageStream(
+    # However it ends (done, or the client gone mid-call), the order is closed after:
+    # cancelled at its next step if it still runs, credits released.
+    return EventStream(
         _events(core, stream, shape),
-        stream,
+        stream.close,
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
-
-
-class ImageStream(StreamingResponse):
-    """The stream's response: however it ends (done, or the client gone mid-call), the
-    order is closed after (cancelled at its next step if it still runs, credits released)."""
-
-    def __init__(self, content: AsyncIterator[str], stream: PreviewStream, **kwargs) -> None:
-        super().__init__(content, **kwargs)
-        self.content = content
-        self.stream = stream
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self.content.aclose()  # left suspended by a client that went away
-            await self.stream.close()
 
 
 async def _events(
