@@ -19,7 +19,7 @@ the denoiser calls, the VAE decode (and, for the flow transformers, the text enc
 divided by the bf16 matmul rate measured in the same run (``dit_forward_flops`` says how
 a transformer forward is counted; the UNet and the VAE are counted by ``FlopCounterMode``
 on the real shapes). Then, per model the engine runs: the style-switch time under compile
-where Kiln serves styles on the model (SD; FLUX's come with issue 21): random-weight
+where Kiln serves styles on the model (SD and FLUX alike): random-weight
 LoRAs of rank 16 and 32 hot-swapped, with dynamo's graph count before and after; and with
 ``torchao`` importable the FP8 fast path, reported separately with its output's
 difference from bf16 at the same seed. Figures print as they come.
@@ -749,7 +749,8 @@ def flow_transformer(
     family: str, arch: DitArchitecture, guidance: float, engine: bool
 ) -> BenchModel:
     """A flow-matching transformer: no negative prompt, the prompt padded to the length
-    the transformer reads, flow-matching Euler; no styles yet (issue 21 brings them)."""
+    the transformer reads, flow-matching Euler; styles hot-swapped into the transformer's
+    compiled slot as on SD (issue 21)."""
     return BenchModel(
         family=family,
         denoiser="transformer",
@@ -759,7 +760,7 @@ def flow_transformer(
         engine=engine,
         guidance=guidance,
         scheduler="flow_euler",
-        styles=False,
+        styles=True,
     )
 
 

@@ -11,10 +11,12 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from fastapi.testclient import TestClient
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 # Nothing is ever downloaded: set before any test imports diffusers/transformers.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -169,6 +171,10 @@ def make_client():
 
 def tenant_client(app: Any, credits: int = 1000, name: str = "studio") -> TestClient:
     """A client holding a new tenant's key, the tenant granted ``credits``."""
+    # Imported here: the GPU machine runs tests/pipelines and tests/weights without
+    # fastapi (benchmarks/run_on_gpu.sh), and this module is their conftest too.
+    from fastapi.testclient import TestClient
+
     state = app.state.kiln
     tenant = state.accounts.create_tenant(name)
     if credits:
