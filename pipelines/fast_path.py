@@ -153,6 +153,9 @@ class FastPathOptions(FastPathSwitches):
     """What the fast path applies; every field is an off switch (module docstring: why)."""
 
     lora_hotswap_rank: int = 64
+    # The compiled style slot (LoRA hotswap) where compiling; off for a replica that
+    # serves no styles, and for benchmarks/fast_path_parts.py's "compile alone".
+    style_slot: bool = True
 
     def __post_init__(self) -> None:
         if self.compile not in COMPILE_CHOICES:
@@ -247,7 +250,7 @@ def apply_fast_path(
         _flash_attention_3(device, report)
 
     compiling = options.compiles_on(device.type)
-    hotswap = compiling and not options.fused_qkv
+    hotswap = compiling and options.style_slot and not options.fused_qkv
     if hotswap and importlib.util.find_spec("peft") is None:
         # Without peft no style can load at all: there is nothing to swap.
         report.skipped["lora_hotswap"] = "peft is not installed"
