@@ -51,12 +51,17 @@ PRINTS: dict[str, tuple[str, ...]] = {
         "without scheduler: A 16 images (batch)", "B wait p50",
         "two saturating tenants over 3 s:",
     ),
+    "fast_path_parts.py": (
+        "fast path parts: sdxl 64x64 2 steps n=1 on cpu", "plain ", "engine ", "compile+slot ",
+        "x plain", "graph breaks 0",
+    ),
     "gpu_generate.py": (
         "TFLOP/s", "vs plain: latency", "kiln phases", "sdxl fast path:", "sd15 fast path:",
         "skipped: fa3 (not on CUDA)",
         "sdxl style switch (eager adapters, ranks 16, 32, 16)",
         "sd15 style switch (eager adapters, ranks 16, 32, 16)",
         "graphs compiled by style loads, switches and the styled calls: 0",
+        "flux1-dev style switch (eager adapters", "flux2-klein-4b style switch (eager adapters",
         "flux1-dev 64x64 2 steps n=1: transformer call", "text encoders",
         "flux2-klein-4b 64x64 2 steps n=2: transformer call", "flux1-dev fast path:",
         "flux2-klein-4b fast path:", "summary (",
