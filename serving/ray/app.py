@@ -53,7 +53,12 @@ class KilnIngress:
         """Serve calls this after ``__init__``: the FastAPI app for this replica."""
         # Serve's proxy echoes or generates x-request-id on every response itself.
         return http_app(
-            self.settings, self.catalog, self.handles, self.clip_handle, echo_request_id=False
+            self.settings,
+            self.catalog,
+            self.handles,
+            self.clip_handle,
+            echo_request_id=False,
+            one_ingress=False,  # Serve may run several replicas of this ingress
         )
 
 
@@ -64,6 +69,7 @@ def http_app(
     clip_handle: Any | None,
     *,
     echo_request_id: bool,
+    one_ingress: bool,
 ) -> Any:
     """The FastAPI app over the models' and CLIP's Serve handles, for either HTTP front
     (a ``KilnIngress`` replica, or ``kiln serve`` itself: serving/ray/http_front.py).
@@ -78,7 +84,7 @@ def http_app(
     app = create_app(
         settings,
         catalog,
-        model_client(settings, catalog, handles, failures),
+        model_client(settings, catalog, handles, failures, one_ingress=one_ingress),
         echo_request_id=echo_request_id,
         image_to_prompt=RayImageToPromptClient(clip_handle, clip.id if clip else None, failures),
         job_backend=RayJobBackend(),
@@ -88,7 +94,11 @@ def http_app(
 
 
 def model_client(
-    settings: Settings, catalog: Catalog, handles: dict[str, Any], failures: Any = None
+    settings: Settings,
+    catalog: Catalog,
+    handles: dict[str, Any],
+    failures: Any = None,
+    one_ingress: bool = False,
 ) -> Any:
     """The ingress's ``RayModelClient`` over the model handles; it must know which models
     scale to zero (probed only by requests: a probe would wake them). ``failures``: the
@@ -103,20 +113,32 @@ def model_client(
         # Well inside the idle timeout: readiness lapses before the replica can go.
         ready_ttl_s=min(ON_DEMAND_READY_S, settings.model_idle_s / 2),
         failures=failures,
-        admission=admission(settings, models),
+        admission=admission(settings, models, one_ingress),
     )
 
 
-def admission(settings: Settings, models: list[ModelSpec]) -> Any:
-    """The ingress's ``RayAdmission``: each model's scheduler admits one batch group per
-    replica the model may have (its placement's most replicas)."""
-    from serving.core.scheduling.admission import scheduler_config
+def admission(settings: Settings, models: list[ModelSpec], one_ingress: bool) -> Any:
+    """The ingress's admission: each model's scheduler admits one batch group per replica
+    the model may have (its placement's most replicas).
+
+    Where the schedulers run (``KILN_SCHEDULER``): in this process when it is the only
+    ingress (``one_ingress``: ``kiln serve``'s own HTTP front) and the setting is
+    ``auto``, or when it says ``process``; else in a named Ray actor per model that every
+    ingress replica shares (``RayAdmission``: Ray Serve's front, several replicas)."""
+    from serving.core.scheduling.admission import LocalAdmission, scheduler_config
     from serving.ray.scheduler import RayAdmission
 
     configs = {
         spec.id: scheduler_config(settings, placement_for(settings, spec, 0.0).max_replicas)
         for spec in models
     }
+    place = settings.scheduler
+    if place == "process" or (place == "auto" and one_ingress):
+        return LocalAdmission(
+            enabled=settings.fair_queue,
+            default_max_queued_images=settings.tenant_max_queued_images,
+            configs=configs,
+        )
     return RayAdmission(
         configs,
         enabled=settings.fair_queue,

@@ -153,7 +153,8 @@ def front_app(
     from serving.ray.app import http_app
 
     settings = replace(settings, secret=settings.effective_secret())
-    return http_app(settings, catalog, handles, clip_handle, echo_request_id=True)
+    # The only ingress of this server: its fair queues run here (serving.ray.app.admission).
+    return http_app(settings, catalog, handles, clip_handle, echo_request_id=True, one_ingress=True)
 
 
 def serve_http(app: Any, settings: Settings) -> None:

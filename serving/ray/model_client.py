@@ -85,8 +85,8 @@ class RayModelClient:
         admission: Admission | None = None,
     ):
         self.handles = dict(handles)
-        # Each model's scheduler actor admits its calls (serving.ray.scheduler); None:
-        # straight to the replicas.
+        # Each model's scheduler admits its calls: in this process, or its actor
+        # (serving.ray.app.admission chooses); None: straight to the replicas.
         self.admission = admission or Admission(enabled=False)
         # Calls whose replica died: retried once or 503 (shared with the CLIP client).
         self.failures = failures or ReplicaFailures()
@@ -168,9 +168,12 @@ class RayModelClient:
         if params.style is not None:
             # Routed to a replica that already holds the style (Serve multiplexing).
             handle = handle.options(multiplexed_model_id=params.style.id)
-        async with self.admission.admitted(params):  # its turn in the model's fair queue
+        # Its turn in the model's fair queue; its group's size tells the replica whether
+        # to wait for others to batch with.
+        async with self.admission.admitted(params) as admitted:
+            group = admitted.group_size
             output = await self._call(
-                params.model, lambda: cancel_with_caller(handle.generate.remote(params))
+                params.model, lambda: cancel_with_caller(handle.generate.remote(params, group))
             )
         self._answered_now(params.model)
         return output
@@ -186,9 +189,11 @@ class RayModelClient:
         streaming = handle.options(stream=True)
         channel = StepChannel()
 
+        group_size = 0  # set once admitted
+
         async def consume() -> GenerationOutput:
             output = None
-            stream = streaming.generate_stream.remote(params)
+            stream = streaming.generate_stream.remote(params, group_size)
             try:
                 async for item in stream:
                     if isinstance(item, StepEvent):
@@ -202,7 +207,8 @@ class RayModelClient:
                 raise RuntimeError(f"the stream of {params.model!r} ended without its output")
             return output
 
-        async with self.admission.admitted(params):  # its turn in the model's fair queue
+        async with self.admission.admitted(params) as admitted:  # its turn in the queue
+            group_size = admitted.group_size
             async for item in stream_of(channel, self._call(params.model, consume)):
                 if not isinstance(item, StepEvent):
                     self._answered_now(params.model)

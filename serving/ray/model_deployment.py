@@ -146,26 +146,29 @@ class ModelDeployment:
 
         return load_style
 
-    async def generate(self, params: GenerationParams) -> GenerationOutput:
+    async def generate(self, params: GenerationParams, group_size: int = 0) -> GenerationOutput:
         """Images for one request, possibly computed in a call shared with others;
-        cancelling the call cancels the request at its next step."""
+        cancelling the call cancels the request at its next step. ``group_size``: the
+        calls the fair queue admitted together with this one (0: not queued)."""
         channel = StepChannel(keep=False)
         try:
-            return await self._generate(params, channel)
+            return await self._generate(params, channel, group_size)
         except asyncio.CancelledError:
             channel.cancelled = True
             raise
 
     async def generate_stream(
-        self, params: GenerationParams
+        self, params: GenerationParams, group_size: int = 0
     ) -> AsyncIterator[StepEvent | GenerationOutput]:
         """``generate`` as a stream (``handle.options(stream=True)``): the request's step
         events as they come, then its output. Cancelling it cancels the request."""
         channel = StepChannel()
-        async for item in stream_of(channel, self._generate(params, channel)):
+        async for item in stream_of(channel, self._generate(params, channel, group_size)):
             yield item
 
-    async def _generate(self, params: GenerationParams, channel: StepChannel) -> GenerationOutput:
+    async def _generate(
+        self, params: GenerationParams, channel: StepChannel, group_size: int
+    ) -> GenerationOutput:
         if params.model != self.spec.id:
             raise ValueError(f"request for {params.model!r} reached {self.spec.id!r}")
         if self._counts_prompts:
@@ -180,10 +183,13 @@ class ModelDeployment:
             await self._load_style(params.style.id)
         self._in_flight += 1
         try:
-            # A request that finds the replica idle has no one to share a call with:
-            # start it at once instead of waiting out the batch window. Requests that
-            # arrive while others are in flight wait the window and batch together.
-            idle = self._in_flight == 1 and not self.fair_queue
+            # A request that finds the replica idle with no one to share a call with
+            # starts at once instead of waiting out the batch window: through the fair
+            # queue, when it was admitted alone (its group's members arrive together and
+            # wait the window to batch); without it, whenever it finds the replica idle.
+            # Requests that arrive while others are in flight wait the window.
+            alone = group_size == 1 if self.fair_queue and group_size else True
+            idle = self._in_flight == 1 and alone
             self._batched.set_batch_wait_timeout_s(0.0 if idle else self.batch_wait_s)
             item = BatchItem(params, min(params.n, self.max_batch_size), channel)
             result = await self._batched(item)

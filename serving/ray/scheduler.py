@@ -1,5 +1,10 @@
 """Each model's scheduler as a Ray actor shared by every ingress, and ``RayAdmission``.
 
+Used where several ingress processes share a model: under Ray Serve's HTTP front (its
+``KilnIngress`` replicas) or with ``KILN_SCHEDULER=actor``. ``kiln serve``'s own front is
+the server's only ingress, and its schedulers run in its process
+(``serving.core.scheduling.admission.LocalAdmission``; ``serving.ray.app.admission``).
+
 One actor per model (``SchedulerActor``, named ``kiln-scheduler:<model id>`` in the
 ``kiln`` namespace) holds the model's ``Scheduler`` (``serving.core.scheduling``): every
 ingress replica's calls to the model queue in it, so priorities, fair shares and quotas
@@ -34,7 +39,12 @@ import ray
 from serving.core.errors import service_unavailable
 from serving.core.scheduling.admission import Admission
 from serving.core.scheduling.fair_queue import Ticket
-from serving.core.scheduling.scheduler import QueuePosition, Scheduler, SchedulerConfig
+from serving.core.scheduling.scheduler import (
+    Admitted,
+    QueuePosition,
+    Scheduler,
+    SchedulerConfig,
+)
 
 T = TypeVar("T")
 
@@ -71,7 +81,7 @@ class SchedulerActor:
         self.scheduler = Scheduler(config, lease_s=LEASE_S)
         self._sweeper: asyncio.Task | None = None
 
-    async def admit(self, ticket: Ticket) -> float:
+    async def admit(self, ticket: Ticket) -> Admitted:
         if self._sweeper is None:  # the actor's event loop runs only inside its methods
             self._sweeper = asyncio.ensure_future(self._sweep())
         return await self.scheduler.admit(ticket)
@@ -178,16 +188,16 @@ class RayAdmission(Admission):
             code="scheduler_unavailable",
         )
 
-    async def _admit(self, model: str, ticket: Ticket) -> float:
-        async def admit(actor: Any) -> float:
+    async def _admit(self, model: str, ticket: Ticket) -> Admitted:
+        async def admit(actor: Any) -> Admitted:
             try:
-                waited = await actor.admit.remote(ticket)
+                admitted = await actor.admit.remote(ticket)
             except asyncio.CancelledError:
                 # The client left: take the ticket out (or give its admission back).
                 asyncio.ensure_future(self._quietly(actor.cancel.remote(ticket.id)))
                 raise
             self._holding(model, ticket.id)
-            return waited
+            return admitted
 
         return await self._on_actor(model, admit)
 

@@ -154,3 +154,24 @@ class ServerControl:
 @pytest.fixture(scope="session")
 def server_control() -> ServerControl:
     return ServerControl()
+
+
+@pytest.fixture(scope="session")
+def serve_front_server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[LiveServer]:
+    """A second ``kiln serve`` with ``KILN_HTTP_SERVER=serve`` (Ray Serve's proxy, the
+    ``KilnIngress`` replicas, each model's scheduler in a named actor), its own KILN_HOME
+    with the session's tiny models linked in. Started by the first test that asks
+    (test_body_limits_live.py's serve front, test_fair_queue_live.py's scheduler kill)."""
+    root = tmp_path_factory.mktemp("serve_front")
+    home = root / "home"
+    home.mkdir()
+    (home / "models").symlink_to(kiln_home / "models", target_is_directory=True)
+    env = {
+        "KILN_HTTP_SERVER": "serve",
+        "KILN_ADMIN_KEY": ADMIN_KEY,
+        "KILN_BODY_MAX_JSON": str(BODY_MAX_JSON),
+    }
+    live = start_server(home, root / "kiln-serve.log", env)
+    yield live
+    code = stop_server(live)
+    assert code == 0, f"kiln serve exited with {code} after SIGINT:\n{live.log_tail()}"

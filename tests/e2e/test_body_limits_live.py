@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 import pytest
-from live_accounts import ADMIN_KEY, TenantKey, create_tenant
+from live_accounts import TenantKey, create_tenant
 from raw_http import stream_body
 
 from serving.ray.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV, READ_AHEAD_BYTES
@@ -65,26 +64,6 @@ def _serve_process(server_pid: int, marker: str) -> psutil.Process:
 def _has_process(server_pid: int, marker: str) -> bool:
     children = psutil.Process(server_pid).children(recursive=True)
     return any(marker in " ".join(p.cmdline()) for p in children)
-
-
-@pytest.fixture(scope="module")
-def serve_front_server(
-    catalog, kiln_home: Path, server_control, tmp_path_factory
-) -> Iterator[object]:
-    """A second ``kiln serve`` with ``KILN_HTTP_SERVER=serve``, its own KILN_HOME (the
-    session's tiny models linked in)."""
-    root = tmp_path_factory.mktemp("serve_front")
-    home = root / "home"
-    home.mkdir()
-    (home / "models").symlink_to(kiln_home / "models", target_is_directory=True)
-    env = {
-        "KILN_HTTP_SERVER": "serve",
-        "KILN_ADMIN_KEY": ADMIN_KEY,
-        "KILN_BODY_MAX_JSON": str(JSON_LIMIT),
-    }
-    live = server_control.start(home, root / "kiln-serve.log", env)
-    yield live
-    assert server_control.stop(live) == 0, live.log_tail()
 
 
 @pytest.fixture(scope="module", params=["kiln", "serve"])
@@ -145,6 +124,14 @@ def test_a_generation_answers_through_each_front(front: Front):
     )
     assert r.status_code == 200, r.text
     assert r.json()["credits_charged"] == 1 and len(r.json()["data"]) == 1
+
+
+def test_each_front_runs_the_fair_queue_where_it_says(front: Front):
+    """KILN_SCHEDULER=auto: in the kiln serve process under its own front (no hop), in a
+    named actor per model under Serve's (shared by its ingress replicas). A generation
+    through each front ran above, so the serve front's actor exists by now."""
+    has_actor = _has_process(front.server.process.pid, "ray::SchedulerActor")
+    assert has_actor == (front.name == "serve")
 
 
 def test_the_serve_proxy_runs_the_body_guard(front: Front):

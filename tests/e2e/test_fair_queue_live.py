@@ -1,5 +1,6 @@
-"""The fair queue in front of tiny-sd15 on the session's live server (issue 23): Ray Serve
-with the model's scheduler actor, the figures of the issue, and the actor killed.
+"""The fair queue in front of tiny-sd15 on the session's live servers (issue 23): the
+figures of the issue on the kiln front (the model's scheduler in the kiln serve process),
+and the scheduler actor killed on the Serve front (each model's scheduler a named actor).
 
 - Tenant A submits 100 images at once (25 requests of 4), in the batch class and then in
   the interactive class; tenant B sends single images one after another meanwhile. B's
@@ -98,7 +99,10 @@ def scheduler_process(server_pid: int) -> psutil.Process:
     raise LookupError("no scheduler actor process")
 
 
-def test_scheduler_killed_with_requests_queued_loses_none(server, keys, warm):
+def test_scheduler_killed_with_requests_queued_loses_none(serve_front_server):
+    """On the session's Serve-front server, whose schedulers are named actors (under the
+    kiln front they live in the kiln serve process and die only with it)."""
+    server = serve_front_server
     key = create_tenant(server.url, "fair kill", 200).key
     headers = {"authorization": f"Bearer {key}"}
     body = {**BODY, "n": 4}

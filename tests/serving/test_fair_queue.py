@@ -155,7 +155,8 @@ def test_scheduler_admits_in_turn_waits_counted_and_quota_holds_nothing_past_it(
     async def scenario() -> None:
         scheduler = Scheduler(SchedulerConfig(slots=1, group_images=1))
         first, second = ticket("a"), ticket("b", key="b")
-        assert await scheduler.admit(first) >= 0
+        admitted = await scheduler.admit(first)
+        assert admitted.waited_s >= 0 and admitted.group_size == 1  # alone: starts at once
         waiting = asyncio.ensure_future(scheduler.admit(second))
         await asyncio.sleep(0.01)
         assert not waiting.done()
@@ -179,6 +180,24 @@ def test_scheduler_admits_in_turn_waits_counted_and_quota_holds_nothing_past_it(
         assert scheduler.held_images("t") == 6
         scheduler.unhold("h1")
         assert scheduler.hold("h3", "t", 12, limit=8)  # alone, a big order may run
+
+    asyncio.run(scenario())
+
+
+def test_each_admission_says_how_many_calls_its_group_holds():
+    """The replica starts a call admitted alone at once and lets a group's members wait
+    its batch window to share a call (serving/ray/model_deployment.py)."""
+
+    async def scenario() -> None:
+        scheduler = Scheduler(SchedulerConfig(slots=1, group_images=4))
+        running = ticket("a", images=4, key="big")
+        assert (await scheduler.admit(running)).group_size == 1
+        queued = [ticket(t) for t in "bcd"]  # one batch key, 3 images: one group
+        waiting = [asyncio.ensure_future(scheduler.admit(t)) for t in queued]
+        await asyncio.sleep(0.01)
+        scheduler.release(running.id)
+        sizes = [(await asyncio.wait_for(w, 1)).group_size for w in waiting]
+        assert sizes == [3, 3, 3]
 
     asyncio.run(scenario())
 

@@ -109,3 +109,35 @@ def test_a_cancelled_request_of_a_shared_call_is_dropped_and_the_call_runs_on(re
     assert dropped.cancelled and dropped.images == []
     assert not kept.cancelled and steps[-1].step == 6  # the call ran to its end for it
     assert int(np.abs(kept.images[0].astype(int) - alone.images[0].astype(int)).max()) <= 2
+
+
+def test_a_call_admitted_alone_skips_the_batch_window_and_a_group_waits_it(catalog):
+    """Through the fair queue a call's ``group_size`` is how many calls were admitted
+    with it: alone (1) it starts at once; a group's members wait the batch window to
+    share a call (here 1.5 s, so the difference cannot be noise)."""
+    lazy = ModelDeployment.func_or_class._batched.set_max_batch_size.__self__
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            batching._BatchQueue,
+            "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
+            lambda _: None,
+        )
+        lazy._queue = None  # this test's loop owns the queue
+        settings = Settings(max_batch_size=4, device="cpu", torch_threads=2, batch_wait_s=1.5)
+        replica = ModelDeployment.func_or_class(settings, catalog.get("tiny-sd15"))
+
+        async def timed(group_size: int) -> float:
+            started = time.monotonic()
+            await replica.generate(params(catalog, 1, seed=5), group_size)
+            return time.monotonic() - started
+
+        async def run() -> tuple[float, float]:
+            await timed(1)  # the first call's one-time costs
+            return await timed(1), await timed(2)
+
+        try:
+            alone, grouped = asyncio.run(run())
+        finally:
+            lazy._queue = None
+    assert alone < 1.0, alone
+    assert grouped >= 1.5, grouped

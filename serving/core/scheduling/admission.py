@@ -6,9 +6,12 @@ and the paid path wraps an order in ``held(model, images)`` (the tenant's queued
 quota, before any credit is reserved). Tenant and priority come from the context
 variables of ``serving.core.scheduling.context``, so no signature in between changes.
 
-``LocalAdmission`` runs one ``Scheduler`` per model in this process (``LocalModelClient``:
-tools, benchmarks, batch workers, in-process tests); ``serving.ray.scheduler.RayAdmission``
-asks each model's scheduler actor, shared by every ingress replica.
+``LocalAdmission`` runs one ``Scheduler`` per model in this process: ``LocalModelClient``
+(tools, benchmarks, batch workers, in-process tests) and ``kiln serve``'s own HTTP front,
+the one process every request of that server enters (no hop: the queue is a few dict
+operations, while a Ray actor call is milliseconds each way on a busy host);
+``serving.ray.scheduler.RayAdmission`` asks each model's scheduler actor, shared by every
+ingress replica under Ray Serve's front. ``KILN_SCHEDULER`` chooses (``serving.ray.app``).
 
 Metrics (``serving.core.metrics``): images waiting for admission in this process and
 the wait of each admitted call, per model and class; summed over ingress replicas they
@@ -29,6 +32,7 @@ from serving.core.logs import current_request_id
 from serving.core.scheduling.context import current_priority, current_work, queue_listener
 from serving.core.scheduling.fair_queue import Ticket, parse_class_weights
 from serving.core.scheduling.scheduler import (
+    Admitted,
     QueueFull,
     QueuePosition,
     Scheduler,
@@ -44,6 +48,9 @@ logger = logging.getLogger(__name__)
 QUOTA_RETRY_AFTER_S = 2
 # Where a call runs for nobody in particular (no paid order around it: pings, tools).
 NO_TENANT = "-"
+# A call that went through no queue (KILN_FAIR_QUEUE=0): its group's size is unknown (0),
+# and its replica batches it by its own rule (a call that finds it idle starts at once).
+NOT_QUEUED = Admitted(0.0, 0)
 # How often a queued call with a listener (a job) is told its position.
 POSITION_EVERY_S = 0.5
 
@@ -94,10 +101,12 @@ class Admission:
             await asyncio.shield(self._unhold(model, hold_id))
 
     @asynccontextmanager
-    async def admitted(self, params: Any) -> AsyncIterator[None]:
-        """Hold an admission to ``params.model``'s replicas for the block (the call)."""
+    async def admitted(self, params: Any) -> AsyncIterator[Admitted]:
+        """Hold an admission to ``params.model``'s replicas for the block (the call); the
+        block gets the ``Admitted`` (its group's size goes with the call to the replica:
+        ``NOT_QUEUED`` when the queue is off)."""
         if not self.enabled:
-            yield
+            yield NOT_QUEUED
             return
         work = current_work.get()
         ticket = Ticket(
@@ -117,7 +126,7 @@ class Admission:
         if listener is not None:
             telling = asyncio.ensure_future(self._tell(model, ticket.id, listener))
         try:
-            waited = await self._admit(model, ticket)
+            admission = await self._admit(model, ticket)
         except QueueFull as full:  # from the actor too: Ray's error is also a QueueFull
             raise service_unavailable(
                 f"model {model!r} has {full.waiting} requests waiting; retry shortly",
@@ -129,9 +138,9 @@ class Admission:
             if queued is not None:
                 queued.dec(ticket.images)
         if self.metrics is not None:
-            self.metrics.queue_wait.labels(model, ticket.priority).observe(waited)
+            self.metrics.queue_wait.labels(model, ticket.priority).observe(admission.waited_s)
         try:
-            yield
+            yield admission
         finally:
             await asyncio.shield(self._release(model, ticket.id))
 
@@ -167,7 +176,7 @@ class Admission:
     async def _unhold(self, model: str, hold_id: str) -> None:
         raise NotImplementedError
 
-    async def _admit(self, model: str, ticket: Ticket) -> float:
+    async def _admit(self, model: str, ticket: Ticket) -> Admitted:
         raise NotImplementedError
 
     async def _release(self, model: str, ticket_id: str) -> None:
@@ -185,9 +194,11 @@ class LocalAdmission(Admission):
         config: SchedulerConfig | None = None,
         enabled: bool = True,
         default_max_queued_images: int | None = None,
+        configs: dict[str, SchedulerConfig] | None = None,
     ) -> None:
         super().__init__(enabled, default_max_queued_images)
         self.config = config or SchedulerConfig()
+        self.configs = configs or {}  # per model (its replicas' slots); else ``config``
         self.schedulers: dict[str, Scheduler] = {}
 
     @classmethod
@@ -200,7 +211,7 @@ class LocalAdmission(Admission):
 
     def scheduler(self, model: str) -> Scheduler:
         if model not in self.schedulers:
-            self.schedulers[model] = Scheduler(self.config)
+            self.schedulers[model] = Scheduler(self.configs.get(model, self.config))
         return self.schedulers[model]
 
     async def _hold(
@@ -211,7 +222,7 @@ class LocalAdmission(Admission):
     async def _unhold(self, model: str, hold_id: str) -> None:
         self.scheduler(model).unhold(hold_id)
 
-    async def _admit(self, model: str, ticket: Ticket) -> float:
+    async def _admit(self, model: str, ticket: Ticket) -> Admitted:
         return await self.scheduler(model).admit(ticket)
 
     async def _release(self, model: str, ticket_id: str) -> None:

@@ -10,10 +10,12 @@ whose methods are these. Every method but ``admit`` answers at once.
   A tenant with nothing held may always send one order, however large, so a request
   bigger than the quota is not refused for ever.
 - ``admit``: queue a ticket and wait until it is admitted (the caller then makes its
-  call and ``release``\\ s it); returns the seconds it waited. A waiter cancelled (its
-  client hung up) leaves the queue. With ``max_queued`` requests already waiting
-  (``KILN_MAX_QUEUED``, the bound Ray Serve's router had before the queue stood in front
-  of it) a ticket is refused at once with ``QueueFull``: the caller's 503 ``overloaded``.
+  call and ``release``\\ s it); returns the seconds it waited and how many tickets its
+  batch group holds (``Admitted``: a group of one starts at once in its replica). A
+  waiter cancelled (its client hung up) leaves the queue. With ``max_queued`` requests
+  already waiting (``KILN_MAX_QUEUED``, the bound Ray Serve's router had before the queue
+  stood in front of it) a ticket is refused at once with ``QueueFull``: the caller's 503
+  ``overloaded``.
 - ``position``: where a queued ticket stands and an ETA from the measured seconds per
   image of recent calls.
 - ``renew``/``sweep`` (with ``lease_s``, in the actor): admissions and holds whose
@@ -43,6 +45,16 @@ class QueueFull(Exception):
 
     def __str__(self) -> str:
         return f"{self.waiting} requests are waiting"
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A ticket's admission: how long it waited, and how many tickets were admitted with
+    it into its batch group (the calls its replica may batch it with: 1 is none, so the
+    replica starts it at once instead of waiting out its batch window)."""
+
+    waited_s: float
+    group_size: int
 
 
 @dataclass(frozen=True)
@@ -130,14 +142,14 @@ class Scheduler:
 
     # Admission.
 
-    async def admit(self, ticket: Ticket) -> float:
-        """Wait until ``ticket`` is admitted; the seconds it waited."""
+    async def admit(self, ticket: Ticket) -> Admitted:
+        """Wait until ``ticket`` is admitted; how long it waited, and its group's size."""
         limit = self.config.max_queued
         if limit is not None and len(self.queue) >= limit:
             raise QueueFull(len(self.queue))
         loop = asyncio.get_running_loop()
         ticket.enqueued = time.monotonic()
-        waiter: asyncio.Future[float] = loop.create_future()
+        waiter: asyncio.Future[Admitted] = loop.create_future()
         self._waiters[ticket.id] = waiter
         self.queue.push(ticket)
         self._dispatch()
@@ -200,7 +212,11 @@ class Scheduler:
     def _dispatch(self) -> None:
         now = time.monotonic()
         orphans = []
-        for ticket in self.queue.admit():
+        admitted = self.queue.admit()
+        sizes: dict[int | None, int] = {}
+        for ticket in admitted:
+            sizes[ticket.group] = sizes.get(ticket.group, 0) + 1
+        for ticket in admitted:
             group = cast(int, ticket.group)  # admit() sets it
             self._admitted_at[ticket.id] = now
             self._group_started.setdefault(group, now)
@@ -211,7 +227,7 @@ class Scheduler:
                 orphans.append(ticket.id)  # its waiter left as it was admitted
                 continue
             self._lease(ticket.id)
-            waiter.set_result(now - ticket.enqueued)
+            waiter.set_result(Admitted(now - ticket.enqueued, sizes[ticket.group]))
         for ticket_id in orphans:
             self.release(ticket_id)
 

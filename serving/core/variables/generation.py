@@ -41,6 +41,16 @@ def _adapter_scale(text: str) -> float:
     return value
 
 
+# Where the fair queue's scheduler runs (serving/ray/app.py's ``admission``).
+SCHEDULER_PLACES = ("auto", "process", "actor")
+
+
+def _scheduler_place(text: str) -> str:
+    if text not in SCHEDULER_PLACES:
+        raise ValueError(f"must be one of {', '.join(SCHEDULER_PLACES)}, got {text!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class GenerationVariables:
     """Generations: prompt and defaults, pins, agentic rounds, credits held per tenant."""
@@ -97,6 +107,12 @@ class GenerationVariables:
         "KILN_FAIR_QUEUE", True, parse=flag,
         help="admit calls to each model through its fair queue: priority classes, deficit round "
         "robin across tenants by images (default on; `0` sends calls straight to the replicas)",
+    )
+    scheduler: str = env_field(
+        "KILN_SCHEDULER", "auto", parse=_scheduler_place,
+        help="where each model's fair queue runs: `process` (in the one HTTP process: no hop), "
+        "`actor` (a named Ray actor per model that every ingress replica shares), or `auto` "
+        "(default: `process` under `kiln serve`'s own HTTP front, `actor` under Ray Serve's)",
     )
     scheduler_class_weights: str = env_field(
         "KILN_SCHEDULER_CLASS_WEIGHTS", "interactive=4,batch=1", parse=_class_weights,
