@@ -37,20 +37,29 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from ray import serve
 
+from pipelines.fast_path import FastPathOptions
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams, StyleRef
 from pipelines.progress import StepEvent
 from serving.core.logs import configure_replica_logging
 from serving.core.settings import Settings
 from serving.core.step_channel import ChannelListener, StepChannel, stream_of
-from weights.catalog import ComponentSpec, ModelSpec
+from weights.catalog import ComponentSpec, ModelKind, ModelSpec
 
 logger = logging.getLogger(__name__)
+
+
+def replica_fast_path(settings: Settings, spec: ModelSpec) -> FastPathOptions:
+    """The fast path a replica of ``spec`` applies: the settings', without the compiled
+    style slot on an edit model (instruct, inpaint), which serves no styles: the slot
+    costs every compiled block call a little CPU time (benchmarks/fast_path_parts.py)."""
+    options = settings.fast_path()
+    return options if spec.kind == ModelKind.BASE else replace(options, style_slot=False)
 
 
 @dataclass(frozen=True)
@@ -111,7 +120,7 @@ class ModelDeployment:
             device=settings.engine_device,
             style_capacity=settings.styles_per_replica,
             components=components,
-            fast_path=settings.fast_path(),
+            fast_path=replica_fast_path(settings, spec),
         )
         self.engine.oom.retry = settings.oom_retry
         # Encoders without windows count prompts (Engine.check); CLIP's take any length.

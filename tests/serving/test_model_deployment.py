@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.params import GenerationParams, ParamError, StyleRef
 from serving.core.settings import Settings
-from serving.ray.model_deployment import BatchItem, ModelDeployment
+from serving.ray.model_deployment import BatchItem, ModelDeployment, replica_fast_path
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +111,13 @@ def test_an_over_limit_flux_prompt_is_refused_before_it_joins_a_batch(catalog):
     good = [GenerationParams.build(spec, prompt="a fox", seed=seed) for seed in (1, 2)]
     outputs = asyncio.run(replica.run_batch([BatchItem(p, 1) for p in good]))
     assert [o.seeds for o in outputs] == [(1,), (2,)]
+
+
+def test_edit_models_compile_without_the_style_slot(catalog):
+    """Only base models serve styles: an instruct or inpaint replica's compiled graph
+    leaves the slot out (it costs every compiled block call CPU time)."""
+    settings = Settings(compile="on")
+    assert replica_fast_path(settings, catalog.get("tiny-sd15")).style_slot
+    for edit_model in ("tiny-instruct", "tiny-flux1-kontext", "tiny-flux1-fill"):
+        options = replica_fast_path(settings, catalog.get(edit_model))
+        assert not options.style_slot and options.compile == "on"

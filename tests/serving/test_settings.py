@@ -122,12 +122,13 @@ def test_every_variable_is_read(tmp_path: Path):
         "KILN_STYLE_IMPORTS_MAX_BYTES": "14000",
         "KILN_BENCH": "1",
         "KILN_HTTP_SERVER": "serve",
+        "KILN_SCHEDULER": "actor",
     }
     assert {var.name for var in ENV_VARS} == set(env), "every variable is declared and tested"
     s = Settings.from_env(env)
     assert s.home == tmp_path and s.catalog_path == tmp_path / "extra.toml"
     assert (s.host, s.port, s.device, s.engine_device) == ("0.0.0.0", 9001, "cpu", "cpu")
-    assert s.http_server == "serve"
+    assert (s.http_server, s.scheduler) == ("serve", "actor")
     assert (s.gpus_per_replica, s.replica_cpus, s.ingress_cpus) == (0.25, 1.5, 0.2)
     assert (s.effective_torch_threads(), s.effective_ray_num_cpus()) == (3, 4)
     assert s.ray_address == "ray://head:10001"
@@ -183,6 +184,7 @@ def test_empty_values_mean_unset():
         ("KILN_PORT", "70000"),
         ("KILN_DEVICE", "tpu"),
         ("KILN_HTTP_SERVER", "nginx"),
+        ("KILN_SCHEDULER", "ray"),
         ("KILN_MAX_BATCH_SIZE", "0"),
         ("KILN_REPLICA_CPUS", "-1"),
         ("KILN_PIN_SCALE_CHARACTER", "2.5"),
@@ -274,8 +276,10 @@ def test_every_setting_is_one_declared_variable():
     fast_path = env_vars(FastPathSwitches)
     assert {var.name for var in fast_path} <= set(names) and len(fast_path) == 11
     assert {f.name for f in fields(FastPathOptions)} - {var.field for var in fast_path} == {
-        "lora_hotswap_rank"
-    }, "every fast-path option but the hotswap rank (KILN_STYLE_MAX_RANK) is a variable"
+        "lora_hotswap_rank",
+        "style_slot",
+    }, "every fast-path option but the hotswap rank (KILN_STYLE_MAX_RANK) and the slot (the "
+    "replica's model kind: serving/ray/model_deployment.py) is a variable"
 
 
 def test_the_readme_table_is_made_from_the_declarations():
