@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"torch_threads={torch.get_num_threads()} cpus={os.cpu_count()}"
             )
             replica_s: list[float] = []
+            parts: list[dict[str, float]] = []  # the server's own timings, per timed call
 
             def floor() -> float:
                 t0 = time.perf_counter()
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 r.raise_for_status()
                 elapsed = time.perf_counter() - t0
                 replica_s.append(r.json()["timings"]["total"])
+                parts.append({**r.json()["timings"], "http": elapsed})
                 return elapsed
 
             def direct() -> float:
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 floor()
 
             direct_s, http_s, outside_s, floor_s = [], [], [], []
+            parts.clear()
             for i in range(args.runs):
                 direct_s.append(direct())
                 http_s.append(over_http(body))
@@ -160,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"median {noop * 1000:.1f} ms")  # fmt: skip
             log(f"outside the pipeline call above the floor: {(outside - noop) * 1000:.1f} ms  "
                 "(goal <= 5 ms)")  # fmt: skip
+            log_parts(parts)
 
             one = {**body, "n": 1}
             requests = [{**one, "seed": 100 + i} for i in range(args.clients)]
@@ -180,6 +184,26 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         log("server stopped")
     return 0
+
+
+def log_parts(parts: list[dict[str, float]]) -> None:
+    """Where a generation's time outside the pipeline call goes, from the answer's own
+    ``timings`` (medians of the timed calls): the HTTP front (uvicorn, middleware, auth,
+    the body, the JSON answer: the client's time less the paid path's ``server_total``),
+    the model call beyond the pipeline (``generate`` less the engine's ``total``: the fair
+    queue, the Ray hop, the batch queue, the images' way back), ``deliver`` (watermark,
+    PNG, store, asset rows and settle), and the rest of the paid path (quota, reserve)."""
+
+    def median_ms(value) -> float:
+        return statistics.median(value(p) for p in parts) * 1000
+
+    front = median_ms(lambda p: p["http"] - p["server_total"])
+    model = median_ms(lambda p: p["generate"] - p["total"])
+    deliver = median_ms(lambda p: p["deliver"])
+    paid = median_ms(lambda p: p["server_total"] - p["generate"] - p["deliver"])
+    log(f"outside the pipeline call, by part (medians): HTTP front {front:.1f} ms, "
+        f"model call beyond the pipeline {model:.1f} ms, deliver {deliver:.1f} ms, "
+        f"rest of the paid path {paid:.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -74,7 +74,10 @@ def deploy_models(
     first, later = start_stages(catalog)
     targets = {
         model_id: serve.RunTarget(
-            models[model_id], name=MODEL_APP_PREFIX + model_id, route_prefix=None
+            models[model_id],
+            name=MODEL_APP_PREFIX + model_id,
+            route_prefix=None,
+            logging_config=REPLICA_LOGGING,
         )
         for model_id in models
     }
