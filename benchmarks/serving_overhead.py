@@ -199,11 +199,17 @@ def log_parts(parts: list[dict[str, float]]) -> None:
 
     front = median_ms(lambda p: p["http"] - p["server_total"])
     model = median_ms(lambda p: p["generate"] - p["total"])
+    hop = median_ms(lambda p: p["generate"] - p["replica"])
+    replica = median_ms(lambda p: p["replica"] - p["engine"])
+    engine = median_ms(lambda p: p["engine"] - p["total"])
     deliver = median_ms(lambda p: p["deliver"])
     paid = median_ms(lambda p: p["server_total"] - p["generate"] - p["deliver"])
     log(f"outside the pipeline call, by part (medians): HTTP front {front:.1f} ms, "
         f"model call beyond the pipeline {model:.1f} ms, deliver {deliver:.1f} ms, "
         f"rest of the paid path {paid:.1f} ms")  # fmt: skip
+    log(f"  the model call beyond the pipeline: the way to the replica and back {hop:.1f} ms, "
+        f"in the replica before the engine (batch queue, engine thread) {replica:.1f} ms, "
+        f"the engine beside its pipeline calls {engine:.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

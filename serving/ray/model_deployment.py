@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -201,11 +202,15 @@ class ModelDeployment:
             idle = self._in_flight == 1 and alone
             self._batched.set_batch_wait_timeout_s(0.0 if idle else self.batch_wait_s)
             item = BatchItem(params, min(params.n, self.max_batch_size), channel)
+            began = time.perf_counter()
             result = await self._batched(item)
         finally:
             self._in_flight -= 1
         if isinstance(result, BaseException):
             raise result
+        # The batch queue, the engine thread and the engine: the serving path's figures
+        # (benchmarks/serving_overhead.py) tell the replica's part from the hop's.
+        result.timings["replica"] = time.perf_counter() - began
         return result
 
     async def check(self, params: GenerationParams) -> None:
