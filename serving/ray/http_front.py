@@ -97,29 +97,15 @@ def deploy_models(
         ).start()  # fmt: skip
     # Handles of applications that may not exist yet: Serve routes their calls once they do.
     handles = {
-        model_id: direct(
-            serve.get_deployment_handle(model_id, MODEL_APP_PREFIX + model_id, _check_exists=False)
+        model_id: serve.get_deployment_handle(
+            model_id, MODEL_APP_PREFIX + model_id, _check_exists=False
         )
         for model_id in models
     }
     clip_handle = None
     if clip is not None:
-        clip_handle = direct(
-            serve.get_deployment_handle(CLIP_DEPLOYMENT, CLIP_APP, _check_exists=False)
-        )
+        clip_handle = serve.get_deployment_handle(CLIP_DEPLOYMENT, CLIP_APP, _check_exists=False)
     return handles, clip_handle
-
-
-def direct(handle: Any) -> Any:
-    """``handle`` calling its replicas over their gRPC servers rather than as Ray actor
-    tasks (Serve's ``_by_reference=False``, what ``RAY_SERVE_USE_GRPC_BY_DEFAULT`` sets for
-    every handle): no object store, no task submission through the raylet. The way to a
-    model replica and back 6.4 -> 4.0 ms, the structural floor 7.5 -> 5.3 ms on the 2-core
-    CI machine (benchmarks/serving_overhead.py). Serve still routes, batches, multiplexes,
-    streams and cancels; a dead replica still raises Ray's ``ActorUnavailableError``
-    (serving/ray/errors.py). Replicas take messages up to
-    ``RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH`` (serving/ray/serve_tuning.py)."""
-    return handle.options(_by_reference=False)
 
 
 def start_stages(catalog: Catalog) -> tuple[list[str], list[str]]:

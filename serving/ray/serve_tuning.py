@@ -28,10 +28,10 @@ SERVE_LATENCY_ENV: dict[str, str] = {
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
     # Request log lines written in batches (errors still flush at once).
     "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
-    # What a replica's gRPC server takes (kiln serve's own front calls the models over it:
-    # serving/ray/http_front.py ``direct``): gRPC's 4 MiB default is less than one decoded
-    # reference image or a batch of generated ones; 1 GiB is past any body Kiln accepts
-    # (KILN_BODY_MAX_IMAGES, KILN_IMAGE_MAX_PIXELS) and below gRPC's 2 GiB ceiling.
+    # What a replica's gRPC server takes (the ingress calls the models over it:
+    # serving/ray/model_client.py ``by_value``): gRPC's 4 MiB default is less than one
+    # decoded reference image or a batch of generated ones; 1 GiB is past any body Kiln
+    # accepts (KILN_BODY_MAX_IMAGES, KILN_IMAGE_MAX_PIXELS), below gRPC's 2 GiB ceiling.
     "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(1 << 30),
 }
 

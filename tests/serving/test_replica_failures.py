@@ -54,7 +54,8 @@ class DyingHandle:
         self.calls = 0
         self.ready_answers = ready_answers
         self.ready = _Method(self._ready)
-        self.generate = _Method(self._work(run))
+        # The replica's generate also takes the call's fair-queue group size.
+        self.generate = _Method(self._work(lambda params, group_size=0: run(params)))
         self.check = _Method(self._work(lambda params: asyncio.sleep(0)))
         self.extract = _Method(self._work(run))
 
