@@ -156,12 +156,13 @@ def server_control() -> ServerControl:
     return ServerControl()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def serve_front_server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[LiveServer]:
     """A second ``kiln serve`` with ``KILN_HTTP_SERVER=serve`` (Ray Serve's proxy, the
     ``KilnIngress`` replicas, each model's scheduler in a named actor), its own KILN_HOME
-    with the session's tiny models linked in. Started by the first test that asks
-    (test_body_limits_live.py's serve front, test_fair_queue_live.py's scheduler kill)."""
+    with the session's tiny models linked in: test_body_limits_live.py's serve front,
+    test_fair_queue_live.py's scheduler kill. One per module, stopped at its end: a second
+    Ray left idle for the rest of the session slowed every later test on CI's 2 cores."""
     root = tmp_path_factory.mktemp("serve_front")
     home = root / "home"
     home.mkdir()
