@@ -112,9 +112,6 @@ class ModelDeployment:
         self.spec = spec
         self.max_batch_size = settings.max_batch_size
         self.batch_wait_s = settings.batch_wait_s
-        # Behind the fair queue (serving.ray.scheduler) the requests of one admitted batch
-        # group arrive a few ms apart at an idle replica: the window collects them.
-        self.fair_queue = settings.fair_queue
         self._in_flight = 0
         self.engine = Engine.load(
             spec,
@@ -194,12 +191,11 @@ class ModelDeployment:
         self._in_flight += 1
         try:
             # A request that finds the replica idle with no one to share a call with
-            # starts at once instead of waiting out the batch window: through the fair
-            # queue, when it was admitted alone (its group's members arrive together and
-            # wait the window to batch); without it, whenever it finds the replica idle.
-            # Requests that arrive while others are in flight wait the window.
-            alone = group_size == 1 if self.fair_queue and group_size else True
-            idle = self._in_flight == 1 and alone
+            # starts at once instead of waiting out the batch window. ``group_size`` says
+            # how many calls the fair queue admitted together (0: no queue): a group's
+            # members arrive a few ms apart and wait the window to share a call.
+            # Requests that arrive while others are in flight wait it too.
+            idle = self._in_flight == 1 and group_size <= 1
             self._batched.set_batch_wait_timeout_s(0.0 if idle else self.batch_wait_s)
             item = BatchItem(params, min(params.n, self.max_batch_size), channel)
             began = time.perf_counter()
