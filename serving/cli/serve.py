@@ -32,6 +32,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from ray import serve
 
     from serving.ray.app import build_application
+    from serving.ray.placement import local_ray_cpus
     from serving.ray.serve_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
     settings = settings.with_overrides(host=args.host, port=args.port)
@@ -64,9 +65,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     else:
         # "local": a Ray of its own even when another runs on this machine (``ray.init()``
         # would join that one, and refuse the CPU count).
-        ray.init(
-            address="local", num_cpus=settings.effective_ray_num_cpus(), include_dashboard=False
-        )
+        num_cpus = local_ray_cpus(settings, catalog)
+        logger.info("starting a local Ray with %d logical CPUs", num_cpus)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
     url = f"http://{settings.host}:{settings.port}"
     try:
         if settings.http_server == "kiln":

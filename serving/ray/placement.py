@@ -24,15 +24,23 @@ Decisions where the issue is silent:
   start path): the first request starts the load.
 - A model that scales to zero starts with no replica (``initial_replicas = 0``): nothing
   is loaded until it is used.
+- A local Ray (no ``KILN_RAY_ADDRESS``) gets enough logical CPUs for what it must run at
+  once (``local_ray_cpus``): every model at its most replicas, the CLIP replica, the
+  ingress and one training task, and never fewer than the machine's cores. Ray schedules
+  by these logical CPUs only (torch's thread count is what uses the cores), and with the
+  shipped catalog on a 2-core machine (7 models and CLIP at 0.25 each) two logical CPUs
+  left a training job waiting until an idle model was scaled away, minutes later.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from serving.core.settings import Settings, SettingsError
-from weights.catalog import CatalogError, ModelSpec
+from weights.catalog import Catalog, CatalogError, ModelSpec
 
 # How long load must last before Serve adds a replica (beyond the first): a burst shorter
 # than this is absorbed by the queue rather than by loading a model for minutes.
@@ -97,6 +105,23 @@ def placement_for(
             f"{source}: min_replicas ({min_replicas}) exceeds max_replicas ({max_replicas})"
         )
     return Placement(gpus, settings.replica_cpus, min_replicas, max_replicas, settings.model_idle_s)
+
+
+def local_ray_cpus(settings: Settings, catalog: Catalog) -> int:
+    """Logical CPUs of a local Ray for ``catalog``: ``KILN_RAY_NUM_CPUS`` where set, else
+    the CPUs its deployments ask for at their most replicas, plus the CLIP replica, the
+    ingress and one training task (``KILN_TRAINING_CPUS``), rounded up, and at least this
+    machine's cores (see the module docstring)."""
+    if settings.ray_num_cpus:
+        return settings.ray_num_cpus
+    models = sum(
+        placement.cpus * placement.max_replicas
+        for placement in (placement_for(settings, spec, 0.0) for spec in catalog)
+    )
+    clip = settings.replica_cpus if catalog.first_component("clip") is not None else 0.0
+    demand = models + clip + settings.ingress_cpus + settings.training_cpus
+    # Rounded to 1e-9 first: 0.25 * 7 + ... is not always exact in binary.
+    return max(os.cpu_count() or 1, math.ceil(round(demand, 9)))
 
 
 def on_demand_models(settings: Settings, specs: list[ModelSpec]) -> set[str]:

@@ -78,7 +78,6 @@ def start_server(home: Path, log: Path, extra_env: dict[str, str] | None = None)
         **os.environ,
         "KILN_HOME": str(home),
         "HF_HUB_OFFLINE": "1",
-        "KILN_RAY_NUM_CPUS": str(max(2, os.cpu_count() or 1)),
         **(extra_env or {}),
     }
     with log.open("wb") as out:
@@ -106,9 +105,28 @@ def stop_server(server: LiveServer) -> int:
     return server.process.returncode
 
 
+# The session server, while it runs: stopped after the last test under tests/e2e/ (see
+# ``pytest_runtest_teardown``), not at the session's end.
+_SESSION_SERVERS: list[LiveServer] = []
+E2E_DIR = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Stop the session server once the next test is outside tests/e2e/: its idle Ray
+    (controller, proxy, a replica per model) would otherwise share CI's 2 cores with
+    every later test of the session. Runs after the item's own fixture teardowns."""
+    yield
+    if nextitem is not None and E2E_DIR in nextitem.path.resolve().parents:
+        return
+    while _SESSION_SERVERS:
+        stop_server(_SESSION_SERVERS.pop())
+
+
 @pytest.fixture(scope="session")
 def server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[LiveServer]:
-    """The session's live server (``catalog`` builds the tiny models first, once)."""
+    """The session's live server (``catalog`` builds the tiny models first, once); it
+    stops after the last e2e test, and its exit code is checked at the session's end."""
     log = tmp_path_factory.mktemp("server") / "kiln-serve.log"
     # A short model queue, so a burst in test_server.py reaches the 503 path.
     env = {
@@ -117,8 +135,9 @@ def server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[LiveServer]:
         "KILN_BODY_MAX_JSON": str(BODY_MAX_JSON),
     }
     live = start_server(kiln_home, log, env)
+    _SESSION_SERVERS.append(live)
     yield live
-    code = stop_server(live)
+    code = stop_server(live)  # its exit code, where the hook stopped it already
     assert code == 0, f"kiln serve exited with {code} after SIGINT:\n{live.log_tail()}"
 
 

@@ -3,6 +3,8 @@ app builder turns it into Serve options; no cluster is started."""
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from secrets_for_tests import TEST_SECRET
 from serving.core.settings import Settings, SettingsError
 from serving.ray.app import build_application, model_client, model_deployment_options
 from serving.ray.model_deployment import ModelDeployment
-from serving.ray.placement import on_demand_models, placement_for
+from serving.ray.placement import local_ray_cpus, on_demand_models, placement_for
 from weights.catalog import CatalogError, load_catalog
 
 SHARED_CARD = """
@@ -112,3 +114,21 @@ def test_settings_with_a_min_over_the_max_are_refused(tmp_path: Path):
     settings = Settings(model_min_replicas=2, model_max_replicas=1)
     with pytest.raises(SettingsError, match=r"min_replicas \(2\) exceeds max_replicas \(1\)"):
         placement_for(settings, catalog.get("tiny-sd15"), cluster_gpus=0)
+
+
+def test_a_local_ray_fits_every_replica_clip_the_ingress_and_a_training_task(tmp_path: Path):
+    # The shipped catalog: 7 models and the CLIP component at 0.25 CPUs each, the ingress
+    # 0.1, a training task 0.5: 2.6 logical CPUs, more than a 2-core machine's 2.
+    catalog = load_catalog(tmp_path)
+    assert catalog.first_component("clip") is not None
+    demand = 0.25 * len(list(catalog)) + 0.25 + 0.1 + 0.5
+    assert local_ray_cpus(Settings(), catalog) == max(os.cpu_count() or 1, math.ceil(demand))
+    assert local_ray_cpus(Settings(), catalog) >= math.ceil(demand) > 2
+    # A model's most replicas count: three of tiny-sd15 ask for two quarters more.
+    card = catalog_with(tmp_path, SHARED_CARD)
+    more = local_ray_cpus(Settings(replica_cpus=1.0, training_cpus=4.0), card)
+    assert more == max(
+        os.cpu_count() or 1, math.ceil(1.0 * (len(list(card)) + 2) + 1.0 + 0.1 + 4.0)
+    )
+    # KILN_RAY_NUM_CPUS is taken as it is, even below the demand.
+    assert local_ray_cpus(Settings(ray_num_cpus=1), catalog) == 1

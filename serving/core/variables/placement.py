@@ -39,7 +39,8 @@ class PlacementVariables:
     )
     ray_num_cpus: int | None = env_field(
         "KILN_RAY_NUM_CPUS", None, parse=positive_int,
-        help="CPUs of a local Ray (default: this machine's cores)",
+        help="logical CPUs of a local Ray (default: what the catalog's replicas, CLIP, the ingress "
+        "and one training task ask for, at least this machine's cores)",
     )
     ray_address: str | None = env_field(
         "KILN_RAY_ADDRESS", None, parse=str,
