@@ -105,28 +105,64 @@ def stop_server(server: LiveServer) -> int:
     return server.process.returncode
 
 
-# The session server, while it runs: stopped after the last test under tests/e2e/ (see
-# ``pytest_runtest_teardown``), not at the session's end.
-_SESSION_SERVERS: list[LiveServer] = []
+# The session's live servers while they run, by fixture name. Each stops after the last
+# test that may use it (``pytest_runtest_teardown``), not at the session's end: an idle
+# Ray (controller, replicas, a proxy) beside every later test slows them on CI's 2 cores.
+_RUNNING: dict[str, LiveServer] = {}
 E2E_DIR = Path(__file__).resolve().parent
+SERVE_FRONT = "serve_front_server"
+_LAST_USE = pytest.StashKey[dict[str, int]]()  # fixture name -> index of its last user
+_INDEX = pytest.StashKey[dict[int, int]]()  # id(item) -> its index in the session
+
+
+def _may_use(name: str, item: pytest.Item) -> bool:
+    """Whether ``item`` may use the live server of fixture ``name``: any e2e test the
+    session's ``server`` (fixtures such as ``studio_server`` reach it too); the
+    ``serve_front_server`` tests that name it or carry its marker (a parametrized
+    fixture that asks for it by ``request.getfixturevalue``)."""
+    if name == "server":
+        return E2E_DIR in item.path.resolve().parents
+    return name in item.fixturenames or item.get_closest_marker(name) is not None
+
+
+def _last_use(session: pytest.Session, name: str) -> int:
+    """The index in the session's (final) order of the last test that may use ``name``."""
+    cache = session.stash.setdefault(_LAST_USE, {})
+    if name not in cache:
+        cache[name] = max(
+            (i for i, item in enumerate(session.items) if _may_use(name, item)), default=-1
+        )
+    return cache[name]
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """Stop the session server once the next test is outside tests/e2e/: its idle Ray
-    (controller, proxy, a replica per model) would otherwise share CI's 2 cores with
-    every later test of the session. Runs after the item's own fixture teardowns."""
+    """Stop each running live server after the last test that may use it; runs after the
+    item's own fixture teardowns."""
     yield
-    if nextitem is not None and E2E_DIR in nextitem.path.resolve().parents:
-        return
-    while _SESSION_SERVERS:
-        stop_server(_SESSION_SERVERS.pop())
+    session = item.session
+    index = session.stash.setdefault(_INDEX, {})
+    if not index:
+        index.update((id(it), i) for i, it in enumerate(session.items))
+    here = index.get(id(item), -1)
+    for name in list(_RUNNING):
+        if here >= _last_use(session, name):
+            stop_server(_RUNNING.pop(name))
+
+
+def _session_server(name: str, live: LiveServer) -> Iterator[LiveServer]:
+    """Yield ``live``, stopped by the hook above or else here; its exit code must be 0."""
+    _RUNNING[name] = live
+    yield live
+    _RUNNING.pop(name, None)
+    code = stop_server(live)  # its exit code, where the hook stopped it already
+    assert code == 0, f"kiln serve exited with {code} after SIGINT:\n{live.log_tail()}"
 
 
 @pytest.fixture(scope="session")
 def server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[LiveServer]:
     """The session's live server (``catalog`` builds the tiny models first, once); it
-    stops after the last e2e test, and its exit code is checked at the session's end."""
+    stops after the last e2e test."""
     log = tmp_path_factory.mktemp("server") / "kiln-serve.log"
     # A short model queue, so a burst in test_server.py reaches the 503 path.
     env = {
@@ -134,11 +170,7 @@ def server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[LiveServer]:
         "KILN_ADMIN_KEY": ADMIN_KEY,
         "KILN_BODY_MAX_JSON": str(BODY_MAX_JSON),
     }
-    live = start_server(kiln_home, log, env)
-    _SESSION_SERVERS.append(live)
-    yield live
-    code = stop_server(live)  # its exit code, where the hook stopped it already
-    assert code == 0, f"kiln serve exited with {code} after SIGINT:\n{live.log_tail()}"
+    yield from _session_server("server", start_server(kiln_home, log, env))
 
 
 @pytest.fixture(scope="session")
@@ -175,13 +207,14 @@ def server_control() -> ServerControl:
     return ServerControl()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def serve_front_server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[LiveServer]:
     """A second ``kiln serve`` with ``KILN_HTTP_SERVER=serve`` (Ray Serve's proxy, the
     ``KilnIngress`` replicas, each model's scheduler in a named actor), its own KILN_HOME
-    with the session's tiny models linked in: test_body_limits_live.py's serve front,
-    test_fair_queue_live.py's scheduler kill. One per module, stopped at its end: a second
-    Ray left idle for the rest of the session slowed every later test on CI's 2 cores."""
+    with the session's tiny models linked in: test_body_limits_live.py's serve front (its
+    tests carry the ``serve_front_server`` marker), test_fair_queue_live.py's scheduler
+    kill. One for the session, stopped after the last test that uses it: those tests run
+    one after another (the two modules are neighbours, the kill test first in its own)."""
     root = tmp_path_factory.mktemp("serve_front")
     home = root / "home"
     home.mkdir()
@@ -191,7 +224,4 @@ def serve_front_server(catalog, kiln_home: Path, tmp_path_factory) -> Iterator[L
         "KILN_ADMIN_KEY": ADMIN_KEY,
         "KILN_BODY_MAX_JSON": str(BODY_MAX_JSON),
     }
-    live = start_server(home, root / "kiln-serve.log", env)
-    yield live
-    code = stop_server(live)
-    assert code == 0, f"kiln serve exited with {code} after SIGINT:\n{live.log_tail()}"
+    yield from _session_server(SERVE_FRONT, start_server(home, root / "kiln-serve.log", env))

@@ -67,7 +67,10 @@ def _has_process(server_pid: int, marker: str) -> bool:
     return any(marker in " ".join(p.cmdline()) for p in children)
 
 
-@pytest.fixture(scope="module", params=["kiln", "serve"])
+# The serve front's tests carry the marker that keeps its server up until they ran.
+@pytest.fixture(
+    scope="module", params=["kiln", pytest.param("serve", marks=pytest.mark.serve_front_server)]
+)
 def front(request, server, tenant: TenantKey) -> Front:
     if request.param == "kiln":
         return Front("kiln", server, tenant, {"kiln serve": psutil.Process(server.process.pid)})

@@ -48,45 +48,6 @@ CREDITS = 100_000
 SHARE_WINDOW_S = 8.0
 
 
-@pytest.fixture(scope="module")
-def keys(server) -> list[str]:
-    return [create_tenant(server.url, f"fair {n}", CREDITS).key for n in "abcdef"]
-
-
-@pytest.fixture(scope="module")
-def warm(server, keys) -> None:
-    """The replica's first calls out of the timed runs."""
-    load.backlog(server.url, keys[0], keys[1], BODY, "interactive", images=8, settle_s=0.0)
-
-
-@pytest.mark.parametrize("priority", ["batch", "interactive"])
-def test_b_waits_about_one_call_behind_a_100_image_backlog(server, keys, warm, priority):
-    run = load.backlog(server.url, keys[0], keys[1], BODY, priority, images=100)
-    call = run.median_call
-    # B's wait is the time before its own call ran (its latency less that call): whole
-    # latency adds B's own call, whose length is the model's, not the queue's doing.
-    p50, p95 = run.b_queued_percentile(0.5), run.b_queued_percentile(0.95)
-    figures = (
-        f"B waited p50 {p50:.2f} s, p95 {p95:.2f} s (latency p50 "
-        f"{run.b_percentile(0.5):.2f} s) over {len(run.b_waits)} requests; "
-        f"median call {call:.2f} s; A {run.a_images} images in {run.a_seconds:.1f} s"
-    )
-    print(figures)
-    assert run.a_statuses == [200] * 25 and run.a_images == 100, figures
-    assert len(run.b_waits) >= 5, figures
-    assert p50 <= 1.5 * call, figures
-    assert p95 <= 2.5 * call, figures
-    metrics = httpx.get(f"{server.url}/metrics").text
-    assert f'kiln_queue_wait_seconds_count{{model="{MODEL}",priority="{priority}"}}' in metrics
-    assert f'kiln_queue_images{{model="{MODEL}",priority="{priority}"}} 0.0' in metrics
-
-
-def test_two_saturating_tenants_get_half_the_images_each(server, keys, warm):
-    a, b = load.share(server.url, (keys[2], keys[3]), BODY, SHARE_WINDOW_S)
-    share = a / (a + b)
-    assert 0.4 <= share <= 0.6, f"{a} and {b} images"
-
-
 def scheduler_process(server_pid: int) -> psutil.Process:
     """The model's scheduler actor among the server's own descendants."""
     for process in psutil.Process(server_pid).children(recursive=True):
@@ -101,7 +62,8 @@ def scheduler_process(server_pid: int) -> psutil.Process:
 
 def test_scheduler_killed_with_requests_queued_loses_none(serve_front_server):
     """On the session's Serve-front server, whose schedulers are named actors (under the
-    kiln front they live in the kiln serve process and die only with it)."""
+    kiln front they live in the kiln serve process and die only with it). First in the
+    module: the Serve-front server stops after it, before the kiln front's tests below."""
     server = serve_front_server
     key = create_tenant(server.url, "fair kill", 200).key
     headers = {"authorization": f"Bearer {key}"}
@@ -144,6 +106,45 @@ def test_scheduler_killed_with_requests_queued_loses_none(serve_front_server):
         assert after.status_code == 200, after.text
     metrics = httpx.get(f"{server.url}/metrics").text
     assert f'kiln_scheduler_restarts_total{{model="{MODEL}"}}' in metrics
+
+
+@pytest.fixture(scope="module")
+def keys(server) -> list[str]:
+    return [create_tenant(server.url, f"fair {n}", CREDITS).key for n in "abcdef"]
+
+
+@pytest.fixture(scope="module")
+def warm(server, keys) -> None:
+    """The replica's first calls out of the timed runs."""
+    load.backlog(server.url, keys[0], keys[1], BODY, "interactive", images=8, settle_s=0.0)
+
+
+@pytest.mark.parametrize("priority", ["batch", "interactive"])
+def test_b_waits_about_one_call_behind_a_100_image_backlog(server, keys, warm, priority):
+    run = load.backlog(server.url, keys[0], keys[1], BODY, priority, images=100)
+    call = run.median_call
+    # B's wait is the time before its own call ran (its latency less that call): whole
+    # latency adds B's own call, whose length is the model's, not the queue's doing.
+    p50, p95 = run.b_queued_percentile(0.5), run.b_queued_percentile(0.95)
+    figures = (
+        f"B waited p50 {p50:.2f} s, p95 {p95:.2f} s (latency p50 "
+        f"{run.b_percentile(0.5):.2f} s) over {len(run.b_waits)} requests; "
+        f"median call {call:.2f} s; A {run.a_images} images in {run.a_seconds:.1f} s"
+    )
+    print(figures)
+    assert run.a_statuses == [200] * 25 and run.a_images == 100, figures
+    assert len(run.b_waits) >= 5, figures
+    assert p50 <= 1.5 * call, figures
+    assert p95 <= 2.5 * call, figures
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert f'kiln_queue_wait_seconds_count{{model="{MODEL}",priority="{priority}"}}' in metrics
+    assert f'kiln_queue_images{{model="{MODEL}",priority="{priority}"}} 0.0' in metrics
+
+
+def test_two_saturating_tenants_get_half_the_images_each(server, keys, warm):
+    a, b = load.share(server.url, (keys[2], keys[3]), BODY, SHARE_WINDOW_S)
+    share = a / (a + b)
+    assert 0.4 <= share <= 0.6, f"{a} and {b} images"
 
 
 def test_a_queued_async_job_shows_its_queue_position(server, keys, warm):
