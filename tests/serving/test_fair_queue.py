@@ -253,3 +253,62 @@ def test_past_max_queued_waiting_requests_a_ticket_is_refused_at_once():
         await asyncio.sleep(0)
 
     asyncio.run(scenario())
+
+
+def test_a_free_replica_gathers_a_burst_whose_first_ticket_announced_companions():
+    """A ticket that finds the replica free but says other orders are on their way
+    (``companions``) is not admitted at once: the burst is gathered until ``gather_s``
+    passes with no new ticket, a group's worth of images waits, or ``GATHER_LIMIT`` x
+    ``gather_s`` passed; then it shares one call. A lone ticket is admitted at once."""
+    from serving.core.scheduling.scheduler import GATHER_LIMIT
+
+    def with_companions(tenant: str, companions: int) -> Ticket:
+        made = ticket(tenant)
+        made.companions = companions
+        return made
+
+    async def scenario() -> None:
+        scheduler = Scheduler(SchedulerConfig(slots=1, group_images=8, gather_s=0.2))
+        single = ticket("a")
+        lone = await asyncio.wait_for(scheduler.admit(single), 1)
+        assert lone.group_size == 1 and lone.waited_s < 0.04  # nothing announced
+        scheduler.release(single.id)
+
+        # Three tickets 0.1 s apart: each arrival pushes the end on, one call for all.
+        burst = [with_companions(t, n) for t, n in (("a", 2), ("b", 1), ("c", 0))]
+        waiting = []
+        for t in burst:
+            waiting.append(asyncio.ensure_future(scheduler.admit(t)))
+            await asyncio.sleep(0.1)
+            assert not any(w.done() for w in waiting)  # 0.3 s in: past one gather_s
+        admitted = await asyncio.wait_for(asyncio.gather(*waiting), 1)
+        assert [a.group_size for a in admitted] == [3, 3, 3]
+        assert admitted[0].waited_s >= 0.35  # 0.2 s after the last arrival
+        for t in burst:
+            scheduler.release(t.id)
+
+        # A group's worth of images ends the gathering at once.
+        full = Scheduler(SchedulerConfig(slots=1, group_images=2, gather_s=5.0))
+        pair = [with_companions("a", 5), with_companions("b", 4)]
+        admitted = await asyncio.wait_for(asyncio.gather(*map(full.admit, pair)), 1)
+        assert [a.group_size for a in admitted] == [2, 2]
+
+        # Companions that never come: the ticket starts after gather_s, alone.
+        short = Scheduler(SchedulerConfig(slots=1, group_images=8, gather_s=0.05))
+        alone = await asyncio.wait_for(short.admit(with_companions("a", 3)), 1)
+        assert alone.group_size == 1 and alone.waited_s >= 0.04
+
+        # A stream of arrivals cannot hold the replica for more than GATHER_LIMIT x.
+        steady = Scheduler(SchedulerConfig(slots=1, group_images=100, gather_s=0.05))
+        first = asyncio.ensure_future(steady.admit(with_companions("a", 50)))
+        while not first.done():
+            asyncio.ensure_future(steady.admit(with_companions("b", 50)))
+            await asyncio.sleep(0.02)
+        assert first.result().waited_s < GATHER_LIMIT * 0.05 + 0.05
+
+        # Without gather_s (a scheduler built without settings) nothing ever waits.
+        plain = Scheduler(SchedulerConfig(slots=1, group_images=8))
+        at_once = await asyncio.wait_for(plain.admit(with_companions("a", 3)), 0.5)
+        assert at_once.waited_s < 0.04
+
+    asyncio.run(scenario())

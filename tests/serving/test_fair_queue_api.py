@@ -213,3 +213,49 @@ def test_the_body_priority_names_the_fair_queues_classes():
     from serving.http.priority import Priority
 
     assert get_args(Priority) == PRIORITIES
+
+
+def test_orders_on_their_way_are_announced_to_the_first_call_and_counted_once():
+    """``held`` counts an order as on its way to its model until its first call is
+    queued; the call's ticket carries the other orders still on their way, so three
+    concurrent orders make one group of three, and a lone order's call starts at once."""
+    from serving.core.scheduling.scheduler import SchedulerConfig
+
+    admission = LocalAdmission(SchedulerConfig(slots=1, group_images=8, gather_s=0.2))
+    sizes: dict[str, int] = {}
+
+    class Params:
+        model, n, batch_key = "m", 1, "k"
+
+    async def order(name: str, entered: asyncio.Event, go: asyncio.Event) -> None:
+        async with admission.held("m", 1):
+            entered.set()
+            await go.wait()  # its reservation, say
+            async with admission.admitted(Params()) as admitted:
+                sizes[name] = admitted.group_size
+            # A later call of the same order (an agent's next round) announces nothing.
+            async with admission.admitted(Params()) as again:
+                sizes[f"{name} again"] = again.group_size
+
+    async def scenario() -> None:
+        entered = [asyncio.Event() for _ in range(3)]
+        gates = [asyncio.Event() for _ in range(3)]
+        tasks = [
+            asyncio.ensure_future(order(name, e, g))
+            for name, e, g in zip("abc", entered, gates, strict=True)
+        ]
+        for event in entered:
+            await event.wait()
+        assert admission.on_the_way["m"] == 3
+        for gate in gates:  # one after another, as their reservations end
+            gate.set()
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(asyncio.gather(*tasks), 2)
+        assert admission.on_the_way["m"] == 0
+        alone = asyncio.Event()
+        alone.set()
+        await asyncio.wait_for(order("lone", asyncio.Event(), alone), 0.5)
+
+    asyncio.run(scenario())
+    assert [sizes[n] for n in "abc"] == [3, 3, 3]
+    assert sizes["lone"] == 1

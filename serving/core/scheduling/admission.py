@@ -13,6 +13,11 @@ operations, while a Ray actor call is milliseconds each way on a busy host);
 ``serving.ray.scheduler.RayAdmission`` asks each model's scheduler actor, shared by every
 ingress replica under Ray Serve's front. ``KILN_SCHEDULER`` chooses (``serving.ray.app``).
 
+Orders on their way: ``held`` counts each order for its model until its first call is
+queued, and ``admitted`` gives that count to the call's ticket (``Ticket.companions``):
+the scheduler then lets a free replica wait a moment for the rest of a burst
+(``serving.core.scheduling.scheduler``). Each process counts its own orders.
+
 Metrics (``serving.core.metrics``): images waiting for admission in this process and
 the wait of each admitted call, per model and class; summed over ingress replicas they
 are the model's.
@@ -23,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from serving.core.errors import service_unavailable, too_many_requests
@@ -53,17 +60,24 @@ NO_TENANT = "-"
 NOT_QUEUED = Admitted(0.0, 0)
 # How often a queued call with a listener (a job) is told its position.
 POSITION_EVERY_S = 0.5
+# The order around a call, while it is on its way: [its model] until its first call is
+# queued, then [] (an order's later calls, such as an agent's rounds, announce nothing).
+_on_the_way: ContextVar[list[str] | None] = ContextVar("kiln_order_on_the_way", default=None)
 
 
 def scheduler_config(settings: Any, slots: int = 1) -> SchedulerConfig:
     """A model's ``SchedulerConfig`` from settings: a group is one call's worth of images
-    (``KILN_MAX_BATCH_SIZE``), ``slots`` the replicas that run groups side by side."""
+    (``KILN_MAX_BATCH_SIZE``), ``slots`` the replicas that run groups side by side, the
+    wait for a burst's companions ``KILN_BATCH_WAIT_S``."""
     weights = parse_class_weights(settings.scheduler_class_weights)
     return SchedulerConfig(
         slots=max(1, slots),
         group_images=settings.max_batch_size,
         class_weights=tuple(sorted(weights.items())),
         max_queued=settings.max_queued,
+        # A free replica's first call waits for a burst's companions about as long as
+        # a replica's batch would wait to fill (see the scheduler's docstring).
+        gather_s=settings.batch_wait_s,
     )
 
 
@@ -77,13 +91,39 @@ class Admission:
         # KILN_TENANT_MAX_QUEUED_IMAGES: a tenant's quota unless the admin set its own.
         self.default_max_queued_images = default_max_queued_images
         self.metrics: Metrics | None = None
+        # Orders in this process per model whose first call is not queued yet.
+        self.on_the_way: Counter[str] = Counter()
 
     @asynccontextmanager
     async def held(self, model: str, images: int) -> AsyncIterator[None]:
         """Count the order's ``images`` against its tenant's quota on ``model`` for the
-        block; 429 ``tenant_queue_limit`` (nothing held) past it."""
+        block; 429 ``tenant_queue_limit`` (nothing held) past it. The order counts as on
+        its way to ``model`` until its first call is queued (or the block ends)."""
+        if not self.enabled:
+            yield
+            return
+        self.on_the_way[model] += 1
+        way = [model]
+        token = _on_the_way.set(way)
+        try:
+            async with self._quota(model, images):
+                yield
+        finally:
+            _on_the_way.reset(token)
+            self._arrived(way)
+
+    def _arrived(self, way: list[str]) -> None:
+        """The order of ``way`` is no longer on its way (its first call is queued)."""
+        if way:
+            model = way.pop()
+            self.on_the_way[model] -= 1
+            if self.on_the_way[model] <= 0:
+                del self.on_the_way[model]
+
+    @asynccontextmanager
+    async def _quota(self, model: str, images: int) -> AsyncIterator[None]:
         work = current_work.get()
-        if not self.enabled or work is None or work.max_queued_images is None:
+        if work is None or work.max_queued_images is None:
             yield
             return
         limit = work.max_queued_images
@@ -118,6 +158,10 @@ class Admission:
             weight=work.weight if work is not None else 1.0,
         )
         model = params.model
+        way = _on_the_way.get()
+        if way:
+            self._arrived(way)
+        ticket.companions = self.on_the_way[model]
         queued = self._gauge(model, ticket.priority)
         if queued is not None:
             queued.inc(ticket.images)

@@ -57,6 +57,9 @@ class Ticket:
     weight: float = 1.0  # the tenant's weight when the request arrived
     enqueued: float = 0.0  # a clock reading of the caller's (for wait times)
     group: int | None = None  # set when admitted
+    # Other orders for the model already on their way through the caller's process (in
+    # its paid path, no call queued yet): a free replica waits a moment for them.
+    companions: int = 0
 
 
 @dataclass
@@ -184,6 +187,10 @@ class FairQueue:
         """Images of ``tenant`` queued or running (every class)."""
         queued = sum(t.images for t in self._where.values() if t.tenant == tenant)
         return queued + sum(t.images for t in self._running.values() if t.tenant == tenant)
+
+    def has_free_slot(self) -> bool:
+        """Whether a group admitted now would run at once (fewer than ``slots`` run)."""
+        return len(self._groups) < self.slots
 
     def group_running(self, group: int) -> bool:
         """Whether some ticket of ``group`` is still admitted and unreleased."""

@@ -12,6 +12,14 @@ whose methods are these. Every method but ``admit`` answers at once.
 - ``admit``: queue a ticket and wait until it is admitted (the caller then makes its
   call and ``release``\\ s it); returns the seconds it waited and how many tickets its
   batch group holds (``Admitted``: a group of one starts at once in its replica). A
+  ticket that finds a replica free is admitted at once, unless it says other orders
+  are on their way to the model (``Ticket.companions``, counted by its caller's
+  ``Admission``): then admission gathers the burst, so that its requests share one
+  pipeline call instead of the first running alone. The gathering ends ``gather_s``
+  (``KILN_BATCH_WAIT_S``) after the last ticket arrived, at once when a group's worth
+  of images waits, and at most ``GATHER_LIMIT`` times ``gather_s`` after it began (a
+  burst's requests reach the queue one by one, their reservations taking turns on the
+  ledger: 8 at once spread over ~25 ms on 2 cores). A lone request never waits. A
   waiter cancelled (its client hung up) leaves the queue. With ``max_queued`` requests
   already waiting (``KILN_MAX_QUEUED``, the bound Ray Serve's router had before the queue
   stood in front of it) a ticket is refused at once with ``QueueFull``: the caller's 503
@@ -34,6 +42,8 @@ from serving.core.scheduling.fair_queue import PRIORITIES, FairQueue, Ticket
 
 # Weight of the newest call in the seconds-per-image estimate behind ETAs.
 EWMA_ALPHA = 0.3
+# The longest a free replica gathers a burst, in units of ``gather_s``.
+GATHER_LIMIT = 4
 
 
 class QueueFull(Exception):
@@ -75,6 +85,8 @@ class SchedulerConfig:
     group_images: int = 8
     class_weights: tuple[tuple[str, float], ...] = (("interactive", 4.0), ("batch", 1.0))
     max_queued: int | None = None  # requests waiting for admission; None: no bound
+    # Longest wait of a free replica's first ticket for the companions it announced.
+    gather_s: float = 0.0
 
     def queue(self) -> FairQueue:
         return FairQueue(self.slots, self.group_images, dict(self.class_weights))
@@ -96,6 +108,10 @@ class Scheduler:
         self._group_images: dict[int, int] = {}
         self._holds: dict[str, tuple[str, int]] = {}  # hold id -> (tenant, images)
         self.seconds_per_image: float | None = None
+        # While set, admission gathers a burst (see the module docstring), until the
+        # event loop's time ``_gather_until`` at most.
+        self._gathering: asyncio.TimerHandle | None = None
+        self._gather_until = 0.0
 
     # Quota.
 
@@ -152,6 +168,7 @@ class Scheduler:
         waiter: asyncio.Future[Admitted] = loop.create_future()
         self._waiters[ticket.id] = waiter
         self.queue.push(ticket)
+        self._gather(ticket, loop)
         self._dispatch()
         try:
             return await waiter
@@ -209,7 +226,34 @@ class Scheduler:
         counts = {name: self.queue.queued_images(name) for name in PRIORITIES}
         return {**counts, "running": self.queue.running_images()}
 
+    def _gather(self, ticket: Ticket, loop: asyncio.AbstractEventLoop) -> None:
+        """Start, extend or end the gathering of a burst as ``ticket`` arrives (see the
+        module docstring)."""
+        gather_s = self.config.gather_s
+        if gather_s <= 0 or self.queue.queued_images() >= self.config.group_images:
+            self._end_gathering()
+            return
+        now = loop.time()
+        if self._gathering is not None:
+            self._gathering.cancel()
+            ends = min(now + gather_s, self._gather_until)
+            self._gathering = loop.call_at(ends, self._gathered)
+        elif ticket.companions > 0 and self.queue.has_free_slot():
+            self._gather_until = now + GATHER_LIMIT * gather_s
+            self._gathering = loop.call_at(now + gather_s, self._gathered)
+
+    def _gathered(self) -> None:
+        self._gathering = None
+        self._dispatch()
+
+    def _end_gathering(self) -> None:
+        if self._gathering is not None:
+            self._gathering.cancel()
+            self._gathering = None
+
     def _dispatch(self) -> None:
+        if self._gathering is not None:
+            return  # the wait for companions ends with its timer or their arrival
         now = time.monotonic()
         orphans = []
         admitted = self.queue.admit()
