@@ -85,7 +85,7 @@ class SchedulerConfig:
     group_images: int = 8
     class_weights: tuple[tuple[str, float], ...] = (("interactive", 4.0), ("batch", 1.0))
     max_queued: int | None = None  # requests waiting for admission; None: no bound
-    # Longest wait of a free replica's first ticket for the companions it announced.
+    # How long a burst being gathered waits for its next ticket (0: never gathers).
     gather_s: float = 0.0
 
     def queue(self) -> FairQueue:
