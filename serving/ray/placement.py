@@ -35,7 +35,6 @@ Decisions where the issue is silent:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +120,7 @@ def local_ray_cpus(settings: Settings, catalog: Catalog) -> int:
     clip = settings.replica_cpus if catalog.first_component("clip") is not None else 0.0
     demand = models + clip + settings.ingress_cpus + settings.training_cpus
     # Rounded to 1e-9 first: 0.25 * 7 + ... is not always exact in binary.
-    return max(os.cpu_count() or 1, math.ceil(round(demand, 9)))
+    return max(settings.effective_ray_num_cpus(), math.ceil(round(demand, 9)))
 
 
 def on_demand_models(settings: Settings, specs: list[ModelSpec]) -> set[str]:
