@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import contextvars
 import logging
 import time
@@ -66,6 +67,9 @@ class JobProgress(OrderProgress):
         self.cancel_requested = False  # by another process, seen in a progress write
         self._latest: dict[str, Any] | None = None
         self._changed = asyncio.Event()
+        # Set when the order ended: the writer writes what is left and returns. It is
+        # never cancelled: a write cancelled mid-way would lose the previews it had taken.
+        self._ended = asyncio.Event()
         self._first_step_at: float | None = None
         # Step previews not written yet (``preview`` events; each is an image: all kept).
         self._previews: list[dict[str, Any]] = []
@@ -107,8 +111,13 @@ class JobProgress(OrderProgress):
     async def write_previews(self, jobs: Jobs, job_id: str) -> None:
         """Append the previews not written yet as ``preview`` events, oldest first."""
         previews, self._previews = self._previews, []
-        for preview in previews:
-            await asyncio.to_thread(jobs.preview, job_id, preview)
+        if previews:
+            await asyncio.to_thread(_append_previews, jobs, job_id, previews)
+
+    def end(self) -> None:
+        """The order ended: ``write`` returns after writing what it has."""
+        self._ended.set()
+        self._changed.set()
 
     def pending(self, done: bool) -> dict[str, Any] | None:
         """The progress not written yet (all images done when the order ``done``)."""
@@ -118,19 +127,28 @@ class JobProgress(OrderProgress):
         return progress
 
     async def write(self, jobs: Jobs, job_id: str, on_cancel: Callable[[], None]) -> None:
-        """Write the latest progress to the job while the job runs (a task; cancelled
-        when the job ends); calls ``on_cancel`` when the job's row says cancel."""
-        while True:
+        """Write the latest progress to the job while the job runs (a task that returns
+        once ``end`` is called, having written what it had taken); calls ``on_cancel``
+        when the job's row says cancel."""
+        while not self._ended.is_set():
             await self._changed.wait()
             self._changed.clear()
             await self.write_previews(jobs, job_id)
+            if self._ended.is_set():
+                return  # the last progress is the order's end's to write (``pending``)
             progress, self._latest = self._latest, None
             if progress is None:
                 continue
             if await asyncio.to_thread(jobs.report, job_id, progress):
                 on_cancel()
             if progress.get("step", 0) < progress.get("total", 0):
-                await asyncio.sleep(REPORT_EVERY_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ended.wait(), REPORT_EVERY_S)
+
+
+def _append_previews(jobs: Jobs, job_id: str, previews: list[dict[str, Any]]) -> None:
+    for preview in previews:
+        jobs.preview(job_id, preview)
 
 
 class ImageJobs:
@@ -209,8 +227,9 @@ class ImageJobs:
             error, code = public_error(exc, job_id)
             outcome = {"state": "failed", "error": error, "error_code": code}
         finally:
-            if writer is not None:
-                writer.cancel()
+            progress.end()
+        if writer is not None:
+            await asyncio.gather(writer, return_exceptions=True)
         await progress.write_previews(self.jobs, job_id)  # those the writer had not yet
         last = progress.pending(done=outcome["state"] == "succeeded")
         if last is not None:  # the last step, not written yet (written within the throttle)
