@@ -15,6 +15,10 @@ A second table compares PNG writers on the same images and on pure noise (a tiny
 output): Pillow's encoder, which tries five filters on every row, against Kiln's
 ``pipelines.provenance.encode_png`` (one vectorised "Up" filter), both zlib level 1,
 with the time ratio and the file sizes.
+
+A third compares an order of 4 images delivered one after another (``Assets.prepare``
+each: mark, PNG, store) with ``serving.core.assets.delivery.prepare_images``, which
+finishes them side by side on the delivery pool, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -38,8 +42,11 @@ from pipelines.finishing import FinishOptions, finish_image  # noqa: E402
 from pipelines.provenance import encode_png  # noqa: E402
 from pipelines.throwaway_chain import make_throwaway_chain  # noqa: E402
 from pipelines.watermark import provenance_payload  # noqa: E402
+from serving.core.assets import Assets, ImageRecord  # noqa: E402
+from serving.core.assets.delivery import DELIVERY_THREADS, Made, prepare_images  # noqa: E402
 from serving.core.assets.store import BlobStore  # noqa: E402
 from serving.core.imaging import encode_image  # noqa: E402
+from serving.core.ledger import Ledger  # noqa: E402
 
 logger = logging.getLogger("delivery_cost")
 
@@ -92,6 +99,35 @@ def compare_png_writers(sizes: list[int], repeats: int) -> None:
             )  # fmt: skip
 
 
+def compare_order_delivery(sizes: list[int], repeats: int, images: int = 4) -> None:
+    """An order's images one after another against side by side (``prepare_images``),
+    on a real SQLite ledger and blob store in a temp dir: median time and ratio."""
+    logger.info("")
+    logger.info(
+        "| size | images | one after another | side by side (%d threads) | ratio |",
+        DELIVERY_THREADS,
+    )
+    logger.info("|---|---|---|---|---|")
+    for quiet in ("alembic", "serving.core.ledger"):  # the temp ledger's migrations
+        logging.getLogger(quiet).setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp, Ledger(f"sqlite:///{tmp}/ledger.db") as ledger:
+        assets = Assets(ledger.engine, BlobStore(Path(tmp) / "assets"), None)
+        tenant = ledger.create_tenant("bench").id
+        for size in sizes:
+            made = [
+                Made(textured(size, seed), ImageRecord("base", "bench", "p", seed, size, size))
+                for seed in range(images)
+            ]
+            alone = median_s(
+                lambda m=made: [assets.prepare(tenant, i.record, i.pixels) for i in m], repeats
+            )
+            together = median_s(lambda m=made: prepare_images(assets, tenant, m), repeats)
+            logger.info(
+                "| %d² | %d | %.1f ms | %.1f ms | %.2fx |",
+                size, images, alone * 1000, together * 1000, alone / together,
+            )  # fmt: skip
+
+
 def throwaway_signer() -> C2paSigner:
     chain = make_throwaway_chain()
     return C2paSigner(chain.chain_pem, chain.key_pem)
@@ -133,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = seconds / baseline
                 logger.info("| %d² | %s | %.1f ms | %.2fx |", size, label, seconds * 1000, ratio)
     compare_png_writers([128, *args.sizes], max(args.repeats, 3) if not args.smoke else 1)
+    compare_order_delivery(args.sizes, args.repeats)
     return 0
 
 

@@ -44,7 +44,7 @@ PRINTS: dict[str, tuple[str, ...]] = {
     "delivery_cost.py": (
         "| 256² | plain PNG (before assets) |", "| 256² | base asset: mark + PNG + store |",
         "| 256² | style asset: + visible preview |", "| 256² | base asset + C2PA manifest |",
-        "| 128² | noise | ", "| 256² | textured | ",
+        "| 128² | noise | ", "| 256² | textured | ", "| 256² | 4 | ",
     ),
     "fair_queue.py": (
         "with scheduler: A 16 images (batch)", "with scheduler: A 16 images (interactive)",
