@@ -73,21 +73,25 @@ def _frame_blocks(frame: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     return blocks.transpose(0, 2, 1, 3).reshape(-1, _BLOCK * _BLOCK), (rows, cols)
 
 
-def _pixel_blocks(pixels: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """HxW(x...) pixel values as (blocks, 16 LL coefficients, 4 pixels(, ...)), in the
-    order of ``_frame_blocks`` on the LL band."""
-    tail = pixels.shape[2:]
-    cut = pixels[: rows * 8, : cols * 8].reshape(rows, 4, 2, cols, 4, 2, *tail)
-    order = (0, 3, 1, 4, 2, 5, *range(6, 6 + len(tail)))
-    return cut.transpose(order).reshape(rows * cols, 16, 4, *tail)
+def _quad_sums(frame: np.ndarray, rows: int, cols: int, dtype: type) -> np.ndarray:
+    """Each 2x2 pixel group's sum (the Haar LL band, times 2) over the full 8x8 blocks of
+    ``frame``, as (4 rows, 4 cols) a block: added in ``dtype`` in the order top-left,
+    top-right, bottom-left, bottom-right (the order numpy's sum over a group's 4 pixels
+    took when they were gathered per block: the same float32 roundings)."""
+    cut = frame[: rows * 8, : cols * 8].astype(dtype, copy=False)
+    return ((cut[0::2, 0::2] + cut[0::2, 1::2]) + cut[1::2, 0::2]) + cut[1::2, 1::2]
 
 
-def _pixel_frame(values: np.ndarray, rows: int, cols: int, shape: tuple) -> np.ndarray:
-    """The inverse of ``_pixel_blocks`` for a (blocks, 16, 4) array, zero outside."""
-    frame = np.zeros(shape[:2], values.dtype)
-    cut = values.reshape(rows, cols, 4, 4, 2, 2).transpose(0, 2, 4, 1, 3, 5)
-    frame[: rows * 8, : cols * 8] = cut.reshape(rows * 8, cols * 8)
-    return frame
+def _carrier_pixels(carrier: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices, (blocks, 4), of each block's carrier coefficient's 2x2
+    pixels (top-left, top-right, bottom-left, bottom-right); blocks in the order of
+    ``_frame_blocks``, carriers 0-15 row-major in the block's 4x4 LL coefficients."""
+    block_row, block_col = np.divmod(np.arange(len(carrier)), cols)
+    coefficient_row, coefficient_col = np.divmod(carrier, _BLOCK)
+    top = 8 * block_row + 2 * coefficient_row
+    left = 8 * block_col + 2 * coefficient_col
+    dy, dx = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
+    return top[:, None] + dy, left[:, None] + dx
 
 
 def _strongest(blocks: np.ndarray) -> np.ndarray:
@@ -123,20 +127,23 @@ def embed_pass(pixels: np.ndarray, bits: np.ndarray, any_direction: bool) -> np.
         room_down = np.minimum(blue_down / _DB, green_up / -_DG)
     room_up = np.clip(room_up - _SLACK, 0.0, _MAX_STEP)
     room_down = np.clip(room_down - _SLACK, 0.0, _MAX_STEP)
-    u_px, up_px, down_px = (_pixel_blocks(a, rows, cols) for a in (u, room_up, room_down))
-    coefficients = u_px.sum(axis=2, dtype=np.float64) / 2.0  # the Haar LL band, by block
-    change, carrier = _choose_carriers(
-        coefficients, up_px.sum(axis=2) / 2.0, down_px.sum(axis=2) / 2.0, bits
+    coefficients, _ = _frame_blocks(_quad_sums(u, rows, cols, np.float64) / 2.0)
+    block_up, _ = _frame_blocks(_quad_sums(room_up, rows, cols, np.float32) / 2.0)
+    block_down, _ = _frame_blocks(_quad_sums(room_down, rows, cols, np.float32) / 2.0)
+    change, carrier = _choose_carriers(coefficients, block_up, block_down, bits)
+    at = _carrier_pixels(carrier, cols)
+    room = np.where(change[:, None] >= 0.0, room_up[at], room_down[at])
+    # U's change per pixel: the carrier's 4 pixels share its move (water-filled under
+    # their room); the other 60 of the 8x8 block take it back (-change/30 each, so the
+    # other 15 coefficients move -change/15); zero outside the full blocks.
+    du = np.zeros(pixels.shape[:2], np.float32)
+    compensation = (-change / 30.0).astype(np.float32).reshape(rows, 1, cols, 1)
+    du[: rows * 8, : cols * 8] = np.broadcast_to(compensation, (rows, 8, cols, 8)).reshape(
+        rows * 8, cols * 8
     )
-    index = np.arange(len(change))
-    room = np.where(change[:, None] >= 0.0, up_px[index, carrier], down_px[index, carrier])
-    spread = np.empty((len(change), 16, 4), np.float32)
-    spread[:] = (-change / 30.0)[:, None, None]  # the other 15 coefficients: -change/15
-    spread[index, carrier] = np.sign(change)[:, None] * _water_fill(room, 2.0 * np.abs(change))
-    du = _pixel_frame(spread, rows, cols, pixels.shape)
-    on_carrier = np.zeros(spread.shape, np.float32)
-    on_carrier[index, carrier] = 1.0
-    carried = _pixel_frame(on_carrier, rows, cols, pixels.shape) > 0.0
+    du[at] = np.sign(change)[:, None] * _water_fill(room, 2.0 * np.abs(change))
+    carried = np.zeros(pixels.shape[:2], bool)
+    carried[at] = True
     # Carriers rounded to nearest (their value is what is read); the compensation's small
     # steps dithered, so their rounding errors average out over each block. A pixel with
     # no change stays as it was (x + 0 rounds to x either way).
@@ -164,40 +171,48 @@ def _choose_carriers(
     """Per block of (blocks, 16) LL ``coefficients``: the signed change of the carrier
     coefficient and its index, the cheapest among the ``_CARRIERS`` strongest that reads
     the block's bit with ``_GUARD`` and ``_MARGIN`` to spare and fits in its pixels' room
-    (LL units, up and down); a change of 0 where none fits."""
+    (LL units, up and down); a change of 0 where none fits. Among equal costs the first
+    candidate wins, in the order carrier (strongest first), cell step, target."""
     count = len(coefficients)
     index = np.arange(count)
     bit = bits[index % len(bits)].astype(np.float64)
     readable = np.abs(coefficients)
     readable[:, 0] = -1.0  # the first coefficient is never read
     ranked = np.argsort(-readable, axis=1, kind="stable")[:, :_CARRIERS]
+    strongest = readable[index, ranked[:, 0]]
+    second = readable[index, ranked[:, 1]]
+    # A block's candidates at once: (cell steps, 1) against (blocks,), then 2 targets.
+    steps = np.array([-1.0, 0.0, 1.0, 2.0])[:, None]
     best_cost = np.full(count, np.inf)
     best_change = np.zeros(count)
     best_carrier = ranked[:, 0].copy()
-    for carrier in ranked.T:
+    for rank, carrier in enumerate(ranked.T):
         value = coefficients[index, carrier]
         size = np.abs(value)
         sign = np.where(value < 0.0, -1.0, 1.0)
-        rest = readable.copy()
-        rest[index, carrier] = -1.0
-        runner = rest.max(axis=1)
+        # The largest readable coefficient but the carrier: the strongest, or for the
+        # strongest itself the second (ties give the same value either way).
+        runner = second if rank == 0 else strongest
         cell = np.floor(size / _SCALE)
-        for step in (-1.0, 0.0, 1.0, 2.0):
-            low = (cell + step) * _SCALE + 0.5 * _SCALE * bit + _GUARD
-            high = low + 0.5 * _SCALE - 2.0 * _GUARD
-            # Stay where it is, or just clear the runner-up (which the compensation
-            # lowers by 1/15 of the raise).
-            clear = (runner + _MARGIN - size / 15.0) * 15.0 / 14.0
-            for target in (np.clip(size, low, high), np.clip(clear, low, high)):
-                change = sign * (target - size)
-                fits = (cell + step >= 0.0) & (target >= runner + np.abs(change) / 15.0 + _MARGIN)
-                room = np.where(change >= 0.0, room_up[index, carrier], room_down[index, carrier])
-                fits &= np.abs(change) <= room
-                cost = np.where(fits, np.abs(change), np.inf)
-                better = cost < best_cost
-                best_cost = np.where(better, cost, best_cost)
-                best_change = np.where(better, change, best_change)
-                best_carrier = np.where(better, carrier, best_carrier)
+        low = (cell + steps) * _SCALE + 0.5 * _SCALE * bit + _GUARD
+        high = low + 0.5 * _SCALE - 2.0 * _GUARD
+        # Stay where it is, or just clear the runner-up (which the compensation lowers by
+        # 1/15 of the raise).
+        clear = (runner + _MARGIN - size / 15.0) * 15.0 / 14.0
+        target = np.stack([np.clip(size, low, high), np.clip(clear, low, high)], axis=1)
+        change = sign * (target - size)  # (steps, targets, blocks)
+        fits = ((cell + steps) >= 0.0)[:, None] & (
+            target >= runner + np.abs(change) / 15.0 + _MARGIN
+        )
+        room = np.where(change >= 0.0, room_up[index, carrier], room_down[index, carrier])
+        fits &= np.abs(change) <= room
+        cost = np.where(fits, np.abs(change), np.inf).reshape(-1, count)
+        first = np.argmin(cost, axis=0)  # the first cheapest of this carrier's candidates
+        cost = cost[first, index]
+        better = cost < best_cost
+        best_cost = np.where(better, cost, best_cost)
+        best_change = np.where(better, change.reshape(-1, count)[first, index], best_change)
+        best_carrier = np.where(better, carrier, best_carrier)
     return np.where(np.isfinite(best_cost), best_change, 0.0), best_carrier
 
 
@@ -214,14 +229,23 @@ def _water_fill(room: np.ndarray, need: np.ndarray) -> np.ndarray:
     return given
 
 
+def haar_ll(frame: np.ndarray) -> np.ndarray:
+    """The Haar DWT's LL band of an even-sized float32 ``frame``, bit for bit what
+    ``pywt.dwt2(frame, "haar")[0]`` gives (its filter pass down the rows, then along
+    them, each tap rounded to float32), in about a twentieth of its time: PyWavelets
+    computes all four bands."""
+    tap = np.float32(np.sqrt(0.5))
+    a, b = frame[0::2, 0::2], frame[0::2, 1::2]
+    c, d = frame[1::2, 0::2], frame[1::2, 1::2]
+    return (a * tap + c * tap) * tap + (b * tap + d * tap) * tap
+
+
 def decode_bits(bgr: np.ndarray, num_bits: int) -> np.ndarray:
     import cv2
-    import pywt
 
     rows, cols = bgr.shape[:2]
     yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)
-    ca1, _ = pywt.dwt2(yuv[: rows // 4 * 4, : cols // 4 * 4, 1], "haar")
-    blocks, _ = _frame_blocks(ca1)
+    blocks, _ = _frame_blocks(haar_ll(yuv[: rows // 4 * 4, : cols // 4 * 4, 1]))
     value = np.abs(blocks[np.arange(len(blocks)), _strongest(blocks)])
     score = (value % _SCALE > 0.5 * _SCALE).astype(np.float64)
     votes = np.bincount(np.arange(len(blocks)) % num_bits, weights=score, minlength=num_bits)
