@@ -41,7 +41,7 @@ from pipelines.content_credentials import C2paSigner  # noqa: E402
 from pipelines.finishing import FinishOptions, finish_image  # noqa: E402
 from pipelines.provenance import encode_png  # noqa: E402
 from pipelines.throwaway_chain import make_throwaway_chain  # noqa: E402
-from pipelines.watermark import provenance_payload  # noqa: E402
+from pipelines.watermark import embed_invisible_watermark, provenance_payload  # noqa: E402
 from serving.core.assets import Assets, ImageRecord  # noqa: E402
 from serving.core.assets.delivery import DELIVERY_THREADS, Made, prepare_images  # noqa: E402
 from serving.core.assets.store import BlobStore  # noqa: E402
@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             pixels = textured(size)
             variants: dict[str, Callable[[], object]] = {
                 "plain PNG (before assets)": lambda p=pixels: encode_image(p, "png"),
+                "invisible mark alone (embed + read-back)": lambda p=pixels: (
+                    embed_invisible_watermark(p, payload)
+                ),
                 "base asset: mark + PNG + store": lambda p=pixels: store.put(
                     finish_image(p, FinishOptions(payload, METADATA)).original, "image/png"
                 ),

@@ -42,7 +42,9 @@ PRINTS: dict[str, tuple[str, ...]] = {
     ),
     "batch_throughput.py": ("| 1 | 4 |", "| 2 | 4 |", "scaling 2 vs 1 worker: end to end"),
     "delivery_cost.py": (
-        "| 256² | plain PNG (before assets) |", "| 256² | base asset: mark + PNG + store |",
+        "| 256² | plain PNG (before assets) |",
+        "| 256² | invisible mark alone (embed + read-back) |",
+        "| 256² | base asset: mark + PNG + store |",
         "| 256² | style asset: + visible preview |", "| 256² | base asset + C2PA manifest |",
         "| 128² | noise | ", "| 256² | textured | ", "| 256² | 4 | ",
     ),
