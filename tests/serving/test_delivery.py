@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,3 +117,28 @@ def test_a_failing_image_is_raised_after_the_others_end(ledger: Ledger, tmp_path
     with pytest.raises(OSError, match="No space left"):
         prepare_images(assets, tenant.id, made)
     assert len(store.written) == 3  # the others ended before the failure was raised
+
+
+class SlowerFirstStore(BlobStore):
+    """A real blob store on which an order's earlier images take longer to write, so
+    side by side the later ones finish first."""
+
+    def put(self, data: bytes, media_type: str) -> str:
+        seed = int(data.split(b"kiln:seed\x00", 1)[1][:1])
+        time.sleep(0.06 * (4 - seed))
+        return super().put(data, media_type)
+
+
+def test_an_orders_assets_list_in_its_order_whichever_finished_first(
+    ledger: Ledger, tmp_path: Path
+):
+    tenant = ledger.create_tenant("studio")
+    assets = Assets(ledger.engine, SlowerFirstStore(tmp_path / "assets"), None)
+    made = [Made(picture(seed), record(seed)) for seed in range(4)]
+    prepared = prepare_images(assets, tenant.id, made)
+    created = [p.asset.created for p in prepared]
+    assert created == sorted(created) and len(set(created)) == 4
+    with ledger.engine.begin() as conn:
+        assets.insert(conn, prepared)
+    listed, _ = assets.list(tenant.id, limit=10)
+    assert [a.seed for a in listed] == [3, 2, 1, 0]  # newest first: the order, reversed
