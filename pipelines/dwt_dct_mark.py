@@ -193,17 +193,15 @@ def _choose_carriers(
         # The largest readable coefficient but the carrier: the strongest, or for the
         # strongest itself the second (ties give the same value either way).
         runner = second if rank == 0 else strongest
-        cell = np.floor(size / _SCALE)
-        low = (cell + steps) * _SCALE + 0.5 * _SCALE * bit + _GUARD
+        cells = np.floor(size / _SCALE) + steps  # the carrier's cell and its neighbours
+        low = cells * _SCALE + 0.5 * _SCALE * bit + _GUARD
         high = low + 0.5 * _SCALE - 2.0 * _GUARD
         # Stay where it is, or just clear the runner-up (which the compensation lowers by
         # 1/15 of the raise).
         clear = (runner + _MARGIN - size / 15.0) * 15.0 / 14.0
         target = np.stack([np.clip(size, low, high), np.clip(clear, low, high)], axis=1)
         change = sign * (target - size)  # (steps, targets, blocks)
-        fits = ((cell + steps) >= 0.0)[:, None] & (
-            target >= runner + np.abs(change) / 15.0 + _MARGIN
-        )
+        fits = (cells >= 0.0)[:, None] & (target >= runner + np.abs(change) / 15.0 + _MARGIN)
         room = np.where(change >= 0.0, room_up[index, carrier], room_down[index, carrier])
         fits &= np.abs(change) <= room
         cost = np.where(fits, np.abs(change), np.inf).reshape(-1, count)

@@ -82,15 +82,11 @@ def test_side_by_side_answers_in_order_what_one_after_another_gives(ledger: Ledg
         assert decode_invisible_watermark(pixels_of(side.finished.original)) == (
             side.finished.invisible_payload
         )
-        assert store_has(assets, side.asset.sha256)
+        assert assets.store.path(side.asset.sha256, "image/png").is_file()
     with ledger.engine.begin() as conn:
         assets.insert(conn, together)
     listed, _ = assets.list(tenant.id, limit=10)
     assert sorted(a.seed for a in listed) == [0, 1, 2, 3, 4]
-
-
-def store_has(assets: Assets, sha256: str) -> bool:
-    return assets.store.path(sha256, "image/png").is_file()
 
 
 class FailingStore(BlobStore):
