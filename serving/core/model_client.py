@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -27,6 +28,15 @@ from serving.core.scheduling.admission import Admission, LocalAdmission
 from serving.core.step_channel import ChannelListener, StepChannel, stream_of
 
 logger = logging.getLogger(__name__)
+
+
+def held_for(hold_s: float) -> float:
+    """Wait ``hold_s`` seconds doing nothing (a bench no-op's far side, on the engine
+    thread); the seconds it waited."""
+    began = time.perf_counter()
+    if hold_s > 0:
+        time.sleep(hold_s)
+    return time.perf_counter() - began
 
 
 class ModelClient(Protocol):
@@ -67,9 +77,11 @@ class ModelClient(Protocol):
         ``model_id`` (pins, reference mode ``ip_adapter``): float32 ``(n, dim)``."""
         ...
 
-    async def ping(self, model_id: str) -> str:
+    async def ping(self, model_id: str, hold_s: float = 0.0) -> float:
         """One round trip to where ``model_id`` runs that does no work (the serving
-        path's structural floor, ``KILN_BENCH``); its model id."""
+        path's structural floor, ``KILN_BENCH``): its far side answers after ``hold_s``
+        seconds of waiting, as a pipeline call answers after its work. The seconds it
+        held, as measured there."""
         ...
 
 
@@ -166,8 +178,8 @@ class LocalModelClient:
             self._executor, self._embed_sync, model_id, component_id, images
         )
 
-    async def ping(self, model_id: str) -> str:
+    async def ping(self, model_id: str, hold_s: float = 0.0) -> float:
         """The hop a generation takes in-process: onto the engine thread and back."""
         self.catalog.get(model_id)  # UnknownModelError → 404, as a generation answers
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, str, model_id)
+        return await loop.run_in_executor(self._executor, held_for, hold_s)

@@ -249,12 +249,12 @@ class RayModelClient:
             model_id, call, lambda: self._handle(model_id).ready.remote()
         )
 
-    async def ping(self, model_id: str) -> str:
-        """A call of the model replica's ``ready`` (it does no work): the ingress → model
-        hop of every generation, alone."""
+    async def ping(self, model_id: str, hold_s: float = 0.0) -> float:
+        """A call of the model replica's ``noop`` (it does no work, answering after
+        ``hold_s``): the ingress → model hop of every generation, alone."""
         handle = self._handle(model_id)
         try:
-            return await handle.ready.remote()
+            return await handle.noop.remote(hold_s)
         except RAY_ERRORS as exc:
             raise core_error(exc, model_id) from exc
 

@@ -264,6 +264,16 @@ class ModelDeployment:
         """Answers once the constructor has loaded the engine (the ingress probes it)."""
         return self.spec.id
 
+    async def noop(self, hold_s: float = 0.0) -> float:
+        """No work: answers after ``hold_s`` seconds on the replica's event loop; the
+        seconds it held. The serving path's structural floor (``POST /v1/bench/noop``);
+        held as long as a pipeline call, the floor of a call answered after the same
+        wait as a generation's."""
+        began = time.perf_counter()
+        if hold_s > 0:
+            await asyncio.sleep(hold_s)
+        return time.perf_counter() - began
+
     def check_health(self) -> None:
         """Ray Serve's health check (every ``health_check_period_s``): raising makes Serve
         replace this replica. Fails after ``KILN_OOM_MAX_FAILURES`` calls in a row ran

@@ -32,6 +32,22 @@ def test_the_floor_route_answers_authenticated_callers_only_when_asked_for(setti
     assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "model"
     assert client.post(NOOP, json={}, headers=auth).status_code == 400
     assert NOOP not in client.get("/openapi.json").json()["paths"]
+    assert r.json()["timings"]["held"] < 0.02  # no hold asked: answered at once
+
+    # Held: the model's side answers after the wait, and says how long it held.
+    held = client.post(NOOP, json={"model": "tiny-sdxl", "hold_ms": 30}, headers=auth)
+    assert held.status_code == 200, held.text
+    assert 0.03 <= held.json()["timings"]["held"] <= held.json()["timings"]["server_total"]
+    for bad in (-1, 10_001, "long", None, [30]):
+        refused = client.post(NOOP, json={"model": "tiny-sdxl", "hold_ms": bad}, headers=auth)
+        assert refused.status_code == 400, (bad, refused.text)
+        assert refused.json()["error"]["param"] == "hold_ms"
+    nan = client.post(
+        NOOP,
+        content=b'{"model": "tiny-sdxl", "hold_ms": NaN}',
+        headers={**auth, "content-type": "application/json"},
+    )
+    assert nan.status_code == 400, nan.text
 
     off, auth_off = _client(settings, unit_catalog)
     assert off.post(NOOP, json={"model": "tiny-sdxl"}, headers=auth_off).status_code == 404
