@@ -13,6 +13,9 @@
    no-op is the floor a generation compares with. Prints both medians and a
    generation's time outside the pipeline call above the held one (goals: outside
    <= 15 ms, within 5 ms of the floor).
+   Then the CPU time each costs, where ``/proc`` says (Linux): the ``kiln serve``
+   process's (the HTTP front, the paid path, delivery) and the model replica's beyond
+   its pipeline calls, per no-op and per generation, over runs of each alone.
 3. Throughput: 8 clients at once vs the same 8 requests one after another, both over
    HTTP. Prints the ratio (goal: >= 2.0x from dynamic batching).
 4. Start: ``kiln serve`` started to its first image (goal: <= 20 s; asked as soon as
@@ -174,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"(goal <= 5 ms; the held no-op's floor), "
                 f"{(outside - noop) * 1000:.1f} ms above the instant one")  # fmt: skip
             log_parts(parts)
+            log_cpu(
+                server.process.pid, args.model, args.runs, floor, lambda: over_http(body), replica_s
+            )
 
             one = {**body, "n": 1}
             requests = [{**one, "seed": 100 + i} for i in range(args.clients)]
@@ -194,6 +200,58 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         log("server stopped")
     return 0
+
+
+# How long the CPU of the idle server is measured, for the background in the per-call figures.
+IDLE_S = 3.0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU seconds of process ``pid`` so far (None without ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def replica_pid(model: str) -> int | None:
+    """The process of ``model``'s Serve replica (its title names the deployment)."""
+    title = f"ServeReplica:kiln-model-{model}:"
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if title in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def log_cpu(front: int, model: str, runs: int, noop, generate, pipeline_s: list[float]) -> None:  # noqa: ANN001
+    """CPU per call of ``kiln serve`` (``front``) and of ``model``'s replica beyond its
+    pipeline calls (their wall time: one torch thread), over ``runs`` no-ops, then
+    ``runs`` generations; the figures include each process's background work (Ray's
+    threads, timers), measured first over ``IDLE_S`` of nothing."""
+    replica = replica_pid(model)
+    if replica is None or cpu_seconds(front) is None:
+        log("CPU per call: not measured (no /proc, or the replica's process not found)")
+        return
+    before = cpu_seconds(front), cpu_seconds(replica)
+    time.sleep(IDLE_S)
+    after = cpu_seconds(front), cpu_seconds(replica)
+    log(f"CPU while idle: kiln serve {(after[0] - before[0]) / IDLE_S * 1000:.1f} ms a second, "
+        f"the model replica {(after[1] - before[1]) / IDLE_S * 1000:.1f} ms a second")  # fmt: skip
+    for label, call in (("no-op", noop), ("generation", generate)):
+        before = cpu_seconds(front), cpu_seconds(replica), len(pipeline_s)
+        for _ in range(runs):
+            call()
+        after = cpu_seconds(front), cpu_seconds(replica), len(pipeline_s)
+        pipeline = sum(pipeline_s[before[2] : after[2]])
+        front_ms = (after[0] - before[0]) / runs * 1000
+        replica_ms = (after[1] - before[1] - pipeline) / runs * 1000
+        log(f"CPU per {label}: kiln serve {front_ms:.1f} ms, the model replica beyond its "
+            f"pipeline calls {replica_ms:.1f} ms")  # fmt: skip
 
 
 def log_parts(parts: list[dict[str, float]]) -> None:

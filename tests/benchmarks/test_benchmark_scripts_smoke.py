@@ -78,7 +78,9 @@ PRINTS: dict[str, tuple[str, ...]] = {
     "replica_kill_load.py": ("SIGKILLed at", "500 answers: 0", "ledger load-1: balanced"),
     "serving_overhead.py": (
         "overhead ratio http/direct =", "time outside the pipeline call",
-        "structural floor (authenticated no-op", "outside the pipeline call above the floor:",
+        "structural floor (authenticated no-op", "held as long as the pipeline call",
+        "outside the pipeline call above the floor:", "CPU while idle: kiln serve",
+        "CPU per no-op: kiln serve", "CPU per generation: kiln serve",
         "to its first image", "throughput ratio concurrent/sequential =", "server stopped",
     ),
     "style_switch.py": (
