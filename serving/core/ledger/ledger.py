@@ -78,6 +78,8 @@ _SPEND = (
     .where(_bal.tenant_id == bindparam("b_tenant"), _bal.available >= bindparam("b_amount"))
     .values(available=_bal.available - bindparam("b_amount"))
 )
+# A capture and a close answer the reservation's row as they left it (RETURNING: no
+# second statement to read it), or no row when their condition did not hold.
 _CAPTURE = (
     update(reservations)
     .where(
@@ -86,6 +88,7 @@ _CAPTURE = (
         _res.captured + bindparam("b_amount") <= _res.amount,
     )
     .values(captured=_res.captured + bindparam("b_amount"))
+    .returning(_res.tenant_id, _res.reference)
 )
 _UNHOLD = (
     update(balances)
@@ -96,6 +99,7 @@ _CLOSE = (
     update(reservations)
     .where(_res.id == bindparam("b_id"), _res.state == "open")
     .values(state="released")
+    .returning(_res.tenant_id, _res.reference, _res.amount, _res.captured)
 )
 # The sweeper's close: only while still expired as committed (a renewal that got in first
 # keeps its reservation), stamped with the sweep's time.
@@ -103,6 +107,7 @@ _CLOSE_EXPIRED = (
     update(reservations)
     .where(_res.id == bindparam("b_id"), _res.state == "open", _res.expires <= bindparam("b_at"))
     .values(state="released", swept_at=bindparam("b_at"))
+    .returning(_res.tenant_id, _res.reference, _res.amount, _res.captured)
 )
 _RETURN_REST = (
     update(balances)
@@ -268,9 +273,9 @@ class Ledger:
     def _capture_in(self, conn: Connection, reservation_id: str, amount: int) -> Entry | None:
         _positive(amount)
         # Locks the reservation row first, as release does: no lock-order cycle.
-        moved = conn.execute(_CAPTURE, {"b_id": reservation_id, "b_amount": amount})
-        row = self._reservation_row(conn, reservation_id)
-        if moved.rowcount != 1:
+        row = conn.execute(_CAPTURE, {"b_id": reservation_id, "b_amount": amount}).one_or_none()
+        if row is None:
+            row = self._reservation_row(conn, reservation_id)
             if row.swept_at is not None:
                 logger.error(
                     "capture of %d on reservation %s (%s) after the sweeper released it "
@@ -405,8 +410,9 @@ class Ledger:
             closed = conn.execute(_CLOSE, {"b_id": reservation_id})
         else:
             closed = conn.execute(_CLOSE_EXPIRED, {"b_id": reservation_id, "b_at": swept_at})
-        row = self._reservation_row(conn, reservation_id)
-        if closed.rowcount != 1:
+        row = closed.one_or_none()
+        if row is None:
+            row = self._reservation_row(conn, reservation_id)
             if swept_at is None and row.swept_at is not None:
                 logger.warning(
                     "release of reservation %s (%s): the sweeper released it at %s already; "
