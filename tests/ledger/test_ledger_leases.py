@@ -14,7 +14,7 @@ import pytest
 from invariants import assert_consistent
 from sqlalchemy import select
 
-from serving.core.ledger import Balance, Ledger, LedgerError
+from serving.core.ledger import Balance, InsufficientCredits, Ledger, LedgerError
 from serving.core.ledger.db import downgrade, migrate
 from serving.core.ledger.ledger import now
 from serving.core.ledger.schema import reservations
@@ -124,6 +124,27 @@ def test_reserving_first_frees_the_tenants_expired_holds(ledger: Ledger):
     fresh = ledger.reserve(tenant.id, 8)
     assert ledger.balance(tenant.id) == Balance(available=2, held=8)
     assert lease_of(ledger, fresh.id).state == "open"
+    assert_consistent(ledger, tenant.id)
+
+
+def test_a_reservation_the_credits_cover_leaves_expired_holds_to_the_sweeper(ledger: Ledger):
+    tenant = ledger.create_tenant("studio")
+    ledger.grant(tenant.id, 10)
+    stale = ledger.reserve(tenant.id, 4)  # its process died
+    with ledger.engine.begin() as conn:
+        conn.execute(reservations.update().values(expires=now() - timedelta(seconds=1)))
+    fresh = ledger.reserve(tenant.id, 6)  # covered by the 6 available: no sweep on the way
+    assert ledger.balance(tenant.id) == Balance(available=0, held=10)
+    assert lease_of(ledger, stale.id).state == "open"
+    # The next one is not covered: the stale hold goes back first, then it is granted.
+    third = ledger.reserve(tenant.id, 3)
+    assert lease_of(ledger, stale.id).state == "released"
+    assert ledger.balance(tenant.id) == Balance(available=1, held=9)
+    # Even the sweep cannot cover this one: refused, and nothing of the try is kept.
+    with pytest.raises(InsufficientCredits):
+        ledger.reserve(tenant.id, 5)
+    assert ledger.balance(tenant.id) == Balance(available=1, held=9)
+    assert {lease_of(ledger, r.id).state for r in (fresh, third)} == {"open"}
     assert_consistent(ledger, tenant.id)
 
 

@@ -13,9 +13,10 @@ expired reservations, each with a conditional UPDATE that a renewal committed fi
 and stamps ``swept_at``. A holder that settles afterwards gets a logged no-op: ``release``
 returns 0, and ``capture`` charges nothing and returns ``None`` (the holder stalled past
 the lease, its credits were already given back; charging now could only double-book or
-overdraw). The sweep runs for one tenant before each of its reservations (its credits
-are never refused for a hold nobody owns) and when it reads ``GET /v1/credits``, and for
-everyone at server start and with the stale-job reaper (``serving.core.jobs.runner``).
+overdraw). The sweep runs for one tenant before a reservation its available credits do
+not cover (its credits are never refused for a hold nobody owns; a reservation they cover
+costs no sweep) and when it reads ``GET /v1/credits``, and for everyone at server start
+and with the stale-job reaper (``serving.core.jobs.runner``).
 """
 
 from __future__ import annotations
@@ -206,19 +207,24 @@ class Ledger:
 
     def reserve(self, tenant_id: str, amount: int, reference: str | None = None) -> Reservation:
         """Hold ``amount`` credits before any work, for one lease (``renew`` keeps it);
-        raises ``InsufficientCredits``. The tenant's expired reservations are released
-        first, in the same transaction."""
+        raises ``InsufficientCredits``. When the available credits do not cover it, the
+        tenant's expired reservations are released first and it is asked again, in the
+        same transaction."""
         _positive(amount)
         reservation = Reservation(
             id=f"res_{secrets.token_hex(12)}", tenant_id=tenant_id, amount=amount
         )
         at = now()
         with self.engine.begin() as conn:
-            # Reservation rows before the balance row, as capture and release lock them.
-            expired = conn.execute(_EXPIRED_OF_TENANT, {"b_at": at, "b_tenant": tenant_id})
-            for row in expired.all():
-                self._sweep_one(conn, row.id, at)
-            self._debit(conn, tenant_id, amount, hold=True)
+            # The conditional UPDATE locks the balance row only when it holds; refused, it
+            # locks nothing, and the sweep then takes reservation rows before the balance
+            # row, as capture and release do: no lock-order cycle either way.
+            held = conn.execute(_HOLD, {"b_tenant": tenant_id, "b_amount": amount})
+            if held.rowcount != 1:
+                expired = conn.execute(_EXPIRED_OF_TENANT, {"b_at": at, "b_tenant": tenant_id})
+                for row in expired.all():
+                    self._sweep_one(conn, row.id, at)
+                self._debit(conn, tenant_id, amount, hold=True)
             conn.execute(
                 _INSERT_RESERVATION,
                 {
