@@ -1,0 +1,91 @@
+"""What a request's two ledger transactions cost, in one warm process: the reservation
+before the model call (``Ledger.reserve``) and the settlement after it
+(``Ledger.settle``: the delivered images captured, one entry each, and the reservation
+closed, an asset row written in the same transaction as the paid path writes it), on
+SQLite (a temp file: WAL, synchronous FULL, as ``kiln serve`` runs it) or in the
+database at ``--url`` (a PostgreSQL: migrated there, a tenant and its rows left behind).
+Prints the medians of wall time per transaction (the commit's flush included) and the
+statements a request sends.
+
+    .venv/bin/python benchmarks/ledger_cost.py [--repeats 400] [--images 1] [--url …]
+    .venv/bin/python benchmarks/ledger_cost.py --smoke   # 20 repeats: it runs
+
+Compare two commits by running this script in a worktree of each, alternating
+(benchmarks/RESULTS.md). The server's own figures are larger: its caches are cold after
+each pipeline call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import event, insert  # noqa: E402
+
+from serving.core.ledger.ledger import Ledger, now  # noqa: E402
+from serving.core.ledger.schema import assets  # noqa: E402
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=400)
+    parser.add_argument("--images", type=int, default=1, help="units captured per settlement")
+    parser.add_argument("--url", help="a database URL (default: a temp SQLite file)")
+    parser.add_argument("--smoke", action="store_true", help="20 repeats")
+    args = parser.parse_args(argv)
+    repeats = 20 if args.smoke else args.repeats
+    url = args.url or f"sqlite:///{tempfile.mkdtemp(prefix='kiln-ledger-')}/ledger.db"
+    ledger = Ledger(url)
+    tenant = ledger.create_tenant("ledger-cost bench")
+    ledger.grant(tenant.id, 10 * repeats * args.images)
+    statements: list[str] = []
+    event.listen(ledger.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    def asset_row(index: int) -> dict[str, object]:
+        return {
+            "id": f"ast_{secrets.token_hex(12)}", "tenant_id": tenant.id, "kind": "base",
+            "model": "tiny-sdxl", "prompt": "a lighthouse at dusk", "seed": index,
+            "params": "{}", "width": 128, "height": 128, "media_type": "image/png",
+            "bytes": 40000, "sha256": f"{index:064x}", "preview_sha256": f"{index:064x}",
+            "generation_id": f"gen_{index}", "created": now(),
+        }  # fmt: skip
+
+    reserve_s, settle_s, counts = [], [], []
+    for index in range(repeats + 20):  # the first 20 warm the pool and the caches
+        statements.clear()
+        t0 = time.perf_counter()
+        reservation = ledger.reserve(tenant.id, args.images, f"req_{index}")
+        t1 = time.perf_counter()
+        ledger.settle(
+            reservation, 1, args.images,
+            also=lambda conn, i=index: conn.execute(insert(assets), [asset_row(i)]),
+        )  # fmt: skip
+        t2 = time.perf_counter()
+        if index >= 20:
+            reserve_s.append(t1 - t0)
+            settle_s.append(t2 - t1)
+            counts.append(len(statements))
+    backend = ledger.engine.dialect.name
+    log(f"{backend}, {repeats} requests of {args.images} image(s), every one delivered:")
+    both = [a + b for a, b in zip(reserve_s, settle_s, strict=True)]
+    log(f"  reserve median {statistics.median(reserve_s) * 1000:.3f} ms, "
+        f"settle (with its asset row) median {statistics.median(settle_s) * 1000:.3f} ms, "
+        f"both {statistics.median(both) * 1000:.3f} ms")  # fmt: skip
+    log(f"  statements a request sends (SQLite's two BEGINs included): {max(counts)}")
+    ledger.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
