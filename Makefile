@@ -47,6 +47,8 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/body_memory.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/fair_queue.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/preview_overhead.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/call_overhead.py
+	$(BIN)/python benchmarks/ledger_cost.py
 
 # On a CUDA machine; runs from the source tree (no install needed beyond torch/diffusers).
 bench-gpu:

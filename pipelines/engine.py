@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipelines.call_overhead import trim_call_overhead
 from pipelines.families import LOADED_TASK, load_pipeline
 from pipelines.loaded_model import LoadedModel
 from pipelines.oom import OomRecovery, split_images
@@ -67,6 +68,8 @@ class Engine(LoadedModel):
         components: Sequence[ComponentSpec] = (),
     ) -> None:
         super().__init__(spec, pipe, components)
+        # What diffusers would work out again on every call, worked out once.
+        trim_call_overhead(pipe)
         # The family's prompt encoding (CLIP emphasis and 75-token windows for SD; T5 or
         # Qwen3 padded to the model's sequence length for FLUX).
         self.prompt_encoder = self.family.prompt_encoder(pipe, self.family.sequence_length_of(spec))
@@ -153,6 +156,7 @@ class Engine(LoadedModel):
         if getattr(derived, "watermark", None) is not None:
             derived.watermark = None
         derived.set_progress_bar_config(disable=True)
+        trim_call_overhead(derived)
         logger.info("derived %s pipeline %s on %s", task, type(derived).__name__, self.spec.id)
         return derived
 

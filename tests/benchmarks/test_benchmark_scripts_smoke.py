@@ -41,6 +41,7 @@ PRINTS: dict[str, tuple[str, ...]] = {
         "monotone in strength:",
     ),
     "batch_throughput.py": ("| 1 | 4 |", "| 2 | 4 |", "scaling 2 vs 1 worker: end to end"),
+    "call_overhead.py": ("| tiny-sdxl |", "| True |", "trimmed / plain"),
     "delivery_cost.py": (
         "| 256² | plain PNG (before assets) |",
         "| 256² | invisible mark alone (embed + read-back) |",
