@@ -7,7 +7,7 @@ thread), with the pipeline as diffusers makes it (``untrim_call_overhead``) and 
 ratio, and whether the images are the same bit for bit. Also the time of one
 ``_execution_device`` question each way.
 
-    .venv/bin/python benchmarks/call_overhead.py [--models tiny-sdxl tiny-sd15 tiny-flux1]
+    .venv/bin/python benchmarks/call_overhead.py [--models tiny-sdxl tiny-flux1 ...]
     .venv/bin/python benchmarks/call_overhead.py --smoke   # tiny-sdxl, 3 repeats: it runs
 
 The tiny models have the module tree of their families at a fraction of the width, so the
@@ -35,7 +35,12 @@ def log(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=["tiny-sdxl", "tiny-sd15", "tiny-flux1"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["tiny-sdxl", "tiny-sd15", "tiny-flux1", "tiny-flux2-klein"],
+        help="text-to-image models of the catalog",
+    )
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--home", type=Path, help="KILN_HOME (default: a temp dir)")
     parser.add_argument("--smoke", action="store_true", help="tiny-sdxl, 3 repeats")
