@@ -5,7 +5,8 @@ closed, an asset row written in the same transaction as the paid path writes it)
 SQLite (a temp file: WAL, synchronous FULL, as ``kiln serve`` runs it) or in the
 database at ``--url`` (a PostgreSQL: migrated there, a tenant and its rows left behind).
 Prints the medians of wall time per transaction (the commit's flush included) and the
-statements a request sends.
+statements a request sends; then bursts of ``--writers`` requests at once, each on its
+own thread (as a burst's deliveries settle side by side), and the median burst's time.
 
     .venv/bin/python benchmarks/ledger_cost.py [--repeats 400] [--images 1] [--url …]
     .venv/bin/python benchmarks/ledger_cost.py --smoke   # 20 repeats: it runs
@@ -23,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=400)
     parser.add_argument("--images", type=int, default=1, help="units captured per settlement")
     parser.add_argument("--url", help="a database URL (default: a temp SQLite file)")
+    parser.add_argument("--writers", type=int, default=8, help="requests in a burst")
     parser.add_argument("--smoke", action="store_true", help="20 repeats")
     args = parser.parse_args(argv)
     repeats = 20 if args.smoke else args.repeats
@@ -50,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     tenant = ledger.create_tenant("ledger-cost bench")
     ledger.grant(tenant.id, 10 * repeats * args.images)
     statements: list[str] = []
-    event.listen(ledger.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    def count(*event_args: object) -> None:
+        if not str(event_args[2]).startswith("BEGIN"):
+            statements.append(str(event_args[2]))
+
+    event.listen(ledger.engine, "before_cursor_execute", count)
 
     def asset_row(index: int) -> dict[str, object]:
         return {
@@ -82,7 +90,27 @@ def main(argv: list[str] | None = None) -> int:
     log(f"  reserve median {statistics.median(reserve_s) * 1000:.3f} ms, "
         f"settle (with its asset row) median {statistics.median(settle_s) * 1000:.3f} ms, "
         f"both {statistics.median(both) * 1000:.3f} ms")  # fmt: skip
-    log(f"  statements a request sends (SQLite's two BEGINs included): {max(counts)}")
+    log(f"  statements a request sends (BEGIN and COMMIT not counted): {max(counts)}")
+    event.remove(ledger.engine, "before_cursor_execute", count)
+
+    def request(index: int) -> None:
+        reservation = ledger.reserve(tenant.id, args.images, f"burst_{index}")
+        ledger.settle(
+            reservation, 1, args.images,
+            also=lambda conn: conn.execute(insert(assets), [asset_row(index)]),
+        )  # fmt: skip
+
+    bursts = max(3, repeats // 20)
+    with ThreadPoolExecutor(args.writers) as pool:
+        list(pool.map(request, range(args.writers)))  # every thread and connection made
+        burst_s = []
+        for burst in range(bursts):
+            t0 = time.perf_counter()
+            list(pool.map(request, range(burst * args.writers, (burst + 1) * args.writers)))
+            burst_s.append(time.perf_counter() - t0)
+    log(f"  a burst of {args.writers} requests at once ({bursts} bursts): median "
+        f"{statistics.median(burst_s) * 1000:.1f} ms, "
+        f"{statistics.median(burst_s) / args.writers * 1000:.2f} ms a request")  # fmt: skip
     ledger.close()
     return 0
 

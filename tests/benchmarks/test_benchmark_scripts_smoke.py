@@ -73,7 +73,8 @@ PRINTS: dict[str, tuple[str, ...]] = {
     "ip_adapter_sources.py": ("no adapter loaded (before)", "4 source(s)", "embed 4 pictures"),
     "ledger_cost.py": (
         "sqlite, 20 requests of 1 image(s)", "reserve median", "settle (with its asset row)",
-        "statements a request sends (SQLite's two BEGINs included): 10",
+        "statements a request sends (BEGIN and COMMIT not counted): 8",
+        "a burst of 8 requests at once",
     ),
     "preview_overhead.py": (
         "tiny-sd15 128x128 5 steps n=1 on cpu: decoder autoencoder_tiny, 1 previews a call",

@@ -2,10 +2,16 @@
 
 SQLite (the embedded default) gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for every
 transaction: writers from many processes then queue on the database lock instead of
-failing with "database is locked" half-way through. Read-only work goes through
-``read_only(engine)``, whose transactions begin DEFERRED (plain ``BEGIN``): under WAL a
-reader takes no lock and sees the last commit while a writer works, so status polls and
-progress streams never queue behind writers, nor writers behind them.
+failing with "database is locked" half-way through. Writers of one process queue first
+on a lock of that process (one per database file), taken before ``BEGIN IMMEDIATE`` and
+given back when the transaction ends: the next one starts the moment the last commits,
+where SQLite's busy handler would poll with growing sleeps (1, 2, 5, 10, ... ms) and
+wake late, up to twice the wait, when many requests of a burst settle at once
+(``benchmarks/ledger_cost.py --writers``). Other processes still queue on SQLite's lock.
+Read-only work goes through ``read_only(engine)``, whose transactions begin DEFERRED
+(plain ``BEGIN``): under WAL a reader takes no lock and sees the last commit while a
+writer works, so status polls and progress streams never queue behind writers, nor
+writers behind them.
 
 PostgreSQL (``postgresql+psycopg://``) runs at READ COMMITTED, where the ledger's
 conditional UPDATEs re-check their condition against the committed row, which is all the
@@ -16,8 +22,10 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -36,6 +44,62 @@ READ_ONLY_OPTION = "kiln_read_only"
 MIGRATION_LOCK_KEY = 0x6B696C6E  # "kiln"
 
 
+# The write lock of each SQLite file this process writes, by its resolved path.
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+class QueuedWriterConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions take its file's lock of this process
+    before SQLite's (``begin_write``) and give it back when they end (commit, rollback or
+    close). A writer that cannot have the lock within the busy timeout (a connection of
+    its own thread holds it) goes on to SQLite's lock, which then decides as it would
+    without this one."""
+
+    write_lock: threading.Lock  # set on the class ``_connection_class`` makes per file
+    _holding = False
+
+    def begin_write(self) -> None:
+        self._holding = self.write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            self.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._release()
+            raise
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self.write_lock.release()
+
+
+def _connection_class(path: Path) -> type[QueuedWriterConnection]:
+    """The connection class of the SQLite file at ``path``: its write lock shared by every
+    engine of this process on that file."""
+    key = str(path.resolve())
+    with _WRITE_LOCKS_GUARD:
+        lock = _WRITE_LOCKS.setdefault(key, threading.Lock())
+    return type("QueuedWriterConnection", (QueuedWriterConnection,), {"write_lock": lock})
+
+
 def sqlite_url(path: Path) -> str:
     """The SQLAlchemy URL of a SQLite file."""
     return f"sqlite:///{path}"
@@ -45,15 +109,14 @@ def create_ledger_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine for ``url``, configured for concurrent writers on either database."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         if parsed.database and parsed.database != ":memory:":
             # Created 0600 before SQLite opens it (SQLite would make it 0644), so the
             # -wal and -shm files, which SQLite gives the database's mode, are 0600 too.
             private_file(Path(parsed.database))
+            connect_args["factory"] = _connection_class(Path(parsed.database))
         engine = create_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            url, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
         )
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
@@ -88,7 +151,11 @@ def _sqlite_begin(connection: Connection) -> None:
     # takes the write lock; a writer's IMMEDIATE takes it up front (see the module doc).
     if connection.get_execution_options().get(READ_ONLY_OPTION):
         connection.exec_driver_sql("BEGIN")
-    else:
+        return
+    driver = connection.connection.driver_connection
+    if isinstance(driver, QueuedWriterConnection):
+        driver.begin_write()
+    else:  # an in-memory database: one connection's, nobody to queue behind
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
