@@ -26,17 +26,14 @@ The images are the same bit for bit (tests/pipelines/test_call_overhead.py);
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# Pinned subclasses, by the pipeline class they stand for (one each, made on first use).
-_PINNED: dict[type, type] = {}
-_PINNED_LOCK = threading.Lock()
 # The attribute a pinned pipeline keeps its execution device in.
 _DEVICE_ATTRIBUTE = "_kiln_execution_device"
 
@@ -68,23 +65,21 @@ def pin_execution_device(pipe: Any) -> bool:
     if _offloaded(pipe):
         logger.info("%s has offloading hooks: its execution device stays asked", cls.__name__)
         return False
-    device = pipe._execution_device
-    with _PINNED_LOCK:
-        pinned = _PINNED.get(cls)
-        if pinned is None:
-            pinned = _PINNED[cls] = type(
-                cls.__name__,
-                (cls,),
-                {
-                    "__module__": cls.__module__,
-                    "__qualname__": cls.__qualname__,
-                    "_execution_device": property(_pinned_device),
-                    "_kiln_pinned_from": cls,
-                },
-            )
-    setattr(pipe, _DEVICE_ATTRIBUTE, device)
-    pipe.__class__ = pinned
+    setattr(pipe, _DEVICE_ATTRIBUTE, pipe._execution_device)
+    pipe.__class__ = _pinned_class(cls)
     return True
+
+
+@functools.cache
+def _pinned_class(cls: type) -> type:
+    """``cls`` with its execution device pinned: one subclass of the same name a class."""
+    namespace = {
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "_execution_device": property(_pinned_device),
+        "_kiln_pinned_from": cls,
+    }
+    return type(cls.__name__, (cls,), namespace)
 
 
 def _pinned_device(pipe: Any) -> Any:
