@@ -15,6 +15,7 @@ from secrets_for_tests import TEST_SECRET
 
 from pipelines.output import GenerationOutput
 from pipelines.params import GenerationParams
+from serving.core.assets.store import BlobStore
 from serving.core.ledger import Ledger
 from serving.core.settings import Settings
 from serving.http.app import create_app
@@ -101,3 +102,27 @@ async def get_json(app, headers: dict[str, str], path: str) -> dict:
         r = await client.get(path, headers=headers)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+class RefusingStore(BlobStore):
+    """A real blob store whose disk is full."""
+
+    def put(self, data: bytes, media_type: str) -> str:
+        raise OSError("No space left on device")
+
+
+def test_an_image_that_cannot_be_stored_rolls_its_settlement_back(
+    home: Path, unit_catalog: Catalog, ledger: Ledger
+):
+    app = create_app(
+        Settings(home=home, secret=TEST_SECRET), unit_catalog, InstantModels(), ledger=ledger
+    )
+    headers = tenant_with(app, 10)
+    app.state.kiln.assets.store = RefusingStore(home / "full")
+    responses = asyncio.run(post_all(app, headers, [(GEN, {**CHEAP, "n": 2})]))
+    assert responses[0].status_code == 500
+    credits = asyncio.run(get_json(app, headers, "/v1/credits"))
+    assert (credits["balance"], credits["held"]) == (10, 0)  # nothing captured
+    assert [e["kind"] for e in credits["entries"]] == ["release", "reserve", "grant"]
+    assets = asyncio.run(get_json(app, headers, "/v1/assets"))
+    assert assets["data"] == []  # no row without its settlement
