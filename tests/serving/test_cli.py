@@ -107,19 +107,22 @@ def test_assets_purge_deletes_old_unlicensed_assets(tmp_path, monkeypatch, capsy
 
 
 def test_serve_prints_a_generated_admin_key_once(tmp_path, capsys):
-    from serving.cli.serve import _prepare_admin
+    from serving.cli.serve import _admin_key_beside_ray, _print_new_admin_key
     from serving.core.settings import Settings
 
+    def prepare_admin(settings: Settings) -> str | None:  # as cmd_serve does, two threads
+        key = _admin_key_beside_ray(settings)
+        _print_new_admin_key(settings, key)
+        return key
+
     settings = Settings(home=tmp_path)
-    key = _prepare_admin(settings)
+    key = prepare_admin(settings)
     out = capsys.readouterr().out
     assert key is not None and key in out and str(tmp_path / "admin.key") in out
-    assert _prepare_admin(settings) is None  # the next start prints nothing
+    assert prepare_admin(settings) is None  # the next start prints nothing
     assert capsys.readouterr().out == ""
     assert (
-        _prepare_admin(
-            Settings(home=tmp_path, admin_key="kiln_configured-admin-key-for-tests-0001")
-        )
+        prepare_admin(Settings(home=tmp_path, admin_key="kiln_configured-admin-key-for-tests-0001"))
         is None
     )
     assert "kiln_configured-admin-key-for-tests-0001" not in capsys.readouterr().out
