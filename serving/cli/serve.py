@@ -49,6 +49,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     for path in built:
         print(f"built tiny model {path}")
     check_sources(catalog)
+    prepared_before_ray = preparing.done()  # e.g. a fresh home's tiny models took longer
+    if prepared_before_ray:  # a database that failed already stops the start before Ray
+        _print_new_admin_key(settings, preparing.result())
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -75,12 +78,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         num_cpus = local_ray_cpus(settings, catalog)
         logger.info("starting a local Ray with %d logical CPUs", num_cpus)
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
-    try:
-        # A database that cannot be migrated stops the start here.
-        _print_new_admin_key(settings, preparing.result())
-    except BaseException:
-        ray.shutdown()
-        raise
+    if not prepared_before_ray:
+        try:  # a database that cannot be migrated stops the start here, Ray shut down
+            _print_new_admin_key(settings, preparing.result())
+        except BaseException:
+            ray.shutdown()
+            raise
     url = f"http://{settings.host}:{settings.port}"
     try:
         if settings.http_server == "kiln":
