@@ -16,7 +16,11 @@ output): Pillow's encoder, which tries five filters on every row, against Kiln's
 ``pipelines.provenance.encode_png`` (one vectorised "Up" filter), both zlib level 1,
 with the time ratio and the file sizes.
 
-A third compares an order of 4 images delivered one after another (``Assets.prepare``
+Another compares the deflate under every PNG Kiln writes (``pipelines.provenance.deflate``:
+ISA-L where the ``isal`` package is installed) with zlib's, both at level 1, on the same
+filtered rows: time, ratio and the output's size against the raw rows.
+
+A last compares an order of 4 images delivered one after another (``Assets.prepare``
 each: mark, PNG, store) with ``serving.core.assets.delivery.prepare_images``, which
 finishes them side by side on the delivery pool, and prints the ratio.
 """
@@ -39,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.content_credentials import C2paSigner  # noqa: E402
 from pipelines.finishing import FinishOptions, finish_image  # noqa: E402
-from pipelines.provenance import encode_png  # noqa: E402
+from pipelines.provenance import DEFLATER, _filtered_rows, deflate, encode_png  # noqa: E402
 from pipelines.throwaway_chain import make_throwaway_chain  # noqa: E402
 from pipelines.watermark import embed_invisible_watermark, provenance_payload  # noqa: E402
 from serving.core.assets import Assets, ImageRecord  # noqa: E402
@@ -96,6 +100,29 @@ def compare_png_writers(sizes: list[int], repeats: int) -> None:
             logger.info(
                 "| %d² | %s | %.2f ms | %.2f ms | %.2fx | %s |",
                 size, name, pillow * 1000, kiln * 1000, pillow / kiln, kib,
+            )  # fmt: skip
+
+
+def compare_deflaters(sizes: list[int], repeats: int) -> None:
+    """zlib level 1 against ``deflate`` (ISA-L where installed) on an image's filtered
+    rows: median time, ratio, and each output's size as a share of the raw rows."""
+    import zlib
+
+    logger.info("")
+    logger.info("deflate: %s", DEFLATER)
+    logger.info("| size | image | zlib level 1 | deflate (%s) | zlib / deflate | sizes |", DEFLATER)
+    logger.info("|---|---|---|---|---|---|")
+    for size in sizes:
+        noise = np.random.default_rng(size).integers(0, 256, (size, size, 3), dtype=np.uint8)
+        for name, pixels in (("textured", textured(size)), ("noise", noise)):
+            rows = _filtered_rows(pixels)
+            with_zlib = median_s(lambda r=rows: zlib.compress(r, 1), repeats)
+            ours = median_s(lambda r=rows: deflate(r, 1), repeats)
+            zlib_share = len(zlib.compress(rows, 1)) / len(rows)
+            shares = f"{zlib_share:.3f} / {len(deflate(rows, 1)) / len(rows):.3f}"
+            logger.info(
+                "| %d² | %s | %.2f ms | %.2f ms | %.2fx | %s |",
+                size, name, with_zlib * 1000, ours * 1000, with_zlib / ours, shares,
             )  # fmt: skip
 
 
@@ -172,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = seconds / baseline
                 logger.info("| %d² | %s | %.1f ms | %.2fx |", size, label, seconds * 1000, ratio)
     compare_png_writers([128, *args.sizes], max(args.repeats, 3) if not args.smoke else 1)
+    compare_deflaters([128, *args.sizes], max(args.repeats, 3) if not args.smoke else 1)
     compare_order_delivery(args.sizes, args.repeats)
     return 0
 

@@ -48,6 +48,7 @@ PRINTS: dict[str, tuple[str, ...]] = {
         "| 256² | base asset: mark + PNG + store |",
         "| 256² | style asset: + visible preview |", "| 256² | base asset + C2PA manifest |",
         "| 128² | noise | ", "| 256² | textured | ", "| 256² | 4 | ",
+        "deflate: isal", "| zlib level 1 | deflate (isal) |",
     ),
     "fair_queue.py": (
         "with scheduler: A 16 images (batch)", "with scheduler: A 16 images (interactive)",

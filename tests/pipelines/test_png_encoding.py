@@ -4,11 +4,13 @@ exactly its pixels in Pillow, with its text chunks, whatever its size, content o
 from __future__ import annotations
 
 import io
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines import provenance
 from pipelines.provenance import encode_png, read_png_metadata
 
 
@@ -53,3 +55,35 @@ def test_a_pil_image_and_every_compress_level_encode_the_same_pixels():
         np.testing.assert_array_equal(decoded, pixels)
     with pytest.raises(ValueError, match="compress_level"):
         encode_png(pixels, {}, compress_level=10)
+
+
+def _textured(size: int) -> np.ndarray:
+    rng = np.random.default_rng(size)
+    ramp = np.linspace(30, 220, size)
+    base = np.stack([np.add.outer(ramp, ramp[::-1]) / 2] * 3, axis=-1)
+    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+
+
+def test_every_png_is_deflated_by_isa_l_where_it_is_installed():
+    pytest.importorskip("isal")  # a dependency; the GPU machine runs pipelines/ without it
+    from isal import isal_zlib
+
+    assert provenance.DEFLATER == "isal"
+    rows = provenance._filtered_rows(_textured(96))
+    assert provenance.deflate(rows, 1) == isal_zlib.compress(rows, 1)
+    assert len(provenance.deflate(rows, 1)) < len(zlib.compress(rows, 1))  # and smaller
+
+
+@pytest.mark.parametrize("isal", [True, False], ids=["isal", "zlib"])
+def test_every_level_deflates_to_a_stream_any_decoder_reads(isal: bool, monkeypatch):
+    if not isal:
+        monkeypatch.setattr(provenance, "_ISAL", None)  # as where isal is not installed
+    elif provenance._ISAL is None:
+        pytest.skip("isal is not installed here")
+    pixels = _textured(70)
+    rows = provenance._filtered_rows(pixels)
+    for level in range(10):
+        assert zlib.decompress(provenance.deflate(rows, level)) == rows
+    assert provenance.deflate(rows, 0) == zlib.compress(rows, 0)  # 0: stored, not squeezed
+    decoded, _ = _decoded(encode_png(pixels, {"kiln:seed": "1"}))
+    np.testing.assert_array_equal(decoded, pixels)
