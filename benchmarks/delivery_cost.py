@@ -49,7 +49,6 @@ from pipelines.watermark import embed_invisible_watermark, provenance_payload  #
 from serving.core.assets import Assets, ImageRecord  # noqa: E402
 from serving.core.assets.delivery import DELIVERY_THREADS, Made, prepare_images  # noqa: E402
 from serving.core.assets.store import BlobStore  # noqa: E402
-from serving.core.imaging import encode_image  # noqa: E402
 from serving.core.ledger import Ledger  # noqa: E402
 
 logger = logging.getLogger("delivery_cost")
@@ -74,12 +73,12 @@ def median_s(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def pillow_png(pixels: np.ndarray) -> bytes:
+def pillow_png(pixels: np.ndarray, metadata: dict[str, str] = METADATA) -> bytes:
     """The PNG Kiln wrote before its own writer: Pillow, zlib level 1, the same text."""
     from PIL import Image, PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
-    for key, value in METADATA.items():
+    for key, value in metadata.items():
         info.add_text(key, value)
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG", pnginfo=info, compress_level=1)
@@ -178,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.sizes:
             pixels = textured(size)
             variants: dict[str, Callable[[], object]] = {
-                "plain PNG (before assets)": lambda p=pixels: encode_image(p, "png"),
+                # Pillow's, as the ingress encoded before assets (and its own writer) existed.
+                "plain PNG (before assets)": lambda p=pixels: pillow_png(p, {}),
                 "invisible mark alone (embed + read-back)": lambda p=pixels: (
                     embed_invisible_watermark(p, payload)
                 ),

@@ -94,6 +94,17 @@ def encode_png(
     return PNG_SIGNATURE + b"".join(chunks)
 
 
+def encode_png_pixels(
+    pixels: np.ndarray, metadata: Mapping[str, str], compress_level: int = DEFAULT_PNG_LEVEL
+) -> bytes:
+    """``encode_png`` of uint8 HxWx3 or HxWx4 pixels, the fourth channel as alpha (a
+    cut-out's export or batch file)."""
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        rgb = np.ascontiguousarray(pixels[..., :3])
+        return encode_png(rgb, metadata, compress_level, alpha=np.ascontiguousarray(pixels[..., 3]))
+    return encode_png(pixels, metadata, compress_level)
+
+
 def _header(pixels: np.ndarray) -> bytes:
     """IHDR: width, height, 8 bits a sample, RGB (2) or RGBA (6), no interlace."""
     height, width, channels = pixels.shape

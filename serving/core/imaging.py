@@ -1,7 +1,8 @@
 """Encoding generated images (``uint8`` HxWx3 arrays) to PNG, JPEG or WebP bytes.
 
-This runs in the ingress, off the event loop (callers use ``asyncio.to_thread``): PNG
-compression of a 1K image takes tens of milliseconds, long enough to stall other requests.
+This runs in the ingress, off the event loop (callers use ``asyncio.to_thread``): a 1K
+image's PNG takes about 10 ms with Kiln's own writer (``pipelines.provenance``, ISA-L's
+deflate), a JPEG or WebP tens of milliseconds, long enough to stall other requests.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from pipelines.provenance import encode_png
+
 ImageFormat = Literal["png", "jpeg", "webp"]
 
 MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 # Quality when a lossy format is asked for without output_compression.
 DEFAULT_QUALITY = 90
-# zlib level of PNG without output_compression: level 1 encodes about twice as fast as
-# PIL's default 6 (20 vs 36 ms for a 1024 px image here) for files ~40% larger; on a LAN
-# the encode time is the cost that counts.
+# zlib-scale level of PNG without output_compression (``pipelines.provenance.deflate``):
+# the fastest; on a LAN the encode time is the cost that counts.
 DEFAULT_PNG_LEVEL = 1
 
 
@@ -33,12 +35,12 @@ def encode_image(
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 HxWx3 array, got {image.dtype} {image.shape}")
+    if fmt == "png":  # Kiln's own writer (ISA-L's deflate), as every stored PNG
+        level = DEFAULT_PNG_LEVEL if compression is None else round(compression * 9 / 100)
+        return encode_png(image, {}, compress_level=level)
     buf = io.BytesIO()
     pil = Image.fromarray(image)  # uint8 HxWx3 is RGB
-    if fmt == "png":
-        level = DEFAULT_PNG_LEVEL if compression is None else round(compression * 9 / 100)
-        pil.save(buf, format="PNG", compress_level=level)
-    elif fmt == "jpeg":
+    if fmt == "jpeg":
         pil.save(
             buf, format="JPEG", quality=DEFAULT_QUALITY if compression is None else compression
         )

@@ -87,3 +87,14 @@ def test_every_level_deflates_to_a_stream_any_decoder_reads(isal: bool, monkeypa
     assert provenance.deflate(rows, 0) == zlib.compress(rows, 0)  # 0: stored, not squeezed
     decoded, _ = _decoded(encode_png(pixels, {"kiln:seed": "1"}))
     np.testing.assert_array_equal(decoded, pixels)
+
+
+def test_four_channel_pixels_encode_with_their_alpha():
+    rng = np.random.default_rng(11)
+    rgba = rng.integers(0, 256, (21, 34, 4), dtype=np.uint8)
+    decoded, mode = _decoded(provenance.encode_png_pixels(rgba, {"kiln:line": "1"}))
+    assert mode == "RGBA"
+    np.testing.assert_array_equal(decoded, rgba)
+    decoded, mode = _decoded(provenance.encode_png_pixels(rgba[..., :3].copy(), {}, 6))
+    assert mode == "RGB"
+    np.testing.assert_array_equal(decoded, rgba[..., :3])

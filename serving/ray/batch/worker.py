@@ -28,7 +28,6 @@ traceback goes to the actor's log (Ray's session log folder).
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import pickle
@@ -37,9 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
+from pipelines import provenance
 from serving.core.batches.lines import canonical_json, recorded_request
 from serving.core.lower_errors import kiln_error_for
 from serving.core.paid_images import ImageResult
@@ -71,14 +69,10 @@ def request_id(run_id: str, number: int) -> str:
 
 
 def encode_png(pixels: np.ndarray, text: dict[str, str]) -> bytes:
-    """A PNG of ``pixels`` with ``text`` as tEXt chunks: the same bytes for the same
-    pixels and text (fixed compression, no timestamps)."""
-    info = PngInfo()
-    for key, value in text.items():
-        info.add_text(key, value)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info, compress_level=6)
-    return buffer.getvalue()
+    """A PNG of ``pixels`` with ``text`` as text chunks: the same bytes for the same
+    pixels and text (fixed compression, no timestamps). Kiln's own writer, as every PNG
+    it stores (``pipelines.provenance``: ISA-L's deflate, its level 3 for zlib's 6)."""
+    return provenance.encode_png_pixels(pixels, text, compress_level=6)
 
 
 def output_png(pixels: np.ndarray, number: int, kind: str, recorded: dict, seed: int) -> bytes:
