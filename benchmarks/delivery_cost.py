@@ -34,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,8 +106,6 @@ def compare_png_writers(sizes: list[int], repeats: int) -> None:
 def compare_deflaters(sizes: list[int], repeats: int) -> None:
     """zlib level 1 against ``deflate`` (ISA-L where installed) on an image's filtered
     rows: median time, ratio, and each output's size as a share of the raw rows."""
-    import zlib
-
     logger.info("")
     logger.info("deflate: %s", DEFLATER)
     logger.info("| size | image | zlib level 1 | deflate (%s) | zlib / deflate | sizes |", DEFLATER)

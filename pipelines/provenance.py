@@ -79,6 +79,24 @@ def encode_png(
                 f"alpha must be uint8 {pixels.shape[:2]}, got {alpha.dtype} {alpha.shape}"
             )
         pixels = np.dstack([pixels, alpha])
+    return _encode_rgb_or_rgba(pixels, metadata, compress_level)
+
+
+def encode_png_pixels(
+    pixels: np.ndarray, metadata: Mapping[str, str], compress_level: int = DEFAULT_PNG_LEVEL
+) -> bytes:
+    """``encode_png`` of uint8 HxWx3 or HxWx4 pixels, the fourth channel as alpha (a
+    cut-out's export or batch file), written as they are: an 8K cut-out is not split into
+    colour and alpha and stacked again."""
+    if pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 4:
+        return _encode_rgb_or_rgba(pixels, metadata, compress_level)
+    return encode_png(pixels, metadata, compress_level)
+
+
+def _encode_rgb_or_rgba(
+    pixels: np.ndarray, metadata: Mapping[str, str], compress_level: int
+) -> bytes:
+    """The PNG of checked uint8 HxWx3 or HxWx4 ``pixels``."""
     if not 0 <= compress_level <= 9:
         raise ValueError(f"compress_level must be 0-9, got {compress_level}")
     chunks = [_chunk(b"IHDR", _header(pixels))]
@@ -92,17 +110,6 @@ def encode_png(
     chunks.append(_chunk(b"IDAT", deflate(_filtered_rows(pixels), compress_level)))
     chunks.append(_chunk(b"IEND", b""))
     return PNG_SIGNATURE + b"".join(chunks)
-
-
-def encode_png_pixels(
-    pixels: np.ndarray, metadata: Mapping[str, str], compress_level: int = DEFAULT_PNG_LEVEL
-) -> bytes:
-    """``encode_png`` of uint8 HxWx3 or HxWx4 pixels, the fourth channel as alpha (a
-    cut-out's export or batch file)."""
-    if pixels.ndim == 3 and pixels.shape[2] == 4:
-        rgb = np.ascontiguousarray(pixels[..., :3])
-        return encode_png(rgb, metadata, compress_level, alpha=np.ascontiguousarray(pixels[..., 3]))
-    return encode_png(pixels, metadata, compress_level)
 
 
 def _header(pixels: np.ndarray) -> bytes:

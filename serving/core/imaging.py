@@ -22,9 +22,6 @@ MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp":
 
 # Quality when a lossy format is asked for without output_compression.
 DEFAULT_QUALITY = 90
-# zlib-scale level of PNG without output_compression (``pipelines.provenance.deflate``):
-# the fastest; on a LAN the encode time is the cost that counts.
-DEFAULT_PNG_LEVEL = 1
 
 
 def encode_image(
@@ -36,8 +33,9 @@ def encode_image(
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 HxWx3 array, got {image.dtype} {image.shape}")
     if fmt == "png":  # Kiln's own writer (ISA-L's deflate), as every stored PNG
-        level = DEFAULT_PNG_LEVEL if compression is None else round(compression * 9 / 100)
-        return encode_png(image, {}, compress_level=level)
+        if compression is None:  # provenance's default: the fastest level
+            return encode_png(image, {})
+        return encode_png(image, {}, compress_level=round(compression * 9 / 100))
     buf = io.BytesIO()
     pil = Image.fromarray(image)  # uint8 HxWx3 is RGB
     if fmt == "jpeg":

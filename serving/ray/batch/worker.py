@@ -68,13 +68,6 @@ def request_id(run_id: str, number: int) -> str:
     return f"batch-{run_id}-line-{number}"
 
 
-def encode_png(pixels: np.ndarray, text: dict[str, str]) -> bytes:
-    """A PNG of ``pixels`` with ``text`` as text chunks: the same bytes for the same
-    pixels and text (fixed compression, no timestamps). Kiln's own writer, as every PNG
-    it stores (``pipelines.provenance``: ISA-L's deflate, its level 3 for zlib's 6)."""
-    return provenance.encode_png_pixels(pixels, text, compress_level=6)
-
-
 def output_png(pixels: np.ndarray, number: int, kind: str, recorded: dict, seed: int) -> bytes:
     """The batch file of one delivered image (see the module docstring)."""
     text = {
@@ -82,7 +75,10 @@ def output_png(pixels: np.ndarray, number: int, kind: str, recorded: dict, seed:
         "kiln:line": str(number),
         "kiln:seed": str(seed),
     }
-    return encode_png(np.ascontiguousarray(pixels, dtype=np.uint8), text)
+    # The same bytes for the same pixels and text (a fixed level, no timestamps); Kiln's
+    # own writer, as every PNG it stores (ISA-L's level 3 for zlib's 6).
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    return provenance.encode_png_pixels(pixels, text, compress_level=6)
 
 
 class BatchWorker:
