@@ -73,7 +73,9 @@ PRINTS: dict[str, tuple[str, ...]] = {
     "image_to_prompt.py": ("computed / cached:", "one image, everything, precise"),
     "ip_adapter_sources.py": ("no adapter loaded (before)", "4 source(s)", "embed 4 pictures"),
     "ledger_cost.py": (
-        "sqlite, 20 requests of 1 image(s)", "reserve median", "settle (with its asset row)",
+        "sqlite, 20 requests of 1 image(s)", "back to back, driver: reserve median",
+        "back to back, sqlalchemy: reserve median", "settle (with its asset row)",
+        "after 100 ms: through SQLAlchemy / on the driver =",
         "statements a request sends (BEGIN and COMMIT not counted): 8",
         "a burst of 8 requests at once",
     ),

@@ -36,6 +36,7 @@ from pipelines.finishing import FinishedImage, FinishOptions, finish_image
 from pipelines.watermark import provenance_payload
 from serving.core.assets.store import BlobStore
 from serving.core.errors import KilnError
+from serving.core.ledger.driver import DriverStatement
 from serving.core.ledger.ledger import as_utc
 from serving.core.ledger.schema import ASSET_KINDS, assets, licenses
 from serving.core.pagination import newest_first
@@ -44,6 +45,10 @@ from weights.catalog import ProviderTerms
 logger = logging.getLogger(__name__)
 
 MEDIA_TYPE = "image/png"
+
+# A delivery's rows, written in its settlement's transaction on the driver's cursor.
+_INSERT_ASSETS = DriverStatement(insert(assets))
+
 # Kinds whose originals need a license and whose previews carry the visible mark.
 LICENSED_KINDS = ("artist_style", "private_style")
 # An asset's license state, as ``Asset.license_state`` names it and ``AssetFilter`` picks.
@@ -304,8 +309,7 @@ class Assets:
     @staticmethod
     def insert(conn: Connection, prepared: list[PreparedAsset]) -> None:
         """Write the rows of ``prepared`` assets on ``conn`` (the caller's transaction)."""
-        if prepared:
-            conn.execute(insert(assets), [p.row for p in prepared])
+        _INSERT_ASSETS.execute_many(conn, [p.row for p in prepared])
 
     def delete(self, tenant_id: str, asset_id: str) -> None:
         """Remove the asset and every file no other asset shares. The ledger keeps its

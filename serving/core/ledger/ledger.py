@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, Row, Select, bindparam, insert, select, update
 
 from serving.core.ledger.db import create_ledger_engine, migrate, read_only
+from serving.core.ledger.driver import DriverStatement
 from serving.core.ledger.idempotency import IdempotencyKeys
 from serving.core.ledger.schema import balances, entries, reservations, tenants
 from serving.core.ledger.types import (
@@ -52,14 +53,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_RESERVATION_LEASE_S = 600.0
 
 # The statements of a request's two transactions (reserve; settle), built once with bound
-# parameters: SQLAlchemy then finds their compiled form by a cache key memoised on each
-# statement, where a statement built per call pays its construction and its cache key
-# every time (about 1 ms of a reserve and settle on the 2-core CI machine;
-# benchmarks/serving_overhead.py). Bound names carry a ``b_`` prefix: a column's own name
-# is reserved for the SET and VALUES of its statement.
+# parameters and run on the driver's cursor, compiled once per dialect (``DriverStatement``:
+# SQLAlchemy's execution machinery was most of both transactions' time). Bound names carry
+# a ``b_`` prefix: a column's own name is reserved for the SET and VALUES of its statement.
 _res, _bal = reservations.c, balances.c
-_INSERT_RESERVATION = insert(reservations)
-_INSERT_ENTRY = insert(entries)
+_INSERT_RESERVATION = DriverStatement(insert(reservations))
+_INSERT_ENTRY = DriverStatement(insert(entries).returning(entries.c.id))
 _RESERVATION_ROW = select(reservations).where(_res.id == bindparam("b_id"))
 _EXPIRED_OF_TENANT = (
     select(_res.id)
@@ -67,21 +66,21 @@ _EXPIRED_OF_TENANT = (
     .where(_res.tenant_id == bindparam("b_tenant"))
     .order_by(_res.expires)
 )
-_HOLD = (
+_HOLD = DriverStatement(
     update(balances)
     .where(_bal.tenant_id == bindparam("b_tenant"), _bal.available >= bindparam("b_amount"))
     .values(
         available=_bal.available - bindparam("b_amount"), held=_bal.held + bindparam("b_amount")
     )
 )
-_SPEND = (
+_SPEND = DriverStatement(
     update(balances)
     .where(_bal.tenant_id == bindparam("b_tenant"), _bal.available >= bindparam("b_amount"))
     .values(available=_bal.available - bindparam("b_amount"))
 )
 # A capture and a close answer the reservation's row as they left it (RETURNING: no
 # second statement to read it), or no row when their condition did not hold.
-_CAPTURE = (
+_CAPTURE = DriverStatement(
     update(reservations)
     .where(
         _res.id == bindparam("b_id"),
@@ -91,12 +90,12 @@ _CAPTURE = (
     .values(captured=_res.captured + bindparam("b_amount"))
     .returning(_res.tenant_id, _res.reference)
 )
-_UNHOLD = (
+_UNHOLD = DriverStatement(
     update(balances)
     .where(_bal.tenant_id == bindparam("b_tenant"), _bal.held >= bindparam("b_amount"))
     .values(held=_bal.held - bindparam("b_amount"))
 )
-_CLOSE = (
+_CLOSE = DriverStatement(
     update(reservations)
     .where(_res.id == bindparam("b_id"), _res.state == "open")
     .values(state="released")
@@ -104,13 +103,13 @@ _CLOSE = (
 )
 # The sweeper's close: only while still expired as committed (a renewal that got in first
 # keeps its reservation), stamped with the sweep's time.
-_CLOSE_EXPIRED = (
+_CLOSE_EXPIRED = DriverStatement(
     update(reservations)
     .where(_res.id == bindparam("b_id"), _res.state == "open", _res.expires <= bindparam("b_at"))
     .values(state="released", swept_at=bindparam("b_at"))
     .returning(_res.tenant_id, _res.reference, _res.amount, _res.captured)
 )
-_RETURN_REST = (
+_RETURN_REST = DriverStatement(
     update(balances)
     .where(_bal.tenant_id == bindparam("b_tenant"))
     .values(available=_bal.available + bindparam("b_rest"), held=_bal.held - bindparam("b_rest"))
@@ -219,14 +218,14 @@ class Ledger:
             # The conditional UPDATE locks the balance row only when it holds; refused, it
             # locks nothing, and the sweep then takes reservation rows before the balance
             # row, as capture and release do: no lock-order cycle either way.
-            held = conn.execute(_HOLD, {"b_tenant": tenant_id, "b_amount": amount})
+            held = _HOLD.execute(conn, {"b_tenant": tenant_id, "b_amount": amount})
             if held.rowcount != 1:
                 expired = conn.execute(_EXPIRED_OF_TENANT, {"b_at": at, "b_tenant": tenant_id})
                 for row in expired.all():
                     self._sweep_one(conn, row.id, at)
                 self._debit(conn, tenant_id, amount, hold=True)
-            conn.execute(
-                _INSERT_RESERVATION,
+            _INSERT_RESERVATION.execute(
+                conn,
                 {
                     "id": reservation.id,
                     "tenant_id": tenant_id,
@@ -279,8 +278,8 @@ class Ledger:
     def _capture_in(self, conn: Connection, reservation_id: str, amount: int) -> Entry | None:
         _positive(amount)
         # Locks the reservation row first, as release does: no lock-order cycle.
-        row = conn.execute(_CAPTURE, {"b_id": reservation_id, "b_amount": amount}).one_or_none()
-        if row is None:
+        captured = _CAPTURE.execute(conn, {"b_id": reservation_id, "b_amount": amount}).fetchone()
+        if captured is None:
             row = self._reservation_row(conn, reservation_id)
             if row.swept_at is not None:
                 logger.error(
@@ -298,12 +297,11 @@ class Ledger:
             raise LedgerError(
                 f"capture of {amount} exceeds the {left} left on reservation {reservation_id}"
             )
-        held = conn.execute(_UNHOLD, {"b_tenant": row.tenant_id, "b_amount": amount})
+        tenant_id, reference = captured
+        held = _UNHOLD.execute(conn, {"b_tenant": tenant_id, "b_amount": amount})
         if held.rowcount != 1:  # only if balances was edited behind the ledger's back
-            raise LedgerError(f"tenant {row.tenant_id} holds less than {amount}")
-        return self._append(
-            conn, row.tenant_id, "capture", 0, -amount, reservation_id, row.reference
-        )
+            raise LedgerError(f"tenant {tenant_id} holds less than {amount}")
+        return self._append(conn, tenant_id, "capture", 0, -amount, reservation_id, reference)
 
     def release(self, reservation: Reservation | str) -> int:
         """Return the uncaptured rest of a reservation; the amount returned.
@@ -413,11 +411,12 @@ class Ledger:
         returned, or ``None`` when it was not open (nothing changed). ``swept_at``: the
         sweeper's close, only while the reservation is still expired at that time."""
         if swept_at is None:
-            closed = conn.execute(_CLOSE, {"b_id": reservation_id})
+            closed = _CLOSE.execute(conn, {"b_id": reservation_id}).fetchone()
         else:
-            closed = conn.execute(_CLOSE_EXPIRED, {"b_id": reservation_id, "b_at": swept_at})
-        row = closed.one_or_none()
-        if row is None:
+            closed = _CLOSE_EXPIRED.execute(
+                conn, {"b_id": reservation_id, "b_at": swept_at}
+            ).fetchone()
+        if closed is None:
             row = self._reservation_row(conn, reservation_id)
             if swept_at is None and row.swept_at is not None:
                 logger.warning(
@@ -428,16 +427,19 @@ class Ledger:
                     row.swept_at,
                 )
             return None
-        rest = row.amount - row.captured
+        tenant_id, reference, amount, captured = closed
+        rest: int = amount - captured
         if rest:
-            conn.execute(_RETURN_REST, {"b_tenant": row.tenant_id, "b_rest": rest})
-            self._append(conn, row.tenant_id, "release", rest, -rest, reservation_id, row.reference)
+            _RETURN_REST.execute(conn, {"b_tenant": tenant_id, "b_rest": rest})
+            self._append(conn, tenant_id, "release", rest, -rest, reservation_id, reference)
         return rest
 
     def _debit(self, conn: Connection, tenant_id: str, amount: int, *, hold: bool) -> None:
         # The conditional UPDATE is the whole guard: the database re-checks
         # ``available >= amount`` against the row as committed by any concurrent writer.
-        moved = conn.execute(_HOLD if hold else _SPEND, {"b_tenant": tenant_id, "b_amount": amount})
+        moved = (_HOLD if hold else _SPEND).execute(
+            conn, {"b_tenant": tenant_id, "b_amount": amount}
+        )
         if moved.rowcount == 1:
             return
         available = conn.execute(
@@ -458,8 +460,8 @@ class Ledger:
         reference: str | None,
     ) -> Entry:
         created = now()
-        result = conn.execute(
-            _INSERT_ENTRY,
+        inserted = _INSERT_ENTRY.execute(
+            conn,
             {
                 "tenant_id": tenant_id,
                 "kind": kind,
@@ -470,7 +472,7 @@ class Ledger:
                 "created": created,
             },
         )
-        (entry_id,) = result.inserted_primary_key
+        (entry_id,) = inserted.fetchone()
         return Entry(entry_id, tenant_id, kind, amount, held, reservation_id, reference, created)
 
     def _reservation_row(self, conn: Connection, reservation_id: str) -> Row[Any]:
