@@ -141,3 +141,40 @@ def test_a_call_admitted_alone_skips_the_batch_window_and_a_group_waits_it(catal
             lazy._queue = None
     assert alone < 1.0, alone
     assert grouped >= 1.5, grouped
+
+
+def test_a_lone_request_skips_the_batch_queue_and_one_beside_it_does_not(catalog):
+    """An idle replica runs a lone request's batch itself (that batch could only be the
+    request: no batch queue's task and futures on its way); a request that arrives while
+    another is in flight goes through Serve's batch queue, to share a call with whoever
+    comes in the window. Either way a request gets the same pixels."""
+    lazy = ModelDeployment.func_or_class._batched.set_max_batch_size.__self__
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            batching._BatchQueue,
+            "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
+            lambda _: None,
+        )
+        lazy._queue = None  # this test's loop owns the queue
+        settings = Settings(max_batch_size=4, device="cpu", torch_threads=2, batch_wait_s=0.05)
+        replica = ModelDeployment.func_or_class(settings, catalog.get("tiny-sd15"))
+        queued: list[object] = []
+        put = batching._BatchQueue.put
+        patch.setattr(batching._BatchQueue, "put", lambda q, r: (queued.append(r), put(q, r)))
+
+        async def run() -> tuple[list[GenerationOutput], int]:
+            alone = await replica.generate(params(catalog, 2, seed=3))
+            queued_alone = len(queued)
+            beside = await asyncio.gather(
+                replica.generate(params(catalog, 2, seed=3)),
+                replica.generate(params(catalog, 2, seed=4)),
+            )
+            return [alone, *beside], queued_alone
+
+        try:
+            (alone, first, second), queued_alone = asyncio.run(run())
+        finally:
+            lazy._queue = None
+    assert queued_alone == 0 and len(queued) == 1
+    assert np.array_equal(alone.images[0], first.images[0])
+    assert len(second.images) == 1 and not np.array_equal(first.images[0], second.images[0])
