@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -387,3 +389,16 @@ def test_kwargs_drive_the_stock_pipeline(pipes, encoders, model):
         generator=torch.Generator().manual_seed(0),
     ).images
     assert images.shape == (2, 64, 64, 3)
+
+
+def test_a_prompts_chunks_are_kept_until_the_tokenizer_changes(pipes):
+    """The engine counts a prompt's windows before it encodes it: the second chunking is
+    the first's, kept; a tokenizer given a new token chunks the prompt afresh."""
+    tokenizer = copy.deepcopy(pipes[SD15].tokenizer)
+    chunker = PromptChunker(tokenizer)
+    first = chunker.chunks("a kilnglaze vase")
+    assert chunker.chunks("a kilnglaze vase") is first
+    tokenizer.add_tokens(["kilnglaze"])
+    again = chunker.chunks("a kilnglaze vase")
+    assert again is not first and len(again[0].ids) == len(first[0].ids) == 77
+    assert again[0].ids != first[0].ids and len(tokenizer) - 1 in again[0].ids
