@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -111,10 +113,12 @@ def test_a_cancelled_request_of_a_shared_call_is_dropped_and_the_call_runs_on(re
     assert int(np.abs(kept.images[0].astype(int) - alone.images[0].astype(int)).max()) <= 2
 
 
-def test_a_call_admitted_alone_skips_the_batch_window_and_a_group_waits_it(catalog):
-    """Through the fair queue a call's ``group_size`` is how many calls were admitted
-    with it: alone (1) it starts at once; a group's members wait the batch window to
-    share a call (here 1.5 s, so the difference cannot be noise)."""
+@contextmanager
+def own_replica(
+    catalog, batch_wait_s: float
+) -> Iterator[tuple[ModelDeployment, pytest.MonkeyPatch]]:
+    """A replica whose batch queue belongs to the test's own event loop (dropped after),
+    and the test's monkeypatch."""
     lazy = ModelDeployment.func_or_class._batched.set_max_batch_size.__self__
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
@@ -122,9 +126,21 @@ def test_a_call_admitted_alone_skips_the_batch_window_and_a_group_waits_it(catal
             "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
             lambda _: None,
         )
-        lazy._queue = None  # this test's loop owns the queue
-        settings = Settings(max_batch_size=4, device="cpu", torch_threads=2, batch_wait_s=1.5)
-        replica = ModelDeployment.func_or_class(settings, catalog.get("tiny-sd15"))
+        lazy._queue = None
+        settings = Settings(
+            max_batch_size=4, device="cpu", torch_threads=2, batch_wait_s=batch_wait_s
+        )
+        try:
+            yield ModelDeployment.func_or_class(settings, catalog.get("tiny-sd15")), patch
+        finally:
+            lazy._queue = None
+
+
+def test_a_call_admitted_alone_skips_the_batch_window_and_a_group_waits_it(catalog):
+    """Through the fair queue a call's ``group_size`` is how many calls were admitted
+    with it: alone (1) it starts at once; a group's members wait the batch window to
+    share a call (here 1.5 s, so the difference cannot be noise)."""
+    with own_replica(catalog, batch_wait_s=1.5) as (replica, _):
 
         async def timed(group_size: int) -> float:
             started = time.monotonic()
@@ -135,10 +151,7 @@ def test_a_call_admitted_alone_skips_the_batch_window_and_a_group_waits_it(catal
             await timed(1)  # the first call's one-time costs
             return await timed(1), await timed(2)
 
-        try:
-            alone, grouped = asyncio.run(run())
-        finally:
-            lazy._queue = None
+        alone, grouped = asyncio.run(run())
     assert alone < 1.0, alone
     assert grouped >= 1.5, grouped
 
@@ -148,16 +161,7 @@ def test_a_lone_request_skips_the_batch_queue_and_one_beside_it_does_not(catalog
     request: no batch queue's task and futures on its way); a request that arrives while
     another is in flight goes through Serve's batch queue, to share a call with whoever
     comes in the window. Either way a request gets the same pixels."""
-    lazy = ModelDeployment.func_or_class._batched.set_max_batch_size.__self__
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            batching._BatchQueue,
-            "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
-            lambda _: None,
-        )
-        lazy._queue = None  # this test's loop owns the queue
-        settings = Settings(max_batch_size=4, device="cpu", torch_threads=2, batch_wait_s=0.05)
-        replica = ModelDeployment.func_or_class(settings, catalog.get("tiny-sd15"))
+    with own_replica(catalog, batch_wait_s=0.05) as (replica, patch):
         queued: list[object] = []
         put = batching._BatchQueue.put
         patch.setattr(batching._BatchQueue, "put", lambda q, r: (queued.append(r), put(q, r)))
@@ -171,10 +175,7 @@ def test_a_lone_request_skips_the_batch_queue_and_one_beside_it_does_not(catalog
             )
             return [alone, *beside], queued_alone
 
-        try:
-            (alone, first, second), queued_alone = asyncio.run(run())
-        finally:
-            lazy._queue = None
+        (alone, first, second), queued_alone = asyncio.run(run())
     assert queued_alone == 0 and len(queued) == 1
     assert np.array_equal(alone.images[0], first.images[0])
     assert len(second.images) == 1 and not np.array_equal(first.images[0], second.images[0])
