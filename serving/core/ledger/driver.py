@@ -110,6 +110,7 @@ class DriverStatement:
                 conn.dialect.loaded_dbapi.Error,
                 connection_invalidated=lost,
                 dialect=conn.dialect,
+                ismulti=many,
             ) from exc
         return cursor
 
