@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, event, insert, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from serving.core.ledger import Ledger
 from serving.core.ledger.driver import DriverStatement
+from serving.core.ledger.ledger import _HOLD as HOLD
 from serving.core.ledger.ledger import as_utc
 from serving.core.ledger.schema import assets, reservations
 
@@ -134,3 +135,24 @@ def test_a_requests_reserve_and_settle_send_nothing_through_sqlalchemys_executio
     assert [e.kind for e in ledger.entries(tenant)] == [
         "release", "capture", "capture", "reserve", "grant"
     ]  # fmt: skip
+
+
+def test_a_connection_lost_mid_statement_is_invalidated_and_the_next_request_works(
+    postgres_url: str, postgres_schema
+):
+    """PostgreSQL ends the server process of a connection in the middle of a request's
+    transaction: the statement on the driver raises SQLAlchemy's ``OperationalError``
+    marked ``connection_invalidated``, the pool drops the connection, and the next
+    reservation gets a live one."""
+    with postgres_schema(postgres_url) as url, Ledger(url) as ledger:
+        tenant = ledger.create_tenant("driver").id
+        ledger.grant(tenant, 10)
+        with pytest.raises(OperationalError) as lost, ledger.engine.begin() as conn:
+            backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with ledger.engine.begin() as other:
+                other.execute(text(f"SELECT pg_terminate_backend({backend})"))
+            HOLD.execute(conn, {"b_tenant": tenant, "b_amount": 1})
+        assert lost.value.connection_invalidated
+        ledger.reserve(tenant, 2, "after")
+        balance = ledger.balance(tenant)
+    assert (balance.available, balance.held) == (8, 2)
