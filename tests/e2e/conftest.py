@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 from live_accounts import ADMIN_KEY, TenantKey, bearer, create_tenant
+
+from serving.cli.ports import free_port
 
 STARTUP_TIMEOUT_S = 300  # more deployments (instruct, CLIP) start side by side on 2 cores
 SHUTDOWN_TIMEOUT_S = 60
@@ -42,12 +43,6 @@ class LiveServer:
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def kiln_command() -> list[str]:

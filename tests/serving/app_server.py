@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from serving.cli.ports import free_port
+
 STARTUP_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(
