@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import Connection, event  # noqa: E402
 
+from pipelines.finishing import FinishedImage  # noqa: E402
 from serving.core.assets.service import Assets, PreparedAsset  # noqa: E402
 from serving.core.ledger.driver import DriverStatement  # noqa: E402
 from serving.core.ledger.ledger import Ledger, Reservation, now  # noqa: E402
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             "bytes": 40000, "sha256": f"{index:064x}", "preview_sha256": f"{index:064x}",
             "generation_id": f"gen_{index}", "created": now(),
         }  # fmt: skip
-        return PreparedAsset(row, None)  # type: ignore[arg-type]  # the row is all it reads
+        return PreparedAsset(row, FinishedImage(b"", None, None))  # the row is what it writes
 
     def settle(reservation: Reservation, index: int) -> None:
         """Its images captured, with an asset row in the same transaction."""

@@ -12,11 +12,13 @@ import pytest
 from sqlalchemy import bindparam, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from pipelines.finishing import FinishedImage
+from serving.core.assets.service import Assets, PreparedAsset
 from serving.core.ledger import Ledger
 from serving.core.ledger.driver import DriverStatement
 from serving.core.ledger.ledger import _HOLD as HOLD
 from serving.core.ledger.ledger import as_utc
-from serving.core.ledger.schema import assets, reservations
+from serving.core.ledger.schema import reservations
 
 _res = reservations.c
 INSERT_RESERVATION = DriverStatement(insert(reservations))
@@ -119,12 +121,12 @@ def test_a_requests_reserve_and_settle_send_nothing_through_sqlalchemys_executio
         "media_type": "image/png", "bytes": 1, "sha256": "0" * 64,
         "preview_sha256": "0" * 64, "generation_id": "gen_1", "created": datetime.now(UTC),
     }  # fmt: skip
-    write_asset = DriverStatement(insert(assets))
+    delivered = [PreparedAsset(row, FinishedImage(b"", None, None))]
     event.listen(ledger.engine, "before_cursor_execute", record)
     try:
         reservation = ledger.reserve(tenant, 3, "req_1")
         captured, released = ledger.settle(
-            reservation, 1, 2, also=lambda conn: write_asset.execute(conn, row)
+            reservation, 1, 2, also=lambda conn: Assets.insert(conn, delivered)
         )
     finally:
         event.remove(ledger.engine, "before_cursor_execute", record)
