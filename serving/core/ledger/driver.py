@@ -39,25 +39,27 @@ Processor = Callable[[Any], Any] | None
 
 @dataclass(frozen=True)
 class _Compiled:
-    """A statement's SQL in one dialect, the names of its parameters in the order the
-    driver takes them (positional paramstyles) or by name, the values SQLAlchemy bound
-    in the statement itself (a literal ``'open'``) and each parameter's bind processor."""
+    """A statement's SQL in one dialect and its parameters in the order the driver takes
+    them (positional paramstyles) or by name: each one's name and bind processor, and
+    the values SQLAlchemy bound in the statement itself (a literal ``'open'``), already
+    processed."""
 
     sql: str
     positional: bool
-    names: tuple[str, ...]
+    binds: tuple[tuple[str, Processor], ...]
     fixed: Mapping[str, Any]
-    processors: Mapping[str, Processor]
 
     def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         values = []
-        for name in self.names:
-            value = params[name] if name in params else self.fixed[name]
-            process = self.processors[name]
-            values.append(value if process is None or value is None else process(value))
+        for name, process in self.binds:
+            if name in params:
+                value = params[name]
+                values.append(value if process is None or value is None else process(value))
+            else:
+                values.append(self.fixed[name])
         if self.positional:
             return tuple(values)
-        return dict(zip(self.names, values, strict=True))
+        return {name: value for (name, _), value in zip(self.binds, values, strict=True)}
 
 
 class DriverStatement:
@@ -117,14 +119,14 @@ class DriverStatement:
 
 def _compile(statement: UpdateBase, dialect: Dialect, columns: tuple[str, ...]) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=list(columns) or None)
-    fixed: dict[str, Any] = {}
     processors: dict[str, Processor] = {}
+    fixed: dict[str, Any] = {}
     for bind, name in compiled.bind_names.items():
-        processors[name] = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        process = processors[name] = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if not bind.required:
-            fixed[name] = bind.effective_value
-    if compiled.positional:
-        names = tuple(compiled.positiontup or ())
-    else:
-        names = tuple(dict.fromkeys(compiled.bind_names.values()))
-    return _Compiled(compiled.string, compiled.positional, names, fixed, processors)
+            value = bind.effective_value
+            fixed[name] = value if process is None or value is None else process(value)
+    # A positional driver takes a name once for each place it appears; a named one once.
+    names = (compiled.positiontup or ()) if compiled.positional else processors
+    binds = tuple((name, processors[name]) for name in names)
+    return _Compiled(compiled.string, compiled.positional, binds, fixed)
