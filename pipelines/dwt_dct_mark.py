@@ -40,6 +40,8 @@ re-marking up to six times).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 _SCALE = 36.0  # the library's step on U; Y is not marked (scale 0), V never read
@@ -64,6 +66,38 @@ def _bayer(size: int) -> np.ndarray:
 
 
 _DITHER = _bayer(8)
+
+
+@functools.lru_cache(maxsize=4)
+def _dither_over(shape: tuple[int, int]) -> np.ndarray:
+    """``_DITHER`` tiled over an image of ``shape`` (read-only; kept for the last few
+    shapes: a server marks the same few sizes over and over)."""
+    rows, cols = shape[0] // 8 + 1, shape[1] // 8 + 1
+    tiled = np.ascontiguousarray(np.tile(_DITHER, (rows, cols))[: shape[0], : shape[1]])
+    tiled.flags.writeable = False
+    return tiled
+
+
+def float_bgr(pixels: np.ndarray) -> np.ndarray:
+    """uint8 RGB ``pixels`` as contiguous float32 BGR: OpenCV swaps the channels of the
+    bytes (a tenth of the time numpy's strided copy into float32 takes), then numpy
+    widens them; the values are the same either way."""
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR).astype(np.float32)
+
+
+def _strongest_first(values: np.ndarray, count: int) -> np.ndarray:
+    """Per row of ``values``, the indices of its ``count`` largest, largest first, ties in
+    index order: what a stable descending ``argsort`` starts with, at half its time
+    (``count`` passes of ``argmax``, which takes the first of equal values)."""
+    remaining = values.copy()
+    rows = np.arange(len(values))
+    ranked = np.empty((len(values), count), np.intp)
+    for k in range(count):
+        ranked[:, k] = best = np.argmax(remaining, axis=1)
+        remaining[rows, best] = -np.inf
+    return ranked
 
 
 def _frame_blocks(frame: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -107,7 +141,7 @@ def embed_pass(pixels: np.ndarray, bits: np.ndarray, any_direction: bool) -> np.
     import cv2
 
     rows, cols = pixels.shape[0] // 8, pixels.shape[1] // 8
-    bgr = np.ascontiguousarray(pixels[:, :, ::-1], dtype=np.float32)
+    bgr = float_bgr(pixels)
     u = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)[..., 1]
     if any_direction:
         low, high = np.minimum(bgr, _ROOM[0]), np.maximum(bgr, _ROOM[1])
@@ -115,14 +149,9 @@ def embed_pass(pixels: np.ndarray, bits: np.ndarray, any_direction: bool) -> np.
         toward_down = np.where(_DU > 0, low - bgr, high - bgr)
         room_up, room_down = toward_up @ _DU, -(toward_down @ _DU)
     else:  # B moves _DB and G _DG per unit of U; neither onto 0 or 255
-        blue_up, green_down = (
-            np.maximum(_ROOM[1] - bgr[..., 0], 0),
-            np.maximum(bgr[..., 1] - _ROOM[0], 0),
-        )
-        blue_down, green_up = (
-            np.maximum(bgr[..., 0] - _ROOM[0], 0),
-            np.maximum(_ROOM[1] - bgr[..., 1], 0),
-        )
+        blue, green, _ = cv2.split(bgr)  # contiguous planes: numpy is faster on them
+        blue_up, green_down = np.maximum(_ROOM[1] - blue, 0), np.maximum(green - _ROOM[0], 0)
+        blue_down, green_up = np.maximum(blue - _ROOM[0], 0), np.maximum(_ROOM[1] - green, 0)
         room_up = np.minimum(blue_up / _DB, green_down / -_DG)
         room_down = np.minimum(blue_down / _DB, green_up / -_DG)
     room_up = np.clip(room_up - _SLACK, 0.0, _MAX_STEP)
@@ -142,21 +171,22 @@ def embed_pass(pixels: np.ndarray, bits: np.ndarray, any_direction: bool) -> np.
         rows * 8, cols * 8
     )
     du[at] = np.sign(change)[:, None] * _water_fill(room, 2.0 * np.abs(change))
-    carried = np.zeros(pixels.shape[:2], bool)
-    carried[at] = True
     # Carriers rounded to nearest (their value is what is read); the compensation's small
     # steps dithered, so their rounding errors average out over each block. A pixel with
     # no change stays as it was (x + 0 rounds to x either way).
-    threshold = np.tile(_DITHER, (rows + 1, cols + 1))[: pixels.shape[0], : pixels.shape[1]]
+    threshold = _dither_over(pixels.shape[:2])
     marked = pixels.copy()
     for channel, gain in ((2, _DB), (1, _DG)):  # RGB's blue and green; red does not move
         value = pixels[..., channel].astype(np.float32)
         moved = value + gain * du
-        rounded = np.where(carried, np.rint(moved), np.floor(moved + threshold))
+        rounded = np.floor(moved + threshold)
+        rounded[at] = np.rint(moved[at])  # the carriers' pixels only: 4 of each block's 64
         marked[..., channel] = np.clip(
-            rounded, np.minimum(value, _ROOM[0]), np.maximum(value, _ROOM[1])
+            rounded, np.minimum(value, _ROOM[0]), np.maximum(value, _ROOM[1]), out=rounded
         )
     if any_direction:
+        carried = np.zeros(pixels.shape[:2], bool)
+        carried[at] = True
         toward = np.where((du >= 0.0)[..., None], toward_up, toward_down)[carried]
         room_all = np.where(du >= 0.0, toward_up @ _DU, toward_down @ _DU)[carried]
         share = np.divide(du[carried], room_all, out=np.zeros_like(room_all), where=room_all != 0)
@@ -178,7 +208,7 @@ def _choose_carriers(
     bit = bits[index % len(bits)].astype(np.float64)
     readable = np.abs(coefficients)
     readable[:, 0] = -1.0  # the first coefficient is never read
-    ranked = np.argsort(-readable, axis=1, kind="stable")[:, :_CARRIERS]
+    ranked = _strongest_first(readable, _CARRIERS)
     strongest = readable[index, ranked[:, 0]]
     second = readable[index, ranked[:, 1]]
     # A block's candidates at once: (cell steps, 1) against (blocks,), then 2 targets.

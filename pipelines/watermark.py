@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.dwt_dct_mark import decode_bits, embed_pass
+from pipelines.dwt_dct_mark import decode_bits, embed_pass, float_bgr
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def decode_invisible_watermark(image: Any, num_bytes: int = PAYLOAD_BYTES) -> by
         raise ValueError(f"num_bytes must be 1-{MAX_PAYLOAD_BYTES}, got {num_bytes}")
     if min(pixels.shape[:2]) < INVISIBLE_MIN_SIDE:
         return None
-    bits = decode_bits(pixels[:, :, ::-1].astype(np.float32), num_bytes * 8)
+    bits = decode_bits(float_bgr(pixels), num_bytes * 8)
     return np.packbits(bits).tobytes()
 
 

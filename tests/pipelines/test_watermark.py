@@ -210,6 +210,33 @@ def test_the_invisible_marks_pixels_are_unchanged_by_the_faster_encoder():
     ]
 
 
+def test_strongest_first_is_a_stable_descending_sorts_start():
+    """The carriers' ranking without a full sort: the same indices as a stable descending
+    argsort's first ones, ties (common in flat areas) in index order."""
+    from pipelines.dwt_dct_mark import _strongest_first
+
+    rng = np.random.default_rng(5)
+    values = np.round(rng.random((2000, 16)) * 4) / 4  # few distinct values: many ties
+    values[:, 0] = -1.0
+    values[:7] = 2.0  # rows of one value throughout
+    expected = np.argsort(-values, axis=1, kind="stable")[:, :4]
+    assert np.array_equal(_strongest_first(values, 4), expected)
+    assert np.array_equal(values[:7], np.full((7, 16), 2.0))  # its input left alone
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 3), (301, 389, 3)])
+def test_float_bgr_is_the_pixels_reversed_in_float32(shape):
+    from pipelines.dwt_dct_mark import float_bgr
+
+    rng = np.random.default_rng(shape[0])
+    pixels = rng.integers(0, 256, shape).astype(np.uint8)
+    for image in (pixels, pixels[:, ::-1], np.asfortranarray(pixels)):  # any layout
+        got = float_bgr(image)
+        expected = image[:, :, ::-1].astype(np.float32)
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        assert np.array_equal(got, expected)
+
+
 def chroma_textured(side: int, seed: int = 0) -> np.ndarray:
     """Mid-tone colours with strong pixel-to-pixel chroma noise, as a tiny model's (and a
     busy photograph's) pixels have: the library's encoder transposed every 2x2 block of
