@@ -98,6 +98,33 @@ def test_visible_mark_text_and_pil_input():
     assert np.array_equal(from_pil, apply_visible_watermark(original))
 
 
+def test_visible_mark_layers_are_kept_per_size_and_give_the_same_pixels(monkeypatch):
+    """A size seen before reuses its rendered layer (one blend, no text drawn); the pixels
+    are those of a fresh layer; other sizes, texts and opacities get their own; a size past
+    the kept limit is drawn each time and not kept."""
+    from pipelines import watermark
+
+    watermark._kept_overlay.cache_clear()
+    image = textured(320, 240)
+    fresh = watermark._visible_overlay(240, 320, DEFAULT_VISIBLE_TEXT, 0.35)
+    expected = np.asarray(
+        Image.alpha_composite(Image.fromarray(image).convert("RGBA"), fresh).convert("RGB")
+    )
+    first = apply_visible_watermark(image)
+    again = apply_visible_watermark(image[::-1].copy())  # other pixels, the same size
+    info = watermark._kept_overlay.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    assert np.array_equal(first, expected)
+    assert not np.array_equal(apply_visible_watermark(image, text="ACME"), first)
+    assert not np.array_equal(apply_visible_watermark(image, opacity=0.6), first)
+    assert not np.array_equal(again, first)
+    assert watermark._kept_overlay.cache_info().misses == 3
+
+    monkeypatch.setattr(watermark, "_OVERLAY_KEPT_MAX_PIXELS", 320 * 240 - 1)
+    assert np.array_equal(apply_visible_watermark(image), first)
+    assert watermark._kept_overlay.cache_info().currsize == 3  # drawn, not kept
+
+
 # --- invisible -----------------------------------------------------------------------
 
 
