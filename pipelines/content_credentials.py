@@ -13,6 +13,11 @@ extended key usage C2PA accepts (emailProtection, documentSigning, ...).
 Pixels are untouched; the file bytes differ on every signing (the manifest carries a
 fresh identifier and the signing time), so content addressing uses the pixels or the
 unsigned bytes, not the signed file.
+
+No claim thumbnail (c2pa-python makes one by default): the manifest is embedded in the
+image it describes, so a reader shows the image itself, and the thumbnail (a JPEG of the
+whole image, decoded and re-encoded) was most of the signing's cost. A 1024 px PNG: 65 ms
+and 160 KB added with it, 5 ms and 3 KB without (benchmarks/delivery_cost.py).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorith
 # Label of Kiln's own assertion (generation metadata: model, seed, asset id, ...).
 GENERATION_ASSERTION = "org.kiln.generation"
 _MIME_TYPES = ("image/png", "image/jpeg", "image/webp")
+# c2pa's settings for signing: no claim thumbnail (see the module's docstring).
+_SIGNING_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,13 @@ def embed_c2pa_manifest(
     )
     out = io.BytesIO()
     try:
-        with c2pa.Signer.from_info(info) as c2pa_signer, c2pa.Builder(manifest) as builder:
+        # A context of its own per signing: c2pa's settings are per context, none shared
+        # between the delivery pool's threads (0.3 ms to make).
+        context = c2pa.Context.from_dict(_SIGNING_SETTINGS)
+        with (
+            c2pa.Signer.from_info(info) as c2pa_signer,
+            c2pa.Builder(manifest, context=context) as builder,
+        ):
             builder.sign(c2pa_signer, mime_type, io.BytesIO(data), out)
     except c2pa.C2paError as exc:
         raise ValueError(f"C2PA signing failed: {exc}") from exc
