@@ -49,6 +49,8 @@ PRINTS: dict[str, tuple[str, ...]] = {
         "| 256² | style asset: + visible preview |", "| 256² | base asset + C2PA manifest |",
         "| 128² | noise | ", "| 256² | textured | ", "| 256² | 4 | ",
         "deflate: isal", "| zlib level 1 | deflate (isal) |",
+        "| 256² | C2PA manifest: claim thumbnail / none |",
+        "| 256² | visible mark: layer drawn / kept |",
     ),
     "fair_queue.py": (
         "with scheduler: A 16 images (batch)", "with scheduler: A 16 images (interactive)",
