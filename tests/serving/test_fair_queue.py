@@ -312,3 +312,49 @@ def test_a_free_replica_gathers_a_burst_whose_first_ticket_announced_companions(
         assert at_once.waited_s < 0.04
 
     asyncio.run(scenario())
+
+
+def test_a_local_admission_gives_back_in_place_even_for_a_cancelled_request(monkeypatch):
+    """This process's schedulers release an admission and a quota hold with plain calls:
+    no shield's task (two loop iterations on every request), and a request cancelled
+    inside its call still gives both back. An actor's admission still shields its round
+    trips."""
+    from types import SimpleNamespace
+
+    from serving.core.scheduling import admission as module
+    from serving.core.scheduling.context import Work, current_work
+    from serving.ray.scheduler import RayAdmission
+
+    def no_shield(step):
+        step.close()
+        raise AssertionError("a local give-back went through asyncio.shield")
+
+    monkeypatch.setattr(module.asyncio, "shield", no_shield)
+    assert RayAdmission.gives_back_in_place is False
+    local = module.LocalAdmission(
+        configs={"m": SchedulerConfig(slots=1, group_images=1)},
+        default_max_queued_images=4,
+    )
+    params = SimpleNamespace(model="m", n=1, batch_key=("k",))
+
+    async def order(inside: asyncio.Event | None = None) -> None:
+        current_work.set(Work("t", 1.0, 4))
+        async with local.held("m", 1), local.admitted(params):
+            if inside is not None:
+                inside.set()
+                await asyncio.sleep(10)  # cancelled here
+
+    async def scenario() -> None:
+        await order()
+        inside = asyncio.Event()
+        cancelled = asyncio.ensure_future(order(inside))
+        await inside.wait()
+        scheduler = local.scheduler("m")
+        assert scheduler.queue.running_images() == 1 and scheduler.held_images("t") == 1
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert scheduler.queue.running_images() == 0 and scheduler.held_images("t") == 0
+        await asyncio.wait_for(order(), 1)  # the slot is free again
+
+    asyncio.run(scenario())

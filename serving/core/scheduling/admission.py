@@ -29,7 +29,7 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -138,7 +138,7 @@ class Admission:
         try:
             yield
         finally:
-            await asyncio.shield(self._unhold(model, hold_id))
+            await self._give_back(self._unhold(model, hold_id))
 
     @asynccontextmanager
     async def admitted(self, params: Any) -> AsyncIterator[Admitted]:
@@ -186,7 +186,17 @@ class Admission:
         try:
             yield admission
         finally:
-            await asyncio.shield(self._release(model, ticket.id))
+            await self._give_back(self._release(model, ticket.id))
+
+    async def _give_back(self, step: Coroutine[Any, Any, None]) -> None:
+        """Run a release or an unhold to its end, even for a cancelled request: shielded
+        where it awaits (an actor's round trip); in place where it does not
+        (``gives_back_in_place``), as nothing can interrupt a coroutine that never
+        suspends, and a shield's task would cost the request two loop iterations."""
+        if self.gives_back_in_place:
+            await step
+        else:
+            await asyncio.shield(step)
 
     async def _tell(self, model: str, ticket_id: str, listener: Any) -> None:
         """Tell ``listener`` the queued ticket's position until it is admitted."""
@@ -212,6 +222,10 @@ class Admission:
 
     # What an adapter provides.
 
+    # Whether ``_release`` and ``_unhold`` finish without suspending (this process's own
+    # schedulers), so they need no shield (``_give_back``).
+    gives_back_in_place = False
+
     async def _hold(
         self, model: str, hold_id: str, tenant: str, images: int, limit: int | None
     ) -> bool:
@@ -232,6 +246,8 @@ class Admission:
 
 class LocalAdmission(Admission):
     """One ``Scheduler`` per model in this process, made on the model's first call."""
+
+    gives_back_in_place = True  # the schedulers' release and unhold are plain calls
 
     def __init__(
         self,
