@@ -68,14 +68,28 @@ def _bayer(size: int) -> np.ndarray:
 _DITHER = _bayer(8)
 
 
-@functools.lru_cache(maxsize=4)
+# The tiled dither of the last few image sizes up to 2048x2048 is kept (16 MiB each at
+# most, float32: its values are exact in float32); a larger image's is tiled each time.
+_DITHER_KEPT_MAX_PIXELS = 2048 * 2048
+
+
 def _dither_over(shape: tuple[int, int]) -> np.ndarray:
-    """``_DITHER`` tiled over an image of ``shape`` (read-only; kept for the last few
-    shapes: a server marks the same few sizes over and over)."""
+    """``_DITHER`` tiled over an image of ``shape``, read-only, float32."""
+    if shape[0] * shape[1] > _DITHER_KEPT_MAX_PIXELS:
+        return _tiled_dither(shape)
+    return _kept_dither(shape)
+
+
+def _tiled_dither(shape: tuple[int, int]) -> np.ndarray:
     rows, cols = shape[0] // 8 + 1, shape[1] // 8 + 1
-    tiled = np.ascontiguousarray(np.tile(_DITHER, (rows, cols))[: shape[0], : shape[1]])
+    tiled = np.tile(_DITHER.astype(np.float32), (rows, cols))[: shape[0], : shape[1]]
+    tiled = np.ascontiguousarray(tiled)
     tiled.flags.writeable = False
     return tiled
+
+
+# A server marks the same few sizes over and over.
+_kept_dither = functools.lru_cache(maxsize=4)(_tiled_dither)
 
 
 def float_bgr(pixels: np.ndarray) -> np.ndarray:
@@ -179,7 +193,8 @@ def embed_pass(pixels: np.ndarray, bits: np.ndarray, any_direction: bool) -> np.
     for channel, gain in ((2, _DB), (1, _DG)):  # RGB's blue and green; red does not move
         value = pixels[..., channel].astype(np.float32)
         moved = value + gain * du
-        rounded = np.floor(moved + threshold)
+        # In float64, as ever: the sum is exact there, so no rounding moves a floor.
+        rounded = np.floor(np.add(moved, threshold, dtype=np.float64))
         rounded[at] = np.rint(moved[at])  # the carriers' pixels only: 4 of each block's 64
         marked[..., channel] = np.clip(
             rounded, np.minimum(value, _ROOM[0]), np.maximum(value, _ROOM[1]), out=rounded

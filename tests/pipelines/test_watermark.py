@@ -251,6 +251,22 @@ def test_strongest_first_is_a_stable_descending_sorts_start():
     assert np.array_equal(values[:7], np.full((7, 16), 2.0))  # its input left alone
 
 
+def test_the_marks_dither_is_kept_for_a_few_sizes_only_up_to_its_limit(monkeypatch):
+    """The ordered dither tiled over an image is kept per size (a server marks the same
+    few), but never past ``_DITHER_KEPT_MAX_PIXELS``: an 8K export's would hold 130 MB."""
+    from pipelines import dwt_dct_mark as mark
+
+    mark._kept_dither.cache_clear()
+    small = mark._dither_over((300, 260))
+    assert small is mark._dither_over((300, 260)) and not small.flags.writeable
+    assert np.array_equal(small[:8, :8], mark._DITHER) and small.shape == (300, 260)
+    assert np.array_equal(small[296:300, 256:260], mark._DITHER[:4, :4])
+    monkeypatch.setattr(mark, "_DITHER_KEPT_MAX_PIXELS", 300 * 260 - 1)
+    large = mark._dither_over((300, 260))
+    assert large is not small and np.array_equal(large, small)
+    assert mark._kept_dither.cache_info().currsize == 1
+
+
 @pytest.mark.parametrize("shape", [(8, 8, 3), (301, 389, 3)])
 def test_float_bgr_is_the_pixels_reversed_in_float32(shape):
     from pipelines.dwt_dct_mark import float_bgr
