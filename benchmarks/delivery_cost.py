@@ -165,7 +165,7 @@ def compare_skipped_work(sizes: list[int], repeats: int, signer: C2paSigner) -> 
         )  # fmt: skip
 
         def drawn(p: np.ndarray = pixels) -> object:
-            watermark._kept_overlay.cache_clear()  # as before layers were kept
+            watermark._overlay.kept.cache_clear()  # as before layers were kept
             return apply_visible_watermark(p)
 
         redrawn = median_s(drawn, repeats)

@@ -40,9 +40,9 @@ re-marking up to six times).
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
+
+from pipelines.kept_per_size import KeptPerSize
 
 _SCALE = 36.0  # the library's step on U; Y is not marked (scale 0), V never read
 _BLOCK = 4
@@ -68,28 +68,18 @@ def _bayer(size: int) -> np.ndarray:
 _DITHER = _bayer(8)
 
 
-# The tiled dither of the last few image sizes up to 2048x2048 is kept (16 MiB each at
-# most, float32: its values are exact in float32); a larger image's is tiled each time.
-_DITHER_KEPT_MAX_PIXELS = 2048 * 2048
-
-
-def _dither_over(shape: tuple[int, int]) -> np.ndarray:
-    """``_DITHER`` tiled over an image of ``shape``, read-only, float32."""
-    if shape[0] * shape[1] > _DITHER_KEPT_MAX_PIXELS:
-        return _tiled_dither(shape)
-    return _kept_dither(shape)
-
-
-def _tiled_dither(shape: tuple[int, int]) -> np.ndarray:
-    rows, cols = shape[0] // 8 + 1, shape[1] // 8 + 1
-    tiled = np.tile(_DITHER.astype(np.float32), (rows, cols))[: shape[0], : shape[1]]
-    tiled = np.ascontiguousarray(tiled)
+def _tiled_dither(height: int, width: int) -> np.ndarray:
+    """``_DITHER`` tiled over an image of ``height`` x ``width``, read-only, in float32
+    (its values are exact there)."""
+    tiled = np.tile(_DITHER.astype(np.float32), (height // 8 + 1, width // 8 + 1))
+    tiled = np.ascontiguousarray(tiled[:height, :width])
     tiled.flags.writeable = False
     return tiled
 
 
-# A server marks the same few sizes over and over.
-_kept_dither = functools.lru_cache(maxsize=4)(_tiled_dither)
+# Kept for the last few sizes (a server marks the same few over and over) up to
+# 2048x2048, 16 MiB each at most; a larger image's is tiled each time.
+_dither_over = KeptPerSize(_tiled_dither, max_pixels=2048 * 2048)
 
 
 def float_bgr(pixels: np.ndarray) -> np.ndarray:
@@ -188,7 +178,7 @@ def embed_pass(pixels: np.ndarray, bits: np.ndarray, any_direction: bool) -> np.
     # Carriers rounded to nearest (their value is what is read); the compensation's small
     # steps dithered, so their rounding errors average out over each block. A pixel with
     # no change stays as it was (x + 0 rounds to x either way).
-    threshold = _dither_over(pixels.shape[:2])
+    threshold = _dither_over(*pixels.shape[:2])
     marked = pixels.copy()
     for channel, gain in ((2, _DB), (1, _DG)):  # RGB's blue and green; red does not move
         value = pixels[..., channel].astype(np.float32)

@@ -29,7 +29,6 @@ at SDXL and SD 1.5 sizes as evidence. diffusers' own SDXL watermarker must stay 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import math
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.dwt_dct_mark import decode_bits, embed_pass, float_bgr
+from pipelines.kept_per_size import KeptPerSize
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,7 @@ def apply_visible_watermark(
     if not 0.0 < opacity <= 1.0:
         raise ValueError(f"opacity must be in (0, 1], got {opacity}")
     height, width = pixels.shape[:2]
-    if width * height <= _OVERLAY_KEPT_MAX_PIXELS:
-        overlay = _kept_overlay(width, height, text, opacity)
-    else:
-        overlay = _visible_overlay(width, height, text, opacity)
+    overlay = _overlay(width, height, text, opacity)
     base = Image.fromarray(pixels).convert("RGBA")
     return np.asarray(Image.alpha_composite(base, overlay).convert("RGB"))
 
@@ -162,8 +159,7 @@ def _visible_overlay(width: int, height: int, text: str, opacity: float) -> Any:
 # The layer depends on the size, text and opacity only, and a server delivers a few sizes
 # over and over: the last few layers up to 2048x2048 are kept (16 MiB each at most), so a
 # preview costs one blend (1024²: 24 -> 7 ms). Larger ones are rendered each time.
-_OVERLAY_KEPT_MAX_PIXELS = 2048 * 2048
-_kept_overlay = functools.lru_cache(maxsize=4)(_visible_overlay)
+_overlay = KeptPerSize(_visible_overlay, max_pixels=2048 * 2048)
 
 
 # --- invisible -----------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_visible_mark_layers_are_kept_per_size_and_give_the_same_pixels(monkeypa
     the kept limit is drawn each time and not kept."""
     from pipelines import watermark
 
-    watermark._kept_overlay.cache_clear()
+    watermark._overlay.kept.cache_clear()
     image = textured(320, 240)
     fresh = watermark._visible_overlay(240, 320, DEFAULT_VISIBLE_TEXT, 0.35)
     expected = np.asarray(
@@ -112,17 +112,17 @@ def test_visible_mark_layers_are_kept_per_size_and_give_the_same_pixels(monkeypa
     )
     first = apply_visible_watermark(image)
     again = apply_visible_watermark(image[::-1].copy())  # other pixels, the same size
-    info = watermark._kept_overlay.cache_info()
+    info = watermark._overlay.kept.cache_info()
     assert (info.misses, info.hits) == (1, 1)
     assert np.array_equal(first, expected)
     assert not np.array_equal(apply_visible_watermark(image, text="ACME"), first)
     assert not np.array_equal(apply_visible_watermark(image, opacity=0.6), first)
     assert not np.array_equal(again, first)
-    assert watermark._kept_overlay.cache_info().misses == 3
+    assert watermark._overlay.kept.cache_info().misses == 3
 
-    monkeypatch.setattr(watermark, "_OVERLAY_KEPT_MAX_PIXELS", 320 * 240 - 1)
+    monkeypatch.setattr(watermark._overlay, "max_pixels", 320 * 240 - 1)
     assert np.array_equal(apply_visible_watermark(image), first)
-    assert watermark._kept_overlay.cache_info().currsize == 3  # drawn, not kept
+    assert watermark._overlay.kept.cache_info().currsize == 3  # drawn, not kept
 
 
 # --- invisible -----------------------------------------------------------------------
@@ -253,18 +253,18 @@ def test_strongest_first_is_a_stable_descending_sorts_start():
 
 def test_the_marks_dither_is_kept_for_a_few_sizes_only_up_to_its_limit(monkeypatch):
     """The ordered dither tiled over an image is kept per size (a server marks the same
-    few), but never past ``_DITHER_KEPT_MAX_PIXELS``: an 8K export's would hold 130 MB."""
+    few), but never past its ``max_pixels``: an 8K export's would hold 130 MB."""
     from pipelines import dwt_dct_mark as mark
 
-    mark._kept_dither.cache_clear()
-    small = mark._dither_over((300, 260))
-    assert small is mark._dither_over((300, 260)) and not small.flags.writeable
+    mark._dither_over.kept.cache_clear()
+    small = mark._dither_over(300, 260)
+    assert small is mark._dither_over(300, 260) and not small.flags.writeable
     assert np.array_equal(small[:8, :8], mark._DITHER) and small.shape == (300, 260)
     assert np.array_equal(small[296:300, 256:260], mark._DITHER[:4, :4])
-    monkeypatch.setattr(mark, "_DITHER_KEPT_MAX_PIXELS", 300 * 260 - 1)
-    large = mark._dither_over((300, 260))
+    monkeypatch.setattr(mark._dither_over, "max_pixels", 300 * 260 - 1)
+    large = mark._dither_over(300, 260)
     assert large is not small and np.array_equal(large, small)
-    assert mark._kept_dither.cache_info().currsize == 1
+    assert mark._dither_over.kept.cache_info().currsize == 1
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 3), (301, 389, 3)])
