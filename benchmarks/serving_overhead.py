@@ -10,9 +10,12 @@
    generation before it ran its pipeline call (``hold_ms``; the hold, as the replica
    measured it, taken off as the generation's ``total`` is): the processes on the way
    sleep through the same wait as a generation's and wake the same way, so the held
-   no-op is the floor a generation compares with. Prints both medians and a
+   no-op is the floor a generation compares with. It also comes to an idle server as a
+   generation does: each of the two follows a direct call, whose time the server spends
+   asleep (right after the instant no-op, the held one found every process on the way
+   still warm and took 2-4 ms less than on a generation's terms). Prints both medians, a
    generation's time outside the pipeline call above the held one (goals: outside
-   <= 15 ms, within 5 ms of the floor).
+   <= 15 ms, within 5 ms of the floor), and the two by part.
    Then the CPU time each costs, where ``/proc`` says (Linux): the ``kiln serve``
    process's (the HTTP front, the paid path, delivery) and the model replica's beyond
    its pipeline calls, per no-op and per generation, over runs of each alone.
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             replica_s: list[float] = []
             parts: list[dict[str, float]] = []  # the server's own timings, per timed call
+            held_parts: list[dict[str, float]] = []  # the same, per timed held no-op
 
             def floor(hold_s: float = 0.0) -> float:
                 t0 = time.perf_counter()
@@ -132,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                     "/v1/bench/noop", json={"model": args.model, "hold_ms": hold_s * 1000}
                 )
                 r.raise_for_status()
-                return time.perf_counter() - t0 - r.json()["timings"]["held"]
+                elapsed = time.perf_counter() - t0
+                if hold_s:
+                    held_parts.append({**r.json()["timings"], "http": elapsed})
+                return elapsed - r.json()["timings"]["held"]
 
             def over_http(payload: dict) -> float:
                 t0 = time.perf_counter()
@@ -155,11 +162,14 @@ def main(argv: list[str] | None = None) -> int:
 
             direct_s, http_s, outside_s, floor_s, held_floor_s = [], [], [], [], []
             parts.clear()
+            held_parts.clear()
             for i in range(args.runs):
                 direct_s.append(direct())
                 http_s.append(over_http(body))
                 outside_s.append(http_s[-1] - replica_s[-1])
                 floor_s.append(floor())
+                # On the generation's terms: after a direct call's time of idle server.
+                direct_s.append(direct())
                 held_floor_s.append(floor(hold_s=replica_s[-1]))
                 log(f"  run {i + 1:2d}: direct {direct_s[-1] * 1000:7.1f} ms   "
                     f"http {http_s[-1] * 1000:7.1f} ms "
@@ -177,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"outside the pipeline call above the floor: {(outside - held) * 1000:.1f} ms  "
                 f"(goal <= 5 ms; the held no-op's floor), "
                 f"{(outside - noop) * 1000:.1f} ms above the instant one")  # fmt: skip
-            log_parts(parts)
+            log_parts(parts, held_parts)
             log_cpu(
                 server.process.pid, args.model, args.runs, floor, lambda: over_http(body), replica_s
             )
@@ -260,16 +270,18 @@ def log_cpu(front: int, model: str, runs: int, noop, generate, pipeline_s: list[
             f"pipeline calls {replica_ms:.1f} ms")  # fmt: skip
 
 
-def log_parts(parts: list[dict[str, float]]) -> None:
+def log_parts(parts: list[dict[str, float]], held_parts: list[dict[str, float]]) -> None:
     """Where a generation's time outside the pipeline call goes, from the answer's own
     ``timings`` (medians of the timed calls): the HTTP front (uvicorn, middleware, auth,
     the body, the JSON answer: the client's time less the paid path's ``server_total``),
     the model call beyond the pipeline (``generate`` less the engine's ``total``: the fair
     queue, the Ray hop, the batch queue, the images' way back), ``deliver`` (watermark,
-    PNG, store, asset rows and settle), and the rest of the paid path (quota, reserve)."""
+    PNG, store, asset rows and settle), and the rest of the paid path (quota, reserve).
+    Then the held no-op's two parts (``held_parts``), which a generation's front and
+    model call compare with."""
 
-    def median_ms(value) -> float:
-        return statistics.median(value(p) for p in parts) * 1000
+    def median_ms(value, of: list[dict[str, float]] = parts) -> float:  # noqa: ANN001
+        return statistics.median(value(p) for p in of) * 1000
 
     front = median_ms(lambda p: p["http"] - p["server_total"])
     model = median_ms(lambda p: p["generate"] - p["total"])
@@ -284,6 +296,10 @@ def log_parts(parts: list[dict[str, float]]) -> None:
     log(f"  the model call beyond the pipeline: the way to the replica and back {hop:.1f} ms, "
         f"in the replica before the engine (batch queue, engine thread) {replica:.1f} ms, "
         f"the engine beside its pipeline calls {engine:.1f} ms")  # fmt: skip
+    held_front = median_ms(lambda p: p["http"] - p["server_total"], held_parts)
+    held_hop = median_ms(lambda p: p["server_total"] - p["held"], held_parts)
+    log(f"the held no-op, by part (medians): HTTP front {held_front:.1f} ms, "
+        f"the way to the replica and back {held_hop:.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

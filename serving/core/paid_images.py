@@ -254,10 +254,11 @@ class PaidImages:
         price: Price,
         keep: Keep,
         finish: Callable[[np.ndarray], np.ndarray] | None = None,
+        started: float | None = None,
     ) -> ImageOrder[None]:
         """The order of one pipeline call ``params`` on its model: its images kept as
         ``keep`` says, each passed through ``finish`` first where given (an edit's
-        composite over its input)."""
+        composite over its input); ``started`` as ``ImageOrder`` has it."""
 
         async def render(generation_id: str) -> Rendering[None]:
             started = time.perf_counter()
@@ -276,7 +277,7 @@ class PaidImages:
         # Prompts counted where the model runs (T5, Qwen3): refused before the reservation.
         counted = params.sequence_length is not None
         check = (lambda: self.models.check(params)) if counted else None
-        return ImageOrder(params.model, price, render, check=check)
+        return ImageOrder(params.model, price, render, check=check, started=started)
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         """Run ``params`` on its model (the ``ModelClient`` port) and count its images;

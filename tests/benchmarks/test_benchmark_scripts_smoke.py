@@ -78,7 +78,8 @@ PRINTS: dict[str, tuple[str, ...]] = {
         "sqlite, 20 requests of 1 image(s)", "back to back, driver: reserve median",
         "back to back, sqlalchemy: reserve median", "settle (with its asset row)",
         "after 100 ms: through SQLAlchemy / on the driver =",
-        "statements a request sends (BEGIN and COMMIT not counted): 8",
+        "statements a request sends (BEGIN and COMMIT not counted): 10, 2 of them PRAGMA",
+        "around a model call: reservation waiting for the disk / committed lazily =",
         "a burst of 8 requests at once",
     ),
     "preview_overhead.py": (
@@ -90,7 +91,8 @@ PRINTS: dict[str, tuple[str, ...]] = {
     "serving_overhead.py": (
         "overhead ratio http/direct =", "time outside the pipeline call",
         "structural floor (authenticated no-op", "held as long as the pipeline call",
-        "outside the pipeline call above the floor:", "CPU while idle: kiln serve",
+        "outside the pipeline call above the floor:", "the held no-op, by part",
+        "CPU while idle: kiln serve",
         "CPU per no-op: kiln serve", "CPU per generation: kiln serve",
         "to its first image", "throughput ratio concurrent/sequential =", "server stopped",
     ),

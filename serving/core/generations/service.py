@@ -12,6 +12,7 @@ prompt lengths), then the order runs through the one paid path
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +123,7 @@ class Generations:
     ) -> Generation:
         """Generate ``order.n`` images, store them as ``tenant_id``'s assets, charge them;
         ``request_id`` names the reservation in the ledger."""
+        started = time.perf_counter()  # server_total counts the checks and the reservation
         spec = self.catalog.get(order.model)
         check_features(self.catalog, spec, order)
         style = None
@@ -155,7 +157,7 @@ class Generations:
         )
         price = Price(unit_price(spec, params.resolution), params.n)
         return await self.paid.images(
-            tenant_id, self.paid.generation(params, price, keep), request_id
+            tenant_id, self.paid.generation(params, price, keep, started=started), request_id
         )
 
     async def create_openai(
@@ -164,6 +166,7 @@ class Generations:
         """OpenAI's generation: ``order.model`` is a model id, a style id (the style on its
         own model) or None (the catalog's first model); the size is ``order.size``; no
         references, pins or extracts."""
+        started = time.perf_counter()
         model = order.model or self.catalog.ids()[0]
         style: ChosenStyle | None = None
         if model not in self.catalog and is_style_id(model):
@@ -186,5 +189,5 @@ class Generations:
         keep = Keep(asset_kind(spec, style), style.record.id if style else None, terms=spec.terms)
         price = Price(unit_price(spec, params.resolution), params.n)
         return await self.paid.images(
-            tenant_id, self.paid.generation(params, price, keep), request_id
+            tenant_id, self.paid.generation(params, price, keep, started=started), request_id
         )
