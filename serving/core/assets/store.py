@@ -46,8 +46,9 @@ class BlobStore:
             with open_private(tmp) as out:
                 out.write(data)
             os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # replaced, it is gone already: no unlink then
+            raise
         return digest
 
     def read(self, sha256: str, media_type: str) -> bytes:
