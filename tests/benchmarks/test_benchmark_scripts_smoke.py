@@ -92,6 +92,7 @@ PRINTS: dict[str, tuple[str, ...]] = {
         "overhead ratio http/direct =", "time outside the pipeline call",
         "structural floor (authenticated no-op", "held as long as the pipeline call",
         "outside the pipeline call above the floor:", "the held no-op, by part",
+        "the held no-op right after the instant one",
         "CPU while idle: kiln serve",
         "CPU per no-op: kiln serve", "CPU per generation: kiln serve",
         "to its first image", "throughput ratio concurrent/sequential =", "server stopped",
