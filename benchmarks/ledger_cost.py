@@ -124,14 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                     sides["sqlalchemy"].append(timed(index))
             else:
                 sides["driver"].append(timed(index))
-        both = {}
-        for side, times in sides.items():
-            reserve = statistics.median(t[0] for t in times) * 1000
-            settled = statistics.median(t[1] for t in times) * 1000
-            both[side] = statistics.median(t[0] + t[1] for t in times) * 1000
-            log(f"  {label}, {side}: reserve median {reserve:.3f} ms, "
-                f"settle (with its asset row) median {settled:.3f} ms, "
-                f"both {both[side]:.3f} ms")  # fmt: skip
+        both = log_sides(f"  {label}, ", sides)
         log(f"  {label}: through SQLAlchemy / on the driver = "
             f"{both['sqlalchemy'] / both['driver']:.2f}x")  # fmt: skip
 
@@ -164,6 +157,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def log_sides(prefix: str, sides: dict[str, list[tuple[float, float]]]) -> dict[str, float]:
+    """Log each side's medians (reserve, settle, both: ms) after ``prefix``; the boths."""
+    both = {}
+    for side, times in sides.items():
+        reserve = statistics.median(t[0] for t in times) * 1000
+        settled = statistics.median(t[1] for t in times) * 1000
+        both[side] = statistics.median(t[0] + t[1] for t in times) * 1000
+        log(f"{prefix}{side}: reserve median {reserve:.3f} ms, "
+            f"settle (with its asset row) median {settled:.3f} ms, "
+            f"both {both[side]:.3f} ms")  # fmt: skip
+    return both
+
+
 def compare_holds(
     ledger: Ledger, requests: int, wait_s: float, settle: Callable[[Reservation, int], None]
 ) -> None:
@@ -187,14 +193,7 @@ def compare_holds(
             sides[side].append((reserved, time.perf_counter() - t0))
     finally:
         ledger.holds = lazy
-    both = {}
-    for side, times in sides.items():
-        reserve = statistics.median(t[0] for t in times) * 1000
-        settled = statistics.median(t[1] for t in times) * 1000
-        both[side] = statistics.median(t[0] + t[1] for t in times) * 1000
-        log(f"  a request around a {wait_s * 1000:.0f} ms model call, reservation {side}: "
-            f"reserve median {reserve:.3f} ms, settle median {settled:.3f} ms, "
-            f"both {both[side]:.3f} ms")  # fmt: skip
+    both = log_sides(f"  a request around a {wait_s * 1000:.0f} ms model call, reservation ", sides)
     log(f"  around a model call: reservation waiting for the disk / committed lazily = "
         f"{both['durable'] / both['lazy']:.2f}x")  # fmt: skip
 
