@@ -261,10 +261,10 @@ class PaidImages:
         composite over its input); ``started`` as ``ImageOrder`` has it."""
 
         async def render(generation_id: str) -> Rendering[None]:
-            started = time.perf_counter()
+            called = time.perf_counter()
             output = await self.generate(params)
             timings = {k: float(v) for k, v in output.timings.items()}
-            timings["generate"] = time.perf_counter() - started
+            timings["generate"] = time.perf_counter() - called
             images = list(output.images)
             if finish is not None:
                 images = await asyncio.to_thread(lambda: [finish(image) for image in images])

@@ -15,6 +15,7 @@ is a style image (``asset_rights``: ``Use.DERIVE``).
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -141,6 +142,7 @@ class Edits:
     async def create(self, tenant_id: str, order: EditOrder, request_id: str | None = None) -> Edit:
         """A native edit of ``order.source`` with ``order.tool``: results at the input's
         size, charged the tool's price per image."""
+        started = time.perf_counter()  # server_total counts the input's decoding and checks
         order.check_tool()
         source = await self.inputs.load(tenant_id, order.source, use=Use.DERIVE)
         mask = None
@@ -165,13 +167,14 @@ class Edits:
             order = replace(order, prompt=prompt)
         params = edit_params(spec, self.settings, order, prepared)
         return await self._run(
-            tenant_id, spec, params, request_id, source, original, prepared, order.tool
+            tenant_id, spec, params, request_id, source, original, prepared, order.tool, started
         )
 
     async def create_openai(
         self, tenant_id: str, order: OpenAIEditOrder, request_id: str | None = None
     ) -> Edit:
         """OpenAI's edit of ``order.images[0]`` (``serving.core.edits.openai``)."""
+        started = time.perf_counter()
         spec = openai_model(self.catalog, order.model)
         images = [await self._read(upload, "image") for upload in order.images]
         first = images[0]
@@ -192,13 +195,16 @@ class Edits:
         adapter = await self._references(spec, images[1:])
         spec = inpaint_model(self.catalog, spec, call.task)
         call = replace(call, adapter=adapter)
-        return await self._run_call(tenant_id, request_id, spec, order.sampling, order.n, call)
+        return await self._run_call(
+            tenant_id, request_id, spec, order.sampling, order.n, call, started
+        )
 
     async def variation(
         self, tenant_id: str, order: VariationOrder, request_id: str | None = None
     ) -> Edit:
         """OpenAI's variation: an img2img of ``order.image`` with no prompt, on a base
         model."""
+        started = time.perf_counter()
         spec = openai_model(self.catalog, order.model)
         if spec.kind != ModelKind.BASE:
             raise ParamError("model", f"{spec.id!r} makes no variations: use a base model")
@@ -207,7 +213,9 @@ class Edits:
         pixels, _ = fit_to_size(spec, order.size, np.asarray(image.convert("RGB")), None)
         strength = order.strength if order.strength is not None else VARIATION_STRENGTH
         call = ImageCall(pixels, None, Task.IMAGE_TO_IMAGE, strength, "", operation="variation")
-        return await self._run_call(tenant_id, request_id, spec, order.sampling, order.n, call)
+        return await self._run_call(
+            tenant_id, request_id, spec, order.sampling, order.n, call, started
+        )
 
     async def _read(self, upload: ImageUpload, param: str) -> Image.Image:
         """One uploaded file as a loaded PIL image (alpha kept): 413 by its size before a
@@ -239,8 +247,10 @@ class Edits:
         sampling: Sampling,
         n: int,
         call: ImageCall,
+        started: float,
     ) -> Edit:
-        """An OpenAI edit or variation's pipeline call, resolved, on the paid path."""
+        """An OpenAI edit or variation's pipeline call, resolved, on the paid path
+        (``started``: when the request's use case began)."""
         prepared = await prepare_for(spec, call.pixels, call.mask, erase=call.erase)
         if call.negative_prompt is not None:
             sampling = replace(sampling, negative_prompt=call.negative_prompt)
@@ -258,7 +268,15 @@ class Edits:
             height=height,
         )
         return await self._run(
-            tenant_id, spec, params, request_id, None, call.pixels, prepared, call.operation
+            tenant_id,
+            spec,
+            params,
+            request_id,
+            None,
+            call.pixels,
+            prepared,
+            call.operation,
+            started,
         )
 
     async def _run(
@@ -271,11 +289,12 @@ class Edits:
         original: np.ndarray,
         prepared: PreparedEdit,
         operation: str,
+        started: float,
     ) -> Edit:
         """The paid path of an edit or variation: the ``operation``'s price per image (the
         tool's: instruct, replace, recreate, erase, variation), the input's rights carried
         to the results (``source``: the input, None for a bare upload), each result
-        composited over the original."""
+        composited over the original; ``server_total`` counts from ``started``."""
         asset = source.source if source is not None else None
         keep = Keep(
             kind=derived_kind([source] if source else [], MODEL_ASSET_KINDS[spec.kind]),
@@ -285,6 +304,10 @@ class Edits:
         )
         price = Price(self.catalog.price_of(operation), params.n)
         order = self.paid.generation(
-            params, price, keep, finish=lambda image: composite(original, image, prepared)
+            params,
+            price,
+            keep,
+            finish=lambda image: composite(original, image, prepared),
+            started=started,
         )
         return await self.paid.images(tenant_id, order, request_id)

@@ -74,7 +74,7 @@ class QueuedWriterConnection(sqlite3.Connection):
 
     write_lock: threading.Lock  # set on the class ``_connection_class`` makes per file
     _holding = False
-    _lazy = False  # this connection's ``synchronous``: NORMAL (lazy) or FULL (SQLite's default)
+    _lazy = False  # this connection's ``synchronous``: NORMAL (lazy), or FULL (at connect)
 
     def begin_write(self, lazy: bool = False) -> None:
         """``BEGIN IMMEDIATE`` under this process's write lock; ``lazy``: its commit does
