@@ -1,6 +1,8 @@
 """The one paid path every image Kiln makes goes through, and its paid extracts too.
 
-    order = paid.generation(params, Price(unit, params.n), Keep(kind, style, parent))
+    started = time.perf_counter()  # where the use case begins: server_total counts from it
+    ...
+    order = paid.generation(params, Price(unit, params.n), Keep(kind, style, parent), started)
     result = await paid.images(tenant.id, order, request_id)   # ImageResult
     result.images[0].pixels, result.images[0].asset, result.credits_charged
 
@@ -112,15 +114,15 @@ Render = Callable[[str], Awaitable[Rendering[T]]]
 @dataclass(frozen=True)
 class ImageOrder(Generic[T]):
     """A validated image request, ready for the paid path: which model, at what price,
-    and its model step. ``id_prefix`` starts the generation id (``gen``, ``agen``);
-    ``started`` (``time.perf_counter()``) is when the request began, where its
-    ``server_total`` counts from there rather than from the model step."""
+    and its model step. ``started`` (``time.perf_counter()``) is when its use case
+    began: its ``server_total`` counts the checks and the reservation too.
+    ``id_prefix`` starts the generation id (``gen``, ``agen``)."""
 
     model: str
     price: Price
     render: Render[T]
+    started: float
     id_prefix: str = "gen"
-    started: float | None = None
     # Asked before anything is reserved: what only the model can refuse (its encoder's
     # token count); None where there is nothing to ask.
     check: Callable[[], Awaitable[None]] | None = None
@@ -207,7 +209,6 @@ class PaidImages:
                 progress = ORDER_PROGRESS.get()
                 if progress is not None:  # a job: its submitter answers 202 now
                     progress.held(order.price.unit * order.price.units)
-                started = time.perf_counter()
                 rendering = await order.render(generation_id)
                 t0 = time.perf_counter()
                 delivered = await asyncio.to_thread(
@@ -217,8 +218,7 @@ class PaidImages:
         finally:
             current_work.reset(token)
         self.retention.maybe_start()
-        began = started if order.started is None else order.started
-        timings["server_total"] = time.perf_counter() - began
+        timings["server_total"] = time.perf_counter() - order.started
         return ImageResult(
             generation_id, order.model, delivered, charge.charged, timings, rendering.detail
         )
@@ -253,12 +253,12 @@ class PaidImages:
         params: GenerationParams,
         price: Price,
         keep: Keep,
+        started: float,
         finish: Callable[[np.ndarray], np.ndarray] | None = None,
-        started: float | None = None,
     ) -> ImageOrder[None]:
-        """The order of one pipeline call ``params`` on its model: its images kept as
-        ``keep`` says, each passed through ``finish`` first where given (an edit's
-        composite over its input); ``started`` as ``ImageOrder`` has it."""
+        """The order of one pipeline call ``params`` on its model, its use case begun at
+        ``started`` (``ImageOrder``): its images kept as ``keep`` says, each passed
+        through ``finish`` first where given (an edit's composite over its input)."""
 
         async def render(generation_id: str) -> Rendering[None]:
             called = time.perf_counter()
@@ -277,7 +277,7 @@ class PaidImages:
         # Prompts counted where the model runs (T5, Qwen3): refused before the reservation.
         counted = params.sequence_length is not None
         check = (lambda: self.models.check(params)) if counted else None
-        return ImageOrder(params.model, price, render, check=check, started=started)
+        return ImageOrder(params.model, price, render, started, check=check)
 
     async def generate(self, params: GenerationParams) -> GenerationOutput:
         """Run ``params`` on its model (the ``ModelClient`` port) and count its images;

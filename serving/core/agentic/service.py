@@ -218,7 +218,7 @@ class Agentic:
         check = (lambda: self.models.check(first)) if counted else None
         return await self.paid.images(
             tenant_id,
-            ImageOrder(spec.id, price, render, id_prefix="agen", started=started, check=check),
+            ImageOrder(spec.id, price, render, started, id_prefix="agen", check=check),
             request_id,
         )
 

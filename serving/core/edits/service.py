@@ -304,10 +304,6 @@ class Edits:
         )
         price = Price(self.catalog.price_of(operation), params.n)
         order = self.paid.generation(
-            params,
-            price,
-            keep,
-            finish=lambda image: composite(original, image, prepared),
-            started=started,
+            params, price, keep, started, finish=lambda image: composite(original, image, prepared)
         )
         return await self.paid.images(tenant_id, order, request_id)

@@ -157,7 +157,7 @@ class Generations:
         )
         price = Price(unit_price(spec, params.resolution), params.n)
         return await self.paid.images(
-            tenant_id, self.paid.generation(params, price, keep, started=started), request_id
+            tenant_id, self.paid.generation(params, price, keep, started), request_id
         )
 
     async def create_openai(
@@ -189,5 +189,5 @@ class Generations:
         keep = Keep(asset_kind(spec, style), style.record.id if style else None, terms=spec.terms)
         price = Price(unit_price(spec, params.resolution), params.n)
         return await self.paid.images(
-            tenant_id, self.paid.generation(params, price, keep, started=started), request_id
+            tenant_id, self.paid.generation(params, price, keep, started), request_id
         )
