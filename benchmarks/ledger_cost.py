@@ -1,22 +1,18 @@
 """What a request's two ledger transactions cost: the reservation before the model call
 (``Ledger.reserve``) and the settlement after it (``Ledger.settle``: the delivered images
 captured, one entry each, and the reservation closed, an asset row written in the same
-transaction as the paid path writes it), on SQLite (a temp file: WAL, synchronous FULL
-but for the reservation's lazy commit, as ``kiln serve`` runs it) or in the database at
-``--url`` (a PostgreSQL: migrated there, a tenant and its rows left behind).
+transaction as the paid path writes it), on SQLite (a temp file: WAL, synchronous FULL,
+as ``kiln serve`` runs it) or in the database at ``--url`` (a PostgreSQL: migrated there,
+a tenant and its rows left behind).
 
 Prints the medians of wall time per transaction (the commit's flush included), twice:
 requests back to back in a warm loop, and each request after a ``--wait-ms`` sleep, as
 the ingress waits on the model between its reservation of one request and the next (its
 caches cold). Each time on the driver's cursor (``serving.core.ledger.driver``, what the
 ledger runs) and with the same statements through SQLAlchemy's ``Connection.execute``,
-alternating request by request, and the ratio. Then a request as the paid path runs it
-(the reservation, a ``--wait-ms`` model call, the settlement) with its reservation
-committed lazily (``Ledger.holds``: not waiting for the disk, made durable by the
-settlement) and, alternating, waiting for the disk as every commit did before: the two
-transactions' medians and the ratio. Then the statements a request sends (SQLite: its
-trace), and bursts of ``--writers`` requests at once, each on its own thread (as a
-burst's deliveries settle side by side), and the median burst's time.
+alternating request by request, and the ratio. Then the statements a request sends
+(SQLite: its trace), and bursts of ``--writers`` requests at once, each on its own thread
+(as a burst's deliveries settle side by side), and the median burst's time.
 
     .venv/bin/python benchmarks/ledger_cost.py [--repeats 400] [--images 1] [--url …]
     .venv/bin/python benchmarks/ledger_cost.py --smoke   # 20 repeats: it runs
@@ -124,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
                     sides["sqlalchemy"].append(timed(index))
             else:
                 sides["driver"].append(timed(index))
-        both = log_sides(f"  {label}, ", sides)
+        both = {}
+        for side, times in sides.items():
+            reserve = statistics.median(t[0] for t in times) * 1000
+            settled = statistics.median(t[1] for t in times) * 1000
+            both[side] = statistics.median(t[0] + t[1] for t in times) * 1000
+            log(f"  {label}, {side}: reserve median {reserve:.3f} ms, "
+                f"settle (with its asset row) median {settled:.3f} ms, "
+                f"both {both[side]:.3f} ms")  # fmt: skip
         log(f"  {label}: through SQLAlchemy / on the driver = "
             f"{both['sqlalchemy'] / both['driver']:.2f}x")  # fmt: skip
 
@@ -136,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
     compare("back to back", args.repeats, 0.0)
     log(f"{backend}, {args.waited} requests, each after a {args.wait_ms:.0f} ms wait:")
     compare(f"after {args.wait_ms:.0f} ms", args.waited, args.wait_ms / 1000)
-    compare_holds(ledger, args.waited, args.wait_ms / 1000, settle)
     log_statements(ledger, lambda: timed(10**6))
 
     def request(index: int) -> None:
@@ -155,47 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{statistics.median(burst_s) / args.writers * 1000:.2f} ms a request")  # fmt: skip
     ledger.close()
     return 0
-
-
-def log_sides(prefix: str, sides: dict[str, list[tuple[float, float]]]) -> dict[str, float]:
-    """Log each side's medians (reserve, settle, both: ms) after ``prefix``; the boths."""
-    both = {}
-    for side, times in sides.items():
-        reserve = statistics.median(t[0] for t in times) * 1000
-        settled = statistics.median(t[1] for t in times) * 1000
-        both[side] = statistics.median(t[0] + t[1] for t in times) * 1000
-        log(f"{prefix}{side}: reserve median {reserve:.3f} ms, "
-            f"settle (with its asset row) median {settled:.3f} ms, "
-            f"both {both[side]:.3f} ms")  # fmt: skip
-    return both
-
-
-def compare_holds(
-    ledger: Ledger, requests: int, wait_s: float, settle: Callable[[Reservation, int], None]
-) -> None:
-    """Reserve, wait ``wait_s`` (the model call), settle: the reservation committed lazily
-    and, alternating, waiting for the disk; both transactions' medians and the ratio."""
-    lazy, durable = ledger.holds, ledger.engine
-    sides: dict[str, list[tuple[float, float]]] = {"lazy": [], "durable": []}
-    tenant = ledger.create_tenant("ledger-cost holds").id
-    ledger.grant(tenant, 2 * requests)
-    try:
-        for index in range(2 * requests):
-            side = "durable" if index % 2 else "lazy"
-            ledger.holds = durable if index % 2 else lazy
-            time.sleep(wait_s)  # the last request's answer, then the idle ingress
-            t0 = time.perf_counter()
-            reservation = ledger.reserve(tenant, 1, f"hold_{index}")
-            reserved = time.perf_counter() - t0
-            time.sleep(wait_s)  # the model call
-            t0 = time.perf_counter()
-            settle(reservation, 2 * 10**6 + index)
-            sides[side].append((reserved, time.perf_counter() - t0))
-    finally:
-        ledger.holds = lazy
-    both = log_sides(f"  a request around a {wait_s * 1000:.0f} ms model call, reservation ", sides)
-    log(f"  around a model call: reservation waiting for the disk / committed lazily = "
-        f"{both['durable'] / both['lazy']:.2f}x")  # fmt: skip
 
 
 def log_statements(ledger: Ledger, request: Callable[[], object]) -> None:
@@ -219,10 +180,7 @@ def log_statements(ledger: Ledger, request: Callable[[], object]) -> None:
         for dbapi_connection in traced:
             dbapi_connection.set_trace_callback(None)
     counted = [s for s in sent if not s.lstrip().upper().startswith(("BEGIN", "COMMIT"))]
-    pragmas = sum(s.lstrip().upper().startswith("PRAGMA SYNCHRONOUS") for s in counted)
-    log(f"  statements a request sends (BEGIN and COMMIT not counted): {len(counted)}, "
-        f"{pragmas} of them PRAGMA synchronous (the reservation's lazy commit, then the "
-        f"settlement's durable one)")  # fmt: skip
+    log(f"  statements a request sends (BEGIN and COMMIT not counted): {len(counted)}")
 
 
 if __name__ == "__main__":

@@ -78,8 +78,7 @@ PRINTS: dict[str, tuple[str, ...]] = {
         "sqlite, 20 requests of 1 image(s)", "back to back, driver: reserve median",
         "back to back, sqlalchemy: reserve median", "settle (with its asset row)",
         "after 100 ms: through SQLAlchemy / on the driver =",
-        "statements a request sends (BEGIN and COMMIT not counted): 10, 2 of them PRAGMA",
-        "around a model call: reservation waiting for the disk / committed lazily =",
+        "statements a request sends (BEGIN and COMMIT not counted): 8",
         "a burst of 8 requests at once",
     ),
     "preview_overhead.py": (

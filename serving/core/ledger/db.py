@@ -16,19 +16,6 @@ writers behind them.
 PostgreSQL (``postgresql+psycopg://``) runs at READ COMMITTED, where the ledger's
 conditional UPDATEs re-check their condition against the committed row, which is all the
 no-double-spend guarantee needs.
-
-Every commit waits for the disk (SQLite ``synchronous = FULL``, PostgreSQL's
-``synchronous_commit``) except those of ``lazy_commit(engine)``: a transaction there is
-atomic and seen by every reader at once, survives Kiln's process dying, and is made
-durable by the next commit that waits for the disk (the WAL is one file, flushed in
-order), but a power loss or an operating-system crash before that (on PostgreSQL also
-the database server's own crash, within its ``wal_writer_delay``) may undo it, whole.
-The ledger takes it for a request's hold and its renewals only: a hold undone so went
-down with the request it held credits for, which is what releasing it would have done (a
-durable hold would have waited out its lease instead), and the request's settlement,
-durable, makes its hold durable before any client is answered. On the CI machine's
-SQLite, around a 100 ms model call, the reservation takes 0.9 ms instead of 1.5 and the
-settlement, which now flushes both, 0.1-0.2 ms more (``benchmarks/ledger_cost.py``).
 """
 
 from __future__ import annotations
@@ -54,8 +41,6 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # The execution option that marks an engine's transactions as read-only (``read_only``).
 READ_ONLY_OPTION = "kiln_read_only"
-# The execution option whose transactions commit without waiting for the disk.
-LAZY_COMMIT_OPTION = "kiln_lazy_commit"
 # Any constant: concurrent starts on PostgreSQL take turns migrating under this lock.
 MIGRATION_LOCK_KEY = 0x6B696C6E  # "kiln"
 
@@ -74,14 +59,8 @@ class QueuedWriterConnection(sqlite3.Connection):
 
     write_lock: threading.Lock  # set on the class ``_connection_class`` makes per file
     _holding = False
-    _lazy = False  # this connection's ``synchronous``: NORMAL (lazy), or FULL (at connect)
 
-    def begin_write(self, lazy: bool = False) -> None:
-        """``BEGIN IMMEDIATE`` under this process's write lock; ``lazy``: its commit does
-        not wait for the disk (``lazy_commit``)."""
-        if lazy != self._lazy:  # a PRAGMA only when it changes (set outside transactions)
-            self.execute(f"PRAGMA synchronous = {'NORMAL' if lazy else 'FULL'}")
-            self._lazy = lazy
+    def begin_write(self) -> None:
         self._holding = self.write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
         try:
             self.execute("BEGIN IMMEDIATE")
@@ -141,10 +120,7 @@ def create_ledger_engine(url: str, *, pool_size: int = 5) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    if engine.dialect.name == "postgresql":
-        event.listen(engine, "begin", _postgres_begin)
-    return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
 def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
@@ -154,11 +130,9 @@ def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: object) -> No
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA synchronous = FULL")
     # WAL is a property of the file, set once. Switching needs an exclusive lock, and
     # SQLite answers "locked" at once (no busy wait) when processes race to switch a new
-    # file, so the first opening retries. synchronous FULL, set rather than assumed (a
-    # build may default WAL to NORMAL): commits survive power loss, but ``lazy_commit``'s.
+    # file, so the first opening retries. synchronous stays FULL: commits survive power loss.
     for attempt in range(100):
         try:
             if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -179,16 +153,9 @@ def _sqlite_begin(connection: Connection) -> None:
         return
     driver = connection.connection.driver_connection
     if isinstance(driver, QueuedWriterConnection):
-        driver.begin_write(lazy=bool(connection.get_execution_options().get(LAZY_COMMIT_OPTION)))
-    else:  # an in-memory database: one connection's, nobody to queue behind, no disk
+        driver.begin_write()
+    else:  # an in-memory database: one connection's, nobody to queue behind
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _postgres_begin(connection: Connection) -> None:
-    # SET LOCAL: for this transaction only, so the pooled connection's next is durable.
-    # On the driver, as the ledger's statements (serving.core.ledger.driver) go.
-    if connection.get_execution_options().get(LAZY_COMMIT_OPTION):
-        connection.connection.driver_connection.execute("SET LOCAL synchronous_commit = off")
 
 
 def read_only(engine: Engine) -> Engine:
@@ -197,13 +164,6 @@ def read_only(engine: Engine) -> Engine:
     it: a write would have to upgrade a read lock, which SQLite may refuse as busy at
     once. On PostgreSQL reads take no locks anyway, and this changes nothing."""
     return engine.execution_options(**{READ_ONLY_OPTION: True})
-
-
-def lazy_commit(engine: Engine) -> Engine:
-    """``engine`` for write transactions whose commit does not wait for the disk (see the
-    module doc: atomic, seen at once, survives the process; made durable by the next
-    commit that waits; undone whole by a power loss before that). The same pool."""
-    return engine.execution_options(**{LAZY_COMMIT_OPTION: True})
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

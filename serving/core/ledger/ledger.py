@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Row, Select, bindparam, insert, select, update
 
-from serving.core.ledger.db import create_ledger_engine, lazy_commit, migrate, read_only
+from serving.core.ledger.db import create_ledger_engine, migrate, read_only
 from serving.core.ledger.driver import DriverStatement
 from serving.core.ledger.idempotency import IdempotencyKeys
 from serving.core.ledger.schema import balances, entries, reservations, tenants
@@ -147,9 +147,6 @@ class Ledger:
         self.engine: Engine = create_ledger_engine(url, pool_size=pool_size)
         # Reads that must not queue behind writers (SQLite): balances, entries, sweeps' scans.
         self.reader: Engine = read_only(self.engine)
-        # A request's hold and its renewals: commits that need not wait for the disk (a
-        # power loss undoes the hold with its request; the settlement makes it durable).
-        self.holds: Engine = lazy_commit(self.engine)
         if run_migrations:
             migrate(self.engine)
         self.idempotency = IdempotencyKeys(self.engine)
@@ -211,14 +208,13 @@ class Ledger:
         """Hold ``amount`` credits before any work, for one lease (``renew`` keeps it);
         raises ``InsufficientCredits``. When the available credits do not cover it, the
         tenant's expired reservations are released first and it is asked again, in the
-        same transaction. Its commit does not wait for the disk (``holds``): a power loss
-        before the next durable commit undoes it whole, with the request it was for."""
+        same transaction."""
         _positive(amount)
         reservation = Reservation(
             id=f"res_{secrets.token_hex(12)}", tenant_id=tenant_id, amount=amount
         )
         at = now()
-        with self.holds.begin() as conn:
+        with self.engine.begin() as conn:
             # The conditional UPDATE locks the balance row only when it holds; refused, it
             # locks nothing, and the sweep then takes reservation rows before the balance
             # row, as capture and release do: no lock-order cycle either way.
@@ -322,7 +318,7 @@ class Ledger:
         """Push an open reservation's lease to a full lease after ``at`` (now); ``False``
         when it is no longer open (settled, or released by the sweeper)."""
         at = at or now()
-        with self.holds.begin() as conn:
+        with self.engine.begin() as conn:
             renewed = conn.execute(
                 update(reservations)
                 .where(
