@@ -94,7 +94,8 @@ PRINTS: dict[str, tuple[str, ...]] = {
         "the held no-op right after the instant one",
         "CPU while idle: kiln serve",
         "CPU per no-op: kiln serve", "CPU per generation: kiln serve",
-        "to its first image", "throughput ratio concurrent/sequential =", "server stopped",
+        "to its first image", "  round 1: ", "(median of 1 rounds)",
+        "throughput ratio concurrent/sequential =", "server stopped",
     ),
     "style_switch.py": (
         "| reload the base pipeline from disk |", "| switch between loaded styles |",
