@@ -24,8 +24,8 @@
    after two untimed bursts), in ``--rounds`` rounds of one each. Prints every round and
    the ratio of the two medians (goal: >= 2.0x from dynamic batching): one burst is one
    sample, and this machine's pipeline call alone varies by a quarter from one call to
-   the next (a burst's shared call of 8 took 273-357 ms in one run), which moved a single
-   round's ratio between 1.7x and 2.3x.
+   the next (a burst's shared call of 8 took 272-336 ms in one run), which moved a single
+   round's ratio between 1.7x and 2.2x.
 4. Start: ``kiln serve`` started to its first image (goal: <= 20 s; asked as soon as
    it answers HTTP, again after each 503 ``model_loading``), and to healthy (every
    model up).
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 # Twice untimed, as the sequential side had its warm-up: each client then
                 # has its own open connection (a client of a burst already connected, as
                 # the sequential one is) and the shared call's shapes have run: the first
-                # shared calls of 8 after a start ran slower (318-357 ms against ~282 ms
+                # shared calls of 8 after a start ran slower (301-337 ms against ~280 ms
                 # after them, in three runs; 291 against 270 ms in one process).
                 for warm in (200, 300):
                     list(pool.map(over_http, [{**payload, "seed": warm + i}
