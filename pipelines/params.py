@@ -15,6 +15,7 @@ import them without a cycle, hence the protocol.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -22,13 +23,15 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from pipelines.families import FAMILIES, GuidanceKind, family_of
-from pipelines.param_error import ParamError
+from pipelines.param_error import ParamError, check_text
 from pipelines.previews import check_preview_every
 from pipelines.prompt_syntax import emphasis_mark
 from pipelines.task import Task
 from weights.catalog import ModelSpec
 
 MAX_IMAGES = 12
+# Classifier-free guidance past this saturates every pixel; real work stays under 20.
+MAX_GUIDANCE = 50.0
 MAX_SEED = 2**32 - 1
 # Every scheduler some family takes; a model's family says which of them it takes.
 KNOWN_SCHEDULERS = tuple(dict.fromkeys(s for f in FAMILIES.values() for s in f.schedulers))
@@ -308,8 +311,12 @@ class GenerationParams:
             raise ParamError("seed", f"need {self.n} seeds, got {len(self.seeds)}")
         if self.steps < 1:
             raise ParamError("steps", f"steps must be at least 1, got {self.steps}")
-        if self.guidance < 0:
-            raise ParamError("guidance", f"guidance must not be negative, got {self.guidance}")
+        if not (math.isfinite(self.guidance) and 0 <= self.guidance <= MAX_GUIDANCE):
+            raise ParamError(
+                "guidance", f"guidance must be between 0 and {MAX_GUIDANCE:g}, got {self.guidance}"
+            )
+        check_text("prompt", self.prompt)
+        check_text("negative_prompt", self.negative_prompt)
         if self.scheduler not in KNOWN_SCHEDULERS:
             raise ParamError(
                 "scheduler",

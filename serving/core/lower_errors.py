@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import DataError
+
 from pipelines.oom import RETRY_AFTER_S as OOM_RETRY_AFTER_S
 from pipelines.oom import OutOfGpuMemory
 from pipelines.params import ParamError
@@ -29,6 +31,18 @@ def _catalog_error(exc: CatalogError) -> KilnError:
     return internal_error()
 
 
+def _data_error(exc: DataError) -> KilnError:
+    # PostgreSQL refuses NUL (0x00) in any text parameter, a lookup's too: an id in a path
+    # or query ("%00"), a field no check of ours names. The client's text, so a 400; any
+    # other DataError stays a 500 (a value out of range is ours to have refused first).
+    if "NUL" in str(exc.orig):
+        return KilnError(
+            400, "text in the request must not contain NUL characters (\\u0000)",
+            code="invalid_value",
+        )  # fmt: skip
+    return internal_error()
+
+
 # By exception type; the most derived type of an error's class that is listed wins.
 TRANSLATIONS: dict[type[BaseException], Callable[[Any], KilnError]] = {
     ParamError: lambda e: KilnError(400, str(e), param=e.param, code="invalid_value"),
@@ -41,6 +55,7 @@ TRANSLATIONS: dict[type[BaseException], Callable[[Any], KilnError]] = {
         f"{e}; retry later", OOM_RETRY_AFTER_S, code="out_of_memory"
     ),
     CatalogError: _catalog_error,
+    DataError: _data_error,
 }
 
 # The lower layers' error types the table answers (an adapter registers them).

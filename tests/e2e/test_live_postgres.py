@@ -7,6 +7,7 @@ then wants SDXL's added conditioning on every call). The tests talk HTTP only:
 
 - no double spending under 40 concurrent requests, with the ledger on PostgreSQL;
 - a failing model releases its own reservation and nothing else, the server stays up;
+- text holding NUL, which PostgreSQL's text cannot store, is a 400 that charges nothing;
 - a restart on the same database and KILN_HOME loses no key, asset, byte or entry.
 
 The restart test replaces the module's server, so it runs last (pytest keeps file order).
@@ -195,6 +196,36 @@ def test_a_failing_model_releases_only_its_own_reservation(stack):
     while "TypeError" not in stack.server.log.read_text(errors="replace"):
         assert time.monotonic() < deadline, stack.server.log_tail()
         time.sleep(0.5)
+
+
+def test_text_holding_a_nul_character_is_a_400_that_charges_nothing(stack):
+    """PostgreSQL's text refuses NUL (0x00); on it these were 500s, a prompt's after
+    its model call. Now the prompt and the names are refused before any work, naming
+    their field, and an id in a path or a query is refused at its lookup."""
+    url = stack.server.url
+    user = create_tenant(url, "nul text", 5)
+    good = {"model": MODEL, "prompt": "fine", "resolution": "128px", "steps": 1}
+    for field in ("prompt", "negative_prompt"):  # tiny-sdxl takes a negative prompt (CFG)
+        r = post(url, "/v1/generations", {**good, field: "a\u0000b"}, user.headers)
+        assert assert_error(r, 400, "invalid_value")["param"] == field
+    openai = {"model": MODEL, "prompt": "a\u0000b", "size": "128x128"}
+    r = post(url, "/v1/images/generations", openai, user.headers)
+    assert assert_error(r, 400, "invalid_value")["param"] == "prompt"
+    r = post(url, "/v1/generations", {**good, "style": "a\u0000b"}, user.headers)
+    assert_error(r, 400, "invalid_value")
+    for path in ("/v1/assets/a%00b", "/v1/assets?model=a%00b", "/v1/jobs/a%00b"):
+        r = httpx.get(f"{url}{path}", headers=user.headers, timeout=60)
+        assert_error(r, 400, "invalid_value")
+    r = post(url, "/v1/admin/tenants", {"name": "a\u0000b"}, bearer(ADMIN_KEY))
+    assert assert_error(r, 400, "invalid_value")["param"] == "name"
+
+    credits = credits_of(url, user.key)
+    assert (credits["balance"], credits["held"]) == (5, 0)
+    assert [e["kind"] for e in credits["entries"]] == ["grant"]
+    assert assets_of(url, user.key) == []
+    # The same text without the NUL goes through.
+    r = post(url, "/v1/generations", {**good, "prompt": "ab"}, user.headers)
+    assert r.status_code == 200 and r.json()["credits_charged"] == 1, r.text
 
 
 def test_a_restart_loses_nothing(stack):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.params import (
+    MAX_GUIDANCE,
     MAX_SEED,
     GenerationDefaults,
     GenerationParams,
@@ -70,13 +71,27 @@ def test_precedence_request_then_server_then_model(sdxl):
         ({"prompt": "a", "seed": MAX_SEED + 1}, "seed"),
         ({"prompt": "a", "steps": 0}, "steps"),
         ({"prompt": "a", "guidance": -1.0}, "guidance"),
+        # JSON's 1e309 reads as infinity; past MAX_GUIDANCE every pixel saturates.
+        ({"prompt": "a", "guidance": float("inf")}, "guidance"),
+        ({"prompt": "a", "guidance": float("nan")}, "guidance"),
+        ({"prompt": "a", "guidance": MAX_GUIDANCE + 0.5}, "guidance"),
+        ({"prompt": "a", "guidance": float(2**63)}, "guidance"),
         ({"prompt": "a", "scheduler": "karras-magic"}, "scheduler"),
+        # PostgreSQL's text cannot store NUL: refused before any work, on either database.
+        ({"prompt": "a\x00b"}, "prompt"),
+        ({"prompt": "a", "negative_prompt": "\x00"}, "negative_prompt"),
     ],
 )
 def test_bad_values_name_their_field(sdxl, kwargs, param):
     with pytest.raises(ParamError) as info:
         GenerationParams.build(sdxl, **kwargs)
     assert info.value.param == param
+
+
+def test_guidance_up_to_its_bound_and_other_control_characters_are_kept(sdxl):
+    params = GenerationParams.build(sdxl, prompt="a\tb\nc", guidance=MAX_GUIDANCE)
+    assert (params.prompt, params.guidance) == ("a\tb\nc", MAX_GUIDANCE)
+    assert GenerationParams.build(sdxl, prompt="a", guidance=0.0).guidance == 0.0
 
 
 def test_batch_key_ignores_prompt_and_seed_only(sdxl):

@@ -156,6 +156,7 @@ def test_conditioning_uses_per_kind_scales_and_names_models_with_an_adapter(app,
         ({"kind": "character", "name": "x", "images": ["@@not base64@@"]}, 400, "images.0"),
         ({"kind": "creature", "name": "x", "images": ["A"]}, 400, "kind"),
         ({"kind": "product", "name": " ", "images": ["A"]}, 400, "name"),
+        ({"kind": "product", "name": "a\x00b", "images": ["A"]}, 400, "name"),
         ({"kind": "product", "name": "x", "asset_ids": ["ast_nobody"]}, 404, None),
     ],
 )  # fmt: skip

@@ -139,6 +139,14 @@ def test_registry_refusals_store_nothing(registry, ledger, loras, bad_files):
     refusals = [
         (loras["rank8"], StyleImport("r", "tiny-sd15"), alice, StyleFileError, "rank 8"),
         (loras["kohya"], StyleImport("", "tiny-sd15"), alice, ParamError, "name"),
+        (loras["kohya"], StyleImport("a\x00b", "tiny-sd15"), alice, ParamError, "NUL"),
+        (
+            loras["kohya"],
+            StyleImport("n", "tiny-sd15", trigger_words=("ok", "a\x00b")),
+            alice,
+            ParamError,
+            "trigger_words must not contain NUL",
+        ),
         (loras["kohya"], StyleImport("n", "tiny-sd15", "secret"), alice, ParamError, "kind"),
         (
             loras["kohya"],

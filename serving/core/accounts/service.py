@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pipelines.param_error import check_text
 from serving.core.accounts.key_cache import KeyCache
 from serving.core.accounts.keys import generate_key, hash_key, key_prefix
 from serving.core.errors import KilnError
@@ -81,8 +82,8 @@ class Accounts:
         self.key_cache: KeyCache[Principal] = key_cache or KeyCache()
 
     def create_tenant(self, name: str) -> Tenant:
-        """A new tenant with an empty balance."""
-        return self.ledger.create_tenant(name)
+        """A new tenant with an empty balance (``ParamError`` for a name holding NUL)."""
+        return self.ledger.create_tenant(check_text("name", name))
 
     def create_key(self, tenant_id: str, role: str = "tenant") -> IssuedKey:
         """A new key for ``tenant_id``; raises ``UnknownTenant``."""

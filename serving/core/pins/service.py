@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, delete, insert, select
 
+from pipelines.param_error import check_text
 from pipelines.params import ParamError
 from pipelines.provenance import encode_png
 from serving.core.assets.store import BlobStore
@@ -71,7 +72,7 @@ def check_pin_fields(kind: str, name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME_CHARS:
         raise ParamError("name", f"name must be 1-{MAX_NAME_CHARS} characters")
-    return name
+    return check_text("name", name)
 
 
 class Pins:

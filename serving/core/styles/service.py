@@ -42,6 +42,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, or_, select
 
+from pipelines.param_error import check_text
 from pipelines.params import ParamError
 from serving.core.errors import KilnError
 from serving.core.features import require_feature
@@ -103,14 +104,14 @@ class StyleImport:
     def checked(self) -> StyleImport:
         """The same request cleaned up (names and words stripped, duplicates dropped);
         raises ``ParamError`` naming the first bad field."""
-        name = self.name.strip()
+        name = check_text("name", self.name.strip())
         if not name or len(name) > MAX_NAME_CHARS:
             raise ParamError("name", f"name must be 1-{MAX_NAME_CHARS} characters")
         if self.kind not in tuple(StyleKind):
             raise ParamError("kind", f"kind must be one of {', '.join(StyleKind)}")
         words: list[str] = []
         for word in self.trigger_words:
-            word = word.strip()
+            word = check_text("trigger_words", word.strip())
             if not word or len(word) > MAX_TRIGGER_CHARS:
                 raise ParamError(
                     "trigger_words", f"each trigger word must be 1-{MAX_TRIGGER_CHARS} characters"
