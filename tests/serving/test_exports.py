@@ -323,6 +323,8 @@ def test_a_licensed_images_child_is_style_kind_and_licensed_too(alice: TestClien
 
 # Bad input: the error shape, nothing charged, nothing stored
 
+JSON_TYPE = {"content-type": "application/json"}
+
 
 @pytest.mark.parametrize(
     ("method", "suffix", "kwargs", "param"),
@@ -330,6 +332,9 @@ def test_a_licensed_images_child_is_style_kind_and_licensed_too(alice: TestClien
         ("post", "upscale", {"json": {"long_side": 7681}}, "long_side"),
         ("post", "upscale", {"json": {"long_side": 0}}, "long_side"),
         ("post", "upscale", {"json": {"scale": 100.0}}, "scale"),
+        # JSON's 1e309 reads as infinity (and Python's JSON takes NaN): no size to round to.
+        ("post", "upscale", {"content": b'{"scale": 1e309}', "headers": JSON_TYPE}, "scale"),
+        ("post", "upscale", {"content": b'{"scale": NaN}', "headers": JSON_TYPE}, "scale"),
         ("post", "upscale", {"json": {}}, "long_side"),
         ("post", "upscale", {"json": {"long_side": 256, "scale": 2}}, "long_side"),
         ("post", "upscale", {"json": {"long_side": 256, "method": "bicubic"}}, "method"),

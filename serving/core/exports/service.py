@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,8 +130,8 @@ def plan_upscale(
     if (long_side is None) == (scale is None):
         raise ParamError("long_side", "give exactly one of long_side and scale")
     if scale is not None:
-        if not scale > 0:
-            raise ParamError("scale", "scale must be above 0")
+        if not 0 < scale < math.inf:  # NaN fails too; infinity would not round to a size
+            raise ParamError("scale", "scale must be a finite number above 0")
         long_side = round(max(asset.width, asset.height) * scale)
         check_long_side(long_side, "scale")
     check_long_side(long_side)
