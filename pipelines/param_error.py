@@ -21,12 +21,23 @@ class ParamError(ValueError):
 
 
 def check_text(param: str, value: str) -> str:
-    """``value``, unless it holds a NUL character: then ``ParamError`` naming ``param``.
+    """``value``, unless it is text Kiln cannot pass on or store: then ``ParamError``
+    naming ``param``.
 
-    Prompts, names and words are stored as text, and PostgreSQL's text columns cannot
-    hold NUL (0x00): the write would fail, after the model call for a prompt, as a 500.
-    No tokenizer, file name or label needs one, so it is refused up front on either
-    database."""
+    - A NUL character: prompts, names and words are stored as text, and PostgreSQL's
+      text cannot hold NUL (0x00). The write would fail as a 500, after the model call
+      for a prompt. No tokenizer, file name or label needs one, so it is refused up front
+      on either database.
+    - A lone surrogate (U+D800-U+DFFF, which JSON's ``\\ud800`` escape can carry): it is
+      not Unicode text. The model call, SQLite and PostgreSQL all fail to encode it as
+      UTF-8 (a 500, after the reservation)."""
     if "\x00" in value:
         raise ParamError(param, f"{param} must not contain NUL characters (\\u0000)")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ParamError(
+                param, f"{param} must be Unicode text: it holds a lone surrogate (\\ud800-\\udfff)"
+            ) from None
     return value

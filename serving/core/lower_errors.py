@@ -43,6 +43,17 @@ def _data_error(exc: DataError) -> KilnError:
     return internal_error()
 
 
+def _unicode_encode_error(exc: UnicodeEncodeError) -> KilnError:
+    # A lone surrogate (JSON's "\\ud800") in text no check of ours names, an id looked up:
+    # the client's, so a 400. Any other failure to encode stays a 500.
+    if exc.reason == "surrogates not allowed":
+        return KilnError(
+            400, "text in the request must be Unicode: it holds a lone surrogate",
+            code="invalid_value",
+        )  # fmt: skip
+    return internal_error()
+
+
 # By exception type; the most derived type of an error's class that is listed wins.
 TRANSLATIONS: dict[type[BaseException], Callable[[Any], KilnError]] = {
     ParamError: lambda e: KilnError(400, str(e), param=e.param, code="invalid_value"),
@@ -56,6 +67,7 @@ TRANSLATIONS: dict[type[BaseException], Callable[[Any], KilnError]] = {
     ),
     CatalogError: _catalog_error,
     DataError: _data_error,
+    UnicodeEncodeError: _unicode_encode_error,
 }
 
 # The lower layers' error types the table answers (an adapter registers them).

@@ -80,6 +80,9 @@ def test_precedence_request_then_server_then_model(sdxl):
         # PostgreSQL's text cannot store NUL: refused before any work, on either database.
         ({"prompt": "a\x00b"}, "prompt"),
         ({"prompt": "a", "negative_prompt": "\x00"}, "negative_prompt"),
+        # A lone surrogate (JSON's "\\ud800") is not Unicode: nothing can encode it.
+        ({"prompt": "a\ud800b"}, "prompt"),
+        ({"prompt": "a", "negative_prompt": "\udfff"}, "negative_prompt"),
     ],
 )
 def test_bad_values_name_their_field(sdxl, kwargs, param):
@@ -89,8 +92,9 @@ def test_bad_values_name_their_field(sdxl, kwargs, param):
 
 
 def test_guidance_up_to_its_bound_and_other_control_characters_are_kept(sdxl):
-    params = GenerationParams.build(sdxl, prompt="a\tb\nc", guidance=MAX_GUIDANCE)
-    assert (params.prompt, params.guidance) == ("a\tb\nc", MAX_GUIDANCE)
+    text = "a\tb\nc \u202e\u200b\ufeff 💥 ü"  # controls, invisibles, a surrogate pair's emoji
+    params = GenerationParams.build(sdxl, prompt=text, guidance=MAX_GUIDANCE)
+    assert (params.prompt, params.guidance) == (text, MAX_GUIDANCE)
     assert GenerationParams.build(sdxl, prompt="a", guidance=0.0).guidance == 0.0
 
 

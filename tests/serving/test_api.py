@@ -127,6 +127,34 @@ def test_openai_bad_inputs_are_400_naming_the_field(client: TestClient, change, 
     assert_error(client.post(OPENAI, json=body), 400, param)
 
 
+# Text JSON can carry but Kiln cannot pass on or store, sent as the raw escapes a client's
+# encoder would refuse to write: NUL (PostgreSQL's text cannot hold it), a lone surrogate
+# (not Unicode: the model call and SQLite failed to encode it, a 500 after the
+# reservation), and JSON's 1e309, which reads as infinity.
+RAW_BAD_TEXT = [
+    (GEN, '{"model": "tiny-sdxl", "prompt": "a\\u0000b"}', "prompt"),
+    (GEN, '{"model": "tiny-sdxl", "prompt": "a\\ud800b"}', "prompt"),
+    (
+        GEN,
+        '{"model": "tiny-sdxl", "prompt": "ok", "negative_prompt": "\\udfff"}',
+        "negative_prompt",
+    ),
+    (GEN, '{"model": "tiny-sdxl", "prompt": "ok", "guidance": 1e309}', "guidance"),
+    (OPENAI, '{"model": "tiny-sdxl", "prompt": "\\ud800"}', "prompt"),
+    # An id no check of ours names, looked up as it came: the lookup's error is a 400.
+    (GEN, '{"model": "tiny-sdxl", "prompt": "ok", "style": "\\ud800"}', None),
+]
+
+
+@pytest.mark.parametrize("route, body, param", RAW_BAD_TEXT)
+def test_text_kiln_cannot_store_is_400_and_charges_nothing(client: TestClient, route, body, param):
+    before = client.get("/v1/credits").json()["balance"]
+    headers = {"content-type": "application/json"}
+    error = assert_error(client.post(route, content=body.encode(), headers=headers), 400, param)
+    assert error["code"] == "invalid_value"
+    assert client.get("/v1/credits").json()["balance"] == before
+
+
 def test_malformed_and_missing_bodies(client: TestClient):
     headers = {"content-type": "application/json"}
     error = assert_error(client.post(GEN, content=b'{"model": ', headers=headers), 400, None)
