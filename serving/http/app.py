@@ -21,6 +21,7 @@ from serving.core.model_client import ModelClient
 from serving.core.settings import Settings
 from serving.http.admin.api_router import router as admin_router
 from serving.http.agentic.api_router import router as agentic_router
+from serving.http.arrivals import ArrivalsMiddleware
 from serving.http.assets.api_router import router as assets_router
 from serving.http.batch.api_router import router as batches_router
 from serving.http.body_guard import BodyGuard, BodyLimits
@@ -76,6 +77,10 @@ def create_app(
     )
     app.state.kiln = core
     install_error_handler(app)
+    # Innermost: an authenticated image request counts as on its way to a model at once.
+    admission = core.paid.admission
+    if admission is not None:
+        app.add_middleware(ArrivalsMiddleware, admission=admission)
     # The caller first, then the body's bytes counted (inside the request context, so
     # its 401s and 413s carry the request id and are counted in the metrics).
     app.add_middleware(

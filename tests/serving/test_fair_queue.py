@@ -314,6 +314,47 @@ def test_a_free_replica_gathers_a_burst_whose_first_ticket_announced_companions(
     asyncio.run(scenario())
 
 
+def test_a_request_on_an_image_route_counts_as_a_companion_before_its_order_names_a_model():
+    """A burst's first request can reach the queue before any other reached the paid path
+    (``held``). Counted from their route on (``Admission.arriving``), the others still make
+    the free replica wait for them, and all share one call. The count ends when an order
+    names its model or its request ends: nothing is left counted after either."""
+    from types import SimpleNamespace
+
+    from serving.core.scheduling.admission import LocalAdmission
+
+    admission = LocalAdmission(SchedulerConfig(slots=1, group_images=8, gather_s=0.2))
+    params = SimpleNamespace(model="m", n=1, batch_key="k")
+
+    async def request(name: str, delay: float) -> tuple[int, float]:
+        with admission.arriving():
+            await asyncio.sleep(delay)  # authenticating, parsing, checking
+            async with admission.held("m", 1), admission.admitted(params) as admitted:
+                return admitted.group_size, admitted.waited_s
+
+    async def scenario() -> None:
+        # The second request is still in front when the first asks for the free replica.
+        first = asyncio.ensure_future(request("a", 0.0))
+        second = asyncio.ensure_future(request("b", 0.1))
+        (size_a, waited_a), (size_b, _) = await asyncio.wait_for(asyncio.gather(first, second), 2)
+        assert (size_a, size_b) == (2, 2) and waited_a >= 0.09
+        assert admission.in_front == 0 and not admission.on_the_way
+
+        # Alone, nothing in front: admitted at once.
+        size, waited = await asyncio.wait_for(request("c", 0.0), 1)
+        assert size == 1 and waited < 0.05
+        # A request that never names a model (refused before its order) stops counting.
+        with admission.arriving():
+            assert admission.in_front == 1
+        assert admission.in_front == 0
+        # Off (KILN_FAIR_QUEUE=0): nothing is counted.
+        off = LocalAdmission(enabled=False)
+        with off.arriving():
+            assert off.in_front == 0
+
+    asyncio.run(scenario())
+
+
 def test_a_local_admission_gives_back_in_place_even_for_a_cancelled_request(monkeypatch):
     """This process's schedulers release an admission and a quota hold with plain calls:
     no shield's task (two loop iterations on every request), and a request cancelled

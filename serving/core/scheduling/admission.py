@@ -16,7 +16,13 @@ ingress replica under Ray Serve's front. ``KILN_SCHEDULER`` chooses (``serving.r
 Orders on their way: ``held`` counts each order for its model until its first call is
 queued, and ``admitted`` gives that count to the call's ticket (``Ticket.companions``):
 the scheduler then lets a free replica wait a moment for the rest of a burst
-(``serving.core.scheduling.scheduler``). Each process counts its own orders.
+(``serving.core.scheduling.scheduler``). Each process counts its own orders. Before an
+order names its model it is counted too, from the moment its request reaches an image
+route (``arriving``, entered by the HTTP adapter) until ``held``: a burst's first request
+could otherwise reach the queue before any other had reached the paid path, and run
+alone on the free replica while the rest of the burst waited for it (3 of 20 bursts of
+8 split so in benchmarks/serving_overhead.py). Those count for every model, so a call
+may wait for a companion that went to another model: at most ``gather_s``.
 
 Metrics (``serving.core.metrics``): images waiting for admission in this process and
 the wait of each admitted call, per model and class; summed over ingress replicas they
@@ -29,8 +35,8 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +69,9 @@ POSITION_EVERY_S = 0.5
 # The order around a call, while it is on its way: [its model] until its first call is
 # queued, then [] (an order's later calls, such as an agent's rounds, announce nothing).
 _on_the_way: ContextVar[list[str] | None] = ContextVar("kiln_order_on_the_way", default=None)
+# The request around an order, from its image route until it names its model: [the
+# Admission counting it] while counted, then [] (``Admission.arriving``).
+_in_front: ContextVar[list[Admission] | None] = ContextVar("kiln_request_in_front", default=None)
 
 
 def scheduler_config(settings: Any, slots: int = 1) -> SchedulerConfig:
@@ -93,6 +102,24 @@ class Admission:
         self.metrics: Metrics | None = None
         # Orders in this process per model whose first call is not queued yet.
         self.on_the_way: Counter[str] = Counter()
+        # Requests of this process on an image route whose order has not named its model.
+        self.in_front = 0
+
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Count the request of the block as on its way to some model until its order
+        names one (``held``), or until the block ends."""
+        if not self.enabled:
+            yield
+            return
+        self.in_front += 1
+        counted: list[Admission] = [self]
+        token = _in_front.set(counted)
+        try:
+            yield
+        finally:
+            _in_front.reset(token)
+            _named(counted)
 
     @asynccontextmanager
     async def held(self, model: str, images: int) -> AsyncIterator[None]:
@@ -102,6 +129,7 @@ class Admission:
         if not self.enabled:
             yield
             return
+        _named(_in_front.get())
         self.on_the_way[model] += 1
         way = [model]
         token = _on_the_way.set(way)
@@ -161,7 +189,8 @@ class Admission:
         way = _on_the_way.get()
         if way:
             self._arrived(way)
-        ticket.companions = self.on_the_way[model]
+        _named(_in_front.get())  # a call outside a paid order: not its own companion
+        ticket.companions = self.on_the_way[model] + self.in_front
         queued = self._gauge(model, ticket.priority)
         if queued is not None:
             queued.inc(ticket.images)
@@ -242,6 +271,12 @@ class Admission:
 
     async def _position(self, model: str, request_id: str) -> QueuePosition | None:
         raise NotImplementedError
+
+
+def _named(counted: list[Admission] | None) -> None:
+    """The request of ``counted`` is no longer counted in front of the models."""
+    if counted:
+        counted.pop().in_front -= 1
 
 
 class LocalAdmission(Admission):
