@@ -31,15 +31,16 @@ def _catalog_error(exc: CatalogError) -> KilnError:
     return internal_error()
 
 
+def _client_text(message: str) -> KilnError:
+    return KilnError(400, f"text in the request {message}", code="invalid_value")
+
+
 def _data_error(exc: DataError) -> KilnError:
     # PostgreSQL refuses NUL (0x00) in any text parameter, a lookup's too: an id in a path
     # or query ("%00"), a field no check of ours names. The client's text, so a 400; any
     # other DataError stays a 500 (a value out of range is ours to have refused first).
     if "NUL" in str(exc.orig):
-        return KilnError(
-            400, "text in the request must not contain NUL characters (\\u0000)",
-            code="invalid_value",
-        )  # fmt: skip
+        return _client_text("must not contain NUL characters (\\u0000)")
     return internal_error()
 
 
@@ -47,10 +48,7 @@ def _unicode_encode_error(exc: UnicodeEncodeError) -> KilnError:
     # A lone surrogate (JSON's "\\ud800") in text no check of ours names, an id looked up:
     # the client's, so a 400. Any other failure to encode stays a 500.
     if exc.reason == "surrogates not allowed":
-        return KilnError(
-            400, "text in the request must be Unicode: it holds a lone surrogate",
-            code="invalid_value",
-        )  # fmt: skip
+        return _client_text("must be Unicode: it holds a lone surrogate")
     return internal_error()
 
 

@@ -38,10 +38,11 @@ class ArrivalsMiddleware:
         self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        if scope["path"].rstrip("/") not in IMAGE_ROUTES:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"].rstrip("/") not in IMAGE_ROUTES
+        ):
             await self.app(scope, receive, send)
             return
         with self.admission.arriving():

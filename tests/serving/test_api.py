@@ -155,6 +155,16 @@ def test_text_kiln_cannot_store_is_400_and_charges_nothing(client: TestClient, r
     assert client.get("/v1/credits").json()["balance"] == before
 
 
+def test_every_route_counted_as_arriving_at_a_model_is_a_post_route(client: TestClient):
+    """``serving.http.arrivals`` names its routes by path: a renamed route would quietly
+    stop counting, and bursts on it would split again."""
+    from serving.http.arrivals import IMAGE_ROUTES
+
+    paths = client.app.openapi()["paths"]
+    posts = {path for path, operations in paths.items() if "post" in operations}
+    assert posts >= IMAGE_ROUTES, IMAGE_ROUTES - posts
+
+
 def test_malformed_and_missing_bodies(client: TestClient):
     headers = {"content-type": "application/json"}
     error = assert_error(client.post(GEN, content=b'{"model": ', headers=headers), 400, None)
