@@ -34,7 +34,9 @@ processes' clocks in UTC; skew of seconds between machines is small against the 
 
 The cap protects the GPUs from one tenant's burst; the credits ledger, not this counter,
 is what guarantees nobody spends past their balance. Database calls run in threads
-(``asyncio.to_thread``), off the event loop.
+(``asyncio.to_thread``), off the event loop. A slot dies with the process that holds it,
+so its writes commit as holds do (``serving.core.ledger.db.transient``: on SQLite, not
+flushed to the disk; only a power loss that ends the request too can lose one).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from serving.core.errors import KilnError, too_many_requests
+from serving.core.ledger.db import transient
 from serving.core.ledger.schema import tenant_queue, tenant_slots
 from serving.core.scheduling.fair_queue import MAX_WEIGHT, MIN_WEIGHT
 
@@ -99,6 +102,7 @@ class ConcurrencyLimiter:
     ) -> None:
         self.limit = limit
         self.engine = engine
+        self.holds = transient(engine)  # slots die with their process
         self.lease = lease
         self.renew_every_s = renew_every_s
 
@@ -141,7 +145,7 @@ class ConcurrencyLimiter:
         expires = now + self.lease
         key = tenant_slots.c
         for _ in range(ACQUIRE_ROUNDS):
-            with self.engine.begin() as conn:
+            with self.holds.begin() as conn:
                 rows = conn.execute(
                     select(key.slot, key.expires).where(key.tenant_id == tenant_id)
                 ).all()
@@ -153,7 +157,7 @@ class ConcurrencyLimiter:
                 if number in present:
                     continue
                 try:
-                    with self.engine.begin() as conn:
+                    with self.holds.begin() as conn:
                         conn.execute(
                             insert(tenant_slots).values(
                                 tenant_id=tenant_id, slot=number, holder=holder, expires=expires
@@ -163,7 +167,7 @@ class ConcurrencyLimiter:
                     continue  # another request inserted this number first
                 return HeldSlot(tenant_id, number, holder)
             for number in sorted(present - live):
-                with self.engine.begin() as conn:
+                with self.holds.begin() as conn:
                     if number >= self.limit:  # left by a larger cap before a restart
                         conn.execute(
                             delete(tenant_slots).where(
@@ -190,7 +194,7 @@ class ConcurrencyLimiter:
         """Push the slot's lease ``lease`` past ``now``; ``False`` if it is no longer ours."""
         now = now or datetime.now(UTC)
         key = tenant_slots.c
-        with self.engine.begin() as conn:
+        with self.holds.begin() as conn:
             renewed = conn.execute(
                 update(tenant_slots)
                 .where(
@@ -205,7 +209,7 @@ class ConcurrencyLimiter:
     def release(self, held: HeldSlot) -> None:
         """Free the slot, if it is still this holder's (a taken-over slot stays taken)."""
         key = tenant_slots.c
-        with self.engine.begin() as conn:
+        with self.holds.begin() as conn:
             conn.execute(
                 delete(tenant_slots).where(
                     key.tenant_id == held.tenant_id,

@@ -89,3 +89,58 @@ def test_a_second_writer_starts_once_the_first_commits(url: str):
     writer.join()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT x FROM t ORDER BY rowid")).scalars().all() == [1, 2]
+
+
+def test_holds_commit_without_a_flush_and_all_else_durably(tmp_path):  # noqa: ANN001
+    """A reservation, its renewal and its release, and a concurrency slot's writes commit at
+    ``synchronous = NORMAL`` (not flushed: they die with the process anyway); grants and
+    settlements at FULL, also on the same pooled connection right after a hold."""
+    from datetime import timedelta
+
+    from sqlalchemy import event
+
+    from serving.core.ledger import Ledger
+    from serving.core.limits import ConcurrencyLimiter
+
+    levels: list[tuple[str, int]] = []
+    step = ["setup"]
+
+    def at_commit(conn) -> None:  # noqa: ANN001 (before the driver's commit)
+        driver = conn.connection.driver_connection
+        levels.append((step[0], driver.execute("PRAGMA synchronous").fetchone()[0]))
+
+    with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}", pool_size=1) as ledger:
+        event.listen(ledger.engine, "commit", at_commit)
+        tenant = ledger.create_tenant("studio").id
+
+        def run(name: str, call) -> object:  # noqa: ANN001
+            step[0] = name
+            return call()
+
+        run("grant", lambda: ledger.grant(tenant, 10))
+        reservation = run("reserve", lambda: ledger.reserve(tenant, 2, "gen_1"))
+        run("renew", lambda: ledger.renew(reservation))
+        run("settle", lambda: ledger.settle(reservation, 1, 1))
+        second = run("reserve", lambda: ledger.reserve(tenant, 2, "gen_2"))
+        run("release", lambda: ledger.release(second))
+        run("grant", lambda: ledger.grant(tenant, 1))
+        slots = ConcurrencyLimiter(1, ledger.engine, lease=timedelta(minutes=5))
+        held = run("slot", lambda: slots.acquire(tenant))
+        run("slot", lambda: slots.renew(held))
+        run("slot", lambda: slots.release(held))
+        run("grant", lambda: ledger.grant(tenant, 1))
+
+    normal, full = 1, 2
+    by_step: dict[str, set[int]] = {}
+    for name, level in levels:
+        by_step.setdefault(name, set()).add(level)
+    assert by_step == {
+        "setup": {full},
+        "grant": {full},
+        "reserve": {normal},
+        "renew": {normal},
+        "settle": {full},
+        "release": {normal},
+        "slot": {normal},
+    }
+    assert ledger.balance(tenant).available == 11  # 10, 1 captured, then 1 + 1 granted
