@@ -1,8 +1,9 @@
 """What a request's two ledger transactions cost: the reservation before the model call
 (``Ledger.reserve``) and the settlement after it (``Ledger.settle``: the delivered images
 captured, one entry each, and the reservation closed, an asset row written in the same
-transaction as the paid path writes it), on SQLite (a temp file: WAL, synchronous FULL,
-as ``kiln serve`` runs it) or in the database at ``--url`` (a PostgreSQL: migrated there,
+transaction as the paid path writes it), on SQLite (a temp file: WAL, as ``kiln serve``
+runs it: the settlement's commit flushed to the disk, the reservation's not, a hold
+being ``serving.core.ledger.db.transient``) or in the database at ``--url`` (a PostgreSQL: migrated there,
 a tenant and its rows left behind).
 
 Prints the medians of wall time per transaction (the commit's flush included), twice:
@@ -161,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def log_statements(ledger: Ledger, request: Callable[[], object]) -> None:
     """The statements one request sends, BEGIN and COMMIT not counted: SQLite's trace of
-    every connection the request checks out (other drivers have none to read)."""
+    every connection the request checks out (other drivers have none to read). On SQLite
+    two of them are the ``PRAGMA synchronous`` that switches a connection between a
+    hold's commit and a durable one."""
     if ledger.engine.dialect.name != "sqlite":
         log("  statements a request sends: counted on SQLite only")
         return
