@@ -3,8 +3,8 @@
 captured, one entry each, and the reservation closed, an asset row written in the same
 transaction as the paid path writes it), on SQLite (a temp file: WAL, as ``kiln serve``
 runs it: the settlement's commit flushed to the disk, the reservation's not, a hold
-being ``serving.core.ledger.db.transient``) or in the database at ``--url`` (a PostgreSQL: migrated there,
-a tenant and its rows left behind).
+being ``serving.core.ledger.db.transient``) or in the database at ``--url`` (a
+PostgreSQL: migrated there, a tenant and its rows left behind).
 
 Prints the medians of wall time per transaction (the commit's flush included), twice:
 requests back to back in a warm loop, and each request after a ``--wait-ms`` sleep, as
