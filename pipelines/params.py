@@ -215,6 +215,12 @@ class TaskInputs(Protocol):
         ...
 
     @property
+    def denoise_strength(self) -> float | None:
+        """The share of the noise schedule the call runs from its input image (img2img's
+        and inpaint's ``strength``: fewer steps run than asked); None: the whole."""
+        ...
+
+    @property
     def batch_key(self) -> tuple:
         """Everything of the inputs that requests sharing a call must have equal: settings
         and the digests of the input images."""
@@ -242,6 +248,10 @@ class TextToImage:
 
     @property
     def variant(self) -> None:
+        return None
+
+    @property
+    def denoise_strength(self) -> None:
         return None
 
     @property
@@ -392,6 +402,8 @@ class GenerationParams:
         family = family_of(spec.family)
         check_family_fields(spec, prompt, negative_prompt, guidance)
         model = defaults.resolved(spec)
+        steps = int(steps if steps is not None else model.steps)
+        check_strength_steps(spec, steps, task)
         schedulers = family.schedulers_of(spec)
         chosen = scheduler if scheduler is not None else model.scheduler
         if chosen not in schedulers:
@@ -408,7 +420,7 @@ class GenerationParams:
             width=width,
             height=height,
             seeds=expand_seeds(seed, n),
-            steps=int(steps if steps is not None else model.steps),
+            steps=steps,
             guidance=float(guidance if guidance is not None else model.guidance),
             scheduler=chosen,
             style=style,
@@ -417,6 +429,24 @@ class GenerationParams:
             sequence_length=family.sequence_length_of(spec),
             preview_every=preview_every if preview_every is not None else defaults.preview_every,
         )
+
+
+def check_strength_steps(spec: ModelSpec, steps: int, task: TaskInputs) -> None:
+    """Refuse an image task whose strength leaves its call no denoising step to run (SD and
+    SDXL run ``steps × strength`` rounded down: 1 step at 0.6 is none, and the pipeline
+    would fail on an empty batch), naming ``steps`` and the fewest that run one."""
+    strength = task.denoise_strength
+    strength_steps = family_of(spec.family).strength_steps
+    if strength is None or steps < 1 or strength_steps(steps, strength) >= 1:
+        return
+    fewest = max(1, int(1 / strength))  # int(): 1 / 0.1 is 10.000000000000002
+    while strength_steps(fewest, strength) < 1:
+        fewest += 1
+    raise ParamError(
+        "steps",
+        f"{steps} step(s) at strength {strength:g} leave model {spec.id!r} no denoising step "
+        f"to run: ask for at least {fewest} steps, or a higher strength",
+    )
 
 
 def check_family_fields(

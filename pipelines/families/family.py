@@ -158,6 +158,10 @@ class Family:
     single_file: SingleFileLayout | TransformerFileLayout | None
     # The ``weights.tiny.TINY_BUILDERS`` entry of the family's tiny base model.
     tiny_builder: str
+    # (steps, strength) -> the denoising steps an image task with a strength (img2img,
+    # inpaint) runs: how the family's pipelines cut the schedule (fewer than 1: the call
+    # has nothing to run, and ``GenerationParams.build`` refuses it naming ``steps``).
+    strength_steps: Callable[[int, float], int]
     # Whether the VAE overflows in fp16 (it then runs in fp32 when serving in fp16).
     vae_overflows_in_fp16: bool = False
     # Whether the denoiser is also conditioned on a pooled text embedding and the image's

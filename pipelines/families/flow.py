@@ -33,6 +33,13 @@ FLOW_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def flow_strength_steps(steps: int, strength: float) -> int:
+    """The denoising steps the flow-matching img2img and inpaint pipelines run of ``steps``
+    at ``strength`` (diffusers' ``get_timesteps`` there): they skip ``steps × (1 -
+    strength)`` rounded down, so at least one runs at any strength above 0."""
+    return steps - int(max(steps - steps * strength, 0))
+
+
 class CountedPrompts:
     """What the encoders without windows share: a prompt is counted in tokens the way the
     pipeline tokenizes it, and refused past ``limit`` (diffusers would cut it silently)."""

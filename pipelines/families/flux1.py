@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.families.family import Family, GuidanceKind, InstructInput, LoraTargets
-from pipelines.families.flow import FLOW_SCHEDULERS, T5Prompts
+from pipelines.families.flow import FLOW_SCHEDULERS, T5Prompts, flow_strength_steps
 from pipelines.task import Task
 from weights.catalog import ModelFamily, ModelKind
 from weights.transformer_file import TransformerFileLayout
@@ -59,6 +59,7 @@ FAMILY = Family(
     # adapt the CLIP-L text encoder (``lora_te1_``), which diffusers' FLUX loader takes.
     lora=LoraTargets(components=("transformer", "text_encoder")),
     single_file=TransformerFileLayout("FluxTransformer2DModel", "flux1", kiln_converter=True),
+    strength_steps=flow_strength_steps,
     tiny_builder="flux1",
     guidance_kind=GuidanceKind.EMBEDDED,
     max_sequence_length=512,

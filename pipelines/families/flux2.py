@@ -24,7 +24,7 @@ from pipelines.families.family import (
     LatentRgb,
     LoraTargets,
 )
-from pipelines.families.flow import FLOW_SCHEDULERS, Qwen3Prompts
+from pipelines.families.flow import FLOW_SCHEDULERS, Qwen3Prompts, flow_strength_steps
 from pipelines.task import Task
 from weights.catalog import ModelFamily
 from weights.transformer_file import TransformerFileLayout
@@ -101,6 +101,7 @@ FAMILY = Family(
     compile_blocks=("Flux2TransformerBlock", "Flux2SingleTransformerBlock"),
     lora=LoraTargets(components=("transformer",)),
     single_file=TransformerFileLayout("Flux2Transformer2DModel", "flux2"),
+    strength_steps=flow_strength_steps,
     tiny_builder="flux2_klein",
     guidance_kind=GuidanceKind.NONE,
     max_sequence_length=512,

@@ -27,10 +27,18 @@ def clip_prompts(pipe: Any, sequence_length: int | None = None) -> Any:
     return PromptEncoder(pipe)
 
 
+def floor_strength_steps(steps: int, strength: float) -> int:
+    """The denoising steps SD's and SDXL's img2img and inpaint pipelines run of ``steps``
+    at ``strength`` (diffusers' ``get_timesteps``): ``steps × strength`` rounded down, so
+    1 step at strength 0.6 runs none (the call then fails on an empty batch)."""
+    return min(int(steps * strength), steps)
+
+
 # The fields SD 1.5 and SDXL fill alike: a UNet under CLIP prompts, discrete schedulers.
 UNET_UNDER_CLIP: dict[str, Any] = {
     "prompt_encoder": clip_prompts,
     "schedulers": DISCRETE_SCHEDULERS,
     "denoiser": "unet",
     "compile_blocks": UNET_BLOCKS,
+    "strength_steps": floor_strength_steps,
 }

@@ -40,6 +40,10 @@ class ControlNet:
         return self.control.component
 
     @property
+    def denoise_strength(self) -> None:
+        return None
+
+    @property
     def batch_key(self) -> tuple:
         control = self.control
         return (control.component, control.scale, control.image.digest)

@@ -41,6 +41,10 @@ class ImageToImage(FromImage):
         check_strength(self.strength)
 
     @property
+    def denoise_strength(self) -> float:
+        return self.strength
+
+    @property
     def batch_key(self) -> tuple:
         return (self.strength, self.image.digest)
 

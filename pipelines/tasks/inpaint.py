@@ -37,6 +37,10 @@ class Inpaint(FromImage):
         check_strength(self.strength)
 
     @property
+    def denoise_strength(self) -> float:
+        return self.strength
+
+    @property
     def batch_key(self) -> tuple:
         return (self.strength, self.image.digest, self.mask.digest)
 

@@ -68,6 +68,10 @@ class FromImage:
     def variant(self) -> None:
         return None
 
+    @property
+    def denoise_strength(self) -> float | None:
+        return None  # the whole schedule, unless the task has a strength
+
     def check_size(self, width: int, height: int) -> None:
         check_call_size(self.image, width, height)
 

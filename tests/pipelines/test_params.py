@@ -115,3 +115,42 @@ def test_a_param_error_survives_pickling():
     error = pickle.loads(pickle.dumps(ParamError("prompt", "prompt is 600 tokens")))
     assert isinstance(error, ParamError)
     assert (error.param, str(error)) == ("prompt", "prompt is 600 tokens")
+
+
+@pytest.mark.parametrize(
+    ("model", "steps", "strength", "fewest"),
+    [
+        ("tiny-sd15", 1, 0.6, 2),  # SD runs int(1 x 0.6) = 0 steps
+        ("tiny-sdxl", 3, 0.3, 4),
+        ("tiny-sdxl", 9, 0.1, 10),  # 1 / 0.1 is 10.000000000000002: 10 is enough
+        ("tiny-flux1", 1, 0.6, None),  # FLUX skips int(1 x 0.4) = 0 steps: one runs
+        ("tiny-flux2-klein", 1, 0.05, None),
+    ],
+)
+def test_an_image_task_whose_strength_leaves_no_step_is_refused_naming_steps(
+    tmp_path, model, steps, strength, fewest
+):
+    import numpy as np
+
+    from pipelines.params import ImageData
+    from pipelines.tasks.image_to_image import ImageToImage
+    from pipelines.tasks.inpaint import Inpaint
+    from weights.catalog import load_catalog
+
+    spec = load_catalog(tmp_path).get(model)
+    width, height = spec.size(spec.default_resolution, "1:1")
+    image = ImageData(np.zeros((height, width, 3), np.uint8))
+    mask = ImageData(np.full((height, width), 255, np.uint8))
+    for task in (ImageToImage(image, strength), Inpaint(image, mask, strength)):
+        build = lambda steps, task=task: GenerationParams.build(  # noqa: E731
+            spec, prompt="a kiln", steps=steps, task=task
+        )
+        if fewest is None:
+            assert build(steps).steps == steps
+            continue
+        with pytest.raises(ParamError, match=f"at least {fewest} steps") as refused:
+            build(steps)
+        assert refused.value.param == "steps"
+        with pytest.raises(ParamError):
+            build(fewest - 1)
+        assert build(fewest).steps == fewest

@@ -151,6 +151,9 @@ BAD = [
     ({"n": 13}, 400, "n"),
     ({"model": "nope"}, 404, "model"),
     ({"image": None}, 400, "image"),  # neither image nor asset_id
+    # recreate's strength 0.6 of 1 step: SD runs none (the call failed as a 500 before)
+    ({"tool": "recreate", "mask": None, "steps": 1}, 400, "steps"),
+    ({"strength": 0.3, "steps": 3}, 400, "steps"),
 ]
 
 
