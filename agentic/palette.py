@@ -60,6 +60,10 @@ def palette_of_lab(lab: np.ndarray, clusters: int = CLUSTERS) -> list[Swatch]:
     import cv2
 
     lab = np.ascontiguousarray(lab, dtype=np.float32)
+    if len(lab) == 1:
+        # One pixel (a 1x1 reference) is its own palette; OpenCV's k-means would read a
+        # single row as three one-channel samples.
+        return [Swatch(tuple(float(v) for v in lab[0]), 1.0)]  # type: ignore[arg-type]
     k = min(clusters, len(lab))
     cv2.setRNGSeed(SEED)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)

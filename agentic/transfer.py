@@ -115,9 +115,11 @@ def direction_quantiles(flat: np.ndarray) -> np.ndarray:
 
 
 def moments(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of Nx3 colours."""
+    """Mean and covariance of Nx3 colours (one colour has no spread: zero covariance,
+    where ``np.cov`` would divide by N - 1 = 0 and answer NaN)."""
     flat = np.asarray(flat, np.float64).reshape(-1, 3)
-    return flat.mean(axis=0), np.cov(flat, rowvar=False)
+    spread = np.cov(flat, rowvar=False) if len(flat) > 1 else np.zeros((3, 3))
+    return flat.mean(axis=0), spread
 
 
 def _sqrtm(matrix: np.ndarray, floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -105,3 +105,18 @@ def test_a_malformed_recipe_is_a_400_on_recipe():
     saved["components"]["mood"] = {}
     with pytest.raises(ParamError):
         Recipe.from_json(saved)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (3, 3), (1, 300)])
+def test_a_reference_of_a_few_pixels_gives_a_finite_recipe(shape):
+    """A 1x1 reference (an icon, a colour chip) made a 500: OpenCV's k-means read its one
+    pixel as three samples, and its covariance divided by zero (NaN in the JSON)."""
+    chip = np.zeros((*shape, 3), np.uint8)
+    chip[...] = (200, 60, 30)
+    recipe = extract_recipe([chip, data.astronaut()])
+    text = json.dumps(recipe.to_json(), allow_nan=False)  # no NaN or infinity anywhere
+    alone = extract_recipe([chip]).to_json()
+    (swatch, *_) = alone["references"][0]["palette"]
+    assert swatch["hex"].lower() == "#c83c1e" and swatch["share"] == 1.0
+    again = Recipe.from_json(json.loads(text))  # a saved recipe of it loads back
+    assert json.dumps(again.to_json(), allow_nan=False)
