@@ -166,6 +166,10 @@ def test_entries_page_newest_first_per_tenant(ledger: Ledger):
     assert [e.amount for e in second] == [3, 2, 1]
     assert all(e.created.tzinfo is not None for e in first + second)
     assert [e.amount for e in ledger.entries(theirs.id)] == [100]
+    # Cursors no id can be (the database would refuse the number): all, or nothing.
+    assert ledger.entries(mine.id, limit=10, before=10**30) == first + second
+    assert ledger.entries(mine.id, limit=10, before=2**63 - 1) == first + second
+    assert ledger.entries(mine.id, before=0) == ledger.entries(mine.id, before=-(10**30)) == []
 
 
 def test_restart_keeps_every_entry(db_url: str):

@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The largest id an entry can have: a 64-bit signed integer on either database.
+MAX_ENTRY_ID = 2**63 - 1
+
 # KILN_RESERVATION_LEASE_S's default, for ledgers opened without settings (tools, tests).
 DEFAULT_RESERVATION_LEASE_S = 600.0
 
@@ -385,9 +388,13 @@ class Ledger:
         return Balance(available=row.available, held=row.held)
 
     def entries(self, tenant_id: str, limit: int = 50, before: int | None = None) -> list[Entry]:
-        """The tenant's entries, newest first; ``before`` (an entry id) pages back."""
+        """The tenant's entries, newest first; ``before`` (an entry id) pages back. A
+        cursor past every id the column can hold reads from the newest, as none does, and
+        one under 1 reads nothing (either database would refuse the number itself)."""
+        if before is not None and before < 1:
+            return []
         query = select(entries).where(entries.c.tenant_id == tenant_id)
-        if before is not None:
+        if before is not None and before <= MAX_ENTRY_ID:
             query = query.where(entries.c.id < before)
         query = query.order_by(entries.c.id.desc()).limit(limit)
         with self.reader.begin() as conn:
