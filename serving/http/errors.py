@@ -34,8 +34,26 @@ def api_error_for(exc: BaseException) -> KilnError:
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
             return not_found("no such route; see /docs for the API")
+        unparsed = _unparsed_body(exc)
+        if unparsed is not None:
+            return unparsed
         return KilnError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
     return kiln_error_for(exc)
+
+
+def _unparsed_body(exc: StarletteHTTPException) -> KilnError | None:
+    """FastAPI's "error parsing the body" (a 400 it raises from the parser's own error,
+    other than a JSON syntax error) as the ``invalid_json`` error it is, saying why."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, RecursionError):
+        reason = "nested too deeply"
+    elif isinstance(cause, UnicodeDecodeError):
+        reason = "not UTF-8 (or UTF-16/32) text"
+    else:
+        return None
+    return KilnError(400, f"request body is not valid JSON: {reason}", code="invalid_json")
 
 
 def _loc_param(loc: tuple[Any, ...] | list[Any]) -> str | None:

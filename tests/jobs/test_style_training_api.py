@@ -65,6 +65,9 @@ def test_training_runs_as_a_job_and_registers_a_private_style(app, make_client):
     assert [p["step"] for p in steps] == [1, 2] and all(p["total"] == 2 for p in steps)
     # Resuming after an event id sends only what came after it.
     assert sse_events(owner, job["id"], {"last-event-id": "2"}) == events[2:]
+    # Ids no event has, past what the database's integer holds too: all of them, or none.
+    assert sse_events(owner, job["id"], {"last-event-id": "-" + "9" * 30}) == events
+    assert sse_events(owner, job["id"], {"last-event-id": "9" * 30}) == []
 
     done = wait_done(owner, job["id"])
     assert done["state"] == "succeeded" and done["progress"]["step"] == 2

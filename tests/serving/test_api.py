@@ -171,6 +171,14 @@ def test_malformed_and_missing_bodies(client: TestClient):
     assert error["code"] == "invalid_json"
     assert_error(client.post(GEN), 400, None)
     assert_error(client.post(OPENAI, json=["not", "an", "object"]), 400)
+    # What the JSON parser itself refuses: a body nested past its recursion limit, bytes
+    # that are no Unicode text. Both were 400s without a code.
+    for body, why in (
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"model": "\xc3\x28"}', "UTF-8"),
+    ):
+        error = assert_error(client.post(GEN, content=body, headers=headers), 400, None)
+        assert error["code"] == "invalid_json" and why in error["message"], error
     assert_error(client.post(GEN, json={"prompt": "a cat"}), 400, "model")
 
 

@@ -255,11 +255,14 @@ class Jobs:
         events (its last state event commits with the state). Events are asked for only
         when the job's counter says there are new ones, so a quiet job costs one lookup.
         """
+        after = max(after, 0)  # events count from 1: a cursor under it reads them all
         with self.reader.begin() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
             if row is None or row.tenant_id != tenant_id:
                 raise UnknownJob(job_id)
             job = _job(row._mapping)
+            # A cursor past the job's last event asks the database nothing (it may be past
+            # what an integer column holds, too).
             events = _events(conn, job_id, after, limit) if job.event_seq > after else []
         return job, events
 
