@@ -268,16 +268,23 @@ class InvalidQueueSetting(KilnError):
         super().__init__(400, message, param=param, code="invalid_queue_setting")
 
 
+# The largest queued-images quota: far past any queue (what the column and every client
+# hold exactly, too).
+MAX_QUEUED_IMAGES_QUOTA = 1_000_000_000
+
+
 def check_queue_setting(weight: float | None, max_queued_images: int | None) -> None:
-    """Refuse a weight outside ``[MIN_WEIGHT, MAX_WEIGHT]`` or a quota below 1 (a quota
-    of zero would refuse every request: suspend the tenant's keys instead)."""
+    """Refuse a weight outside ``[MIN_WEIGHT, MAX_WEIGHT]`` or a quota outside 1 to
+    ``MAX_QUEUED_IMAGES_QUOTA`` (a quota of zero would refuse every request: suspend the
+    tenant's keys instead)."""
     if weight is not None and not MIN_WEIGHT <= weight <= MAX_WEIGHT:
         raise InvalidQueueSetting(
             "weight", f"weight must be {MIN_WEIGHT}-{MAX_WEIGHT}; got {weight}"
         )
-    if max_queued_images is not None and max_queued_images < 1:
+    if max_queued_images is not None and not 1 <= max_queued_images <= MAX_QUEUED_IMAGES_QUOTA:
         raise InvalidQueueSetting(
-            "max_queued_images", f"max_queued_images must be at least 1; got {max_queued_images}"
+            "max_queued_images",
+            f"max_queued_images must be 1-{MAX_QUEUED_IMAGES_QUOTA}; got {max_queued_images}",
         )
 
 

@@ -102,6 +102,14 @@ def test_credits_route_and_what_a_generation_charged(server, admin_http):
     assert granted.json()["balance"] == 12
     bad = admin_http.post(f"/v1/admin/tenants/{user.id}/credits", json={"amount": 0})
     assert bad.status_code == 400
+    for amount in (2**63 - 1, 10**30):  # a 500, and a balance no read could parse after
+        past = admin_http.post(f"/v1/admin/tenants/{user.id}/credits", json={"amount": amount})
+        assert past.status_code == 400, past.text
+        assert (past.json()["error"]["param"], past.json()["error"]["code"]) == (
+            "amount",
+            "credits_limit",
+        )
+    assert credits_of(server.url, user.key)["balance"] == 12
 
 
 def test_forty_concurrent_requests_from_ten_credits(server):

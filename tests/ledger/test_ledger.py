@@ -6,7 +6,9 @@ import pytest
 from invariants import assert_consistent
 
 from serving.core.ledger import (
+    MAX_CREDITS,
     Balance,
+    CreditsLimit,
     InsufficientCredits,
     Ledger,
     LedgerError,
@@ -22,6 +24,27 @@ def test_grant_and_balance(ledger: Ledger):
     assert (entry.kind, entry.amount, entry.held, entry.reference) == ("grant", 25, 0, "welcome")
     assert ledger.balance(tenant.id) == Balance(available=25, held=0)
     assert ledger.tenant(tenant.id).name == "studio"
+    assert_consistent(ledger, tenant.id)
+
+
+def test_a_tenant_holds_at_most_max_credits(ledger: Ledger):
+    """Grants stop at ``MAX_CREDITS`` held and available together. Past 64 bits SQLite
+    had turned the balance into a float (every read of it a 500 after)."""
+    tenant = ledger.create_tenant("rich")
+    for amount in (MAX_CREDITS + 1, 2**63 - 1, 2**63, 10**30):
+        with pytest.raises(CreditsLimit) as refused:
+            ledger.grant(tenant.id, amount)
+        assert (refused.value.status, refused.value.param) == (400, "amount")
+    ledger.grant(tenant.id, MAX_CREDITS - 10)
+    reservation = ledger.reserve(tenant.id, 4)  # held counts too
+    with pytest.raises(CreditsLimit, match=f"it holds {MAX_CREDITS - 10}"):
+        ledger.grant(tenant.id, 11)
+    ledger.grant(tenant.id, 10)
+    assert ledger.balance(tenant.id) == Balance(available=MAX_CREDITS - 4, held=4)
+    ledger.settle(reservation, 1, 4)
+    assert ledger.balance(tenant.id) == Balance(available=MAX_CREDITS - 4, held=0)
+    with pytest.raises(UnknownTenant):
+        ledger.grant("ten_nobody", 1)
     assert_consistent(ledger, tenant.id)
 
 

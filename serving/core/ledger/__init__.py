@@ -9,7 +9,9 @@ from serving.core.ledger.db import create_ledger_engine, migrate
 from serving.core.ledger.idempotency import IdempotencyKeys, body_hash
 from serving.core.ledger.ledger import Ledger
 from serving.core.ledger.types import (
+    MAX_CREDITS,
     Balance,
+    CreditsLimit,
     Entry,
     IdempotencyConflict,
     InsufficientCredits,
@@ -22,7 +24,9 @@ from serving.core.ledger.types import (
 )
 
 __all__ = [
+    "MAX_CREDITS",
     "Balance",
+    "CreditsLimit",
     "Entry",
     "IdempotencyConflict",
     "IdempotencyKeys",

@@ -41,7 +41,9 @@ from serving.core.ledger.driver import DriverStatement
 from serving.core.ledger.idempotency import IdempotencyKeys
 from serving.core.ledger.schema import balances, entries, reservations, tenants
 from serving.core.ledger.types import (
+    MAX_CREDITS,
     Balance,
+    CreditsLimit,
     Entry,
     InsufficientCredits,
     LedgerError,
@@ -207,16 +209,26 @@ class Ledger:
     # Credits
 
     def grant(self, tenant_id: str, amount: int, reference: str | None = None) -> Entry:
-        """Add ``amount`` credits to the tenant's available balance."""
+        """Add ``amount`` credits to the tenant's available balance; ``CreditsLimit`` when
+        the tenant would hold more than ``MAX_CREDITS`` (the database decides, as for
+        spending: the UPDATE's condition is checked against the committed row)."""
         _positive(amount)
+        if amount > MAX_CREDITS:
+            raise CreditsLimit(amount, None)
         with self.engine.begin() as conn:
+            bal = balances.c
             moved = conn.execute(
                 update(balances)
-                .where(balances.c.tenant_id == tenant_id)
-                .values(available=balances.c.available + amount)
+                .where(bal.tenant_id == tenant_id, bal.available + bal.held <= MAX_CREDITS - amount)
+                .values(available=bal.available + amount)
             )
             if moved.rowcount != 1:
-                raise UnknownTenant(tenant_id)
+                total = conn.execute(
+                    select(bal.available + bal.held).where(bal.tenant_id == tenant_id)
+                ).scalar_one_or_none()
+                if total is None:
+                    raise UnknownTenant(tenant_id)
+                raise CreditsLimit(amount, total)
             return self._append(conn, tenant_id, "grant", amount, 0, None, reference)
 
     def reserve(self, tenant_id: str, amount: int, reference: str | None = None) -> Reservation:

@@ -29,6 +29,25 @@ class UnknownReservation(LedgerError):
         self.reservation_id = reservation_id
 
 
+# The most credits a tenant can hold (available and held together): 64-bit columns hold
+# 9.2e18, but SQLite turns an integer sum past that into a float, silently; and a
+# JavaScript client reads integers exactly only up to 2**53 (9.0e15).
+MAX_CREDITS = 10**15
+
+
+class CreditsLimit(KilnError, LedgerError):
+    """A grant that would take the tenant past ``MAX_CREDITS`` (400 naming ``amount``)."""
+
+    def __init__(self, amount: int, total: int | None) -> None:
+        held = f"; it holds {total}" if total is not None else ""
+        super().__init__(
+            400,
+            f"a tenant holds at most {MAX_CREDITS} credits: {amount} more would pass it{held}",
+            param="amount",
+            code="credits_limit",
+        )
+
+
 class InsufficientCredits(KilnError, LedgerError):
     """The tenant's available credits do not cover the amount (402)."""
 

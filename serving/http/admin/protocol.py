@@ -80,7 +80,7 @@ class TenantQueueRequest(BaseModel):
     (0.01-100; omitted keeps it) and its own queued-images quota (at least 1; omitted or
     null: the server's ``KILN_TENANT_MAX_QUEUED_IMAGES``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     weight: float | None = None
     max_queued_images: int | None = None
