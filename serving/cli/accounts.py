@@ -16,14 +16,15 @@ from serving.core.settings import Settings
 
 @contextlib.contextmanager
 def _accounts(settings: Settings) -> Iterator[Any]:
-    """Accounts on the configured database, closed afterwards; unknown ids become errors."""
+    """Accounts on the configured database, closed afterwards; unknown ids and refused
+    amounts become errors."""
     from serving.core.accounts import Accounts, UnknownKey
-    from serving.core.ledger import Ledger, UnknownTenant
+    from serving.core.ledger import CreditsLimit, Ledger, UnknownTenant
 
     accounts = Accounts(Ledger.of(settings))
     try:
         yield accounts
-    except (UnknownTenant, UnknownKey) as exc:
+    except (UnknownTenant, UnknownKey, CreditsLimit) as exc:
         raise CommandFailed(str(exc)) from None
     finally:
         accounts.ledger.close()

@@ -69,6 +69,8 @@ def test_tenants_keys_and_credits_on_the_database(tmp_path, monkeypatch, capsys)
     assert main(["credits", "grant", "ten_nope", "5"]) == 1
     assert "ten_nope" in capsys.readouterr().err
     assert main(["credits", "grant", tenant_id, "0"]) == 2
+    assert main(["credits", "grant", tenant_id, str(10**30)]) == 1  # was a traceback
+    assert "at most" in capsys.readouterr().err
     with Ledger(f"sqlite:///{tmp_path / 'kiln.db'}") as ledger:
         assert Accounts(ledger).authenticate(key) is None
 
