@@ -199,6 +199,10 @@ STYLE_ID_PREFIX = "sty_"
 # generation, ``style_training`` per training run, ``license`` per image, the rest per
 # image produced (the edit tools each have their own price; ``variation`` covers OpenAI's
 # variations).
+# The most a price may be: what a tenant can hold at most (the ledger's ``MAX_CREDITS``),
+# so a price times a request's images stays far inside the ledger's 64-bit integers.
+MAX_PRICE = 10**15
+
 OPERATIONS = (
     "agentic", "instruct", "replace", "recreate", "erase", "variation", "upscale",
     "remove_background", "vectorize", "style_training",
@@ -488,9 +492,15 @@ def _spec_from_entry(model_id: str, entry: dict[str, Any], home: Path) -> ModelS
         raise CatalogError(f"{where}: aspect_ratios must not be empty")
     credits = {str(k): float(v) for k, v in entry["credits"].items()}
     # The ledger counts whole credits: a fractional price could not be charged exactly.
-    fractional = [tier for tier, price in credits.items() if not price.is_integer() or price < 0]
+    fractional = [
+        tier
+        for tier, price in credits.items()
+        if not price.is_integer() or not 0 <= price <= MAX_PRICE
+    ]
     if fractional:
-        raise CatalogError(f"{where}: credits must be whole, non-negative numbers: {fractional}")
+        raise CatalogError(
+            f"{where}: credits must be whole numbers from 0 to {MAX_PRICE}: {fractional}"
+        )
     if set(credits) != set(resolutions):
         names = ", ".join(resolutions)
         raise CatalogError(f"{where}: credits must name exactly the resolutions {names}")
@@ -666,6 +676,9 @@ def _operation_prices(prices: dict[str, Any]) -> dict[str, int]:
         raise CatalogError(f"[prices]: no price for {', '.join(missing)}")
     for op, price in prices.items():
         # Whole credits, as model prices: the ledger counts integers.
-        if isinstance(price, bool) or not isinstance(price, int) or price < 0:
-            raise CatalogError(f"[prices]: {op} must be a whole number of credits, got {price!r}")
+        if isinstance(price, bool) or not isinstance(price, int) or not 0 <= price <= MAX_PRICE:
+            raise CatalogError(
+                f"[prices]: {op} must be a whole number of credits from 0 to {MAX_PRICE}, "
+                f"got {price!r}"
+            )
     return {op: int(prices[op]) for op in OPERATIONS}

@@ -46,6 +46,11 @@ def test_a_tenant_holds_at_most_max_credits(ledger: Ledger):
     with pytest.raises(UnknownTenant):
         ledger.grant("ten_nobody", 1)
     assert_consistent(ledger, tenant.id)
+    # No catalog price is past what a tenant can hold (``weights.catalog`` says it again:
+    # weights may not import serving).
+    from weights.catalog import MAX_PRICE
+
+    assert MAX_PRICE == MAX_CREDITS
 
 
 def test_partial_batch_charges_only_delivered_images(ledger: Ledger):

@@ -84,6 +84,8 @@ credits = { "1K" = 3 }
         ('source = "x.ckpt"', "pickle"),
         ('aspect_ratios = ["wide"]', "W:H"),
         ('credits = { "nope" = 1 }', "credits must name"),
+        ('credits = { "128px" = 1.5 }', "whole numbers from 0"),
+        ('credits = { "128px" = 1e19 }', "whole numbers from 0"),  # a 500 at reservation
         ('default_resolution = "8K"', "not listed"),
     ],
 )
