@@ -162,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def log_statements(ledger: Ledger, request: Callable[[], object]) -> None:
     """The statements one request sends, BEGIN and COMMIT not counted: SQLite's trace of
-    every connection the request checks out (other drivers have none to read). On SQLite
-    two of them are the ``PRAGMA synchronous`` that switches a connection between a
-    hold's commit and a durable one."""
+    every connection the request checks out (other drivers have none to read), and apart
+    the ``PRAGMA synchronous`` that switch a connection between a hold's commit and a
+    durable one."""
     if ledger.engine.dialect.name != "sqlite":
         log("  statements a request sends: counted on SQLite only")
         return
@@ -183,7 +183,11 @@ def log_statements(ledger: Ledger, request: Callable[[], object]) -> None:
         for dbapi_connection in traced:
             dbapi_connection.set_trace_callback(None)
     counted = [s for s in sent if not s.lstrip().upper().startswith(("BEGIN", "COMMIT"))]
-    log(f"  statements a request sends (BEGIN and COMMIT not counted): {len(counted)}")
+    pragmas = [s for s in counted if s.lstrip().upper().startswith("PRAGMA")]
+    log(
+        f"  statements a request sends (BEGIN and COMMIT not counted): "
+        f"{len(counted) - len(pragmas)}, and {len(pragmas)} PRAGMA synchronous"
+    )
 
 
 if __name__ == "__main__":

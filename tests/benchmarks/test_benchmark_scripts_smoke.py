@@ -78,7 +78,7 @@ PRINTS: dict[str, tuple[str, ...]] = {
         "sqlite, 20 requests of 1 image(s)", "back to back, driver: reserve median",
         "back to back, sqlalchemy: reserve median", "settle (with its asset row)",
         "after 100 ms: through SQLAlchemy / on the driver =",
-        "statements a request sends (BEGIN and COMMIT not counted): 8",
+        "statements a request sends (BEGIN and COMMIT not counted): 8, and 2 PRAGMA",
         "a burst of 8 requests at once",
     ),
     "preview_overhead.py": (
