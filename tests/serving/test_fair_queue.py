@@ -355,6 +355,42 @@ def test_a_request_on_an_image_route_counts_as_a_companion_before_its_order_name
     asyncio.run(scenario())
 
 
+def test_a_request_read_in_the_same_loop_turn_is_a_lone_calls_companion():
+    """A request whose task exists but has not run yet (read off its socket while the first
+    request's order ran on without suspending) still counts: a call that would ask alone
+    first gives the loop two turns. Without them the first request took the free replica
+    alone and the second ran after it."""
+    from types import SimpleNamespace
+
+    from serving.core.scheduling.admission import LocalAdmission
+
+    admission = LocalAdmission(SchedulerConfig(slots=1, group_images=8, gather_s=0.2))
+    params = SimpleNamespace(model="m", n=1, batch_key="k")
+
+    async def request(parsing_s: float) -> int:
+        with admission.arriving():
+            await asyncio.sleep(parsing_s)  # authenticating, parsing, reserving
+            async with admission.held("m", 1), admission.admitted(params) as admitted:
+                return admitted.group_size
+
+    async def first_with_a_second_behind_it() -> tuple[int, int]:
+        with admission.arriving():
+            async with admission.held("m", 1):
+                # Read off its socket in this turn: its task is queued, not yet run.
+                second = asyncio.ensure_future(request(0.01))
+                async with admission.admitted(params) as admitted:
+                    size = admitted.group_size
+        return size, await second
+
+    async def scenario() -> None:
+        sizes = await asyncio.wait_for(first_with_a_second_behind_it(), 2)
+        assert sizes == (2, 2)
+        assert admission.in_front == 0 and not admission.on_the_way
+        assert await asyncio.wait_for(request(0.0), 1) == 1  # alone: alone, at once
+
+    asyncio.run(scenario())
+
+
 def test_a_local_admission_gives_back_in_place_even_for_a_cancelled_request(monkeypatch):
     """This process's schedulers release an admission and a quota hold with plain calls:
     no shield's task (two loop iterations on every request), and a request cancelled
