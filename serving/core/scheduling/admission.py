@@ -21,8 +21,10 @@ order names its model it is counted too, from the moment its request reaches an 
 route (``arriving``, entered by the HTTP adapter) until ``held``: a burst's first request
 could otherwise reach the queue before any other had reached the paid path, and run
 alone on the free replica while the rest of the burst waited for it (3 of 20 bursts of
-8 split so in benchmarks/serving_overhead.py). Those count for every model, so a call
-may wait for a companion that went to another model: at most ``gather_s``.
+8 split so in benchmarks/serving_overhead.py). And a call that would ask alone first
+gives the event loop two turns, so requests already read off their sockets get that far
+(``_take_in_what_has_arrived``). Those count for every model, so a call may wait for a
+companion that went to another model: at most ``gather_s``.
 
 Metrics (``serving.core.metrics``): images waiting for admission in this process and
 the wait of each admitted call, per model and class; summed over ingress replicas they
