@@ -89,11 +89,13 @@ def test_invalid_lines_are_reported_with_their_numbers(tmp_path, catalog):
         agentic_line(candidates=9),  # 16: over KILN_AGENTIC_MAX_CANDIDATES
         agentic_line(references=None),  # 17: neither references nor recipe
         edit_line(tool="instruct", model=None, mask=None, prompt=None, instruction="x", n=13),
+        "[" * 50_000 + "]" * 50_000,  # 19: past the parser's recursion limit (was a 500)
     ]
     lines, invalid = parse(bad, tmp_path, catalog)
     assert [line.number for line in lines] == [1]
     messages = {x.number: x.message for x in invalid}
-    assert sorted(messages) == list(range(2, 19))
+    assert sorted(messages) == list(range(2, 20))
+    assert messages[19] == "line 19: not valid JSON: nested too deeply"
     assert all(message.startswith(f"line {n}: ") for n, message in messages.items())
     assert "not valid JSON" in messages[2]
     assert "must be a JSON object" in messages[3]

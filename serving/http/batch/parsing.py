@@ -160,6 +160,8 @@ def parse_line(
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:  # a line of 50,000 brackets was a 500
+        raise ValueError("not valid JSON: nested too deeply") from None
     if not isinstance(raw, dict):
         raise ValueError("a line must be a JSON object")
     kind = raw.pop("kind", None)
